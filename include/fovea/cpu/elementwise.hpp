@@ -1,0 +1,28 @@
+// fovea/cpu/elementwise.hpp: the CPU loop that runs fovea::math functors, and the CPU twins of the
+// element-wise ops (contracts in ops/elementwise.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include "fovea/core/tensor.hpp"
+#include "fovea/ops/math.hpp"
+
+namespace fovea::cpu {
+
+// out[i] = f(in[i]...) for every i; out may alias an input exactly.
+template <class F, class... In>
+void map(const F& f, View out, In... in) {
+  float* o = out.data();
+  const std::int64_t n = out.numel();
+  for (std::int64_t i = 0; i < n; ++i) o[i] = f(in.data()[i]...);
+}
+
+inline void fill(View out, float value) { map(math::Fill{value}, out); }
+inline void scale(CView x, float alpha, View out) { map(math::Scale{alpha}, out, x); }
+inline void axpy(float alpha, CView x, View y) { map(math::Axpy{alpha}, y, x, CView(y)); }
+inline void add(CView a, CView b, View out) { map(math::Add{}, out, a, b); }
+inline void multiply(CView a, CView b, View out) { map(math::Multiply{}, out, a, b); }
+inline void relu_forward(CView x, View y) { map(math::Relu{}, y, x); }
+inline void relu_backward(CView x, CView dy, View dx) { map(math::ReluBackward{}, dx, x, dy); }
+
+}  // namespace fovea::cpu
