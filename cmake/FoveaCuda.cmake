@@ -11,7 +11,7 @@ set(_fovea_missing "")
 
 if(NOT FOVEA_CUDA STREQUAL "OFF")
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
-    set(CMAKE_CUDA_ARCHITECTURES 90)
+    set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures to compile for (never native)")
   endif()
   if(CMAKE_CUDA_ARCHITECTURES MATCHES "native|all")
     message(FATAL_ERROR "fovea: CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES} is not allowed "
@@ -70,6 +70,8 @@ if(NOT FOVEA_CUDA STREQUAL "OFF")
   endif()
 endif()
 
+# A cache entry, so a parent project that add_subdirectory()s fovea sees it (fovea_add_kernels).
+set(FOVEA_CUDA_ENABLED ${FOVEA_CUDA_ENABLED} CACHE INTERNAL "fovea: the CUDA backend is on")
 if(FOVEA_CUDA_ENABLED)
   enable_language(CUDA)
   if(NOT TARGET fovea::cudnn)

@@ -1,10 +1,17 @@
-// tests/op_cases.hpp: the op table the harness runs (tests/op_harness.hpp). Each new op adds its
-// cases here, so the CPU suite (reference and grad modes) and the CUDA suite (cuda mode) cover it.
+// tests/op_cases.hpp: the op table the harness runs (tests/op_harness.hpp). Element-wise and
+// reduction cases are here; each further op family keeps its cases in tests/cases/<family>.hpp and
+// is added to all_op_cases() below, so the CPU suite (reference and grad modes) and the CUDA suite
+// (cuda mode) cover it.
 #pragma once
 
 #include <cmath>
 #include <vector>
 
+#include "cases/batch_norm.hpp"
+#include "cases/conv.hpp"
+#include "cases/linear.hpp"
+#include "cases/pool.hpp"
+#include "cases/softmax.hpp"
 #include "op_harness.hpp"
 
 namespace fovea::testing {
@@ -187,7 +194,8 @@ inline std::vector<OpCase> reduce_cases() {
 
 inline std::vector<OpCase> all_op_cases() {
   auto cases = elementwise_cases();
-  for (auto& c : reduce_cases()) cases.push_back(c);
+  for (auto* family : {&reduce_cases, &batch_norm_cases, &pool_cases, &softmax_cases, &conv_cases, &linear_cases})
+    for (auto& c : (*family)()) cases.push_back(c);
   return cases;
 }
 

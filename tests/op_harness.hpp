@@ -61,7 +61,10 @@ inline Shape output_shape_of(const OpCase& c, const std::vector<Shape>& in) {
 
 inline std::string shapes_str(const std::vector<Shape>& shapes) {
   std::string s;
-  for (const auto& sh : shapes) s += (s.empty() ? "" : " ") + sh.str();
+  for (const auto& sh : shapes) {
+    if (!s.empty()) s += ' ';
+    s += sh.str();
+  }
   return s;
 }
 

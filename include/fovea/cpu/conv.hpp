@@ -1,0 +1,202 @@
+// fovea/cpu/conv.hpp: 2-D convolution parameters and geometry shared by both twins, and the CPU
+// twin (im2col per image + cpu::gemm; contracts in ops/conv.hpp).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fovea/core/tensor.hpp"
+#include "fovea/cpu/gemm.hpp"
+
+namespace fovea {
+
+// Stride, zero padding and dilation per spatial axis, and channel groups (PyTorch Conv2d
+// semantics; cross-correlation, no kernel flip).
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;
+
+  std::string str() const {
+    std::ostringstream os;
+    os << "stride " << stride_h << 'x' << stride_w << ", pad " << pad_h << 'x' << pad_w << ", dilation "
+       << dilation_h << 'x' << dilation_w << ", groups " << groups;
+    return os.str();
+  }
+  friend bool operator==(const Conv2dParams&, const Conv2dParams&) = default;
+};
+
+// Every size of one convolution: input (N, C, H, W), weight (K, C / groups, R, S), output (N, K, P, Q).
+struct Conv2dGeometry {
+  std::int64_t N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, P = 0, Q = 0;
+  Conv2dParams params;
+  std::int64_t group_in() const { return C / params.groups; }    // C / groups
+  std::int64_t group_out() const { return K / params.groups; }   // K / groups
+  std::int64_t patch() const { return group_in() * R * S; }      // one group's im2col rows
+};
+
+// Validates x (N, C, H, W), w (K, C / groups, R, S) and params, and returns every size; errors name
+// the op, both shapes and the parameters.
+inline Conv2dGeometry conv2d_geometry(const char* op, const Shape& x, const Shape& w, const Conv2dParams& p) {
+  const auto where = [&] { return " (input " + x.str() + ", weight " + w.str() + ", " + p.str() + ")"; };
+  FOVEA_CHECK(x.rank() == 4 && w.rank() == 4, op, ": input (N, C, H, W) and weight (K, C, R, S) must be 4-D",
+              where());
+  FOVEA_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.pad_h >= 0 && p.pad_w >= 0 && p.dilation_h > 0 &&
+                  p.dilation_w > 0 && p.groups > 0,
+              op, ": strides and dilations must be positive, paddings non-negative, groups positive", where());
+  Conv2dGeometry g;
+  g.params = p;
+  g.N = x[0], g.C = x[1], g.H = x[2], g.W = x[3];
+  g.K = w[0], g.R = w[2], g.S = w[3];
+  FOVEA_CHECK(g.C > 0 && g.H > 0 && g.W > 0 && g.K > 0 && g.R > 0 && g.S > 0, op,
+              ": channels, spatial sizes and kernel sizes must be positive", where());
+  FOVEA_CHECK(g.C % p.groups == 0 && g.K % p.groups == 0, op, ": input channels ", g.C, " and output channels ",
+              g.K, " must both be divisible by groups", where());
+  FOVEA_CHECK(w[1] == g.C / p.groups, op, ": the input has ", g.C, " channels but the weight expects ",
+              w[1] * p.groups, " (weight axis 1 = C / groups = ", w[1], ")", where());
+  const std::int64_t span_h = static_cast<std::int64_t>(p.dilation_h) * (g.R - 1) + 1;
+  const std::int64_t span_w = static_cast<std::int64_t>(p.dilation_w) * (g.S - 1) + 1;
+  FOVEA_CHECK(g.H + 2 * p.pad_h >= span_h && g.W + 2 * p.pad_w >= span_w, op,
+              ": the padded input is smaller than the dilated kernel", where());
+  g.P = (g.H + 2 * p.pad_h - span_h) / p.stride_h + 1;
+  g.Q = (g.W + 2 * p.pad_w - span_w) / p.stride_w + 1;
+  return g;
+}
+
+// The output shape (N, K, P, Q) of a convolution of x (N, C, H, W) with w (K, C / groups, R, S):
+// P = (H + 2 pad_h - dilation_h (R - 1) - 1) / stride_h + 1, likewise Q. Throws on invalid shapes.
+inline Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dParams& params) {
+  const auto g = conv2d_geometry("conv2d_output_shape", x, w, params);
+  return Shape{g.N, g.K, g.P, g.Q};
+}
+
+namespace detail {
+
+// A 1x1 kernel with stride 1 and no padding reads the image itself as its im2col matrix.
+inline bool conv2d_is_pointwise(const Conv2dGeometry& g) {
+  const auto& p = g.params;
+  return g.R == 1 && g.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+}
+
+// col (C * R * S, P * Q) from one image (C, H, W); padding reads as zero.
+inline void conv2d_im2col(const float* image, const Conv2dGeometry& g, float* col) {
+  const auto& p = g.params;
+  for (std::int64_t c = 0; c < g.C; ++c)
+    for (std::int64_t r = 0; r < g.R; ++r)
+      for (std::int64_t s = 0; s < g.S; ++s) {
+        float* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
+        const float* plane = image + c * g.H * g.W;
+        for (std::int64_t oh = 0; oh < g.P; ++oh) {
+          float* out = row + oh * g.Q;
+          const std::int64_t ih = oh * p.stride_h - p.pad_h + r * p.dilation_h;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(out, out + g.Q, 0.0f);
+            continue;
+          }
+          for (std::int64_t ow = 0; ow < g.Q; ++ow) {
+            const std::int64_t iw = ow * p.stride_w - p.pad_w + s * p.dilation_w;
+            out[ow] = (iw >= 0 && iw < g.W) ? plane[ih * g.W + iw] : 0.0f;
+          }
+        }
+      }
+}
+
+// image (C, H, W) = the sum of col (C * R * S, P * Q) scattered back (the adjoint of im2col).
+inline void conv2d_col2im(const float* col, const Conv2dGeometry& g, float* image) {
+  const auto& p = g.params;
+  std::fill(image, image + g.C * g.H * g.W, 0.0f);
+  for (std::int64_t c = 0; c < g.C; ++c)
+    for (std::int64_t r = 0; r < g.R; ++r)
+      for (std::int64_t s = 0; s < g.S; ++s) {
+        const float* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
+        float* plane = image + c * g.H * g.W;
+        for (std::int64_t oh = 0; oh < g.P; ++oh) {
+          const std::int64_t ih = oh * p.stride_h - p.pad_h + r * p.dilation_h;
+          if (ih < 0 || ih >= g.H) continue;
+          for (std::int64_t ow = 0; ow < g.Q; ++ow) {
+            const std::int64_t iw = ow * p.stride_w - p.pad_w + s * p.dilation_w;
+            if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += row[oh * g.Q + ow];
+          }
+        }
+      }
+}
+
+}  // namespace detail
+
+namespace cpu {
+
+// The im2col buffer holds one image at a time: (C * R * S) x (P * Q) floats.
+inline void conv2d_forward(CView x, CView w, CView bias, View y, const Conv2dParams& params) {
+  const auto g = conv2d_geometry("conv2d_forward", x.shape(), w.shape(), params);
+  const std::int64_t pq = g.P * g.Q, groups = params.groups;
+  const bool pointwise = detail::conv2d_is_pointwise(g);
+  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
+  for (std::int64_t n = 0; n < g.N; ++n) {
+    const float* image = x.data() + n * g.C * g.H * g.W;
+    float* out = y.data() + n * g.K * pq;  // (K, P * Q)
+    if (!pointwise) detail::conv2d_im2col(image, g, col.data());
+    const float* cols = pointwise ? image : col.data();
+    for (std::int64_t gi = 0; gi < groups; ++gi)
+      gemm(false, false, g.group_out(), pq, g.patch(), 1.0f, w.data() + gi * g.group_out() * g.patch(), g.patch(),
+           cols + gi * g.patch() * pq, pq, 0.0f, out + gi * g.group_out() * pq, pq);
+    if (detail::is_present(bias))
+      for (std::int64_t k = 0; k < g.K; ++k) {
+        const float b = bias.data()[k];
+        for (std::int64_t i = 0; i < pq; ++i) out[k * pq + i] += b;
+      }
+  }
+}
+
+inline void conv2d_backward_data(CView dy, CView w, View dx, const Conv2dParams& params) {
+  const auto g = conv2d_geometry("conv2d_backward_data", dx.shape(), w.shape(), params);
+  const std::int64_t pq = g.P * g.Q, groups = params.groups;
+  const bool pointwise = detail::conv2d_is_pointwise(g);
+  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
+  for (std::int64_t n = 0; n < g.N; ++n) {
+    const float* grad = dy.data() + n * g.K * pq;  // (K, P * Q)
+    float* image = dx.data() + n * g.C * g.H * g.W;
+    float* cols = pointwise ? image : col.data();
+    for (std::int64_t gi = 0; gi < groups; ++gi)
+      gemm(true, false, g.patch(), pq, g.group_out(), 1.0f, w.data() + gi * g.group_out() * g.patch(), g.patch(),
+           grad + gi * g.group_out() * pq, pq, 0.0f, cols + gi * g.patch() * pq, pq);
+    if (!pointwise) detail::conv2d_col2im(col.data(), g, image);
+  }
+}
+
+inline void conv2d_backward_filter(CView x, CView dy, View dw, const Conv2dParams& params, bool accumulate) {
+  const auto g = conv2d_geometry("conv2d_backward_filter", x.shape(), dw.shape(), params);
+  const std::int64_t pq = g.P * g.Q, groups = params.groups;
+  if (g.N == 0 && !accumulate) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
+  const bool pointwise = detail::conv2d_is_pointwise(g);
+  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
+  for (std::int64_t n = 0; n < g.N; ++n) {
+    const float* image = x.data() + n * g.C * g.H * g.W;
+    const float* grad = dy.data() + n * g.K * pq;
+    if (!pointwise) detail::conv2d_im2col(image, g, col.data());
+    const float* cols = pointwise ? image : col.data();
+    const float beta = (n == 0 && !accumulate) ? 0.0f : 1.0f;
+    for (std::int64_t gi = 0; gi < groups; ++gi)
+      gemm(false, true, g.group_out(), g.patch(), pq, 1.0f, grad + gi * g.group_out() * pq, pq,
+           cols + gi * g.patch() * pq, pq, beta, dw.data() + gi * g.group_out() * g.patch(), g.patch());
+  }
+}
+
+// Accumulates in double.
+inline void conv2d_backward_bias(CView dy, View db) {
+  const std::int64_t N = dy.shape()[0], K = dy.shape()[1], pq = dy.shape()[2] * dy.shape()[3];
+  for (std::int64_t k = 0; k < K; ++k) {
+    double s = 0.0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const float* p = dy.data() + (n * K + k) * pq;
+      for (std::int64_t i = 0; i < pq; ++i) s += p[i];
+    }
+    db.data()[k] = static_cast<float>(s);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fovea

@@ -1,0 +1,125 @@
+// fovea/cpu/gemm.hpp: single-precision matrix multiply on the host: OpenBLAS (cblas_sgemm) when the
+// build defines FOVEA_WITH_BLAS, otherwise a cache-blocked loop, so g++ alone still works.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "fovea/core/error.hpp"
+#include "fovea/core/tensor.hpp"
+
+#if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
+#include <cblas.h>
+#define FOVEA_CPU_GEMM_BACKEND "cblas"
+#else
+#define FOVEA_CPU_GEMM_BACKEND "fovea blocked loop"
+#endif
+
+namespace fovea::cpu {
+
+// Which implementation cpu::gemm uses: "cblas" or "fovea blocked loop".
+inline const char* gemm_backend() { return FOVEA_CPU_GEMM_BACKEND; }
+
+}  // namespace fovea::cpu
+
+namespace fovea::detail {
+
+// Whether an optional operand (a bias) is given: a default CView() (a null scalar view) and a view
+// of 0 elements both mean "none".
+inline bool is_present(CView v) { return v.data() != nullptr && v.numel() > 0; }
+
+// C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C, row-major, by panels: a (kc, nc) panel
+// of op(B) and an (mc, kc) panel of alpha * op(A) are packed contiguous, then four rows of C are
+// updated per pass so each loaded row of B feeds four multiply-adds.
+inline void gemm_blocked(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K,
+                         float alpha, const float* A, std::int64_t lda, const float* B,
+                         std::int64_t ldb, float beta, float* C, std::int64_t ldc) {
+  constexpr std::int64_t kMc = 64, kKc = 256, kNc = 1024;
+  for (std::int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) std::fill(c, c + N, 0.0f);  // C may hold NaN: never read it
+    else if (beta != 1.0f)
+      for (std::int64_t j = 0; j < N; ++j) c[j] *= beta;
+  }
+  if (alpha == 0.0f || K == 0) return;
+  std::vector<float> bp(static_cast<std::size_t>(std::min(K, kKc) * std::min(N, kNc)));
+  std::vector<float> ap(static_cast<std::size_t>(std::min(M, kMc) * std::min(K, kKc)));
+  for (std::int64_t jc = 0; jc < N; jc += kNc) {
+    const std::int64_t nc = std::min(kNc, N - jc);
+    for (std::int64_t pc = 0; pc < K; pc += kKc) {
+      const std::int64_t kc = std::min(kKc, K - pc);
+      for (std::int64_t p = 0; p < kc; ++p)  // bp (kc, nc) = op(B)[pc.., jc..]
+        for (std::int64_t j = 0; j < nc; ++j)
+          bp[p * nc + j] = trans_b ? B[(jc + j) * ldb + pc + p] : B[(pc + p) * ldb + jc + j];
+      for (std::int64_t ic = 0; ic < M; ic += kMc) {
+        const std::int64_t mc = std::min(kMc, M - ic);
+        for (std::int64_t i = 0; i < mc; ++i)  // ap (mc, kc) = alpha * op(A)[ic.., pc..]
+          for (std::int64_t p = 0; p < kc; ++p)
+            ap[i * kc + p] = alpha * (trans_a ? A[(pc + p) * lda + ic + i] : A[(ic + i) * lda + pc + p]);
+        std::int64_t i = 0;
+        for (; i + 4 <= mc; i += 4) {
+          float* c0 = C + (ic + i) * ldc + jc;
+          float* c1 = c0 + ldc;
+          float* c2 = c1 + ldc;
+          float* c3 = c2 + ldc;
+          const float* a = ap.data() + i * kc;
+          for (std::int64_t p = 0; p < kc; ++p) {
+            const float a0 = a[p], a1 = a[kc + p], a2 = a[2 * kc + p], a3 = a[3 * kc + p];
+            const float* b = bp.data() + p * nc;
+            for (std::int64_t j = 0; j < nc; ++j) {
+              const float bj = b[j];
+              c0[j] += a0 * bj;
+              c1[j] += a1 * bj;
+              c2[j] += a2 * bj;
+              c3[j] += a3 * bj;
+            }
+          }
+        }
+        for (; i < mc; ++i) {
+          float* c0 = C + (ic + i) * ldc + jc;
+          const float* a = ap.data() + i * kc;
+          for (std::int64_t p = 0; p < kc; ++p) {
+            const float a0 = a[p];
+            const float* b = bp.data() + p * nc;
+            for (std::int64_t j = 0; j < nc; ++j) c0[j] += a0 * b[j];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace fovea::detail
+
+namespace fovea::cpu {
+
+// gemm: C = alpha * op(A) * op(B) + beta * C, all row-major (cblas_sgemm with CblasRowMajor).
+//   op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when trans_a;
+//   op(B) is (K, N): B is (K, N) with ldb >= N, or (N, K) with ldb >= K when trans_b;
+//   C is (M, N) with ldc >= N and does not overlap A or B.
+//   Ensures: beta == 0 overwrites C without reading it (NaN in C does not propagate). Sizes must
+//            fit in int (the BLAS interface).
+inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+                 const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C,
+                 std::int64_t ldc) {
+  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+  FOVEA_CHECK(M >= 0 && N >= 0 && K >= 0 && M <= kIntMax && N <= kIntMax && K <= kIntMax &&
+                  lda <= kIntMax && ldb <= kIntMax && ldc <= kIntMax,
+              "cpu::gemm: sizes M ", M, ", N ", N, ", K ", K, " out of the int range of BLAS");
+  FOVEA_CHECK(lda >= std::max<std::int64_t>(1, trans_a ? M : K) &&
+                  ldb >= std::max<std::int64_t>(1, trans_b ? K : N) && ldc >= std::max<std::int64_t>(1, N),
+              "cpu::gemm: leading dimensions lda ", lda, ", ldb ", ldb, ", ldc ", ldc, " too small for M ",
+              M, ", N ", N, ", K ", K);
+  if (M == 0 || N == 0) return;
+#if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda),
+              B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+#else
+  detail::gemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+}  // namespace fovea::cpu

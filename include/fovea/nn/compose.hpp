@@ -1,0 +1,362 @@
+// fovea/nn/compose.hpp: compile-time composition of layers. Sequential<Ls...> (a flat variadic
+// pack, run with fold expressions), Named<"name", L> and Inline<L> (how children are named),
+// Residual<Body, Shortcut> (y = relu(body(x) + shortcut(x))), Repeat<N, Block> (N blocks of one
+// type in an array: depth stays out of the type), Optional<L> (a layer switched on or off at
+// construction, e.g. a projection shortcut). Plus at<I>(net) and visit_layers(net, f).
+//
+// Naming (torchvision's state-dict keys): a Sequential names its children by index ("0", "1", ...)
+// unless a child is Named (its name) or Inline (no name of its own: its children's names appear at
+// the parent's level). Residual and Optional add no name of their own.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "fovea/nn/layer.hpp"
+#include "fovea/nn/layers.hpp"
+
+namespace fovea::nn {
+
+// A string usable as a template argument: Named<"conv1", Conv2d>.
+template <std::size_t N>
+struct FixedString {
+  char chars[N]{};
+  constexpr FixedString(const char (&s)[N]) { std::copy_n(s, N, chars); }  // NOLINT: implicit by design
+  constexpr std::string_view view() const { return std::string_view(chars, N - 1); }
+};
+
+// L under a fixed name.
+template <FixedString Name, class L>
+class Named : public L {
+  static_assert(check_layer<L>());
+
+ public:
+  using Inner = L;
+  static constexpr std::string_view layer_name() { return Name.view(); }
+  Named() = default;
+  Named(L layer) : L(std::move(layer)) {}  // NOLINT: implicit, so Sequential{Conv2d(...), ...} works
+  L& inner() { return *this; }
+};
+
+// L whose children are named at the parent's level.
+template <class L>
+class Inline : public L {
+  static_assert(check_layer<L>());
+
+ public:
+  using Inner = L;
+  static constexpr bool inline_names = true;
+  Inline() = default;
+  Inline(L layer) : L(std::move(layer)) {}  // NOLINT
+  L& inner() { return *this; }
+};
+
+namespace detail {
+template <class L>
+concept HasLayerName = requires { { L::layer_name() } -> std::convertible_to<std::string_view>; };
+template <class L>
+concept HasInlineNames = requires { requires L::inline_names; };
+
+// The name of child I of type L inside a Sequential.
+template <class L>
+std::string child_name(std::size_t index) {
+  if constexpr (HasLayerName<L>) return std::string(L::layer_name());
+  else if constexpr (HasInlineNames<L>) return std::string();
+  else return std::to_string(index);
+}
+
+// The prefix under which a wrapper (Residual, Optional) shows child L: its name if Named.
+template <class L>
+std::string wrapped_prefix(const std::string& prefix) {
+  if constexpr (HasLayerName<L>) return join_name(prefix, L::layer_name());
+  else return prefix;
+}
+
+// Output shapes seen by output_shape() while a ShapeRecorder is active (print_summary uses it).
+inline std::vector<std::pair<const void*, Shape>>*& shape_record() {
+  thread_local std::vector<std::pair<const void*, Shape>>* record = nullptr;
+  return record;
+}
+inline Shape record_shape(const void* layer, const Shape& s) {
+  if (auto* r = shape_record()) r->emplace_back(layer, s);
+  return s;
+}
+
+// Does L contain children (so visit_layers recurses)?
+template <class L>
+concept Composite = requires(L& l) { l.visit_children(std::string(), [](const std::string&, auto&) {}); };
+}  // namespace detail
+
+// visit_layers(layer, f): calls f(path, layer) for `layer` and, depth first in network order, every
+// layer inside it. Paths are the state-dict prefixes ("layer1.0.conv2"); unnamed wrappers report
+// the path of what they wrap.
+template <class L, class F>
+void visit_layers(L& layer, F&& f, const std::string& path = "") {
+  f(path, layer);
+  if constexpr (detail::Composite<L>) {
+    layer.visit_children(path, [&](const std::string& child_path, auto& child) { visit_layers(child, f, child_path); });
+  }
+}
+
+// Layers run one after the other.
+template <class... Ls>
+class Sequential {
+  static_assert(sizeof...(Ls) > 0, "fovea: Sequential needs at least one layer");
+  static_assert((check_layer<Ls>() && ...));
+
+ public:
+  Sequential() = default;
+  explicit Sequential(Ls... layers) : children_(std::move(layers)...) {}
+  static constexpr std::string_view kind_name() { return "Sequential"; }
+  static constexpr std::size_t size() { return sizeof...(Ls); }
+
+  template <std::size_t I>
+  auto& get() { return std::get<I>(children_); }
+
+  Shape output_shape(const Shape& in) const {
+    Shape s = in;
+    std::apply([&](const auto&... c) { ((s = detail::record_shape(&c, c.output_shape(s))), ...); }, children_);
+    return s;
+  }
+  Shape setup(const Shape& in, Device device) {
+    Shape s = in;
+    std::apply([&](auto&... c) { ((s = c.setup(s, device)), ...); }, children_);
+    return s;
+  }
+  void initialize(InitStream& init) {
+    std::apply([&](auto&... c) { (c.initialize(init), ...); }, children_);
+  }
+  CView forward(CView x) {
+    std::apply([&](auto&... c) { ((x = c.forward(x)), ...); }, children_);
+    return x;
+  }
+  CView backward(CView dy) {
+    backward_from<sizeof...(Ls)>(dy);
+    return dy_;
+  }
+  void set_training(bool t) {
+    std::apply([&](auto&... c) { (c.set_training(t), ...); }, children_);
+  }
+  template <class F>
+  void visit_parameters(const std::string& prefix, F&& f) {
+    for_each_child(prefix, [&](const std::string& p, auto& c) { c.visit_parameters(p, f); });
+  }
+  template <class F>
+  void visit_buffers(const std::string& prefix, F&& f) {
+    for_each_child(prefix, [&](const std::string& p, auto& c) { c.visit_buffers(p, f); });
+  }
+  template <class F>
+  void visit_children(const std::string& prefix, F&& f) {
+    for_each_child(prefix, f);
+  }
+
+ private:
+  template <std::size_t I>
+  void backward_from(CView dy) {
+    if constexpr (I == 0) {
+      dy_ = dy;
+    } else {
+      backward_from<I - 1>(std::get<I - 1>(children_).backward(dy));
+    }
+  }
+  template <class F>
+  void for_each_child(const std::string& prefix, F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(join_name(prefix, detail::child_name<std::tuple_element_t<I, std::tuple<Ls...>>>(I)),
+         std::get<I>(children_)),
+       ...);
+    }(std::index_sequence_for<Ls...>{});
+  }
+
+  std::tuple<Ls...> children_;
+  CView dy_;
+};
+
+// at<I>(seq): the I-th child of a Sequential (through Named/Inline wrappers too).
+template <std::size_t I, class S>
+auto& at(S& seq) {
+  return seq.template get<I>();
+}
+
+// y = relu(body(x) + shortcut(x)) (ResNet v1 blocks), or without the final relu when PostRelu is
+// false. Body and shortcut outputs must have equal shapes.
+template <class Body, class Shortcut = Identity, bool PostRelu = true>
+class Residual {
+  static_assert(check_layer<Body>() && check_layer<Shortcut>());
+
+ public:
+  Residual() = default;
+  Residual(Body body, Shortcut shortcut) : body_(std::move(body)), shortcut_(std::move(shortcut)) {}
+  explicit Residual(Body body) : body_(std::move(body)) {}
+  static constexpr std::string_view kind_name() { return "Residual"; }
+
+  Shape output_shape(const Shape& in) const {
+    detail::record_shape(&shortcut_, shortcut_.output_shape(in));
+    return detail::record_shape(&body_, body_.output_shape(in));
+  }
+  Shape setup(const Shape& in, Device device) {
+    const Shape b = body_.setup(in, device);
+    const Shape s = shortcut_.setup(in, device);
+    check_same_shape("Residual", "body output", b, "shortcut output", s);
+    return b;
+  }
+  void initialize(InitStream& init) {
+    body_.initialize(init);
+    shortcut_.initialize(init);
+  }
+  CView forward(CView x) {
+    const CView b = body_.forward(x);
+    const CView s = shortcut_.forward(x);
+    View y = act_.output_for(b.shape(), b.device());
+    add(b, s, y);
+    if constexpr (PostRelu) relu_forward(y, y);
+    return y;
+  }
+  CView backward(CView dy) {
+    CView g = dy;
+    if constexpr (PostRelu) {
+      View gy = grad_sum_.output_for(dy.shape(), dy.device());
+      relu_backward(act_.y, dy, gy);
+      g = gy;
+    }
+    const CView db = body_.backward(g);
+    const CView ds = shortcut_.backward(g);
+    View dx = act_.input_grad_for(db.shape(), db.device());
+    add(db, ds, dx);
+    return dx;
+  }
+  void set_training(bool t) {
+    body_.set_training(t);
+    shortcut_.set_training(t);
+  }
+  template <class F>
+  void visit_parameters(const std::string& prefix, F&& f) {
+    body_.visit_parameters(detail::wrapped_prefix<Body>(prefix), f);
+    shortcut_.visit_parameters(detail::wrapped_prefix<Shortcut>(prefix), f);
+  }
+  template <class F>
+  void visit_buffers(const std::string& prefix, F&& f) {
+    body_.visit_buffers(detail::wrapped_prefix<Body>(prefix), f);
+    shortcut_.visit_buffers(detail::wrapped_prefix<Shortcut>(prefix), f);
+  }
+  template <class F>
+  void visit_children(const std::string& prefix, F&& f) {
+    f(detail::wrapped_prefix<Body>(prefix), body_);
+    f(detail::wrapped_prefix<Shortcut>(prefix), shortcut_);
+  }
+  Body& body() { return body_; }
+  Shortcut& shortcut() { return shortcut_; }
+
+ private:
+  Body body_;
+  Shortcut shortcut_;
+  Activations act_, grad_sum_;
+};
+
+// N blocks of one type, named "0" .. "N-1"; each built by make(i) so blocks can differ in their
+// runtime settings (e.g. the first block of a ResNet stage strides).
+template <std::size_t N, class Block>
+class Repeat {
+  static_assert(N > 0, "fovea: Repeat needs N > 0");
+  static_assert(check_layer<Block>());
+
+ public:
+  Repeat() = default;
+  template <class Make>
+    requires std::is_invocable_r_v<Block, Make, std::size_t>
+  explicit Repeat(Make make) {
+    for (std::size_t i = 0; i < N; ++i) blocks_[i] = make(i);
+  }
+  static constexpr std::string_view kind_name() { return "Repeat"; }
+  static constexpr std::size_t size() { return N; }
+  Block& operator[](std::size_t i) { return blocks_.at(i); }
+
+  Shape output_shape(const Shape& in) const {
+    Shape s = in;
+    for (const auto& b : blocks_) s = detail::record_shape(&b, b.output_shape(s));
+    return s;
+  }
+  Shape setup(const Shape& in, Device device) {
+    Shape s = in;
+    for (auto& b : blocks_) s = b.setup(s, device);
+    return s;
+  }
+  void initialize(InitStream& init) {
+    for (auto& b : blocks_) b.initialize(init);
+  }
+  CView forward(CView x) {
+    for (auto& b : blocks_) x = b.forward(x);
+    return x;
+  }
+  CView backward(CView dy) {
+    for (std::size_t i = N; i-- > 0;) dy = blocks_[i].backward(dy);
+    return dy;
+  }
+  void set_training(bool t) {
+    for (auto& b : blocks_) b.set_training(t);
+  }
+  template <class F>
+  void visit_parameters(const std::string& prefix, F&& f) {
+    for (std::size_t i = 0; i < N; ++i) blocks_[i].visit_parameters(join_name(prefix, std::to_string(i)), f);
+  }
+  template <class F>
+  void visit_buffers(const std::string& prefix, F&& f) {
+    for (std::size_t i = 0; i < N; ++i) blocks_[i].visit_buffers(join_name(prefix, std::to_string(i)), f);
+  }
+  template <class F>
+  void visit_children(const std::string& prefix, F&& f) {
+    for (std::size_t i = 0; i < N; ++i) f(join_name(prefix, std::to_string(i)), blocks_[i]);
+  }
+
+ private:
+  std::array<Block, N> blocks_{};
+};
+
+// L when enabled, the identity otherwise (decided at construction).
+template <class L>
+class Optional {
+  static_assert(check_layer<L>());
+
+ public:
+  Optional() = default;
+  explicit Optional(L layer, bool enabled = true) : layer_(std::move(layer)), enabled_(enabled) {}
+  static constexpr std::string_view kind_name() { return "Optional"; }
+  bool enabled() const { return enabled_; }
+
+  Shape output_shape(const Shape& in) const {
+    return enabled_ ? detail::record_shape(&layer_, layer_.output_shape(in)) : in;
+  }
+  Shape setup(const Shape& in, Device device) { return enabled_ ? layer_.setup(in, device) : in; }
+  void initialize(InitStream& init) {
+    if (enabled_) layer_.initialize(init);
+  }
+  CView forward(CView x) { return enabled_ ? layer_.forward(x) : x; }
+  CView backward(CView dy) { return enabled_ ? layer_.backward(dy) : dy; }
+  void set_training(bool t) { layer_.set_training(t); }
+  template <class F>
+  void visit_parameters(const std::string& prefix, F&& f) {
+    if (enabled_) layer_.visit_parameters(detail::wrapped_prefix<L>(prefix), f);
+  }
+  template <class F>
+  void visit_buffers(const std::string& prefix, F&& f) {
+    if (enabled_) layer_.visit_buffers(detail::wrapped_prefix<L>(prefix), f);
+  }
+  template <class F>
+  void visit_children(const std::string& prefix, F&& f) {
+    if (enabled_) f(detail::wrapped_prefix<L>(prefix), layer_);
+  }
+  L& layer() { return layer_; }
+
+ private:
+  L layer_{};
+  bool enabled_ = false;
+};
+
+}  // namespace fovea::nn

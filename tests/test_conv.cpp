@@ -1,0 +1,156 @@
+// tests/test_conv.cpp: conv2d and linear on the CPU beyond the harness cases (tests/cases/conv.hpp,
+// linear.hpp, run from test_ops.cpp): cpu::gemm against a naive product, accumulation, shape errors.
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cases/conv.hpp"
+#include "cases/linear.hpp"
+#include "op_cases.hpp"
+
+namespace fovea::testing {
+namespace {
+
+Tensor random_tensor(const Shape& s, std::uint64_t seed) {
+  return Tensor::from(random_values(s.numel(), InputKind::normal, seed), s);
+}
+
+// Every transpose combination and leading dimensions wider than the matrix, beta 0 over NaN and
+// beta 1, against a product in double.
+TEST(CpuGemm, MatchesNaiveProductForAllTransposes) {
+  const std::int64_t M = 37, N = 70, K = 300, pad = 3;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (float beta : {0.0f, 1.0f}) {
+        SCOPED_TRACE(std::string("trans_a ") + (ta ? "1" : "0") + " trans_b " + (tb ? "1" : "0") + " beta " +
+                     std::to_string(beta));
+        const std::int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+        const auto a = random_values((ta ? K : M) * lda, InputKind::normal, 1);
+        const auto b = random_values((tb ? N : K) * ldb, InputKind::normal, 2);
+        auto c = beta == 0.0f ? std::vector<float>(M * ldc, std::numeric_limits<float>::quiet_NaN())
+                              : random_values(M * ldc, InputKind::normal, 3);
+        std::vector<double> want(M * N);
+        std::vector<float> got(M * N);
+        for (std::int64_t i = 0; i < M; ++i)
+          for (std::int64_t j = 0; j < N; ++j) {
+            double s = 0;
+            for (std::int64_t p = 0; p < K; ++p)
+              s += static_cast<double>(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            want[i * N + j] = 0.5 * s + (beta == 0.0f ? 0.0 : c[i * ldc + j]);
+          }
+        cpu::gemm(ta, tb, M, N, K, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        for (std::int64_t i = 0; i < M; ++i)
+          for (std::int64_t j = 0; j < N; ++j) got[i * N + j] = c[i * ldc + j];
+        EXPECT_TRUE(all_close(std::string("gemm (") + cpu::gemm_backend() + ")", got, want, {1e-4, 1e-5}));
+      }
+}
+
+TEST(CpuGemm, RejectsLeadingDimensionsSmallerThanTheMatrix) {
+  std::vector<float> a(6), b(6), c(4);
+  EXPECT_THROW(cpu::gemm(false, false, 2, 2, 3, 1.0f, a.data(), 2, b.data(), 2, 0.0f, c.data(), 2), Error);
+}
+
+TEST(Conv2d, OutputShapeFollowsPyTorch) {
+  EXPECT_EQ(conv2d_output_shape({2, 3, 224, 224}, {64, 3, 7, 7}, {2, 2, 3, 3}), (Shape{2, 64, 112, 112}));
+  EXPECT_EQ(conv2d_output_shape({2, 64, 56, 56}, {64, 64, 3, 3}, {2, 2, 1, 1}), (Shape{2, 64, 28, 28}));
+  EXPECT_EQ(conv2d_output_shape({1, 3, 9, 9}, {4, 3, 3, 3}, {1, 1, 2, 2, 2, 2}), (Shape{1, 4, 9, 9}));
+  EXPECT_EQ(conv2d_output_shape({1, 4, 8, 8}, {6, 2, 3, 3}, {1, 1, 0, 0, 1, 1, 2}), (Shape{1, 6, 6, 6}));
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Conv2d, ChannelMismatchNamesBothShapes) {
+  Tensor x = random_tensor({2, 3, 7, 7}, 1), w = random_tensor({4, 5, 3, 3}, 2), y(Shape{2, 4, 7, 7});
+  const std::string msg = error_of([&] { conv2d_forward(x, w, CView(), y, {1, 1, 1, 1}); });
+  EXPECT_NE(msg.find("(2, 3, 7, 7)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(4, 5, 3, 3)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("conv2d_forward"), std::string::npos) << msg;
+}
+
+TEST(Conv2d, WrongOutputShapeNamesBothShapes) {
+  Tensor x = random_tensor({2, 3, 7, 7}, 1), w = random_tensor({4, 3, 3, 3}, 2), y(Shape{2, 4, 5, 5});
+  const std::string msg = error_of([&] { conv2d_forward(x, w, CView(), y, {1, 1, 1, 1}); });
+  EXPECT_NE(msg.find("(2, 4, 5, 5)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(2, 4, 7, 7)"), std::string::npos) << msg;
+  Tensor dx(Shape{2, 3, 7, 7}), dy = random_tensor({2, 4, 5, 5}, 3), dw(Shape{4, 3, 3, 3});
+  EXPECT_NE(error_of([&] { conv2d_backward_data(dy, w, dx, {1, 1, 1, 1}); }).find("(2, 4, 5, 5)"), std::string::npos);
+  EXPECT_NE(error_of([&] { conv2d_backward_filter(x, dy, dw, {1, 1, 1, 1}); }).find("(2, 4, 7, 7)"),
+            std::string::npos);
+  Tensor db(Shape{3});
+  EXPECT_NE(error_of([&] { conv2d_backward_bias(dy, db); }).find("(3)"), std::string::npos);
+}
+
+TEST(Conv2d, RejectsBadParametersAndTooSmallInputs) {
+  Tensor x = random_tensor({1, 4, 5, 5}, 1), w = random_tensor({6, 2, 7, 7}, 2), y(Shape{1, 6, 1, 1});
+  EXPECT_THROW(conv2d_forward(x, w, CView(), y, {1, 1, 0, 0, 1, 1, 2}), Error);  // 5 < 7: no output pixel
+  EXPECT_THROW(conv2d_output_shape({1, 4, 5, 5}, {6, 2, 3, 3}, {0, 1, 1, 1}), Error);
+  EXPECT_THROW(conv2d_output_shape({1, 4, 5, 5}, {6, 4, 3, 3}, {1, 1, 1, 1, 1, 1, 4}), Error);
+  EXPECT_THROW(conv2d_output_shape({1, 4, 5, 5}, {6, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 4}), Error);  // 6 % 4
+  Tensor b(Shape{5});
+  Tensor w2 = random_tensor({6, 4, 3, 3}, 3), y2(Shape{1, 6, 5, 5});
+  EXPECT_NE(error_of([&] { conv2d_forward(x, w2, b, y2, {1, 1, 1, 1}); }).find("(5)"), std::string::npos);
+}
+
+TEST(Conv2d, BackwardFilterAccumulatesAndEmptyBatchZeroes) {
+  const Conv2dParams p{1, 1, 1, 1};
+  Tensor x = random_tensor({3, 3, 7, 7}, 1), dy = random_tensor({3, 4, 7, 7}, 2);
+  Tensor once(Shape{4, 3, 3, 3}), twice(Shape{4, 3, 3, 3});
+  conv2d_backward_filter(x, dy, once, p);
+  conv2d_backward_filter(x, dy, twice, p);
+  conv2d_backward_filter(x, dy, twice, p, /*accumulate=*/true);
+  const auto a = once.to_vector(), b = twice.to_vector();
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], 2 * a[i], 1e-4 * (1 + std::fabs(a[i])));
+
+  Tensor x0(Shape{0, 3, 7, 7}), dy0(Shape{0, 4, 7, 7});
+  Tensor dw = full({4, 3, 3, 3}, std::numeric_limits<float>::quiet_NaN());
+  conv2d_backward_filter(x0, dy0, dw, p);
+  for (float v : dw.to_vector()) EXPECT_EQ(v, 0.0f);
+}
+
+// A default CView() and a view of 0 elements both mean "no bias".
+TEST(ConvLinear, DefaultViewMeansNoBias) {
+  const Conv2dParams p{1, 1, 1, 1};
+  Tensor x = random_tensor({2, 3, 5, 5}, 1), w = random_tensor({4, 3, 3, 3}, 2), none(Shape{0});
+  Tensor y1(Shape{2, 4, 5, 5}), y2(Shape{2, 4, 5, 5});
+  conv2d_forward(x, w, CView(), y1, p);
+  conv2d_forward(x, w, none, y2, p);
+  EXPECT_EQ(y1.to_vector(), y2.to_vector());
+  Tensor a = random_tensor({3, 7}, 3), lw = random_tensor({5, 7}, 4), z1(Shape{3, 5}), z2(Shape{3, 5});
+  linear_forward(a, lw, CView(), z1);
+  linear_forward(a, lw, none, z2);
+  EXPECT_EQ(z1.to_vector(), z2.to_vector());
+}
+
+TEST(Linear, ShapeMismatchNamesBothShapes) {
+  Tensor x = random_tensor({3, 67}, 1), w = random_tensor({5, 66}, 2), y(Shape{3, 5});
+  const std::string msg = error_of([&] { linear_forward(x, w, CView(), y); });
+  EXPECT_NE(msg.find("(3, 67)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(5, 66)"), std::string::npos) << msg;
+  Tensor w2 = random_tensor({5, 67}, 3), y2(Shape{3, 4});
+  const std::string msg2 = error_of([&] { linear_forward(x, w2, CView(), y2); });
+  EXPECT_NE(msg2.find("(3, 4)"), std::string::npos) << msg2;
+  EXPECT_NE(msg2.find("(5, 67)"), std::string::npos) << msg2;
+  Tensor x4 = random_tensor({3, 67, 2, 1}, 4);  // 134 features per sample, weight wants 67
+  EXPECT_NE(error_of([&] { linear_forward(x4, w2, CView(), Tensor(Shape{3, 5})); }).find("(3, 67, 2, 1)"),
+            std::string::npos);
+}
+
+TEST(Linear, BackwardWeightAccumulates) {
+  Tensor x = random_tensor({7, 33}, 1), dy = random_tensor({7, 5}, 2), once(Shape{5, 33}), twice(Shape{5, 33});
+  linear_backward_weight(x, dy, once);
+  linear_backward_weight(x, dy, twice);
+  linear_backward_weight(x, dy, twice, /*accumulate=*/true);
+  const auto a = once.to_vector(), b = twice.to_vector();
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], 2 * a[i], 1e-5 * (1 + std::fabs(a[i])));
+}
+
+}  // namespace
+}  // namespace fovea::testing
