@@ -70,7 +70,7 @@ Options parse(int argc, char** argv) {
 }
 
 // A stored tensor as a tensor on `device`, checked against the expected rank.
-fovea::Tensor input_tensor(const fovea::io::SafeTensors& file, const std::string& name, std::size_t rank,
+fovea::Tensor input_tensor(const fovea::io::SafeTensors& file, const std::string& name, int rank,
                            fovea::Device device, const std::string& path) {
   auto it = file.tensors.find(name);
   FOVEA_CHECK(it != file.tensors.end(), path, " has no tensor \"", name, "\"");
