@@ -156,6 +156,9 @@ inline double float_bytes(std::int64_t n) { return static_cast<double>(n) * size
 void register_copy_benchmarks(Device device);
 void register_elementwise_benchmarks(Device device);
 void register_reduce_benchmarks(Device device);
+void register_optim_benchmarks(Device device);
+void register_augment_benchmarks(Device device);
+void register_contrastive_benchmarks(Device device);
 
 // Element counts a suite runs on `device`.
 inline std::vector<std::int64_t> bench_sizes(Device device) {

@@ -55,6 +55,9 @@ void register_all(Device device) {
   register_copy_benchmarks(device);
   register_elementwise_benchmarks(device);
   register_reduce_benchmarks(device);
+  register_optim_benchmarks(device);
+  register_augment_benchmarks(device);
+  register_contrastive_benchmarks(device);
 }
 
 int run(int argc, char** argv) {

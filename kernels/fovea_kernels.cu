@@ -11,3 +11,7 @@
 #include "conv.cuh"
 #include "linear.cuh"
 #include "random.cuh"
+#include "optim.cuh"
+#include "loss.cuh"
+#include "contrastive.cuh"
+#include "augment.cuh"

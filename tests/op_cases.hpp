@@ -10,6 +10,7 @@
 #include "cases/batch_norm.hpp"
 #include "cases/conv.hpp"
 #include "cases/linear.hpp"
+#include "cases/loss.hpp"
 #include "cases/pool.hpp"
 #include "cases/softmax.hpp"
 #include "op_harness.hpp"
@@ -194,7 +195,7 @@ inline std::vector<OpCase> reduce_cases() {
 
 inline std::vector<OpCase> all_op_cases() {
   auto cases = elementwise_cases();
-  for (auto* family : {&reduce_cases, &batch_norm_cases, &pool_cases, &softmax_cases, &conv_cases, &linear_cases})
+  for (auto* family : {&reduce_cases, &batch_norm_cases, &pool_cases, &softmax_cases, &conv_cases, &linear_cases, &loss_cases})
     for (auto& c : (*family)()) cases.push_back(c);
   return cases;
 }

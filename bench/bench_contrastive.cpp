@@ -1,0 +1,185 @@
+// bench/bench_contrastive.cpp: the fused NT-Xent and InfoNCE kernels (forward + backward) against the
+// composition a framework would run (cuBLAS GEMM for the similarities, the softmax kernel, cuBLAS
+// GEMMs for the gradient), timed in the same run, and against a roofline built from rates measured in
+// this binary: max(FLOPs / cuBLAS sgemm rate, minimal bytes / device copy rate). CUDA only.
+//
+// FLOPs count the useful work: NT-Xent 4 M^2 D (M = 2N: the similarity GEMM and one gradient GEMM,
+// since G = P + Pᵀ is symmetric), InfoNCE 4 N K D (similarities and dq; no queue gradient). The fused
+// backward recomputes the similarities, so it executes 1.5x these FLOPs. The composition leaves out
+// the O(M) and O(M D) steps (diagonal mask, picking the positive, the normalisation's backward),
+// which favours it slightly.
+#include "bench_common.hpp"
+#include "fovea/ops/contrastive.hpp"
+
+namespace fovea::bench {
+
+// Registered from bench_main.cpp for cuda:0 when a device can be used (a no-op for the CPU).
+void register_contrastive_benchmarks(Device device);
+
+#if FOVEA_WITH_CUDA
+namespace {
+
+constexpr float kTau = 0.2f;
+
+// Median device time of `reps` runs of body after a warm-up.
+template <class Body>
+double median_seconds(Device device, int reps, Body&& body) {
+  CudaTimer timer(device);
+  for (int i = 0; i < 2; ++i) body();
+  synchronize(device);
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    timer.start();
+    body();
+    timer.stop();
+    times.push_back(timer.seconds());
+  }
+  return median(std::move(times));
+}
+
+// FLOP/s of a square cuBLAS sgemm of side 8192 (TF32 off or on), measured once per process.
+double gemm_rate(Device device, bool tf32) {
+  static double rates[2] = {0.0, 0.0};
+  double& r = rates[tf32 ? 1 : 0];
+  if (r > 0.0) return r;
+  constexpr std::int64_t n = 8192;
+  Tensor a = make_input({n, n}, device, 1), b = make_input({n, n}, device, 2), c({n, n}, device);
+  ScopedMathSettings scope({tf32, math_settings().deterministic});
+  const double t = median_seconds(device, 5, [&] {
+    cuda::gemm(device, false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  });
+  r = 2.0 * n * n * n / t;
+  benchmark::AddCustomContext(tf32 ? "cuda_sgemm_tf32_TFLOPs" : "cuda_sgemm_fp32_TFLOPs", std::to_string(r * 1e-12));
+  return r;
+}
+
+// Device-to-device copy rate in bytes per second (read + write) of 64 Mi floats, measured once.
+double copy_rate(Device device) {
+  static double r = 0.0;
+  if (r > 0.0) return r;
+  const double reference = copy_gbps(device, kCudaElements);
+  if (reference > 0.0) return r = reference * 1e9;
+  Tensor src = make_input({kCudaElements}, device, 1), dst({kCudaElements}, device);
+  r = 2 * float_bytes(kCudaElements) / median_seconds(device, 10, [&] { copy(src, dst); });
+  return r;
+}
+
+struct Work {
+  double flops = 0.0;  // useful FLOPs of forward + backward
+  double bytes = 0.0;  // minimal device-memory traffic of forward + backward
+};
+
+// Times `fused` in the benchmark loop, `composition` (fp32 and TF32 GEMMs) for the same number of
+// runs, and reports ms, GFLOP/s, speedup_vs_composition (fp32), speedup_vs_tf32_composition,
+// frac_of_roofline (fp32 GEMM rate) and frac_of_tf32_roofline.
+template <class Fused, class Composition>
+void time_against_composition(benchmark::State& state, Device device, Work work, Fused&& fused,
+                              Composition&& composition) {
+  CudaTimer timer(device);
+  for (int i = 0; i < 2; ++i) fused();
+  synchronize(device);
+  std::vector<double> times;
+  for (auto _ : state) {
+    timer.start();
+    fused();
+    timer.stop();
+    const double s = timer.seconds();
+    state.SetIterationTime(s);
+    times.push_back(s);
+  }
+  const double t = median(std::move(times));
+  const int reps = 10;
+  double t_fp32, t_tf32;
+  {
+    ScopedMathSettings scope({false, math_settings().deterministic});
+    t_fp32 = median_seconds(device, reps, composition);
+  }
+  {
+    ScopedMathSettings scope({true, math_settings().deterministic});
+    t_tf32 = median_seconds(device, reps, composition);
+  }
+  const double mem_time = work.bytes / copy_rate(device);
+  const double roof_fp32 = std::max(work.flops / gemm_rate(device, false), mem_time);
+  const double roof_tf32 = std::max(work.flops / gemm_rate(device, true), mem_time);
+  state.counters["ms"] = t * 1e3;
+  state.counters["GFLOP/s"] = work.flops / t * 1e-9;
+  state.counters["composition_ms"] = t_fp32 * 1e3;
+  state.counters["speedup_vs_composition"] = t_fp32 / t;
+  state.counters["speedup_vs_tf32_composition"] = t_tf32 / t;
+  state.counters["frac_of_roofline"] = roof_fp32 / t;
+  state.counters["frac_of_tf32_roofline"] = roof_tf32 / t;
+}
+
+void register_nt_xent(Device device, std::int64_t N) {
+  const std::int64_t M = 2 * N, D = 128;
+  register_timed("nt_xent_fwd_bwd/cuda/N" + std::to_string(N), [device, M, D](benchmark::State& state) {
+    Tensor z = make_input({M, D}, device, 1), zn({M, D}, device), lse({M}, device), loss(Shape{}, device),
+           dz({M, D}, device);
+    Tensor s({M, M}, device), dzhat({M, D}, device);  // the composition's similarity matrix
+    const Work work{4.0 * M * M * D, float_bytes(6 * M * D)};
+    const float c = 1.0f / (static_cast<float>(M) * kTau);
+    state.SetLabel("M=2N rows, D=128, tau 0.2; composition: sgemm + softmax + 2 sgemm");
+    time_against_composition(
+        state, device, work,
+        [&] {
+          nt_xent_forward(z, kTau, loss, lse, zn);
+          nt_xent_backward(z, zn, lse, kTau, 1.0f, dz);
+        },
+        [&] {
+          l2_normalize_rows(z, zn);
+          cuda::gemm(device, false, true, M, M, D, 1.0f / kTau, zn.data(), D, zn.data(), D, 0.0f, s.data(), M);
+          softmax_forward(s, s);
+          cuda::gemm(device, false, false, M, D, M, c, s.data(), M, zn.data(), D, 0.0f, dzhat.data(), D);
+          cuda::gemm(device, true, false, M, D, M, c, s.data(), M, zn.data(), D, 1.0f, dzhat.data(), D);
+        });
+  });
+}
+
+void register_infonce(Device device, std::int64_t N, std::int64_t K) {
+  const std::int64_t D = 128;
+  register_timed("infonce_fwd_bwd/cuda/N" + std::to_string(N) + "_K" + std::to_string(K),
+                 [device, N, K, D](benchmark::State& state) {
+                   Tensor q = make_input({N, D}, device, 1), k = make_input({N, D}, device, 2);
+                   Tensor raw = make_input({K, D}, device, 3), queue({K, D}, device);
+                   l2_normalize_rows(raw, queue);
+                   Tensor qn({N, D}, device), kn({N, D}, device), lse({N}, device), loss(Shape{}, device),
+                       dq({N, D}, device);
+                   Tensor logits({N, K}, device), dqhat({N, D}, device);
+                   const Work work{4.0 * N * K * D, float_bytes(2 * K * D + 8 * N * D)};
+                   const float c = 1.0f / (static_cast<float>(N) * kTau);
+                   state.SetLabel("D=128, tau 0.2; composition: sgemm + softmax + sgemm");
+                   time_against_composition(
+                       state, device, work,
+                       [&] {
+                         infonce_forward(q, k, queue, kTau, loss, lse, qn, kn);
+                         infonce_backward(q, qn, kn, queue, lse, kTau, 1.0f, dq);
+                       },
+                       [&] {
+                         l2_normalize_rows(q, qn);
+                         l2_normalize_rows(k, kn);
+                         cuda::gemm(device, false, true, N, K, D, 1.0f / kTau, qn.data(), D, queue.data(), D, 0.0f,
+                                    logits.data(), K);
+                         softmax_forward(logits, logits);
+                         cuda::gemm(device, false, false, N, D, K, c, logits.data(), K, queue.data(), D, 0.0f,
+                                    dqhat.data(), D);
+                       });
+                 });
+}
+
+}  // namespace
+#endif
+
+void register_contrastive_benchmarks(Device device) {
+  if (!device.is_cuda()) return;
+#if FOVEA_WITH_CUDA
+  for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N);
+  register_infonce(device, 256, 65536);
+  register_timed("sgemm_rate/cuda/8192", [device](benchmark::State& state) {
+    for (auto _ : state) state.SetIterationTime(1e-3);
+    state.counters["fp32_TFLOP/s"] = gemm_rate(device, false) * 1e-12;
+    state.counters["tf32_TFLOP/s"] = gemm_rate(device, true) * 1e-12;
+  })->Iterations(1);
+#endif
+}
+
+}  // namespace fovea::bench

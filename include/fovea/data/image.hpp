@@ -1,0 +1,322 @@
+// fovea/data/image.hpp: image files to (3, H, W) tensors and the torchvision-style preprocessing that
+// feeds a classifier: antialiased bilinear resize, centre crop, per-channel normalisation; PNG output.
+//
+// Host code on CPU tensors. Decoding and encoding use stb_image / stb_image_write (Debian/Ubuntu
+// libstb-dev), linked through the CMake target fovea::stb, which defines FOVEA_WITH_STB=1. Without it,
+// load_image and write_png throw fovea::Error naming the missing package; the rest works anyway.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fovea/core/error.hpp"
+#include "fovea/core/tensor.hpp"
+#include "fovea/io/atomic_file.hpp"
+
+#ifndef FOVEA_WITH_STB
+#define FOVEA_WITH_STB 0
+#endif
+#if FOVEA_WITH_STB
+#include <stb_image.h>
+#include <stb_image_write.h>
+#endif
+
+namespace fovea::data {
+
+// torchvision's ImageNet statistics (transforms.Normalize in its reference scripts).
+inline constexpr std::array<float, 3> kImageNetMean{0.485f, 0.456f, 0.406f};
+inline constexpr std::array<float, 3> kImageNetStd{0.229f, 0.224f, 0.225f};
+
+// True when this program was built with stb (load_image and write_png work).
+inline constexpr bool kHaveImageIo = FOVEA_WITH_STB != 0;
+
+namespace detail {
+
+inline constexpr const char* kNoStbMessage =
+    "built without image I/O: install stb (Debian/Ubuntu: apt-get install libstb-dev; or run scripts/setup), "
+    "reconfigure, and link the CMake target fovea::stb";
+
+// The whole file, or an error naming it and the system error.
+inline std::vector<unsigned char> read_whole_file(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) FOVEA_FAIL("cannot read image '", path.string(), "': ", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) FOVEA_FAIL("cannot read image '", path.string(), "': ", std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) FOVEA_FAIL("cannot read image '", path.string(), "': it is a directory");
+  FOVEA_CHECK(st.st_size <= INT_MAX, "cannot read image '", path.string(), "': ", st.st_size,
+              " bytes is more than the decoder accepts (2 GiB)");
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ::ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) FOVEA_FAIL("cannot read image '", path.string(), "': ", std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  bytes.resize(got);
+  return bytes;
+}
+
+// One axis of a separable resize: output i reads inputs [first[i], first[i] + count[i]) with the
+// weights in row i of `weights` (stride `stride`), which sum to 1.
+struct ResampleTaps {
+  std::vector<int> first, count;
+  std::vector<float> weights;
+  int stride = 0;
+};
+
+// PIL's BILINEAR ("triangle") resampling along one axis: output pixel i is centred at input
+// coordinate (i + 0.5) * scale (half-pixel centres); when shrinking (scale > 1) the triangle is
+// stretched by `scale`, so every input pixel contributes (antialiasing). Taps beyond the border are
+// dropped and the remaining weights renormalised.
+inline ResampleTaps bilinear_taps(int in_size, int out_size) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double stretch = std::max(scale, 1.0);
+  const double support = stretch;  // the triangle's half-width is 1 input pixel, stretched
+  ResampleTaps t;
+  t.stride = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(static_cast<std::size_t>(out_size));
+  t.count.resize(static_cast<std::size_t>(out_size));
+  t.weights.assign(static_cast<std::size_t>(out_size) * static_cast<std::size_t>(t.stride), 0.0f);
+  std::vector<double> w(static_cast<std::size_t>(t.stride));
+  for (int i = 0; i < out_size; ++i) {
+    const double centre = (i + 0.5) * scale;
+    const int lo = std::max(static_cast<int>(centre - support + 0.5), 0);
+    const int hi = std::min(static_cast<int>(centre + support + 0.5), in_size);
+    const int n = std::min(hi - lo, t.stride);
+    double total = 0.0;
+    for (int k = 0; k < n; ++k) {
+      const double d = std::abs((lo + k + 0.5 - centre) / stretch);
+      w[static_cast<std::size_t>(k)] = d < 1.0 ? 1.0 - d : 0.0;
+      total += w[static_cast<std::size_t>(k)];
+    }
+    t.first[static_cast<std::size_t>(i)] = lo;
+    t.count[static_cast<std::size_t>(i)] = n;
+    for (int k = 0; k < n; ++k)
+      t.weights[static_cast<std::size_t>(i) * static_cast<std::size_t>(t.stride) +
+                static_cast<std::size_t>(k)] =
+          static_cast<float>(total > 0.0 ? w[static_cast<std::size_t>(k)] / total : 0.0);
+  }
+  return t;
+}
+
+inline void check_image(const char* op, CView image) {
+  FOVEA_CHECK(image.device().is_cpu(), op, ": image must be on the cpu, got ", image.device().str());
+  FOVEA_CHECK(image.shape().rank() == 3, op, ": image must be (C, H, W), got ", image.shape().str());
+}
+
+}  // namespace detail
+
+// load_image: decodes a JPEG, PNG, BMP or GIF (first frame) file (also TGA, PSD, PNM, HDR, PIC).
+// ensures: a CPU tensor (3, H, W) of RGB values k / 255 in [0, 1] (16-bit PNGs are reduced to 8 bits);
+//          grayscale is replicated into the three channels, alpha is dropped.
+// Throws fovea::Error naming the file and the reason (missing or unreadable file, empty, truncated
+// or corrupt data, unsupported format) or, in a build without stb, naming the package to install.
+inline Tensor load_image(const std::filesystem::path& path) {
+#if FOVEA_WITH_STB
+  const std::vector<unsigned char> bytes = detail::read_whole_file(path);
+  FOVEA_CHECK(!bytes.empty(), "cannot decode image '", path.string(), "': the file is empty");
+  int w = 0, h = 0, channels = 0;
+  unsigned char* pixels =
+      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 3);
+  if (pixels == nullptr) {
+    const char* why = stbi_failure_reason();
+    std::string reason = why != nullptr ? why : "unknown failure";
+    if (reason == "unknown image type")
+      reason += " (stb_image decodes JPEG, PNG, BMP, GIF, TGA, PSD, PNM, HDR and PIC; not TIFF or WebP)";
+    else if (reason != "outofmem")
+      reason = "stb_image says '" + reason + "': the file is truncated, corrupt or an unsupported variant";
+    FOVEA_FAIL("cannot decode image '", path.string(), "': ", reason);
+  }
+  struct Freer {
+    unsigned char* p;
+    ~Freer() { stbi_image_free(p); }
+  } freer{pixels};
+  Tensor image(Shape{3, h, w});  // (3, H, W)
+  float* out = image.data();
+  const std::size_t plane = static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
+  for (std::size_t p = 0; p < plane; ++p)
+    for (std::size_t c = 0; c < 3; ++c) out[c * plane + p] = static_cast<float>(pixels[p * 3 + c]) / 255.0f;
+  return image;
+#else
+  FOVEA_FAIL("cannot read image '", path.string(), "': ", detail::kNoStbMessage);
+#endif
+}
+
+// resize_antialiased: resizes every channel to (out_h, out_w) with PIL's BILINEAR filter, which
+// torchvision's Resize uses on PIL images: a separable triangle filter with half-pixel centres whose
+// support widens with the downscale factor (antialiasing); upscaling is plain bilinear interpolation
+// with edge clamping. Rows first, then columns; an axis whose size does not change is copied.
+// Differences from PIL: fp32 arithmetic, no rounding to 8 bits between the passes (within 1/255).
+//   image (C, H, W) on the cpu -> (C, out_h, out_w).
+inline Tensor resize_antialiased(CView image, int out_h, int out_w) {
+  detail::check_image("resize_antialiased", image);
+  FOVEA_CHECK(out_h > 0 && out_w > 0, "resize_antialiased: output size ", out_h, "x", out_w,
+              " must be positive");
+  const std::int64_t channels = image.shape()[0], in_h = image.shape()[1], in_w = image.shape()[2];
+  FOVEA_CHECK(in_h > 0 && in_w > 0, "resize_antialiased: empty image ", image.shape().str());
+
+  Tensor rows(Shape{channels, in_h, out_w});  // (C, H, out_w)
+  if (in_w == out_w) {
+    copy(image, rows.view());
+  } else {
+    const detail::ResampleTaps t = detail::bilinear_taps(static_cast<int>(in_w), out_w);
+    for (std::int64_t r = 0; r < channels * in_h; ++r) {
+      const float* src = image.data() + r * in_w;
+      float* dst = rows.data() + r * out_w;
+      for (int i = 0; i < out_w; ++i) {
+        const float* w = t.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(t.stride);
+        const float* s = src + t.first[static_cast<std::size_t>(i)];
+        float acc = 0.0f;
+        for (int k = 0; k < t.count[static_cast<std::size_t>(i)]; ++k) acc += w[k] * s[k];
+        dst[i] = acc;
+      }
+    }
+  }
+  if (in_h == out_h) return rows;
+
+  Tensor out(Shape{channels, out_h, out_w});  // (C, out_h, out_w)
+  const detail::ResampleTaps t = detail::bilinear_taps(static_cast<int>(in_h), out_h);
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const float* src = rows.data() + c * in_h * out_w;
+    float* dst = out.data() + c * out_h * out_w;
+    for (int i = 0; i < out_h; ++i) {
+      const float* w = t.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(t.stride);
+      float* d = dst + static_cast<std::int64_t>(i) * out_w;
+      std::fill(d, d + out_w, 0.0f);
+      for (int k = 0; k < t.count[static_cast<std::size_t>(i)]; ++k) {
+        const float* s = src + static_cast<std::int64_t>(t.first[static_cast<std::size_t>(i)] + k) * out_w;
+        for (int x = 0; x < out_w; ++x) d[x] += w[k] * s[x];
+      }
+    }
+  }
+  return out;
+}
+
+// The output size of torchvision's Resize(size) for an int `size`: the shorter side becomes `size`,
+// the longer one int(size * long / short) (truncated). Returns {height, width}.
+inline std::array<int, 2> resized_shorter_side(std::int64_t height, std::int64_t width, int size) {
+  FOVEA_CHECK(size > 0 && height > 0 && width > 0, "resized_shorter_side: size ", size, " of a ", height, "x",
+              width, " image");
+  const std::int64_t shorter = std::min(height, width), longer = std::max(height, width);
+  const int scaled = static_cast<int>(static_cast<double>(static_cast<std::int64_t>(size) * longer) /
+                                      static_cast<double>(shorter));
+  return height <= width ? std::array<int, 2>{size, scaled} : std::array<int, 2>{scaled, size};
+}
+
+// The offset of a centred crop as torchvision computes it: round((size - crop) / 2) with Python's
+// round-half-to-even (so 1.5 -> 2, 2.5 -> 2).
+inline std::int64_t center_crop_offset(std::int64_t size, std::int64_t crop) {
+  const std::int64_t d = size - crop;
+  const std::int64_t half = d / 2;
+  return d % 2 == 0 || half % 2 == 0 ? half : half + 1;
+}
+
+// center_crop: the centred (h, w) window, offsets by center_crop_offset.
+// requires: 0 < h <= H and 0 < w <= W (no padding).
+//   image (C, H, W) on the cpu -> (C, h, w).
+inline Tensor center_crop(CView image, int h, int w) {
+  detail::check_image("center_crop", image);
+  const std::int64_t channels = image.shape()[0], in_h = image.shape()[1], in_w = image.shape()[2];
+  FOVEA_CHECK(h > 0 && w > 0 && h <= in_h && w <= in_w, "center_crop: a ", h, "x", w, " crop of image ",
+              image.shape().str(), " (the crop must fit; fovea does not pad)");
+  const std::int64_t top = center_crop_offset(in_h, h), left = center_crop_offset(in_w, w);
+  Tensor out(Shape{channels, h, w});  // (C, h, w)
+  for (std::int64_t c = 0; c < channels; ++c)
+    for (std::int64_t y = 0; y < h; ++y)
+      std::copy_n(image.data() + (c * in_h + top + y) * in_w + left, w, out.data() + (c * h + y) * w);
+  return out;
+}
+
+// normalize: image[c] = (image[c] - mean[c]) / std[c], in place.
+// requires: image (3, H, W) or (N, 3, H, W) on the cpu; every std[c] > 0.
+inline void normalize(View image, std::array<float, 3> mean, std::array<float, 3> std) {
+  const Shape& s = image.shape();
+  FOVEA_CHECK(image.device().is_cpu(), "normalize: image must be on the cpu, got ", image.device().str());
+  FOVEA_CHECK((s.rank() == 3 && s[0] == 3) || (s.rank() == 4 && s[1] == 3),
+              "normalize: image must be (3, H, W) or (N, 3, H, W), got ", s.str());
+  for (float v : std) FOVEA_CHECK(v > 0.0f && std::isfinite(v), "normalize: std must be positive, got ", v);
+  const std::int64_t plane = s[s.rank() - 1] * s[s.rank() - 2];
+  const std::int64_t planes = image.numel() / plane;
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const std::size_t c = static_cast<std::size_t>(p % 3);
+    const float m = mean[c], inv = 1.0f / std[c];
+    float* x = image.data() + p * plane;
+    for (std::int64_t i = 0; i < plane; ++i) x[i] = (x[i] - m) * inv;
+  }
+}
+
+// preprocess_for_model: torchvision's evaluation transform Resize(size) -> CenterCrop(size) ->
+// ToTensor -> Normalize(mean, std) on the image at `path`. An image already size x size is used as
+// it is; otherwise its shorter side is resized to `size` (resized_shorter_side) and the centre
+// size x size window is kept.
+//   -> (1, 3, size, size) on the cpu.
+inline Tensor preprocess_for_model(const std::filesystem::path& path, int size, std::array<float, 3> mean,
+                                   std::array<float, 3> std) {
+  FOVEA_CHECK(size > 0, "preprocess_for_model: size must be positive, got ", size);
+  Tensor image = load_image(path);  // (3, H, W)
+  const std::int64_t h = image.shape()[1], w = image.shape()[2];
+  if (h != size || w != size) {
+    const auto [rh, rw] = resized_shorter_side(h, w, size);
+    if (rh != h || rw != w) image = resize_antialiased(image, rh, rw);
+    image = center_crop(image, size, size);
+  }
+  normalize(image, mean, std);
+  image.reshape(Shape{1, 3, size, size});
+  return image;
+}
+
+// write_png: encodes image (C, H, W) with C = 1 (gray) or 3 (RGB), values in [0, 1] (clamped), as an
+// 8-bit PNG (value v -> round(255 v), so k / 255 round-trips exactly through load_image) and writes
+// it atomically (io::write_file_atomically: an existing file is replaced whole or left untouched).
+inline void write_png(const std::filesystem::path& path, CView image) {
+  detail::check_image("write_png", image);
+  const std::int64_t channels = image.shape()[0], h = image.shape()[1], w = image.shape()[2];
+  FOVEA_CHECK(channels == 1 || channels == 3, "write_png: '", path.string(),
+              "': image must have 1 or 3 channels, got ", image.shape().str());
+  FOVEA_CHECK(h > 0 && w > 0 && h < INT_MAX / 4 && w < INT_MAX / 4 && h * w * channels < INT_MAX,
+              "write_png: '", path.string(), "': bad image size ", image.shape().str());
+#if FOVEA_WITH_STB
+  const std::int64_t plane = h * w;
+  std::vector<unsigned char> pixels(static_cast<std::size_t>(plane * channels));
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const float v = image.data()[c * plane + p];
+      FOVEA_CHECK(!std::isnan(v), "write_png: '", path.string(), "': NaN at channel ", c, ", pixel ", p);
+      pixels[static_cast<std::size_t>(p * channels + c)] =
+          static_cast<unsigned char>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f));
+    }
+  std::string encoded;
+  auto sink = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data),
+                                               static_cast<std::size_t>(size));
+  };
+  const int ok =
+      stbi_write_png_to_func(sink, &encoded, static_cast<int>(w), static_cast<int>(h),
+                             static_cast<int>(channels), pixels.data(), static_cast<int>(w * channels));
+  FOVEA_CHECK(ok != 0 && !encoded.empty(), "write_png: encoding '", path.string(), "' failed");
+  io::write_file_atomically(path, encoded);
+#else
+  FOVEA_FAIL("cannot write image '", path.string(), "': ", detail::kNoStbMessage);
+#endif
+}
+
+}  // namespace fovea::data

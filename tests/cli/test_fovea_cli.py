@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""tests/cli/test_fovea_cli.py: command-line tests of the `fovea` program, one case per CTest test.
+
+Usage: test_fovea_cli.py <path to fovea> <case>   (cases: see CASES below)
+Input images are PNGs written here with zlib; nothing else is needed but the program.
+"""
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+FOVEA = ""
+
+
+def run(*args, expect=None):
+    """Runs fovea with args; returns (exit code, stdout, stderr)."""
+    p = subprocess.run([FOVEA, *args], capture_output=True, text=True, timeout=300)
+    if expect is not None and p.returncode != expect:
+        fail(f"fovea {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
+             f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def fail(message):
+    print("FAIL: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def write_png(path, width, height, pixel):
+    """An 8-bit RGB PNG whose pixel (x, y) is pixel(x, y) -> (r, g, b)."""
+    raw = b"".join(b"\x00" + bytes(c for x in range(width) for c in pixel(x, y)) for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def case_summary_resnet50(tmp):
+    _, out, _ = run("summary", "--arch", "resnet50", expect=0)
+    check("25,557,032" in out, "resnet50 summary lacks 25,557,032:\n" + out)
+    check("layer4.2.conv3" in out and "fc" in out, "resnet50 summary lacks its layer table:\n" + out)
+    check(out.splitlines()[0].strip() != "", "first line should be the backend line")
+
+
+def case_summary_resnet18(tmp):
+    _, out, _ = run("summary", "--arch", "resnet18", "--size", "64", expect=0)
+    check("11,689,512" in out, "resnet18 summary lacks 11,689,512:\n" + out)
+    _, out, _ = run("summary", "--arch", "resnet18", "--num-classes", "5", "--width", "0.5", "--small-stem",
+                    expect=0)
+    check("small stem" in out and "5 classes" in out, "summary does not describe its flags:\n" + out)
+
+
+def case_help_and_version(tmp):
+    _, out, _ = run("--help", expect=0)
+    for word in ("summary", "init", "predict", "--version"):
+        check(word in out, f"--help lacks {word}:\n{out}")
+    for cmd, flags in (("summary", ["--arch", "--size", "--small-stem"]),
+                       ("init", ["--seed", "--out", "--num-classes"]),
+                       ("predict", ["--weights", "--image", "--mean", "--std", "--normalization", "--device",
+                                    "--partial", "--out"])):
+        _, out, _ = run(cmd, "--help", expect=0)
+        for flag in flags:
+            check(flag in out, f"fovea {cmd} --help lacks {flag}:\n{out}")
+    _, out, _ = run("--version", expect=0)
+    check(out.startswith("fovea "), "--version: " + out)
+    code, _, err = run(expect=2)
+    check("fovea: error:" in err, "no subcommand: " + err)
+
+
+def predict_inputs(tmp):
+    square = os.path.join(tmp, "square.png")
+    wide = os.path.join(tmp, "wide.png")
+    write_png(square, 64, 64, lambda x, y: ((x * 4) % 256, (y * 4) % 256, (x * y) % 256))
+    write_png(wide, 80, 50, lambda x, y: ((x * 3) % 256, 255 - (y * 5) % 256, 128))
+    return square, wide
+
+
+def case_init_and_predict(tmp):
+    square, wide = predict_inputs(tmp)
+    weights = os.path.join(tmp, "r18.safetensors")
+    run("init", "--arch", "resnet18", "--num-classes", "5", "--seed", "3", "--out", weights, expect=0)
+    check(os.path.getsize(weights) > 40_000_000, "init wrote a suspiciously small file")
+    out = os.path.join(tmp, "pred.json")
+    run("predict", "--arch", "resnet18", "--num-classes", "5", "--weights", weights, "--image", square, "--image",
+        wide, "--size", "64", "--out", out, expect=0)
+    with open(out) as f:
+        result = json.load(f)
+    check(result["arch"] == "resnet18" and result["num_classes"] == 5 and result["size"] == 64, str(result))
+    check(isinstance(result["backend"], str) and result["weights"] == weights, str(result))
+    check([r["image"] for r in result["images"]] == [square, wide], str(result["images"]))
+    for r in result["images"]:
+        p, logits = r["probabilities"], r["logits"]
+        check(len(p) == 5 and len(logits) == 5, f"{r['image']}: {len(p)} probabilities, {len(logits)} logits")
+        check(abs(sum(p) - 1.0) < 1e-5, f"{r['image']}: probabilities sum to {sum(p)}")
+        check(all(0.0 <= v <= 1.0 and math.isfinite(v) for v in p), str(p))
+        check(r["prediction"] == max(range(5), key=lambda j: logits[j]), f"prediction is not the argmax: {r}")
+    check(result["images"][0]["logits"] != result["images"][1]["logits"], "two different images, equal logits")
+    # Same weights, same images: bitwise the same output; --normalization dr changes the logits.
+    again = os.path.join(tmp, "again.json")
+    run("predict", "--arch", "resnet18", "--num-classes", "5", "--weights", weights, "--image", square, "--image",
+        wide, "--size", "64", "--out", again, expect=0)
+    with open(again) as f:
+        check(json.load(f)["images"] == result["images"], "two runs differ")
+    dr = os.path.join(tmp, "dr.json")
+    run("predict", "--arch", "resnet18", "--num-classes", "5", "--weights", weights, "--image", square, "--size",
+        "64", "--normalization", "dr", "--out", dr, expect=0)
+    with open(dr) as f:
+        d = json.load(f)
+    check(abs(d["mean"][0] - 0.3203) < 1e-6 and d["images"][0]["logits"] != result["images"][0]["logits"], str(d))
+
+
+def case_weights_mismatch(tmp):
+    square, _ = predict_inputs(tmp)
+    weights = os.path.join(tmp, "r18_k3.safetensors")
+    run("init", "--arch", "resnet18", "--num-classes", "3", "--out", weights, expect=0)
+    out = os.path.join(tmp, "pred.json")
+    with open(out, "w") as f:
+        f.write("previous contents\n")
+    code, _, err = run("predict", "--arch", "resnet18", "--num-classes", "5", "--weights", weights, "--image", square,
+                       "--size", "64", "--out", out, expect=1)
+    check("fc.weight" in err and "fovea: error:" in err, "mismatch message does not name fc.weight:\n" + err)
+    with open(out) as f:
+        check(f.read() == "previous contents\n", "a failed predict changed the existing output file")
+    check(sorted(os.listdir(tmp)) == sorted(["square.png", "wide.png", "r18_k3.safetensors", "pred.json"]),
+          "a failed predict left files behind: " + str(os.listdir(tmp)))
+    # Weights of another architecture.
+    code, _, err = run("predict", "--arch", "resnet34", "--num-classes", "3", "--weights", weights, "--image", square,
+                       "--size", "64", "--out", out, expect=1)
+    check("layer" in err and "missing" in err, "arch mismatch message:\n" + err)
+    # --partial loads what matches and reports the rest.
+    part = os.path.join(tmp, "partial.json")
+    code, _, err = run("predict", "--arch", "resnet18", "--num-classes", "5", "--weights", weights, "--image", square,
+                       "--size", "64", "--partial", "--out", part, expect=0)
+    check("fc.weight" in err and "mismatched" in err, "--partial does not report the mismatch:\n" + err)
+    with open(part) as f:
+        check(len(json.load(f)["images"][0]["probabilities"]) == 5, "partial output")
+
+
+def case_missing_image(tmp):
+    square, _ = predict_inputs(tmp)
+    weights = os.path.join(tmp, "w.safetensors")
+    run("init", "--arch", "resnet18", "--num-classes", "2", "--width", "0.25", "--out", weights, expect=0)
+    out = os.path.join(tmp, "pred.json")
+    missing = os.path.join(tmp, "no_such_photo.jpeg")
+    code, _, err = run("predict", "--arch", "resnet18", "--num-classes", "2", "--width", "0.25", "--weights", weights,
+                       "--image", square, "--image", missing, "--size", "64", "--out", out, expect=1)
+    check("no_such_photo.jpeg" in err and "fovea: error:" in err, "missing image message:\n" + err)
+    check(not os.path.exists(out), "a failed predict wrote its output")
+    notimage = os.path.join(tmp, "notes.png")
+    with open(notimage, "w") as f:
+        f.write("not an image")
+    code, _, err = run("predict", "--arch", "resnet18", "--num-classes", "2", "--width", "0.25", "--weights", weights,
+                       "--image", notimage, "--size", "64", "--out", out, expect=1)
+    check("notes.png" in err, "non-image message:\n" + err)
+    code, _, err = run("predict", "--arch", "resnet18", "--num-classes", "2", "--width", "0.25", "--weights",
+                       os.path.join(tmp, "absent.safetensors"), "--image", square, "--out", out, expect=1)
+    check("absent.safetensors" in err, "missing weights message:\n" + err)
+
+
+def case_unknown_flag(tmp):
+    code, _, err = run("summary", "--arch", "resnet18", "--frobnicate", expect=2)
+    check("--frobnicate" in err, "unknown flag message:\n" + err)
+    run("bogus", expect=2)
+
+
+def case_unknown_arch(tmp):
+    code, _, err = run("summary", "--arch", "resnet99", expect=2)
+    check("resnet99" in err, "unknown arch message:\n" + err)
+    run("init", "--arch", "resnet18", "--out", os.path.join(tmp, "w.safetensors"), expect=2)  # --num-classes
+
+
+def case_bad_values(tmp):
+    square, _ = predict_inputs(tmp)
+    common = ["predict", "--arch", "resnet18", "--num-classes", "2", "--weights", "w", "--image", square, "--out",
+              os.path.join(tmp, "p.json")]
+    run(*common, "--mean", "0.5,0.5", "--std", "1,1,1", expect=2)
+    run(*common, "--mean", "0.5,0.5,0.5", expect=2)  # --mean needs --std
+    run(*common, "--std", "1,0,1", "--mean", "0,0,0", expect=2)
+    run(*common, "--normalization", "dr", "--mean", "0,0,0", "--std", "1,1,1", expect=2)
+    run(*common, "--normalization", "cifar", expect=2)
+    run(*common, "--device", "gpu7", expect=2)
+    run(*common, "--size", "0", expect=2)
+    run("summary", "--arch", "resnet18", "--width", "-1", expect=2)
+    code, _, err = run("init", "--arch", "resnet18", "--num-classes", "2", "--out",
+                       os.path.join(tmp, "no_dir", "w.safetensors"), expect=1)
+    check("no_dir" in err, "unwritable output message:\n" + err)
+
+
+CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
+
+
+def main():
+    global FOVEA
+    if len(sys.argv) != 3 or sys.argv[2] not in CASES:
+        print(__doc__ + "\ncases: " + ", ".join(CASES), file=sys.stderr)
+        return 2
+    FOVEA = sys.argv[1]
+    with tempfile.TemporaryDirectory(prefix="fovea_cli_") as tmp:
+        CASES[sys.argv[2]](tmp)
+    print(f"PASS: {sys.argv[2]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+// tests/cuda/test_augment_cuda.cpp: the CUDA augmentation twins against the CPU twins on the same inputs
+// and parameters: every op (outputs poisoned with NaN first, so an unwritten element fails), the
+// in-place forms, and the fused SimCLR / MoCo v2 pipelines, within |gpu - cpu| <= 1e-5 + 1e-5 |cpu|.
+// Skips without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fovea/data/augment.hpp"
+#include "fovea/fovea.hpp"
+#include "fovea/ops/augment.hpp"
+
+namespace fovea {
+namespace {
+
+#define FOVEA_REQUIRE_GPU() \
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason()
+
+using Op = void (*)(CView, std::span<const AugmentParams>, View);
+
+constexpr double kAtol = 1e-5, kRtol = 1e-5;
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+Tensor random_images(std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<float> u(0.01f, 0.99f);
+  std::vector<float> v(static_cast<std::size_t>(n * 3 * h * w));
+  for (auto& x : v) x = u(gen);
+  return Tensor::from(v, Shape{n, 3, h, w});
+}
+
+::testing::AssertionResult close(const std::string& what, const Tensor& gpu, const Tensor& cpu) {
+  const std::vector<float> g = gpu.to_vector(), c = cpu.to_vector();
+  if (g.size() != c.size()) return ::testing::AssertionFailure() << what << ": size mismatch";
+  std::size_t bad = 0;
+  double worst = 0;
+  std::ostringstream first;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(g[i]) - c[i]);
+    if (!(err <= kAtol + kRtol * std::fabs(c[i]))) {
+      if (bad++ < 5) first << "\n  [" << i << "] gpu " << g[i] << " cpu " << c[i];
+    }
+    if (!std::isnan(err)) worst = std::max(worst, err);
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << " " << cpu.shape().str() << ": " << bad << " of "
+                                       << g.size() << " elements differ, max error " << worst << first.str();
+}
+
+// Parameters exercising everything: SimCLR with rotation, vertical flips and solarize, then per
+// sample forced variety (jitter on for most, blur on for some, each jitter order).
+std::vector<AugmentParams> varied_params(std::int64_t n, std::int64_t h, std::int64_t w, int s, int epoch) {
+  data::AugmentConfig c = data::simclr(s);
+  c.rotation_degrees = 30.0f;
+  c.vflip_p = 0.5f;
+  c.solarize_p = 0.5f;
+  c.blur_kernel_size = 5;
+  std::vector<AugmentParams> p;
+  for (std::int64_t i = 0; i < n; ++i) {
+    AugmentParams q =
+        data::draw_augment_params(c, data::augment_key(99, epoch, static_cast<std::uint32_t>(i), 0), h, w);
+    q.jitter = i % 5 != 4;
+    q.blur = i % 2 == 0;
+    q.solarize = i % 3 == 1;
+    q.grayscale = i % 4 == 3;
+    p.push_back(q);
+  }
+  return p;
+}
+
+void check_pixel_op(const char* name, Op op, const Tensor& x_cpu, const std::vector<AugmentParams>& params) {
+  Tensor x_gpu = x_cpu.to(Device::cuda());
+  Tensor cpu(x_cpu.shape());
+  op(x_cpu, params, cpu);
+  Tensor gpu = full(x_cpu.shape(), kNaN, Device::cuda());
+  op(x_gpu, params, gpu);
+  EXPECT_TRUE(close(name, gpu, cpu));
+  // In place.
+  Tensor inplace = x_cpu.to(Device::cuda());
+  op(inplace, params, inplace);
+  EXPECT_TRUE(close(std::string(name) + " in place", inplace, cpu));
+}
+
+TEST(AugmentCuda, RandomResizedCropFlipMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  for (const auto& [h, w, s] :
+       std::vector<std::array<int, 3>>{{37, 41, 32}, {33, 33, 33}, {7, 9, 1}, {256, 256, 224}}) {
+    const Tensor x = random_images(5, h, w, static_cast<std::uint64_t>(h * w));
+    const std::vector<AugmentParams> params = varied_params(5, h, w, s, 1);
+    Tensor cpu(Shape{5, 3, s, s});
+    random_resized_crop_flip(x, params, cpu);
+    Tensor gpu = full(Shape{5, 3, s, s}, kNaN, Device::cuda());
+    random_resized_crop_flip(x.to(Device::cuda()), params, gpu);
+    EXPECT_TRUE(close("random_resized_crop_flip " + std::to_string(h) + "x" + std::to_string(w), gpu, cpu));
+  }
+}
+
+TEST(AugmentCuda, FlipIsExactOnTheDevice) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(3, 33, 33, 5);
+  AugmentParams p = neutral_params(33, 33);
+  p.hflip = 1;
+  const std::vector<AugmentParams> params(3, p);
+  Tensor once(x.shape(), Device::cuda()), twice(x.shape(), Device::cuda());
+  random_resized_crop_flip(x.to(Device::cuda()), params, once);
+  random_resized_crop_flip(once, params, twice);
+  EXPECT_EQ(twice.to_vector(), x.to_vector());
+}
+
+TEST(AugmentCuda, ColourOpsMatchCpu) {
+  FOVEA_REQUIRE_GPU();
+  for (const auto& [h, w] : std::vector<std::array<int, 2>>{{32, 32}, {7, 33}, {1, 1}}) {
+    const Tensor x = random_images(5, h, w, static_cast<std::uint64_t>(7 * h + w));
+    std::vector<AugmentParams> params = varied_params(5, h, w, h, 2);
+    // Every sample a different jitter order, contrast included.
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      std::uint8_t order[4] = {0, 1, 2, 3};
+      for (std::size_t r = 0; r < i; ++r) std::next_permutation(order, order + 4);
+      std::copy(order, order + 4, params[i].order);
+      params[i].jitter_ops = 0xF;
+    }
+    check_pixel_op("color_jitter", color_jitter, x, params);
+    check_pixel_op("grayscale", grayscale, x, params);
+    check_pixel_op("solarize", solarize, x, params);
+    check_pixel_op("gaussian_blur", gaussian_blur, x, params);
+  }
+}
+
+TEST(AugmentCuda, HueWrapAroundMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(4, 9, 11, 8);
+  std::vector<AugmentParams> params(4, neutral_params(9, 11));
+  const float shifts[4] = {-0.5f, -0.01f, 0.37f, 0.5f};
+  for (int i = 0; i < 4; ++i) {
+    params[i].jitter = 1;
+    params[i].jitter_ops = 1u << kJitterHue;
+    params[i].hue = shifts[i];
+  }
+  check_pixel_op("adjust_hue", color_jitter, x, params);
+}
+
+TEST(AugmentCuda, WideBlurKernelsMatchCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(3, 5, 40, 9);
+  std::vector<AugmentParams> params(3, neutral_params(5, 40));
+  for (int i = 0; i < 3; ++i) {
+    params[i].blur = i != 1;
+    params[i].blur_kernel = 2 * (3 + 4 * i) + 1;  // 7 and 23: wider than the 5 rows
+    params[i].blur_sigma = 0.5f + i;
+  }
+  check_pixel_op("gaussian_blur wide", gaussian_blur, x, params);
+}
+
+TEST(AugmentCuda, NormalizeMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(5, 13, 17, 10);
+  Tensor cpu(x.shape());
+  normalize_channels(x, kImageNetStats, cpu);
+  Tensor gpu = full(x.shape(), kNaN, Device::cuda());
+  normalize_channels(x.to(Device::cuda()), kImageNetStats, gpu);
+  EXPECT_TRUE(close("normalize_channels", gpu, cpu));
+}
+
+TEST(AugmentCuda, FusedPipelineMatchesCpuComposition) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(5, 37, 41, 11);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    const std::vector<AugmentParams> params = varied_params(5, 37, 41, 32, epoch);
+    Tensor cpu(Shape{5, 3, 32, 32});
+    augment_images(x, params, kDrStats, cpu);
+    Tensor gpu = full(Shape{5, 3, 32, 32}, kNaN, Device::cuda());
+    augment_images(x.to(Device::cuda()), params, kDrStats, gpu);
+    EXPECT_TRUE(close("augment_images epoch " + std::to_string(epoch), gpu, cpu));
+  }
+}
+
+TEST(AugmentCuda, SimclrAndMocoBatchesMatchCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(5, 37, 41, 12);
+  const Tensor x_gpu = x.to(Device::cuda());
+  const std::vector<std::int64_t> ids{0, 7, 1000, 123456, 5};
+  for (const data::AugmentConfig& c : {data::simclr(32), data::moco_v2(32), data::supervised_train(32),
+                                       data::test_transform(32, kImageNetStats)}) {
+    for (int view = 0; view < 2; ++view) {
+      Tensor cpu(Shape{5, 3, 32, 32});
+      data::augment_batch(x, ids, 4, view, c, 2024, cpu);
+      Tensor gpu = full(Shape{5, 3, 32, 32}, kNaN, Device::cuda());
+      data::augment_batch(x_gpu, ids, 4, view, c, 2024, gpu);
+      EXPECT_TRUE(
+          close("augment_batch view " + std::to_string(view) + " scale_min " + std::to_string(c.scale_min),
+                gpu, cpu));
+    }
+  }
+  // The two-view augmenter on the device, against the CPU.
+  const data::TwoViewAugmenter aug(data::simclr(32), 3);
+  Tensor g0(Shape{5, 3, 32, 32}, Device::cuda()), g1(Shape{5, 3, 32, 32}, Device::cuda());
+  Tensor c0(Shape{5, 3, 32, 32}), c1(Shape{5, 3, 32, 32});
+  aug(x_gpu, ids, 1, g0, g1);
+  aug(x, ids, 1, c0, c1);
+  EXPECT_TRUE(close("two views, view 0", g0, c0));
+  EXPECT_TRUE(close("two views, view 1", g1, c1));
+}
+
+TEST(AugmentCuda, LargeBatchMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(3, 256, 256, 13);
+  data::AugmentConfig c = data::moco_v2(224);
+  c.blur_p = 1.0f;  // every sample through the blur passes
+  const std::vector<std::int64_t> ids{10, 11, 12};
+  Tensor cpu(Shape{3, 3, 224, 224});
+  data::augment_batch(x, ids, 0, 0, c, 5, cpu);
+  Tensor gpu = full(Shape{3, 3, 224, 224}, kNaN, Device::cuda());
+  data::augment_batch(x.to(Device::cuda()), ids, 0, 0, c, 5, gpu);
+  EXPECT_TRUE(close("moco_v2 256 -> 224", gpu, cpu));
+}
+
+}  // namespace
+}  // namespace fovea

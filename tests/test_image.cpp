@@ -1,0 +1,330 @@
+// tests/test_image.cpp: image decoding and PNG writing (stb), PIL-style antialiased bilinear resize,
+// torchvision's centre crop and Resize rounding, normalisation, and decoding real fundus photos.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fovea/data/image.hpp"
+
+namespace fovea::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A fresh empty directory under the system temp dir, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = fs::temp_directory_path() /
+            ("fovea_test_image_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// ../shared/data/fundus next to the repository (FOVEA_FUNDUS_DIR overrides); empty when absent.
+fs::path fundus_dir() {
+  if (const char* env = std::getenv("FOVEA_FUNDUS_DIR"); env != nullptr && *env != '\0') return env;
+  const fs::path here = fs::path(__FILE__).parent_path();  // <repo>/tests
+  const fs::path dir = here.parent_path().parent_path() / "shared" / "data" / "fundus";
+  return fs::is_directory(dir) ? dir : fs::path();
+}
+
+#define SKIP_WITHOUT_STB() \
+  if (!kHaveImageIo) GTEST_SKIP() << "built without stb (libstb-dev): load_image and write_png are off"
+
+Tensor image_from(const std::vector<float>& v, std::int64_t c, std::int64_t h, std::int64_t w) {
+  return Tensor::from(v, Shape{c, h, w});
+}
+
+TEST(Image, PngRoundTripIsExactForEightBitValues) {
+  SKIP_WITHOUT_STB();
+  TempDir dir;
+  const std::int64_t h = 7, w = 33;
+  std::vector<float> v(static_cast<std::size_t>(3 * h * w));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 37 + 11) % 256) / 255.0f;
+  const Tensor image = image_from(v, 3, h, w);
+  write_png(dir.path() / "a.png", image);
+  const Tensor back = load_image(dir.path() / "a.png");
+  ASSERT_EQ(back.shape(), (Shape{3, h, w}));
+  EXPECT_EQ(back.to_vector(), v);
+}
+
+TEST(Image, GrayscalePngIsReplicatedIntoThreeChannels) {
+  SKIP_WITHOUT_STB();
+  TempDir dir;
+  const Tensor gray = image_from({0.0f, 10 / 255.0f, 200 / 255.0f, 1.0f, 0.5f, 7 / 255.0f}, 1, 2, 3);
+  write_png(dir.path() / "g.png", gray);
+  const auto back = load_image(dir.path() / "g.png").to_vector();
+  ASSERT_EQ(back.size(), 18u);
+  for (std::size_t c = 0; c < 3; ++c)
+    for (std::size_t p = 0; p < 6; ++p)
+      EXPECT_EQ(back[c * 6 + p], back[p]) << "channel " << c << " pixel " << p;
+  EXPECT_EQ(back[2], 200 / 255.0f);
+  EXPECT_EQ(back[4], 128 / 255.0f);  // 0.5 -> round(127.5) = 128
+}
+
+TEST(Image, MissingTruncatedAndNonImageFilesNameTheFile) {
+  SKIP_WITHOUT_STB();
+  TempDir dir;
+  const Tensor image = image_from(std::vector<float>(3 * 16 * 16, 0.25f), 3, 16, 16);
+  write_png(dir.path() / "whole.png", image);
+  std::string bytes;
+  {
+    std::ifstream in(dir.path() / "whole.png", std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_GT(bytes.size(), 40u);
+  {
+    std::ofstream out(dir.path() / "truncated.png", std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  {
+    std::ofstream out(dir.path() / "notes.txt", std::ios::binary);
+    out << "these are not pixels\n";
+  }
+  { std::ofstream out(dir.path() / "empty.png", std::ios::binary); }
+
+  auto message_of = [](const fs::path& p) -> std::string {
+    try {
+      load_image(p);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const std::string missing = message_of(dir.path() / "absent.png");
+  EXPECT_TRUE(contains(missing, "absent.png") && contains(missing, "No such file")) << missing;
+  const std::string truncated = message_of(dir.path() / "truncated.png");
+  EXPECT_TRUE(contains(truncated, "truncated.png") && contains(truncated, "cannot decode")) << truncated;
+  const std::string text = message_of(dir.path() / "notes.txt");
+  EXPECT_TRUE(contains(text, "notes.txt") && contains(text, "unknown image type")) << text;
+  const std::string empty = message_of(dir.path() / "empty.png");
+  EXPECT_TRUE(contains(empty, "empty.png") && contains(empty, "empty")) << empty;
+  const std::string directory = message_of(dir.path());
+  EXPECT_TRUE(contains(directory, "directory")) << directory;
+}
+
+TEST(Image, WritePngLeavesNoFileOnBadInput) {
+  SKIP_WITHOUT_STB();
+  TempDir dir;
+  const Tensor two_channels = image_from(std::vector<float>(2 * 4 * 4, 0.5f), 2, 4, 4);
+  EXPECT_THROW(write_png(dir.path() / "x.png", two_channels), Error);
+  EXPECT_THROW(
+      write_png(dir.path() / "missing_dir" / "x.png", image_from(std::vector<float>(3, 0.5f), 3, 1, 1)),
+      Error);
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
+TEST(Resize, ConstantImageStaysConstant) {
+  const Tensor image = image_from(std::vector<float>(3 * 33 * 7, 0.625f), 3, 33, 7);
+  for (auto [oh, ow] :
+       {std::pair{1, 1}, std::pair{5, 67}, std::pair{129, 3}, std::pair{33, 7}, std::pair{11, 2}}) {
+    const Tensor out = resize_antialiased(image, oh, ow);
+    ASSERT_EQ(out.shape(), (Shape{3, oh, ow}));
+    for (float v : out.to_vector()) ASSERT_NEAR(v, 0.625f, 1e-6f) << oh << "x" << ow;
+  }
+}
+
+TEST(Resize, HalvingACheckerboardMatchesPilBilinear) {
+  // PIL's BILINEAR at an exact 2x shrink weights input pixels 2o-1, 2o, 2o+1, 2o+2 by (1, 3, 3, 1) / 8
+  // for output o, which on a one-pixel checkerboard equals the 2x2 box average (0.5) inside the
+  // image. At the borders the tap outside is dropped and the rest renormalised ((3, 3, 1) / 7).
+  const int n = 8;
+  std::vector<double> v(static_cast<std::size_t>(n * n));
+  for (int y = 0; y < n; ++y)
+    for (int x = 0; x < n; ++x) v[static_cast<std::size_t>(y * n + x)] = (x + y) % 2;
+  auto halve = [](const std::vector<double>& line) {
+    const int len = static_cast<int>(line.size());
+    std::vector<double> out(static_cast<std::size_t>(len / 2));
+    for (int o = 0; o < len / 2; ++o) {
+      const double taps[4] = {1, 3, 3, 1};
+      double num = 0, den = 0;
+      for (int k = 0; k < 4; ++k)
+        if (const int x = 2 * o - 1 + k; x >= 0 && x < len) {
+          num += taps[k] * line[static_cast<std::size_t>(x)];
+          den += taps[k];
+        }
+      out[static_cast<std::size_t>(o)] = num / den;
+    }
+    return out;
+  };
+  std::vector<std::vector<double>> rows;  // (n, n / 2) after the row pass
+  for (int y = 0; y < n; ++y)
+    rows.push_back(halve(std::vector<double>(v.begin() + y * n, v.begin() + (y + 1) * n)));
+  std::vector<float> f(v.begin(), v.end());
+  const auto out = resize_antialiased(image_from(f, 1, n, n), n / 2, n / 2).to_vector();
+  for (int ox = 0; ox < n / 2; ++ox) {
+    std::vector<double> column;
+    for (int y = 0; y < n; ++y)
+      column.push_back(rows[static_cast<std::size_t>(y)][static_cast<std::size_t>(ox)]);
+    const std::vector<double> expected = halve(column);
+    for (int oy = 0; oy < n / 2; ++oy) {
+      const float got = out[static_cast<std::size_t>(oy * n / 2 + ox)];
+      EXPECT_NEAR(got, expected[static_cast<std::size_t>(oy)], 1e-6) << oy << "," << ox;
+      if (oy > 0 && ox > 0 && oy < n / 2 - 1 && ox < n / 2 - 1) {
+        EXPECT_NEAR(got, 0.5, 1e-6) << oy << "," << ox;
+      }
+    }
+  }
+  EXPECT_NEAR(
+      out[0],
+      (3 * (3 * 0 + 3 * 1 + 0) / 7.0 + 3 * (3 * 1 + 3 * 0 + 1) / 7.0 + (3 * 0 + 3 * 1 + 0) / 7.0) / 7.0,
+      1e-6);
+}
+
+TEST(Resize, UpscalingTwoByTwoIsHalfPixelBilinear) {
+  // 2 -> 4 along an axis: output centres at 0.25, 0.75, 1.25, 1.75 in input pixels, so the weights
+  // of (in0, in1) are (1, 0), (3/4, 1/4), (1/4, 3/4), (0, 1) (edges clamp).
+  const Tensor image = image_from({1.0f, 5.0f, 9.0f, 13.0f}, 1, 2, 2);  // [[1, 5], [9, 13]]
+  const auto out = resize_antialiased(image, 4, 4).to_vector();
+  const float row[2][4] = {{1, 2, 4, 5}, {9, 10, 12, 13}};
+  const float wy[4][2] = {{1, 0}, {0.75f, 0.25f}, {0.25f, 0.75f}, {0, 1}};
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x)
+      EXPECT_NEAR(out[static_cast<std::size_t>(y * 4 + x)], wy[y][0] * row[0][x] + wy[y][1] * row[1][x],
+                  1e-5f)
+          << y << "," << x;
+  // Only one axis changes: the other is copied exactly.
+  const auto wide = resize_antialiased(image, 2, 4).to_vector();
+  EXPECT_EQ(wide, (std::vector<float>{1, 2, 4, 5, 9, 10, 12, 13}));
+}
+
+TEST(Resize, ShrinkingAveragesEveryInputPixel) {
+  // 9 -> 1: one output whose triangle spans the whole row: weights 1 - |x + 0.5 - 4.5| / 9.
+  std::vector<float> v(9);
+  for (int i = 0; i < 9; ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(i * i);
+  const float out = resize_antialiased(image_from(v, 1, 1, 9), 1, 1).to_vector()[0];
+  double num = 0, den = 0;
+  for (int i = 0; i < 9; ++i) {
+    const double w = 1.0 - std::abs(i + 0.5 - 4.5) / 9.0;
+    num += w * i * i;
+    den += w;
+  }
+  EXPECT_NEAR(out, num / den, 1e-4);
+}
+
+TEST(Resize, RejectsBadSizes) {
+  const Tensor image = image_from({1, 2, 3, 4}, 1, 2, 2);
+  EXPECT_THROW(resize_antialiased(image, 0, 3), Error);
+  EXPECT_THROW(resize_antialiased(Tensor::from({1, 2}, Shape{2, 1}), 2, 2), Error);
+}
+
+TEST(CenterCrop, OffsetsFollowTorchvisionRounding) {
+  EXPECT_EQ(center_crop_offset(7, 3), 2);  // 2.0
+  EXPECT_EQ(center_crop_offset(6, 3), 2);  // round(1.5) = 2
+  EXPECT_EQ(center_crop_offset(8, 3), 2);  // round(2.5) = 2 (half to even)
+  EXPECT_EQ(center_crop_offset(4, 3), 0);  // round(0.5) = 0
+  EXPECT_EQ(center_crop_offset(5, 5), 0);
+  std::vector<float> v(2 * 7 * 6);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  const Tensor image = image_from(v, 2, 7, 6);
+  const Tensor crop = center_crop(image, 3, 3);  // top = 2, left = round(1.5) = 2
+  ASSERT_EQ(crop.shape(), (Shape{2, 3, 3}));
+  const auto c = crop.to_vector();
+  for (int ch = 0; ch < 2; ++ch)
+    for (int y = 0; y < 3; ++y)
+      for (int x = 0; x < 3; ++x)
+        EXPECT_EQ(c[static_cast<std::size_t>((ch * 3 + y) * 3 + x)],
+                  v[static_cast<std::size_t>((ch * 7 + 2 + y) * 6 + 2 + x)]);
+  EXPECT_THROW(center_crop(image, 8, 3), Error);
+}
+
+TEST(Preprocess, ResizeRoundingFollowsTorchvision) {
+  EXPECT_EQ(resized_shorter_side(50, 80, 64), (std::array<int, 2>{64, 102}));  // int(102.4)
+  EXPECT_EQ(resized_shorter_side(80, 50, 64), (std::array<int, 2>{102, 64}));
+  EXPECT_EQ(resized_shorter_side(2592, 3888, 224), (std::array<int, 2>{224, 336}));
+  EXPECT_EQ(resized_shorter_side(100, 100, 224), (std::array<int, 2>{224, 224}));
+  EXPECT_EQ(resized_shorter_side(3, 10, 2), (std::array<int, 2>{2, 6}));  // int(6.67)
+}
+
+TEST(Normalize, SubtractsMeanAndDividesByStdPerChannel) {
+  Tensor image = image_from({0.5f, 1.0f, 0.25f, 0.75f, 0.0f, 1.0f}, 3, 1, 2);
+  normalize(image, {0.5f, 0.25f, 0.5f}, {0.5f, 0.25f, 0.25f});
+  EXPECT_EQ(image.to_vector(), (std::vector<float>{0, 1, 0, 2, -2, 2}));
+  Tensor batch = Tensor::from(std::vector<float>(2 * 3, 1.0f), Shape{2, 3, 1, 1});
+  normalize(batch, {0, 0.5f, 1}, {1, 1, 1});
+  EXPECT_EQ(batch.to_vector(), (std::vector<float>{1, 0.5f, 0, 1, 0.5f, 0}));
+  EXPECT_THROW(normalize(image, {0, 0, 0}, {1, 0, 1}), Error);
+  Tensor four = Tensor::from(std::vector<float>(4, 1.0f), Shape{4, 1, 1});
+  EXPECT_THROW(normalize(four, {0, 0, 0}, {1, 1, 1}), Error);
+}
+
+TEST(Preprocess, SquareImagesAreNotResizedOthersAreResizedAndCropped) {
+  SKIP_WITHOUT_STB();
+  TempDir dir;
+  std::vector<float> v(3 * 8 * 8);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 256) / 255.0f;
+  write_png(dir.path() / "square.png", image_from(v, 3, 8, 8));
+  const Tensor same = preprocess_for_model(dir.path() / "square.png", 8, {0, 0, 0}, {1, 1, 1});
+  ASSERT_EQ(same.shape(), (Shape{1, 3, 8, 8}));
+  EXPECT_EQ(same.to_vector(), v);
+
+  // 5 x 10 (H x W) at size 4: resize to 4 x 8, crop columns [2, 6), then normalise.
+  std::vector<float> r(3 * 5 * 10);
+  for (std::size_t i = 0; i < r.size(); ++i) r[i] = static_cast<float>((i * 7) % 256) / 255.0f;
+  write_png(dir.path() / "wide.png", image_from(r, 3, 5, 10));
+  const Tensor got = preprocess_for_model(dir.path() / "wide.png", 4, kImageNetMean, kImageNetStd);
+  ASSERT_EQ(got.shape(), (Shape{1, 3, 4, 4}));
+  Tensor expected = center_crop(resize_antialiased(load_image(dir.path() / "wide.png"), 4, 8), 4, 4);
+  normalize(expected, kImageNetMean, kImageNetStd);
+  EXPECT_EQ(got.to_vector(), expected.to_vector());
+}
+
+TEST(FundusData, EyepacsJpegAndDriveGifDecode) {
+  SKIP_WITHOUT_STB();
+  const fs::path dir = fundus_dir();
+  if (dir.empty())
+    GTEST_SKIP() << "../shared/data/fundus not found next to the repository (set FOVEA_FUNDUS_DIR)";
+  const fs::path jpeg = dir / "eyepacs" / "images" / "10003_right.jpeg";  // 256 x 256 RGB (eyepacs/README.md)
+  if (!fs::exists(jpeg)) GTEST_SKIP() << jpeg << " is absent";
+  const Tensor image = load_image(jpeg);
+  EXPECT_EQ(image.shape(), (Shape{3, 256, 256}));
+  double sum = 0;
+  float lo = 1, hi = 0;
+  for (float x : image.to_vector()) {
+    sum += x;
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
+  EXPECT_GE(lo, 0.0f);
+  EXPECT_LE(hi, 1.0f);
+  EXPECT_GT(hi - lo, 0.3f) << "a fundus photo has contrast";
+  const Tensor input = preprocess_for_model(jpeg, 224, kImageNetMean, kImageNetStd);
+  EXPECT_EQ(input.shape(), (Shape{1, 3, 224, 224}));
+
+  const fs::path gif = dir / "drive" / "fov_mask" / "01_test_mask.gif";  // 565 x 584 (W x H), 0 / 255
+  if (fs::exists(gif)) {
+    const auto mask = load_image(gif);
+    EXPECT_EQ(mask.shape(), (Shape{3, 584, 565}));
+    for (float x : mask.to_vector()) ASSERT_TRUE(x == 0.0f || x == 1.0f) << x;
+  }
+  const fs::path tiff = dir / "drive" / "images" / "01_test.tif";
+  if (fs::exists(tiff)) {
+    try {
+      load_image(tiff);
+      ADD_FAILURE() << "stb_image decoded a TIFF";
+    } catch (const Error& e) {
+      EXPECT_TRUE(contains(e.what(), "01_test.tif") && contains(e.what(), "TIFF")) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fovea::data
