@@ -59,6 +59,7 @@ void register_all(Device device) {
   register_augment_benchmarks(device);
   register_contrastive_benchmarks(device);
   register_resnet_benchmarks(device);
+  register_decode_benchmarks(device);
 }
 
 int run(int argc, char** argv) {

@@ -55,7 +55,7 @@ bool same(const SyntheticFundus& a, const SyntheticFundus& b) {
 
 std::int64_t lesion_mask_pixels(const SyntheticFundus& f) {
   std::int64_t n = 0;
-  for (LesionType t : kLesionTypes)
+  for (LesionType t : kSyntheticLesionTypes)
     if (t != LesionType::OD) n += f.mask_pixels(t);
   return n;
 }

@@ -81,7 +81,7 @@ inline GenerateSummary write_synthetic_dataset(const GenerateOptions& options, s
   fs::create_directories(images_dir, ec);
   FOVEA_CHECK(!ec, "generate: cannot create '", images_dir.string(), "': ", ec.message());
   if (options.masks)
-    for (data::LesionType t : data::kLesionTypes) {
+    for (data::LesionType t : data::kSyntheticLesionTypes) {
       fs::create_directories(masks_dir / data::lesion_type_name(t), ec);
       FOVEA_CHECK(!ec, "generate: cannot create '", (masks_dir / data::lesion_type_name(t)).string(), "': ", ec.message());
     }
@@ -113,7 +113,7 @@ inline GenerateSummary write_synthetic_dataset(const GenerateOptions& options, s
         detail::ImageRecord& record = records[static_cast<std::size_t>(i)];
         record.grade = grade;
         if (options.masks)
-          for (data::LesionType t : data::kLesionTypes) {
+          for (data::LesionType t : data::kSyntheticLesionTypes) {
             const std::int64_t pixels = fundus.mask_pixels(t);
             record.mask_pixels[static_cast<std::size_t>(t)] = pixels;
             if (pixels == 0) continue;

@@ -25,6 +25,7 @@
 #include "fovea/fovea.hpp"
 #include "fovea/io/atomic_file.hpp"
 #include "fovea/nn/summary.hpp"
+#include "cmd_drivers.hpp"
 #include "cmd_generate.hpp"
 #include "model.hpp"
 
@@ -332,6 +333,7 @@ int main(int argc, char** argv) {
   // Subcommands kept in their own headers (tools/fovea/cmd_<name>.hpp) register here with
   // add_<name>_command(app) and run from a CLI11 callback inside app.parse().
   fovea::tools::add_generate_command(app);
+  fovea::tools::add_driver_commands(app);
 
   try {
     try {

@@ -24,6 +24,7 @@
 
 #include "fovea/core/error.hpp"
 #include "fovea/core/tensor.hpp"
+#include "fovea/data/tiff.hpp"
 #include "fovea/io/atomic_file.hpp"
 
 #ifndef FOVEA_WITH_STB
@@ -130,7 +131,9 @@ inline void check_image(const char* op, CView image) {
 //          grayscale is replicated into the three channels, alpha is dropped.
 // Throws fovea::Error naming the file and the reason (missing or unreadable file, empty, truncated
 // or corrupt data, unsupported format) or, in a build without stb, naming the package to install.
+// Files ending in .tif / .tiff go to load_tiff (data/tiff.hpp, libtiff), with the same contract.
 inline Tensor load_image(const std::filesystem::path& path) {
+  if (detail::has_tiff_extension(path)) return load_tiff(path);
 #if FOVEA_WITH_STB
   const std::vector<unsigned char> bytes = detail::read_whole_file(path);
   FOVEA_CHECK(!bytes.empty(), "cannot decode image '", path.string(), "': the file is empty");

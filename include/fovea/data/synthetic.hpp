@@ -38,7 +38,7 @@ namespace fovea::data {
 // vessels (proliferative DR); OD is the optic disc (anatomy, never in the lesion list).
 enum class LesionType : std::uint8_t { MA = 0, HE = 1, EX = 2, SE = 3, NV = 4, OD = 5 };
 inline constexpr int kLesionTypeCount = 6;
-inline constexpr std::array<LesionType, kLesionTypeCount> kLesionTypes{LesionType::MA, LesionType::HE,
+inline constexpr std::array<LesionType, kLesionTypeCount> kSyntheticLesionTypes{LesionType::MA, LesionType::HE,
                                                                        LesionType::EX, LesionType::SE,
                                                                        LesionType::NV, LesionType::OD};
 

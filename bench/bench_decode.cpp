@@ -1,0 +1,102 @@
+// bench/bench_decode.cpp: decode + fundus preprocessing throughput on one CPU core (images/s), on a
+// dozen real EyePACS JPEGs (256x256) and on one full-size IDRiD JPEG (4288x2848), read from
+// ../shared/data/fundus (skipped with a message where absent). CPU only; nothing registers on CUDA.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "fovea/data/fundus.hpp"
+
+namespace fovea::bench {
+
+void register_decode_benchmarks(Device device);
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// $FOVEA_SHARED_DATA (the fundus folder or one above it), else shared/data/fundus found walking up
+// from the working directory, the program and this source file. Empty when absent.
+fs::path fundus_dir() {
+  if (const char* env = std::getenv("FOVEA_SHARED_DATA"); env != nullptr && *env != '\0')
+    for (const fs::path& p : {fs::path(env), fs::path(env) / "fundus", fs::path(env) / "data" / "fundus"})
+      if (fs::is_directory(p / "eyepacs") || fs::is_directory(p / "idrid")) return p;
+  std::error_code ec;
+  for (fs::path dir : {fs::current_path(ec), fs::read_symlink("/proc/self/exe", ec).parent_path(),
+                       fs::path(__FILE__).parent_path()})
+    for (; !dir.empty(); dir = dir.parent_path()) {
+      if (fs::is_directory(dir / "shared" / "data" / "fundus", ec)) return dir / "shared" / "data" / "fundus";
+      if (dir == dir.parent_path()) break;
+    }
+  return {};
+}
+
+// Up to `count` files of `folder` with extension `ext`, sorted by name.
+std::vector<fs::path> first_files(const fs::path& folder, const std::string& ext, std::size_t count) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) return files;
+  for (const auto& e : fs::directory_iterator(folder, ec))
+    if (e.path().extension() == ext) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.size() > count) files.resize(count);
+  return files;
+}
+
+void register_pipeline(const std::string& name, std::vector<fs::path> files, data::FundusPreprocess settings,
+                       const std::string& missing) {
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [files, settings, missing](benchmark::State& state) {
+                                 if (files.empty()) {
+                                   state.SkipWithError(missing.c_str());
+                                   return;
+                                 }
+                                 try {
+                                   for (auto _ : state)
+                                     for (const fs::path& f : files)
+                                       benchmark::DoNotOptimize(data::preprocess_fundus(f, settings).data());
+                                 } catch (const std::exception& e) {
+                                   state.SkipWithError(e.what());
+                                   return;
+                                 }
+                                 state.SetItemsProcessed(state.iterations() *
+                                                         static_cast<std::int64_t>(files.size()));
+                               })
+      ->Unit(benchmark::kMillisecond)
+      ->MinTime(0.2);
+}
+
+}  // namespace
+
+void register_decode_benchmarks(Device device) {
+  if (device.is_cuda()) return;
+  const fs::path root = fundus_dir();
+  const std::string where = root.empty() ? std::string("shared/data/fundus not found (set FOVEA_SHARED_DATA)")
+                                         : root.string();
+  const auto eyepacs = root.empty() ? std::vector<fs::path>{} : first_files(root / "eyepacs" / "images", ".jpeg", 12);
+  const auto idrid = root.empty() ? std::vector<fs::path>{} : first_files(root / "idrid" / "images", ".jpg", 1);
+  if (eyepacs.empty() || idrid.empty())
+    std::printf("fovea_bench: decode benchmarks skipped where data is missing (%s)\n", where.c_str());
+
+  data::FundusPreprocess plain;  // torchvision-style Resize + CenterCrop, no FOV handling
+  plain.size = 224;
+  plain.crop_to_fov = false;
+  data::FundusPreprocess fov;  // FOV mask + square crop + resize
+  fov.size = 224;
+  data::FundusPreprocess graham = fov;  // + Ben Graham at the output size
+  graham.ben_graham = true;
+  const std::string no_eyepacs = "no EyePACS JPEGs under " + where + "/eyepacs/images";
+  const std::string no_idrid = "no IDRiD JPEG under " + where + "/idrid/images";
+  register_pipeline("decode_preprocess/cpu/eyepacs_256_jpeg/resize224", eyepacs, plain, no_eyepacs);
+  register_pipeline("decode_preprocess/cpu/eyepacs_256_jpeg/fov224", eyepacs, fov, no_eyepacs);
+  register_pipeline("decode_preprocess/cpu/eyepacs_256_jpeg/fov_graham224", eyepacs, graham, no_eyepacs);
+  data::FundusPreprocess graham512 = graham;
+  graham512.size = 512;
+  register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/fov_graham512", idrid, graham512, no_idrid);
+}
+
+}  // namespace fovea::bench

@@ -1,0 +1,388 @@
+// tests/test_fundus.cpp: TIFF decoding (IDRiD masks vs their PNG copies, DRIVE LZW photos, errors),
+// field-of-view masks, Ben Graham's normalisation and the preprocessing disk cache.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fovea/data/cache.hpp"
+#include "fovea/data/fundus.hpp"
+#include "fovea/data/image.hpp"
+#include "fovea/data/synthetic.hpp"
+#include "fovea/data/tiff.hpp"
+
+namespace fs = std::filesystem;
+using namespace fovea;
+using namespace fovea::data;
+
+namespace {
+
+// The real fundus subsets: $FOVEA_SHARED_DATA (the fundus folder, or a folder holding fundus/ or
+// data/fundus/), else $FOVEA_FUNDUS_DIR, else shared/data/fundus found by walking up from the working
+// directory, the test binary and this source file. Empty when absent.
+fs::path fundus_dir() {
+  for (const char* var : {"FOVEA_SHARED_DATA", "FOVEA_FUNDUS_DIR"}) {
+    const char* env = std::getenv(var);
+    if (env == nullptr || *env == '\0') continue;
+    for (const fs::path& p : {fs::path(env), fs::path(env) / "fundus", fs::path(env) / "data" / "fundus"})
+      if (fs::is_directory(p / "eyepacs") || fs::is_directory(p / "idrid")) return p;
+  }
+  std::error_code ec;
+  std::vector<fs::path> starts{fs::current_path(ec), fs::read_symlink("/proc/self/exe", ec).parent_path(),
+                               fs::path(__FILE__).parent_path()};
+  for (fs::path dir : starts) {
+    for (; !dir.empty(); dir = dir.parent_path()) {
+      const fs::path candidate = dir / "shared" / "data" / "fundus";
+      if (fs::is_directory(candidate, ec)) return candidate;
+      if (dir == dir.parent_path()) break;
+    }
+  }
+  return {};
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("fovea_test_fundus_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+double iou(CView a, CView b) {
+  double inter = 0, uni = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    const bool x = a.data()[i] != 0.0f, y = b.data()[i] != 0.0f;
+    inter += x && y;
+    uni += x || y;
+  }
+  return uni > 0 ? inter / uni : 1.0;
+}
+
+// The true field of view of a synthetic fundus (inside iff distance <= radius).
+Tensor true_fov(const SyntheticFundus& f) {
+  const std::int64_t s = f.size();
+  Tensor m(Shape{1, s, s});
+  for (std::int64_t y = 0; y < s; ++y)
+    for (std::int64_t x = 0; x < s; ++x) {
+      const float dx = x + 0.5f - f.fov_x, dy = y + 0.5f - f.fov_y;
+      m.data()[y * s + x] = dx * dx + dy * dy <= f.fov_radius * f.fov_radius ? 1.0f : 0.0f;
+    }
+  return m;
+}
+
+#define SKIP_WITHOUT_TIFF() \
+  if (!kHaveTiff) GTEST_SKIP() << "built without libtiff (apt-get install libtiff-dev)"
+#define SKIP_WITHOUT_IMAGE_IO() \
+  if (!kHaveImageIo) GTEST_SKIP() << "built without stb (apt-get install libstb-dev)"
+
+}  // namespace
+
+// ---- TIFF ---------------------------------------------------------------------------------------
+
+TEST(Tiff, IdridMasksEqualTheirPngCopies) {
+  SKIP_WITHOUT_TIFF();
+  SKIP_WITHOUT_IMAGE_IO();
+  const fs::path root = fundus_dir();
+  if (root.empty() || !fs::is_directory(root / "idrid" / "original_tif"))
+    GTEST_SKIP() << "shared/data/fundus/idrid/original_tif not found (set FOVEA_SHARED_DATA to the fundus folder)";
+  for (const char* type : {"MA", "HE", "EX", "SE"}) {
+    const std::string name = std::string("IDRiD_03_") + type;
+    const Tensor tif = load_image(root / "idrid" / "original_tif" / (name + ".tif"));
+    const Tensor png = load_image(root / "idrid" / "masks" / type / (name + ".png"));
+    ASSERT_EQ(tif.shape(), png.shape()) << name;
+    EXPECT_EQ(tif.shape(), Shape({3, 2848, 4288})) << name;
+    std::int64_t differ = 0, ones = 0;
+    for (std::int64_t i = 0; i < tif.numel(); ++i) {
+      differ += tif.data()[i] != png.data()[i];
+      ones += tif.data()[i] == 1.0f;
+    }
+    EXPECT_EQ(differ, 0) << name;
+    EXPECT_GT(ones, 0) << name << ": an empty mask would not test anything";
+  }
+}
+
+TEST(Tiff, DriveLzwPhotoDecodes) {
+  SKIP_WITHOUT_TIFF();
+  const fs::path root = fundus_dir();
+  const fs::path file = root / "drive" / "images" / "01_test.tif";
+  if (root.empty() || !fs::exists(file)) GTEST_SKIP() << "shared/data/fundus/drive not found";
+  const Tensor image = load_image(file);
+  EXPECT_EQ(image.shape(), Shape({3, 584, 565}));
+  double red = 0, blue = 0;
+  const std::int64_t plane = 584 * 565;
+  for (std::int64_t i = 0; i < plane; ++i) {
+    ASSERT_GE(image.data()[i], 0.0f);
+    ASSERT_LE(image.data()[i], 1.0f);
+    red += image.data()[i];
+    blue += image.data()[2 * plane + i];
+  }
+  EXPECT_GT(red, 2 * blue) << "a fundus photo is red";
+  const Tensor mask = fov_mask(image);
+  double inside = 0;
+  for (std::int64_t i = 0; i < mask.numel(); ++i) inside += mask.data()[i];
+  EXPECT_GT(inside / plane, 0.5);
+  EXPECT_LT(inside / plane, 0.85);
+  // DRIVE ships its own field-of-view masks (GIF).
+  const fs::path gif = root / "drive" / "fov_mask" / "01_test_mask.gif";
+  if (kHaveImageIo && fs::exists(gif)) {
+    const Tensor truth = load_image(gif);
+    EXPECT_GT(iou(mask, CView(truth.data(), Shape{1, 584, 565}, Device::cpu())), 0.95);
+  }
+}
+
+TEST(Tiff, TruncatedAndFakeFilesNameTheFile) {
+  SKIP_WITHOUT_TIFF();
+  const fs::path dir = temp_dir("tiff");
+  const fs::path fake = dir / "not_a_tiff.tif";
+  write_bytes(fake, "this is plain text, not a TIFF at all");
+  std::string e = error_of([&] { load_image(fake); });
+  EXPECT_NE(e.find("not_a_tiff.tif"), std::string::npos) << e;
+  EXPECT_NE(e.find("libtiff"), std::string::npos) << e;
+
+  const fs::path missing = dir / "missing.tiff";
+  e = error_of([&] { load_tiff(missing); });
+  EXPECT_NE(e.find("missing.tiff"), std::string::npos) << e;
+
+  const fs::path root = fundus_dir();
+  const fs::path drive = root / "drive" / "images" / "02_test.tif";
+  if (root.empty() || !fs::exists(drive)) GTEST_SKIP() << "shared/data/fundus/drive not found (truncation cases)";
+  const std::string bytes = read_bytes(drive);
+  for (std::size_t keep : {bytes.size() / 2, std::size_t{64}}) {
+    const fs::path cut = dir / ("cut_" + std::to_string(keep) + ".tif");
+    write_bytes(cut, bytes.substr(0, keep));
+    e = error_of([&] { load_image(cut); });
+    EXPECT_NE(e.find(cut.filename().string()), std::string::npos) << e;
+  }
+  const fs::path idrid = root / "idrid" / "original_tif" / "IDRiD_03_MA.tif";
+  if (fs::exists(idrid)) {
+    const std::string mask = read_bytes(idrid);
+    const fs::path cut = dir / "cut_mask.tif";
+    write_bytes(cut, mask.substr(0, mask.size() / 2));
+    e = error_of([&] { load_image(cut); });
+    EXPECT_NE(e.find("cut_mask.tif"), std::string::npos) << e;
+  }
+  fs::remove_all(dir);
+}
+
+// ---- field of view and Ben Graham ---------------------------------------------------------------
+
+TEST(Fundus, FovMaskOfSyntheticFundus) {
+  for (int index : {0, 3}) {
+    SyntheticConfig cfg;
+    cfg.seed = 7;
+    cfg.size = 192;
+    const SyntheticFundus f = generate_fundus(cfg, index, index % 5);
+    const Tensor mask = fov_mask(f.image);
+    ASSERT_EQ(mask.shape(), Shape({1, 192, 192}));
+    EXPECT_GT(iou(mask, true_fov(f)), 0.95) << "image " << index;
+    const BoundingBox box = fov_box(mask);
+    EXPECT_NEAR(box.width(), 2 * f.fov_radius, 4.0);
+    const Tensor crop = crop_to_fov(f.image, mask);
+    EXPECT_EQ(crop.shape()[1], crop.shape()[2]);
+    EXPECT_NEAR(static_cast<double>(crop.shape()[1]), 2 * f.fov_radius, 4.0);
+  }
+}
+
+TEST(Fundus, FovMaskOfRealEyepacsImageCoversTheDisc) {
+  SKIP_WITHOUT_IMAGE_IO();
+  const fs::path root = fundus_dir();
+  const fs::path file = root / "eyepacs" / "images" / "10003_right.jpeg";
+  if (root.empty() || !fs::exists(file)) GTEST_SKIP() << "shared/data/fundus/eyepacs not found";
+  const Tensor image = load_image(file);
+  const Tensor mask = fov_mask(image);
+  const std::int64_t h = image.shape()[1], w = image.shape()[2], plane = h * w;
+  EXPECT_EQ(mask.data()[(h / 2) * w + w / 2], 1.0f) << "the centre is inside";
+  EXPECT_EQ(mask.data()[0], 0.0f) << "the corner is outside";
+  // Every clearly bright pixel is inside, and few dark pixels are.
+  std::int64_t bright = 0, bright_in = 0, dark = 0, dark_in = 0;
+  for (std::int64_t i = 0; i < plane; ++i) {
+    const float r = image.data()[i];
+    if (r > 0.25f) ++bright, bright_in += mask.data()[i] != 0.0f;
+    if (r < 0.02f) ++dark, dark_in += mask.data()[i] != 0.0f;
+  }
+  ASSERT_GT(bright, plane / 3);
+  EXPECT_GT(static_cast<double>(bright_in) / bright, 0.99);
+  if (dark > 0) {
+    EXPECT_LT(static_cast<double>(dark_in) / dark, 0.05);
+  }
+}
+
+TEST(Fundus, FovMaskOfUniformImageIsEverything) {
+  Tensor image(Shape{3, 9, 7});
+  std::fill(image.data(), image.data() + image.numel(), 0.3f);
+  const Tensor mask = fov_mask(image);
+  for (std::int64_t i = 0; i < mask.numel(); ++i) EXPECT_EQ(mask.data()[i], 1.0f);
+}
+
+TEST(Fundus, GaussianBlurKeepsConstantsAndSums) {
+  Tensor image(Shape{1, 33, 7});
+  std::fill(image.data(), image.data() + image.numel(), 0.25f);
+  Tensor b = gaussian_blur(image, 2.5f);
+  for (std::int64_t i = 0; i < b.numel(); ++i) EXPECT_NEAR(b.data()[i], 0.25f, 1e-6f);
+  // An impulse far from the borders spreads into a symmetric bump with mass 1.
+  Tensor impulse(Shape{1, 41, 41});
+  std::fill(impulse.data(), impulse.data() + impulse.numel(), 0.0f);
+  impulse.data()[20 * 41 + 20] = 1.0f;
+  b = gaussian_blur(impulse, 2.0f);
+  double total = 0;
+  for (std::int64_t i = 0; i < b.numel(); ++i) total += b.data()[i];
+  EXPECT_NEAR(total, 1.0, 1e-5);
+  EXPECT_NEAR(b.data()[20 * 41 + 17], b.data()[17 * 41 + 20], 1e-7f);
+  EXPECT_NEAR(b.data()[20 * 41 + 20], 1.0 / (2 * M_PI * 4.0), 2e-3);
+}
+
+TEST(Fundus, BenGrahamOfConstantImageIsHalfInsideTheFov) {
+  SyntheticConfig cfg;
+  cfg.size = 128;
+  cfg.camera_variation = false;
+  const SyntheticFundus f = generate_fundus(cfg, 0, 0);
+  const Tensor fov = true_fov(f);
+  Tensor image(Shape{3, 128, 128});
+  for (std::int64_t c = 0; c < 3; ++c)
+    for (std::int64_t i = 0; i < 128 * 128; ++i) image.data()[c * 128 * 128 + i] = 0.6f * fov.data()[i];
+  const Tensor out = ben_graham(image, fov);
+  const float r = f.fov_radius, sigma = r / 30.0f;
+  int checked = 0;
+  for (std::int64_t y = 0; y < 128; ++y)
+    for (std::int64_t x = 0; x < 128; ++x) {
+      const float dx = x + 0.5f - f.fov_x, dy = y + 0.5f - f.fov_y, d = std::sqrt(dx * dx + dy * dy);
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const float v = out.data()[(c * 128 + y) * 128 + x];
+        if (d < r - 4 * sigma - 2) {
+          EXPECT_NEAR(v, 0.5f, 1e-5f);
+          ++checked;
+        }
+        if (d > 0.9f * r + 2) {
+          EXPECT_EQ(v, kBenGrahamGray);
+        }
+      }
+    }
+  EXPECT_GT(checked, 1000);
+  // A uniformly bright frame (mask all ones) is 0.5 everywhere.
+  Tensor flat(Shape{3, 20, 20});
+  std::fill(flat.data(), flat.data() + flat.numel(), 0.8f);
+  const Tensor all = fov_mask(flat);
+  const Tensor g = ben_graham(flat, all, 1.0f / 30.0f, 0.9f, 0.0f);
+  EXPECT_NEAR(g.data()[10 * 20 + 10], 0.5f, 1e-6f);
+  EXPECT_EQ(g.data()[0], 0.0f) << "the corner lies outside the 90 % circle";
+}
+
+TEST(Fundus, PreprocessFundusGivesSquareOutput) {
+  SKIP_WITHOUT_IMAGE_IO();
+  const fs::path dir = temp_dir("preprocess");
+  SyntheticConfig cfg;
+  cfg.size = 160;
+  const SyntheticFundus f = generate_fundus(cfg, 1, 2);
+  const fs::path file = dir / "synthetic.png";
+  write_png(file, f.image);
+  for (bool crop : {true, false})
+    for (bool graham : {false, true}) {
+      FundusPreprocess s;
+      s.size = 64;
+      s.crop_to_fov = crop;
+      s.ben_graham = graham;
+      const Tensor out = preprocess_fundus(file, s);
+      EXPECT_EQ(out.shape(), Shape({3, 64, 64}));
+      for (std::int64_t i = 0; i < out.numel(); ++i) {
+        ASSERT_GE(out.data()[i], 0.0f);
+        ASSERT_LE(out.data()[i], 1.0f);
+      }
+    }
+  fs::remove_all(dir);
+}
+
+// ---- the disk cache -----------------------------------------------------------------------------
+
+TEST(PreprocessCache, HitsMissesAndRebuilds) {
+  SKIP_WITHOUT_IMAGE_IO();
+  const fs::path dir = temp_dir("cache");
+  SyntheticConfig cfg;
+  cfg.size = 96;
+  const fs::path source = dir / "eye.png";
+  write_png(source, generate_fundus(cfg, 2, 1).image);
+  FundusPreprocess settings;
+  settings.size = 48;
+  settings.ben_graham = true;
+  settings.mean = {0.5f, 0.5f, 0.5f};
+  settings.std = {0.25f, 0.25f, 0.25f};
+
+  CachedPreprocessor cache(dir / "cache", settings);
+  const Tensor first = cache(source);
+  EXPECT_EQ(first.shape(), Shape({3, 48, 48}));
+  const Tensor second = cache(source);
+  EXPECT_EQ(cache.stats().hits, 1u);
+  EXPECT_EQ(cache.stats().misses, 1u);
+  for (std::int64_t i = 0; i < first.numel(); ++i) ASSERT_EQ(first.data()[i], second.data()[i]) << i;
+  // The cache holds the un-normalised image to within half an 8-bit step.
+  Tensor direct = preprocess_fundus(source, settings);
+  for (std::int64_t i = 0; i < first.numel(); ++i)
+    ASSERT_NEAR(first.data()[i], direct.data()[i], 0.5f / 255.0f / 0.25f + 1e-5f) << i;
+
+  // A changed setting is another key.
+  FundusPreprocess other = settings;
+  other.circle_fraction = 0.8f;
+  CachedPreprocessor cache2(dir / "cache", other);
+  EXPECT_NE(cache2.cache_path(source), cache.cache_path(source));
+  cache2(source);
+  EXPECT_EQ(cache2.stats().misses, 1u);
+
+  // A touched source misses.
+  const fs::path before = cache.cache_path(source);
+  fs::last_write_time(source, fs::last_write_time(source) + std::chrono::seconds(5));
+  EXPECT_NE(cache.cache_path(source), before);
+  cache(source);
+  EXPECT_EQ(cache.stats().misses, 2u);
+
+  // Corrupt files (a flipped byte, a truncation, garbage) are rebuilt, never trusted.
+  const fs::path file = cache.cache_path(source);
+  const Tensor good = cache(source);
+  EXPECT_EQ(cache.stats().hits, 2u);
+  std::string bytes = read_bytes(file);
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x10);
+  for (const std::string& bad : {flipped, bytes.substr(0, bytes.size() - 9), std::string("garbage")}) {
+    write_bytes(file, bad);
+    const std::uint64_t rebuilt = cache.stats().rebuilt;
+    const Tensor again = cache(source);
+    EXPECT_EQ(cache.stats().rebuilt, rebuilt + 1);
+    for (std::int64_t i = 0; i < good.numel(); ++i) ASSERT_EQ(good.data()[i], again.data()[i]) << i;
+    EXPECT_EQ(read_bytes(file), bytes) << "the file is rewritten";
+  }
+
+  // As a loader decode function.
+  // (loader.hpp's Sample / DecodeContext cannot share a translation unit with synthetic.hpp: both
+  // define kLesionTypes; a stand-in with the same `path` member.)
+  struct StandIn {
+    fs::path path;
+  };
+  const auto decode = cache.decoder();
+  const Tensor via_loader = decode(StandIn{source}, 0);
+  for (std::int64_t i = 0; i < good.numel(); ++i) ASSERT_EQ(good.data()[i], via_loader.data()[i]) << i;
+
+  const std::string e = error_of([&] { cache(dir / "absent.png"); });
+  EXPECT_NE(e.find("absent.png"), std::string::npos) << e;
+  fs::remove_all(dir);
+}

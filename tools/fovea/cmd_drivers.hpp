@@ -1,0 +1,181 @@
+// tools/fovea/cmd_drivers.hpp: the command-line side of the experiment drivers: `fovea pretrain`,
+// `fovea finetune`, `fovea evaluate` and `fovea study` (the README's main job: synthetic data ->
+// SimCLR pretraining -> fine-tuning from it and from random initialisation -> a side-by-side table).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "cmd_generate.hpp"
+#include "drivers.hpp"
+#include "fovea/core/device.hpp"
+#include "fovea/core/error.hpp"
+#include "fovea/models/resnet.hpp"
+
+namespace fovea::tools {
+
+inline int run_pretrain(const PretrainArgs& a) {
+  if (a.arch == "resnet18") return drivers::pretrain<models::ResNet18Backbone>(a);
+  if (a.arch == "resnet34") return drivers::pretrain<models::ResNet34Backbone>(a);
+  if (a.arch == "resnet50") return drivers::pretrain<models::ResNet50Backbone>(a);
+  FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
+}
+inline int run_finetune(const FinetuneArgs& a) {
+  if (a.arch == "resnet18") return drivers::finetune<models::ResNet18Backbone>(a);
+  if (a.arch == "resnet34") return drivers::finetune<models::ResNet34Backbone>(a);
+  if (a.arch == "resnet50") return drivers::finetune<models::ResNet50Backbone>(a);
+  FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
+}
+inline EvalSummary run_evaluate(const EvaluateArgs& a) {
+  if (a.arch == "resnet18") return drivers::evaluate<models::ResNet18Backbone>(a);
+  if (a.arch == "resnet34") return drivers::evaluate<models::ResNet34Backbone>(a);
+  if (a.arch == "resnet50") return drivers::evaluate<models::ResNet50Backbone>(a);
+  FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
+}
+
+namespace detail {
+inline void add_run_flags(CLI::App* c, RunArgs& a) {
+  c->add_option("--data", a.data, "data folder (labels.csv + images, APTOS, class folders)");
+  c->add_option("--labels", a.labels, "label CSV (default: <data>/labels.csv)");
+  c->add_option("--arch", a.arch, "resnet18, resnet34 or resnet50")->capture_default_str();
+  c->add_option("--out", a.out, "output folder")->required();
+  c->add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  c->add_option("--normalization", a.normalization, "dr or imagenet statistics")->capture_default_str();
+  c->add_option("--size", a.size, "input side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));
+  c->add_option("--width", a.width, "ResNet width multiplier")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_flag("--small-stem", a.small_stem, "3x3 stride-1 stem without max-pool (32-128 px inputs)");
+  c->add_option("--epochs", a.epochs, "epochs")->capture_default_str()->check(CLI::Range(1, 100000));
+  c->add_option("--batch-size", a.batch_size, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
+  c->add_option("--lr", a.lr, "base learning rate (0: the method's default)")->capture_default_str();
+  c->add_option("--weight-decay", a.weight_decay, "weight decay (< 0: the method's default)")->capture_default_str();
+  c->add_option("--warmup-epochs", a.warmup_epochs, "warm-up epochs (< 0: the method's default)")->capture_default_str();
+  c->add_option("--seed", a.seed, "seed of every random draw")->capture_default_str();
+  c->add_option("--threads", a.threads, "loader threads")->capture_default_str()->check(CLI::Range(0, 256));
+  c->add_option("--log-every", a.log_every, "steps between metrics rows")->capture_default_str()->check(CLI::Range(1, 1000000));
+  c->add_flag("!--no-resume", a.resume, "start over even when <out>/checkpoints/latest exists");
+}
+}  // namespace detail
+
+inline void add_driver_commands(CLI::App& app) {
+  auto pa = std::make_shared<PretrainArgs>();
+  auto* p = app.add_subcommand("pretrain", "contrastive pretraining (SimCLR or MoCo v2); writes backbone.safetensors");
+  detail::add_run_flags(p, *pa);
+  p->add_option("--method", pa->method, "simclr or moco")->capture_default_str()->check(CLI::IsMember({"simclr", "moco"}));
+  p->add_option("--init", pa->init, "start from these backbone weights (e.g. torchvision ImageNet)");
+  p->add_option("--temperature", pa->temperature, "tau (0: 0.5 SimCLR, 0.2 MoCo)")->capture_default_str();
+  p->add_option("--proj-hidden", pa->hidden, "projection hidden width (0: the backbone's)")->capture_default_str();
+  p->add_option("--proj-dim", pa->dim, "projection output dimension")->capture_default_str();
+  p->add_option("--queue", pa->queue, "MoCo queue length")->capture_default_str();
+  p->add_option("--key-momentum", pa->key_momentum, "MoCo key-encoder momentum")->capture_default_str();
+  p->callback([pa] { run_pretrain(*pa); });
+
+  auto fa = std::make_shared<FinetuneArgs>();
+  auto* f = app.add_subcommand("finetune", "supervised training or linear evaluation; best checkpoint on validation");
+  detail::add_run_flags(f, *fa);
+  f->add_option("--init", fa->init, "random or a weights file (torchvision, fovea backbone or checkpoint)")->capture_default_str();
+  f->add_flag("--linear", fa->linear, "linear evaluation: frozen backbone (batch norm in eval mode)");
+  f->add_option("--label-fraction", fa->label_fraction, "fraction of training labels (stratified, by patient)")
+      ->capture_default_str()->check(CLI::Range(1e-6, 1.0));
+  f->add_option("--label-scheme", fa->label_scheme, "grades, referable[:t] or any")->capture_default_str();
+  f->add_option("--val-fraction", fa->val_fraction, "validation share of patients")->capture_default_str();
+  f->add_option("--test-fraction", fa->test_fraction, "test share of patients")->capture_default_str();
+  f->callback([fa] { run_finetune(*fa); });
+
+  auto ea = std::make_shared<EvaluateArgs>();
+  auto* e = app.add_subcommand("evaluate", "metrics with bootstrap 95% CIs on a labelled set: results.json, predictions.csv");
+  detail::add_run_flags(e, *ea);
+  e->add_option("--weights", ea->weights, "classifier weights (safetensors)")->required();
+  e->add_option("--label-scheme", ea->label_scheme, "grades, referable[:t] or any")->capture_default_str();
+  e->add_option("--referable-threshold", ea->referable_threshold, "referable DR: grade >= t")->capture_default_str()->check(CLI::Range(1, 4));
+  e->add_option("--bootstrap", ea->bootstrap, "bootstrap resamples")->capture_default_str()->check(CLI::Range(1, 100000));
+  e->add_option("--split", ea->split, "split file (image,split) to pick a part of the data");
+  e->add_option("--split-name", ea->split_name, "train, validation or test")->capture_default_str();
+  e->callback([ea] { run_evaluate(*ea); });
+
+  // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
+  struct StudyArgs {
+    std::string data, out = "runs/study", arch = "resnet18", device = "auto";
+    std::int64_t count = 240, pretrain_epochs = 3, finetune_epochs = 4, batch_size = 32;
+    int size = 64, generate_size = 96, threads = 2;
+    float width = 0.25f;
+    std::uint64_t seed = 0;
+    bool full = false;
+  };
+  auto sa = std::make_shared<StudyArgs>();
+  auto* s = app.add_subcommand("study", "the main job: SimCLR pretraining, fine-tuning from it and from random "
+                                        "initialisation, evaluation side by side");
+  s->add_option("--data", sa->data, "labelled data folder (default: generate fovea's synthetic fundus set)");
+  s->add_option("--out", sa->out, "output folder")->capture_default_str();
+  s->add_option("--arch", sa->arch, "resnet18, resnet34 or resnet50")->capture_default_str();
+  s->add_option("--device", sa->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  s->add_option("--count", sa->count, "synthetic images to generate")->capture_default_str();
+  s->add_option("--size", sa->size, "input side")->capture_default_str();
+  s->add_option("--width", sa->width, "ResNet width multiplier")->capture_default_str();
+  s->add_option("--pretrain-epochs", sa->pretrain_epochs, "SimCLR epochs")->capture_default_str();
+  s->add_option("--finetune-epochs", sa->finetune_epochs, "fine-tuning epochs")->capture_default_str();
+  s->add_option("--batch-size", sa->batch_size, "batch size")->capture_default_str();
+  s->add_option("--threads", sa->threads, "loader threads")->capture_default_str();
+  s->add_option("--seed", sa->seed, "seed")->capture_default_str();
+  s->add_flag("--full", sa->full, "GPU-sized: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, batch 256");
+  s->callback([sa] {
+    StudyArgs a = *sa;
+    if (a.full) {
+      a.arch = "resnet50", a.size = 224, a.generate_size = 256, a.width = 1.0f, a.count = 2000;
+      a.pretrain_epochs = 100, a.finetune_epochs = 50, a.batch_size = 256;
+    }
+    const bool small = a.size <= 128;
+    namespace fs = std::filesystem;
+    std::string data = a.data;
+    if (data.empty()) {
+      data = (fs::path(a.out) / "data").string();
+      if (!fs::exists(fs::path(data) / "labels.csv")) {
+        GenerateOptions g;
+        g.out = data, g.count = a.count, g.size = a.generate_size, g.seed = a.seed, g.balanced = true, g.threads = a.threads;
+        write_synthetic_dataset(g, &std::cerr);
+      }
+      std::cout << "study: synthetic fundus data in " << data << "\n";
+    }
+    auto base = [&](RunArgs& r, const std::string& sub) {
+      r.data = data, r.arch = a.arch, r.out = (fs::path(a.out) / sub).string(), r.device = a.device;
+      r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
+      r.threads = a.threads;
+    };
+    PretrainArgs pre;
+    base(pre, "pretrain_simclr");
+    pre.epochs = a.pretrain_epochs;
+    run_pretrain(pre);
+    EvalSummary results[2];
+    const char* names[2] = {"SimCLR init", "random init"};
+    for (int i = 0; i < 2; ++i) {
+      FinetuneArgs ft;
+      base(ft, i == 0 ? "finetune_simclr" : "finetune_random");
+      ft.epochs = a.finetune_epochs;
+      ft.init = i == 0 ? (fs::path(pre.out) / "backbone.safetensors").string() : "random";
+      run_finetune(ft);
+      EvaluateArgs ev;
+      base(ev, i == 0 ? "evaluate_simclr" : "evaluate_random");
+      ev.weights = (fs::path(ft.out) / "best.safetensors").string();
+      ev.split = (fs::path(ft.out) / "split.csv").string();
+      results[i] = run_evaluate(ev);
+    }
+    std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n", static_cast<long long>(results[0].images));
+    std::printf("%-14s %-24s %-24s %-24s\n", "regime", "quadratic kappa", "referable AUC", "accuracy");
+    for (int i = 0; i < 2; ++i) {
+      auto cell = [&](const char* k) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", results[i].point[k], results[i].low[k], results[i].high[k]);
+        return std::string(buf);
+      };
+      std::printf("%-14s %-24s %-24s %-24s\n", names[i], cell("kappa").c_str(), cell("auc").c_str(),
+                  cell("accuracy").c_str());
+    }
+    std::printf("outputs: %s\n", a.out.c_str());
+  });
+}
+
+}  // namespace fovea::tools

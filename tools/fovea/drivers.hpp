@@ -1,0 +1,80 @@
+// tools/fovea/drivers.hpp: the experiment drivers of the fovea program: `pretrain` (SimCLR or MoCo v2),
+// `finetune` (full fine-tuning or linear evaluation, best checkpoint on validation), `evaluate`
+// (kappa, AUC, accuracy, sensitivity/specificity, ECE with bootstrap CIs) and `study` (the README's
+// main job). The templated bodies live in drivers_impl.hpp, instantiated once per architecture in
+// drivers_resnet*.cpp so the network templates compile in parallel.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fovea::tools {
+
+// Settings every driver shares (flags of REFERENCE.md §2).
+struct RunArgs {
+  std::string data;            // data folder (EyePACS-style labels.csv + images, APTOS, folders)
+  std::string labels;          // label CSV; default: <data>/labels.csv when present
+  std::string arch = "resnet18";
+  std::string out;             // output folder
+  std::string device = "auto"; // auto (cuda:0 when usable, else cpu), cpu, cuda, cuda:N
+  std::string normalization = "dr";  // dr | imagenet
+  int size = 224;              // network input side
+  float width = 1.0f;          // ResNet width multiplier
+  bool small_stem = false;
+  std::int64_t epochs = 1;
+  std::int64_t batch_size = 32;
+  float lr = 0.0f;             // 0: the method's default
+  float weight_decay = -1.0f;  // < 0: the method's default
+  std::int64_t warmup_epochs = -1;  // < 0: the method's default
+  std::uint64_t seed = 0;
+  int threads = 2;             // loader threads
+  std::int64_t log_every = 10;
+  bool resume = true;          // continue from <out>/checkpoints/latest when present
+};
+
+struct PretrainArgs : RunArgs {
+  std::string method = "simclr";  // simclr | moco
+  std::string init;               // weights file (e.g. torchvision ImageNet) or empty: random
+  float temperature = 0.0f;       // 0: 0.5 SimCLR, 0.2 MoCo
+  int hidden = 0;                 // projection hidden width; 0: the backbone's feature width
+  int dim = 128;                  // projection output
+  std::int64_t queue = 4096;      // MoCo queue length
+  float key_momentum = 0.99f;     // MoCo key encoder EMA
+};
+
+struct FinetuneArgs : RunArgs {
+  std::string init = "random";    // random | weights file (torchvision, fovea backbone or checkpoint)
+  bool linear = false;            // linear evaluation: frozen backbone
+  double label_fraction = 1.0;
+  std::string label_scheme = "grades";  // grades | referable[:t] | any
+  double val_fraction = 0.2, test_fraction = 0.2;
+};
+
+struct EvaluateArgs : RunArgs {
+  std::string weights;
+  std::string label_scheme = "grades";
+  int referable_threshold = 2;
+  int bootstrap = 1000;
+  std::string split;        // optional split file (image,split); with split_name: evaluate that part
+  std::string split_name = "test";
+};
+
+// What `evaluate` found, for the study's table.
+struct EvalSummary {
+  std::map<std::string, double> point, low, high;  // "kappa", "auc", "accuracy"
+  std::int64_t images = 0;
+};
+
+namespace drivers {
+template <class Backbone>
+int pretrain(const PretrainArgs& a);
+template <class Backbone>
+int finetune(const FinetuneArgs& a);
+template <class Backbone>
+EvalSummary evaluate(const EvaluateArgs& a);
+}  // namespace drivers
+
+}  // namespace fovea::tools

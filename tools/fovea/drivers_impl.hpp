@@ -1,0 +1,345 @@
+// tools/fovea/drivers_impl.hpp: the bodies of the experiment drivers (drivers.hpp), templated on the
+// ResNet backbone; included only by drivers_resnet*.cpp, each instantiating one architecture.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "drivers.hpp"
+#include "fovea/data/augment.hpp"
+#include "fovea/data/dataset.hpp"
+#include "fovea/data/split.hpp"
+#include "fovea/eval/metrics.hpp"
+#include "fovea/fovea.hpp"
+#include "fovea/io/atomic_file.hpp"
+#include "fovea/models/resnet.hpp"
+#include "fovea/nn/summary.hpp"
+#include "fovea/nn/weights.hpp"
+#include "fovea/optim/optim.hpp"
+#include "fovea/train/sources.hpp"
+#include "fovea/train/trainer.hpp"
+
+#ifndef FOVEA_GIT_REVISION
+#define FOVEA_GIT_REVISION "unknown"
+#endif
+
+namespace fovea::tools::drivers {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+inline Device resolve_device(const std::string& text) {
+  if (text == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
+  const Device d = Device::parse(text);
+  require_device(d);
+  return d;
+}
+
+inline ChannelStats stats_for(const std::string& name) {
+  if (name == "dr") return kDrStats;
+  if (name == "imagenet") return kImageNetStats;
+  FOVEA_FAIL("--normalization must be dr or imagenet, got '", name, "'");
+}
+
+// The side the loader decodes to, so the test transform's centre crop (0.875) gives `size` (256 -> 224).
+inline int decode_size(int size) { return static_cast<int>(std::lround(size / 0.875)); }
+
+inline data::Dataset load_data(const RunArgs& a) {
+  FOVEA_CHECK(!a.data.empty(), "--data is required (a folder of fundus images with labels.csv, or of class folders)");
+  FOVEA_CHECK(fs::is_directory(a.data), "data folder '", a.data, "' does not exist or is not a folder");
+  if (!a.labels.empty()) {
+    FOVEA_CHECK(fs::exists(a.labels), "label file '", a.labels, "' does not exist");
+    data::DatasetOptions o;
+    o.image_dir = a.data;
+    return data::load_labels_csv(a.labels, o);
+  }
+  if (fs::exists(fs::path(a.data) / "labels.csv")) return data::load_labels_csv(fs::path(a.data) / "labels.csv");
+  return data::load_dataset(a.data);
+}
+
+// The run's folder: config.json (resolved settings), environment.json, log.txt.
+class RunDir {
+ public:
+  RunDir(const RunArgs& a, const std::string& command, json config, Device device) : root_(a.out) {
+    FOVEA_CHECK(!a.out.empty(), "--out is required");
+    fs::create_directories(root_);
+    config["command"] = command;
+    io::write_file_atomically(root_ / "config.json", config.dump(2) + "\n");
+    json env{{"backend", backend_summary()},
+             {"device", device.str()},
+             {"git_revision", FOVEA_GIT_REVISION},
+             {"seed", a.seed},
+             {"fovea_version", std::to_string(FOVEA_VERSION_MAJOR) + "." + std::to_string(FOVEA_VERSION_MINOR) + "." +
+                                   std::to_string(FOVEA_VERSION_PATCH)}};
+    io::write_file_atomically(root_ / "environment.json", env.dump(2) + "\n");
+    log(command + ": " + backend_summary());
+  }
+  void log(const std::string& line) {
+    std::cout << line << std::endl;
+    std::ofstream(root_ / "log.txt", std::ios::app) << line << "\n";
+  }
+  const fs::path& root() const { return root_; }
+
+ private:
+  fs::path root_;
+};
+
+inline json common_config(const RunArgs& a) {
+  return json{{"data", a.data},   {"labels", a.labels},   {"arch", a.arch},     {"out", a.out},
+              {"device", a.device}, {"normalization", a.normalization}, {"size", a.size}, {"width", a.width},
+              {"small_stem", a.small_stem}, {"epochs", a.epochs}, {"batch_size", a.batch_size}, {"lr", a.lr},
+              {"weight_decay", a.weight_decay}, {"warmup_epochs", a.warmup_epochs}, {"seed", a.seed},
+              {"threads", a.threads}};
+}
+
+inline models::ResNetConfig resnet_config(const RunArgs& a, int classes) {
+  return models::ResNetConfig{.num_classes = classes, .width = a.width, .small_stem = a.small_stem};
+}
+
+inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
+  data::LoaderOptions o;
+  o.batch_size = static_cast<std::size_t>(a.batch_size);
+  o.drop_last = drop_last;
+  o.image_size = decode_size(a.size);
+  o.threads = a.threads;
+  return o;
+}
+
+// Class probabilities (N x K, row-major, in data set order) of a classifier in evaluation mode.
+template <class Net>
+std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, const RunArgs& a, Device device) {
+  train::LoaderSourceOptions so;
+  so.augment = data::test_transform(a.size, stats_for(a.normalization));
+  so.device = device;
+  train::LoaderSource source(d, data::Sampler::sequential(d.size()), loader_options(a, false), so);
+  net.set_training(false);
+  source.start_epoch(0, 0);
+  train::Batch b;
+  std::vector<double> probs;
+  Tensor p;
+  while (source.next(b)) {
+    CView logits = net.forward(b.images);
+    train::detail::ensure(p, logits.shape(), device);
+    softmax_forward(logits, p);
+    for (float v : p.to_vector()) probs.push_back(static_cast<double>(v));
+  }
+  net.set_training(true);
+  return probs;
+}
+
+// results.json and predictions.csv for a labelled set.
+inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Dataset& d, const std::vector<double>& probs,
+                                           int classes, int referable_threshold, int resamples, std::uint64_t seed) {
+  const std::vector<int> labels = d.labels();
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    FOVEA_CHECK(labels[i] >= 0 && labels[i] < classes, "evaluate: image '", d.samples[i].id, "' has label ",
+                labels[i], " outside 0..", classes - 1);
+  const int threshold = classes == 2 ? 1 : referable_threshold;
+  eval::MetricReport r = eval::evaluate_predictions(labels, probs, threshold, resamples, seed);
+  io::write_file_atomically(dir / "results.json", eval::to_json(r) + "\n");
+  std::ostringstream csv;
+  csv << "image,label,pred";
+  for (int k = 0; k < classes; ++k) csv << ",p" << k;
+  csv << "\n";
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    int best = 0;
+    for (int k = 1; k < classes; ++k)
+      if (probs[i * classes + k] > probs[i * classes + best]) best = k;
+    csv << d.samples[i].id << ',' << labels[i] << ',' << best;
+    for (int k = 0; k < classes; ++k) csv << ',' << probs[i * classes + k];
+    csv << "\n";
+  }
+  io::write_file_atomically(dir / "predictions.csv", csv.str());
+  return r;
+}
+
+inline std::string ci(const eval::ConfidenceInterval& c) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", c.point, c.low, c.high);
+  return buf;
+}
+
+template <class Backbone>
+int pretrain(const PretrainArgs& a) {
+  const Device device = resolve_device(a.device);
+  FOVEA_CHECK(a.method == "simclr" || a.method == "moco", "--method must be simclr or moco, got '", a.method, "'");
+  json config = common_config(a);
+  config.update(json{{"method", a.method}, {"init", a.init}, {"temperature", a.temperature}, {"hidden", a.hidden},
+                     {"dim", a.dim}, {"queue", a.queue}, {"key_momentum", a.key_momentum}});
+  RunDir run(a, "pretrain", config, device);
+  data::Dataset d = load_data(a);
+  run.log("pretrain: " + std::to_string(d.size()) + " images from " + a.data + " (labels ignored)");
+  const auto cfg = resnet_config(a, 1);
+  const int features = Backbone::features(cfg);
+  const int hidden = a.hidden > 0 ? a.hidden : features;
+  using Net = models::ContrastiveModel<Backbone>;
+  const bool simclr = a.method == "simclr";
+  const Shape in{a.batch_size * (simclr ? 2 : 1), 3, a.size, a.size};
+  Net net(cfg, hidden, a.dim);
+  net.setup(in, device);
+  nn::initialize(net, a.seed);
+  if (!a.init.empty()) {
+    auto report = nn::load_weights(net.backbone(), a.init, {.mode = nn::LoadMode::partial});
+    run.log("init: " + a.init + ": " + std::to_string(report.loaded.size()) + " tensors loaded");
+  }
+  train::LoaderSourceOptions so;
+  so.mode = train::SourceMode::two_view;
+  so.augment = simclr ? data::simclr(a.size, stats_for(a.normalization)) : data::moco_v2(a.size, stats_for(a.normalization));
+  so.augment_seed = a.seed;
+  so.device = device;
+  FOVEA_CHECK(d.size() >= static_cast<std::size_t>(a.batch_size), "pretrain: ", d.size(), " images is fewer than one batch of ",
+              a.batch_size);
+  train::LoaderSource source(d, data::Sampler::shuffled(d.size(), a.seed), loader_options(a, true), so);
+  const std::int64_t steps = source.batches_per_epoch();
+  train::TrainerOptions to{.epochs = a.epochs, .out_dir = a.out, .log_every = a.log_every, .resume = a.resume,
+                           .metadata = {{"fovea.config", config.dump()}}};
+  if (simclr) {
+    train::SimClrTask task(net, device, {.temperature = a.temperature > 0 ? a.temperature : 0.5f});
+    const float lr = a.lr > 0 ? a.lr : optim::scaled_lr(0.3f, a.batch_size, optim::LrScaling::linear);
+    optim::Optimizer<optim::Lars> opt(task.trainable_parameters(),
+                                      optim::LarsOptions{.weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-6f});
+    const auto warm = a.warmup_epochs >= 0 ? a.warmup_epochs : std::min<std::int64_t>(10, a.epochs / 10);
+    train::Trainer trainer(task, opt, optim::WarmupCosineLr::from_epochs(lr, warm, a.epochs, steps), to);
+    const auto r = trainer.fit(source);
+    run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
+  } else {
+    Net key(cfg, hidden, a.dim);
+    key.setup(in, device);
+    train::MocoTask task(net, key, device, a.dim,
+                         {.temperature = a.temperature > 0 ? a.temperature : 0.2f, .momentum = a.key_momentum,
+                          .queue_size = a.queue, .seed = a.seed});
+    const float lr = a.lr > 0 ? a.lr : 0.03f;
+    optim::Optimizer<optim::Sgd> opt(task.trainable_parameters(),
+                                     optim::SgdOptions{.momentum = 0.9f, .weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-4f});
+    train::Trainer trainer(task, opt, optim::WarmupCosineLr::from_epochs(lr, 0, a.epochs, steps), to);
+    const auto r = trainer.fit(source);
+    run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
+  }
+  nn::save_weights(net.backbone(), fs::path(a.out) / "backbone.safetensors",
+                   {{"fovea.arch", a.arch}, {"fovea.method", a.method}});
+  run.log("pretrain: backbone weights (torchvision keys) in " + (fs::path(a.out) / "backbone.safetensors").string());
+  return 0;
+}
+
+template <class Backbone>
+int finetune(const FinetuneArgs& a) {
+  const Device device = resolve_device(a.device);
+  json config = common_config(a);
+  config.update(json{{"init", a.init}, {"linear", a.linear}, {"label_fraction", a.label_fraction},
+                     {"label_scheme", a.label_scheme}, {"val_fraction", a.val_fraction}, {"test_fraction", a.test_fraction}});
+  RunDir run(a, "finetune", config, device);
+  const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
+  data::Dataset all = data::map_labels(load_data(a), scheme);
+  for (const auto& s : all.samples)
+    FOVEA_CHECK(s.label >= 0, "finetune: image '", s.id, "' has no label (every image needs a grade)");
+  const data::DatasetSplits splits = data::split_dataset(all, {a.val_fraction, a.test_fraction}, a.seed);
+  data::write_split(fs::path(a.out) / "split.csv", all, splits);
+  const data::Dataset train_set = a.label_fraction < 1.0 ? data::subsample(splits.train, a.label_fraction, a.seed) : splits.train;
+  run.log("finetune: " + std::to_string(train_set.size()) + " training, " + std::to_string(splits.validation.size()) +
+          " validation, " + std::to_string(splits.test.size()) + " test images (split by patient; " + scheme.name() + ")");
+  FOVEA_CHECK(train_set.size() >= static_cast<std::size_t>(a.batch_size), "finetune: ", train_set.size(),
+              " training images is fewer than one batch of ", a.batch_size);
+  const int classes = scheme.num_classes();
+  using Net = models::Classifier<Backbone>;
+  Net net(resnet_config(a, classes));
+  net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
+  nn::initialize(net, a.seed);
+  if (a.init != "random") {
+    FOVEA_CHECK(fs::exists(a.init), "--init: weights file '", a.init, "' does not exist");
+    auto report = nn::load_weights(net, a.init, {.mode = nn::LoadMode::partial});
+    run.log("init: " + a.init + ": " + std::to_string(report.loaded.size()) + " tensors loaded, " +
+            std::to_string(report.missing.size()) + " kept from initialisation (the head)");
+  }
+  train::ClassifierTask task(net, device, {.linear_eval = a.linear});
+  const float lr = a.lr > 0 ? a.lr : (a.linear ? 1e-2f : 1e-3f);
+  optim::Optimizer<optim::AdamW> opt(task.trainable_parameters(),
+                                     optim::AdamWOptions{.weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-3f});
+  train::LoaderSourceOptions so;
+  so.augment = data::supervised_train(a.size, stats_for(a.normalization));
+  so.augment_seed = a.seed;
+  so.device = device;
+  train::LoaderSource source(train_set, data::Sampler::shuffled(train_set.size(), a.seed), loader_options(a, true), so);
+  const auto warm = a.warmup_epochs >= 0 ? a.warmup_epochs : 0;
+  train::Trainer trainer(task, opt,
+                         optim::WarmupCosineLr::from_epochs(lr, warm, a.epochs, source.batches_per_epoch()),
+                         train::TrainerOptions{.epochs = a.epochs, .out_dir = a.out, .log_every = a.log_every,
+                                               .resume = a.resume, .metadata = {{"fovea.config", config.dump()}}});
+  // Best checkpoint on the validation split by quadratic weighted kappa (ties: later epoch loses).
+  const fs::path best = fs::path(a.out) / "best.safetensors";
+  double best_kappa = -2.0;
+  if (fs::exists(fs::path(a.out) / "best.json")) {
+    std::ifstream in(fs::path(a.out) / "best.json");
+    best_kappa = json::parse(in).value("kappa", -2.0);
+  }
+  trainer.fit(source, [&](std::int64_t epoch, std::int64_t step, train::MetricsLog& log) {
+    if (splits.validation.size() == 0) return;
+    const auto probs = predict_probabilities(net, splits.validation, a, device);
+    const auto labels = splits.validation.labels();
+    const auto preds = eval::argmax_rows(probs, classes);
+    const double kappa = eval::quadratic_weighted_kappa(labels, preds, classes);
+    const double acc = eval::accuracy(labels, preds);
+    log.log({step, epoch, "val", {{"kappa", kappa}, {"accuracy", acc}}});
+    run.log("epoch " + std::to_string(epoch) + ": validation kappa " + std::to_string(kappa) + ", accuracy " +
+            std::to_string(acc));
+    if (std::isfinite(kappa) && kappa > best_kappa) {
+      best_kappa = kappa;
+      nn::save_weights(net, best, {{"fovea.arch", a.arch}, {"fovea.epoch", std::to_string(epoch)}});
+      io::write_file_atomically(fs::path(a.out) / "best.json",
+                                json{{"epoch", epoch}, {"step", step}, {"kappa", kappa}}.dump() + "\n");
+    }
+  });
+  if (fs::exists(best)) nn::load_weights(net, best);
+  else nn::save_weights(net, best, {{"fovea.arch", a.arch}});
+  if (splits.test.size() > 0) {
+    const auto probs = predict_probabilities(net, splits.test, a, device);
+    const auto r = write_evaluation(a.out, splits.test, probs, classes, 2, 1000, a.seed);
+    run.log("test (" + std::to_string(splits.test.size()) + " images): kappa " + ci(r.kappa) + ", referable AUC " +
+            ci(r.referable_auc) + ", accuracy " + ci(r.accuracy));
+  }
+  return 0;
+}
+
+template <class Backbone>
+EvalSummary evaluate(const EvaluateArgs& a) {
+  const Device device = resolve_device(a.device);
+  json config = common_config(a);
+  config.update(json{{"weights", a.weights}, {"label_scheme", a.label_scheme}, {"referable_threshold", a.referable_threshold},
+                     {"bootstrap", a.bootstrap}, {"split", a.split}, {"split_name", a.split_name}});
+  RunDir run(a, "evaluate", config, device);
+  const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
+  data::Dataset d = data::map_labels(load_data(a), scheme);
+  if (!a.split.empty()) {
+    const auto file = data::read_split(a.split);
+    const auto part = data::parse_split_name(a.split_name);
+    FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
+    d = data::apply_split(d, file.assignment_for(d))[*part];
+  }
+  FOVEA_CHECK(d.size() > 0, "evaluate: no labelled image to evaluate");
+  const int classes = scheme.num_classes();
+  models::Classifier<Backbone> net(resnet_config(a, classes));
+  net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
+  FOVEA_CHECK(!a.weights.empty(), "--weights is required");
+  nn::load_weights(net, a.weights);  // strict: every key of this architecture, right shapes
+  const auto probs = predict_probabilities(net, d, a, device);
+  const auto r = write_evaluation(a.out, d, probs, classes, a.referable_threshold, a.bootstrap, a.seed);
+  run.log("evaluate (" + std::to_string(d.size()) + " images): kappa " + ci(r.kappa) + ", referable AUC " +
+          ci(r.referable_auc) + ", accuracy " + ci(r.accuracy));
+  EvalSummary s;
+  s.images = static_cast<std::int64_t>(d.size());
+  for (auto [name, c] : {std::pair{"kappa", r.kappa}, {"auc", r.referable_auc}, {"accuracy", r.accuracy}}) {
+    s.point[name] = c.point;
+    s.low[name] = c.low;
+    s.high[name] = c.high;
+  }
+  return s;
+}
+
+}  // namespace fovea::tools::drivers
