@@ -177,6 +177,10 @@ TEST(Dataset, EyepacsSearchOrderPatientsAndLabels) {
   EXPECT_EQ(ds[3].id, "sub/3_right");
   EXPECT_EQ(ds[3].patient, "3");
   EXPECT_EQ(ds.patient_count(), 3u);
+  // Names with more underscores keep everything before the eye suffix (fovea's synthetic set).
+  EXPECT_EQ(patient_before_underscore("synthetic_12_right"), "synthetic_12");
+  EXPECT_EQ(patient_before_underscore("synthetic_12_left"), "synthetic_12");
+  EXPECT_EQ(patient_before_underscore("abc_def"), "abc");
   EXPECT_EQ(ds.class_counts(), (std::vector<std::size_t>{1, 1, 1, 0, 1}));
 
   touch(d / "images" / "10_left.png");  // .jpeg still wins over .png in the same folder

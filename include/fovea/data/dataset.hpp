@@ -121,9 +121,14 @@ struct Dataset {
 
 using PatientRule = std::function<std::string(std::string_view id)>;
 
-// The default EyePACS rule: the file name part of `id` up to the first '_' ("10_left" -> "10").
+// The default EyePACS rule: the file name part of `id` without its eye suffix when it ends in
+// "_left" / "_right" ("10_left" -> "10", "synthetic_12_right" -> "synthetic_12"), else up to the
+// first '_'.
 inline std::string patient_before_underscore(std::string_view id) {
   if (const std::size_t slash = id.rfind('/'); slash != std::string_view::npos) id.remove_prefix(slash + 1);
+  for (std::string_view eye : {std::string_view("_left"), std::string_view("_right")})
+    if (id.size() > eye.size() && id.substr(id.size() - eye.size()) == eye)
+      return std::string(id.substr(0, id.size() - eye.size()));
   return std::string(id.substr(0, id.find('_')));
 }
 // Every image its own patient (APTOS, IDRiD).
