@@ -100,7 +100,7 @@ inline void add_driver_commands(CLI::App& app) {
   // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
   struct StudyArgs {
     std::string data, out = "runs/study", arch = "resnet18", device = "auto";
-    std::int64_t count = 240, pretrain_epochs = 3, finetune_epochs = 4, batch_size = 32;
+    std::int64_t count = 240, pretrain_epochs = 6, finetune_epochs = 12, batch_size = 32;
     int size = 64, generate_size = 96, threads = 2;
     float width = 0.25f;
     std::uint64_t seed = 0;

@@ -203,7 +203,8 @@ int pretrain(const PretrainArgs& a) {
                            .metadata = {{"fovea.config", config.dump()}}};
   if (simclr) {
     train::SimClrTask task(net, device, {.temperature = a.temperature > 0 ? a.temperature : 0.5f});
-    const float lr = a.lr > 0 ? a.lr : optim::scaled_lr(0.3f, a.batch_size, optim::LrScaling::linear);
+    // SimCLR's small-batch rule: 0.075 * sqrt(B) (the linear 0.3 * B / 256 is for B >= 1024).
+    const float lr = a.lr > 0 ? a.lr : optim::scaled_lr(0.075f, a.batch_size, optim::LrScaling::sqrt);
     optim::Optimizer<optim::Lars> opt(task.trainable_parameters(),
                                       optim::LarsOptions{.weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-6f});
     const auto warm = a.warmup_epochs >= 0 ? a.warmup_epochs : std::min<std::int64_t>(10, a.epochs / 10);
