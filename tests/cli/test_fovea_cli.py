@@ -198,6 +198,58 @@ def case_bad_values(tmp):
     check("no_dir" in err, "unwritable output message:\n" + err)
 
 
+def case_study_smoke(tmp):
+    """The main job at toy size: generate, pretrain (SimCLR), fine-tune twice, evaluate twice; then a
+    second run in the same folder resumes every stage instead of training again."""
+    out = os.path.join(tmp, "study")
+    args = ["study", "--out", out, "--count", "32", "--size", "32", "--pretrain-epochs", "1",
+            "--finetune-epochs", "1", "--batch-size", "8", "--threads", "1", "--device", "cpu"]
+    _, stdout, _ = run(*args, expect=0)
+    check("SimCLR init" in stdout and "random init" in stdout, "no result table:\n" + stdout)
+    for sub in ("pretrain_simclr", "finetune_simclr", "finetune_random", "evaluate_simclr", "evaluate_random"):
+        for f in ("config.json", "environment.json", "log.txt"):
+            check(os.path.exists(os.path.join(out, sub, f)), f"{sub}/{f} missing")
+    check(os.path.exists(os.path.join(out, "pretrain_simclr", "backbone.safetensors")), "no backbone weights")
+    for sub in ("finetune_simclr", "evaluate_random"):
+        with open(os.path.join(out, sub, "results.json")) as f:
+            r = json.load(f)
+        check("kappa" in json.dumps(r), f"{sub}/results.json has no kappa")
+        with open(os.path.join(out, sub, "predictions.csv")) as f:
+            check(f.readline().startswith("image,label,pred,p0"), f"{sub}/predictions.csv header")
+    # Resume: the checkpoints say every stage is complete, so nothing trains again.
+    with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
+        before = f.read()
+    run(*args, expect=0)
+    with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
+        check(f.read() == before, "a resumed, finished pretraining run changed its metrics")
+
+
+def case_drivers_bad_inputs(tmp):
+    """Missing data folder, malformed labels, weights of another architecture: clear errors, exit 1,
+    earlier outputs intact."""
+    code, _, err = run("finetune", "--data", os.path.join(tmp, "nope"), "--out", os.path.join(tmp, "o"))
+    check(code == 1 and "nope" in err, f"missing data folder: exit {code}, {err}")
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "images"))
+    with open(os.path.join(data, "labels.csv"), "w") as f:
+        f.write("image,level\n1_left,0\n1_right,x\n")
+    code, _, err = run("finetune", "--data", data, "--out", os.path.join(tmp, "o2"))
+    check(code == 1 and "labels.csv" in err, f"bad label row: exit {code}, {err}")
+    weights = os.path.join(tmp, "r18.safetensors")
+    run("init", "--arch", "resnet18", "--num-classes", "5", "--out", weights, expect=0)
+    results = os.path.join(tmp, "ev")
+    os.makedirs(results)
+    with open(os.path.join(results, "results.json"), "w") as f:
+        f.write("{\"earlier\": true}")
+    write_png(os.path.join(data, "images", "1_left.png"), 8, 8, lambda x, y: (x * 30, y * 30, 0))
+    with open(os.path.join(data, "labels.csv"), "w") as f:
+        f.write("image,level\n1_left,0\n")
+    code, _, err = run("evaluate", "--data", data, "--weights", weights, "--arch", "resnet50", "--out", results)
+    check(code == 1 and "conv" in err, f"weights of another architecture: exit {code}, {err}")
+    with open(os.path.join(results, "results.json")) as f:
+        check(f.read() == "{\"earlier\": true}", "an earlier results.json was overwritten")
+
+
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
 
 
