@@ -18,11 +18,14 @@
 #include "fovea/data/csv.hpp"
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/split.hpp"
+#include "test_support.hpp"
 
 namespace fovea::data {
 namespace {
 
 namespace fs = std::filesystem;
+using ::fovea::testing::fundus_dir;
+using TempDir = ::fovea::testing::TempDir;
 
 // Passes when `text` contains `part`; prints both otherwise.
 ::testing::AssertionResult contains(const char*, const char*, const std::string& text,
@@ -32,25 +35,6 @@ namespace fs = std::filesystem;
 }
 #define EXPECT_CONTAINS(text, part) EXPECT_PRED_FORMAT2(contains, text, part)
 
-// A fresh empty directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("fovea_test_dataset_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void write_text(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
@@ -59,28 +43,6 @@ void write_text(const fs::path& path, const std::string& text) {
 }
 void touch(const fs::path& path) { write_text(path, ""); }
 
-// The real fundus subsets: $FOVEA_SHARED_DATA (the fundus folder, or a folder holding fundus/ or
-// data/fundus/), else $FOVEA_FUNDUS_DIR, else shared/data/fundus found by walking up from the working
-// directory, the test binary and this source file. Empty when absent.
-fs::path fundus_dir() {
-  for (const char* var : {"FOVEA_SHARED_DATA", "FOVEA_FUNDUS_DIR"}) {
-    const char* env = std::getenv(var);
-    if (env == nullptr || *env == '\0') continue;
-    for (const fs::path& p : {fs::path(env), fs::path(env) / "fundus", fs::path(env) / "data" / "fundus"})
-      if (fs::is_directory(p / "eyepacs") || fs::is_directory(p / "idrid")) return p;
-  }
-  std::error_code ec;
-  std::vector<fs::path> starts{fs::current_path(ec), fs::read_symlink("/proc/self/exe", ec).parent_path(),
-                               fs::path(__FILE__).parent_path()};
-  for (fs::path dir : starts) {
-    for (; !dir.empty(); dir = dir.parent_path()) {
-      const fs::path candidate = dir / "shared" / "data" / "fundus";
-      if (fs::is_directory(candidate, ec)) return candidate;
-      if (dir == dir.parent_path()) break;
-    }
-  }
-  return {};
-}
 
 template <class F>
 std::string error_of(F&& f) {

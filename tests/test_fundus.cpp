@@ -14,6 +14,7 @@
 #include "fovea/data/image.hpp"
 #include "fovea/data/synthetic.hpp"
 #include "fovea/data/tiff.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace fovea;
@@ -21,28 +22,8 @@ using namespace fovea::data;
 
 namespace {
 
-// The real fundus subsets: $FOVEA_SHARED_DATA (the fundus folder, or a folder holding fundus/ or
-// data/fundus/), else $FOVEA_FUNDUS_DIR, else shared/data/fundus found by walking up from the working
-// directory, the test binary and this source file. Empty when absent.
-fs::path fundus_dir() {
-  for (const char* var : {"FOVEA_SHARED_DATA", "FOVEA_FUNDUS_DIR"}) {
-    const char* env = std::getenv(var);
-    if (env == nullptr || *env == '\0') continue;
-    for (const fs::path& p : {fs::path(env), fs::path(env) / "fundus", fs::path(env) / "data" / "fundus"})
-      if (fs::is_directory(p / "eyepacs") || fs::is_directory(p / "idrid")) return p;
-  }
-  std::error_code ec;
-  std::vector<fs::path> starts{fs::current_path(ec), fs::read_symlink("/proc/self/exe", ec).parent_path(),
-                               fs::path(__FILE__).parent_path()};
-  for (fs::path dir : starts) {
-    for (; !dir.empty(); dir = dir.parent_path()) {
-      const fs::path candidate = dir / "shared" / "data" / "fundus";
-      if (fs::is_directory(candidate, ec)) return candidate;
-      if (dir == dir.parent_path()) break;
-    }
-  }
-  return {};
-}
+using fovea::testing::fundus_dir;
+
 
 template <class F>
 std::string error_of(F&& f) {

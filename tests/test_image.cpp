@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fovea/data/image.hpp"
+#include "test_support.hpp"
 
 namespace fovea::data {
 namespace {
@@ -18,33 +19,8 @@ namespace fs = std::filesystem;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-// A fresh empty directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("fovea_test_image_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// ../shared/data/fundus next to the repository (FOVEA_FUNDUS_DIR overrides); empty when absent.
-fs::path fundus_dir() {
-  if (const char* env = std::getenv("FOVEA_FUNDUS_DIR"); env != nullptr && *env != '\0') return env;
-  const fs::path here = fs::path(__FILE__).parent_path();  // <repo>/tests
-  const fs::path dir = here.parent_path().parent_path() / "shared" / "data" / "fundus";
-  return fs::is_directory(dir) ? dir : fs::path();
-}
+using ::fovea::testing::fundus_dir;
+using TempDir = ::fovea::testing::TempDir;
 
 #define SKIP_WITHOUT_STB() \
   if (!kHaveImageIo) GTEST_SKIP() << "built without stb (libstb-dev): load_image and write_png are off"

@@ -56,7 +56,7 @@ enum class SupervisedLoss { cross_entropy, mse };
 struct ClassifierTaskOptions {
   SupervisedLoss loss = SupervisedLoss::cross_entropy;
   float label_smoothing = 0.0f;
-  std::vector<float> class_weights;  // empty: unweighted
+  std::vector<float> class_weights{};  // empty: unweighted
   bool linear_eval = false;          // freeze the backbone (eval mode, no gradient), train the head only
 };
 

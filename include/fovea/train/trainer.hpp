@@ -52,7 +52,7 @@ struct TrainerOptions {
   float clip_grad_norm = 0.0f;        // 0: off
   bool resume = true;                 // continue from out_dir/checkpoints/latest when present
   int keep_checkpoints = 2;
-  std::map<std::string, std::string> metadata;  // stored in every checkpoint (the run's config)
+  std::map<std::string, std::string> metadata{};  // stored in every checkpoint (the run's config)
   bool progress = true;
 };
 
