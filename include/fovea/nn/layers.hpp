@@ -16,6 +16,16 @@
 
 namespace fovea::nn {
 
+// The no-op members of a layer without parameters or mode (ReLU, pooling, Flatten, Identity).
+struct ParameterFree {
+  void initialize(InitStream&) {}
+  void set_training(bool) {}
+  template <class F>
+  void visit_parameters(const std::string&, F&&) {}
+  template <class F>
+  void visit_buffers(const std::string&, F&&) {}
+};
+
 // 2-D convolution, weight (K, C, R, S) as in PyTorch; C is inferred at setup.
 // Initialisation: Kaiming normal, fan-out, gain sqrt(2) (torchvision's ResNet); bias 0.
 class Conv2d {
@@ -162,12 +172,11 @@ class BatchNorm2d {
 };
 
 // max(x, 0). Backward uses the output's sign pattern.
-class ReLU {
+class ReLU : public ParameterFree {
  public:
   static constexpr std::string_view kind_name() { return "ReLU"; }
   Shape output_shape(const Shape& in) const { return in; }
   Shape setup(const Shape& in, Device) { return in; }
-  void initialize(InitStream&) {}
   CView forward(CView x) {
     View y = act_.output_for(x.shape(), x.device());
     relu_forward(x, y);
@@ -178,25 +187,19 @@ class ReLU {
     relu_backward(act_.y, dy, dx);
     return dx;
   }
-  void set_training(bool) {}
-  template <class F>
-  void visit_parameters(const std::string&, F&&) {}
-  template <class F>
-  void visit_buffers(const std::string&, F&&) {}
 
  private:
   Activations act_;
 };
 
 // Max pooling (padding with -inf, floor mode), e.g. ResNet's 3x3 stride-2 pad-1 pool.
-class MaxPool2d {
+class MaxPool2d : public ParameterFree {
  public:
   MaxPool2d() = default;
   MaxPool2d(int kernel, int stride, int padding = 0) : params_{kernel, stride, padding} {}
   static constexpr std::string_view kind_name() { return "MaxPool2d"; }
   Shape output_shape(const Shape& in) const { return pool2d_output_shape(in, params_); }
   Shape setup(const Shape& in, Device) { return output_shape(in); }
-  void initialize(InitStream&) {}
   CView forward(CView x) {
     act_.x = x;
     View y = act_.output_for(output_shape(x.shape()), x.device());
@@ -208,11 +211,6 @@ class MaxPool2d {
     max_pool2d_backward(act_.x, act_.y, dy, dx, params_);
     return dx;
   }
-  void set_training(bool) {}
-  template <class F>
-  void visit_parameters(const std::string&, F&&) {}
-  template <class F>
-  void visit_buffers(const std::string&, F&&) {}
 
  private:
   PoolParams params_{};
@@ -220,7 +218,7 @@ class MaxPool2d {
 };
 
 // (N, C, H, W) -> (N, C, 1, 1) mean over H, W.
-class GlobalAvgPool {
+class GlobalAvgPool : public ParameterFree {
  public:
   static constexpr std::string_view kind_name() { return "GlobalAvgPool"; }
   Shape output_shape(const Shape& in) const { return Shape{in.n(), in.c(), 1, 1}; }
@@ -228,7 +226,6 @@ class GlobalAvgPool {
     FOVEA_CHECK(in.rank() == 4, "GlobalAvgPool expects (N, C, H, W), got ", in.str());
     return output_shape(in);
   }
-  void initialize(InitStream&) {}
   CView forward(CView x) {
     in_shape_ = x.shape();
     View y = act_.output_for(output_shape(x.shape()), x.device());
@@ -240,11 +237,6 @@ class GlobalAvgPool {
     global_avg_pool_backward(dy, dx);
     return dx;
   }
-  void set_training(bool) {}
-  template <class F>
-  void visit_parameters(const std::string&, F&&) {}
-  template <class F>
-  void visit_buffers(const std::string&, F&&) {}
 
  private:
   Shape in_shape_;
@@ -252,22 +244,16 @@ class GlobalAvgPool {
 };
 
 // (N, C, H, W) -> (N, C*H*W) without copying.
-class Flatten {
+class Flatten : public ParameterFree {
  public:
   static constexpr std::string_view kind_name() { return "Flatten"; }
   Shape output_shape(const Shape& in) const { return Shape{in.n(), in.sample_numel()}; }
   Shape setup(const Shape& in, Device) { return output_shape(in); }
-  void initialize(InitStream&) {}
   CView forward(CView x) {
     in_shape_ = x.shape();
     return x.reshaped(output_shape(x.shape()));
   }
   CView backward(CView dy) { return dy.reshaped(in_shape_); }
-  void set_training(bool) {}
-  template <class F>
-  void visit_parameters(const std::string&, F&&) {}
-  template <class F>
-  void visit_buffers(const std::string&, F&&) {}
 
  private:
   Shape in_shape_;
@@ -338,19 +324,13 @@ class Linear {
 };
 
 // y = x.
-class Identity {
+class Identity : public ParameterFree {
  public:
   static constexpr std::string_view kind_name() { return "Identity"; }
   Shape output_shape(const Shape& in) const { return in; }
   Shape setup(const Shape& in, Device) { return in; }
-  void initialize(InitStream&) {}
   CView forward(CView x) { return x; }
   CView backward(CView dy) { return dy; }
-  void set_training(bool) {}
-  template <class F>
-  void visit_parameters(const std::string&, F&&) {}
-  template <class F>
-  void visit_buffers(const std::string&, F&&) {}
 };
 
 }  // namespace fovea::nn

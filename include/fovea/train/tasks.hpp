@@ -247,13 +247,12 @@ class MocoTask {
     random_normal(raw, RandomKey{options_.seed, kPurposeInit, 0, 1u << 20, 0}, 0.0f, 1.0f);
     queue_ = Tensor(raw.shape(), device_);
     l2_normalize_rows(raw, queue_);
-    // The key encoder starts as a copy of the query encoder (MoCo's initialisation).
-    std::vector<nn::Parameter*> pq = params(q_), pk = params(k_);
-    FOVEA_CHECK(pq.size() == pk.size(), "MoCo: query and key encoders differ in parameter count");
-    for (std::size_t i = 0; i < pq.size(); ++i) copy(pq[i]->value, pk[i]->value);
+    // The key encoder starts as a copy of the query encoder (MoCo's initialisation): an EMA step
+    // with momentum 0. Ema::of checks that both networks list the same parameters.
+    ema_ = optim::Ema::of(k_, q_);
+    ema_.update(0.0f);
     std::vector<Tensor*> bq = buffers(q_), bk = buffers(k_);
     for (std::size_t i = 0; i < bq.size(); ++i) copy(*bq[i], *bk[i]);
-    ema_ = optim::Ema(pk, pq);
   }
   std::vector<optim::ParamRef> trainable_parameters() { return optim::collect_parameters(q_); }
   void set_training(bool t) {
@@ -302,11 +301,6 @@ class MocoTask {
   }
 
  private:
-  static std::vector<nn::Parameter*> params(Net& net) {
-    std::vector<nn::Parameter*> v;
-    net.visit_parameters("", [&](const std::string&, nn::Parameter& p) { v.push_back(&p); });
-    return v;
-  }
   static std::vector<Tensor*> buffers(Net& net) {
     std::vector<Tensor*> v;
     net.visit_buffers("", [&](const std::string&, Tensor& t) { v.push_back(&t); });
