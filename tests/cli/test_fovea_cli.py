@@ -7,10 +7,12 @@ Input images are PNGs written here with zlib; nothing else is needed but the pro
 import json
 import math
 import os
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 FOVEA = ""
@@ -248,6 +250,146 @@ def case_drivers_bad_inputs(tmp):
     check(code == 1 and "conv" in err, f"weights of another architecture: exit {code}, {err}")
     with open(os.path.join(results, "results.json")) as f:
         check(f.read() == "{\"earlier\": true}", "an earlier results.json was overwritten")
+
+
+def read_safetensors(path):
+    """(metadata dict, {name: raw bytes}) of a safetensors file."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    return meta, {k: blob[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in header.items()}
+
+
+def latest_checkpoint(run_dir):
+    try:
+        with open(os.path.join(run_dir, "checkpoints", "latest")) as f:
+            return os.path.join(run_dir, "checkpoints", f.read().strip())
+    except OSError:
+        return None
+
+
+def kill_and_resume(tmp, command, kill_at_step):
+    """Runs `fovea <command>` twice into two folders: once uninterrupted, once SIGKILLed as soon as its
+    checkpoint at step >= kill_at_step exists (mid-epoch) and then run again with the same command,
+    which resumes. Both must end with the same weights, metrics and results."""
+    whole, killed = os.path.join(tmp, "whole"), os.path.join(tmp, "killed")
+    run(*command, "--out", whole, expect=0)
+    p = subprocess.Popen([FOVEA, *command, "--out", killed], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while p.poll() is None and time.time() < deadline:
+        ckpt = latest_checkpoint(killed)
+        if ckpt and int(os.path.basename(ckpt)[5:15]) >= kill_at_step:
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    p.wait()
+    check(p.returncode == -signal.SIGKILL,
+          f"the run was not killed mid-way (exit {p.returncode}); make it longer\n{p.stderr.read().decode()}")
+    p.stderr.close()
+    meta, _ = read_safetensors(latest_checkpoint(killed))
+    step, batch = int(meta["fovea.step"]), int(meta["fovea.batch_in_epoch"])
+    check(batch != 0, f"the run was killed at an epoch boundary (step {step}), not mid-epoch")
+    _, out, _ = run(*command, "--out", killed, expect=0)
+    final_whole, final_killed = latest_checkpoint(whole), latest_checkpoint(killed)
+    check(os.path.basename(final_whole) == os.path.basename(final_killed),
+          f"final checkpoints differ: {final_whole} vs {final_killed}")
+    _, tw = read_safetensors(final_whole)
+    _, tk = read_safetensors(final_killed)
+    check(sorted(tw) == sorted(tk), "the checkpoints hold different tensors")
+    differing = [k for k in tw if tw[k] != tk[k]]
+    check(not differing, f"resumed after a kill at step {step}: {len(differing)} tensors differ, e.g. {differing[:3]}")
+    for name in ("metrics.jsonl", "metrics.csv"):
+        with open(os.path.join(whole, name)) as a, open(os.path.join(killed, name)) as b:
+            check(a.read() == b.read(), f"{name} differs between the uninterrupted and the resumed run")
+    return whole, killed, step
+
+
+def case_finetune_killed_and_resumed(tmp):
+    """A fine-tuning run SIGKILLed mid-epoch and started again ends bit for bit where an uninterrupted
+    run ends: checkpoint tensors, metrics, best checkpoint, test results and predictions."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "48", "--size", "48", "--seed", "3", expect=0)
+    command = ["finetune", "--data", data, "--size", "32", "--width", "0.5", "--small-stem", "--epochs", "4",
+               "--batch-size", "4", "--threads", "1", "--device", "cpu", "--checkpoint-every", "1", "--log-every", "1"]
+    whole, killed, _ = kill_and_resume(tmp, command, kill_at_step=3)
+    for name in ("best.safetensors", "best.json", "results.json", "predictions.csv", "split.csv"):
+        with open(os.path.join(whole, name), "rb") as a, open(os.path.join(killed, name), "rb") as b:
+            check(a.read() == b.read(), f"{name} differs between the uninterrupted and the resumed run")
+
+
+def case_pretrain_killed_and_resumed(tmp):
+    """The same for SimCLR pretraining (LARS state, two augmented views per image)."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "40", "--size", "40", "--seed", "4", expect=0)
+    command = ["pretrain", "--method", "simclr", "--data", data, "--size", "32", "--width", "0.25", "--small-stem",
+               "--epochs", "3", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--checkpoint-every", "1",
+               "--log-every", "1"]
+    whole, killed, _ = kill_and_resume(tmp, command, kill_at_step=2)
+    with open(os.path.join(whole, "backbone.safetensors"), "rb") as a, \
+            open(os.path.join(killed, "backbone.safetensors"), "rb") as b:
+        check(a.read() == b.read(), "backbone.safetensors differs between the uninterrupted and the resumed run")
+
+
+def case_resume_other_settings(tmp):
+    """Resuming with settings that change the computation is refused, naming each setting; --no-resume
+    starts over; settings that only change where and how it runs (threads, log interval) may change."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "5", expect=0)
+    out = os.path.join(tmp, "ft")
+    base = ["finetune", "--data", data, "--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "4",
+            "--device", "cpu", "--out", out]
+    run(*base, "--epochs", "1", "--threads", "1", expect=0)
+    with open(os.path.join(out, "results.json")) as f:
+        results = f.read()
+    code, _, err = run(*base, "--epochs", "2", "--lr", "0.01")
+    check(code == 1 and "epochs" in err and "lr" in err and "--no-resume" in err,
+          f"resume with other settings: exit {code}\n{err}")
+    with open(os.path.join(out, "results.json")) as f:
+        check(f.read() == results, "a refused resume changed results.json")
+    run(*base, "--epochs", "1", "--threads", "2", "--log-every", "3", expect=0)
+    run(*base, "--epochs", "2", "--no-resume", expect=0)
+    with open(os.path.join(out, "config.json")) as f:
+        check(json.load(f)["epochs"] == 2, "--no-resume did not start the 2-epoch run")
+
+
+def case_config_file(tmp):
+    """--config FILE (YAML or JSON): settings by flag name, command-line flags override them, a run's
+    own config.json reproduces the run; unknown keys, duplicates, bad values, malformed files and a
+    config of another subcommand are errors naming the file and the key."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "6", expect=0)
+    yaml_file = os.path.join(tmp, "ft.yaml")
+    with open(yaml_file, "w") as f:
+        f.write(f"# fine-tuning settings\ndata: {data}\nsize: 32\nwidth: 0.25\nsmall_stem: true\nepochs: 3\n"
+                "batch-size: 4\nthreads: 1\ndevice: cpu\nlabel_scheme: referable\n")
+    first = os.path.join(tmp, "first")
+    run("finetune", "--config", yaml_file, "--epochs", "1", "--out", first, expect=0)
+    with open(os.path.join(first, "config.json")) as f:
+        config = json.load(f)
+    check(config["epochs"] == 1, f"--epochs on the command line did not override the file: {config['epochs']}")
+    check(config["batch_size"] == 4 and config["small_stem"] is True and config["label_scheme"] == "referable"
+          and abs(config["width"] - 0.25) < 1e-9, f"settings from the YAML file not applied: {config}")
+    again = os.path.join(tmp, "again")
+    run("finetune", "--config", os.path.join(first, "config.json"), "--out", again, expect=0)
+    for name in ("best.safetensors", "results.json", "metrics.jsonl"):
+        with open(os.path.join(first, name), "rb") as a, open(os.path.join(again, name), "rb") as b:
+            check(a.read() == b.read(), f"a run from the first run's config.json differs in {name}")
+    bad = [("bogus: 1\n", "bogus"), ("epochs: 0\n", "epochs"), ("epochs: [1\n", "YAML"),
+           ("linear: maybe\n", "linear"), ("epochs: 2\nepochs: 3\n", "twice"), ('{"lr": 0.1, "lr": 0.2}', "twice"),
+           ('{"lr": {"x": 1}}', "lr"), ('{"epochs": 2,}', "JSON"), ("command: pretrain\n", "pretrain")]
+    for i, (text, word) in enumerate(bad):
+        path = os.path.join(tmp, f"bad{i}.{'json' if text.startswith('{') else 'yaml'}")
+        with open(path, "w") as f:
+            f.write(text)
+        code, _, err = run("finetune", "--config", path, "--data", data, "--out", os.path.join(tmp, f"o{i}"))
+        check(code == 1 and path in err and word in err, f"bad config {text!r}: exit {code}\n{err}")
+        check(not os.path.exists(os.path.join(tmp, f"o{i}", "config.json")), f"bad config {text!r} started a run")
+    code, _, err = run("finetune", "--config", os.path.join(tmp, "missing.yaml"), "--out", os.path.join(tmp, "m"))
+    check(code == 1 and "missing.yaml" in err, f"missing config file: exit {code}\n{err}")
+    _, out, _ = run("pretrain", "--help", expect=0)
+    check("--config" in out and "--checkpoint-every" in out, "pretrain --help lacks --config/--checkpoint-every")
 
 
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}

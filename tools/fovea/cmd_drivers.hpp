@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cmd_generate.hpp"
+#include "config_file.hpp"
 #include "drivers.hpp"
 #include "fovea/core/device.hpp"
 #include "fovea/core/error.hpp"
@@ -43,7 +44,8 @@ inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--data", a.data, "data folder (labels.csv + images, APTOS, class folders)");
   c->add_option("--labels", a.labels, "label CSV (default: <data>/labels.csv)");
   c->add_option("--arch", a.arch, "resnet18, resnet34 or resnet50")->capture_default_str();
-  c->add_option("--out", a.out, "output folder")->required();
+  c->add_option("--out", a.out, "output folder (required)");
+  add_config_flag(c, a.config);
   c->add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   c->add_option("--normalization", a.normalization, "dr or imagenet statistics")->capture_default_str();
   c->add_option("--size", a.size, "input side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));
@@ -57,6 +59,8 @@ inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--seed", a.seed, "seed of every random draw")->capture_default_str();
   c->add_option("--threads", a.threads, "loader threads")->capture_default_str()->check(CLI::Range(0, 256));
   c->add_option("--log-every", a.log_every, "steps between metrics rows")->capture_default_str()->check(CLI::Range(1, 1000000));
+  c->add_option("--checkpoint-every", a.checkpoint_every,
+                 "steps between mid-epoch checkpoints (0: only at epoch ends)")->capture_default_str()->check(CLI::Range(0, 100000000));
   c->add_flag("!--no-resume", a.resume, "start over even when <out>/checkpoints/latest exists");
 }
 }  // namespace detail
@@ -72,7 +76,10 @@ inline void add_driver_commands(CLI::App& app) {
   p->add_option("--proj-dim", pa->dim, "projection output dimension")->capture_default_str();
   p->add_option("--queue", pa->queue, "MoCo queue length")->capture_default_str();
   p->add_option("--key-momentum", pa->key_momentum, "MoCo key-encoder momentum")->capture_default_str();
-  p->callback([pa] { run_pretrain(*pa); });
+  p->callback([pa, p] {
+    if (!pa->config.empty()) apply_config_file(*p, pa->config);
+    run_pretrain(*pa);
+  });
 
   auto fa = std::make_shared<FinetuneArgs>();
   auto* f = app.add_subcommand("finetune", "supervised training or linear evaluation; best checkpoint on validation");
@@ -84,18 +91,24 @@ inline void add_driver_commands(CLI::App& app) {
   f->add_option("--label-scheme", fa->label_scheme, "grades, referable[:t] or any")->capture_default_str();
   f->add_option("--val-fraction", fa->val_fraction, "validation share of patients")->capture_default_str();
   f->add_option("--test-fraction", fa->test_fraction, "test share of patients")->capture_default_str();
-  f->callback([fa] { run_finetune(*fa); });
+  f->callback([fa, f] {
+    if (!fa->config.empty()) apply_config_file(*f, fa->config);
+    run_finetune(*fa);
+  });
 
   auto ea = std::make_shared<EvaluateArgs>();
   auto* e = app.add_subcommand("evaluate", "metrics with bootstrap 95% CIs on a labelled set: results.json, predictions.csv");
   detail::add_run_flags(e, *ea);
-  e->add_option("--weights", ea->weights, "classifier weights (safetensors)")->required();
+  e->add_option("--weights", ea->weights, "classifier weights (safetensors; required)");
   e->add_option("--label-scheme", ea->label_scheme, "grades, referable[:t] or any")->capture_default_str();
   e->add_option("--referable-threshold", ea->referable_threshold, "referable DR: grade >= t")->capture_default_str()->check(CLI::Range(1, 4));
   e->add_option("--bootstrap", ea->bootstrap, "bootstrap resamples")->capture_default_str()->check(CLI::Range(1, 100000));
   e->add_option("--split", ea->split, "split file (image,split) to pick a part of the data");
   e->add_option("--split-name", ea->split_name, "train, validation or test")->capture_default_str();
-  e->callback([ea] { run_evaluate(*ea); });
+  e->callback([ea, e] {
+    if (!ea->config.empty()) apply_config_file(*e, ea->config);
+    run_evaluate(*ea);
+  });
 
   // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
   struct StudyArgs {
@@ -105,6 +118,7 @@ inline void add_driver_commands(CLI::App& app) {
     float width = 0.25f;
     std::uint64_t seed = 0;
     bool full = false;
+    std::string config;
   };
   auto sa = std::make_shared<StudyArgs>();
   auto* s = app.add_subcommand("study", "the main job: SimCLR pretraining, fine-tuning from it and from random "
@@ -122,7 +136,9 @@ inline void add_driver_commands(CLI::App& app) {
   s->add_option("--threads", sa->threads, "loader threads")->capture_default_str();
   s->add_option("--seed", sa->seed, "seed")->capture_default_str();
   s->add_flag("--full", sa->full, "GPU-sized: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, batch 256");
-  s->callback([sa] {
+  add_config_flag(s, sa->config);
+  s->callback([sa, s] {
+    if (!sa->config.empty()) apply_config_file(*s, sa->config);
     StudyArgs a = *sa;
     if (a.full) {
       a.arch = "resnet50", a.size = 224, a.generate_size = 256, a.width = 1.0f, a.count = 2000;

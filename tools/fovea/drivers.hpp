@@ -32,7 +32,9 @@ struct RunArgs {
   std::uint64_t seed = 0;
   int threads = 2;             // loader threads
   std::int64_t log_every = 10;
+  std::int64_t checkpoint_every = 200;  // steps between mid-epoch checkpoints (0: epoch ends only)
   bool resume = true;          // continue from <out>/checkpoints/latest when present
+  std::string config;          // --config FILE (applied by the command line; not part of config.json)
 };
 
 struct PretrainArgs : RunArgs {

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -97,7 +98,39 @@ inline json common_config(const RunArgs& a) {
               {"device", a.device}, {"normalization", a.normalization}, {"size", a.size}, {"width", a.width},
               {"small_stem", a.small_stem}, {"epochs", a.epochs}, {"batch_size", a.batch_size}, {"lr", a.lr},
               {"weight_decay", a.weight_decay}, {"warmup_epochs", a.warmup_epochs}, {"seed", a.seed},
-              {"threads", a.threads}};
+              {"threads", a.threads}, {"log_every", a.log_every}, {"checkpoint_every", a.checkpoint_every}};
+}
+
+// Settings a resumed run may change without changing what it computes (where it runs, how it logs).
+inline bool resume_may_change(const std::string& key) {
+  return key == "device" || key == "threads" || key == "log_every" || key == "checkpoint_every" || key == "out" ||
+         key == "command" || key == "config";
+}
+
+// Refuses to resume from a checkpoint written with other settings: continuing would silently mix
+// two experiments (another schedule, data set or model). Names every differing setting.
+inline std::function<void(const train::Checkpoint&)> resume_guard(const json& config) {
+  return [config](const train::Checkpoint& c) {
+    auto it = c.metadata.find("fovea.config");
+    if (it == c.metadata.end()) return;
+    json before;
+    try {
+      before = json::parse(it->second);
+    } catch (const std::exception& e) {
+      FOVEA_FAIL("checkpoint ", c.path.string(), ": its fovea.config metadata is not JSON (", e.what(), ")");
+    }
+    std::string diff;
+    for (const auto& [key, value] : config.items()) {
+      if (resume_may_change(key)) continue;
+      const json old = before.contains(key) ? before[key] : json();
+      if (old != value) diff += "\n  " + key + ": " + old.dump() + " in the checkpoint, " + value.dump() + " now";
+    }
+    for (const auto& [key, value] : before.items())
+      if (!resume_may_change(key) && !config.contains(key))
+        diff += "\n  " + key + ": " + value.dump() + " in the checkpoint, unset now";
+    FOVEA_CHECK(diff.empty(), "cannot resume from ", c.path.string(), ": it was written with other settings:", diff,
+                "\nrerun with the same settings, or pass --no-resume (or another --out) to start over");
+  };
 }
 
 inline models::ResNetConfig resnet_config(const RunArgs& a, int classes) {
@@ -172,8 +205,8 @@ int pretrain(const PretrainArgs& a) {
   const Device device = resolve_device(a.device);
   FOVEA_CHECK(a.method == "simclr" || a.method == "moco", "--method must be simclr or moco, got '", a.method, "'");
   json config = common_config(a);
-  config.update(json{{"method", a.method}, {"init", a.init}, {"temperature", a.temperature}, {"hidden", a.hidden},
-                     {"dim", a.dim}, {"queue", a.queue}, {"key_momentum", a.key_momentum}});
+  config.update(json{{"method", a.method}, {"init", a.init}, {"temperature", a.temperature}, {"proj_hidden", a.hidden},
+                     {"proj_dim", a.dim}, {"queue", a.queue}, {"key_momentum", a.key_momentum}});
   RunDir run(a, "pretrain", config, device);
   data::Dataset d = load_data(a);
   run.log("pretrain: " + std::to_string(d.size()) + " images from " + a.data + " (labels ignored)");
@@ -199,8 +232,9 @@ int pretrain(const PretrainArgs& a) {
               a.batch_size);
   train::LoaderSource source(d, data::Sampler::shuffled(d.size(), a.seed), loader_options(a, true), so);
   const std::int64_t steps = source.batches_per_epoch();
-  train::TrainerOptions to{.epochs = a.epochs, .out_dir = a.out, .log_every = a.log_every, .resume = a.resume,
-                           .metadata = {{"fovea.config", config.dump()}}};
+  train::TrainerOptions to{.epochs = a.epochs, .out_dir = a.out, .log_every = a.log_every,
+                           .checkpoint_every = a.checkpoint_every, .resume = a.resume,
+                           .metadata = {{"fovea.config", config.dump()}}, .on_resume = resume_guard(config)};
   if (simclr) {
     train::SimClrTask task(net, device, {.temperature = a.temperature > 0 ? a.temperature : 0.5f});
     // SimCLR's small-batch rule: 0.075 * sqrt(B) (the linear 0.3 * B / 256 is for B >= 1024).
@@ -272,7 +306,9 @@ int finetune(const FinetuneArgs& a) {
   train::Trainer trainer(task, opt,
                          optim::WarmupCosineLr::from_epochs(lr, warm, a.epochs, source.batches_per_epoch()),
                          train::TrainerOptions{.epochs = a.epochs, .out_dir = a.out, .log_every = a.log_every,
-                                               .resume = a.resume, .metadata = {{"fovea.config", config.dump()}}});
+                                               .checkpoint_every = a.checkpoint_every, .resume = a.resume,
+                                               .metadata = {{"fovea.config", config.dump()}},
+                                               .on_resume = resume_guard(config)});
   // Best checkpoint on the validation split by quadratic weighted kappa (ties: later epoch loses).
   const fs::path best = fs::path(a.out) / "best.safetensors";
   double best_kappa = -2.0;
@@ -314,6 +350,8 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   json config = common_config(a);
   config.update(json{{"weights", a.weights}, {"label_scheme", a.label_scheme}, {"referable_threshold", a.referable_threshold},
                      {"bootstrap", a.bootstrap}, {"split", a.split}, {"split_name", a.split_name}});
+  FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
+  FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
   RunDir run(a, "evaluate", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
   data::Dataset d = data::map_labels(load_data(a), scheme);
@@ -327,7 +365,6 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   const int classes = scheme.num_classes();
   models::Classifier<Backbone> net(resnet_config(a, classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
-  FOVEA_CHECK(!a.weights.empty(), "--weights is required");
   nn::load_weights(net, a.weights);  // strict: every key of this architecture, right shapes
   const auto probs = predict_probabilities(net, d, a, device);
   const auto r = write_evaluation(a.out, d, probs, classes, a.referable_threshold, a.bootstrap, a.seed);

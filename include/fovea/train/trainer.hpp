@@ -54,6 +54,9 @@ struct TrainerOptions {
   int keep_checkpoints = 2;
   std::map<std::string, std::string> metadata{};  // stored in every checkpoint (the run's config)
   bool progress = true;
+  // Called with the checkpoint a resumed run is about to continue from, before anything is
+  // restored; throws to refuse it (e.g. a checkpoint written with other settings).
+  std::function<void(const Checkpoint&)> on_resume{};
 };
 
 struct FitResult {
@@ -77,14 +80,17 @@ class Trainer {
 
   std::filesystem::path checkpoint_dir() const { return options_.out_dir / "checkpoints"; }
 
-  // Trains to options.epochs. on_epoch_end(epoch, step, log) runs after each epoch's checkpoint
-  // (validation, best-model selection); it may log rows of its own.
+  // Trains to options.epochs. on_epoch_end(epoch, step, log) runs at the end of each epoch, before
+  // the epoch's checkpoint (validation, best-model selection); it may log rows of its own. A run
+  // killed before that checkpoint is complete replays the epoch's tail and on_epoch_end, so what it
+  // writes must be a function of the weights at the epoch's end.
   template <BatchSource Source, class EpochEnd = std::function<void(std::int64_t, std::int64_t, MetricsLog&)>>
   FitResult fit(Source& source, EpochEnd on_epoch_end = [](std::int64_t, std::int64_t, MetricsLog&) {}) {
     FitResult result;
     LoopPosition pos;
     if (options_.resume) {
       if (auto c = read_latest_checkpoint(checkpoint_dir())) {
+        if (options_.on_resume) options_.on_resume(*c);
         restore(*c);
         pos = c->position;
         result.resumed_from_step = pos.step;
@@ -131,9 +137,9 @@ class Trainer {
           result.last_checkpoint = save(pos);
       }
       pos = LoopPosition{pos.step, epoch + 1, 0};
-      result.last_checkpoint = save(pos);
       if (options_.progress) progress.finish_line();
       on_epoch_end(epoch, pos.step, log_);
+      result.last_checkpoint = save(pos);
     }
     result.position = pos;
     return result;
