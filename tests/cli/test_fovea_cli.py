@@ -348,6 +348,8 @@ def case_resume_other_settings(tmp):
           f"resume with other settings: exit {code}\n{err}")
     with open(os.path.join(out, "results.json")) as f:
         check(f.read() == results, "a refused resume changed results.json")
+    with open(os.path.join(out, "config.json")) as f:
+        check(json.load(f)["epochs"] == 1, "a refused resume rewrote config.json")
     run(*base, "--epochs", "1", "--threads", "2", "--log-every", "3", expect=0)
     run(*base, "--epochs", "2", "--no-resume", expect=0)
     with open(os.path.join(out, "config.json")) as f:
@@ -390,6 +392,38 @@ def case_config_file(tmp):
     check(code == 1 and "missing.yaml" in err, f"missing config file: exit {code}\n{err}")
     _, out, _ = run("pretrain", "--help", expect=0)
     check("--config" in out and "--checkpoint-every" in out, "pretrain --help lacks --config/--checkpoint-every")
+
+
+def case_finetune_imbalance(tmp):
+    """--class-weights inverse gives n / (K n_k) from the training split (checked against split.csv and
+    labels.csv); explicit weights of the wrong count or sign, and an unknown sampler, are errors."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "40", "--size", "40", "--seed", "7", expect=0)
+    out = os.path.join(tmp, "ft")
+    base = ["finetune", "--data", data, "--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "4",
+            "--device", "cpu", "--epochs", "1", "--label-scheme", "referable"]
+    run(*base, "--sampler", "balanced", "--class-weights", "inverse", "--label-smoothing", "0.1", "--out", out,
+        expect=0)
+    with open(os.path.join(data, "labels.csv")) as f:
+        grade = {row.split(",")[0]: int(row.split(",")[1]) for row in f.read().split()[1:]}
+    with open(os.path.join(out, "split.csv")) as f:
+        train = [row.split(",")[0] for row in f.read().split()[1:] if row.split(",")[1] == "train"]
+    counts = [sum(1 for i in train if (grade[i] >= 2) == bool(k)) for k in (0, 1)]
+    want = [len(train) / (2 * c) for c in counts]
+    with open(os.path.join(out, "log.txt")) as f:
+        line = [l for l in f.read().splitlines() if "class weights" in l]
+    check(len(line) == 1, "log.txt does not record the class weights")
+    got = [float(v) for v in line[0].split("class weights")[1].split(",")]
+    check(all(abs(g - w) < 1e-4 * w for g, w in zip(got, want)) and len(got) == 2,
+          f"inverse class weights {got}, expected {want} (train counts {counts})")
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    check(config["sampler"] == "balanced" and config["class_weights"] == "inverse", f"config.json: {config}")
+    for flags, word in ((["--class-weights", "1,2,3"], "3 weights for 2 classes"),
+                        (["--class-weights", "1,-2"], "-2"), (["--class-weights", "1,x"], "'x'")):
+        code, _, err = run(*base, *flags, "--out", os.path.join(tmp, "bad"))
+        check(code == 1 and word in err, f"{flags}: exit {code}\n{err}")
+    run(*base, "--sampler", "weighted", "--out", os.path.join(tmp, "bad2"), expect=2)
 
 
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}

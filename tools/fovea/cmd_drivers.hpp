@@ -91,6 +91,13 @@ inline void add_driver_commands(CLI::App& app) {
   f->add_option("--label-scheme", fa->label_scheme, "grades, referable[:t] or any")->capture_default_str();
   f->add_option("--val-fraction", fa->val_fraction, "validation share of patients")->capture_default_str();
   f->add_option("--test-fraction", fa->test_fraction, "test share of patients")->capture_default_str();
+  f->add_option("--sampler", fa->sampler, "shuffled, or balanced: every class equally often (draws with replacement)")
+      ->capture_default_str()->check(CLI::IsMember({"shuffled", "balanced"}));
+  f->add_option("--class-weights", fa->class_weights,
+                "cross-entropy class weights: none, inverse (n / (K n_k) on the training split) or w0,w1,...")
+      ->capture_default_str();
+  f->add_option("--label-smoothing", fa->label_smoothing, "label smoothing of the cross-entropy")
+      ->capture_default_str()->check(CLI::Range(0.0, 0.999));
   f->callback([fa, f] {
     if (!fa->config.empty()) apply_config_file(*f, fa->config);
     run_finetune(*fa);
@@ -119,6 +126,7 @@ inline void add_driver_commands(CLI::App& app) {
     std::uint64_t seed = 0;
     bool full = false;
     std::string config;
+    std::string sampler = "shuffled", class_weights = "none";
   };
   auto sa = std::make_shared<StudyArgs>();
   auto* s = app.add_subcommand("study", "the main job: SimCLR pretraining, fine-tuning from it and from random "
@@ -135,6 +143,10 @@ inline void add_driver_commands(CLI::App& app) {
   s->add_option("--batch-size", sa->batch_size, "batch size")->capture_default_str();
   s->add_option("--threads", sa->threads, "loader threads")->capture_default_str();
   s->add_option("--seed", sa->seed, "seed")->capture_default_str();
+  s->add_option("--sampler", sa->sampler, "fine-tuning sampler: shuffled or balanced")
+      ->capture_default_str()->check(CLI::IsMember({"shuffled", "balanced"}));
+  s->add_option("--class-weights", sa->class_weights, "fine-tuning class weights: none, inverse or w0,w1,...")
+      ->capture_default_str();
   s->add_flag("--full", sa->full, "GPU-sized: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, batch 256");
   add_config_flag(s, sa->config);
   s->callback([sa, s] {
@@ -171,6 +183,7 @@ inline void add_driver_commands(CLI::App& app) {
       FinetuneArgs ft;
       base(ft, i == 0 ? "finetune_simclr" : "finetune_random");
       ft.epochs = a.finetune_epochs;
+      ft.sampler = a.sampler, ft.class_weights = a.class_weights;
       ft.init = i == 0 ? (fs::path(pre.out) / "backbone.safetensors").string() : "random";
       run_finetune(ft);
       EvaluateArgs ev;

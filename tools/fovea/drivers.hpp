@@ -53,6 +53,9 @@ struct FinetuneArgs : RunArgs {
   double label_fraction = 1.0;
   std::string label_scheme = "grades";  // grades | referable[:t] | any
   double val_fraction = 0.2, test_fraction = 0.2;
+  std::string sampler = "shuffled";     // shuffled | balanced (class-balanced draws with replacement)
+  std::string class_weights = "none";   // none | inverse (n / (K n_k)) | comma-separated weights
+  float label_smoothing = 0.0f;
 };
 
 struct EvaluateArgs : RunArgs {

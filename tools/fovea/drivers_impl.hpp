@@ -66,13 +66,68 @@ inline data::Dataset load_data(const RunArgs& a) {
   return data::load_dataset(a.data);
 }
 
+// Settings a resumed run may change without changing what it computes (where it runs, how it logs).
+inline bool resume_may_change(const std::string& key) {
+  return key == "device" || key == "threads" || key == "log_every" || key == "checkpoint_every" || key == "out" ||
+         key == "command" || key == "config";
+}
+
+// The settings that differ between an earlier run's config and this one's (one line each), ignoring
+// those a resumed run may change; empty when they agree.
+inline std::string config_difference(const json& before, const json& now) {
+  std::string diff;
+  for (const auto& [key, value] : now.items()) {
+    if (resume_may_change(key)) continue;
+    const json old = before.contains(key) ? before[key] : json();
+    if (old != value) diff += "\n  " + key + ": " + old.dump() + " before, " + value.dump() + " now";
+  }
+  for (const auto& [key, value] : before.items())
+    if (!resume_may_change(key) && !now.contains(key)) diff += "\n  " + key + ": " + value.dump() + " before, unset now";
+  return diff;
+}
+
+inline std::string refuse_resume_hint() {
+  return "\nrerun with the same settings, or pass --no-resume (or another --out) to start over";
+}
+
+// Refuses to resume from a checkpoint written with other settings: continuing would silently mix
+// two experiments (another schedule, data set or model). Names every differing setting.
+inline std::function<void(const train::Checkpoint&)> resume_guard(const json& config) {
+  return [config](const train::Checkpoint& c) {
+    auto it = c.metadata.find("fovea.config");
+    if (it == c.metadata.end()) return;
+    json before;
+    try {
+      before = json::parse(it->second);
+    } catch (const std::exception& e) {
+      FOVEA_FAIL("checkpoint ", c.path.string(), ": its fovea.config metadata is not JSON (", e.what(), ")");
+    }
+    const std::string diff = config_difference(before, config);
+    FOVEA_CHECK(diff.empty(), "cannot resume from ", c.path.string(), ": it was written with other settings:", diff,
+                refuse_resume_hint());
+  };
+}
+
 // The run's folder: config.json (resolved settings), environment.json, log.txt.
 class RunDir {
  public:
   RunDir(const RunArgs& a, const std::string& command, json config, Device device) : root_(a.out) {
     FOVEA_CHECK(!a.out.empty(), "--out is required");
-    fs::create_directories(root_);
     config["command"] = command;
+    // A run that would resume checks its settings before anything in the folder is rewritten.
+    if (a.resume && fs::exists(root_ / "checkpoints" / "latest") && fs::exists(root_ / "config.json")) {
+      json before;
+      try {
+        std::ifstream in(root_ / "config.json");
+        before = json::parse(in);
+      } catch (const std::exception& e) {
+        FOVEA_FAIL((root_ / "config.json").string(), " is not valid JSON (", e.what(), "); pass --no-resume to start over");
+      }
+      const std::string diff = config_difference(before, config);
+      FOVEA_CHECK(diff.empty(), "cannot resume the run in ", root_.string(), ": its config.json has other settings:",
+                  diff, refuse_resume_hint());
+    }
+    fs::create_directories(root_);
     io::write_file_atomically(root_ / "config.json", config.dump(2) + "\n");
     json env{{"backend", backend_summary()},
              {"device", device.str()},
@@ -99,38 +154,6 @@ inline json common_config(const RunArgs& a) {
               {"small_stem", a.small_stem}, {"epochs", a.epochs}, {"batch_size", a.batch_size}, {"lr", a.lr},
               {"weight_decay", a.weight_decay}, {"warmup_epochs", a.warmup_epochs}, {"seed", a.seed},
               {"threads", a.threads}, {"log_every", a.log_every}, {"checkpoint_every", a.checkpoint_every}};
-}
-
-// Settings a resumed run may change without changing what it computes (where it runs, how it logs).
-inline bool resume_may_change(const std::string& key) {
-  return key == "device" || key == "threads" || key == "log_every" || key == "checkpoint_every" || key == "out" ||
-         key == "command" || key == "config";
-}
-
-// Refuses to resume from a checkpoint written with other settings: continuing would silently mix
-// two experiments (another schedule, data set or model). Names every differing setting.
-inline std::function<void(const train::Checkpoint&)> resume_guard(const json& config) {
-  return [config](const train::Checkpoint& c) {
-    auto it = c.metadata.find("fovea.config");
-    if (it == c.metadata.end()) return;
-    json before;
-    try {
-      before = json::parse(it->second);
-    } catch (const std::exception& e) {
-      FOVEA_FAIL("checkpoint ", c.path.string(), ": its fovea.config metadata is not JSON (", e.what(), ")");
-    }
-    std::string diff;
-    for (const auto& [key, value] : config.items()) {
-      if (resume_may_change(key)) continue;
-      const json old = before.contains(key) ? before[key] : json();
-      if (old != value) diff += "\n  " + key + ": " + old.dump() + " in the checkpoint, " + value.dump() + " now";
-    }
-    for (const auto& [key, value] : before.items())
-      if (!resume_may_change(key) && !config.contains(key))
-        diff += "\n  " + key + ": " + value.dump() + " in the checkpoint, unset now";
-    FOVEA_CHECK(diff.empty(), "cannot resume from ", c.path.string(), ": it was written with other settings:", diff,
-                "\nrerun with the same settings, or pass --no-resume (or another --out) to start over");
-  };
 }
 
 inline models::ResNetConfig resnet_config(const RunArgs& a, int classes) {
@@ -264,12 +287,47 @@ int pretrain(const PretrainArgs& a) {
   return 0;
 }
 
+// Cross-entropy class weights from --class-weights: none (empty), inverse (n / (K n_k), the
+// "balanced" weights of scikit-learn, from the training labels) or K comma-separated values.
+inline std::vector<float> class_weights_for(const std::string& text, const std::vector<int>& labels, int classes) {
+  if (text == "none" || text.empty()) return {};
+  std::vector<float> w;
+  if (text == "inverse") {
+    std::vector<double> count(static_cast<std::size_t>(classes), 0.0);
+    for (int l : labels) count[static_cast<std::size_t>(l)] += 1.0;
+    for (int k = 0; k < classes; ++k) {
+      FOVEA_CHECK(count[static_cast<std::size_t>(k)] > 0, "--class-weights inverse: class ", k,
+                  " has no training image (use explicit weights or another label scheme)");
+      w.push_back(static_cast<float>(static_cast<double>(labels.size()) / (classes * count[static_cast<std::size_t>(k)])));
+    }
+    return w;
+  }
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::size_t used = 0;
+    float v = 0;
+    try {
+      v = std::stof(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    FOVEA_CHECK(used > 0 && used == item.size() && std::isfinite(v) && v >= 0, "--class-weights: '", item,
+                "' is not a non-negative number (expected none, inverse or w0,w1,...)");
+    w.push_back(v);
+  }
+  FOVEA_CHECK(static_cast<int>(w.size()) == classes, "--class-weights: ", w.size(), " weights for ", classes,
+              " classes");
+  return w;
+}
+
 template <class Backbone>
 int finetune(const FinetuneArgs& a) {
   const Device device = resolve_device(a.device);
   json config = common_config(a);
   config.update(json{{"init", a.init}, {"linear", a.linear}, {"label_fraction", a.label_fraction},
-                     {"label_scheme", a.label_scheme}, {"val_fraction", a.val_fraction}, {"test_fraction", a.test_fraction}});
+                     {"label_scheme", a.label_scheme}, {"val_fraction", a.val_fraction}, {"test_fraction", a.test_fraction},
+                     {"sampler", a.sampler}, {"class_weights", a.class_weights}, {"label_smoothing", a.label_smoothing}});
   RunDir run(a, "finetune", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
   data::Dataset all = data::map_labels(load_data(a), scheme);
@@ -293,7 +351,14 @@ int finetune(const FinetuneArgs& a) {
     run.log("init: " + a.init + ": " + std::to_string(report.loaded.size()) + " tensors loaded, " +
             std::to_string(report.missing.size()) + " kept from initialisation (the head)");
   }
-  train::ClassifierTask task(net, device, {.linear_eval = a.linear});
+  const std::vector<float> weights = class_weights_for(a.class_weights, train_set.labels(), classes);
+  if (!weights.empty()) {
+    std::string w;
+    for (float v : weights) w += (w.empty() ? "" : ", ") + std::to_string(v);
+    run.log("finetune: class weights " + w);
+  }
+  train::ClassifierTask task(net, device,
+                             {.label_smoothing = a.label_smoothing, .class_weights = weights, .linear_eval = a.linear});
   const float lr = a.lr > 0 ? a.lr : (a.linear ? 1e-2f : 1e-3f);
   optim::Optimizer<optim::AdamW> opt(task.trainable_parameters(),
                                      optim::AdamWOptions{.weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-3f});
@@ -301,7 +366,11 @@ int finetune(const FinetuneArgs& a) {
   so.augment = data::supervised_train(a.size, stats_for(a.normalization));
   so.augment_seed = a.seed;
   so.device = device;
-  train::LoaderSource source(train_set, data::Sampler::shuffled(train_set.size(), a.seed), loader_options(a, true), so);
+  FOVEA_CHECK(a.sampler == "shuffled" || a.sampler == "balanced", "--sampler must be shuffled or balanced, got '",
+              a.sampler, "'");
+  const data::Sampler sampler = a.sampler == "balanced" ? data::Sampler::class_balanced(train_set.labels(), a.seed)
+                                                        : data::Sampler::shuffled(train_set.size(), a.seed);
+  train::LoaderSource source(train_set, sampler, loader_options(a, true), so);
   const auto warm = a.warmup_epochs >= 0 ? a.warmup_epochs : 0;
   train::Trainer trainer(task, opt,
                          optim::WarmupCosineLr::from_epochs(lr, warm, a.epochs, source.batches_per_epoch()),
