@@ -15,14 +15,13 @@
 # Needs only torch and torchvision (no numpy, no safetensors package).
 import argparse
 import copy
-import ctypes
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+from st_io import read_safetensors, write_safetensors  # tests/torch/st_io.py, next to this script
 
 SKIP = 77
 MIN_MARGIN = 1e-6  # relative distance of every ReLU input / max-pool choice from its kink
@@ -41,44 +40,6 @@ def parse_args():
     p.add_argument("--tol", type=float, default=None, help="relative-to-max tolerance (default: CPU 1e-4, CUDA 1e-3)")
     p.add_argument("--keep", default=None, help="write the safetensors files to this folder and keep them")
     return p.parse_args()
-
-
-# ---- minimal safetensors I/O (F32 and I64 written, F32 read) -----------------------------------
-def write_safetensors(path, tensors, torch):
-    names = {torch.float32: "F32", torch.int64: "I64"}
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        blobs.append(ctypes.string_at(t.data_ptr(), nbytes) if nbytes else b"")
-        offset += nbytes
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path, torch):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} has dtype {info['dtype']}, expected F32")
-        begin, end = info["data_offsets"]
-        buf = bytearray(data[base + begin:base + end])
-        flat = torch.frombuffer(buf, dtype=torch.float32) if buf else torch.empty(0)
-        out[name] = flat.reshape(info["shape"]).clone()
-    return out
 
 
 # ---- the model and the reference -------------------------------------------------------------
