@@ -7,7 +7,8 @@
 // since G = P + Pᵀ is symmetric), InfoNCE 4 N K D (similarities and dq; no queue gradient). The fused
 // backward recomputes the similarities, so it executes 1.5x these FLOPs. The composition leaves out
 // the O(M) and O(M D) steps (diagonal mask, picking the positive, the normalisation's backward),
-// which favours it slightly.
+// which favours it slightly. NT-Xent runs twice: the fp32 SIMT kernel and the TF32 tensor-core kernel
+// (both against the same composition; the TF32 roofline is the fair bound for the latter).
 #include "bench_common.hpp"
 #include "fovea/ops/contrastive.hpp"
 
@@ -110,18 +111,26 @@ void time_against_composition(benchmark::State& state, Device device, Work work,
   state.counters["frac_of_tf32_roofline"] = roof_tf32 / t;
 }
 
-void register_nt_xent(Device device, std::int64_t N) {
+// NT-Xent with the fp32 SIMT kernel (nt_xent_fwd_bwd) or the TF32 tensor-core kernel
+// (nt_xent_fwd_bwd_tc; counter tensor_cores = 1 when it really ran, 0 when it fell back).
+void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel) {
   const std::int64_t M = 2 * N, D = 128;
-  register_timed("nt_xent_fwd_bwd/cuda/N" + std::to_string(N), [device, M, D](benchmark::State& state) {
+  const bool tc = kernel == NtXentKernel::tensor_core;
+  const std::string name = std::string(tc ? "nt_xent_fwd_bwd_tc" : "nt_xent_fwd_bwd") + "/cuda/N" + std::to_string(N);
+  register_timed(name, [device, M, D, kernel, tc](benchmark::State& state) {
     Tensor z = make_input({M, D}, device, 1), zn({M, D}, device), lse({M}, device), loss(Shape{}, device),
            dz({M, D}, device);
     Tensor s({M, M}, device), dzhat({M, D}, device);  // the composition's similarity matrix
     const Work work{4.0 * M * M * D, float_bytes(6 * M * D)};
     const float c = 1.0f / (static_cast<float>(M) * kTau);
-    state.SetLabel("M=2N rows, D=128, tau 0.2; composition: sgemm + softmax + 2 sgemm");
+    state.SetLabel(std::string(tc ? "TF32 tensor cores" : "fp32 SIMT") +
+                   ", M=2N rows, D=128, tau 0.2; composition: sgemm + softmax + 2 sgemm");
+    state.counters["tensor_cores"] = tc && cuda::nt_xent_tensor_cores_supported(D, device.index()) ? 1.0 : 0.0;
+    ScopedNtXentKernel scoped_kernel(kernel);
     time_against_composition(
         state, device, work,
         [&] {
+          ScopedMathSettings tf32({true, math_settings().deterministic});  // the tensor-core kernel needs TF32
           nt_xent_forward(z, kTau, loss, lse, zn);
           nt_xent_backward(z, zn, lse, kTau, 1.0f, dz);
         },
@@ -172,7 +181,8 @@ void register_infonce(Device device, std::int64_t N, std::int64_t K) {
 void register_contrastive_benchmarks(Device device) {
   if (!device.is_cuda()) return;
 #if FOVEA_WITH_CUDA
-  for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N);
+  for (const NtXentKernel kernel : {NtXentKernel::simt, NtXentKernel::tensor_core})
+    for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, kernel);
   register_infonce(device, 256, 65536);
   register_timed("sgemm_rate/cuda/8192", [device](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1e-3);

@@ -14,7 +14,8 @@
 // scratch buffer that a warp-per-row pass adds up, together with the positive's term and the
 // backward of the normalisation. Accuracy counts, per row, the candidates above the positive with the
 // same tiles. The positive's similarity is a sequential fmaf dot product, bitwise equal to the one the
-// tiles compute.
+// tiles compute. NT-Xent's forward and backward can instead run their tiles on tensor cores
+// (contrastive_tc.cuh, TF32), when the caller asks for it and D and the device allow.
 #pragma once
 
 #include <algorithm>
@@ -463,6 +464,8 @@ void ct_accuracy(const float* a, std::int64_t rows, const float* b, std::int64_t
 
 }  // namespace fovea::cuda::detail
 
+#include "contrastive_tc.cuh"  // the TF32 tensor-core NT-Xent, built on the helpers above
+
 namespace fovea::cuda {
 
 void l2_normalize_rows(CView z, View zn) {
@@ -471,20 +474,26 @@ void l2_normalize_rows(CView z, View zn) {
   detail::ct_normalize(z, zn, detail::stream_for(dev), dev.index());
 }
 
-void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm) {
+bool nt_xent_tensor_cores_supported(std::int64_t D, int device) { return detail::tc_supported(D, device); }
+
+void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, bool tensor_cores) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
   const Device dev = loss.device();
   detail::DeviceGuard guard(dev.index());
   const cudaStream_t stream = detail::stream_for(dev);
+  if (tensor_cores && detail::tc_supported(D, dev.index()))
+    return detail::tc_nt_xent_forward(z, tau, loss, row_lse, znorm, dev, stream);
   detail::ct_normalize(z, znorm, stream, dev.index());
   detail::ct_forward<detail::PairMode::symmetric>(znorm.data(), M, znorm.data(), M, D, M / 2, znorm.data(), tau, loss,
                                                   row_lse, dev, stream);
 }
 
-void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz) {
+void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz, bool tensor_cores) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
   const Device dev = dz.device();
   detail::DeviceGuard guard(dev.index());
+  if (tensor_cores && detail::tc_supported(D, dev.index()))
+    return detail::tc_nt_xent_backward(z, znorm, row_lse, tau, dloss, dz, dev, detail::stream_for(dev));
   detail::ct_backward<detail::PairMode::symmetric>(z.data(), znorm.data(), M, znorm.data(), M, D, znorm.data(), M / 2,
                                                    row_lse.data(), tau, dloss, dz, dev, detail::stream_for(dev));
 }

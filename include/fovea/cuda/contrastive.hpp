@@ -11,8 +11,12 @@
 namespace fovea::cuda {
 
 void l2_normalize_rows(CView z, View zn);
-void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm);
-void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz);
+// tensor_cores: run the similarity tiles as TF32 MMAs (kernels/contrastive_tc.cuh) where
+// nt_xent_tensor_cores_supported(D, device) (compute capability >= 8.0, D <= 256); the fp32 kernels
+// otherwise. The caller decides from nt_xent_kernel() and math_settings() (ops/contrastive.hpp).
+bool nt_xent_tensor_cores_supported(std::int64_t D, int device);
+void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, bool tensor_cores);
+void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz, bool tensor_cores);
 void contrastive_accuracy(CView znorm, View accuracy);
 void infonce_forward(CView q, CView k, CView queue, float tau, View loss, View row_lse, View qnorm, View knorm);
 void infonce_backward(CView q, CView qnorm, CView knorm, CView queue, CView row_lse, float tau, float dloss, View dq);

@@ -5,21 +5,66 @@
 // Both losses L2-normalise their embedding rows themselves (zhat = z / max(||z||, 1e-12), as
 // torch.nn.functional.normalize) and return the normalised rows and each row's log-sum-exp for the
 // backward. The CPU twin accumulates in double; the CUDA twin is fused: similarities are computed in
-// shared-memory tiles (fp32 FMA) and folded into an online log-sum-exp, so the (2N)^2 or N x K
-// similarity matrix never reaches device memory (docs/losses.md).
+// shared-memory tiles (fp32 FMA, or TF32 tensor cores for NT-Xent when nt_xent_kernel() asks) and
+// folded into an online log-sum-exp, so the (2N)^2 or N x K similarity matrix never reaches device
+// memory (docs/losses.md).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <utility>
 
 #include "fovea/core/tensor.hpp"
 #include "fovea/cpu/contrastive.hpp"
 #include "fovea/cuda/contrastive.hpp"
+#include "fovea/ops/blas.hpp"
 #include "fovea/ops/loss.hpp"
 
 namespace fovea {
+
+// Which CUDA kernel NT-Xent's forward and backward run (the CPU twin has one):
+//   simt:        fp32 FMA tiles, similarities exact to fp32 rounding (kernels/contrastive.cuh).
+//   tensor_core: TF32 mma.sync tiles with fp32 accumulation (kernels/contrastive_tc.cuh), taken only
+//                while math_settings().allow_tf32 and for D <= 256 on compute capability >= 8.0 (simt
+//                otherwise); TF32 rounding of the normalised rows moves the loss by ~1e-3 relative.
+//   automatic:   simt until a GPU run has confirmed the tensor-core kernel (docs/losses.md).
+enum class NtXentKernel { automatic, simt, tensor_core };
+
+namespace detail {
+// What automatic resolves to.
+inline constexpr NtXentKernel kNtXentAutomatic = NtXentKernel::simt;
+
+inline NtXentKernel nt_xent_kernel_from_env() {
+  const char* v = std::getenv("FOVEA_NTXENT_KERNEL");
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0) return NtXentKernel::automatic;
+  if (std::strcmp(v, "simt") == 0) return NtXentKernel::simt;
+  if (std::strcmp(v, "tc") == 0 || std::strcmp(v, "tensor_core") == 0) return NtXentKernel::tensor_core;
+  FOVEA_FAIL("FOVEA_NTXENT_KERNEL must be auto, simt or tc (tensor_core), got '", v, "'");
+}
+}  // namespace detail
+
+// The process-wide NT-Xent kernel choice, first read from the environment variable
+// FOVEA_NTXENT_KERNEL (auto | simt | tc; unset: automatic). Set it between ops, not while other
+// threads launch NT-Xent.
+inline NtXentKernel& nt_xent_kernel() {
+  static NtXentKernel kernel = detail::nt_xent_kernel_from_env();
+  return kernel;
+}
+
+// Sets nt_xent_kernel() for a scope and restores the previous choice at its end.
+class ScopedNtXentKernel {
+ public:
+  explicit ScopedNtXentKernel(NtXentKernel kernel) : previous_(nt_xent_kernel()) { nt_xent_kernel() = kernel; }
+  ScopedNtXentKernel(const ScopedNtXentKernel&) = delete;
+  ScopedNtXentKernel& operator=(const ScopedNtXentKernel&) = delete;
+  ~ScopedNtXentKernel() { nt_xent_kernel() = previous_; }
+
+ private:
+  NtXentKernel previous_;
+};
 
 namespace detail {
 inline void check_rows(const char* op, const char* name, CView v, std::int64_t rows, std::int64_t D) {
@@ -50,6 +95,11 @@ inline void check_queue(const char* op, CView q, CView queue) {
 inline void check_accuracy_out(const char* op, CView acc) {
   check_same_shape(op, "accuracy", acc.shape(), "expected (2): top-1, top-5", Shape{2});
 }
+// Whether the CUDA NT-Xent asks for the tensor-core kernel (it still falls back for D > 256).
+inline bool nt_xent_tensor_cores() {
+  const NtXentKernel k = nt_xent_kernel() == NtXentKernel::automatic ? kNtXentAutomatic : nt_xent_kernel();
+  return k == NtXentKernel::tensor_core && math_settings().allow_tf32;
+}
 }  // namespace detail
 
 // nt_xent_forward: SimCLR's normalised-temperature cross-entropy over 2N embeddings.
@@ -58,6 +108,7 @@ inline void check_accuracy_out(const char* op, CView acc) {
 //   loss = (1 / 2N) sum_i (row_lse_i - s_i,pos(i)).
 //   z (2N, D), rows [0, N) the first view and [N, 2N) the second, N >= 1, D >= 1; tau > 0;
 //   loss () or (1); row_lse (2N) and znorm (2N, D): saved for nt_xent_backward. N = 1 gives loss 0.
+//   On CUDA the similarities are fp32 or TF32 as nt_xent_kernel() and math_settings() decide.
 inline void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm) {
   const char* op = "nt_xent_forward";
   detail::check_nt_xent_z(op, z);
@@ -66,7 +117,8 @@ inline void nt_xent_forward(CView z, float tau, View loss, View row_lse, View zn
   check_same_shape(op, "row_lse", row_lse.shape(), "expected (2N) from z", Shape{z.shape()[0]});
   check_same_shape(op, "znorm", znorm.shape(), "z", z.shape());
   detail::check_devices(op, loss.device(), {{"z", z}, {"row_lse", row_lse}, {"znorm", znorm}});
-  if (loss.device().is_cuda()) FOVEA_CUDA_CALL(cuda::nt_xent_forward(z, tau, loss, row_lse, znorm));
+  if (loss.device().is_cuda())
+    FOVEA_CUDA_CALL(cuda::nt_xent_forward(z, tau, loss, row_lse, znorm, detail::nt_xent_tensor_cores()));
   else cpu::nt_xent_forward(z, tau, loss, row_lse, znorm);
 }
 
@@ -82,7 +134,8 @@ inline void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, flo
   check_same_shape(op, "dz", dz.shape(), "z", z.shape());
   check_same_shape(op, "row_lse", row_lse.shape(), "expected (2N) from z", Shape{z.shape()[0]});
   detail::check_devices(op, dz.device(), {{"z", z}, {"row_lse", row_lse}, {"znorm", znorm}});
-  if (dz.device().is_cuda()) FOVEA_CUDA_CALL(cuda::nt_xent_backward(z, znorm, row_lse, tau, dloss, dz));
+  if (dz.device().is_cuda())
+    FOVEA_CUDA_CALL(cuda::nt_xent_backward(z, znorm, row_lse, tau, dloss, dz, detail::nt_xent_tensor_cores()));
   else cpu::nt_xent_backward(z, znorm, row_lse, tau, dloss, dz);
 }
 

@@ -1,0 +1,517 @@
+// kernels/contrastive_tc.cuh: NT-Xent's similarity tiles on tensor cores (TF32 mma.sync, fp32
+// accumulation), the alternative to the fp32 tiles of contrastive.cuh that nt_xent_kernel() selects
+// (ops/contrastive.hpp; design and precision in docs/losses.md). Included by contrastive.cuh after its
+// helpers: this path reuses the combine kernel (row_lse and the loss) and the finish kernel (positive
+// term and the normalisation's backward); only the (2N)^2 work and the normalisation differ.
+//
+// A block of 8 warps owns 128 rows of zhat (warp w: rows 16w .. 16w + 15), staged whole (all D dims,
+// rounded to TF32 once, in global memory) in shared memory, and walks 64-row panels of zhat (the
+// columns of S = zhat zhatᵀ) that cp.async double-buffers. Each warp computes its 16 x 64 slice of S
+// with m16n8k8 MMAs reading both operands from shared memory.
+// Forward: the slice folds into a base-2 online log-sum-exp per row (the 4 lanes holding a row merge
+// with shuffles); (max, sum) per row and column split go to the combine kernel.
+// Backward: the slice becomes G = exp(s - lse_i) + exp(s - lse_j) (P + Pᵀ) in registers, and that
+// accumulator fragment is already the A operand of the next MMA: lane (g, t) holds G columns 2t and
+// 2t + 1 of each 8-column group, so A's k index t stands for column 2t and t + 4 for column 2t + 1,
+// and the B operand (the column panel's rows, already in shared memory) is read with the same
+// permutation. dA += G Z accumulates 16 rows x 128 dims per warp in registers, with no shared-memory
+// round trip for G.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "common.cuh"
+
+namespace fovea::cuda::detail {
+
+// ---- PTX wrappers (sm_80 and later; the host side refuses older devices) ----
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define FOVEA_TC_UNSUPPORTED_ARCH 1
+#endif
+
+// x rounded to TF32 (10-bit mantissa, round to nearest, ties away from zero), as a valid TF32 pattern.
+__device__ __forceinline__ std::uint32_t tc_tf32(float x) {
+  std::uint32_t r = 0;
+#ifdef FOVEA_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+#endif
+  return r;
+}
+
+// d += a b for one m16n8k8 TF32 tile (fragment layouts in the PTX ISA, "mma.m16n8k8 .tf32").
+__device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                       std::uint32_t b1) {
+#ifdef FOVEA_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// Asynchronous global -> shared copies of 16 or 4 bytes; valid = false writes zeros instead.
+__device__ __forceinline__ void tc_cp_async16(float* dst, const float* src, bool valid) {
+#ifdef FOVEA_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void tc_cp_async4(float* dst, const float* src, bool valid) {
+#ifdef FOVEA_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(src), "r"(valid ? 4 : 0)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void tc_cp_commit() {
+#ifndef FOVEA_TC_UNSUPPORTED_ARCH
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// Waits until at most kPending of this thread's committed copy groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void tc_cp_wait() {
+#ifndef FOVEA_TC_UNSUPPORTED_ARCH
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+#endif
+}
+
+// 2^x (MUFU.EX2, ~2 ulp; results below 2^-126 flush to zero, which only drops negligible terms).
+__device__ __forceinline__ float tc_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+#undef FOVEA_TC_UNSUPPORTED_ARCH
+
+// ---- tiles ----
+
+constexpr int kTcRows = 128;  // rows of zhat per block (8 warps x 16)
+constexpr int kTcCols = 64;   // columns of S (rows of zhat) per panel
+constexpr int kTcThreads = 256;
+constexpr int kTcNTiles = kTcCols / 8;        // 8-column MMA tiles of a warp's S slice
+constexpr int kTcGradDims = 128;              // dims of dA per block in the backward
+constexpr int kTcDimTiles = kTcGradDims / 8;  // 8-dim MMA tiles of a warp's dA slice
+constexpr std::int64_t kTcMaxDim = 256;       // larger D runs on the fp32 kernels
+constexpr int kTcMaxSplits = 64;
+constexpr float kTcLog2e = 1.4426950408889634f;
+constexpr float kTcLn2 = 0.6931471805599453f;
+
+// Shared-memory layout for row length D: the A panel (kTcRows rows) then `stages` column panels
+// (kTcCols rows each) of `stride` floats, then (backward) kTcCols column lse values per stage.
+// padded: D rounded up to the MMA's k = 8 (zero-filled dims). stride: D rounded up to 32, plus 4, so
+// fragment loads (8 rows x 4 dims, or 4 rows x 8 dims) hit 32 distinct banks and rows stay 16-byte
+// aligned. stages = 0: not even one panel fits.
+struct TcLayout {
+  int padded = 0;
+  int stride = 0;
+  int stages = 0;
+};
+
+inline std::size_t tc_smem_bytes(int stride, int stages, bool with_lse) {
+  const std::size_t panel =
+      static_cast<std::size_t>(kTcCols) * (static_cast<std::size_t>(stride) + (with_lse ? 1 : 0));
+  return sizeof(float) *
+         (static_cast<std::size_t>(kTcRows) * stride + static_cast<std::size_t>(stages) * panel);
+}
+
+inline TcLayout tc_layout(std::int64_t D, std::size_t smem_limit, bool with_lse) {
+  TcLayout l;
+  if (D < 1 || D > kTcMaxDim) return l;
+  l.padded = static_cast<int>((D + 7) / 8 * 8);
+  l.stride = static_cast<int>((D + 31) / 32 * 32 + 4);
+  for (int s = 2; s >= 1 && l.stages == 0; --s)
+    if (tc_smem_bytes(l.stride, s, with_lse) <= smem_limit) l.stages = s;
+  return l;
+}
+
+// Column splits per row tile: the count in [1, min(col_tiles, kTcMaxSplits)] that keeps `resident`
+// block slots busiest (blocks_per_split x splits blocks, each walking ceil(col_tiles / splits)
+// panels, in waves); a larger count must gain 2 % to win (it costs partial results).
+inline int tc_splits(std::int64_t blocks_per_split, std::int64_t col_tiles, std::int64_t resident) {
+  int best = 1;
+  double best_use = 0.0;
+  const std::int64_t most = std::min<std::int64_t>(col_tiles, kTcMaxSplits);
+  for (std::int64_t s = 1; s <= most; ++s) {
+    const std::int64_t blocks = blocks_per_split * s;
+    const std::int64_t waves = (blocks + resident - 1) / resident;
+    const std::int64_t steps = (col_tiles + s - 1) / s;
+    const double use =
+        static_cast<double>(blocks_per_split * col_tiles) / static_cast<double>(waves * steps * resident);
+    if (use > best_use * 1.02) {
+      best = static_cast<int>(s);
+      best_use = use;
+    }
+  }
+  return best;
+}
+
+// Column panels [begin, end) of split blockIdx.y out of gridDim.y (every split gets at least one
+// when gridDim.y <= col_tiles).
+__device__ __forceinline__ void tc_split_range(std::int64_t col_tiles, std::int64_t& begin,
+                                               std::int64_t& end) {
+  begin = col_tiles * blockIdx.y / gridDim.y;
+  end = col_tiles * (blockIdx.y + 1) / gridDim.y;
+}
+
+// Queues the copy of rows [row0, row0 + n) of x (rows, D) into dst (n rows of `stride` floats); dims
+// [D, padded) and rows past the end become zeros. x must be 16-byte aligned.
+__device__ __forceinline__ void tc_stage_rows(float* dst, const float* x, std::int64_t rows, std::int64_t D,
+                                              int padded, int stride, std::int64_t row0, int n) {
+  const bool vec = (D & 3) == 0;
+  const int width = vec ? 4 : 1;
+  const int per_row = padded / width;  // <= kTcThreads
+  const int step_r = kTcThreads / per_row, step_c = kTcThreads - step_r * per_row;
+  int r = static_cast<int>(threadIdx.x) / per_row, c = static_cast<int>(threadIdx.x) - r * per_row;
+  while (r < n) {  // element threadIdx.x + k kTcThreads of the n x per_row grid is (r, c)
+    const std::int64_t gr = row0 + r, d = static_cast<std::int64_t>(c) * width;
+    const bool ok = gr < rows && d < D;
+    const float* src = ok ? x + gr * D + d : x;
+    if (vec) tc_cp_async16(dst + r * stride + c * 4, src, ok);
+    else tc_cp_async4(dst + r * stride + c, src, ok);
+    r += step_r;
+    c += step_c;
+    if (c >= per_row) {
+      c -= per_row;
+      ++r;
+    }
+  }
+}
+
+// Stages the block's A panel (rows r0 ..) and walks the column panels [begin, end): the next panel's
+// copies overlap the current panel's work when stages == 2. body(As, Bs, Ls, c0) sees the A panel, the
+// panel of rows c0 .. c0 + kTcCols - 1 and (kWithLse) their lse values, all complete and visible to
+// every thread; it may not write them.
+template <bool kWithLse, class Body>
+__device__ __forceinline__ void tc_walk_columns(const float* zt, const float* lse, std::int64_t rows,
+                                                std::int64_t D, int padded, int stride, int stages,
+                                                std::int64_t r0, std::int64_t begin, std::int64_t end,
+                                                float* smem, Body&& body) {
+  float* As = smem;
+  float* Bs = smem + kTcRows * stride;
+  float* Ls = Bs + stages * kTcCols * stride;
+  const auto stage_panel = [&](std::int64_t ct, int buf) {
+    const std::int64_t c0 = ct * kTcCols;
+    tc_stage_rows(Bs + buf * kTcCols * stride, zt, rows, D, padded, stride, c0, kTcCols);
+    if constexpr (kWithLse) {
+      for (int e = threadIdx.x; e < kTcCols; e += kTcThreads) {
+        const bool ok = c0 + e < rows;
+        tc_cp_async4(Ls + buf * kTcCols + e, ok ? lse + c0 + e : lse, ok);
+      }
+    }
+  };
+  tc_stage_rows(As, zt, rows, D, padded, stride, r0, kTcRows);
+  if (begin < end) stage_panel(begin, 0);
+  tc_cp_commit();
+  for (std::int64_t ct = begin; ct < end; ++ct) {
+    const int it = static_cast<int>(ct - begin);
+    if (stages == 2 && ct + 1 < end) {
+      stage_panel(ct + 1, (it + 1) & 1);
+      tc_cp_commit();
+      tc_cp_wait<1>();
+    } else {
+      tc_cp_wait<0>();
+    }
+    __syncthreads();
+    const int buf = stages == 2 ? (it & 1) : 0;
+    body(static_cast<const float*>(As), static_cast<const float*>(Bs + buf * kTcCols * stride),
+         static_cast<const float*>(Ls + buf * kTcCols), ct * kTcCols);
+    __syncthreads();
+    if (stages == 1 && ct + 1 < end) {
+      stage_panel(ct + 1, 0);
+      tc_cp_commit();
+    }
+  }
+  tc_cp_wait<0>();
+}
+
+// s = this warp's 16 x 64 slice of A Bᵀ: rows 16 warp .. + 15 of the A panel against the 64 panel
+// rows, over `padded` dims (operands already TF32). Lane (g, t) = (lane / 4, lane % 4) gets
+// s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}.
+__device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, int stride, int padded,
+                                              float (&s)[kTcNTiles][4]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const float* a = As + (warp * 16 + g) * stride + t;
+  const float* b = Bs + g * stride + t;
+#pragma unroll
+  for (int n = 0; n < kTcNTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
+#pragma unroll 2
+  for (int k = 0; k < padded; k += 8) {
+    const std::uint32_t af[4] = {__float_as_uint(a[k]), __float_as_uint(a[8 * stride + k]),
+                                 __float_as_uint(a[k + 4]), __float_as_uint(a[8 * stride + k + 4])};
+#pragma unroll
+    for (int n = 0; n < kTcNTiles; ++n)
+      tc_mma(s[n], af, __float_as_uint(b[8 * n * stride + k]), __float_as_uint(b[8 * n * stride + k + 4]));
+  }
+}
+
+// Whether this warp's slice of the panel at c0 holds a diagonal entry or columns past the end.
+__device__ __forceinline__ bool tc_needs_mask(std::int64_t r0, std::int64_t c0, std::int64_t rows) {
+  const std::int64_t w0 = r0 + 16 * (threadIdx.x >> 5);
+  return c0 + kTcCols > rows || (c0 < w0 + 16 && w0 < c0 + kTcCols);
+}
+
+// Forward: partial (max, sum) of exp(s_ij) over j != i in this block's column panels, per row i.
+// zt: zhat rounded to TF32 (rows, D); scale2 = log2(e) / tau. part_m (natural log units), part_l:
+// (splits, rows).
+__global__ void __launch_bounds__(kTcThreads, 1)
+    tc_lse_partial_kernel(const float* zt, std::int64_t rows, std::int64_t D, int padded, int stride,
+                          int stages, float scale2, std::int64_t col_tiles, float* part_m, float* part_l) {
+  extern __shared__ float4 tc_smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
+  const std::int64_t row[2] = {r0 + warp * 16 + g, r0 + warp * 16 + g + 8};
+  std::int64_t begin, end;
+  tc_split_range(col_tiles, begin, end);
+  float m[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};  // running max of s log2(e)
+  float l[2] = {0.0f, 0.0f};                                      // this lane's sum of 2^(x - m)
+  tc_walk_columns<false>(
+      zt, nullptr, rows, D, padded, stride, stages, r0, begin, end, reinterpret_cast<float*>(tc_smem),
+      [&](const float* As, const float* Bs, const float*, std::int64_t c0) {
+        float s[kTcNTiles][4];
+        tc_similarity(As, Bs, stride, padded, s);
+        const bool mask = tc_needs_mask(r0, c0, rows);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -__builtin_huge_valf();
+#pragma unroll
+          for (int n = 0; n < kTcNTiles; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float x = s[n][2 * h + e] * scale2;
+              if (mask) {
+                const std::int64_t j = c0 + 8 * n + 2 * t + e;
+                if (j == row[h] || j >= rows) x = -__builtin_huge_valf();
+              }
+              s[n][2 * h + e] = x;
+              mx = fmaxf(mx, x);
+            }
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mn = fmaxf(m[h], mx);
+          const float base = mn == -__builtin_huge_valf() ? 0.0f : mn;  // all masked so far: sums stay 0
+          float sum = 0.0f;
+#pragma unroll
+          for (int n = 0; n < kTcNTiles; ++n)
+            sum += tc_exp2(s[n][2 * h] - base) + tc_exp2(s[n][2 * h + 1] - base);
+          l[h] = l[h] * tc_exp2(m[h] - base) + sum;
+          m[h] = mn;
+        }
+      });
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    if (t == 0 && row[h] < rows) {
+      part_m[blockIdx.y * rows + row[h]] = m[h] * kTcLn2;
+      part_l[blockIdx.y * rows + row[h]] = l[h];
+    }
+  }
+}
+
+// Backward: part[split][i][d] = sum_j G_ij zt_j[d] over this block's column panels, for dims
+// [128 blockIdx.z, + 128): G_ij = exp(s_ij - lse_i) + exp(s_ij - lse_j), 0 on the diagonal and past
+// the end. zt as in the forward; lse (rows) natural units; scale2 = log2(e) / tau.
+__global__ void __launch_bounds__(kTcThreads, 1)
+    tc_grad_partial_kernel(const float* zt, const float* lse, std::int64_t rows, std::int64_t D, int padded,
+                           int stride, int stages, float scale2, std::int64_t col_tiles, float* part) {
+  extern __shared__ float4 tc_smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
+  const int d0 = static_cast<int>(blockIdx.z) * kTcGradDims;
+  const int dim_tiles = (padded - d0) / 8 < kTcDimTiles ? (padded - d0) / 8 : kTcDimTiles;
+  const std::int64_t row[2] = {r0 + warp * 16 + g, r0 + warp * 16 + g + 8};
+  const float lse2[2] = {row[0] < rows ? lse[row[0]] * kTcLog2e : 0.0f,
+                         row[1] < rows ? lse[row[1]] * kTcLog2e : 0.0f};
+  std::int64_t begin, end;
+  tc_split_range(col_tiles, begin, end);
+  float acc[kTcDimTiles][4];
+#pragma unroll
+  for (int n = 0; n < kTcDimTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+  tc_walk_columns<true>(
+      zt, lse, rows, D, padded, stride, stages, r0, begin, end, reinterpret_cast<float*>(tc_smem),
+      [&](const float* As, const float* Bs, const float* Ls, std::int64_t c0) {
+        float s[kTcNTiles][4];
+        tc_similarity(As, Bs, stride, padded, s);
+        const bool mask = tc_needs_mask(r0, c0, rows);
+#pragma unroll
+        for (int n = 0; n < kTcNTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int h = e >> 1, jj = 8 * n + 2 * t + (e & 1);
+            const float x = s[n][e] * scale2;
+            float gv = tc_exp2(x - lse2[h]) + tc_exp2(x - Ls[jj] * kTcLog2e);
+            if (mask) {
+              const std::int64_t j = c0 + jj;
+              if (j == row[h] || j >= rows) gv = 0.0f;
+            }
+            s[n][e] = gv;
+          }
+      // k step kk covers panel rows 8kk .. 8kk + 7: A's k index t is row 8kk + 2t, t + 4 is 8kk + 2t + 1.
+#pragma unroll
+        for (int kk = 0; kk < kTcNTiles; ++kk) {
+          const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
+                                       tc_tf32(s[kk][3])};
+          const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
+#pragma unroll
+          for (int n = 0; n < kTcDimTiles; ++n)
+            if (n < dim_tiles)
+              tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
+        }
+      });
+#pragma unroll
+  for (int n = 0; n < kTcDimTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const std::int64_t i = row[e >> 1];
+      const int d = d0 + 8 * n + 2 * t + (e & 1);
+      if (n < dim_tiles && i < rows && d < D) part[(blockIdx.y * rows + i) * D + d] = acc[n][e];
+    }
+}
+
+// ---- host side ----
+
+// One warp per row i: zn_i = z_i / max(||z_i||, eps), zt_i = zn_i rounded to TF32, and the positive's
+// fp32 similarity s_pos[i] = (z_i . z_p) / (max(||z_i||, eps) max(||z_p||, eps) tau) with
+// p = (i + shift) mod rows.
+__global__ void __launch_bounds__(kBlock)
+    tc_normalize_kernel(const float* z, std::int64_t rows, std::int64_t D, std::int64_t shift, float inv_tau,
+                        float* zn, float* zt, float* s_pos) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
+       i += warps) {
+    const float* zi = z + i * D;
+    const float* zp = z + ((i + shift) % rows) * D;
+    float ss = 0.0f, sp = 0.0f, dot = 0.0f;
+    for (std::int64_t d = lane; d < D; d += 32) {
+      ss = fmaf(zi[d], zi[d], ss);
+      sp = fmaf(zp[d], zp[d], sp);
+      dot = fmaf(zi[d], zp[d], dot);
+    }
+    const float inv = math::inverse_norm(ct_warp_sum(ss));
+    const float inv_p = math::inverse_norm(ct_warp_sum(sp));
+    dot = ct_warp_sum(dot);
+    for (std::int64_t d = lane; d < D; d += 32) {
+      const float v = zi[d] * inv;
+      zn[i * D + d] = v;
+      zt[i * D + d] = __uint_as_float(tc_tf32(v));
+    }
+    if (lane == 0) s_pos[i] = dot * inv * inv_p * inv_tau;
+  }
+}
+
+// zt = zn rounded to TF32, element-wise.
+__global__ void __launch_bounds__(kBlock) tc_round_kernel(const float* zn, std::int64_t n, float* zt) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += stride)
+    zt[e] = __uint_as_float(tc_tf32(zn[e]));
+}
+
+// Whether the tensor-core kernels run for row length D on `device` (compute capability 8.0 or later,
+// D <= kTcMaxDim and the backward's panels fit the opt-in shared memory).
+inline bool tc_supported(std::int64_t D, int device) {
+  const cudaDeviceProp& p = device_properties(device);
+  return p.major >= 8 && tc_layout(D, p.sharedMemPerBlockOptin, true).stages > 0;
+}
+
+// Grid of a tensor-core pass: raises `kernel`'s shared-memory limit and sizes the column splits from
+// its occupancy.
+struct TcLaunch {
+  TcLayout layout;
+  std::size_t smem = 0;
+  std::int64_t row_tiles = 0, col_tiles = 0, dim_chunks = 1;
+  int splits = 1;
+  dim3 grid() const {
+    return dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(splits),
+                static_cast<unsigned>(dim_chunks));
+  }
+};
+template <class Kernel>
+TcLaunch tc_launch(Kernel kernel, std::int64_t rows, std::int64_t D, bool with_lse, std::int64_t dim_chunks,
+                   int device) {
+  const cudaDeviceProp& p = device_properties(device);
+  TcLaunch l;
+  l.layout = tc_layout(D, p.sharedMemPerBlockOptin, with_lse);
+  FOVEA_CHECK(l.layout.stages > 0, "nt_xent tensor-core kernel: D = ", D, " does not fit");
+  l.smem = tc_smem_bytes(l.layout.stride, l.layout.stages, with_lse);
+  FOVEA_CHECK_CUDA(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(l.smem)));
+  int per_sm = 0;
+  FOVEA_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTcThreads, l.smem));
+  l.row_tiles = (rows + kTcRows - 1) / kTcRows;
+  l.col_tiles = (rows + kTcCols - 1) / kTcCols;
+  l.dim_chunks = dim_chunks;
+  FOVEA_CHECK(l.row_tiles <= 0x7fffffff, "nt_xent: ", rows, " rows exceed the CUDA grid");
+  const std::int64_t resident = static_cast<std::int64_t>(std::max(per_sm, 1)) * p.multiProcessorCount;
+  l.splits = tc_splits(l.row_tiles * dim_chunks, l.col_tiles, resident);
+  return l;
+}
+
+// Floats of a TF32 copy of zhat at the start of a scratch buffer, keeping what follows 16-byte aligned.
+inline std::int64_t tc_copy_floats(std::int64_t rows, std::int64_t D) { return (rows * D + 3) / 4 * 4; }
+
+inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
+                               cudaStream_t stream) {
+  const std::int64_t M = z.shape()[0], D = z.shape()[1];
+  const TcLaunch l = tc_launch(tc_lse_partial_kernel, M, D, false, 1, dev.index());
+  const std::int64_t copy = tc_copy_floats(M, D);
+  Tensor scratch(Shape{copy + (2 * l.splits + 1) * M}, dev);
+  float* zt = scratch.data();
+  float* part_m = zt + copy;
+  float* part_l = part_m + l.splits * M;
+  float* s_pos = part_l + l.splits * M;
+  const float inv_tau = 1.0f / tau;
+  tc_normalize_kernel<<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(z.data(), M, D, M / 2, inv_tau,
+                                                                            znorm.data(), zt, s_pos);
+  FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
+  tc_lse_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(zt, M, D, l.layout.padded, l.layout.stride,
+                                                                  l.layout.stages, kTcLog2e * inv_tau,
+                                                                  l.col_tiles, part_m, part_l);
+  FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
+  ct_lse_combine_kernel<<<1, kCtReduceThreads, 0, stream>>>(part_m, part_l, l.splits, M, s_pos, false,
+                                                            row_lse.data(), loss.data());
+  FOVEA_CHECK_LAUNCH("ct_lse_combine_kernel", "z ", z.shape().str());
+}
+
+inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz,
+                                Device dev, cudaStream_t stream) {
+  const std::int64_t M = z.shape()[0], D = z.shape()[1];
+  const TcLaunch l =
+      tc_launch(tc_grad_partial_kernel, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index());
+  const std::int64_t copy = tc_copy_floats(M, D);
+  Tensor scratch(Shape{copy + l.splits * M * D}, dev);
+  float* zt = scratch.data();
+  float* part = zt + copy;
+  const float inv_tau = 1.0f / tau;
+  tc_round_kernel<<<grid_for(M * D, dev.index()), kBlock, 0, stream>>>(znorm.data(), M * D, zt);
+  FOVEA_CHECK_LAUNCH("tc_round_kernel", "znorm ", znorm.shape().str());
+  tc_grad_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(zt, row_lse.data(), M, D, l.layout.padded,
+                                                                   l.layout.stride, l.layout.stages,
+                                                                   kTcLog2e * inv_tau, l.col_tiles, part);
+  FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
+  const float scale = dloss * inv_tau / static_cast<float>(M);
+  ct_grad_finish_kernel<PairMode::symmetric><<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(
+      part, l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2, row_lse.data(), inv_tau, scale,
+      dz.data());
+  FOVEA_CHECK_LAUNCH("ct_grad_finish_kernel", "z ", z.shape().str());
+}
+
+}  // namespace fovea::cuda::detail

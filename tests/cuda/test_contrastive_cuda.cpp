@@ -1,0 +1,220 @@
+// tests/cuda/test_contrastive_cuda.cpp: NT-Xent's tensor-core (TF32) CUDA kernel against the CPU twin
+// at awkward and realistic sizes with TF32 tolerances (docs/losses.md), its fallbacks to the fp32
+// kernel (TF32 off, D > 256), run-to-run reproducibility, the absence of a (2N)^2 buffer, and the
+// kernel selection (FOVEA_NTXENT_KERNEL, ScopedNtXentKernel). GPU tests skip without a CUDA device.
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "fovea/ops/blas.hpp"
+#include "fovea/ops/contrastive.hpp"
+#include "op_harness.hpp"
+
+namespace fovea::testing {
+namespace {
+
+#define FOVEA_REQUIRE_GPU() \
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason()
+
+constexpr float kDloss = 0.75f;
+
+Tensor poisoned(const Shape& s, Device d) { return full(s, std::numeric_limits<float>::quiet_NaN(), d); }
+
+// Sets (or unsets, for nullopt) an environment variable for a scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
+    if (const char* old = std::getenv(name)) previous_ = old;
+    set(value);
+  }
+  ~ScopedEnv() { set(previous_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  void set(const std::optional<std::string>& v) {
+    if (v) setenv(name_, v->c_str(), 1);
+    else unsetenv(name_);
+  }
+  const char* name_;
+  std::optional<std::string> previous_;
+};
+
+struct NtXentRun {
+  std::vector<float> loss, lse, zn, dz;
+};
+
+NtXentRun run_nt_xent(const Tensor& z, float tau) {
+  const Device dev = z.device();
+  const Shape& s = z.shape();
+  Tensor loss = poisoned(Shape{}, dev), lse = poisoned({s[0]}, dev), zn = poisoned(s, dev),
+         dz = poisoned(s, dev);
+  nt_xent_forward(z, tau, loss, lse, zn);
+  nt_xent_backward(z, zn, lse, tau, kDloss, dz);
+  return {loss.to_vector(), lse.to_vector(), zn.to_vector(), dz.to_vector()};
+}
+
+double min_row_norm(const std::vector<float>& z, std::int64_t M, std::int64_t D) {
+  double lo = std::numeric_limits<double>::infinity();
+  for (std::int64_t i = 0; i < M; ++i) {
+    double ss = 0.0;
+    for (std::int64_t d = 0; d < D; ++d) ss += static_cast<double>(z[i * D + d]) * z[i * D + d];
+    lo = std::min(lo, std::sqrt(ss));
+  }
+  return lo;
+}
+
+// ||got - want|| <= rtol ||want||.
+::testing::AssertionResult norm_close(const std::string& what, const std::vector<float>& got,
+                                      const std::vector<float>& want, double rtol) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double e = static_cast<double>(got[i]) - want[i];
+    num += e * e;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  const double rel = std::sqrt(num) / std::sqrt(den);
+  if (rel <= rtol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": normwise relative error " << rel << " > " << rtol;
+}
+
+// The tensor-core kernel against the CPU twin (double accumulation). TF32 keeps 10 mantissa bits of
+// each normalised coordinate, so a similarity moves by up to ~1e-3 / tau (typically far less): the
+// loss and row_lse tolerances scale with 1 / tau. A gradient entry is a sum of terms of size
+// dloss / (2N tau ||z_i||), each carrying TF32 rounding; its tolerance is 2e-3 of that unit plus 1e-2
+// relative. The CPU emulation of these kernels (docs/losses.md) predicts at most 1/5 to 1/3 of each
+// bound on these inputs.
+void expect_tensor_core_matches_cpu(std::int64_t N, std::int64_t D, float tau) {
+  SCOPED_TRACE("N " + std::to_string(N) + " D " + std::to_string(D) + " tau " + std::to_string(tau));
+  const std::int64_t M = 2 * N;
+  const Shape s{M, D};
+  const std::vector<float> values = random_values(s.numel(), InputKind::normal, 40 + N + D);
+  Tensor z = Tensor::from(values, s), zg = z.to(Device::cuda(0));
+  const NtXentRun cpu = run_nt_xent(z, tau);
+  const NtXentRun gpu = run_nt_xent(zg, tau);
+  EXPECT_TRUE(all_close("loss", gpu.loss, to_double(cpu.loss), {1e-3 / tau, 1e-3}));
+  EXPECT_TRUE(all_close("row_lse", gpu.lse, to_double(cpu.lse), {3e-4 / tau, 3e-4 / tau}));
+  EXPECT_TRUE(all_close("znorm", gpu.zn, to_double(cpu.zn), {1e-7, 1e-5}));
+  const double unit = kDloss / (static_cast<double>(M) * tau * min_row_norm(values, M, D));
+  EXPECT_TRUE(all_close("dz", gpu.dz, to_double(cpu.dz), {2e-3 * unit, 1e-2}));
+  if (N >= 3) {
+    EXPECT_TRUE(norm_close("dz", gpu.dz, cpu.dz, 5e-3));
+  }
+  // fixed reduction orders: a second run is bitwise equal
+  const NtXentRun again = run_nt_xent(zg, tau);
+  EXPECT_EQ(again.loss, gpu.loss);
+  EXPECT_EQ(again.lse, gpu.lse);
+  EXPECT_EQ(again.dz, gpu.dz);
+}
+
+bool tensor_cores_usable() { return cuda_available() && cuda::nt_xent_tensor_cores_supported(128, 0); }
+
+TEST(NtXentKernelSetting, EnvironmentScopeAndTf32Switch) {
+  {
+    ScopedEnv env("FOVEA_NTXENT_KERNEL", std::nullopt);
+    EXPECT_EQ(detail::nt_xent_kernel_from_env(), NtXentKernel::automatic);
+  }
+  {
+    ScopedEnv env("FOVEA_NTXENT_KERNEL", "tc");
+    EXPECT_EQ(detail::nt_xent_kernel_from_env(), NtXentKernel::tensor_core);
+  }
+  {
+    ScopedEnv env("FOVEA_NTXENT_KERNEL", "simt");
+    EXPECT_EQ(detail::nt_xent_kernel_from_env(), NtXentKernel::simt);
+  }
+  {
+    ScopedEnv env("FOVEA_NTXENT_KERNEL", "wmma");
+    EXPECT_THROW(detail::nt_xent_kernel_from_env(), Error);
+  }
+  const NtXentKernel before = nt_xent_kernel();
+  {
+    ScopedNtXentKernel tc(NtXentKernel::tensor_core);
+    EXPECT_EQ(nt_xent_kernel(), NtXentKernel::tensor_core);
+    {
+      ScopedMathSettings on({true, false});
+      EXPECT_TRUE(detail::nt_xent_tensor_cores());
+    }
+    {
+      ScopedMathSettings off({false, false});
+      EXPECT_FALSE(detail::nt_xent_tensor_cores());
+    }
+    ScopedNtXentKernel simt(NtXentKernel::simt);
+    EXPECT_FALSE(detail::nt_xent_tensor_cores());
+  }
+  EXPECT_EQ(nt_xent_kernel(), before);
+}
+
+TEST(CudaNtXentTensorCore, SupportedDims) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  for (const std::int64_t D : {1, 3, 7, 64, 128, 129, 200, 256})
+    EXPECT_TRUE(cuda::nt_xent_tensor_cores_supported(D, 0)) << D;
+  EXPECT_FALSE(cuda::nt_xent_tensor_cores_supported(257, 0));
+}
+
+TEST(CudaNtXentTensorCore, MatchesCpuAtAwkwardSizes) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  for (const std::int64_t N : {1, 3, 8, 257})
+    for (const std::int64_t D : {3, 64, 128, 200})
+      for (const float tau : {0.1f, 0.5f}) expect_tensor_core_matches_cpu(N, D, tau);
+}
+
+TEST(CudaNtXentTensorCore, MatchesCpuAtN1024) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  for (const float tau : {0.1f, 0.5f}) expect_tensor_core_matches_cpu(1024, 128, tau);
+}
+
+// TF32 off, or D beyond the tensor-core kernel: the selection falls back to the fp32 kernel, bitwise.
+TEST(CudaNtXentTensorCore, FallsBackToFp32Kernel) {
+  FOVEA_REQUIRE_GPU();
+  const Device gpu = Device::cuda(0);
+  for (const std::int64_t D : {64, 300}) {
+    SCOPED_TRACE("D " + std::to_string(D));
+    const Shape s{2 * 37, D};
+    Tensor z = Tensor::from(random_values(s.numel(), InputKind::normal, 7 + D), s).to(gpu);
+    NtXentRun simt;
+    {
+      ScopedNtXentKernel kernel(NtXentKernel::simt);
+      simt = run_nt_xent(z, 0.2f);
+    }
+    ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+    ScopedMathSettings settings({D > 256, false});  // D = 300 falls back even with TF32 allowed
+    const NtXentRun tc = run_nt_xent(z, 0.2f);
+    EXPECT_EQ(tc.loss, simt.loss);
+    EXPECT_EQ(tc.lse, simt.lse);
+    EXPECT_EQ(tc.zn, simt.zn);
+    EXPECT_EQ(tc.dz, simt.dz);
+  }
+}
+
+// The forward and backward hold O(2N D) scratch, never the (2N)^2 similarity matrix.
+TEST(CudaNtXentTensorCore, NoSimilarityMatrixInDeviceMemory) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  const Device gpu = Device::cuda(0);
+  const std::int64_t M = 8192, D = 128;
+  Tensor z = Tensor::from(random_values(M * D, InputKind::normal, 3), {M, D}).to(gpu);
+  Tensor loss(Shape{}, gpu), lse({M}, gpu), zn({M, D}, gpu), dz({M, D}, gpu);
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  synchronize(gpu);
+  cuda_allocator(0).reset_peak();
+  const std::size_t before = memory_stats(gpu).current_bytes;
+  nt_xent_forward(z, 0.2f, loss, lse, zn);
+  nt_xent_backward(z, zn, lse, 0.2f, 1.0f, dz);
+  synchronize(gpu);
+  const std::size_t extra = memory_stats(gpu).peak_bytes - before;
+  EXPECT_LT(extra, static_cast<std::size_t>(M) * M * sizeof(float) / 8) << extra << " scratch bytes";
+  EXPECT_TRUE(std::isfinite(loss.to_vector()[0]));
+}
+
+}  // namespace
+}  // namespace fovea::testing
