@@ -1,6 +1,9 @@
 // bench/bench_decode.cpp: decode + fundus preprocessing throughput on one CPU core (images/s), on a
-// dozen real EyePACS JPEGs (256x256) and on one full-size IDRiD JPEG (4288x2848), read from
-// ../shared/data/fundus (skipped with a message where absent). CPU only; nothing registers on CUDA.
+// dozen real EyePACS JPEGs (256x256), on the full-resolution EyePACS photo (3888x2592) and on one
+// full-size IDRiD JPEG (4288x2848), read from ../shared/data/fundus (skipped with a message where
+// absent). decode/... times load_image alone (file read + JPEG decode + conversion to float CHW),
+// decode_preprocess/... the whole pipeline, so preprocessing = the difference. CPU only; nothing
+// registers on CUDA.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -47,27 +50,38 @@ std::vector<fs::path> first_files(const fs::path& folder, const std::string& ext
   return files;
 }
 
-void register_pipeline(const std::string& name, std::vector<fs::path> files, data::FundusPreprocess settings,
-                       const std::string& missing) {
-  benchmark::RegisterBenchmark(name.c_str(),
-                               [files, settings, missing](benchmark::State& state) {
-                                 if (files.empty()) {
-                                   state.SkipWithError(missing.c_str());
-                                   return;
-                                 }
-                                 try {
-                                   for (auto _ : state)
-                                     for (const fs::path& f : files)
-                                       benchmark::DoNotOptimize(data::preprocess_fundus(f, settings).data());
-                                 } catch (const std::exception& e) {
-                                   state.SkipWithError(e.what());
-                                   return;
-                                 }
-                                 state.SetItemsProcessed(state.iterations() *
-                                                         static_cast<std::int64_t>(files.size()));
-                               })
+// Registers `name`, timing work(file) over `files` (images/s = items_per_second).
+template <class Work>
+void register_files(const std::string& name, std::vector<fs::path> files, const std::string& missing,
+                    Work work) {
+  benchmark::RegisterBenchmark(
+      name.c_str(),
+      [files, missing, work](benchmark::State& state) {
+        if (files.empty()) {
+          state.SkipWithError(missing.c_str());
+          return;
+        }
+        try {
+          for (auto _ : state)
+            for (const fs::path& f : files) benchmark::DoNotOptimize(work(f).data());
+        } catch (const std::exception& e) {
+          state.SkipWithError(e.what());
+          return;
+        }
+        state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(files.size()));
+      })
       ->Unit(benchmark::kMillisecond)
       ->MinTime(0.2);
+}
+
+void register_decode(const std::string& name, std::vector<fs::path> files, const std::string& missing) {
+  register_files(name, std::move(files), missing, [](const fs::path& f) { return data::load_image(f); });
+}
+
+void register_pipeline(const std::string& name, std::vector<fs::path> files, data::FundusPreprocess settings,
+                       const std::string& missing) {
+  register_files(name, std::move(files), missing,
+                 [settings](const fs::path& f) { return data::preprocess_fundus(f, settings); });
 }
 
 }  // namespace
@@ -75,11 +89,15 @@ void register_pipeline(const std::string& name, std::vector<fs::path> files, dat
 void register_decode_benchmarks(Device device) {
   if (device.is_cuda()) return;
   const fs::path root = fundus_dir();
-  const std::string where = root.empty() ? std::string("shared/data/fundus not found (set FOVEA_SHARED_DATA)")
-                                         : root.string();
-  const auto eyepacs = root.empty() ? std::vector<fs::path>{} : first_files(root / "eyepacs" / "images", ".jpeg", 12);
-  const auto idrid = root.empty() ? std::vector<fs::path>{} : first_files(root / "idrid" / "images", ".jpg", 1);
-  if (eyepacs.empty() || idrid.empty())
+  const std::string where =
+      root.empty() ? std::string("shared/data/fundus not found (set FOVEA_SHARED_DATA)") : root.string();
+  const auto eyepacs =
+      root.empty() ? std::vector<fs::path>{} : first_files(root / "eyepacs" / "images", ".jpeg", 12);
+  const auto idrid =
+      root.empty() ? std::vector<fs::path>{} : first_files(root / "idrid" / "images", ".jpg", 1);
+  const auto fullres =
+      root.empty() ? std::vector<fs::path>{} : first_files(root / "eyepacs" / "raw_fullres", ".jpeg", 1);
+  if (eyepacs.empty() || idrid.empty() || fullres.empty())
     std::printf("fovea_bench: decode benchmarks skipped where data is missing (%s)\n", where.c_str());
 
   data::FundusPreprocess plain;  // torchvision-style Resize + CenterCrop, no FOV handling
@@ -91,11 +109,19 @@ void register_decode_benchmarks(Device device) {
   graham.ben_graham = true;
   const std::string no_eyepacs = "no EyePACS JPEGs under " + where + "/eyepacs/images";
   const std::string no_idrid = "no IDRiD JPEG under " + where + "/idrid/images";
+  const std::string no_fullres = "no EyePACS JPEG under " + where + "/eyepacs/raw_fullres";
+  register_decode("decode/cpu/eyepacs_256_jpeg/load_image", eyepacs, no_eyepacs);
   register_pipeline("decode_preprocess/cpu/eyepacs_256_jpeg/resize224", eyepacs, plain, no_eyepacs);
   register_pipeline("decode_preprocess/cpu/eyepacs_256_jpeg/fov224", eyepacs, fov, no_eyepacs);
   register_pipeline("decode_preprocess/cpu/eyepacs_256_jpeg/fov_graham224", eyepacs, graham, no_eyepacs);
   data::FundusPreprocess graham512 = graham;
   graham512.size = 512;
+  register_decode("decode/cpu/eyepacs_3888x2592_jpeg/load_image", fullres, no_fullres);
+  register_pipeline("decode_preprocess/cpu/eyepacs_3888x2592_jpeg/resize224", fullres, plain, no_fullres);
+  register_pipeline("decode_preprocess/cpu/eyepacs_3888x2592_jpeg/fov224", fullres, fov, no_fullres);
+  register_decode("decode/cpu/idrid_4288x2848_jpeg/load_image", idrid, no_idrid);
+  register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/resize224", idrid, plain, no_idrid);
+  register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/fov224", idrid, fov, no_idrid);
   register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/fov_graham512", idrid, graham512, no_idrid);
 }
 

@@ -141,6 +141,59 @@ float event_elapsed_ms(void* start, void* stop) {
   return ms;
 }
 
+void* host_alloc_pinned(std::size_t bytes) {
+  void* ptr = nullptr;
+  const cudaError_t e = cudaHostAlloc(&ptr, bytes, cudaHostAllocPortable);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  FOVEA_CHECK_CUDA(e, "cudaHostAlloc of ", bytes, " bytes");
+  return ptr;
+}
+
+void host_free_pinned(void* ptr) noexcept {
+  if (ptr != nullptr) cudaFreeHost(ptr);
+}
+
+void memcpy_async(void* dst, const void* src, std::size_t bytes, CopyKind kind, int device, void* stream) {
+  detail::DeviceGuard guard(device);
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : cudaStreamPerThread;
+  cudaMemcpyKind k = cudaMemcpyDefault;
+  switch (kind) {
+    case CopyKind::host_to_device: k = cudaMemcpyHostToDevice; break;
+    case CopyKind::device_to_host: k = cudaMemcpyDeviceToHost; break;
+    case CopyKind::device_to_device: k = cudaMemcpyDeviceToDevice; break;
+    case CopyKind::host_to_host: k = cudaMemcpyHostToHost; break;
+  }
+  FOVEA_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, k, s), bytes, " bytes on cuda:", device, " (asynchronous)");
+}
+
+void* event_create_untimed(int device) {
+  detail::DeviceGuard guard(device);
+  cudaEvent_t e = nullptr;
+  FOVEA_CHECK_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "on cuda:", device);
+  return e;
+}
+
+void stream_wait_event(int device, void* stream, void* event) {
+  detail::DeviceGuard guard(device);
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : cudaStreamPerThread;
+  FOVEA_CHECK_CUDA(cudaStreamWaitEvent(s, static_cast<cudaEvent_t>(event), 0), "on cuda:", device);
+}
+
+bool event_done(void* event) {
+  const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (e == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
+  }
+  FOVEA_CHECK_CUDA(e);
+  return true;
+}
+
+void event_synchronize(void* event) { FOVEA_CHECK_CUDA(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
+
 DeviceInfo device_info(int device) {
   require_device(device);
   const cudaDeviceProp& p = detail::device_properties(device);

@@ -1,7 +1,9 @@
 // tests/test_loader.cpp: epoch permutations and the class-balanced sampler as pure functions of
 // (seed, epoch), batches and resume, and the threaded Loader: sampler-order output with 0, 1 and 3
-// threads under a slow, jittery decoder, resume, stop and skip modes for decode errors, and shutdown
-// without a deadlock when the consumer stops early or throws.
+// threads under a slow, jittery decoder, resume, stop and skip modes for decode errors, shutdown
+// without a deadlock when the consumer stops early or throws, pinned batch buffers (their fallback to
+// ordinary memory without a GPU, recycling) and the one-batch-ahead device queue of LoaderSource
+// (exercised with a CPU target; the CUDA run is tests/cuda/test_loader_cuda.cpp).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@
 #include "fovea/data/image.hpp"
 #include "fovea/data/loader.hpp"
 #include "fovea/data/sampler.hpp"
+#include "fovea/train/sources.hpp"
 
 namespace fovea::data {
 namespace {
@@ -173,8 +176,12 @@ Epoch drain(Loader& loader) {
     e.indices.insert(e.indices.end(), b->indices.begin(), b->indices.end());
     e.batch_numbers.push_back(b->index);
     e.batch_sizes.push_back(b->size());
-    const auto im = b->images.to_vector(), lb = b->labels.to_vector();
-    EXPECT_EQ(b->images.shape(), (Shape{static_cast<std::int64_t>(b->size()), 3, kSize, kSize}));
+    const CView view = b->image_view();  // the Tensor, or the pinned buffer in pinned mode
+    const std::vector<float> im(view.data(), view.data() + view.numel()), lb = b->labels.to_vector();
+    EXPECT_EQ(view.shape(), (Shape{static_cast<std::int64_t>(b->size()), 3, kSize, kSize}));
+    EXPECT_EQ(b->image_shape, view.shape());
+    EXPECT_EQ(b->images.data() == nullptr, b->pinned != nullptr)
+        << "pinned mode holds the images in the buffer only";
     EXPECT_EQ(b->labels.shape(), Shape{static_cast<std::int64_t>(b->size())});
     e.images.insert(e.images.end(), im.begin(), im.end());
     e.labels.insert(e.labels.end(), lb.begin(), lb.end());
@@ -421,6 +428,178 @@ TEST(Loader, DefaultDecoderReadsImageFiles) {
   const auto got = b->images.to_vector(), ref = want.to_vector();
   EXPECT_TRUE(std::equal(ref.begin(), ref.end(), got.begin() + 48));
   fs::remove_all(dir);
+}
+
+// ---- pinned batch buffers -----------------------------------------------------------------------
+
+TEST(PinnedBuffer, FallsBackToOrdinaryMemoryWithoutAGpu) {
+  const std::size_t before = memory_stats(Device::cpu()).current_bytes;
+  {
+    PinnedBuffer buffer(1000 * sizeof(float));
+    if (!cuda_available()) {
+      EXPECT_FALSE(buffer.pinned()) << "no device: host_allocate memory";
+      EXPECT_GE(memory_stats(Device::cpu()).current_bytes, before + 1000 * sizeof(float));
+    }
+    ASSERT_NE(buffer.data(), nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(buffer.data()) % 64, 0u);
+    EXPECT_EQ(buffer.bytes(), 1000 * sizeof(float));
+    for (int i = 0; i < 1000; ++i) buffer.data()[i] = static_cast<float>(i) + 0.5f;
+    // Copies treat it as any host memory.
+    Tensor t(Shape{1000});
+    copy(CView(buffer.data(), Shape{1000}, Device::cpu()), t.view());
+    EXPECT_EQ(t.data()[999], 999.5f);
+    PinnedBuffer ordinary(64, /*page_locked=*/false);
+    EXPECT_FALSE(ordinary.pinned());
+    PinnedBuffer empty(0);
+    EXPECT_EQ(empty.bytes(), 0u);
+  }
+  if (!cuda_available()) {
+    EXPECT_EQ(memory_stats(Device::cpu()).current_bytes, before) << "all returned";
+  }
+}
+
+TEST(Loader, PinnedModeGivesTheSameBatchesAndRecyclesItsBuffers) {
+  const Dataset d = toy_dataset(37);
+  const Sampler sampler = Sampler::shuffled(d.size(), 8);
+  for (int threads : {0, 3}) {
+    LoaderOptions plain = toy_options(threads, 4), pinned = plain;
+    pinned.pinned = true;
+    Loader a(d, sampler, plain), b(d, sampler, pinned);
+    for (std::uint32_t epoch : {0u, 1u}) {
+      a.start_epoch(epoch);
+      b.start_epoch(epoch);
+      const Epoch want = drain(a), got = drain(b);
+      EXPECT_EQ(got.ids, want.ids) << "threads " << threads << ", epoch " << epoch;
+      EXPECT_EQ(got.images, want.images) << "threads " << threads << ", epoch " << epoch;
+      EXPECT_EQ(got.labels, want.labels);
+      EXPECT_EQ(got.batch_sizes, want.batch_sizes);
+    }
+    a.start_epoch(1, 4);
+    b.start_epoch(1, 4);
+    EXPECT_EQ(drain(b).images, drain(a).images) << "resume";
+    EXPECT_EQ(a.pinned_buffers(), 0u);
+    // 10 batches x 2.4 epochs, but the buffers go round: at most the prefetch window plus the one
+    // the consumer holds.
+    EXPECT_GE(b.pinned_buffers(), 1u);
+    EXPECT_LE(b.pinned_buffers(), b.options().prefetch + 1) << "threads " << threads;
+  }
+  // A batch may outlive its loader; its buffer is then simply freed.
+  LoaderOptions o = toy_options(1, 4);
+  o.pinned = true;
+  std::optional<Batch> kept;
+  {
+    Loader loader(d, sampler, o);
+    loader.start_epoch(0);
+    kept = loader.next();
+  }
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->image_view().data()[0], static_cast<float>(kept->indices[0]));
+}
+
+TEST(Loader, ReadyTellsWhetherNextWouldWait) {
+  const Dataset d = toy_dataset(8);
+  Loader sync(d, Sampler::sequential(d.size()), toy_options(0, 4));
+  EXPECT_FALSE(sync.ready()) << "no epoch yet";
+  sync.start_epoch(0);
+  EXPECT_FALSE(sync.ready()) << "threads = 0: next() decodes";
+  drain(sync);
+  EXPECT_TRUE(sync.ready()) << "the epoch is over";
+  Loader threaded(d, Sampler::sequential(d.size()), toy_options(2, 4));
+  threaded.start_epoch(0);
+  while (!threaded.ready()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(threaded.next().has_value());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+// ---- the device queue of LoaderSource ------------------------------------------------------------
+
+// Drains a DeviceBatchQueue, prefetching after each batch (and, with `wait`, first waiting until the
+// loader has the next batch, so that every batch but the first goes through prefetch()).
+Epoch drain_queue(train::detail::DeviceBatchQueue& queue, Loader& loader, bool wait, int* prefetched) {
+  Epoch e;
+  while (auto* s = queue.next()) {
+    const auto im = s->images.to_vector();
+    EXPECT_EQ(s->images.shape(), s->batch->image_shape);
+    e.ids.insert(e.ids.end(), s->batch->ids.begin(), s->batch->ids.end());
+    e.batch_numbers.push_back(s->batch->index);
+    e.images.insert(e.images.end(), im.begin(), im.end());
+    if (wait)
+      while (!loader.ready()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    *prefetched += queue.prefetch() ? 1 : 0;
+  }
+  return e;
+}
+
+TEST(DeviceBatchQueue, HandsOutTheLoaderBatchesInOrderWithOrWithoutPrefetch) {
+  const Dataset d = toy_dataset(29);
+  const Sampler sampler = Sampler::shuffled(d.size(), 3);
+  Loader reference(d, sampler, toy_options(0, 4));
+  LoaderOptions o = toy_options(2, 4);
+  o.pinned = true;
+  Loader loader(d, sampler, o);
+  train::detail::DeviceBatchQueue queue(loader, Device::cpu());
+  for (std::uint32_t epoch : {0u, 1u}) {
+    for (bool wait : {false, true}) {
+      reference.start_epoch(epoch);
+      const Epoch want = drain(reference);
+      queue.reset();
+      loader.start_epoch(epoch);
+      int prefetched = 0;
+      const Epoch got = drain_queue(queue, loader, wait, &prefetched);
+      EXPECT_EQ(got.ids, want.ids) << "epoch " << epoch << ", wait " << wait;
+      EXPECT_EQ(got.images, want.images) << "epoch " << epoch << ", wait " << wait;
+      EXPECT_EQ(got.batch_numbers, want.batch_numbers);
+      if (wait) {
+        EXPECT_EQ(prefetched, 8) << "8 batches: each after the first, and the end, came through prefetch";
+      }
+      EXPECT_EQ(queue.next(), nullptr) << "the epoch stays over";
+    }
+  }
+  // Resume mid-epoch after a prefetch: the held batches are dropped, the loader restarts at batch 5.
+  loader.start_epoch(1);
+  ASSERT_NE(queue.next(), nullptr);
+  while (!loader.ready()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  EXPECT_TRUE(queue.prefetch());
+  queue.reset();
+  loader.start_epoch(1, 5);
+  reference.start_epoch(1, 5);
+  int prefetched = 0;
+  const Epoch got = drain_queue(queue, loader, true, &prefetched);
+  const Epoch want = drain(reference);
+  EXPECT_EQ(got.batch_numbers, (std::vector<std::size_t>{5, 6, 7}));
+  EXPECT_EQ(got.images, want.images);
+  EXPECT_LE(loader.pinned_buffers(), loader.options().prefetch + 3);
+}
+
+TEST(DeviceBatchQueue, ADecodeErrorComesAfterTheBatchesBeforeIt) {
+  const Dataset d = toy_dataset(20);
+  LoaderOptions o = toy_options(2, 4);
+  o.pinned = true;
+  o.decode = [](const Sample&, const DecodeContext& ctx) {
+    if (ctx.index == 9) throw Error("corrupt JPEG data");
+    return fake_image(ctx, false);
+  };
+  Loader loader(d, Sampler::sequential(d.size()), o);
+  train::detail::DeviceBatchQueue queue(loader, Device::cpu());
+  loader.start_epoch(0);
+  for (std::size_t b = 0; b < 2; ++b) {
+    auto* s = queue.next();
+    ASSERT_NE(s, nullptr) << "batch " << b << " arrives although the prefetch of batch 2 failed";
+    EXPECT_EQ(s->batch->index, b);
+    while (!loader.ready()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    EXPECT_TRUE(queue.prefetch());
+  }
+  try {
+    queue.next();
+    ADD_FAILURE() << "no error at batch 2";
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.what(), "cannot load sample '9_left'");
+  }
+  EXPECT_EQ(queue.next(), nullptr) << "the epoch is over";
+  queue.reset();
+  loader.start_epoch(0, 3);
+  ASSERT_NE(queue.next(), nullptr);
 }
 
 }  // namespace

@@ -45,6 +45,28 @@ void event_destroy(void* event);
 void event_record(void* event, int device, void* stream);
 float event_elapsed_ms(void* start, void* stop);
 
+// Page-locked host memory (cudaHostAlloc, portable: usable with every device), from which
+// memcpy_async is a true asynchronous DMA. host_alloc_pinned returns nullptr when the driver cannot
+// pin that much (the caller falls back to ordinary memory); any other failure throws (a machine
+// without a device throws from require_device). host_free_pinned never throws.
+void* host_alloc_pinned(std::size_t bytes);
+void host_free_pinned(void* ptr) noexcept;
+
+// Queues a copy of `bytes` on `stream` (nullptr: the per-thread default stream) and returns without
+// waiting, also for copies to the host (unlike memcpy above): the source must stay unchanged and the
+// destination unread until an event recorded on `stream` after it has completed. From pageable host
+// memory the driver stages the bytes first, so only pinned memory overlaps with other work.
+void memcpy_async(void* dst, const void* src, std::size_t bytes, CopyKind kind, int device, void* stream);
+
+// Events that order work between streams (timing disabled, so cheaper than event_create's): record
+// on one stream, then stream_wait_event makes another stream's later work wait for that point
+// without blocking the host. event_done: whether the work before the last record has completed;
+// event_synchronize blocks the host until it has. Destroy with event_destroy.
+void* event_create_untimed(int device);
+void stream_wait_event(int device, void* stream, void* event);
+bool event_done(void* event);
+void event_synchronize(void* event);
+
 struct DeviceInfo {
   std::string name;
   int major = 0, minor = 0;  // compute capability

@@ -15,6 +15,12 @@
 // are delivered first) naming the sample id, its file and the decoder's message; the epoch ends. With
 // OnDecodeError::skip the sample is replaced by the next sample of the epoch order (cyclically) that
 // decodes, and the failure is reported in Batch::skipped and LoaderStats::skipped.
+//
+// Pinned batches: with LoaderOptions::pinned the images of a batch are written into page-locked host
+// memory (PinnedBuffer, cudaHostAlloc) instead of a Tensor, so that a copy to a GPU is an
+// asynchronous DMA (train::LoaderSource does this for a CUDA target). The buffers are recycled: a
+// buffer returns to the loader when the last Batch holding it is destroyed, so at most prefetch + the
+// batches the consumer still holds exist at any time.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +33,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -67,6 +74,94 @@ inline DecodeFn resize_decoder(int size, std::array<float, 3> mean = {0.0f, 0.0f
 
 enum class OnDecodeError { stop, skip };
 
+// PinnedBuffer: host memory for images on their way to a GPU. Page-locked (cudaHostAlloc) when
+// `page_locked` is asked and a CUDA device can be used, so that a copy from it
+// (cuda::memcpy_async) is a DMA that overlaps with kernels; otherwise (a CPU-only build, no device,
+// or the driver cannot pin that much) ordinary 64-byte aligned host memory (host_allocate), which
+// every copy accepts too: pinned() says which. Page-locked bytes are not counted by
+// memory_stats(Device::cpu()). Neither copied nor moved: hold it through a pointer.
+class PinnedBuffer {
+ public:
+  explicit PinnedBuffer(std::size_t bytes, bool page_locked = true) : bytes_(bytes) {
+#if FOVEA_WITH_CUDA
+    if (page_locked && cuda_available()) data_ = cuda::host_alloc_pinned(std::max<std::size_t>(bytes, 1));
+#else
+    (void)page_locked;
+#endif
+    pinned_ = data_ != nullptr;
+    if (!pinned_) data_ = host_allocate(bytes);
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+#if FOVEA_WITH_CUDA
+    if (pinned_) {
+      cuda::host_free_pinned(data_);
+      return;
+    }
+#endif
+    host_deallocate(data_, bytes_);
+  }
+
+  float* data() const { return static_cast<float*>(data_); }
+  std::size_t bytes() const { return bytes_; }
+  bool pinned() const { return pinned_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  bool pinned_ = false;
+};
+
+namespace detail {
+// A loader's recycled batch buffers (cudaHostAlloc costs milliseconds for a batch): acquire() hands
+// out a free buffer of at least `bytes` or makes one; the buffer comes back when the last
+// shared_ptr to it goes (from any thread), or is freed when the pool is gone by then.
+class PinnedPool : public std::enable_shared_from_this<PinnedPool> {
+ public:
+  std::shared_ptr<PinnedBuffer> acquire(std::size_t bytes) {
+    std::unique_ptr<PinnedBuffer> buffer;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = free_.begin(); it != free_.end(); ++it)
+        if ((*it)->bytes() >= bytes) {
+          buffer = std::move(*it);
+          free_.erase(it);
+          break;
+        }
+    }
+    if (!buffer) {
+      buffer = std::make_unique<PinnedBuffer>(bytes);
+      std::lock_guard lock(mu_);
+      ++created_;
+    }
+    std::weak_ptr<PinnedPool> home = weak_from_this();
+    return std::shared_ptr<PinnedBuffer>(buffer.release(), [home](PinnedBuffer* b) {
+      std::unique_ptr<PinnedBuffer> owned(b);
+      if (std::shared_ptr<PinnedPool> pool = home.lock()) pool->give_back(std::move(owned));
+    });
+  }
+  // Buffers made so far.
+  std::size_t created() const {
+    std::lock_guard lock(mu_);
+    return created_;
+  }
+
+ private:
+  void give_back(std::unique_ptr<PinnedBuffer> buffer) noexcept {
+    try {
+      std::lock_guard lock(mu_);
+      free_.push_back(std::move(buffer));
+    } catch (...) {  // no room to keep it: the buffer is freed instead
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<PinnedBuffer>> free_;
+  std::size_t created_ = 0;
+};
+}  // namespace detail
+
 struct LoaderOptions {
   std::size_t batch_size = 32;
   bool drop_last = false;
@@ -75,18 +170,28 @@ struct LoaderOptions {
   std::size_t prefetch = 0;  // batches decoded or ready at most; 0 = 2 * max(threads, 1)
   OnDecodeError on_error = OnDecodeError::stop;
   DecodeFn decode;  // empty = resize_decoder(image_size)
+  // Batch images in recycled page-locked buffers (Batch::pinned) rather than Batch::images, for
+  // asynchronous copies to a GPU; ordinary memory where no CUDA device can be used.
+  bool pinned = false;
 };
 
 // One batch on the host.
 struct Batch {
-  Tensor images;                     // (B, 3, S, S)
+  Tensor images;                     // (B, 3, S, S); unallocated with LoaderOptions::pinned (see `pinned`)
   Tensor labels;                     // (B), the sample labels as floats (-1 = unlabelled)
   std::vector<std::string> ids;      // B sample ids
   std::vector<std::size_t> indices;  // B data set indices
   std::uint32_t epoch = 0;
   std::size_t index = 0;             // batch number within the epoch
   std::vector<std::string> skipped;  // skip mode: one message per replaced sample
+  // Pinned mode: the images, image_shape floats at the start of this recycled buffer.
+  std::shared_ptr<PinnedBuffer> pinned;
+  Shape image_shape;  // (B, 3, S, S)
   std::size_t size() const { return ids.size(); }
+  // The images (B, 3, S, S) on the host, wherever they are held. Valid while this Batch lives.
+  CView image_view() const {
+    return pinned ? CView(pinned->data(), image_shape, Device::cpu()) : images.view();
+  }
 };
 
 // Counters of the current epoch (since start_epoch).
@@ -113,6 +218,7 @@ class Loader {
     if (options_.prefetch == 0)
       options_.prefetch = 2 * static_cast<std::size_t>(std::max(options_.threads, 1));
     if (!options_.decode) options_.decode = resize_decoder(options_.image_size);
+    if (options_.pinned) pinned_pool_ = std::make_shared<detail::PinnedPool>();
   }
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -180,6 +286,15 @@ class Loader {
     return std::move(slot.batch);
   }
 
+  // Whether next() would return at once, without decoding or waiting for a worker: the epoch is over
+  // or (threads > 0) the next batch is decoded or has failed. False before start_epoch.
+  bool ready() const {
+    std::lock_guard lock(mu_);
+    if (!batches_) return false;
+    if (next_deliver_ >= batches_->size()) return true;
+    return options_.threads > 0 && ready_.count(next_deliver_) != 0;
+  }
+
   // Batches in the current epoch (0 before start_epoch).
   std::size_t num_batches() const { return batches_ ? batches_->size() : 0; }
   std::uint32_t epoch() const { return epoch_; }
@@ -191,6 +306,8 @@ class Loader {
     std::lock_guard lock(mu_);
     return stats_;
   }
+  // Pinned mode: the page-locked batch buffers made so far (they are recycled; 0 otherwise).
+  std::size_t pinned_buffers() const { return pinned_pool_ ? pinned_pool_->created() : 0; }
 
  private:
   struct Slot {
@@ -251,8 +368,18 @@ class Loader {
     Batch out;
     out.epoch = epoch_;
     out.index = b;
-    out.images = Tensor(Shape{n, 3, s, s});  // (B, 3, S, S)
-    out.labels = Tensor(Shape{n});           // (B)
+    out.image_shape = Shape{n, 3, s, s};  // (B, 3, S, S)
+    float* images = nullptr;
+    if (pinned_pool_) {
+      // Every buffer holds a full batch, so one buffer serves every batch, the last included.
+      out.pinned =
+          pinned_pool_->acquire(options_.batch_size * static_cast<std::size_t>(image_numel) * sizeof(float));
+      images = out.pinned->data();
+    } else {
+      out.images = Tensor(out.image_shape);
+      images = out.images.data();
+    }
+    out.labels = Tensor(Shape{n});  // (B)
     std::int64_t nanos = 0;
     for (std::int64_t k = 0; k < n; ++k) {
       if (options_.threads > 0 && stop_requested()) throw Cancelled{};
@@ -280,7 +407,7 @@ class Loader {
                       (image.shape() == Shape{3, s, s} || image.shape() == Shape{1, 3, s, s}),
                   "Loader: the decode function returned ", image.shape().str(), " on ", image.device().str(),
                   " for sample '", dataset_[chosen].id, "'; expected (3, ", s, ", ", s, ") on the cpu");
-      std::copy_n(image.data(), image_numel, out.images.data() + k * image_numel);
+      std::copy_n(image.data(), image_numel, images + k * image_numel);
       out.labels.data()[k] = static_cast<float>(dataset_[chosen].label);
       out.ids.push_back(dataset_[chosen].id);
       out.indices.push_back(chosen);
@@ -293,6 +420,7 @@ class Loader {
   Dataset dataset_;
   Sampler sampler_;
   LoaderOptions options_;
+  std::shared_ptr<detail::PinnedPool> pinned_pool_;  // pinned mode
 
   std::optional<Batches> batches_;
   std::uint32_t epoch_ = 0;

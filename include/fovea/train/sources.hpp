@@ -10,12 +10,17 @@
 // index of a sample, so a sample drawn twice in one epoch (class-balanced sampling) gets the same
 // view both times.
 //
-// Device: with a CUDA target the decoded host batch is copied to the device and augmented there
-// (augment_images has a fused CUDA twin); on the CPU it is augmented on the host. Images come out on
-// the target device, labels stay on the host (the tasks copy them, they are N floats).
+// Device: on the CPU the decoded host batch is augmented on the host. With a CUDA target the loader
+// decodes into pinned (page-locked) host buffers, each batch is copied to the device with
+// cudaMemcpyAsync on a copy stream of its own and augmented there (augment_images has a fused CUDA
+// twin); the calling thread's current stream (the compute stream) waits for the copy through an
+// event, and the copy of batch b + 1 is queued as soon as it is decoded (at the latest when next()
+// asks for it), so it overlaps with the computation of batch b (detail::DeviceBatchQueue). Images
+// come out on the target device, labels stay on the host (the tasks copy them, they are N floats).
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "fovea/core/error.hpp"
+#include "fovea/core/stream.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/data/augment.hpp"
 #include "fovea/data/dataset.hpp"
@@ -34,6 +40,140 @@
 namespace fovea::train {
 
 enum class SourceMode { supervised, two_view };
+
+namespace detail {
+
+// DeviceBatchQueue: a Loader's batches with their images copied to `device`, up to one batch ahead.
+// On a CUDA device (the loader in pinned mode) each copy is a cudaMemcpyAsync on a copy stream of the
+// queue's own, followed by an event; next() makes the calling thread's current stream (the compute
+// stream) wait for that event, so the host never blocks on a copy. prefetch(), called once the work
+// on the current batch is queued, starts copying the next batch when the loader has it decoded, so
+// that copy overlaps with that work. Ordering:
+// - before a copy into a device buffer, the copy stream waits for everything queued on the compute
+//   stream so far: the buffer's earlier readers (and the users of a block the allocator recycled)
+//   finish before it is overwritten;
+// - a batch (and its pinned buffer, which the loader then reuses) is released only after its copy
+//   event completed (a host wait, normally long done): at the next next(), reset() or destruction.
+// The batch next() returns stays valid until the following next() or reset(); its `images` may be
+// swapped out by the caller (the queue then reuses whatever tensor it gets back). On the CPU (tests)
+// the copy is synchronous and nothing else changes. Decode errors surface from next() at the batch
+// where they occurred, after the batches before it.
+class DeviceBatchQueue {
+ public:
+  struct Staged {
+    std::optional<data::Batch> batch;  // the host batch: labels, ids, indices, its images
+    Tensor images;                     // (N, 3, H, W) on the device
+    std::exception_ptr error;          // the loader's exception at this batch
+    void* copied = nullptr;            // CUDA event recorded after the copy
+    bool in_flight = false;            // a copy was recorded whose completion the host has not seen
+  };
+
+  DeviceBatchQueue(data::Loader& loader, Device device) : loader_(loader), device_(device) {}
+  DeviceBatchQueue(const DeviceBatchQueue&) = delete;
+  DeviceBatchQueue& operator=(const DeviceBatchQueue&) = delete;
+  ~DeviceBatchQueue() {
+    for (Staged& s : slots_) {
+      try {
+        release(s);
+      } catch (...) {  // a failed wait (sticky CUDA error): nothing more can be done here
+      }
+#if FOVEA_WITH_CUDA
+      if (s.copied != nullptr) cuda::event_destroy(s.copied);
+#endif
+    }
+#if FOVEA_WITH_CUDA
+    if (mark_ != nullptr) cuda::event_destroy(mark_);
+#endif
+  }
+
+  // Forgets the batches held (before the loader starts an epoch).
+  void reset() {
+    for (Staged& s : slots_) release(s);
+    ahead_ = false;
+  }
+
+  // The loader's next batch with its images on the device, ready for work queued on the calling
+  // thread's current stream from now on; nullptr at the end of the epoch. Rethrows a decode error.
+  Staged* next() {
+    const int a = 1 - current_;
+    if (!ahead_) fill(slots_[a]);
+    ahead_ = false;
+    release(slots_[current_]);
+    current_ = a;
+    Staged& s = slots_[a];
+    if (s.error) std::rethrow_exception(std::exchange(s.error, nullptr));
+    if (!s.batch) return nullptr;
+    if (s.in_flight)
+      FOVEA_CUDA_CALL(cuda::stream_wait_event(device_.index(), current_stream(device_), s.copied));
+    return &s;
+  }
+
+  // Starts copying the following batch if the loader has it decoded; returns whether it did.
+  bool prefetch() {
+    if (ahead_ || !loader_.ready()) return false;
+    fill(slots_[1 - current_]);
+    ahead_ = true;
+    return true;
+  }
+
+ private:
+  void fill(Staged& s) {
+    s.error = nullptr;
+    s.batch.reset();
+    try {
+      s.batch = loader_.next();
+    } catch (...) {
+      s.error = std::current_exception();
+      return;
+    }
+    if (!s.batch) return;
+    const CView host = s.batch->image_view();  // (N, 3, H, W)
+    if (s.images.data() == nullptr || s.images.device() != device_) s.images = Tensor(host.shape(), device_);
+    else s.images.resize(host.shape());
+    if (device_.is_cpu()) {
+      copy(host, s.images.view());
+      return;
+    }
+#if FOVEA_WITH_CUDA
+    const int d = device_.index();
+    if (!copy_stream_) {  // on first use; the stream last, so a failed start is retried whole
+      auto stream = std::make_unique<Stream>(device_);
+      if (mark_ == nullptr) mark_ = cuda::event_create_untimed(d);
+      for (Staged& slot : slots_)
+        if (slot.copied == nullptr) slot.copied = cuda::event_create_untimed(d);
+      copy_stream_ = std::move(stream);
+    }
+    // After the allocation above: a recycled block's last users are queued before this mark.
+    cuda::event_record(mark_, d, current_stream(device_));
+    cuda::stream_wait_event(d, copy_stream_->handle(), mark_);
+    cuda::memcpy_async(s.images.data(), host.data(), host.bytes(), cuda::CopyKind::host_to_device, d,
+                       copy_stream_->handle());
+    cuda::event_record(s.copied, d, copy_stream_->handle());
+    s.in_flight = true;
+#else
+    ::fovea::detail::throw_no_cuda("copying a batch to a CUDA device");
+#endif
+  }
+
+  void release(Staged& s) {
+    if (s.in_flight) {
+      s.in_flight = false;
+      FOVEA_CUDA_CALL(cuda::event_synchronize(s.copied));
+    }
+    s.batch.reset();
+    s.error = nullptr;
+  }
+
+  data::Loader& loader_;
+  Device device_;
+  Staged slots_[2];
+  int current_ = 0;     // the slot next() returned last
+  bool ahead_ = false;  // the other slot holds the following batch (prefetched)
+  std::unique_ptr<Stream> copy_stream_;
+  void* mark_ = nullptr;  // CUDA event: the compute stream's position before a copy
+};
+
+}  // namespace detail
 
 struct LoaderSourceOptions {
   SourceMode mode = SourceMode::supervised;
@@ -68,7 +208,11 @@ class LoaderSource {
     } else if (options_.augment) {
       data::check_config(*options_.augment);
     }
-    loader_ = std::make_unique<data::Loader>(std::move(dataset), std::move(sampler), std::move(loader_options));
+    loader_options.pinned = options_.device.is_cuda();
+    loader_ =
+        std::make_unique<data::Loader>(std::move(dataset), std::move(sampler), std::move(loader_options));
+    if (options_.device.is_cuda())
+      queue_ = std::make_unique<detail::DeviceBatchQueue>(*loader_, options_.device);
   }
 
   std::int64_t batches_per_epoch() const { return per_epoch_; }
@@ -77,43 +221,59 @@ class LoaderSource {
   void start_epoch(std::int64_t epoch, std::int64_t first) {
     FOVEA_CHECK(epoch >= 0 && epoch <= 0x7FFFFFFF && first >= 0, "LoaderSource::start_epoch: epoch ", epoch,
                 ", first batch ", first);
+    if (queue_) queue_->reset();
     loader_->start_epoch(static_cast<std::uint32_t>(epoch), static_cast<std::size_t>(first));
     epoch_ = static_cast<int>(epoch);
   }
 
+  // CUDA: out.images is ready for work queued on the calling thread's current stream; it and the
+  // batch's host buffers stay valid until the next call.
   bool next(Batch& out) {
+    if (queue_) return next_on_device(out);
     std::optional<data::Batch> b = loader_->next();
     if (!b) return false;
-    const std::int64_t n = static_cast<std::int64_t>(b->size());
     out.ids.assign(b->indices.begin(), b->indices.end());
     out.labels = std::move(b->labels);  // (N)
-    const Device device = options_.device;
-    Tensor device_images;
-    CView images = b->images.view();  // (N, 3, H, W) on the host
-    if (device != images.device() && (options_.augment || options_.mode == SourceMode::two_view)) {
-      device_images = b->images.to(device);
-      images = device_images.view();
-    }
-    if (options_.mode == SourceMode::two_view) {
-      const std::int64_t s = pair_->output_size();
-      detail::ensure(out.images, Shape{2 * n, 3, s, s}, device);  // (2N, 3, S, S)
-      (*pair_)(images, out.ids, epoch_, out.images.view().batch(0, n), out.images.view().batch(n, 2 * n));
-    } else if (options_.augment) {
-      const std::int64_t s = options_.augment->output_size;
-      detail::ensure(out.images, Shape{n, 3, s, s}, device);  // (N, 3, S, S)
-      data::augment_batch(images, out.ids, epoch_, 0, *options_.augment, options_.augment_seed, out.images.view());
-    } else {
-      out.images = device == b->images.device() ? std::move(b->images) : b->images.to(device);
-    }
+    if (options_.augment || options_.mode == SourceMode::two_view) augment(b->images.view(), out);
+    else out.images = std::move(b->images);
     return true;
   }
 
+  // The loader; on a CUDA target it may be one batch ahead of next() (the batch being copied).
   data::Loader& loader() { return *loader_; }
   const LoaderSourceOptions& options() const { return options_; }
 
  private:
+  bool next_on_device(Batch& out) {
+    detail::DeviceBatchQueue::Staged* s = queue_->next();
+    if (s == nullptr) return false;
+    out.ids.assign(s->batch->indices.begin(), s->batch->indices.end());
+    out.labels = std::move(s->batch->labels);  // (N)
+    if (options_.augment || options_.mode == SourceMode::two_view) augment(s->images.view(), out);
+    else std::swap(out.images, s->images);  // hand the device copy over; the queue reuses the old tensor
+    queue_->prefetch();
+    return true;
+  }
+
+  // images (N, 3, H, W) on options_.device -> out.images.
+  void augment(CView images, Batch& out) {
+    const Device device = options_.device;
+    const std::int64_t n = images.shape()[0];
+    if (options_.mode == SourceMode::two_view) {
+      const std::int64_t s = pair_->output_size();
+      detail::ensure(out.images, Shape{2 * n, 3, s, s}, device);  // (2N, 3, S, S)
+      (*pair_)(images, out.ids, epoch_, out.images.view().batch(0, n), out.images.view().batch(n, 2 * n));
+    } else {
+      const std::int64_t s = options_.augment->output_size;
+      detail::ensure(out.images, Shape{n, 3, s, s}, device);  // (N, 3, S, S)
+      data::augment_batch(images, out.ids, epoch_, 0, *options_.augment, options_.augment_seed,
+                          out.images.view());
+    }
+  }
+
   LoaderSourceOptions options_;
   std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<detail::DeviceBatchQueue> queue_;  // CUDA target
   std::optional<data::TwoViewAugmenter> pair_;
   std::int64_t per_epoch_ = 0;
   int epoch_ = 0;
@@ -162,7 +322,8 @@ inline InMemoryDataset make_in_memory_dataset(std::vector<Tensor> images, const 
                 "make_in_memory_dataset: image ", i, " is ", images[i].shape().str(), " on ",
                 images[i].device().str(), "; expected (3, H, W) on the cpu");
     FOVEA_CHECK(labels[i] == data::kUnlabelled || (labels[i] >= 0 && labels[i] < num_classes),
-                "make_in_memory_dataset: label ", labels[i], " of image ", i, " outside [0, ", num_classes, ")");
+                "make_in_memory_dataset: label ", labels[i], " of image ", i, " outside [0, ", num_classes,
+                ")");
     std::string id = std::to_string(i);
     id = "mem-" + std::string(id.size() < 6 ? 6 - id.size() : 0, '0') + id;
     out.dataset.samples.push_back(data::Sample{id, {}, labels[i], id});
