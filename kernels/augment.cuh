@@ -6,14 +6,22 @@
 // Kernels (all memory-bound):
 //   contrast_mean_kernel: one block per sample whose jitter includes contrast: the mean over the
 //     output pixels of the grayscale of the jitter prefix (optionally after the geometric gather);
-//   pixel_kernel: one thread per output pixel, all three channels: an optional gather (crop + flips +
-//     rotation), then the enabled stages (jitter, grayscale, solarize, normalise); in the fused
-//     pipeline solarize and normalise are deferred for blurred samples;
-//   blur_rows_kernel / blur_cols_kernel: the separable blur over the blurred samples only (compact
-//     scratch of those samples), the column pass finishing with solarize and normalise.
+//   pixel_kernel: blockIdx.y a sample, blockIdx.x a 32 x 32 output tile, each thread one column of
+//     kPixelRows pixels with all three channels: an optional gather (crop + flips + rotation; without
+//     rotation the x taps are computed once per thread, the y taps once per row), then the enabled
+//     stages (jitter, grayscale, solarize, normalise). In the fused pipeline blurred samples skip
+//     solarize and normalise and go to a compact scratch for the blur;
+//   blur_tile_kernel: the fused blur: one block per (64 x 64 output tile, blurred plane) loads the
+//     tile plus its reflected halo into shared memory, runs the row pass into shared memory and the
+//     column pass to the output (each thread kBlurRun outputs from a register window), then solarize
+//     and normalise when asked;
+//   blur_rows_kernel / blur_cols_kernel: the two-pass fallback (when the halo does not fit in shared
+//     memory, or the blur runs in place), through a compact scratch of the blurred samples;
+//   copy_unblurred_kernel: gaussian_blur's copy of the samples it does not blur.
 // augment_images is therefore 2 to 4 launches and reads the input once (twice for contrast samples).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -148,29 +156,88 @@ __global__ void __launch_bounds__(kBlock)
   if (threadIdx.x == 0) plan.means[n] = static_cast<float>(partial[0] / hw);
 }
 
-__global__ void __launch_bounds__(kBlock) pixel_kernel(const float* x, float* out, PixelGeometry g,
-                                                       DevicePlan plan, ChannelStats stats, int stages) {
+// pixel_kernel's tiling: lanes along x, the block's 8 warps along y, kPixelRows rows per thread.
+inline constexpr int kPixelTileW = 32;
+inline constexpr int kPixelRowStep = kBlock / kPixelTileW;
+inline constexpr int kPixelRows = 4;
+inline constexpr int kPixelTileH = kPixelRowStep * kPixelRows;
+
+// The separable gather (no rotation) of rows oy0 + k * kPixelRowStep at column ox: the x taps once,
+// the y taps per row; the same expressions as math::augment::geometry_pixel. All 12 x kPixelRows loads
+// are independent, so they are in flight together.
+__device__ __forceinline__ void gather_rows(const float* img, const PixelGeometry& g, const AugmentPlan& p,
+                                            int ox, int oy0, float rgb[kPixelRows][3]) {
+  const float last = static_cast<float>(g.out_w - 1);
+  float fx = static_cast<float>(ox);
+  if (p.hflip) fx = last - fx;
+  int x0, x1;
+  float lx;
+  math::augment::bilinear_taps(fx, p.scale_x, p.crop_width, x0, x1, lx);
+  const float hx = 1.0f - lx;
+  const int plane = g.in_h * g.in_w;
+  const float* col0 = img + p.crop_left + x0;
+  const float* col1 = img + p.crop_left + x1;
+#pragma unroll
+  for (int k = 0; k < kPixelRows; ++k) {
+    // Rows past the output repeat the last one (not stored), so every load issues unconditionally.
+    const int oy = min(oy0 + k * kPixelRowStep, g.out_h - 1);
+    float fy = static_cast<float>(oy);
+    if (p.vflip) fy = last - fy;
+    int y0, y1;
+    float ly;
+    math::augment::bilinear_taps(fy, p.scale_y, p.crop_height, y0, y1, ly);
+    const float hy = 1.0f - ly;
+    const int r0 = (p.crop_top + y0) * g.in_w, r1 = (p.crop_top + y1) * g.in_w;
+#pragma unroll
+    for (int c = 0; c < 3; ++c) {
+      const int o = c * plane;
+      rgb[k][c] = hy * (hx * __ldg(col0 + o + r0) + lx * __ldg(col1 + o + r0)) +
+                  ly * (hx * __ldg(col0 + o + r1) + lx * __ldg(col1 + o + r1));
+    }
+  }
+}
+
+// out (or, for blurred samples under kStageDeferBlurred with deferred != nullptr, deferred's compact
+// slot of the sample) from x through `stages`. Grid: (tiles of 32 x 32 output pixels, samples).
+__global__ void __launch_bounds__(kBlock)
+    pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g, DevicePlan plan,
+                 ChannelStats stats, int stages) {
+  const int tiles_x = (g.out_w + kPixelTileW - 1) / kPixelTileW;
+  const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
+  const int ox = tx * kPixelTileW + static_cast<int>(threadIdx.x) % kPixelTileW;
+  const int oy0 = ty * kPixelTileH + static_cast<int>(threadIdx.x) / kPixelTileW;
+  if (ox >= g.out_w || oy0 >= g.out_h) return;
+  const std::int64_t in_sample = 3 * static_cast<std::int64_t>(g.in_h) * g.in_w;
   const std::int64_t hw = static_cast<std::int64_t>(g.out_h) * g.out_w;
-  const std::int64_t total = g.samples * hw;
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
-       t += stride) {
-    const std::int64_t n = t / hw, i = t - n * hw;
-    const int oy = static_cast<int>(i / g.out_w), ox = static_cast<int>(i % g.out_w);
+  for (std::int64_t n = blockIdx.y; n < g.samples; n += gridDim.y) {
     const AugmentPlan& p = plan.plans[n];
-    float rgb[3];
-    load_pixel(x, g, p, stages, n, oy, ox, rgb);
-    if (stages & kStageJitter)
-      math::augment::jitter_pixel(p, rgb[0], rgb[1], rgb[2], p.contrast ? plan.means[n] : 0.0f, false);
-    if (stages & kStageGray) math::augment::grayscale_pixel(p, rgb[0], rgb[1], rgb[2]);
-    const bool deferred = (stages & kStageDeferBlurred) && p.blur;
-    if ((stages & kStageSolarize) && !deferred && p.solarize)
-      for (int c = 0; c < 3; ++c) rgb[c] = math::augment::solarize_value(rgb[c], p.threshold);
-    if ((stages & kStageNormalize) && !deferred)
-      for (int c = 0; c < 3; ++c)
-        rgb[c] = math::augment::normalize_value(rgb[c], stats.mean[c], stats.std[c]);
-    float* o = out + n * 3 * hw + i;
-    o[0] = rgb[0], o[hw] = rgb[1], o[2 * hw] = rgb[2];
+    float rgb[kPixelRows][3];
+    if ((stages & kStageGeometry) && !p.rotate) {
+      gather_rows(x + n * in_sample, g, p, ox, oy0, rgb);
+    } else {
+#pragma unroll
+      for (int k = 0; k < kPixelRows; ++k) {
+        const int oy = oy0 + k * kPixelRowStep;
+        if (oy < g.out_h) load_pixel(x, g, p, stages, n, oy, ox, rgb[k]);
+      }
+    }
+    const bool defer = (stages & kStageDeferBlurred) && p.blur;
+    const float mean = (stages & kStageJitter) && p.contrast ? plan.means[n] : 0.0f;
+    float* o = defer && deferred != nullptr ? deferred + p.blur_slot * 3 * hw : out + n * 3 * hw;
+#pragma unroll
+    for (int k = 0; k < kPixelRows; ++k) {
+      const int oy = oy0 + k * kPixelRowStep;
+      if (oy >= g.out_h) break;
+      float* v = rgb[k];
+      if (stages & kStageJitter) math::augment::jitter_pixel(p, v[0], v[1], v[2], mean, false);
+      if (stages & kStageGray) math::augment::grayscale_pixel(p, v[0], v[1], v[2]);
+      if ((stages & kStageSolarize) && !defer && p.solarize)
+        for (int c = 0; c < 3; ++c) v[c] = math::augment::solarize_value(v[c], p.threshold);
+      if ((stages & kStageNormalize) && !defer)
+        for (int c = 0; c < 3; ++c) v[c] = math::augment::normalize_value(v[c], stats.mean[c], stats.std[c]);
+      const std::int64_t i = static_cast<std::int64_t>(oy) * g.out_w + ox;
+      o[i] = v[0], o[hw + i] = v[1], o[2 * hw + i] = v[2];
+    }
   }
 }
 
@@ -214,23 +281,209 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// Runs the pixel stages (with the contrast-mean pass first when jitter includes contrast).
-inline void launch_pixel_stages(const float* x, View out, const PixelGeometry& g,
+// blur_tile_kernel's tiling: 64 x 64 outputs per block, kBlurRun consecutive outputs per thread in
+// each pass. Shared memory: the input tile with its halo (rows x pitch_in), then the row-pass result
+// (span rows of kBlurMidPitch). Odd pitches keep the passes free of bank conflicts: in the row pass a
+// warp's lanes walk consecutive rows. A run starting at s reads the window up to s + span - 64 - 1
+// (blur_run loads whole kBlurRun blocks past the last tap), so `in` rows and `mid` are span = 64 +
+// kernel rounded up to kBlurRun long; the values past the halo feed no tap, or only outputs that are
+// not stored. 23 taps: 53.5 KB, four blocks per SM.
+inline constexpr int kBlurTile = 64;
+inline constexpr int kBlurRun = 8;
+inline constexpr int kBlurMidPitch = kBlurTile + 1;
+
+struct BlurTileLayout {
+  int rows = 0, pitch_in = 0, mid = 0, floats = 0;
+};
+
+__host__ __device__ inline BlurTileLayout blur_tile_layout(int radius) {
+  const int span = kBlurTile + (2 * radius + kBlurRun) / kBlurRun * kBlurRun;
+  BlurTileLayout l;
+  l.rows = kBlurTile + 2 * radius;
+  l.pitch_in = span | 1;
+  l.mid = l.rows * l.pitch_in;
+  l.floats = l.mid + span * kBlurMidPitch;
+  return l;
+}
+
+// kBlurRun taps kb .. kb + kBlurRun - 1 (those below kernel) of acc[j] += weights[k] * window[j + k - kb],
+// the window being lo then hi.
+__device__ __forceinline__ void blur_taps(const float lo[kBlurRun], const float hi[kBlurRun],
+                                          const float* weights, int kb, int kernel, float acc[kBlurRun]) {
+#pragma unroll
+  for (int kk = 0; kk < kBlurRun; ++kk) {
+    if (kb + kk < kernel) {
+      const float wk = __ldg(weights + kb + kk);
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j)
+        acc[j] += wk * (j + kk < kBlurRun ? lo[j + kk] : hi[j + kk - kBlurRun]);
+    }
+  }
+}
+
+// acc[j] = sum over taps k (in order) of weights[k] * line[(j + k) * stride], j < kBlurRun: a window of
+// 2 kBlurRun values in registers, refilled kBlurRun values per kBlurRun taps (a and b swap roles).
+__device__ __forceinline__ void blur_run(const float* line, int stride, const float* weights, int kernel,
+                                         float acc[kBlurRun]) {
+  float a[kBlurRun], b[kBlurRun];
+#pragma unroll
+  for (int j = 0; j < kBlurRun; ++j) acc[j] = 0.0f, a[j] = line[j * stride];
+  for (int kb = 0; kb < kernel; kb += 2 * kBlurRun) {
+#pragma unroll
+    for (int j = 0; j < kBlurRun; ++j) b[j] = line[(kb + kBlurRun + j) * stride];
+    blur_taps(a, b, weights, kb, kernel, acc);
+    if (kb + kBlurRun >= kernel) break;
+#pragma unroll
+    for (int j = 0; j < kBlurRun; ++j) a[j] = line[(kb + 2 * kBlurRun + j) * stride];
+    blur_taps(b, a, weights, kb + kBlurRun, kernel, acc);
+  }
+}
+
+// The blur of the planes of the blurred samples: input plane 3 b + c of x when compact (x holds only
+// the blurred samples), else plane 3 blurred[b] + c; output plane 3 blurred[b] + c of out, then
+// solarize / normalise as `stages` say. Grid: (64 x 64 output tiles, blurred planes); dynamic shared
+// memory blur_tile_layout(the largest radius).floats. x must not alias out.
+// At most 64 registers, so four blocks (the shared memory of 23 taps) fit an SM.
+__global__ void __launch_bounds__(kBlock, 4)
+    blur_tile_kernel(const float* x, float* out, int h, int w, DevicePlan plan, std::int64_t blurred,
+                     int compact, ChannelStats stats, int stages) {
+  extern __shared__ float blur_smem[];
+  const int tiles_x = (w + kBlurTile - 1) / kBlurTile;
+  const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
+  const int y0 = ty * kBlurTile, x0 = tx * kBlurTile;
+  const int th = min(kBlurTile, h - y0), tw = min(kBlurTile, w - x0);
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  constexpr int kWarps = kBlock / 32;
+  const std::int64_t hw = static_cast<std::int64_t>(h) * w;
+  for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
+    const std::int64_t b = plane / 3;
+    const int c = static_cast<int>(plane - 3 * b);
+    const int n = plan.blurred[b];
+    const AugmentPlan& p = plan.plans[n];
+    const int kernel = p.blur_kernel, radius = kernel / 2;
+    const float* weights = plan.weights + p.blur_offset;
+    const BlurTileLayout l = blur_tile_layout(radius);
+    float* in = blur_smem;
+    float* mid = blur_smem + l.mid;
+    const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
+    // Tile + halo, reflected at the image border as math::augment::blur_tap_sum does per tap.
+    const int rows = th + 2 * radius, cols = tw + 2 * radius;
+    for (int col = lane; col < cols; col += 32) {
+      const float* column = src + math::augment::reflect_index(x0 - radius + col, w);
+#pragma unroll 8
+      for (int r = warp; r < rows; r += kWarps)
+        in[r * l.pitch_in + col] =
+            __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(y0 - radius + r, h)) * w);
+    }
+    __syncthreads();
+    // Row pass: item = (row, run of kBlurRun columns), consecutive lanes on consecutive rows.
+    const int runs_x = (tw + kBlurRun - 1) / kBlurRun;
+    for (int item = tid; item < rows * runs_x; item += kBlock) {
+      const int run = item / rows, r = item - run * rows;
+      float acc[kBlurRun];
+      blur_run(in + r * l.pitch_in + run * kBlurRun, 1, weights, kernel, acc);
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j) mid[r * kBlurMidPitch + run * kBlurRun + j] = acc[j];
+    }
+    __syncthreads();
+    // Column pass: item = (column, run of kBlurRun rows), consecutive lanes on consecutive columns.
+    const int runs_y = (th + kBlurRun - 1) / kBlurRun;
+    float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw;
+    for (int item = tid; item < kBlurTile * runs_y; item += kBlock) {
+      const int run = item / kBlurTile, col = item - run * kBlurTile;
+      if (col >= tw) continue;
+      float acc[kBlurRun];
+      blur_run(mid + run * kBlurRun * kBlurMidPitch + col, kBlurMidPitch, weights, kernel, acc);
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j) {
+        const int y = run * kBlurRun + j;
+        if (y >= th) break;
+        float v = acc[j];
+        if ((stages & kStageSolarize) && p.solarize) v = math::augment::solarize_value(v, p.threshold);
+        if (stages & kStageNormalize) v = math::augment::normalize_value(v, stats.mean[c], stats.std[c]);
+        dst[static_cast<std::int64_t>(y0 + y) * w + x0 + col] = v;
+      }
+    }
+    __syncthreads();  // before the next plane overwrites shared memory
+  }
+}
+
+// Copies the samples of x the plan does not blur into out, 4 floats per thread where aligned.
+// Grid: (chunks of one sample, samples).
+__global__ void __launch_bounds__(kBlock)
+    copy_unblurred_kernel(const float* x, float* out, std::int64_t sample_floats, std::int64_t samples,
+                          DevicePlan plan) {
+  const bool vec = sample_floats % 4 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
+                   reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
+  const std::int64_t start = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t n = blockIdx.y; n < samples; n += gridDim.y) {
+    if (plan.plans[n].blur) continue;
+    const float* s = x + n * sample_floats;
+    float* d = out + n * sample_floats;
+    if (vec) {
+      for (std::int64_t i = start; i < sample_floats / 4; i += stride)
+        reinterpret_cast<float4*>(d)[i] = __ldg(reinterpret_cast<const float4*>(s) + i);
+    } else {
+      for (std::int64_t i = start; i < sample_floats; i += stride) d[i] = __ldg(s + i);
+    }
+  }
+}
+
+// Runs the pixel stages (with the contrast-mean pass first when jitter includes contrast); deferred as
+// in pixel_kernel.
+inline void launch_pixel_stages(const float* x, View out, float* deferred, const PixelGeometry& g,
                                 const AugmentBatchPlan& plan, const DevicePlan& dplan,
                                 const ChannelStats& stats, int stages, cudaStream_t stream, const char* op) {
-  const int dev = out.device().index();
+  FOVEA_CHECK(3 * static_cast<std::int64_t>(g.in_h) * g.in_w <= INT32_MAX, op, ": input planes ", g.in_h, "x",
+              g.in_w, " too large for 32-bit pixel offsets");
+  if (g.samples == 0 || g.out_h == 0 || g.out_w == 0) return;
   bool any_contrast = false;
   for (const auto& p : plan.samples) any_contrast = any_contrast || p.contrast;
   if ((stages & kStageJitter) && any_contrast) {
     contrast_mean_kernel<<<static_cast<unsigned>(g.samples), kBlock, 0, stream>>>(x, g, dplan, stages);
     FOVEA_CHECK_LAUNCH("contrast_mean_kernel", op, ", output ", out.shape().str());
   }
-  const std::int64_t pixels = g.samples * g.out_h * g.out_w;
-  pixel_kernel<<<grid_for(pixels, dev), kBlock, 0, stream>>>(x, out.data(), g, dplan, stats, stages);
+  const std::int64_t tiles = static_cast<std::int64_t>((g.out_w + kPixelTileW - 1) / kPixelTileW) *
+                             ((g.out_h + kPixelTileH - 1) / kPixelTileH);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
+  pixel_kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan, stats, stages);
   FOVEA_CHECK_LAUNCH("pixel_kernel", op, ", output ", out.shape().str(), ", input ", g.in_h, "x", g.in_w);
 }
 
-// Blurs the plan's blurred samples of x into out (row pass into scratch, column pass into out).
+// The dynamic shared memory blur_tile_kernel needs for the plan's widest kernel, or 0 when that
+// exceeds what a block may have on out's device (then the two-pass path runs).
+inline std::size_t blur_tile_bytes(const AugmentBatchPlan& plan, Device device) {
+  int radius = 0;
+  for (const std::int32_t n : plan.blurred) radius = std::max(radius, plan.samples[n].blur_kernel / 2);
+  const std::size_t bytes = static_cast<std::size_t>(blur_tile_layout(radius).floats) * sizeof(float);
+  return bytes <= device_properties(device.index()).sharedMemPerBlockOptin ? bytes : 0;
+}
+
+// The fused blur of the plan's blurred samples: x (compact: only the blurred samples, in plan order)
+// into out, which must not alias x.
+inline void launch_blur_tiles(const float* x, bool compact, View out, std::size_t smem,
+                              const AugmentBatchPlan& plan, const DevicePlan& dplan,
+                              const ChannelStats& stats, int stages, cudaStream_t stream, const char* op) {
+  const std::int64_t blurred = static_cast<std::int64_t>(plan.blurred.size());
+  const int h = static_cast<int>(out.shape().h()), w = static_cast<int>(out.shape().w());
+  if (blurred == 0 || h == 0 || w == 0) return;
+  if (smem > 48 * 1024)
+    FOVEA_CHECK_CUDA(cudaFuncSetAttribute(blur_tile_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)),
+                     op, ": ", smem, " bytes of shared memory for the blur tiles");
+  const std::int64_t tiles =
+      static_cast<std::int64_t>((w + kBlurTile - 1) / kBlurTile) * ((h + kBlurTile - 1) / kBlurTile);
+  const std::int64_t planes = 3 * blurred;
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(planes < 65535 ? planes : 65535));
+  blur_tile_kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0,
+                                                   stats, stages);
+  FOVEA_CHECK_LAUNCH("blur_tile_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
+                     ", shared bytes ", smem);
+}
+
+// The two-pass blur of the plan's blurred samples of x into out (row pass into scratch, column pass
+// into out; out may alias x).
 inline void launch_blur(const float* x, View out, const AugmentBatchPlan& plan, const DevicePlan& dplan,
                         const ChannelStats& stats, int stages, cudaStream_t stream, const char* op) {
   const std::int64_t blurred = static_cast<std::int64_t>(plan.blurred.size());
@@ -238,6 +491,7 @@ inline void launch_blur(const float* x, View out, const AugmentBatchPlan& plan, 
   const int dev = out.device().index();
   const int h = static_cast<int>(out.shape().h()), w = static_cast<int>(out.shape().w());
   const std::int64_t elements = blurred * 3 * h * w;
+  if (elements == 0) return;
   AugmentScratch rows(out.device(), static_cast<std::size_t>(elements) * sizeof(float));
   float* r = reinterpret_cast<float*>(rows.bytes());
   blur_rows_kernel<<<grid_for(elements, dev), kBlock, 0, stream>>>(x, r, h, w, dplan, blurred);
@@ -263,7 +517,8 @@ inline void run_pixel_op(CView x, const AugmentBatchPlan& plan, View out, const 
   DeviceGuard guard(out.device().index());
   cudaStream_t stream = stream_for(out.device());
   DevicePlanBuffer dplan(out.device(), plan, stream);
-  launch_pixel_stages(x.data(), out, pixel_geometry(x, out), plan, dplan.view(), stats, stages, stream, op);
+  launch_pixel_stages(x.data(), out, nullptr, pixel_geometry(x, out), plan, dplan.view(), stats, stages,
+                      stream, op);
 }
 
 }  // namespace fovea::cuda::detail
@@ -296,12 +551,28 @@ void normalize_channels(CView x, const ChannelStats& stats, View out) {
 void gaussian_blur(CView x, const ::fovea::detail::AugmentBatchPlan& plan, View out) {
   detail::DeviceGuard guard(out.device().index());
   cudaStream_t stream = detail::stream_for(out.device());
-  if (x.data() != out.data())
-    FOVEA_CHECK_CUDA(cudaMemcpyAsync(out.data(), x.data(), x.bytes(), cudaMemcpyDeviceToDevice, stream),
-                     "gaussian_blur copy, shape ", x.shape().str());
-  if (plan.blurred.empty()) return;
+  const bool in_place = x.data() == out.data();
+  if (plan.blurred.empty()) {
+    if (!in_place)
+      FOVEA_CHECK_CUDA(cudaMemcpyAsync(out.data(), x.data(), x.bytes(), cudaMemcpyDeviceToDevice, stream),
+                       "gaussian_blur copy, shape ", x.shape().str());
+    return;
+  }
   detail::DevicePlanBuffer dplan(out.device(), plan, stream);
-  detail::launch_blur(x.data(), out, plan, dplan.view(), kIdentityStats, 0, stream, "gaussian_blur");
+  const std::int64_t n = x.shape().n(), sample_floats = 3 * x.shape().h() * x.shape().w();
+  if (!in_place && static_cast<std::int64_t>(plan.blurred.size()) < n) {
+    const std::int64_t chunks = (sample_floats / 4 + detail::kBlock - 1) / detail::kBlock;
+    const dim3 grid(static_cast<unsigned>(std::clamp<std::int64_t>(chunks, 1, 64)),
+                    static_cast<unsigned>(n < 65535 ? n : 65535));
+    detail::copy_unblurred_kernel<<<grid, detail::kBlock, 0, stream>>>(x.data(), out.data(), sample_floats, n,
+                                                                       dplan.view());
+    FOVEA_CHECK_LAUNCH("copy_unblurred_kernel", "gaussian_blur, shape ", x.shape().str());
+  }
+  const std::size_t smem = in_place ? 0 : detail::blur_tile_bytes(plan, out.device());
+  if (smem > 0)
+    detail::launch_blur_tiles(x.data(), false, out, smem, plan, dplan.view(), kIdentityStats, 0, stream,
+                              "gaussian_blur");
+  else detail::launch_blur(x.data(), out, plan, dplan.view(), kIdentityStats, 0, stream, "gaussian_blur");
 }
 
 void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan, const ChannelStats& stats,
@@ -311,12 +582,27 @@ void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan,
   detail::DevicePlanBuffer dplan(out.device(), plan, stream);
   const int pixel_stages = detail::kStageGeometry | detail::kStageJitter | detail::kStageGray |
                            detail::kStageSolarize | detail::kStageNormalize | detail::kStageDeferBlurred;
-  detail::launch_pixel_stages(images.data(), out, detail::pixel_geometry(images, out), plan, dplan.view(),
-                              stats, pixel_stages, stream, "augment_images");
-  // The blurred samples: out holds them after geometry, jitter and grayscale; blur in place (the row
-  // pass reads out into scratch, the column pass writes out) and finish with solarize + normalise.
-  detail::launch_blur(out.data(), out, plan, dplan.view(), stats,
-                      detail::kStageSolarize | detail::kStageNormalize, stream, "augment_images");
+  const int blur_stages = detail::kStageSolarize | detail::kStageNormalize;
+  const detail::PixelGeometry g = detail::pixel_geometry(images, out);
+  const std::size_t smem = plan.blurred.empty() ? 0 : detail::blur_tile_bytes(plan, out.device());
+  if (smem > 0) {
+    // The blurred samples after geometry, jitter and grayscale go to a compact scratch; the fused blur
+    // reads it and writes out, finishing with solarize + normalise.
+    const std::size_t floats =
+        plan.blurred.size() * 3 * static_cast<std::size_t>(g.out_h) * static_cast<std::size_t>(g.out_w);
+    detail::AugmentScratch scratch(out.device(), floats * sizeof(float));
+    float* deferred = reinterpret_cast<float*>(scratch.bytes());
+    detail::launch_pixel_stages(images.data(), out, deferred, g, plan, dplan.view(), stats, pixel_stages,
+                                stream, "augment_images");
+    detail::launch_blur_tiles(deferred, true, out, smem, plan, dplan.view(), stats, blur_stages, stream,
+                              "augment_images");
+    return;
+  }
+  detail::launch_pixel_stages(images.data(), out, nullptr, g, plan, dplan.view(), stats, pixel_stages, stream,
+                              "augment_images");
+  // Two-pass fallback: out holds the blurred samples after geometry, jitter and grayscale; blur in
+  // place (the row pass reads out into scratch, the column pass writes out).
+  detail::launch_blur(out.data(), out, plan, dplan.view(), stats, blur_stages, stream, "augment_images");
 }
 
 }  // namespace fovea::cuda

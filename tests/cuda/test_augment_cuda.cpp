@@ -159,6 +159,60 @@ TEST(AugmentCuda, WideBlurKernelsMatchCpu) {
   check_pixel_op("gaussian_blur wide", gaussian_blur, x, params);
 }
 
+// Blur parameters: sample i blurred when on[i % on.size()], with kernels[i % kernels.size()] taps.
+std::vector<AugmentParams> blur_params(std::int64_t n, std::int64_t h, std::int64_t w,
+                                       const std::vector<int>& kernels, const std::vector<int>& on) {
+  std::vector<AugmentParams> p(static_cast<std::size_t>(n), neutral_params(h, w));
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    p[i].blur = static_cast<std::uint8_t>(on[i % on.size()]);
+    p[i].blur_kernel = kernels[i % kernels.size()];
+    p[i].blur_sigma = 0.3f + 0.7f * static_cast<float>(i);
+  }
+  return p;
+}
+
+// The fused tile kernel out of place (several 64 x 64 tiles, partial edge tiles, reflected halos
+// wider than the image), the two-pass path in place; every sample blurred, or some copied.
+TEST(AugmentCuda, BlurTilesMatchCpu) {
+  FOVEA_REQUIRE_GPU();
+  for (const auto& [h, w] :
+       std::vector<std::array<int, 2>>{{37, 41}, {67, 129}, {224, 224}, {7, 33}, {1, 1}}) {
+    const Tensor x = random_images(3, h, w, static_cast<std::uint64_t>(h * 131 + w));
+    const std::string size = std::to_string(h) + "x" + std::to_string(w);
+    check_pixel_op(("gaussian_blur all " + size).c_str(), gaussian_blur, x,
+                   blur_params(3, h, w, {23, 5, 1}, {1}));
+    check_pixel_op(("gaussian_blur some " + size).c_str(), gaussian_blur, x,
+                   blur_params(3, h, w, {3, 23, 9}, {1, 0}));
+  }
+}
+
+// Kernels whose halo needs more than 48 KB of shared memory (61 taps: the raised limit) and more
+// than a block may have (201 taps: the two-pass fallback for the whole batch).
+TEST(AugmentCuda, LargeRadiusBlurMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(3, 70, 90, 21);
+  check_pixel_op("gaussian_blur 61 taps", gaussian_blur, x, blur_params(3, 70, 90, {61, 7}, {1}));
+  check_pixel_op("gaussian_blur 201 taps", gaussian_blur, x, blur_params(3, 70, 90, {201, 7}, {1, 0, 1}));
+}
+
+// The fused pipeline's compact blur scratch (tile path) and its two-pass fallback.
+TEST(AugmentCuda, FusedPipelineBlurPathsMatchCpu) {
+  FOVEA_REQUIRE_GPU();
+  const Tensor x = random_images(3, 150, 130, 22);
+  for (const int kernel : {23, 201}) {
+    std::vector<AugmentParams> params = varied_params(3, 150, 130, 100, kernel);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      params[i].blur = i != 1;
+      params[i].blur_kernel = kernel;
+    }
+    Tensor cpu(Shape{3, 3, 100, 100});
+    augment_images(x, params, kDrStats, cpu);
+    Tensor gpu = full(Shape{3, 3, 100, 100}, kNaN, Device::cuda());
+    augment_images(x.to(Device::cuda()), params, kDrStats, gpu);
+    EXPECT_TRUE(close("augment_images blur " + std::to_string(kernel), gpu, cpu));
+  }
+}
+
 TEST(AugmentCuda, NormalizeMatchesCpu) {
   FOVEA_REQUIRE_GPU();
   const Tensor x = random_images(5, 13, 17, 10);
