@@ -21,10 +21,12 @@ namespace {
 template <class Net>
 void training_step(benchmark::State& state, Device device, models::ResNetConfig cfg, Shape in, bool update,
                    int warmup) {
+  reset_peak_memory(device);  // each benchmark reports its own peak (parameters included, as torch's)
   Net net(cfg);
   net.setup(in, device);
   nn::initialize(net, 1);
   nn::set_training(net, true);
+  nn::set_input_grad(net, false);  // like torch's input without requires_grad: no stem backward-data
   Tensor x = make_input(in, device, 1);
   Tensor dlogits = make_input(Shape{in.n(), cfg.num_classes}, device, 2);
   optim::Optimizer<optim::Sgd> opt(net, optim::SgdOptions{.momentum = 0.9f, .weight_decay = 1e-4f});

@@ -219,6 +219,16 @@ inline void host_deallocate(void* ptr, std::size_t bytes) {
   std::free(ptr);
 }
 
+// Starts a new peak on `device`: peak_bytes becomes current_bytes (e.g. to measure one phase).
+inline void reset_peak_memory(Device device) {
+  if (device.is_cuda()) {
+    cuda_allocator(device.index()).reset_peak();
+    return;
+  }
+  auto& c = detail::host_counters();
+  c.peak.store(c.current.load());
+}
+
 // Current and peak bytes held by tensors on `device` (the cache fields are 0 for the CPU).
 inline MemoryStats memory_stats(Device device) {
   if (device.is_cuda()) return cuda_allocator(device.index()).stats();

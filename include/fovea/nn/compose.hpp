@@ -7,6 +7,13 @@
 // Naming (torchvision's state-dict keys): a Sequential names its children by index ("0", "1", ...)
 // unless a child is Named (its name) or Inline (no name of its own: its children's names appear at
 // the parent's level). Residual and Optional add no name of their own.
+//
+// Buffers (the optional members of nn/layer.hpp): Sequential and Repeat release a child's output
+// once the next child has run and kept no view of it, and a child's input gradient once the
+// previous child's backward has consumed it (unless that child passed it through); Residual
+// releases its branches' outputs after the add and their input gradients after its own backward.
+// So a network holds its forward activations, not a copy of them in gradients: backward keeps a
+// few gradient buffers alive at a time. Named and Inline inherit the members of what they wrap.
 #pragma once
 
 #include <algorithm>
@@ -133,14 +140,16 @@ class Sequential {
   void initialize(InitStream& init) {
     std::apply([&](auto&... c) { (c.initialize(init), ...); }, children_);
   }
-  CView forward(CView x) {
-    std::apply([&](auto&... c) { ((x = c.forward(x)), ...); }, children_);
-    return x;
-  }
+  CView forward(CView x) { return forward_from<0>(x); }
   CView backward(CView dy) {
-    backward_from<sizeof...(Ls)>(dy);
+    backward_from<sizeof...(Ls)>(dy, sizeof...(Ls));
     return dy_;
   }
+  // Every child's input gradient (the ones still held alias the view backward returned).
+  void release_input_grad() { release_input_grads(0, sizeof...(Ls)); }
+  void release_output() { nn::release_output(std::get<sizeof...(Ls) - 1>(children_)); }
+  bool keeps_input() const { return nn::keeps_input(std::get<0>(children_)); }
+  void set_input_grad(bool needed) { nn::set_input_grad(std::get<0>(children_), needed); }
   void set_training(bool t) {
     std::apply([&](auto&... c) { (c.set_training(t), ...); }, children_);
   }
@@ -158,13 +167,39 @@ class Sequential {
   }
 
  private:
+  // Child I-1's output x is dead once child I has run, kept no view of it and did not pass it on.
   template <std::size_t I>
-  void backward_from(CView dy) {
+  CView forward_from(CView x) {
+    if constexpr (I == sizeof...(Ls)) {
+      return x;
+    } else {
+      auto& child = std::get<I>(children_);
+      const CView y = child.forward(x);
+      if constexpr (I > 0) {
+        if (!nn::keeps_input(child) && !views_overlap(x, y)) nn::release_output(std::get<I - 1>(children_));
+      }
+      return forward_from<I + 1>(y);
+    }
+  }
+  // dy lives in the input gradients of children [I, held) (the first that wrote it, and any that
+  // passed it through). Once child I-1 has returned a gradient of its own, they are all consumed.
+  template <std::size_t I>
+  void backward_from(CView dy, std::size_t held) {
     if constexpr (I == 0) {
       dy_ = dy;
     } else {
-      backward_from<I - 1>(std::get<I - 1>(children_).backward(dy));
+      const CView g = std::get<I - 1>(children_).backward(dy);
+      if (!views_overlap(g, dy)) {
+        release_input_grads(I, held);
+        held = I;
+      }
+      backward_from<I - 1>(g, held);
     }
+  }
+  void release_input_grads(std::size_t begin, std::size_t end) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((I >= begin && I < end ? nn::release_input_grad(std::get<I>(children_)) : void()), ...);
+    }(std::index_sequence_for<Ls...>{});
   }
   template <class F>
   void for_each_child(const std::string& prefix, F&& f) {
@@ -217,8 +252,12 @@ class Residual {
     View y = act_.output_for(b.shape(), b.device());
     add(b, s, y);
     if constexpr (PostRelu) relu_forward(y, y);
+    nn::release_output(body_);
+    nn::release_output(shortcut_);
     return y;
   }
+  // g = relu'(y) * dy goes to both branches; dx = db + ds is written over g where it fits (g is
+  // dead by then; an identity shortcut's ds is g itself, which the element-wise add allows).
   CView backward(CView dy) {
     CView g = dy;
     if constexpr (PostRelu) {
@@ -228,9 +267,39 @@ class Residual {
     }
     const CView db = body_.backward(g);
     const CView ds = shortcut_.backward(g);
-    View dx = act_.input_grad_for(db.shape(), db.device());
+    if (!input_grad_) {
+      release_input_grad();
+      return CView();
+    }
+    View dx;
+    const bool g_dead = !views_overlap(db, g) && !views_overlap(ds, g);
+    if (PostRelu && (db.shape() == g.shape() || (g_dead && db.numel() <= g.numel()))) {
+      dx = View(grad_sum_.y.data(), db.shape(), db.device());
+      act_.release_input_grad();
+    } else {
+      if (PostRelu && g_dead) grad_sum_.release_output();
+      dx = act_.input_grad_for(db.shape(), db.device());
+    }
     add(db, ds, dx);
+    nn::release_input_grad(body_);
+    nn::release_input_grad(shortcut_);
     return dx;
+  }
+  void release_input_grad() {
+    nn::release_input_grad(body_);
+    nn::release_input_grad(shortcut_);
+    grad_sum_.release_output();
+    act_.release_input_grad();
+  }
+  void release_output() {
+    if constexpr (!PostRelu) act_.release_output();  // with the relu, backward reads y
+  }
+  bool keeps_input() const { return nn::keeps_input(body_) || nn::keeps_input(shortcut_); }
+  void set_input_grad(bool needed) {
+    input_grad_ = needed;
+    nn::set_input_grad(body_, needed);
+    nn::set_input_grad(shortcut_, needed);
+    if (!needed) act_.release_input_grad();
   }
   void set_training(bool t) {
     body_.set_training(t);
@@ -257,7 +326,8 @@ class Residual {
  private:
   Body body_;
   Shortcut shortcut_;
-  Activations act_, grad_sum_;
+  Activations act_, grad_sum_;  // grad_sum_.y holds g, then dx where it fits
+  bool input_grad_ = true;
 };
 
 // N blocks of one type, named "0" .. "N-1"; each built by make(i) so blocks can differ in their
@@ -292,13 +362,32 @@ class Repeat {
     for (auto& b : blocks_) b.initialize(init);
   }
   CView forward(CView x) {
-    for (auto& b : blocks_) x = b.forward(x);
+    for (std::size_t i = 0; i < N; ++i) {
+      const CView y = blocks_[i].forward(x);
+      if (i > 0 && !nn::keeps_input(blocks_[i]) && !views_overlap(x, y)) nn::release_output(blocks_[i - 1]);
+      x = y;
+    }
     return x;
   }
+  // As Sequential::backward: dy lives in the input gradients of blocks [i + 1, held).
   CView backward(CView dy) {
-    for (std::size_t i = N; i-- > 0;) dy = blocks_[i].backward(dy);
+    std::size_t held = N;
+    for (std::size_t i = N; i-- > 0;) {
+      const CView g = blocks_[i].backward(dy);
+      if (!views_overlap(g, dy)) {
+        for (std::size_t j = i + 1; j < held; ++j) nn::release_input_grad(blocks_[j]);
+        held = i + 1;
+      }
+      dy = g;
+    }
     return dy;
   }
+  void release_input_grad() {
+    for (auto& b : blocks_) nn::release_input_grad(b);
+  }
+  void release_output() { nn::release_output(blocks_[N - 1]); }
+  bool keeps_input() const { return nn::keeps_input(blocks_[0]); }
+  void set_input_grad(bool needed) { nn::set_input_grad(blocks_[0], needed); }
   void set_training(bool t) {
     for (auto& b : blocks_) b.set_training(t);
   }
@@ -339,6 +428,16 @@ class Optional {
   }
   CView forward(CView x) { return enabled_ ? layer_.forward(x) : x; }
   CView backward(CView dy) { return enabled_ ? layer_.backward(dy) : dy; }
+  void release_input_grad() {
+    if (enabled_) nn::release_input_grad(layer_);
+  }
+  void release_output() {
+    if (enabled_) nn::release_output(layer_);
+  }
+  bool keeps_input() const { return enabled_ ? nn::keeps_input(layer_) : true; }  // disabled: passes x on
+  void set_input_grad(bool needed) {
+    if (enabled_) nn::set_input_grad(layer_, needed);
+  }
   void set_training(bool t) { layer_.set_training(t); }
   template <class F>
   void visit_parameters(const std::string& prefix, F&& f) {

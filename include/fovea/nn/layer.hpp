@@ -9,6 +9,18 @@
 //   - writes (does not accumulate) its parameter gradients in backward;
 //   - lists parameters (weight, bias, norm) and buffers (running statistics) under torchvision
 //     style names through visit_parameters / visit_buffers.
+// Optional members, found with `requires` and called through the free helpers below (a layer
+// without them still works; it just keeps its buffers for the whole run):
+//   - release_input_grad(): the caller has consumed the view returned by the last backward; free
+//     the input gradient and any other backward-only buffer;
+//   - release_output(): nobody reads the view returned by the last forward any more; free the
+//     output unless the layer's own backward needs it;
+//   - keeps_input() -> bool: false when, after forward returns, the layer holds no view of its
+//     input and its output does not alias it (so the producer of the input may release_output);
+//   - set_input_grad(bool): false when nobody needs the input gradient (the image gradient of the
+//     first layer): backward may then skip computing it and return a null view (data() nullptr).
+// Composites call these on their children as soon as a buffer is dead (nn/compose.hpp), so only
+// the views returned by the outermost forward and backward stay valid until the next call.
 #pragma once
 
 #include <concepts>
@@ -116,7 +128,7 @@ constexpr bool check_layer() {
 }
 
 // Owned activation buffers of a leaf layer: the output and the input gradient, resized to the
-// shapes of the current call (the batch may change between calls).
+// shapes of the current call (the batch may change between calls) and freed by the release members.
 struct Activations {
   Tensor y;    // forward output
   Tensor dx;   // gradient with respect to the input
@@ -132,6 +144,35 @@ struct Activations {
     else dx.resize(shape);
     return dx.view();
   }
+  void release_output() { y = Tensor(); }
+  void release_input_grad() { dx = Tensor(); }
 };
+
+// Do two views share memory? (Empty and null views share none.) Composites use it to see whether
+// a child passed a buffer through (Identity, Flatten) instead of writing its own.
+inline bool views_overlap(CView a, CView b) {
+  if (a.data() == nullptr || b.data() == nullptr || a.empty() || b.empty() || !(a.device() == b.device()))
+    return false;
+  return a.data() < b.data() + b.numel() && b.data() < a.data() + a.numel();
+}
+
+// The optional members, with their defaults for layers that lack them.
+template <class L>
+void release_input_grad(L& layer) {
+  if constexpr (requires { layer.release_input_grad(); }) layer.release_input_grad();
+}
+template <class L>
+void release_output(L& layer) {
+  if constexpr (requires { layer.release_output(); }) layer.release_output();
+}
+template <class L>
+bool keeps_input(const L& layer) {
+  if constexpr (requires { { layer.keeps_input() } -> std::convertible_to<bool>; }) return layer.keeps_input();
+  else return true;
+}
+template <class L>
+void set_input_grad(L& layer, bool needed) {
+  if constexpr (requires { layer.set_input_grad(needed); }) layer.set_input_grad(needed);
+}
 
 }  // namespace fovea::nn

@@ -1,5 +1,10 @@
 // fovea/nn/layers.hpp: the leaf layers: Conv2d, BatchNorm2d, ReLU, MaxPool2d, GlobalAvgPool,
 // Flatten, Linear, Identity. Each wraps Tier-B ops (ops/*.hpp); see nn/layer.hpp for the contract.
+// Buffer release (nn/layer.hpp): every layer frees its input gradient on release_input_grad();
+// Conv2d, BatchNorm2d, GlobalAvgPool and Linear free their output on release_output() (their
+// backward does not read it; ReLU and MaxPool2d do); ReLU and GlobalAvgPool keep no view of their
+// input, nor does BatchNorm2d in evaluation mode; Identity and Flatten pass buffers through and
+// have no release members.
 #pragma once
 
 #include <cmath>
@@ -67,9 +72,17 @@ class Conv2d {
   CView backward(CView dy) {
     conv2d_backward_filter(act_.x, dy, weight_.grad, params_);
     if (bias_) conv2d_backward_bias(dy, bias_param_.grad);
+    if (!input_grad_) return CView();
     View dx = act_.input_grad_for(act_.x.shape(), dy.device());
     conv2d_backward_data(dy, weight_.value, dx, params_);
     return dx;
+  }
+  void release_input_grad() { act_.release_input_grad(); }
+  void release_output() { act_.release_output(); }
+  // false: backward skips the backward-data convolution and returns a null view.
+  void set_input_grad(bool needed) {
+    input_grad_ = needed;
+    if (!needed) act_.release_input_grad();
   }
   void set_training(bool) {}
   template <class F>
@@ -93,7 +106,7 @@ class Conv2d {
   }
 
   int out_channels_ = 0, kernel_ = 1, in_channels_ = 0;
-  bool bias_ = false;
+  bool bias_ = false, input_grad_ = true;
   Conv2dParams params_{};
   Parameter weight_, bias_param_;
   Activations act_;
@@ -133,6 +146,7 @@ class BatchNorm2d {
     FOVEA_CHECK(x.shape().c() == channels_, "BatchNorm2d set up for ", channels_, " channels got input ",
                 x.shape().str());
     act_.x = x;
+    forward_training_ = training_;
     View y = act_.output_for(x.shape(), x.device());
     if (training_) {
       batch_norm_forward_training(x, gamma_.value, beta_.value, running_mean_, running_var_, momentum_, eps_, y,
@@ -145,10 +159,16 @@ class BatchNorm2d {
   CView backward(CView dy) {
     FOVEA_CHECK(training_, "BatchNorm2d::backward in evaluation mode is not supported (frozen backbones "
                            "stop the backward pass before the backbone)");
+    FOVEA_CHECK(forward_training_, "BatchNorm2d::backward after a forward pass in evaluation mode (its input "
+                                   "was not kept): run forward in training mode first");
     View dx = act_.input_grad_for(act_.x.shape(), dy.device());
     batch_norm_backward(act_.x, dy, gamma_.value, saved_mean_, saved_invstd_, dx, gamma_.grad, beta_.grad);
     return dx;
   }
+  void release_input_grad() { act_.release_input_grad(); }
+  void release_output() { act_.release_output(); }
+  // Only a training-mode forward keeps its input (for backward).
+  bool keeps_input() const { return forward_training_; }
   void set_training(bool t) { training_ = t; }
   bool training() const { return training_; }
   template <class F>
@@ -164,7 +184,7 @@ class BatchNorm2d {
 
  private:
   float eps_ = 1e-5f, momentum_ = 0.1f;
-  bool zero_init_ = false, training_ = true;
+  bool zero_init_ = false, training_ = true, forward_training_ = false;
   std::int64_t channels_ = 0;
   Parameter gamma_, beta_;
   Tensor running_mean_, running_var_, saved_mean_, saved_invstd_;
@@ -187,6 +207,8 @@ class ReLU : public ParameterFree {
     relu_backward(act_.y, dy, dx);
     return dx;
   }
+  void release_input_grad() { act_.release_input_grad(); }
+  bool keeps_input() const { return false; }
 
  private:
   Activations act_;
@@ -211,6 +233,7 @@ class MaxPool2d : public ParameterFree {
     max_pool2d_backward(act_.x, act_.y, dy, dx, params_);
     return dx;
   }
+  void release_input_grad() { act_.release_input_grad(); }
 
  private:
   PoolParams params_{};
@@ -237,6 +260,9 @@ class GlobalAvgPool : public ParameterFree {
     global_avg_pool_backward(dy, dx);
     return dx;
   }
+  void release_input_grad() { act_.release_input_grad(); }
+  void release_output() { act_.release_output(); }
+  bool keeps_input() const { return false; }
 
  private:
   Shape in_shape_;
@@ -300,9 +326,17 @@ class Linear {
   CView backward(CView dy) {
     linear_backward_weight(act_.x, dy, weight_.grad);
     if (bias_) linear_backward_bias(dy, bias_param_.grad);
+    if (!input_grad_) return CView();
     View dx = act_.input_grad_for(act_.x.shape(), dy.device());
     linear_backward_data(dy, weight_.value, dx);
     return dx;
+  }
+  void release_input_grad() { act_.release_input_grad(); }
+  void release_output() { act_.release_output(); }
+  // false: backward skips the input gradient and returns a null view.
+  void set_input_grad(bool needed) {
+    input_grad_ = needed;
+    if (!needed) act_.release_input_grad();
   }
   void set_training(bool) {}
   template <class F>
@@ -317,7 +351,7 @@ class Linear {
  private:
   int out_features_ = 0;
   std::int64_t in_features_ = 0;
-  bool bias_ = true;
+  bool bias_ = true, input_grad_ = true;
   Init init_ = Init::pytorch_default;
   Parameter weight_, bias_param_;
   Activations act_;

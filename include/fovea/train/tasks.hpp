@@ -2,7 +2,9 @@
 // supervised classification (full fine-tuning or linear evaluation on a frozen backbone), SimCLR
 // (NT-Xent over two views in one batch) and MoCo v2 (InfoNCE against a queue, momentum key encoder).
 // A task runs forward, loss and backward; the Trainer (trainer.hpp) owns the optimizer, the schedule,
-// logging, checkpoints and resume.
+// logging, checkpoints and resume. A task switches off the input gradient of the network it trains
+// (nn::set_input_grad(net, false): the stem skips its backward-data convolution); a saliency study
+// on the same network turns it back on with nn::set_input_grad(net, true).
 #pragma once
 
 #include <cmath>
@@ -70,6 +72,7 @@ class ClassifierTask {
       weights_ = Tensor::from(options_.class_weights, Shape{static_cast<std::int64_t>(options_.class_weights.size())},
                               device_);
     loss_ = Tensor(Shape{}, device_);
+    nn::set_input_grad(net_, false);
   }
 
   // The parameters the optimizer updates, with their names (the head only in linear evaluation).
@@ -169,6 +172,7 @@ class SimClrTask {
   SimClrTask(Net& net, Device device, SimClrOptions options = {}) : net_(net), device_(device), options_(options) {
     loss_ = Tensor(Shape{}, device_);
     accuracy_ = Tensor(Shape{2}, device_);
+    nn::set_input_grad(net_, false);
   }
   std::vector<optim::ParamRef> trainable_parameters() { return optim::collect_parameters(net_); }
   void set_training(bool training) { net_.set_training(training); }
@@ -243,6 +247,7 @@ class MocoTask {
       : q_(net_q), k_(net_k), device_(device), options_(options) {
     loss_ = Tensor(Shape{}, device_);
     accuracy_ = Tensor(Shape{2}, device_);
+    nn::set_input_grad(q_, false);
     Tensor raw(Shape{options_.queue_size, dim}, device_);
     random_normal(raw, RandomKey{options_.seed, kPurposeInit, 0, 1u << 20, 0}, 0.0f, 1.0f);
     queue_ = Tensor(raw.shape(), device_);
