@@ -31,14 +31,12 @@ import argparse
 import copy
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-from st_io import read_safetensors, write_safetensors  # tests/torch/st_io.py, next to this script
+from st_io import SKIP, import_torch, read_safetensors, run_fovea, write_safetensors  # tests/torch/st_io.py, next to this script
 
-SKIP = 77
 MIN_MARGIN = 1e-6
 MAX_DRAWS = 8
 
@@ -269,17 +267,11 @@ def draw_batches(torch, case, gen):
 def main():
     args = parse_args()
     start = time.time()
-    try:
-        import torch
-        import torchvision
-    except Exception as e:  # ImportError, or a broken installation
-        print(f"SKIP: torch or torchvision is not importable by {sys.executable}: {type(e).__name__}: {e}")
-        print("  (Debian: scripts/setup --with-torch; elsewhere: pip install torch torchvision)")
+    modules = import_torch(args.device)
+    if modules is None:
         return SKIP
+    torch, torchvision = modules
     cuda = args.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        print(f"SKIP: torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False)")
-        return SKIP
     loss_tol = args.loss_tol if args.loss_tol is not None else (1e-3 if cuda else 1e-4)
     update_tol = args.update_tol if args.update_tol is not None else (1e-2 if cuda else 1e-3)
     torch.backends.cudnn.allow_tf32 = False
@@ -326,21 +318,9 @@ def main():
                 tensors[f"{name}.{k}"] = t
         write_safetensors(inputs, tensors, torch, metadata=case)
         cmd = [args.exe, "--weights", weights, "--input", inputs, "--device", args.device, "--out", out]
-        t0 = time.time()
-        try:
-            run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            print(f"FAILED: running {' '.join(cmd)}: {e}")
-            return 1
-        fovea_seconds = time.time() - t0
-        sys.stdout.write(run.stdout)
-        sys.stdout.write(run.stderr)
-        if run.returncode == SKIP:
-            print("SKIP: fovea_golden_steps cannot use the device (see above)")
-            return SKIP
-        if run.returncode != 0:
-            print(f"FAILED: fovea_golden_steps exited {run.returncode}")
-            return 1
+        status, fovea_seconds = run_fovea(cmd)
+        if status != 0:
+            return status
         got = read_safetensors(out, torch)
 
     failures = []

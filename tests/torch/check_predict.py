@@ -27,9 +27,8 @@ import tempfile
 import time
 import zlib
 
-from st_io import write_safetensors  # tests/torch/st_io.py, next to this script
+from st_io import SKIP, import_torch, write_safetensors  # tests/torch/st_io.py, next to this script
 
-SKIP = 77
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # torchvision's reference scripts
 DR = ([0.3203, 0.2244, 0.1609], [0.2622, 0.1833, 0.1318])   # tools/fovea/main.cpp, --normalization dr
 CUSTOM = ([0.3, 0.5, 0.2], [0.25, 0.15, 0.3])
@@ -109,13 +108,10 @@ def scale_head(torch, model, x, target=4.0):
 def main():
     args = parse_args()
     start = time.time()
-    try:
-        import torch
-        import torchvision
-    except Exception as e:  # ImportError, or a broken installation
-        print(f"SKIP: torch or torchvision is not importable by {sys.executable}: {type(e).__name__}: {e}")
-        print("  (Debian: scripts/setup --with-torch; elsewhere: pip install torch torchvision)")
+    modules = import_torch()
+    if modules is None:
         return SKIP
+    torch, torchvision = modules
     if not args.exe:
         print("SKIP: no fovea program (the build has no fovea_cli target: CLI11/nlohmann-json missing or examples off)")
         return SKIP

@@ -16,14 +16,12 @@
 import argparse
 import copy
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-from st_io import read_safetensors, write_safetensors  # tests/torch/st_io.py, next to this script
+from st_io import SKIP, import_torch, read_safetensors, run_fovea, write_safetensors  # tests/torch/st_io.py, next to this script
 
-SKIP = 77
 MIN_MARGIN = 1e-6  # relative distance of every ReLU input / max-pool choice from its kink
 MAX_DRAWS = 16
 
@@ -131,17 +129,11 @@ def decision_margin(torch, model, x):
 def main():
     args = parse_args()
     start = time.time()
-    try:
-        import torch
-        import torchvision
-    except Exception as e:  # ImportError, or a broken installation
-        print(f"SKIP: torch or torchvision is not importable by {sys.executable}: {type(e).__name__}: {e}")
-        print("  (Debian: scripts/setup --with-torch; elsewhere: pip install torch torchvision)")
+    modules = import_torch(args.device)
+    if modules is None:
         return SKIP
+    torch, torchvision = modules
     cuda = args.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        print(f"SKIP: torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False)")
-        return SKIP
     tol = args.tol if args.tol is not None else (1e-3 if cuda else 1e-4)
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -180,21 +172,9 @@ def main():
         write_safetensors(inputs, {"x": x, "dy": dy}, torch)
         cmd = [args.exe, "--arch", args.arch, "--num-classes", str(args.num_classes), "--weights", weights,
                "--input", inputs, "--device", args.device, "--out", out]
-        t0 = time.time()
-        try:
-            run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            print(f"FAILED: running {' '.join(cmd)}: {e}")
-            return 1
-        fovea_seconds = time.time() - t0
-        sys.stdout.write(run.stdout)
-        sys.stdout.write(run.stderr)
-        if run.returncode == SKIP:
-            print("SKIP: fovea_resnet_forward cannot use the device (see above)")
-            return SKIP
-        if run.returncode != 0:
-            print(f"FAILED: fovea_resnet_forward exited {run.returncode}")
-            return 1
+        status, fovea_seconds = run_fovea(cmd)
+        if status != 0:
+            return status
         got = read_safetensors(out, torch)
 
     t0 = time.time()

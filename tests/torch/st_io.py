@@ -1,9 +1,52 @@
-# tests/torch/st_io.py: a minimal safetensors writer (F32, I64, optional string metadata) and reader
-# (F32) on torch tensors, shared by the torchvision cross-check scripts, so they need neither numpy
-# nor the `safetensors` package. torch is passed in, so importing this module never imports torch.
+# tests/torch/st_io.py: what the torchvision cross-check scripts share: a minimal safetensors writer
+# (F32, I64, optional string metadata) and reader (F32) on torch tensors, so they need neither numpy
+# nor the `safetensors` package, the torch import that skips, and running a fovea program. torch is
+# passed in, so importing this module never imports torch.
 import ctypes
 import json
 import struct
+import subprocess
+import sys
+import time
+
+SKIP = 77  # the exit status CTest reads as "skipped"
+
+
+def import_torch(device="cpu"):
+    """(torch, torchvision), or None after printing why the check is skipped (not importable, or
+    no CUDA device for torch when `device` is cuda)."""
+    try:
+        import torch
+        import torchvision
+    except Exception as e:  # ImportError, or a broken installation
+        print(f"SKIP: torch or torchvision is not importable by {sys.executable}: {type(e).__name__}: {e}")
+        print("  (Debian: scripts/setup --with-torch; elsewhere: pip install torch torchvision)")
+        return None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"SKIP: torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False)")
+        return None
+    return torch, torchvision
+
+
+def run_fovea(cmd, timeout=240):
+    """Runs a fovea program and echoes its output; returns (status, seconds) where status is 0, SKIP
+    (the program cannot use the device) or 1 (it failed or could not be run)."""
+    name = cmd[0].rsplit("/", 1)[-1]
+    t0 = time.time()
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        print(f"FAILED: running {' '.join(cmd)}: {e}")
+        return 1, time.time() - t0
+    sys.stdout.write(run.stdout)
+    sys.stdout.write(run.stderr)
+    if run.returncode == SKIP:
+        print(f"SKIP: {name} cannot use the device (see above)")
+        return SKIP, time.time() - t0
+    if run.returncode != 0:
+        print(f"FAILED: {name} exited {run.returncode}")
+        return 1, time.time() - t0
+    return 0, time.time() - t0
 
 
 def write_safetensors(path, tensors, torch, metadata=None):
