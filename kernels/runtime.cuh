@@ -83,16 +83,22 @@ void mem_info(int device, std::size_t* free_bytes, std::size_t* total_bytes) {
   FOVEA_CHECK_CUDA(cudaMemGetInfo(free_bytes, total_bytes));
 }
 
+namespace detail {
+inline cudaMemcpyKind memcpy_kind(CopyKind kind) {
+  switch (kind) {
+    case CopyKind::host_to_device: return cudaMemcpyHostToDevice;
+    case CopyKind::device_to_host: return cudaMemcpyDeviceToHost;
+    case CopyKind::device_to_device: return cudaMemcpyDeviceToDevice;
+    case CopyKind::host_to_host: return cudaMemcpyHostToHost;
+  }
+  return cudaMemcpyDefault;
+}
+}  // namespace detail
+
 void memcpy(void* dst, const void* src, std::size_t bytes, CopyKind kind, int device, void* stream) {
   detail::DeviceGuard guard(device);
   cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : cudaStreamPerThread;
-  cudaMemcpyKind k = cudaMemcpyDefault;
-  switch (kind) {
-    case CopyKind::host_to_device: k = cudaMemcpyHostToDevice; break;
-    case CopyKind::device_to_host: k = cudaMemcpyDeviceToHost; break;
-    case CopyKind::device_to_device: k = cudaMemcpyDeviceToDevice; break;
-    case CopyKind::host_to_host: k = cudaMemcpyHostToHost; break;
-  }
+  const cudaMemcpyKind k = detail::memcpy_kind(kind);
   FOVEA_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, k, s), bytes, " bytes on cuda:", device);
   if (kind == CopyKind::device_to_host || kind == CopyKind::host_to_device)
     FOVEA_CHECK_CUDA(cudaStreamSynchronize(s), "after a ", bytes, "-byte copy on cuda:", device);
@@ -159,13 +165,7 @@ void host_free_pinned(void* ptr) noexcept {
 void memcpy_async(void* dst, const void* src, std::size_t bytes, CopyKind kind, int device, void* stream) {
   detail::DeviceGuard guard(device);
   cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : cudaStreamPerThread;
-  cudaMemcpyKind k = cudaMemcpyDefault;
-  switch (kind) {
-    case CopyKind::host_to_device: k = cudaMemcpyHostToDevice; break;
-    case CopyKind::device_to_host: k = cudaMemcpyDeviceToHost; break;
-    case CopyKind::device_to_device: k = cudaMemcpyDeviceToDevice; break;
-    case CopyKind::host_to_host: k = cudaMemcpyHostToHost; break;
-  }
+  const cudaMemcpyKind k = detail::memcpy_kind(kind);
   FOVEA_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, k, s), bytes, " bytes on cuda:", device, " (asynchronous)");
 }
 
