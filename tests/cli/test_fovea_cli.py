@@ -426,6 +426,37 @@ def case_finetune_imbalance(tmp):
     run(*base, "--sampler", "weighted", "--out", os.path.join(tmp, "bad2"), expect=2)
 
 
+def case_contradictory_flags(tmp):
+    """Flags that do not apply together are errors (exit 1, naming the flag), unless they only repeat
+    a default, as a run's config.json does for the settings its method does not use; --full takes
+    explicit flags over its own sizes."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "16", "--size", "40", "--seed", "8", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "4", "--device", "cpu",
+             "--threads", "1"]
+    for args, flag in ((["pretrain", "--method", "simclr", "--queue", "1024"], "--queue"),
+                       (["pretrain", "--key-momentum", "0.9"], "--key-momentum"),
+                       (["evaluate", "--weights", os.path.join(tmp, "w.safetensors"), "--split-name", "train"],
+                        "--split-name"),
+                       (["study", "--count", "50"], "--count")):
+        out = os.path.join(tmp, "o_" + flag.strip("-"))
+        code, _, err = run(*args, "--data", data, "--out", out, *small[:2])
+        check(code == 1 and flag in err and "does not apply" in err, f"{args}: exit {code}\n{err}")
+        check(not os.path.exists(os.path.join(out, "config.json")), f"{args} started a run")
+    pre = os.path.join(tmp, "pre")
+    run("pretrain", "--data", data, "--out", pre, "--epochs", "1", *small, expect=0)
+    with open(os.path.join(pre, "config.json")) as f:
+        config = json.load(f)
+    check(config["queue"] == 4096 and config["method"] == "simclr", f"pretrain config.json: {config}")
+    again = os.path.join(tmp, "pre_again")
+    run("pretrain", "--config", os.path.join(pre, "config.json"), "--out", again, expect=0)
+    with open(os.path.join(pre, "backbone.safetensors"), "rb") as a, \
+            open(os.path.join(again, "backbone.safetensors"), "rb") as b:
+        check(a.read() == b.read(), "a SimCLR run from its own config.json gave other weights")
+    _, out, _ = run("study", "--help", expect=0)
+    check("override" in out, "study --help does not say that flags override --full")
+
+
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
 
 

@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -65,6 +67,28 @@ inline void add_run_flags(CLI::App* c, RunArgs& a) {
 }
 }  // namespace detail
 
+// Whether an option was set (on the command line or by --config) to something other than its
+// default (a run's config.json lists every setting, the unused ones at their defaults).
+inline bool set_away_from_default(const CLI::Option* o) {
+  if (o == nullptr || o->count() == 0) return false;
+  const std::string value = o->as<std::string>(), fallback = o->get_default_str();
+  if (value == fallback) return false;
+  try {
+    const double a = std::stod(value), b = std::stod(fallback);
+    return std::abs(a - b) > 1e-6 * std::max(1.0, std::abs(b));
+  } catch (const std::exception&) {
+    return true;
+  }
+}
+
+// Flags that do not apply together are errors, not silently ignored: each of `flags` set away
+// from its default contradicts the setting described by `because`.
+inline void reject_flags(CLI::App& cmd, std::initializer_list<const char*> flags, const std::string& because) {
+  for (const char* flag : flags)
+    FOVEA_CHECK(!set_away_from_default(cmd.get_option_no_throw(flag)), "fovea ", cmd.get_name(), ": ", flag,
+                " does not apply ", because);
+}
+
 inline void add_driver_commands(CLI::App& app) {
   auto pa = std::make_shared<PretrainArgs>();
   auto* p = app.add_subcommand("pretrain", "contrastive pretraining (SimCLR or MoCo v2); writes backbone.safetensors");
@@ -78,6 +102,7 @@ inline void add_driver_commands(CLI::App& app) {
   p->add_option("--key-momentum", pa->key_momentum, "MoCo key-encoder momentum")->capture_default_str();
   p->callback([pa, p] {
     if (!pa->config.empty()) apply_config_file(*p, pa->config);
+    if (pa->method == "simclr") reject_flags(*p, {"--queue", "--key-momentum"}, "to SimCLR (MoCo settings)");
     run_pretrain(*pa);
   });
 
@@ -114,6 +139,7 @@ inline void add_driver_commands(CLI::App& app) {
   e->add_option("--split-name", ea->split_name, "train, validation or test")->capture_default_str();
   e->callback([ea, e] {
     if (!ea->config.empty()) apply_config_file(*e, ea->config);
+    if (ea->split.empty()) reject_flags(*e, {"--split-name"}, "without --split");
     run_evaluate(*ea);
   });
 
@@ -147,15 +173,25 @@ inline void add_driver_commands(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"shuffled", "balanced"}));
   s->add_option("--class-weights", sa->class_weights, "fine-tuning class weights: none, inverse or w0,w1,...")
       ->capture_default_str();
-  s->add_flag("--full", sa->full, "GPU-sized: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, batch 256");
+  s->add_flag("--full", sa->full, "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
+                                   "batch 256 (flags given explicitly override them)");
   add_config_flag(s, sa->config);
   s->callback([sa, s] {
     if (!sa->config.empty()) apply_config_file(*s, sa->config);
+    if (!sa->data.empty()) reject_flags(*s, {"--count"}, "with --data (it sizes the generated synthetic set)");
     StudyArgs a = *sa;
-    if (a.full) {
-      a.arch = "resnet50", a.size = 224, a.generate_size = 256, a.width = 1.0f, a.count = 2000;
-      a.pretrain_epochs = 100, a.finetune_epochs = 50, a.batch_size = 256;
+    if (a.full) {  // the GPU-sized defaults; flags given explicitly keep their values
+      auto unset = [&](const char* flag) { return s->get_option(flag)->count() == 0; };
+      if (unset("--arch")) a.arch = "resnet50";
+      if (unset("--size")) a.size = 224;
+      if (unset("--width")) a.width = 1.0f;
+      if (unset("--count")) a.count = 2000;
+      if (unset("--pretrain-epochs")) a.pretrain_epochs = 100;
+      if (unset("--finetune-epochs")) a.finetune_epochs = 50;
+      if (unset("--batch-size")) a.batch_size = 256;
     }
+    // Synthetic images at least as large as the decode side (size / 0.875), so nothing is upscaled.
+    a.generate_size = std::max(96, static_cast<int>(std::lround(a.size / 0.875)));
     const bool small = a.size <= 128;
     namespace fs = std::filesystem;
     std::string data = a.data;
