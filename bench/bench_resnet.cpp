@@ -1,16 +1,20 @@
 // bench/bench_resnet.cpp: whole-network training steps in img/s: ResNet-18 at 64x64 and ResNet-50
 // at 224x224 (batch 32) on the CPU; ResNet-50 at 224x224, batch 256, on the GPU (TF32 as set by
-// math_settings(), NCHW), forward + backward, and forward + backward + SGD update. The PyTorch eager
-// figure for the same step comes from bench/torch_resnet_step.py, run by scripts/gpu-check in the
-// same session, which prints the ratio.
+// math_settings(), NCHW), forward + backward, and forward + backward + SGD update; and a full SimCLR
+// step on the GPU (ResNet-50 + 2048-2048-128 projection, both views of 256 images, NT-Xent, LARS).
+// The PyTorch eager figures for the same steps come from bench/torch_resnet_step.py, run by
+// scripts/gpu-check in the same session, which prints the ratios.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <string>
+#include <vector>
 
 #include "bench_common.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/summary.hpp"
 #include "fovea/optim/optim.hpp"
+#include "fovea/train/tasks.hpp"
 
 namespace fovea::bench {
 
@@ -63,6 +67,41 @@ void training_step(benchmark::State& state, Device device, models::ResNetConfig 
   state.counters["peak_MiB"] = static_cast<double>(memory_stats(device).peak_bytes) / (1 << 20);
 }
 
+// One SimCLR training step as the trainer runs it: SimClrTask::train_step (forward of both views,
+// NT-Xent, backward, the loss and contrastive accuracies read back) and the LARS update.
+void simclr_step(benchmark::State& state, Device device, std::int64_t batch, int size, int warmup) {
+  using Net = models::ContrastiveModel<models::ResNet50Backbone>;
+  reset_peak_memory(device);
+  Net net(models::ResNetConfig{}, 2048, 128);
+  const Shape in{2 * batch, 3, size, size};
+  net.setup(in, device);
+  nn::initialize(net, 1);
+  nn::set_training(net, true);
+  train::SimClrTask task(net, device, {.temperature = 0.5f});
+  optim::Optimizer<optim::Lars> opt(task.trainable_parameters(), optim::LarsOptions{});
+  train::Batch b;
+  b.images = make_input(in, device, 1);
+  auto body = [&] {
+    task.train_step(b);
+    opt.step(0.3f);
+  };
+  for (int i = 0; i < warmup; ++i) body();
+  synchronize(device);
+  std::vector<double> times;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();  // train_step reads the loss back: host time is exact
+    body();
+    synchronize(device);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(s);
+    times.push_back(s);
+  }
+  const double t = median(times);
+  state.counters["img/s"] = t > 0 ? static_cast<double>(batch) / t : 0.0;
+  state.counters["ms"] = t * 1e3;
+  state.counters["peak_MiB"] = static_cast<double>(memory_stats(device).peak_bytes) / (1 << 20);
+}
+
 }  // namespace
 
 void register_resnet_benchmarks(Device device) {
@@ -75,6 +114,8 @@ void register_resnet_benchmarks(Device device) {
     register_timed("resnet50_fwd_bwd/cpu/224px_b32", [=](benchmark::State& s) {
       training_step<ResNet50>(s, device, models::ResNetConfig{.num_classes = 5}, Shape{32, 3, 224, 224}, false, 1);
     })->Iterations(2);
+    register_timed("resnet50_simclr_step/cpu/64px_b8", [=](benchmark::State& s) { simclr_step(s, device, 8, 64, 1); })
+        ->Iterations(2);
     return;
   }
   for (bool update : {false, true}) {
@@ -83,6 +124,9 @@ void register_resnet_benchmarks(Device device) {
       training_step<ResNet50>(s, device, models::ResNetConfig{.num_classes = 1000}, Shape{256, 3, 224, 224}, update, 3);
     })->Iterations(10);
   }
+  register_timed("resnet50_simclr_step/cuda/224px_b256", [=](benchmark::State& s) {
+    simclr_step(s, device, 256, 224, 3);
+  })->Iterations(10);
 }
 
 }  // namespace fovea::bench
