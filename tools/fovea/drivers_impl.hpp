@@ -69,7 +69,7 @@ inline data::Dataset load_data(const RunArgs& a) {
 // Settings a resumed run may change without changing what it computes (where it runs, how it logs).
 inline bool resume_may_change(const std::string& key) {
   return key == "device" || key == "threads" || key == "log_every" || key == "checkpoint_every" || key == "out" ||
-         key == "command" || key == "config";
+         key == "command";
 }
 
 // The settings that differ between an earlier run's config and this one's (one line each), ignoring
