@@ -4,12 +4,14 @@
 // to the device once per call, so both twins read the same bits.
 //
 // Kernels (all memory-bound):
-//   contrast_mean_kernel: one block per sample whose jitter includes contrast: the mean over the
-//     output pixels of the grayscale of the jitter prefix (optionally after the geometric gather);
+//   contrast_mean_kernel: kMeanChunks blocks per sample whose jitter includes contrast, each summing
+//     the grayscale of the jitter prefix (optionally after the geometric gather) over its share of the
+//     output pixels; the pixel kernel adds the kMeanChunks partial sums in a fixed order;
 //   pixel_kernel: blockIdx.y a sample, blockIdx.x a 32 x 32 output tile, each thread one column of
 //     kPixelRows pixels with all three channels: an optional gather (crop + flips + rotation; without
-//     rotation the x taps are computed once per thread, the y taps once per row), then the enabled
-//     stages (jitter, grayscale, solarize, normalise). In the fused pipeline blurred samples skip
+//     rotation the x taps are computed once per thread, the y taps once per row, and taps of weight 0,
+//     as all of a flip's are, are not loaded), then the enabled stages (jitter op by op over the
+//     thread's rows, grayscale, solarize, normalise). In the fused pipeline blurred samples skip
 //     solarize and normalise and go to a compact scratch for the blur;
 //   blur_tile_kernel: the fused blur: one block per (64 x 64 output tile, blurred plane) loads the
 //     tile plus its reflected halo into shared memory, runs the row pass into shared memory and the
@@ -70,10 +72,14 @@ class AugmentScratch {
 
 inline std::size_t align_up(std::size_t n) { return (n + 255) & ~std::size_t{255}; }
 
-// The plan on the device: plans[N], means[N], blur weights, blurred sample indices.
+// Blocks per sample of contrast_mean_kernel (a block per sample left most SMs idle at batch 256).
+inline constexpr int kMeanChunks = 16;
+
+// The plan on the device: plans[N], the contrast mean's partial sums mean_parts[N][kMeanChunks], blur
+// weights, blurred sample indices.
 struct DevicePlan {
   const AugmentPlan* plans = nullptr;
-  float* means = nullptr;
+  double* mean_parts = nullptr;
   const float* weights = nullptr;
   const std::int32_t* blurred = nullptr;
 };
@@ -82,7 +88,7 @@ class DevicePlanBuffer {
  public:
   DevicePlanBuffer(Device device, const AugmentBatchPlan& plan, cudaStream_t stream)
       : plans_bytes_(align_up(plan.samples.size() * sizeof(AugmentPlan))),
-        means_bytes_(align_up(plan.samples.size() * sizeof(float))),
+        means_bytes_(align_up(plan.samples.size() * kMeanChunks * sizeof(double))),
         weights_bytes_(align_up(plan.blur_weights.size() * sizeof(float))),
         blurred_bytes_(align_up(plan.blurred.size() * sizeof(std::int32_t))),
         scratch_(device, plans_bytes_ + means_bytes_ + weights_bytes_ + blurred_bytes_) {
@@ -100,7 +106,7 @@ class DevicePlanBuffer {
         host.size(), " bytes of augmentation plan");
     char* base = scratch_.bytes();
     view_.plans = reinterpret_cast<const AugmentPlan*>(base);
-    view_.means = reinterpret_cast<float*>(base + plans_bytes_);
+    view_.mean_parts = reinterpret_cast<double*>(base + plans_bytes_);
     view_.weights = reinterpret_cast<const float*>(base + plans_bytes_ + means_bytes_);
     view_.blurred =
         reinterpret_cast<const std::int32_t*>(base + plans_bytes_ + means_bytes_ + weights_bytes_);
@@ -133,27 +139,43 @@ __device__ __forceinline__ void load_pixel(const float* x, const PixelGeometry& 
   }
 }
 
+// Grid: (kMeanChunks, samples, at most 65535 looping). Block c of sample n sums pixels [c hw / kMeanChunks, (c + 1) hw /
+// kMeanChunks) into mean_parts[n][c] (per thread in float, then a fixed double tree).
 __global__ void __launch_bounds__(kBlock)
-    contrast_mean_kernel(const float* x, PixelGeometry g, DevicePlan plan, int stages) {
-  const std::int64_t n = blockIdx.x;
-  const AugmentPlan& p = plan.plans[n];
-  if (!p.contrast) return;
+    contrast_mean_kernel(const float* x, PixelGeometry g, const AugmentPlan* __restrict__ plans,
+                         double* __restrict__ mean_parts, int stages) {
   const int hw = g.out_h * g.out_w;
-  float sum = 0.0f;
-  for (int i = threadIdx.x; i < hw; i += blockDim.x) {
-    float rgb[3];
-    load_pixel(x, g, p, stages, n, i / g.out_w, i % g.out_w, rgb);
-    math::augment::jitter_pixel(p, rgb[0], rgb[1], rgb[2], 0.0f, true);
-    sum += math::augment::gray_of(rgb[0], rgb[1], rgb[2]);
-  }
+  const int chunk = static_cast<int>(blockIdx.x);
+  const int begin = static_cast<int>(static_cast<std::int64_t>(hw) * chunk / kMeanChunks);
+  const int end = static_cast<int>(static_cast<std::int64_t>(hw) * (chunk + 1) / kMeanChunks);
   __shared__ double partial[kBlock];
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int step = kBlock / 2; step > 0; step >>= 1) {
-    if (threadIdx.x < step) partial[threadIdx.x] += partial[threadIdx.x + step];
+  for (std::int64_t n = blockIdx.y; n < g.samples; n += gridDim.y) {  // block-uniform
+    const AugmentPlan& p = plans[n];
+    if (!p.contrast) continue;
+    float sum = 0.0f;
+    for (int i = begin + static_cast<int>(threadIdx.x); i < end; i += kBlock) {
+      float rgb[3];
+      load_pixel(x, g, p, stages, n, i / g.out_w, i % g.out_w, rgb);
+      math::augment::jitter_pixel(p, rgb[0], rgb[1], rgb[2], 0.0f, true);
+      sum += math::augment::gray_of(rgb[0], rgb[1], rgb[2]);
+    }
+    partial[threadIdx.x] = sum;
     __syncthreads();
+    for (int step = kBlock / 2; step > 0; step >>= 1) {
+      if (threadIdx.x < step) partial[threadIdx.x] += partial[threadIdx.x + step];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) mean_parts[n * kMeanChunks + chunk] = partial[0];
+    __syncthreads();  // partial is reused for the next sample
   }
-  if (threadIdx.x == 0) plan.means[n] = static_cast<float>(partial[0] / hw);
+}
+
+// Sample n's contrast mean from contrast_mean_kernel's partial sums, added in a fixed order.
+__device__ __forceinline__ float contrast_mean(const double* __restrict__ mean_parts, std::int64_t n, int hw) {
+  double sum = 0.0;
+#pragma unroll
+  for (int c = 0; c < kMeanChunks; ++c) sum += mean_parts[n * kMeanChunks + c];
+  return static_cast<float>(sum / hw);
 }
 
 // pixel_kernel's tiling: lanes along x, the block's 8 warps along y, kPixelRows rows per thread.
@@ -164,7 +186,9 @@ inline constexpr int kPixelTileH = kPixelRowStep * kPixelRows;
 
 // The separable gather (no rotation) of rows oy0 + k * kPixelRowStep at column ox: the x taps once,
 // the y taps per row; the same expressions as math::augment::geometry_pixel. All 12 x kPixelRows loads
-// are independent, so they are in flight together.
+// are independent, so they are in flight together. A tap of weight 0 (the upper tap where the source
+// coordinate is a whole pixel, as everywhere in a flip or an unscaled crop) is not loaded: its term is
+// 0 * v = 0 either way, so the result is the same for finite pixels.
 __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometry& g, const AugmentPlan& p,
                                             int ox, int oy0, float rgb[kPixelRows][3]) {
   const float last = static_cast<float>(g.out_w - 1);
@@ -177,6 +201,7 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
   const int plane = g.in_h * g.in_w;
   const float* col0 = img + p.crop_left + x0;
   const float* col1 = img + p.crop_left + x1;
+  const bool use_x1 = lx != 0.0f;
 #pragma unroll
   for (int k = 0; k < kPixelRows; ++k) {
     // Rows past the output repeat the last one (not stored), so every load issues unconditionally.
@@ -188,20 +213,73 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
     math::augment::bilinear_taps(fy, p.scale_y, p.crop_height, y0, y1, ly);
     const float hy = 1.0f - ly;
     const int r0 = (p.crop_top + y0) * g.in_w, r1 = (p.crop_top + y1) * g.in_w;
+    const bool use_y1 = ly != 0.0f;
 #pragma unroll
     for (int c = 0; c < 3; ++c) {
       const int o = c * plane;
-      rgb[k][c] = hy * (hx * __ldg(col0 + o + r0) + lx * __ldg(col1 + o + r0)) +
-                  ly * (hx * __ldg(col0 + o + r1) + lx * __ldg(col1 + o + r1));
+      const float v00 = __ldg(col0 + o + r0);
+      const float v01 = use_x1 ? __ldg(col1 + o + r0) : 0.0f;
+      const float v10 = use_y1 ? __ldg(col0 + o + r1) : 0.0f;
+      const float v11 = use_x1 && use_y1 ? __ldg(col1 + o + r1) : 0.0f;
+      rgb[k][c] = hy * (hx * v00 + lx * v01) + ly * (hx * v10 + lx * v11);
+    }
+  }
+}
+
+// The sample's colour jitter on a thread's kPixelRows pixels, op by op: each op over all rows before
+// the next, so the op switch runs once per op rather than per pixel and each op's code once. Per pixel
+// it is math::augment::jitter_pixel: the same ops, order, factors and expressions.
+__device__ __forceinline__ void jitter_rows(const AugmentPlan& p, float mean, float rgb[kPixelRows][3]) {
+  const int ops = p.jitter_ops;
+  if (ops == 0) return;
+  int order = 0;
+  float f[kJitterOps];
+#pragma unroll
+  for (int k = 0; k < kJitterOps; ++k) {
+    order |= (p.order[k] & 3) << (2 * k);
+    f[k] = p.factor[p.order[k] & 3];
+  }
+#pragma unroll 1
+  for (int k = 0; k < kJitterOps; ++k) {
+    const int op = (order >> (2 * k)) & 3;
+    if (!((ops >> op) & 1)) continue;
+    const float factor = k == 0 ? f[0] : (k == 1 ? f[1] : (k == 2 ? f[2] : f[3]));
+    switch (op) {
+      case kJitterBrightness:
+#pragma unroll
+        for (int r = 0; r < kPixelRows; ++r)
+          math::augment::jitter_op(kJitterBrightness, rgb[r][0], rgb[r][1], rgb[r][2], factor, mean);
+        break;
+      case kJitterContrast:
+#pragma unroll
+        for (int r = 0; r < kPixelRows; ++r)
+          math::augment::jitter_op(kJitterContrast, rgb[r][0], rgb[r][1], rgb[r][2], factor, mean);
+        break;
+      case kJitterSaturation:
+#pragma unroll
+        for (int r = 0; r < kPixelRows; ++r)
+          math::augment::jitter_op(kJitterSaturation, rgb[r][0], rgb[r][1], rgb[r][2], factor, mean);
+        break;
+      default:
+#pragma unroll
+        for (int r = 0; r < kPixelRows; ++r)
+          math::augment::jitter_op(kJitterHue, rgb[r][0], rgb[r][1], rgb[r][2], factor, mean);
+        break;
     }
   }
 }
 
 // out (or, for blurred samples under kStageDeferBlurred with deferred != nullptr, deferred's compact
 // slot of the sample) from x through `stages`. Grid: (tiles of 32 x 32 output pixels, samples).
+// plans and mean_parts are the DevicePlan's, passed apart so that __restrict__ lets the plan's fields
+// stay in registers across the stores to out. kStages >= 0 fixes the stages at compile time (the
+// single-op kernels: no registers or branches for the other stages); -1 takes them from `stages`.
+template <int kStages>
 __global__ void __launch_bounds__(kBlock)
-    pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g, DevicePlan plan,
-                 ChannelStats stats, int stages) {
+    pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g,
+                 const AugmentPlan* __restrict__ plans, const double* __restrict__ mean_parts,
+                 ChannelStats stats, int runtime_stages) {
+  const int stages = kStages >= 0 ? kStages : runtime_stages;
   const int tiles_x = (g.out_w + kPixelTileW - 1) / kPixelTileW;
   const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
   const int ox = tx * kPixelTileW + static_cast<int>(threadIdx.x) % kPixelTileW;
@@ -210,26 +288,26 @@ __global__ void __launch_bounds__(kBlock)
   const std::int64_t in_sample = 3 * static_cast<std::int64_t>(g.in_h) * g.in_w;
   const std::int64_t hw = static_cast<std::int64_t>(g.out_h) * g.out_w;
   for (std::int64_t n = blockIdx.y; n < g.samples; n += gridDim.y) {
-    const AugmentPlan& p = plan.plans[n];
+    const AugmentPlan& p = plans[n];
     float rgb[kPixelRows][3];
     if ((stages & kStageGeometry) && !p.rotate) {
       gather_rows(x + n * in_sample, g, p, ox, oy0, rgb);
     } else {
 #pragma unroll
       for (int k = 0; k < kPixelRows; ++k) {
+        // rows past the output: a copy of the first (computed on, never stored)
         const int oy = oy0 + k * kPixelRowStep;
-        if (oy < g.out_h) load_pixel(x, g, p, stages, n, oy, ox, rgb[k]);
+        load_pixel(x, g, p, stages, n, oy < g.out_h ? oy : oy0, ox, rgb[k]);
       }
     }
     const bool defer = (stages & kStageDeferBlurred) && p.blur;
-    const float mean = (stages & kStageJitter) && p.contrast ? plan.means[n] : 0.0f;
+    if (stages & kStageJitter) jitter_rows(p, p.contrast ? contrast_mean(mean_parts, n, g.out_h * g.out_w) : 0.0f, rgb);
     float* o = defer && deferred != nullptr ? deferred + p.blur_slot * 3 * hw : out + n * 3 * hw;
 #pragma unroll
     for (int k = 0; k < kPixelRows; ++k) {
       const int oy = oy0 + k * kPixelRowStep;
       if (oy >= g.out_h) break;
       float* v = rgb[k];
-      if (stages & kStageJitter) math::augment::jitter_pixel(p, v[0], v[1], v[2], mean, false);
       if (stages & kStageGray) math::augment::grayscale_pixel(p, v[0], v[1], v[2]);
       if ((stages & kStageSolarize) && !defer && p.solarize)
         for (int c = 0; c < 3; ++c) v[c] = math::augment::solarize_value(v[c], p.threshold);
@@ -441,13 +519,24 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
   bool any_contrast = false;
   for (const auto& p : plan.samples) any_contrast = any_contrast || p.contrast;
   if ((stages & kStageJitter) && any_contrast) {
-    contrast_mean_kernel<<<static_cast<unsigned>(g.samples), kBlock, 0, stream>>>(x, g, dplan, stages);
+    const dim3 mean_grid(kMeanChunks, static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
+    contrast_mean_kernel<<<mean_grid, kBlock, 0, stream>>>(x, g, dplan.plans, dplan.mean_parts, stages);
     FOVEA_CHECK_LAUNCH("contrast_mean_kernel", op, ", output ", out.shape().str());
   }
   const std::int64_t tiles = static_cast<std::int64_t>((g.out_w + kPixelTileW - 1) / kPixelTileW) *
                              ((g.out_h + kPixelTileH - 1) / kPixelTileH);
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
-  pixel_kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan, stats, stages);
+  auto launch = [&](auto kernel) {
+    kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan.plans, dplan.mean_parts, stats, stages);
+  };
+  switch (stages) {  // the single ops get kernels compiled for their one stage
+    case kStageGeometry: launch(pixel_kernel<kStageGeometry>); break;
+    case kStageJitter: launch(pixel_kernel<kStageJitter>); break;
+    case kStageGray: launch(pixel_kernel<kStageGray>); break;
+    case kStageSolarize: launch(pixel_kernel<kStageSolarize>); break;
+    case kStageNormalize: launch(pixel_kernel<kStageNormalize>); break;
+    default: launch(pixel_kernel<-1>); break;
+  }
   FOVEA_CHECK_LAUNCH("pixel_kernel", op, ", output ", out.shape().str(), ", input ", g.in_h, "x", g.in_w);
 }
 

@@ -144,6 +144,16 @@ TEST(NtXentKernelSetting, EnvironmentScopeAndTf32Switch) {
     EXPECT_FALSE(detail::nt_xent_tensor_cores());
   }
   EXPECT_EQ(nt_xent_kernel(), before);
+  {
+    // automatic is the tensor-core kernel while TF32 is allowed, the fp32 kernel otherwise
+    ScopedNtXentKernel automatic(NtXentKernel::automatic);
+    {
+      ScopedMathSettings on({true, false});
+      EXPECT_TRUE(detail::nt_xent_tensor_cores());
+    }
+    ScopedMathSettings off({false, false});
+    EXPECT_FALSE(detail::nt_xent_tensor_cores());
+  }
 }
 
 TEST(CudaNtXentTensorCore, SupportedDims) {
