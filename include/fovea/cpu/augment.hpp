@@ -237,18 +237,16 @@ FOVEA_HD void adjust_hue(float& r, float& g, float& b, float factor) {
   const float h6 = h * 6.0f;
   const float fi = floor_hd(h6);
   const float f = h6 - fi;
-  const int i = static_cast<int>(fi) % 6;
+  const int i = static_cast<int>(fi) % 6;  // 0 .. 5 (h in [0, 1])
   const float p = clamp01(v * (1.0f - s));
   const float q = clamp01(v * (1.0f - s * f));
   const float t = clamp01(v * (1.0f - s * (1.0f - f)));
-  switch (i) {
-    case 0: r = v, g = t, b = p; break;
-    case 1: r = q, g = v, b = p; break;
-    case 2: r = p, g = v, b = t; break;
-    case 3: r = p, g = q, b = v; break;
-    case 4: r = t, g = p, b = v; break;
-    default: r = v, g = p, b = q; break;
-  }
+  // Sector i picks (r, g, b) = (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q):
+  // written as selects, not a switch, so that neighbouring pixels in other sectors do not diverge
+  // on the GPU.
+  r = (i == 0 || i == 5) ? v : (i == 1 ? q : (i == 4 ? t : p));
+  g = (i == 1 || i == 2) ? v : (i == 0 ? t : (i == 3 ? q : p));
+  b = (i == 3 || i == 4) ? v : (i == 2 ? t : (i == 5 ? q : p));
 }
 
 // One colour-jitter op on a pixel (contrast blends with `mean`, the grayscale mean of the image at
