@@ -371,27 +371,30 @@ inline constexpr int kBlurRun = 8;
 inline constexpr int kBlurMidPitch = kBlurTile + 1;
 
 struct BlurTileLayout {
-  int rows = 0, pitch_in = 0, mid = 0, floats = 0;
+  int rows = 0, pitch_in = 0, mid = 0, weights = 0, floats = 0;
 };
 
+// Shared memory of one plane: in (rows x pitch_in), mid (span x kBlurMidPitch), then the plane's
+// 2 radius + 1 weights (a shared-memory read per tap instead of a 64-bit address and a global load).
 __host__ __device__ inline BlurTileLayout blur_tile_layout(int radius) {
   const int span = kBlurTile + (2 * radius + kBlurRun) / kBlurRun * kBlurRun;
   BlurTileLayout l;
   l.rows = kBlurTile + 2 * radius;
   l.pitch_in = span | 1;
   l.mid = l.rows * l.pitch_in;
-  l.floats = l.mid + span * kBlurMidPitch;
+  l.weights = l.mid + span * kBlurMidPitch;
+  l.floats = l.weights + 2 * radius + 1;
   return l;
 }
 
 // kBlurRun taps kb .. kb + kBlurRun - 1 (those below kernel) of acc[j] += weights[k] * window[j + k - kb],
-// the window being lo then hi.
+// the window being lo then hi; weights in shared memory.
 __device__ __forceinline__ void blur_taps(const float lo[kBlurRun], const float hi[kBlurRun],
                                           const float* weights, int kb, int kernel, float acc[kBlurRun]) {
 #pragma unroll
   for (int kk = 0; kk < kBlurRun; ++kk) {
     if (kb + kk < kernel) {
-      const float wk = __ldg(weights + kb + kk);
+      const float wk = weights[kb + kk];
 #pragma unroll
       for (int j = 0; j < kBlurRun; ++j)
         acc[j] += wk * (j + kk < kBlurRun ? lo[j + kk] : hi[j + kk - kBlurRun]);
@@ -439,47 +442,68 @@ __global__ void __launch_bounds__(kBlock, 4)
     const int n = plan.blurred[b];
     const AugmentPlan& p = plan.plans[n];
     const int kernel = p.blur_kernel, radius = kernel / 2;
-    const float* weights = plan.weights + p.blur_offset;
     const BlurTileLayout l = blur_tile_layout(radius);
     float* in = blur_smem;
     float* mid = blur_smem + l.mid;
+    float* weights = blur_smem + l.weights;
+    for (int k = tid; k < kernel; k += kBlock) weights[k] = __ldg(plan.weights + p.blur_offset + k);
     const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
-    // Tile + halo, reflected at the image border as math::augment::blur_tap_sum does per tap.
-    const int rows = th + 2 * radius, cols = tw + 2 * radius;
+    // Tile + halo, reflected at the image border as math::augment::blur_tap_sum does per tap; away
+    // from the top and bottom borders (block-uniform) the rows are read without reflection.
+    const int rows = th + 2 * radius, cols = tw + 2 * radius, row0 = y0 - radius;
+    const bool rows_inside = row0 >= 0 && row0 + rows <= h;
     for (int col = lane; col < cols; col += 32) {
       const float* column = src + math::augment::reflect_index(x0 - radius + col, w);
+      if (rows_inside) {
+        const float* q = column + static_cast<std::int64_t>(row0 + warp) * w;
+        const std::int64_t step = static_cast<std::int64_t>(kWarps) * w;
 #pragma unroll 8
-      for (int r = warp; r < rows; r += kWarps)
-        in[r * l.pitch_in + col] =
-            __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(y0 - radius + r, h)) * w);
+        for (int r = warp; r < rows; r += kWarps, q += step) in[r * l.pitch_in + col] = __ldg(q);
+      } else {
+#pragma unroll 8
+        for (int r = warp; r < rows; r += kWarps)
+          in[r * l.pitch_in + col] =
+              __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(row0 + r, h)) * w);
+      }
     }
     __syncthreads();
-    // Row pass: item = (row, run of kBlurRun columns), consecutive lanes on consecutive rows.
+    // Row pass: item = (row r, run of kBlurRun columns), consecutive lanes on consecutive rows; (run, r)
+    // advance by kBlock items without a division per item.
     const int runs_x = (tw + kBlurRun - 1) / kBlurRun;
-    for (int item = tid; item < rows * runs_x; item += kBlock) {
-      const int run = item / rows, r = item - run * rows;
-      float acc[kBlurRun];
-      blur_run(in + r * l.pitch_in + run * kBlurRun, 1, weights, kernel, acc);
+    {
+      const int step_run = kBlock / rows, step_r = kBlock - step_run * rows;
+      int run = tid / rows, r = tid - run * rows;
+      for (int item = tid; item < rows * runs_x; item += kBlock) {
+        float acc[kBlurRun];
+        blur_run(in + r * l.pitch_in + run * kBlurRun, 1, weights, kernel, acc);
 #pragma unroll
-      for (int j = 0; j < kBlurRun; ++j) mid[r * kBlurMidPitch + run * kBlurRun + j] = acc[j];
+        for (int j = 0; j < kBlurRun; ++j) mid[r * kBlurMidPitch + run * kBlurRun + j] = acc[j];
+        run += step_run, r += step_r;
+        if (r >= rows) r -= rows, ++run;
+      }
     }
     __syncthreads();
-    // Column pass: item = (column, run of kBlurRun rows), consecutive lanes on consecutive columns.
+    // Column pass: item = (column col < tw, run of kBlurRun rows), consecutive lanes on consecutive
+    // columns (a partial tile keeps every thread busy); (run, col) advance as in the row pass.
     const int runs_y = (th + kBlurRun - 1) / kBlurRun;
-    float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw;
-    for (int item = tid; item < kBlurTile * runs_y; item += kBlock) {
-      const int run = item / kBlurTile, col = item - run * kBlurTile;
-      if (col >= tw) continue;
-      float acc[kBlurRun];
-      blur_run(mid + run * kBlurRun * kBlurMidPitch + col, kBlurMidPitch, weights, kernel, acc);
+    float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + x0;
+    {
+      const int step_run = kBlock / tw, step_col = kBlock - step_run * tw;
+      int run = tid / tw, col = tid - run * tw;
+      for (int item = tid; item < tw * runs_y; item += kBlock) {
+        float acc[kBlurRun];
+        blur_run(mid + run * kBlurRun * kBlurMidPitch + col, kBlurMidPitch, weights, kernel, acc);
+        float* o = dst + static_cast<std::int64_t>(y0 + run * kBlurRun) * w + col;
 #pragma unroll
-      for (int j = 0; j < kBlurRun; ++j) {
-        const int y = run * kBlurRun + j;
-        if (y >= th) break;
-        float v = acc[j];
-        if ((stages & kStageSolarize) && p.solarize) v = math::augment::solarize_value(v, p.threshold);
-        if (stages & kStageNormalize) v = math::augment::normalize_value(v, stats.mean[c], stats.std[c]);
-        dst[static_cast<std::int64_t>(y0 + y) * w + x0 + col] = v;
+        for (int j = 0; j < kBlurRun; ++j, o += w) {
+          if (run * kBlurRun + j >= th) break;
+          float v = acc[j];
+          if ((stages & kStageSolarize) && p.solarize) v = math::augment::solarize_value(v, p.threshold);
+          if (stages & kStageNormalize) v = math::augment::normalize_value(v, stats.mean[c], stats.std[c]);
+          *o = v;
+        }
+        run += step_run, col += step_col;
+        if (col >= tw) col -= tw, ++run;
       }
     }
     __syncthreads();  // before the next plane overwrites shared memory
