@@ -139,8 +139,9 @@ __device__ __forceinline__ void load_pixel(const float* x, const PixelGeometry& 
   }
 }
 
-// Grid: (kMeanChunks, samples, at most 65535 looping). Block c of sample n sums pixels [c hw / kMeanChunks, (c + 1) hw /
-// kMeanChunks) into mean_parts[n][c] (per thread in float, then a fixed double tree).
+// Grid: (kMeanChunks, samples, at most 65535 looping). Block c of sample n sums pixels
+// [c hw / kMeanChunks, (c + 1) hw / kMeanChunks) into mean_parts[n][c] (per thread in float, then a
+// fixed double tree).
 __global__ void __launch_bounds__(kBlock)
     contrast_mean_kernel(const float* x, PixelGeometry g, const AugmentPlan* __restrict__ plans,
                          double* __restrict__ mean_parts, int stages) {
@@ -171,7 +172,8 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 // Sample n's contrast mean from contrast_mean_kernel's partial sums, added in a fixed order.
-__device__ __forceinline__ float contrast_mean(const double* __restrict__ mean_parts, std::int64_t n, int hw) {
+__device__ __forceinline__ float contrast_mean(const double* __restrict__ mean_parts, std::int64_t n,
+                                               int hw) {
   double sum = 0.0;
 #pragma unroll
   for (int c = 0; c < kMeanChunks; ++c) sum += mean_parts[n * kMeanChunks + c];
@@ -301,7 +303,8 @@ __global__ void __launch_bounds__(kBlock)
       }
     }
     const bool defer = (stages & kStageDeferBlurred) && p.blur;
-    if (stages & kStageJitter) jitter_rows(p, p.contrast ? contrast_mean(mean_parts, n, g.out_h * g.out_w) : 0.0f, rgb);
+    if (stages & kStageJitter)
+      jitter_rows(p, p.contrast ? contrast_mean(mean_parts, n, g.out_h * g.out_w) : 0.0f, rgb);
     float* o = defer && deferred != nullptr ? deferred + p.blur_slot * 3 * hw : out + n * 3 * hw;
 #pragma unroll
     for (int k = 0; k < kPixelRows; ++k) {
@@ -551,7 +554,8 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
                              ((g.out_h + kPixelTileH - 1) / kPixelTileH);
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
   auto launch = [&](auto kernel) {
-    kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan.plans, dplan.mean_parts, stats, stages);
+    kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan.plans, dplan.mean_parts, stats,
+                                        stages);
   };
   switch (stages) {  // the single ops get kernels compiled for their one stage
     case kStageGeometry: launch(pixel_kernel<kStageGeometry>); break;
