@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from st_io import SKIP, import_torch, read_safetensors, run_fovea, write_safetensors  # tests/torch/st_io.py, next to this script
+from st_io import SKIP, import_torch, read_safetensors, run_fovea, verdict, write_safetensors  # tests/torch/st_io.py, next to this script
 
 MIN_MARGIN = 1e-6
 MAX_DRAWS = 8
@@ -402,11 +402,7 @@ def main():
     print(f"tolerances: loss {loss_tol:.0e} (worst {worst_loss:.1e}), update {update_tol:.0e}; fovea "
           f"{fovea_seconds:.1f} s, torch {torch_seconds:.1f} s ({attempt} draw{'s' if attempt > 1 else ''}), "
           f"total {time.time() - start:.1f} s")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("PASSED")
-    return 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import tempfile
 import time
 import zlib
 
-from st_io import SKIP, import_torch, write_safetensors  # tests/torch/st_io.py, next to this script
+from st_io import SKIP, import_torch, print_table, verdict, write_safetensors  # tests/torch/st_io.py, next to this script
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # torchvision's reference scripts
 DR = ([0.3203, 0.2244, 0.1609], [0.2622, 0.1833, 0.1318])   # tools/fovea/main.cpp, --normalization dr
@@ -208,16 +208,10 @@ def main():
                                     f"expected {mean}/{std}")
 
     head = ("arch", "normalization", "max|logit|", "logit rel", "prob abs", "prediction", "fovea", "")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    for r in [head] + rows:
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    print_table(head, rows)
     print(f"tolerance {args.tol:.0e} (logits: max|fovea - torch| / max|torch|; probabilities: max|fovea - torch|); "
           f"total {time.time() - start:.1f} s")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("PASSED")
-    return 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

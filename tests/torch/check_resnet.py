@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from st_io import SKIP, import_torch, read_safetensors, run_fovea, write_safetensors  # tests/torch/st_io.py, next to this script
+from st_io import SKIP, import_torch, print_table, read_safetensors, run_fovea, verdict, write_safetensors  # tests/torch/st_io.py, next to this script
 
 MIN_MARGIN = 1e-6  # relative distance of every ReLU input / max-pool choice from its kink
 MAX_DRAWS = 16
@@ -237,18 +237,10 @@ def main():
     if extra:
         print(f"note: fovea wrote {len(extra)} keys without a torch counterpart: {', '.join(extra[:8])}")
 
-    widths = [max(len(r[i]) for r in rows + [("quantity", "shape", "max|torch|", "max|diff|", "rel", "")])
-              for i in range(6)]
-    head = ("quantity", "shape", "max|torch|", "max|diff|", "rel", "")
-    for r in [head] + rows:
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    print_table(("quantity", "shape", "max|torch|", "max|diff|", "rel", ""), rows)
     print(f"tolerance {tol:.0e} (max|fovea - torch| / max|torch|); fovea {fovea_seconds:.1f} s, "
           f"torch {torch_seconds:.1f} s, total {time.time() - start:.1f} s")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("PASSED")
-    return 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 # tests/torch/st_io.py: what the torchvision cross-check scripts share: a minimal safetensors writer
 # (F32, I64, optional string metadata) and reader (F32) on torch tensors, so they need neither numpy
-# nor the `safetensors` package, the torch import that skips, and running a fovea program. torch is
-# passed in, so importing this module never imports torch.
+# nor the `safetensors` package, the torch import that skips, running a fovea program, and the
+# result table and PASSED / FAILED verdict they end with. torch is passed in, so importing this module
+# never imports torch.
 import ctypes
 import json
 import struct
@@ -92,3 +93,19 @@ def read_safetensors(path, torch, with_metadata=False):
     if with_metadata:
         return out, header.get("__metadata__", {})
     return out
+
+
+def print_table(head, rows):
+    """Prints rows of strings under head: the first two columns left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def verdict(failures):
+    """Prints FAILED with the failures, or PASSED; returns the exit status (1 or 0)."""
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("PASSED")
+    return 0
