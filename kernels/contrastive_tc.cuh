@@ -1,15 +1,19 @@
 // kernels/contrastive_tc.cuh: NT-Xent's similarity tiles on tensor cores (TF32 mma.sync, fp32
 // accumulation), the alternative to the fp32 tiles of contrastive.cuh that nt_xent_kernel() selects
 // (ops/contrastive.hpp; design and precision in docs/losses.md). Included by contrastive.cuh after its
-// helpers: this path reuses the combine kernel (row_lse and the loss) and the finish kernel (positive
-// term and the normalisation's backward); only the (2N)^2 work and the normalisation differ.
+// helpers: this path reuses the finish kernel (positive term and the normalisation's backward); only
+// the (2N)^2 work, the normalisation and the merge of the forward's partials differ. Four launches
+// for a forward + backward: normalise, forward partials (whose last blocks merge them into row_lse
+// and the loss), backward partials, finish.
 //
 // A block of 8 warps owns 128 rows of zhat (warp w: rows 16w .. 16w + 15), staged whole (all D dims,
-// rounded to TF32 once, in global memory) in shared memory, and walks 64-row panels of zhat (the
+// rounded to TF32: the forward's normalisation writes a rounded copy, the backward rounds znorm in
+// shared memory as it arrives) in shared memory, and walks 64-row panels of zhat (the
 // columns of S = zhat zhatᵀ) that cp.async double-buffers. Each warp computes its 16 x 64 slice of S
 // with m16n8k8 MMAs reading both operands from shared memory.
 // Forward: the slice folds into a base-2 online log-sum-exp per row (the 4 lanes holding a row merge
-// with shuffles); (max, sum) per row and column split go to the combine kernel.
+// with shuffles); (max, sum) per row and column split go to scratch, and the last split block of a
+// row tile to finish (an atomic arrival counter) merges them in split order.
 // Backward: the slice becomes G = exp(s - lse_i) + exp(s - lse_j) (P + Pᵀ) in registers, and that
 // accumulator fragment is already the A operand of the next MMA: lane (g, t) holds G columns 2t and
 // 2t + 1 of each 8-column group, so A's k index t stands for column 2t and t + 4 for column 2t + 1,
@@ -112,6 +116,7 @@ constexpr std::int64_t kTcMaxDim = 256;       // larger D runs on the fp32 kerne
 constexpr int kTcMaxSplits = 64;
 constexpr float kTcLog2e = 1.4426950408889634f;
 constexpr float kTcLn2 = 0.6931471805599453f;
+constexpr std::size_t kTcStaticSmem = 256;  // bytes of static shared memory the kernels may declare
 
 // Shared-memory layout for row length D: the A panel (kTcRows rows) then `stages` column panels
 // (kTcCols rows each) of `stride` floats, then (backward) kTcCols column lse values per stage.
@@ -137,7 +142,7 @@ inline TcLayout tc_layout(std::int64_t D, std::size_t smem_limit, bool with_lse)
   l.padded = static_cast<int>((D + 7) / 8 * 8);
   l.stride = static_cast<int>((D + 31) / 32 * 32 + 4);
   for (int s = 2; s >= 1 && l.stages == 0; --s)
-    if (tc_smem_bytes(l.stride, s, with_lse) <= smem_limit) l.stages = s;
+    if (tc_smem_bytes(l.stride, s, with_lse) + kTcStaticSmem <= smem_limit) l.stages = s;
   return l;
 }
 
@@ -170,11 +175,16 @@ __device__ __forceinline__ void tc_split_range(std::int64_t col_tiles, std::int6
   end = col_tiles * (blockIdx.y + 1) / gridDim.y;
 }
 
+// Whether rows of x (rows, D) are copied 16 bytes at a time (D a multiple of 4 and x 16-byte aligned;
+// the backward reads the caller's znorm, which may be a view at any float offset) or 4.
+__device__ __forceinline__ bool tc_vector_rows(const float* x, std::int64_t D) {
+  return (D & 3) == 0 && (reinterpret_cast<std::uintptr_t>(x) & 15) == 0;
+}
+
 // Queues the copy of rows [row0, row0 + n) of x (rows, D) into dst (n rows of `stride` floats); dims
-// [D, padded) and rows past the end become zeros. x must be 16-byte aligned.
+// [D, padded) and rows past the end become zeros. vec: tc_vector_rows(x, D).
 __device__ __forceinline__ void tc_stage_rows(float* dst, const float* x, std::int64_t rows, std::int64_t D,
-                                              int padded, int stride, std::int64_t row0, int n) {
-  const bool vec = (D & 3) == 0;
+                                              int padded, int stride, std::int64_t row0, int n, bool vec) {
   const int width = vec ? 4 : 1;
   const int per_row = padded / width;  // <= kTcThreads
   const int step_r = kTcThreads / per_row, step_c = kTcThreads - step_r * per_row;
@@ -194,11 +204,44 @@ __device__ __forceinline__ void tc_stage_rows(float* dst, const float* x, std::i
   }
 }
 
+// Rounds to TF32, in place, the n x padded floats that this thread's tc_stage_rows(dst, ..., n) call
+// copied (the same walk over the grid). Legal once this thread's copies have arrived
+// (cp.async.wait_group makes a thread's own asynchronous writes visible to it); the other threads see
+// the result after the next barrier.
+__device__ __forceinline__ void tc_round_staged(float* dst, int padded, int stride, int n, bool vec) {
+  const int width = vec ? 4 : 1;
+  const int per_row = padded / width;
+  const int step_r = kTcThreads / per_row, step_c = kTcThreads - step_r * per_row;
+  int r = static_cast<int>(threadIdx.x) / per_row, c = static_cast<int>(threadIdx.x) - r * per_row;
+  while (r < n) {
+    if (vec) {
+      float4* p = reinterpret_cast<float4*>(dst + r * stride + c * 4);
+      float4 v = *p;
+      v.x = __uint_as_float(tc_tf32(v.x));
+      v.y = __uint_as_float(tc_tf32(v.y));
+      v.z = __uint_as_float(tc_tf32(v.z));
+      v.w = __uint_as_float(tc_tf32(v.w));
+      *p = v;
+    } else {
+      float* p = dst + r * stride + c;
+      *p = __uint_as_float(tc_tf32(*p));
+    }
+    r += step_r;
+    c += step_c;
+    if (c >= per_row) {
+      c -= per_row;
+      ++r;
+    }
+  }
+}
+
 // Stages the block's A panel (rows r0 ..) and walks the column panels [begin, end): the next panel's
 // copies overlap the current panel's work when stages == 2. body(As, Bs, Ls, c0) sees the A panel, the
 // panel of rows c0 .. c0 + kTcCols - 1 and (kWithLse) their lse values, all complete and visible to
-// every thread; it may not write them.
-template <bool kWithLse, class Body>
+// every thread; it may not write them. kRound: zt holds plain fp32 values, rounded to TF32 here after
+// they arrive in shared memory (the backward reads the forward's znorm directly instead of a rounded
+// copy made by a separate pass); otherwise zt is already TF32.
+template <bool kWithLse, bool kRound, class Body>
 __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* lse, std::int64_t rows,
                                                 std::int64_t D, int padded, int stride, int stages,
                                                 std::int64_t r0, std::int64_t begin, std::int64_t end,
@@ -206,9 +249,10 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
   float* As = smem;
   float* Bs = smem + kTcRows * stride;
   float* Ls = Bs + stages * kTcCols * stride;
+  const bool vec = tc_vector_rows(zt, D);
   const auto stage_panel = [&](std::int64_t ct, int buf) {
     const std::int64_t c0 = ct * kTcCols;
-    tc_stage_rows(Bs + buf * kTcCols * stride, zt, rows, D, padded, stride, c0, kTcCols);
+    tc_stage_rows(Bs + buf * kTcCols * stride, zt, rows, D, padded, stride, c0, kTcCols, vec);
     if constexpr (kWithLse) {
       for (int e = threadIdx.x; e < kTcCols; e += kTcThreads) {
         const bool ok = c0 + e < rows;
@@ -216,7 +260,7 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
       }
     }
   };
-  tc_stage_rows(As, zt, rows, D, padded, stride, r0, kTcRows);
+  tc_stage_rows(As, zt, rows, D, padded, stride, r0, kTcRows, vec);
   if (begin < end) stage_panel(begin, 0);
   tc_cp_commit();
   for (std::int64_t ct = begin; ct < end; ++ct) {
@@ -228,8 +272,12 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
     } else {
       tc_cp_wait<0>();
     }
-    __syncthreads();
     const int buf = stages == 2 ? (it & 1) : 0;
+    if constexpr (kRound) {
+      if (it == 0) tc_round_staged(As, padded, stride, kTcRows, vec);
+      tc_round_staged(Bs + buf * kTcCols * stride, padded, stride, kTcCols, vec);
+    }
+    __syncthreads();
     body(static_cast<const float*>(As), static_cast<const float*>(Bs + buf * kTcCols * stride),
          static_cast<const float*>(Ls + buf * kTcCols), ct * kTcCols);
     __syncthreads();
@@ -269,12 +317,48 @@ __device__ __forceinline__ bool tc_needs_mask(std::int64_t r0, std::int64_t c0, 
   return c0 + kTcCols > rows || (c0 < w0 + 16 && w0 < c0 + kTcCols);
 }
 
-// Forward: partial (max, sum) of exp(s_ij) over j != i in this block's column panels, per row i.
-// zt: zhat rounded to TF32 (rows, D); scale2 = log2(e) / tau. part_m (natural log units), part_l:
-// (splits, rows).
+// Sum of v over the block's kTcThreads threads in a fixed order (warp trees, then warp 0 over the
+// warps' sums); valid in thread 0. shared: kTcThreads / 32 doubles.
+__device__ __forceinline__ double tc_block_sum(double v, double* shared) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+  __syncthreads();
+  double total = 0.0;
+  if (threadIdx.x == 0)
+    for (int w = 0; w < kTcThreads / 32; ++w) total += shared[w];
+  return total;
+}
+
+// Whether this block is the last of `expected` blocks to call it with the same counter: every
+// thread's earlier global writes are then visible to the returning block (fences on both sides), and
+// the counter is back to 0 for the next launch. Uniform over the block.
+__device__ __forceinline__ bool tc_last_arrival(unsigned* counter, unsigned expected) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(counter, 1u) == expected - 1;
+    if (last) *counter = 0u;
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// Forward: partial (max, sum) of exp(s_ij) over j != i in this block's column panels, per row i,
+// then, in the last of a row tile's split blocks to finish, the merge of the tile's partials in
+// split order (row_lse) and the tile's sum of row_lse_i - s_pos[i] (tile_terms); the last row tile
+// to finish adds the tiles' sums in tile order into loss = mean(row_lse - s_pos). Deterministic:
+// which block comes last changes no order of summation. zt: zhat rounded to TF32 (rows, D);
+// scale2 = log2(e) / tau. part_m (natural log units), part_l: (splits, rows). counters: row tiles + 1,
+// zero before the launch (the last arrivals leave them zero).
 __global__ void __launch_bounds__(kTcThreads, 1)
     tc_lse_partial_kernel(const float* zt, std::int64_t rows, std::int64_t D, int padded, int stride,
-                          int stages, float scale2, std::int64_t col_tiles, float* part_m, float* part_l) {
+                          int stages, float scale2, std::int64_t col_tiles, float* part_m, float* part_l,
+                          const float* s_pos, double* tile_terms, unsigned* counters, float* row_lse,
+                          float* loss) {
   extern __shared__ float4 tc_smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
@@ -283,7 +367,7 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   tc_split_range(col_tiles, begin, end);
   float m[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};  // running max of s log2(e)
   float l[2] = {0.0f, 0.0f};                                      // this lane's sum of 2^(x - m)
-  tc_walk_columns<false>(
+  tc_walk_columns<false, false>(
       zt, nullptr, rows, D, padded, stride, stages, r0, begin, end, reinterpret_cast<float*>(tc_smem),
       [&](const float* As, const float* Bs, const float*, std::int64_t c0) {
         float s[kTcNTiles][4];
@@ -325,6 +409,24 @@ __global__ void __launch_bounds__(kTcThreads, 1)
       part_l[blockIdx.y * rows + row[h]] = l[h];
     }
   }
+  if (!tc_last_arrival(counters + blockIdx.x, gridDim.y)) return;
+  __shared__ double sums[kTcThreads / 32];
+  double term = 0.0;
+  const std::int64_t i = r0 + threadIdx.x;
+  if (threadIdx.x < kTcRows && i < rows) {
+    math::OnlineLse acc;
+    for (unsigned sp = 0; sp < gridDim.y; ++sp) acc.merge(__ldcg(part_m + sp * rows + i), __ldcg(part_l + sp * rows + i));
+    const float lse = acc.value();
+    row_lse[i] = lse;
+    term = static_cast<double>(lse) - s_pos[i];
+  }
+  term = tc_block_sum(term, sums);
+  if (threadIdx.x == 0) tile_terms[blockIdx.x] = term;
+  if (!tc_last_arrival(counters + gridDim.x, gridDim.x)) return;
+  double total = 0.0;
+  for (unsigned x = threadIdx.x; x < gridDim.x; x += kTcThreads) total += __ldcg(tile_terms + x);
+  total = tc_block_sum(total, sums);
+  if (threadIdx.x == 0) loss[0] = static_cast<float>(total / static_cast<double>(rows));
 }
 
 // Backward: part[split][i][d] = sum_j G_ij zt_j[d] over this block's column panels, for dims
@@ -348,7 +450,7 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   for (int n = 0; n < kTcDimTiles; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
-  tc_walk_columns<true>(
+  tc_walk_columns<true, true>(
       zt, lse, rows, D, padded, stride, stages, r0, begin, end, reinterpret_cast<float*>(tc_smem),
       [&](const float* As, const float* Bs, const float* Ls, std::int64_t c0) {
         float s[kTcNTiles][4];
@@ -393,11 +495,14 @@ __global__ void __launch_bounds__(kTcThreads, 1)
 
 // One warp per row i: zn_i = z_i / max(||z_i||, eps), zt_i = zn_i rounded to TF32, and the positive's
 // fp32 similarity s_pos[i] = (z_i . z_p) / (max(||z_i||, eps) max(||z_p||, eps) tau) with
-// p = (i + shift) mod rows.
+// p = (i + shift) mod rows. Also zeroes the next pass's n_counters arrival counters.
 __global__ void __launch_bounds__(kBlock)
     tc_normalize_kernel(const float* z, std::int64_t rows, std::int64_t D, std::int64_t shift, float inv_tau,
-                        float* zn, float* zt, float* s_pos) {
+                        float* zn, float* zt, float* s_pos, unsigned* counters, std::int64_t n_counters) {
   const int lane = threadIdx.x & 31;
+  for (std::int64_t c = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n_counters;
+       c += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    counters[c] = 0u;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
   for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
        i += warps) {
@@ -419,13 +524,6 @@ __global__ void __launch_bounds__(kBlock)
     }
     if (lane == 0) s_pos[i] = dot * inv * inv_p * inv_tau;
   }
-}
-
-// zt = zn rounded to TF32, element-wise.
-__global__ void __launch_bounds__(kBlock) tc_round_kernel(const float* zn, std::int64_t n, float* zt) {
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += stride)
-    zt[e] = __uint_as_float(tc_tf32(zn[e]));
 }
 
 // Whether the tensor-core kernels run for row length D on `device` (compute capability 8.0 or later,
@@ -488,27 +586,32 @@ TcLaunch tc_launch(Kernel kernel, std::int64_t rows, std::int64_t D, bool with_l
 // Floats of a TF32 copy of zhat at the start of a scratch buffer, keeping what follows 16-byte aligned.
 inline std::int64_t tc_copy_floats(std::int64_t rows, std::int64_t D) { return (rows * D + 3) / 4 * 4; }
 
+// Two launches: the normalisation (which also zeroes the arrival counters), then the partial
+// log-sum-exps whose last blocks merge them into row_lse and the loss.
 inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
                                cudaStream_t stream) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
   const TcLaunch l = tc_launch(tc_lse_partial_kernel, M, D, false, 1, dev.index());
+  // scratch, in floats: the TF32 copy, part_m and part_l (splits x M each), s_pos (M), then, 8-byte
+  // aligned, one double per row tile and (row tiles + 1) counters
   const std::int64_t copy = tc_copy_floats(M, D);
-  Tensor scratch(Shape{copy + (2 * l.splits + 1) * M}, dev);
+  const std::int64_t terms_at = (copy + (2 * l.splits + 1) * M + 1) / 2 * 2;
+  const std::int64_t n_counters = l.row_tiles + 1;
+  Tensor scratch(Shape{terms_at + 2 * l.row_tiles + n_counters}, dev);
   float* zt = scratch.data();
   float* part_m = zt + copy;
   float* part_l = part_m + l.splits * M;
   float* s_pos = part_l + l.splits * M;
+  auto* tile_terms = reinterpret_cast<double*>(scratch.data() + terms_at);
+  auto* counters = reinterpret_cast<unsigned*>(scratch.data() + terms_at + 2 * l.row_tiles);
   const float inv_tau = 1.0f / tau;
-  tc_normalize_kernel<<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(z.data(), M, D, M / 2, inv_tau,
-                                                                            znorm.data(), zt, s_pos);
+  tc_normalize_kernel<<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(
+      z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
   FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
-  tc_lse_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(zt, M, D, l.layout.padded, l.layout.stride,
-                                                                  l.layout.stages, kTcLog2e * inv_tau,
-                                                                  l.col_tiles, part_m, part_l);
+  tc_lse_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(
+      zt, M, D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m,
+      part_l, s_pos, tile_terms, counters, row_lse.data(), loss.data());
   FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
-  ct_lse_combine_kernel<<<1, kCtReduceThreads, 0, stream>>>(part_m, part_l, l.splits, M, s_pos, false,
-                                                            row_lse.data(), loss.data());
-  FOVEA_CHECK_LAUNCH("ct_lse_combine_kernel", "z ", z.shape().str());
 }
 
 inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz,
@@ -516,20 +619,17 @@ inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, 
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
   const TcLaunch l =
       tc_launch(tc_grad_partial_kernel, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index());
-  const std::int64_t copy = tc_copy_floats(M, D);
-  Tensor scratch(Shape{copy + l.splits * M * D}, dev);
-  float* zt = scratch.data();
-  float* part = zt + copy;
+  Tensor part(Shape{l.splits * M * D}, dev);
   const float inv_tau = 1.0f / tau;
-  tc_round_kernel<<<grid_for(M * D, dev.index()), kBlock, 0, stream>>>(znorm.data(), M * D, zt);
-  FOVEA_CHECK_LAUNCH("tc_round_kernel", "znorm ", znorm.shape().str());
-  tc_grad_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(zt, row_lse.data(), M, D, l.layout.padded,
+  // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory
+  tc_grad_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(znorm.data(), row_lse.data(), M, D,
+                                                                   l.layout.padded,
                                                                    l.layout.stride, l.layout.stages,
-                                                                   kTcLog2e * inv_tau, l.col_tiles, part);
+                                                                   kTcLog2e * inv_tau, l.col_tiles, part.data());
   FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
   const float scale = dloss * inv_tau / static_cast<float>(M);
   ct_grad_finish_kernel<PairMode::symmetric><<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(
-      part, l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2, row_lse.data(), inv_tau, scale,
+      part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2, row_lse.data(), inv_tau, scale,
       dz.data());
   FOVEA_CHECK_LAUNCH("ct_grad_finish_kernel", "z ", z.shape().str());
 }
