@@ -1,0 +1,238 @@
+// tests/emu/emu_augment.cpp: the augmentation kernels' device code (kernels/augment.cuh) run on the
+// CPU by the emulation layer (emu_cuda.hpp) against the CPU twins (fovea/cpu/augment.hpp), which they
+// must match within 1e-5 (they are written to be bitwise equal; the count of differing values is
+// printed): the Gaussian-blur tile kernel at every tap count and awkward sizes, crops, flips, colour
+// jitter with and without contrast, and the fused pipeline as the CUDA twin launches it. Argument
+// `big` adds 224-px cases. Exit status 1 on any failure.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "emu_cuda.hpp"
+#include "fovea/cpu/augment.hpp"
+#include "fovea/data/augment.hpp"
+
+namespace fovea::emu {
+using ::fovea::ChannelStats;
+using ::fovea::detail::AugmentBatchPlan;
+using ::fovea::detail::AugmentPlan;
+using std::min;
+inline constexpr int kBlock = 256;
+#include "augment_device.inc"
+}  // namespace fovea::emu
+
+using namespace fovea;
+using namespace fovea::emu;
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct Plan {
+  AugmentBatchPlan host;
+  std::vector<double> means;
+  DevicePlan view() {
+    means.assign(host.samples.size() * kMeanChunks, std::numeric_limits<double>::quiet_NaN());
+    DevicePlan d;
+    d.plans = host.samples.data();
+    d.mean_parts = means.data();
+    d.weights = host.blur_weights.data();
+    d.blurred = host.blurred.data();
+    return d;
+  }
+};
+
+static int failures = 0;
+static void compare(const char* what, const std::vector<float>& got, const std::vector<float>& ref) {
+  std::size_t bad = 0, differ = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    if (got[i] != ref[i]) ++differ;
+    if (!(err <= 1e-5 + 1e-5 * std::fabs(ref[i]))) {
+      if (bad++ < 3) std::printf("   [%zu] got %g ref %g\n", i, got[i], ref[i]);
+    }
+    if (!std::isnan(err)) worst = std::max(worst, err);
+  }
+  std::printf("%-40s %s: %zu/%zu out of tolerance, %zu not bitwise equal, max err %.3g\n", what,
+              bad ? "FAIL" : "ok", bad, ref.size(), differ, worst);
+  failures += bad != 0;
+}
+
+static std::vector<float> random_vec(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<float> u(0.01f, 0.99f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(gen);
+  return v;
+}
+
+static std::vector<AugmentParams> varied(int n, int h, int w, int s, int epoch, int blur_kernel) {
+  data::AugmentConfig c = data::simclr(s);
+  c.rotation_degrees = 30.0f;
+  c.vflip_p = 0.5f;
+  c.solarize_p = 0.5f;
+  c.blur_kernel_size = blur_kernel;
+  std::vector<AugmentParams> p;
+  for (int i = 0; i < n; ++i) {
+    AugmentParams q =
+        data::draw_augment_params(c, data::augment_key(99, epoch, static_cast<std::uint32_t>(i), 0), h, w);
+    q.jitter = i % 5 != 4;
+    q.blur = i % 2 == 0;
+    q.solarize = i % 3 == 1;
+    q.grayscale = i % 4 == 3;
+    if (i % 3 == 2) q.rotation_degrees = 0.0f;
+    p.push_back(q);
+  }
+  return p;
+}
+
+// gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel).
+static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 131 + w);
+  Plan plan{detail::make_augment_plan(params, h, w, h, w, false), {}};
+  Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
+  cpu::gaussian_blur(xt, plan.host, ref);
+  std::vector<float> out(x.size(), kNaN);
+  DevicePlan d = plan.view();
+  const std::int64_t sf = 3LL * h * w;
+  launch(dim3(2, n), kBlock, 0, false, [&] { copy_unblurred_kernel(x.data(), out.data(), sf, n, d); });
+  const int tiles = ((w + kBlurTile - 1) / kBlurTile) * ((h + kBlurTile - 1) / kBlurTile);
+  int radius = 0;
+  for (int b : plan.host.blurred) radius = std::max(radius, plan.host.samples[b].blur_kernel / 2);
+  const std::size_t smem = sizeof(float) * blur_tile_layout(radius).floats;
+  const std::int64_t blurred = plan.host.blurred.size();
+  const unsigned planes = static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, 4));  // exercise the stride
+  launch(dim3(tiles, planes), kBlock, smem, true, [&] {
+    blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
+  });
+  compare(what, out, ref.to_vector());
+}
+
+static void crop_case(const char* what, int n, int h, int w, int s) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 7 + w);
+  const auto params = varied(n, h, w, s, 1, 5);
+  Plan plan{detail::make_augment_plan(params, h, w, s, s), {}};
+  Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, s, s});
+  cpu::random_resized_crop_flip(xt, plan.host, ref);
+  std::vector<float> out(static_cast<std::size_t>(n) * 3 * s * s, kNaN);
+  DevicePlan d = plan.view();
+  PixelGeometry g{h, w, s, s, n};
+  const int tiles = ((s + kPixelTileW - 1) / kPixelTileW) * ((s + kPixelTileH - 1) / kPixelTileH);
+  launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
+    pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
+  });
+  compare(what, out, ref.to_vector());
+}
+
+// augment_images as the CUDA twin runs it with the fused blur.
+static void pipeline_case(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 3 + w + epoch);
+  const auto params = varied(n, h, w, s, epoch, blur_kernel);
+  Plan plan{detail::make_augment_plan(params, h, w, s, s), {}};
+  Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, s, s});
+  cpu::augment_images(xt, plan.host, kDrStats, ref);
+  std::vector<float> out(static_cast<std::size_t>(n) * 3 * s * s, kNaN);
+  std::vector<float> scratch(plan.host.blurred.size() * 3 * s * s, kNaN);
+  DevicePlan d = plan.view();
+  PixelGeometry g{h, w, s, s, n};
+  const int stages = kStageGeometry | kStageJitter | kStageGray | kStageSolarize | kStageNormalize |
+                     kStageDeferBlurred;
+  launch(dim3(kMeanChunks, std::min(n, 2)), kBlock, 0, true, [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, stages); });
+  const int tiles = ((s + kPixelTileW - 1) / kPixelTileW) * ((s + kPixelTileH - 1) / kPixelTileH);
+  launch(dim3(tiles, n), kBlock, 0, false, [&] {
+    pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.mean_parts, kDrStats, stages);
+  });
+  const int btiles = ((s + kBlurTile - 1) / kBlurTile) * ((s + kBlurTile - 1) / kBlurTile);
+  int radius = 0;
+  for (int b : plan.host.blurred) radius = std::max(radius, plan.host.samples[b].blur_kernel / 2);
+  const std::size_t smem = sizeof(float) * blur_tile_layout(radius).floats;
+  const std::int64_t blurred = plan.host.blurred.size();
+  launch(dim3(btiles, 3 * blurred), kBlock, smem, true, [&] {
+    blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, kStageSolarize | kStageNormalize);
+  });
+  compare(what, out, ref.to_vector());
+}
+
+// Flips alone (whole-image crop: every tap of weight 0 or 1) through the gather.
+static void flip_case(const char* what, int n, int h, int w) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 5 + w);
+  std::vector<AugmentParams> params(n, neutral_params(h, w));
+  for (int i = 0; i < n; ++i) params[i].hflip = i % 2 == 0, params[i].vflip = i % 3 == 0;
+  Plan plan{detail::make_augment_plan(params, h, w, h, w), {}};
+  Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
+  cpu::random_resized_crop_flip(xt, plan.host, ref);
+  std::vector<float> out(x.size(), kNaN);
+  DevicePlan d = plan.view();
+  PixelGeometry g{h, w, h, w, n};
+  const int tiles = ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
+  launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
+    pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
+  });
+  compare(what, out, ref.to_vector());
+}
+
+// color_jitter alone (contrast mean pass + pixel pass), every sample jittered, varied orders.
+static void jitter_case(const char* what, int n, int h, int w, bool contrast) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 11 + w);
+  std::vector<AugmentParams> params = varied(n, h, w, h, 4, 5);
+  for (auto& p : params) {
+    p.jitter = 1;
+    if (!contrast) p.jitter_ops = static_cast<std::uint8_t>(p.jitter_ops & ~(1u << kJitterContrast));
+  }
+  Plan plan{detail::make_augment_plan(params, h, w, h, w, false), {}};
+  Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
+  cpu::color_jitter(xt, plan.host, ref);
+  std::vector<float> out(x.size(), kNaN);
+  DevicePlan d = plan.view();
+  PixelGeometry g{h, w, h, w, n};
+  launch(dim3(kMeanChunks, std::min(n, 3)), kBlock, 0, true, [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, kStageJitter); });
+  const int tiles = ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
+  launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
+    pixel_kernel<kStageJitter>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
+  });
+  compare(what, out, ref.to_vector());
+}
+
+static std::vector<AugmentParams> blur_params(int n, int h, int w, std::vector<int> kernels, std::vector<int> on) {
+  std::vector<AugmentParams> p(n, neutral_params(h, w));
+  for (int i = 0; i < n; ++i) {
+    p[i].blur = on[i % on.size()];
+    p[i].blur_kernel = kernels[i % kernels.size()];
+    p[i].blur_sigma = 0.3f + 0.7f * i;
+  }
+  return p;
+}
+
+int main(int argc, char** argv) {
+  const bool big = argc > 1 && std::string(argv[1]) == "big";
+  blur_case("blur 3x37x41 k3/5/23 some off", 3, 37, 41, blur_params(3, 37, 41, {3, 5, 23}, {1, 0, 1}));
+  blur_case("blur 3x37x41 k1/23/7 all on", 3, 37, 41, blur_params(3, 37, 41, {1, 23, 7}, {1}));
+  blur_case("blur 3x5x40 k7/23 wide", 3, 5, 40, blur_params(3, 5, 40, {7, 23, 11}, {1, 0, 1}));
+  blur_case("blur 2x1x1 k5", 2, 1, 1, blur_params(2, 1, 1, {5}, {1}));
+  blur_case("blur 3x7x33 k9", 3, 7, 33, blur_params(3, 7, 33, {9, 3}, {1}));
+  blur_case("blur 2x67x129 k15/29", 2, 67, 129, blur_params(2, 67, 129, {15, 29}, {1}));
+  blur_case("blur 3x70x90 k61/7", 3, 70, 90, blur_params(3, 70, 90, {61, 7}, {1}));
+  pipeline_case("pipeline 3x150x130->100 k61", 3, 150, 130, 100, 3, 61);
+  flip_case("flip 5x37x37", 5, 37, 37);
+  flip_case("flip 4x70x70", 4, 70, 70);
+  jitter_case("jitter 6x37x41 contrast", 6, 37, 41, true);
+  jitter_case("jitter 6x37x41 no contrast", 6, 37, 41, false);
+  jitter_case("jitter 5x3x5 contrast", 5, 3, 5, true);
+  crop_case("crop 5x37x41->32", 5, 37, 41, 32);
+  crop_case("crop 5x33x33->33", 5, 33, 33, 33);
+  crop_case("crop 5x7x9->1", 5, 7, 9, 1);
+  crop_case("crop 3x70x90->41", 3, 70, 90, 41);
+  pipeline_case("pipeline 5x37x41->32 k5 e0", 5, 37, 41, 32, 0, 5);
+  pipeline_case("pipeline 5x37x41->32 k3 e1", 5, 37, 41, 32, 1, 3);
+  pipeline_case("pipeline 5x37x41->32 k23 e2", 5, 37, 41, 32, 2, 23);
+  if (big) {
+    blur_case("blur 2x224x224 k23", 2, 224, 224, blur_params(2, 224, 224, {23}, {1}));
+    crop_case("crop 3x256x256->224", 3, 256, 256, 224);
+    flip_case("flip 3x224x224", 3, 224, 224);
+    jitter_case("jitter 3x224x224 contrast", 3, 224, 224, true);
+    pipeline_case("pipeline 3x256x256->224 k23", 3, 256, 256, 224, 0, 23);
+  }
+  std::printf("%s\n", failures ? "FAILURES" : "all ok");
+  return failures ? 1 : 0;
+}

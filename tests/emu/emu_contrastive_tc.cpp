@@ -1,0 +1,236 @@
+// tests/emu/emu_contrastive_tc.cpp: the tensor-core NT-Xent kernels' device code
+// (kernels/contrastive_tc.cuh, and the finish kernel of contrastive.cuh they reuse) run on the CPU by
+// the emulation layer (emu_cuda.hpp), through a driver that mirrors tc_nt_xent_forward / backward's
+// launches and scratch layout, against the CPU twin (fovea/cpu/contrastive.hpp) with the CUDA tests'
+// TF32 tolerances. The PTX wrappers are emulated here: mma.sync from the PTX ISA's fragment tables,
+// refusing operands that are not TF32 (so every operand must have been rounded); cp.async copies that
+// land only when the issuing thread's cp.async.wait_group retires their group (so a missing wait reads
+// NaN); ex2.approx as exp2 flushed to zero below 2^-126. Sizes cover one and two stages, 1 to 9
+// column splits, one and two dim chunks, single- and multi-panel walks, D not a multiple of 4 and a
+// misaligned znorm view. Argument `big` adds N = 257. Exit status 1 on any failure.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "emu_cuda.hpp"
+#include "fovea/cpu/contrastive.hpp"
+
+namespace fovea::emu {
+inline constexpr int kBlock = 256;
+enum class PairMode { symmetric, queue };
+
+__device__ __forceinline__ std::uint32_t tc_tf32(float x) {
+  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;  // inf, nan
+  u += 0x1000u;                                     // half a TF32 ulp: ties away from zero
+  return u & 0xffffe000u;
+}
+__device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                       std::uint32_t b1) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int e = 0; e < 4; ++e)
+    if (a[e] & 0x1fffu) die("mma A operand is not TF32");
+  if ((b0 | b1) & 0x1fffu) die("mma B operand is not TF32");
+  Warp& w = emu_warp();
+  for (int e = 0; e < 4; ++e) w.u[lane][e] = a[e];
+  w.u[lane][4] = b0;
+  w.u[lane][5] = b1;
+  w.bar.arrive_and_wait();
+  // PTX ISA fragments of m16n8k8 .tf32: lane (g, t) holds A (g, t), (g + 8, t), (g, t + 4),
+  // (g + 8, t + 4); B (k = t, n = g), (t + 4, g); C/D (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1)
+  const auto A = [&w](int r, int k) {
+    return std::bit_cast<float>(w.u[(r % 8) * 4 + k % 4][(r >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+  };
+  const auto B = [&w](int k, int c) { return std::bit_cast<float>(w.u[c * 4 + k % 4][k >= 4 ? 5 : 4]); };
+  const int rr[4] = {g, g, g + 8, g + 8}, cc[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+  float out[4];
+  for (int e = 0; e < 4; ++e) {
+    double s = 0.0;
+    for (int k = 0; k < 8; ++k) s += static_cast<double>(A(rr[e], k)) * B(k, cc[e]);
+    out[e] = static_cast<float>(d[e] + s);
+  }
+  w.bar.arrive_and_wait();
+  for (int e = 0; e < 4; ++e) d[e] = out[e];
+}
+// cp.async: a thread's copies land only when its cp.async.wait_group retires their group.
+struct PendingCopy {
+  float* dst;
+  float v[4];
+  int n;
+};
+thread_local std::vector<std::vector<PendingCopy>> t_groups(1);
+__device__ __forceinline__ void tc_cp_async16(float* dst, const float* src, bool valid) {
+  check_smem(dst, 16);
+  if (reinterpret_cast<std::uintptr_t>(dst) & 15) die("cp.async 16: misaligned shared address");
+  if (valid && (reinterpret_cast<std::uintptr_t>(src) & 15)) die("cp.async 16: misaligned global address");
+  PendingCopy c{dst, {0, 0, 0, 0}, 4};
+  if (valid) std::memcpy(c.v, src, 16);
+  t_groups.back().push_back(c);
+}
+__device__ __forceinline__ void tc_cp_async4(float* dst, const float* src, bool valid) {
+  check_smem(dst, 4);
+  t_groups.back().push_back(PendingCopy{dst, {valid ? *src : 0.0f, 0, 0, 0}, 1});
+}
+__device__ __forceinline__ void tc_cp_commit() { t_groups.emplace_back(); }
+template <int kPending>
+__device__ __forceinline__ void tc_cp_wait() {
+  // committed groups: all but the open last one; land all but the newest kPending of them
+  const int committed = static_cast<int>(t_groups.size()) - 1;
+  const int land = committed - kPending;
+  for (int gi = 0; gi < land; ++gi)
+    for (const PendingCopy& c : t_groups[gi]) std::memcpy(c.dst, c.v, sizeof(float) * c.n);
+  if (land > 0) t_groups.erase(t_groups.begin(), t_groups.begin() + land);
+}
+__device__ __forceinline__ float tc_exp2(float x) {
+  const float y = std::exp2(x);
+  return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
+}
+
+#include "contrastive_tc_device.inc"
+}  // namespace fovea::emu
+
+using namespace fovea;
+using namespace fovea::emu;
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Every launch here is threaded (barriers, shuffles, MMAs); each thread must leave no copy in flight.
+static void launch(dim3 grid, std::size_t smem_bytes, const std::function<void()>& fn) {
+  fovea::emu::launch(grid, 256, smem_bytes, true, [&] {
+    t_groups.assign(1, {});
+    fn();
+    if (t_groups.size() != 1 || !t_groups[0].empty()) die("cp.async copies left in flight at exit");
+  });
+}
+
+static unsigned grid_for(std::int64_t needed) {
+  const std::int64_t blocks = (needed + 255) / 256, cap = 132 * 16;
+  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(blocks, cap)));
+}
+
+struct Run {
+  std::vector<float> loss, lse, zn, dz;
+};
+
+// Mirrors tc_nt_xent_forward / tc_nt_xent_backward (kernels/contrastive_tc.cuh) with `resident` block
+// slots; zn_offset floats in front of znorm make the backward's rows misaligned when odd.
+static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, float tau, float dloss,
+                  std::int64_t resident, int zn_offset) {
+  const std::size_t limit = 232448;
+  Run out;
+  out.loss.assign(1, kNaN);
+  out.lse.assign(M, kNaN);
+  std::vector<float> zn_store(M * D + zn_offset + 4, kNaN);
+  float* zn = zn_store.data() + zn_offset;
+  out.dz.assign(M * D, kNaN);
+  const float inv_tau = 1.0f / tau;
+  const std::int64_t row_tiles = (M + kTcRows - 1) / kTcRows, col_tiles = (M + kTcCols - 1) / kTcCols;
+  {  // forward
+    const TcLayout l = tc_layout(D, limit, false);
+    const std::size_t smem = tc_smem_bytes(l.stride, l.stages, false);
+    const int splits = tc_splits(row_tiles, col_tiles, resident);
+    const std::int64_t copy = (M * D + 3) / 4 * 4;
+    const std::int64_t terms_at = (copy + (2 * splits + 1) * M + 1) / 2 * 2;
+    const std::int64_t n_counters = row_tiles + 1;
+    std::vector<float4> scratch_store((terms_at + 2 * row_tiles + n_counters + 3) / 4 + 1,
+                                      float4{kNaN, kNaN, kNaN, kNaN});
+    float* scratch = reinterpret_cast<float*>(scratch_store.data());
+    float* zt = scratch;
+    float* part_m = zt + copy;
+    float* part_l = part_m + splits * M;
+    float* s_pos = part_l + splits * M;
+    auto* tile_terms = reinterpret_cast<double*>(scratch + terms_at);
+    auto* counters = reinterpret_cast<unsigned*>(scratch + terms_at + 2 * row_tiles);
+    launch(dim3(grid_for(M * 32)), 0, [&] {
+      tc_normalize_kernel(z.data(), M, D, M / 2, inv_tau, zn, zt, s_pos, counters, n_counters);
+    });
+    launch(dim3(row_tiles, splits), smem, [&] {
+      tc_lse_partial_kernel(zt, M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part_m, part_l,
+                            s_pos, tile_terms, counters, out.lse.data(), out.loss.data());
+    });
+    for (std::int64_t c = 0; c < n_counters; ++c)
+      if (counters[c] != 0) die("arrival counter not back to 0");
+    std::printf("  forward: %lld row tiles x %d splits, %d stage(s)\n", static_cast<long long>(row_tiles), splits,
+                l.stages);
+  }
+  {  // backward
+    const TcLayout l = tc_layout(D, limit, true);
+    const std::size_t smem = tc_smem_bytes(l.stride, l.stages, true);
+    const std::int64_t dim_chunks = (D + kTcGradDims - 1) / kTcGradDims;
+    const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, resident);
+    std::vector<float> part(splits * M * D, kNaN);
+    launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
+      tc_grad_partial_kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles,
+                             part.data());
+    });
+    const float scale = dloss * inv_tau / static_cast<float>(M);
+    launch(dim3(grid_for(M * 32)), 0, [&] {
+      ct_grad_finish_kernel<PairMode::symmetric>(part.data(), splits, M, D, z.data(), zn, zn, M / 2, out.lse.data(),
+                                                 inv_tau, scale, out.dz.data());
+    });
+    std::printf("  backward: %lld row tiles x %d splits x %lld dim chunks, %d stage(s)\n",
+                static_cast<long long>(row_tiles), splits, static_cast<long long>(dim_chunks), l.stages);
+  }
+  out.zn.assign(zn, zn + M * D);
+  return out;
+}
+
+static bool close_all(const char* what, const std::vector<float>& got, const std::vector<float>& want, double atol,
+                      double rtol) {
+  double worst = 0.0;
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double e = std::fabs(static_cast<double>(got[i]) - want[i]);
+    const double lim = atol + rtol * std::fabs(want[i]);
+    if (!(e <= lim)) ++bad;
+    worst = std::max(worst, std::isfinite(e) ? e / lim : 1e30);
+  }
+  std::printf("  %-6s worst error / tolerance %.3f%s\n", what, worst, bad ? "  FAIL" : "");
+  return bad == 0;
+}
+
+int main(int argc, char** argv) {
+  struct Case {
+    std::int64_t N, D, resident;
+    float tau;
+    int zn_offset;
+  };
+  std::vector<Case> cases = {{1, 3, 132, 0.5f, 0}, {3, 3, 132, 0.1f, 1},   {8, 64, 132, 0.5f, 0},
+                             {70, 128, 6, 0.2f, 0}, {70, 128, 6, 0.2f, 1}, {40, 200, 4, 0.1f, 0},
+                             {45, 129, 5, 0.5f, 0}, {70, 128, 1, 0.2f, 1}, {100, 200, 2, 0.1f, 0},
+                             {100, 7, 3, 0.5f, 0}};
+  if (argc > 1 && std::string(argv[1]) == "big") cases.push_back({257, 128, 132, 0.2f, 0});
+  bool ok = true;
+  for (const Case& c : cases) {
+    const std::int64_t M = 2 * c.N;
+    std::printf("N %lld D %lld tau %g resident %lld znorm offset %d\n", static_cast<long long>(c.N),
+                static_cast<long long>(c.D), c.tau, static_cast<long long>(c.resident), c.zn_offset);
+    std::mt19937 rng(40 + c.N + c.D);
+    std::normal_distribution<float> dist;
+    std::vector<float> z(M * c.D);
+    for (float& v : z) v = dist(rng);
+    const float dloss = 0.75f;
+    Tensor zc = Tensor::from(z, {M, c.D}), loss(Shape{}), lse({M}), zn({M, c.D}), dz({M, c.D});
+    cpu::nt_xent_forward(zc, c.tau, loss, lse, zn);
+    cpu::nt_xent_backward(zc, zn, lse, c.tau, dloss, dz);
+    const Run r = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset);
+    double min_norm = 1e30;
+    for (std::int64_t i = 0; i < M; ++i) {
+      double ss = 0.0;
+      for (std::int64_t d = 0; d < c.D; ++d) ss += static_cast<double>(z[i * c.D + d]) * z[i * c.D + d];
+      min_norm = std::min(min_norm, std::sqrt(ss));
+    }
+    const double unit = dloss / (static_cast<double>(M) * c.tau * min_norm);
+    ok &= close_all("loss", r.loss, loss.to_vector(), 1e-3 / c.tau, 1e-3);
+    ok &= close_all("lse", r.lse, lse.to_vector(), 3e-4 / c.tau, 3e-4 / c.tau);
+    ok &= close_all("zn", r.zn, zn.to_vector(), 1e-7, 1e-5);
+    ok &= close_all("dz", r.dz, dz.to_vector(), 2e-3 * unit, 1e-2);
+  }
+  std::printf(ok ? "ALL PASSED\n" : "FAILURES\n");
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,154 @@
+// tests/emu/emu_cuda.hpp: just enough of CUDA to run fovea's device code on the CPU, so that CI (no
+// GPU) checks the kernels' indexing, tiling, synchronisation and arithmetic against the CPU twins.
+//
+// A launch runs the blocks one after another. Within a block, `threaded` launches give each CUDA
+// thread a std::thread: __syncthreads is a std::barrier over the block, and warp collectives
+// (shuffles, and whatever a test builds on emu_warp()) exchange values through a per-warp barrier.
+// Launches of kernels without barriers or warp collectives may run the threads one after another.
+// Shared memory (emu_smem()) and, by the tests' convention, outputs start as NaN, so a read before a
+// write shows up. What this cannot check: speed, the hardware's own behaviour (instruction fragment
+// layouts are taken from the PTX ISA), and races that sequential blocks hide.
+#pragma once
+
+#include <atomic>
+#include <barrier>
+#include <bit>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 gridDim, blockDim;
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__
+#define __shared__ static  // blocks run one at a time, so a static is one block's shared variable
+
+namespace fovea::emu {
+
+// A warp's exchange area.
+struct Warp {
+  std::barrier<> bar{32};
+  float f[32];
+  double d[32];
+  std::uint32_t u[32][6];
+};
+
+struct State {
+  std::barrier<>* block_barrier = nullptr;
+  std::vector<float4> smem;
+  std::size_t smem_bytes = 0;
+};
+inline State& state() {
+  static State s;
+  return s;
+}
+inline thread_local Warp* t_warp = nullptr;
+inline Warp& emu_warp() { return *t_warp; }
+
+[[noreturn]] inline void die(const char* what) {
+  std::fprintf(stderr, "EMULATION FAILURE: %s (block %u,%u,%u thread %u)\n", what, blockIdx.x, blockIdx.y,
+               blockIdx.z, threadIdx.x);
+  std::abort();
+}
+
+// The block's dynamic shared memory (NaN at the start of every block).
+inline float* emu_smem() { return reinterpret_cast<float*>(state().smem.data()); }
+inline void check_smem(const void* p, std::size_t bytes) {
+  const auto* c = static_cast<const char*>(p);
+  const auto* s = reinterpret_cast<const char*>(state().smem.data());
+  if (c < s || c + bytes > s + state().smem_bytes) die("shared-memory access out of bounds");
+}
+
+// Runs fn as every thread of every block of grid (blocks in x, then y, then z order) with `threads`
+// threads per block and smem_bytes of dynamic shared memory. threaded = false runs a block's threads
+// one after another (kernels without __syncthreads or warp collectives only). per_thread_exit runs in
+// each thread after fn (checks of per-thread state).
+inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool threaded, const std::function<void()>& fn,
+                   const std::function<void()>& per_thread_exit = {}) {
+  gridDim = grid;
+  blockDim = dim3(threads);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        State& st = state();
+        st.smem.assign(smem_bytes / 16 + 1, float4{nan, nan, nan, nan});
+        st.smem_bytes = smem_bytes;
+        if (!threaded) {
+          for (unsigned t = 0; t < threads; ++t) {
+            blockIdx = dim3(bx, by, bz);
+            threadIdx = dim3(t);
+            fn();
+            if (per_thread_exit) per_thread_exit();
+          }
+          continue;
+        }
+        std::barrier<> bar(static_cast<std::ptrdiff_t>(threads));
+        st.block_barrier = &bar;
+        std::vector<std::unique_ptr<Warp>> warps;
+        for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<Warp>());
+        std::vector<std::thread> pool;
+        for (unsigned t = 0; t < threads; ++t)
+          pool.emplace_back([&, t] {
+            blockIdx = dim3(bx, by, bz);
+            threadIdx = dim3(t);
+            t_warp = warps[t / 32].get();
+            fn();
+            if (per_thread_exit) per_thread_exit();
+          });
+        for (auto& th : pool) th.join();
+        st.block_barrier = nullptr;
+      }
+}
+
+}  // namespace fovea::emu
+
+inline void __syncthreads() {
+  if (fovea::emu::state().block_barrier == nullptr) fovea::emu::die("__syncthreads in an unthreaded launch");
+  fovea::emu::state().block_barrier->arrive_and_wait();
+}
+template <class T>
+T emu_shfl_xor(T v, int off) {
+  fovea::emu::Warp& w = fovea::emu::emu_warp();
+  const int lane = threadIdx.x & 31;
+  T* slot;
+  if constexpr (sizeof(T) == 8) slot = reinterpret_cast<T*>(w.d);
+  else slot = reinterpret_cast<T*>(w.f);
+  slot[lane] = v;
+  w.bar.arrive_and_wait();
+  const T r = slot[lane ^ off];
+  w.bar.arrive_and_wait();
+  return r;
+}
+inline float __shfl_xor_sync(unsigned, float v, int off) { return emu_shfl_xor(v, off); }
+inline double __shfl_xor_sync(unsigned, double v, int off) { return emu_shfl_xor(v, off); }
+inline float __uint_as_float(std::uint32_t u) { return std::bit_cast<float>(u); }
+inline std::uint32_t __float_as_uint(float f) { return std::bit_cast<std::uint32_t>(f); }
+template <class T>
+T __ldg(const T* p) {
+  return *p;
+}
+template <class T>
+T __ldcg(const T* p) {
+  return *p;
+}
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }

@@ -1,0 +1,38 @@
+#!/bin/sh
+# tests/emu/extract_device_code.sh KERNELS_DIR OUT_DIR: copies the device code of kernels/*.cuh that
+# the emulation tests run into OUT_DIR/*.inc, cut at comment and declaration lines of those headers
+# (named below; renaming one of them breaks this on purpose, loudly: the emulation tests then fail to
+# compile or find an empty section). Only `extern __shared__` declarations are rewritten, to the
+# emulator's per-block buffer.
+set -eu
+k=$1
+out=$2
+mkdir -p "$out"
+smem='s/extern __shared__ \(float4\|float\) \([a-z_]*\)\[\];/\1* \2 = reinterpret_cast<\1*>(::fovea::emu::emu_smem());/'
+
+section() {  # section FILE START_REGEX END_REGEX: lines from START through END (inclusive)
+  sed -n "/$2/,/$3/p" "$1"
+}
+check() {  # check FILE: fail when a section came out empty
+  [ -s "$1" ] || { echo "extract_device_code.sh: nothing extracted into $1" >&2; exit 1; }
+}
+
+# augment.cuh: the stage enum, kMeanChunks, DevicePlan, and every kernel with its helpers from the
+# pixel geometry up to the host side (not the allocation helpers between them).
+{
+  section "$k/augment.cuh" '^enum AugmentStage' '^};'
+  sed -n '/^inline constexpr int kMeanChunks/p' "$k/augment.cuh"
+  section "$k/augment.cuh" '^struct DevicePlan {' '^};'
+  section "$k/augment.cuh" '^\/\/ Sizes of one pixel-stage launch' '^\/\/ Runs the pixel stages' | sed '$d'
+} | sed "$smem" > "$out/augment_device.inc"
+check "$out/augment_device.inc"
+
+# contrastive_tc.cuh: tiles, kernels and launch-shape helpers, the normalisation kernel; from
+# contrastive.cuh the warp sum and the finish kernel the tensor-core backward reuses.
+{
+  section "$k/contrastive.cuh" '^__device__ __forceinline__ float ct_warp_sum' '^}'
+  section "$k/contrastive_tc.cuh" '^\/\/ ---- tiles ----' '^\/\/ ---- host side ----'
+  section "$k/contrastive_tc.cuh" '^\/\/ One warp per row i: zn_i' '^\/\/ Whether the tensor-core kernels run'
+  section "$k/contrastive.cuh" '^\/\/ One warp per row i: dzhat = scale' '^}'
+} | sed "$smem" > "$out/contrastive_tc_device.inc"
+check "$out/contrastive_tc_device.inc"
