@@ -415,7 +415,8 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   const std::int64_t i = r0 + threadIdx.x;
   if (threadIdx.x < kTcRows && i < rows) {
     math::OnlineLse acc;
-    for (unsigned sp = 0; sp < gridDim.y; ++sp) acc.merge(__ldcg(part_m + sp * rows + i), __ldcg(part_l + sp * rows + i));
+    for (unsigned sp = 0; sp < gridDim.y; ++sp)
+      acc.merge(__ldcg(part_m + sp * rows + i), __ldcg(part_l + sp * rows + i));
     const float lse = acc.value();
     row_lse[i] = lse;
     term = static_cast<double>(lse) - s_pos[i];
@@ -622,15 +623,14 @@ inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, 
   Tensor part(Shape{l.splits * M * D}, dev);
   const float inv_tau = 1.0f / tau;
   // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory
-  tc_grad_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(znorm.data(), row_lse.data(), M, D,
-                                                                   l.layout.padded,
-                                                                   l.layout.stride, l.layout.stages,
-                                                                   kTcLog2e * inv_tau, l.col_tiles, part.data());
+  tc_grad_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(
+      znorm.data(), row_lse.data(), M, D, l.layout.padded, l.layout.stride, l.layout.stages,
+      kTcLog2e * inv_tau, l.col_tiles, part.data());
   FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
   const float scale = dloss * inv_tau / static_cast<float>(M);
   ct_grad_finish_kernel<PairMode::symmetric><<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(
-      part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2, row_lse.data(), inv_tau, scale,
-      dz.data());
+      part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2, row_lse.data(), inv_tau,
+      scale, dz.data());
   FOVEA_CHECK_LAUNCH("ct_grad_finish_kernel", "z ", z.shape().str());
 }
 

@@ -102,10 +102,10 @@ static void blur_case(const char* what, int n, int h, int w, std::vector<Augment
   for (int b : plan.host.blurred) radius = std::max(radius, plan.host.samples[b].blur_kernel / 2);
   const std::size_t smem = sizeof(float) * blur_tile_layout(radius).floats;
   const std::int64_t blurred = plan.host.blurred.size();
-  const unsigned planes = static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, 4));  // exercise the stride
-  launch(dim3(tiles, planes), kBlock, smem, true, [&] {
-    blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
-  });
+  const unsigned planes =
+      static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, 4));  // exercise the stride
+  launch(dim3(tiles, planes), kBlock, smem, true,
+         [&] { blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0); });
   compare(what, out, ref.to_vector());
 }
 
@@ -136,9 +136,10 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   std::vector<float> scratch(plan.host.blurred.size() * 3 * s * s, kNaN);
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, s, s, n};
-  const int stages = kStageGeometry | kStageJitter | kStageGray | kStageSolarize | kStageNormalize |
-                     kStageDeferBlurred;
-  launch(dim3(kMeanChunks, std::min(n, 2)), kBlock, 0, true, [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, stages); });
+  const int stages =
+      kStageGeometry | kStageJitter | kStageGray | kStageSolarize | kStageNormalize | kStageDeferBlurred;
+  launch(dim3(kMeanChunks, std::min(n, 2)), kBlock, 0, true,
+         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, stages); });
   const int tiles = ((s + kPixelTileW - 1) / kPixelTileW) * ((s + kPixelTileH - 1) / kPixelTileH);
   launch(dim3(tiles, n), kBlock, 0, false, [&] {
     pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.mean_parts, kDrStats, stages);
@@ -149,7 +150,8 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   const std::size_t smem = sizeof(float) * blur_tile_layout(radius).floats;
   const std::int64_t blurred = plan.host.blurred.size();
   launch(dim3(btiles, 3 * blurred), kBlock, smem, true, [&] {
-    blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, kStageSolarize | kStageNormalize);
+    blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats,
+                     kStageSolarize | kStageNormalize);
   });
   compare(what, out, ref.to_vector());
 }
@@ -186,7 +188,8 @@ static void jitter_case(const char* what, int n, int h, int w, bool contrast) {
   std::vector<float> out(x.size(), kNaN);
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, h, w, n};
-  launch(dim3(kMeanChunks, std::min(n, 3)), kBlock, 0, true, [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, kStageJitter); });
+  launch(dim3(kMeanChunks, std::min(n, 3)), kBlock, 0, true,
+         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, kStageJitter); });
   const int tiles = ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
   launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
     pixel_kernel<kStageJitter>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
@@ -194,7 +197,8 @@ static void jitter_case(const char* what, int n, int h, int w, bool contrast) {
   compare(what, out, ref.to_vector());
 }
 
-static std::vector<AugmentParams> blur_params(int n, int h, int w, std::vector<int> kernels, std::vector<int> on) {
+static std::vector<AugmentParams> blur_params(int n, int h, int w, std::vector<int> kernels,
+                                              std::vector<int> on) {
   std::vector<AugmentParams> p(n, neutral_params(h, w));
   for (int i = 0; i < n; ++i) {
     p[i].blur = on[i % on.size()];

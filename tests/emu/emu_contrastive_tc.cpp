@@ -28,7 +28,7 @@ enum class PairMode { symmetric, queue };
 __device__ __forceinline__ std::uint32_t tc_tf32(float x) {
   std::uint32_t u = std::bit_cast<std::uint32_t>(x);
   if ((u & 0x7f800000u) == 0x7f800000u) return u;  // inf, nan
-  u += 0x1000u;                                     // half a TF32 ulp: ties away from zero
+  u += 0x1000u;                                    // half a TF32 ulp: ties away from zero
   return u & 0xffffe000u;
 }
 __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
@@ -146,17 +146,16 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     float* s_pos = part_l + splits * M;
     auto* tile_terms = reinterpret_cast<double*>(scratch + terms_at);
     auto* counters = reinterpret_cast<unsigned*>(scratch + terms_at + 2 * row_tiles);
-    launch(dim3(grid_for(M * 32)), 0, [&] {
-      tc_normalize_kernel(z.data(), M, D, M / 2, inv_tau, zn, zt, s_pos, counters, n_counters);
-    });
+    launch(dim3(grid_for(M * 32)), 0,
+           [&] { tc_normalize_kernel(z.data(), M, D, M / 2, inv_tau, zn, zt, s_pos, counters, n_counters); });
     launch(dim3(row_tiles, splits), smem, [&] {
-      tc_lse_partial_kernel(zt, M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part_m, part_l,
-                            s_pos, tile_terms, counters, out.lse.data(), out.loss.data());
+      tc_lse_partial_kernel(zt, M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part_m,
+                            part_l, s_pos, tile_terms, counters, out.lse.data(), out.loss.data());
     });
     for (std::int64_t c = 0; c < n_counters; ++c)
       if (counters[c] != 0) die("arrival counter not back to 0");
-    std::printf("  forward: %lld row tiles x %d splits, %d stage(s)\n", static_cast<long long>(row_tiles), splits,
-                l.stages);
+    std::printf("  forward: %lld row tiles x %d splits, %d stage(s)\n", static_cast<long long>(row_tiles),
+                splits, l.stages);
   }
   {  // backward
     const TcLayout l = tc_layout(D, limit, true);
@@ -165,13 +164,13 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, resident);
     std::vector<float> part(splits * M * D, kNaN);
     launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
-      tc_grad_partial_kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles,
-                             part.data());
+      tc_grad_partial_kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau,
+                             col_tiles, part.data());
     });
     const float scale = dloss * inv_tau / static_cast<float>(M);
     launch(dim3(grid_for(M * 32)), 0, [&] {
-      ct_grad_finish_kernel<PairMode::symmetric>(part.data(), splits, M, D, z.data(), zn, zn, M / 2, out.lse.data(),
-                                                 inv_tau, scale, out.dz.data());
+      ct_grad_finish_kernel<PairMode::symmetric>(part.data(), splits, M, D, z.data(), zn, zn, M / 2,
+                                                 out.lse.data(), inv_tau, scale, out.dz.data());
     });
     std::printf("  backward: %lld row tiles x %d splits x %lld dim chunks, %d stage(s)\n",
                 static_cast<long long>(row_tiles), splits, static_cast<long long>(dim_chunks), l.stages);
@@ -180,8 +179,8 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
   return out;
 }
 
-static bool close_all(const char* what, const std::vector<float>& got, const std::vector<float>& want, double atol,
-                      double rtol) {
+static bool close_all(const char* what, const std::vector<float>& got, const std::vector<float>& want,
+                      double atol, double rtol) {
   double worst = 0.0;
   std::size_t bad = 0;
   for (std::size_t i = 0; i < got.size(); ++i) {
@@ -200,7 +199,7 @@ int main(int argc, char** argv) {
     float tau;
     int zn_offset;
   };
-  std::vector<Case> cases = {{1, 3, 132, 0.5f, 0}, {3, 3, 132, 0.1f, 1},   {8, 64, 132, 0.5f, 0},
+  std::vector<Case> cases = {{1, 3, 132, 0.5f, 0},  {3, 3, 132, 0.1f, 1},  {8, 64, 132, 0.5f, 0},
                              {70, 128, 6, 0.2f, 0}, {70, 128, 6, 0.2f, 1}, {40, 200, 4, 0.1f, 0},
                              {45, 129, 5, 0.5f, 0}, {70, 128, 1, 0.2f, 1}, {100, 200, 2, 0.1f, 0},
                              {100, 7, 3, 0.5f, 0}};

@@ -81,8 +81,8 @@ inline void check_smem(const void* p, std::size_t bytes) {
 // threads per block and smem_bytes of dynamic shared memory. threaded = false runs a block's threads
 // one after another (kernels without __syncthreads or warp collectives only). per_thread_exit runs in
 // each thread after fn (checks of per-thread state).
-inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool threaded, const std::function<void()>& fn,
-                   const std::function<void()>& per_thread_exit = {}) {
+inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool threaded,
+                   const std::function<void()>& fn, const std::function<void()>& per_thread_exit = {}) {
   gridDim = grid;
   blockDim = dim3(threads);
   const float nan = std::numeric_limits<float>::quiet_NaN();
