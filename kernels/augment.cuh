@@ -193,6 +193,22 @@ inline constexpr int kPixelTileH = kPixelRowStep * kPixelRows;
 // 0 * v = 0 either way, so the result is the same for finite pixels.
 __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometry& g, const AugmentPlan& p,
                                             int ox, int oy0, float rgb[kPixelRows][3]) {
+  const int plane = g.in_h * g.in_w;
+  if (p.scale_x == 1.0f && p.scale_y == 1.0f && g.out_h == g.out_w) {
+    // Whole-pixel sampling (a flip, or a crop as large as the output): every source coordinate is
+    // an integer, the taps' weights are 1 and 0, and the sample is a permutation of the crop's
+    // pixels: integer indices, one load per channel, no arithmetic on the values.
+    const int last = g.out_w - 1;
+    const float* src = img + p.crop_left + (p.hflip ? last - ox : ox);
+#pragma unroll
+    for (int k = 0; k < kPixelRows; ++k) {
+      const int oy = min(oy0 + k * kPixelRowStep, last);
+      const float* row = src + (p.crop_top + (p.vflip ? last - oy : oy)) * g.in_w;
+#pragma unroll
+      for (int c = 0; c < 3; ++c) rgb[k][c] = __ldg(row + c * plane);
+    }
+    return;
+  }
   const float last = static_cast<float>(g.out_w - 1);
   float fx = static_cast<float>(ox);
   if (p.hflip) fx = last - fx;
@@ -200,7 +216,6 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
   float lx;
   math::augment::bilinear_taps(fx, p.scale_x, p.crop_width, x0, x1, lx);
   const float hx = 1.0f - lx;
-  const int plane = g.in_h * g.in_w;
   const float* col0 = img + p.crop_left + x0;
   const float* col1 = img + p.crop_left + x1;
   const bool use_x1 = lx != 0.0f;

@@ -216,20 +216,23 @@ FOVEA_HD float gray_of(float r, float g, float b) { return kGrayR * r + kGrayG *
 // torchvision _blend(img1, img2, ratio) = (ratio * img1 + (1 - ratio) * img2).clamp(0, 1).
 FOVEA_HD float blend(float a, float b, float ratio) { return clamp01(ratio * a + (1.0f - ratio) * b); }
 
-// torchvision's _rgb2hsv, the hue shift (h + factor) mod 1, and _hsv2rgb, on one pixel.
+// torchvision's _rgb2hsv, the hue shift (h + factor) mod 1, and _hsv2rgb, on one pixel, with two
+// divisions where torchvision has five: rc, gc, bc multiply by one reciprocal of cr, and h / 6 + 1 is
+// one fma of h, 1 / 6 and 1 (docs/decisions.md: within an ulp or two of torchvision's values; IEEE
+// divisions were most of the GPU kernel's instructions).
 FOVEA_HD void adjust_hue(float& r, float& g, float& b, float factor) {
   const float maxc = r > g ? (r > b ? r : b) : (g > b ? g : b);
   const float minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
   const bool eqc = maxc == minc;
   const float cr = maxc - minc;
   const float s = cr / (eqc ? 1.0f : maxc);
-  const float div = eqc ? 1.0f : cr;
-  const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
+  const float inv = 1.0f / (eqc ? 1.0f : cr);
+  const float rc = (maxc - r) * inv, gc = (maxc - g) * inv, bc = (maxc - b) * inv;
   float h = 0.0f;
   if (maxc == r) h = bc - gc;
   else if (maxc == g) h = 2.0f + rc - bc;
   else h = 4.0f + gc - rc;
-  h = h / 6.0f + 1.0f;
+  h = fma_rn(h, 1.0f / 6.0f, 1.0f);
   h = h - floor_hd(h);  // fmod(h, 1) for h >= 0
   h = h + factor;
   h = h - floor_hd(h);  // Python's (h + factor) % 1.0; may round to 1.0, which maps like 0
