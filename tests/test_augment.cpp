@@ -476,6 +476,53 @@ TEST(Augment, BlurOfDeltaIsTheKernel) {
     }
 }
 
+// The plan drops a kernel's tails below kBlurNegligibleWeight (sigma 0.1 / 0.5 / 1 / 2 of a 23-tap
+// kernel keep 1 / 7 / 13 / 23 taps, the centre ones, bitwise), and the blur with the kept taps stays
+// within float rounding of torchvision's full 23-tap blur computed in double.
+TEST(Augment, BlurDropsOnlyNegligibleTails) {
+  const int h = 19, w = 23, k = 23, r = k / 2;
+  const Tensor x = random_images(1, h, w, 31);
+  const std::vector<float> px = x.to_vector();
+  for (const auto& [sigma, kept] :
+       std::vector<std::pair<float, int>>{{0.1f, 1}, {0.5f, 7}, {1.0f, 13}, {2.0f, 23}}) {
+    AugmentParams p = neutral_params(h, w);
+    p.blur = 1;
+    p.blur_kernel = k;
+    p.blur_sigma = sigma;
+    const std::vector<AugmentParams> params{p};
+    const detail::AugmentBatchPlan plan = detail::make_augment_plan(params, h, w, h, w, false);
+    ASSERT_EQ(plan.samples[0].blur_kernel, kept) << "sigma " << sigma;
+    const std::vector<float> full = detail::gaussian_kernel1d(k, sigma);
+    const int trim = (k - kept) / 2;
+    ASSERT_EQ(plan.blur_weights, std::vector<float>(full.begin() + trim, full.end() - trim))
+        << "sigma " << sigma;
+    for (int t = 0; t < trim; ++t) EXPECT_LT(full[t], detail::kBlurNegligibleWeight);
+    if (trim > 0) {
+      EXPECT_GE(full[trim], detail::kBlurNegligibleWeight);
+    }
+    // torchvision: reflect padding by 11, the full kernel along rows then columns (in double here)
+    const std::vector<float> out = apply(gaussian_blur, x, p);
+    const auto refl = [](int i, int n) { return math::augment::reflect_index(i, n); };
+    double worst = 0.0;
+    for (int c = 0; c < 3; ++c) {
+      std::vector<double> rows(static_cast<std::size_t>(h * w));
+      for (int y = 0; y < h; ++y)
+        for (int xx = 0; xx < w; ++xx) {
+          double a = 0.0;
+          for (int t = 0; t < k; ++t) a += double(full[t]) * px[(c * h + y) * w + refl(xx + t - r, w)];
+          rows[y * w + xx] = a;
+        }
+      for (int y = 0; y < h; ++y)
+        for (int xx = 0; xx < w; ++xx) {
+          double a = 0.0;
+          for (int t = 0; t < k; ++t) a += double(full[t]) * rows[refl(y + t - r, h) * w + xx];
+          worst = std::max(worst, std::abs(a - out[(c * h + y) * w + xx]));
+        }
+    }
+    EXPECT_LT(worst, 3e-7) << "sigma " << sigma;
+  }
+}
+
 TEST(Augment, BlurInPlaceEqualsOutOfPlace) {
   Tensor x = random_images(2, 9, 11, 14);
   AugmentParams p = neutral_params(9, 11);

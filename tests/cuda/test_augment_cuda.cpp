@@ -172,14 +172,18 @@ TEST(AugmentCuda, WideBlurKernelsMatchCpu) {
   check_pixel_op("gaussian_blur wide", gaussian_blur, x, params);
 }
 
-// Blur parameters: sample i blurred when on[i % on.size()], with kernels[i % kernels.size()] taps.
+// Blur parameters: sample i blurred when on[i % on.size()], with kernels[i % kernels.size()] taps and
+// sigma 0.3 + 0.7 i (small sigmas lose their negligible tails in the plan), or with keep_all_taps a
+// sigma of a sixth of the kernel, wide enough that every tap stays (the large-halo paths).
 std::vector<AugmentParams> blur_params(std::int64_t n, std::int64_t h, std::int64_t w,
-                                       const std::vector<int>& kernels, const std::vector<int>& on) {
+                                       const std::vector<int>& kernels, const std::vector<int>& on,
+                                       bool keep_all_taps = false) {
   std::vector<AugmentParams> p(static_cast<std::size_t>(n), neutral_params(h, w));
   for (std::size_t i = 0; i < p.size(); ++i) {
     p[i].blur = static_cast<std::uint8_t>(on[i % on.size()]);
     p[i].blur_kernel = kernels[i % kernels.size()];
-    p[i].blur_sigma = 0.3f + 0.7f * static_cast<float>(i);
+    p[i].blur_sigma = keep_all_taps ? static_cast<float>(p[i].blur_kernel) / 6.0f + 0.1f * static_cast<float>(i)
+                                    : 0.3f + 0.7f * static_cast<float>(i);
   }
   return p;
 }
@@ -204,8 +208,8 @@ TEST(AugmentCuda, BlurTilesMatchCpu) {
 TEST(AugmentCuda, LargeRadiusBlurMatchesCpu) {
   FOVEA_REQUIRE_GPU();
   const Tensor x = random_images(3, 70, 90, 21);
-  check_pixel_op("gaussian_blur 61 taps", gaussian_blur, x, blur_params(3, 70, 90, {61, 7}, {1}));
-  check_pixel_op("gaussian_blur 201 taps", gaussian_blur, x, blur_params(3, 70, 90, {201, 7}, {1, 0, 1}));
+  check_pixel_op("gaussian_blur 61 taps", gaussian_blur, x, blur_params(3, 70, 90, {61, 7}, {1}, true));
+  check_pixel_op("gaussian_blur 201 taps", gaussian_blur, x, blur_params(3, 70, 90, {201, 7}, {1, 0, 1}, true));
 }
 
 // The fused pipeline's compact blur scratch (tile path) and its two-pass fallback.
@@ -217,6 +221,7 @@ TEST(AugmentCuda, FusedPipelineBlurPathsMatchCpu) {
     for (std::size_t i = 0; i < params.size(); ++i) {
       params[i].blur = i != 1;
       params[i].blur_kernel = kernel;
+      params[i].blur_sigma = static_cast<float>(kernel) / 6.0f;  // every tap stays (docs/augmentations.md)
     }
     Tensor cpu(Shape{3, 3, 100, 100});
     augment_images(x, params, kDrStats, cpu);

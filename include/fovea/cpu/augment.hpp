@@ -85,8 +85,9 @@ struct AugmentPlan {
   std::int32_t grayscale = 0;
   std::int32_t solarize = 0;
   float threshold = 0.5f;
-  // blur: blur_kernel taps at blur_weights[blur_offset ...]; blur_slot is the sample's index among
-  // the blurred samples of the batch (-1 when not blurred)
+  // blur: blur_kernel taps at blur_weights[blur_offset ...] (the drawn kernel without its negligible
+  // tails, blur_taps_kept); blur_slot is the sample's index among the blurred samples of the batch
+  // (-1 when not blurred)
   std::int32_t blur = 0, blur_kernel = 1, blur_offset = 0, blur_slot = -1;
 };
 
@@ -106,6 +107,22 @@ inline std::vector<float> gaussian_kernel1d(int kernel, float sigma) {
   std::vector<float> w(static_cast<std::size_t>(kernel));
   for (int i = 0; i < kernel; ++i) w[i] = static_cast<float>(pdf[i] / sum);
   return w;
+}
+
+// Gaussian weights below this (the weights sum to 1) are left out of the blur: all of them together
+// move an output by less than 2e-9 of the image's range (a thirtieth of a float's rounding step at 1),
+// while a small sigma leaves most of a 23-tap kernel below it (sigma 0.5: 7 taps kept, 2.0: all 23).
+inline constexpr float kBlurNegligibleWeight = 0x1p-32f;
+
+// The taps of the odd kernel w that the blur runs: the first and last `trim` taps of each side are
+// dropped while they are below kBlurNegligibleWeight (a Gaussian decreases away from its centre, so
+// they are its tails). Returns trim; the centre tap always stays.
+inline int blur_tail_taps(const std::vector<float>& w) {
+  const int radius = static_cast<int>(w.size()) / 2;
+  int trim = 0;
+  while (trim < radius && w[trim] < kBlurNegligibleWeight && w[w.size() - 1 - trim] < kBlurNegligibleWeight)
+    ++trim;
+  return trim;
 }
 
 // Throws unless p is valid; the crop box is checked against height x width only when check_crop.
@@ -178,12 +195,14 @@ inline AugmentBatchPlan make_augment_plan(std::span<const AugmentParams> params,
     s.threshold = p.solarize_threshold;
     s.blur = p.blur != 0;
     if (s.blur) {
-      s.blur_kernel = p.blur_kernel;
+      // torchvision's kernel (normalised over all its taps), less its negligible tails
+      const std::vector<float> w = gaussian_kernel1d(p.blur_kernel, p.blur_sigma);
+      const int trim = blur_tail_taps(w);
+      s.blur_kernel = p.blur_kernel - 2 * trim;
       s.blur_offset = static_cast<std::int32_t>(plan.blur_weights.size());
       s.blur_slot = static_cast<std::int32_t>(plan.blurred.size());
       plan.blurred.push_back(static_cast<std::int32_t>(n));
-      const std::vector<float> w = gaussian_kernel1d(p.blur_kernel, p.blur_sigma);
-      plan.blur_weights.insert(plan.blur_weights.end(), w.begin(), w.end());
+      plan.blur_weights.insert(plan.blur_weights.end(), w.begin() + trim, w.end() - trim);
     }
   }
   return plan;
