@@ -304,7 +304,11 @@ __global__ void __launch_bounds__(kBlock)
   if (ox >= g.out_w || oy0 >= g.out_h) return;
   const std::int64_t in_sample = 3 * static_cast<std::int64_t>(g.in_h) * g.in_w;
   const std::int64_t hw = static_cast<std::int64_t>(g.out_h) * g.out_w;
-  for (std::int64_t n = blockIdx.y; n < g.samples; n += gridDim.y) {
+  // Samples in reverse order: the contrast-mean pass before this one read the last samples last, so
+  // they are the ones still in L2; and the blur after it reads the first samples' deferred output
+  // first, which this pass now writes last. Same results in any order.
+  for (std::int64_t k = blockIdx.y; k < g.samples; k += gridDim.y) {
+    const std::int64_t n = g.samples - 1 - k;
     const AugmentPlan& p = plans[n];
     float rgb[kPixelRows][3];
     if ((stages & kStageGeometry) && !p.rotate) {
