@@ -182,6 +182,37 @@ TEST(CudaNtXentTensorCore, MatchesCpuAtN1024) {
   for (const float tau : {0.1f, 0.5f}) expect_tensor_core_matches_cpu(1024, 128, tau);
 }
 
+// z, znorm and dz as views one float past a 16-byte boundary: the backward stages the caller's znorm
+// with 4-byte copies instead of 16-byte ones (and rounds it to TF32 in shared memory either way), so
+// every output must be bitwise the aligned run's.
+TEST(CudaNtXentTensorCore, MisalignedViewsMatchAlignedBitwise) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  const Device gpu = Device::cuda(0);
+  for (const std::int64_t N : {37, 300}) {
+    SCOPED_TRACE("N " + std::to_string(N));
+    const std::int64_t M = 2 * N, D = 128;
+    const Shape s{M, D};
+    const std::vector<float> values = random_values(s.numel(), InputKind::normal, 90 + N);
+    Tensor z = Tensor::from(values, s).to(gpu);
+    const NtXentRun aligned = run_nt_xent(z, 0.2f);
+    Tensor zbuf = Tensor::from(std::vector<float>(values.size() + 1, 0.0f), Shape{s.numel() + 1}).to(gpu);
+    Tensor znbuf = poisoned(Shape{s.numel() + 1}, gpu), dzbuf = poisoned(Shape{s.numel() + 1}, gpu);
+    const View zv(zbuf.data() + 1, s, gpu), znv(znbuf.data() + 1, s, gpu), dzv(dzbuf.data() + 1, s, gpu);
+    copy(CView(z.data(), s, gpu), zv);
+    Tensor loss = poisoned(Shape{}, gpu), lse = poisoned({M}, gpu);
+    nt_xent_forward(zv, 0.2f, loss, lse, znv);
+    nt_xent_backward(zv, znv, lse, 0.2f, kDloss, dzv);
+    const std::vector<float> zn = znbuf.to_vector(), dz = dzbuf.to_vector();
+    EXPECT_EQ(loss.to_vector(), aligned.loss);
+    EXPECT_EQ(lse.to_vector(), aligned.lse);
+    EXPECT_EQ(std::vector<float>(zn.begin() + 1, zn.end()), aligned.zn);
+    EXPECT_EQ(std::vector<float>(dz.begin() + 1, dz.end()), aligned.dz);
+  }
+}
+
 // TF32 off, or D beyond the tensor-core kernel: the selection falls back to the fp32 kernel, bitwise.
 TEST(CudaNtXentTensorCore, FallsBackToFp32Kernel) {
   FOVEA_REQUIRE_GPU();
