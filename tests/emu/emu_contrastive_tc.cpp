@@ -218,6 +218,13 @@ int main(int argc, char** argv) {
     cpu::nt_xent_forward(zc, c.tau, loss, lse, zn);
     cpu::nt_xent_backward(zc, zn, lse, c.tau, dloss, dz);
     const Run r = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset);
+    if (c.zn_offset != 0) {  // the 4-byte staging path must give the 16-byte path's bits
+      const Run aligned = run_tc(z, M, c.D, c.tau, dloss, c.resident, 0);
+      const bool same =
+          r.loss == aligned.loss && r.lse == aligned.lse && r.zn == aligned.zn && r.dz == aligned.dz;
+      std::printf("  misaligned znorm %s the aligned run bitwise\n", same ? "matches" : "DIFFERS FROM");
+      ok &= same;
+    }
     double min_norm = 1e30;
     for (std::int64_t i = 0; i < M; ++i) {
       double ss = 0.0;
