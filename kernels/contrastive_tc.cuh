@@ -331,17 +331,14 @@ __device__ __forceinline__ double tc_block_sum(double v, double* shared) {
   return total;
 }
 
-// Whether this block is the last of `expected` blocks to call it with the same counter: every
-// thread's earlier global writes are then visible to the returning block (fences on both sides), and
-// the counter is back to 0 for the next launch. Uniform over the block.
+// Whether this block is the last of `expected` blocks to call it with the same counter (zero before
+// the launch; it ends at `expected`): every thread's earlier global writes are then visible to the
+// returning block (fences on both sides). Uniform over the block.
 __device__ __forceinline__ bool tc_last_arrival(unsigned* counter, unsigned expected) {
   __shared__ bool last;
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(counter, 1u) == expected - 1;
-    if (last) *counter = 0u;
-  }
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == expected - 1;
   __syncthreads();
   if (last) __threadfence();
   return last;
@@ -353,7 +350,7 @@ __device__ __forceinline__ bool tc_last_arrival(unsigned* counter, unsigned expe
 // to finish adds the tiles' sums in tile order into loss = mean(row_lse - s_pos). Deterministic:
 // which block comes last changes no order of summation. zt: zhat rounded to TF32 (rows, D);
 // scale2 = log2(e) / tau. part_m (natural log units), part_l: (splits, rows). counters: row tiles + 1,
-// zero before the launch (the last arrivals leave them zero).
+// zero before the launch (tc_normalize_kernel zeroes them).
 __global__ void __launch_bounds__(kTcThreads, 1)
     tc_lse_partial_kernel(const float* zt, std::int64_t rows, std::int64_t D, int padded, int stride,
                           int stages, float scale2, std::int64_t col_tiles, float* part_m, float* part_l,
