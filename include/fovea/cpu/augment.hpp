@@ -86,7 +86,7 @@ struct AugmentPlan {
   std::int32_t solarize = 0;
   float threshold = 0.5f;
   // blur: blur_kernel taps at blur_weights[blur_offset ...] (the drawn kernel without its negligible
-  // tails, blur_taps_kept); blur_slot is the sample's index among the blurred samples of the batch
+  // tails: blur_tail_taps); blur_slot is the sample's index among the blurred samples of the batch
   // (-1 when not blurred)
   std::int32_t blur = 0, blur_kernel = 1, blur_offset = 0, blur_slot = -1;
 };
@@ -120,8 +120,8 @@ inline constexpr float kBlurNegligibleWeight = 0x1p-32f;
 inline int blur_tail_taps(const std::vector<float>& w) {
   const int radius = static_cast<int>(w.size()) / 2;
   int trim = 0;
-  while (trim < radius && w[trim] < kBlurNegligibleWeight && w[w.size() - 1 - trim] < kBlurNegligibleWeight)
-    ++trim;
+  const auto negligible = [&](int i) { return w[static_cast<std::size_t>(i)] < kBlurNegligibleWeight; };
+  while (trim < radius && negligible(trim) && negligible(static_cast<int>(w.size()) - 1 - trim)) ++trim;
   return trim;
 }
 
