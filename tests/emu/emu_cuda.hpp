@@ -140,6 +140,7 @@ T emu_shfl_xor(T v, int off) {
 }
 inline float __shfl_xor_sync(unsigned, float v, int off) { return emu_shfl_xor(v, off); }
 inline double __shfl_xor_sync(unsigned, double v, int off) { return emu_shfl_xor(v, off); }
+inline int __shfl_xor_sync(unsigned, int v, int off) { return emu_shfl_xor(v, off); }
 inline float __uint_as_float(std::uint32_t u) { return std::bit_cast<float>(u); }
 inline std::uint32_t __float_as_uint(float f) { return std::bit_cast<std::uint32_t>(f); }
 template <class T>

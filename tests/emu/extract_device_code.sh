@@ -27,6 +27,12 @@ check() {  # check FILE: fail when a section came out empty
 } | sed "$smem" > "$out/augment_device.inc"
 check "$out/augment_device.inc"
 
+# contrastive.cuh: the fp32 tiles and every kernel (NT-Xent, InfoNCE, accuracy, the queue), up to
+# the host side.
+section "$k/contrastive.cuh" '^constexpr int kCtTile = 64;' '^\/\/ Row tiles, column tiles and column splits' |
+  sed '$d' | sed "$smem" > "$out/contrastive_device.inc"
+check "$out/contrastive_device.inc"
+
 # contrastive_tc.cuh: tiles, kernels and launch-shape helpers, the normalisation kernel; from
 # contrastive.cuh the warp sum and the finish kernel the tensor-core backward reuses.
 {
