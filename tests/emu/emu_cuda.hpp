@@ -141,6 +141,22 @@ T emu_shfl_xor(T v, int off) {
 inline float __shfl_xor_sync(unsigned, float v, int off) { return emu_shfl_xor(v, off); }
 inline double __shfl_xor_sync(unsigned, double v, int off) { return emu_shfl_xor(v, off); }
 inline int __shfl_xor_sync(unsigned, int v, int off) { return emu_shfl_xor(v, off); }
+template <class T>
+T emu_shfl_down(T v, unsigned off) {  // lanes past the warp's end read their own value, as on the GPU
+  fovea::emu::Warp& w = fovea::emu::emu_warp();
+  const unsigned lane = threadIdx.x & 31;
+  T* slot;
+  if constexpr (sizeof(T) == 8) slot = reinterpret_cast<T*>(w.d);
+  else slot = reinterpret_cast<T*>(w.f);
+  slot[lane] = v;
+  w.bar.arrive_and_wait();
+  const T r = lane + off < 32 ? slot[lane + off] : v;
+  w.bar.arrive_and_wait();
+  return r;
+}
+inline float __shfl_down_sync(unsigned, float v, unsigned off) { return emu_shfl_down(v, off); }
+inline double __shfl_down_sync(unsigned, double v, unsigned off) { return emu_shfl_down(v, off); }
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 inline float __uint_as_float(std::uint32_t u) { return std::bit_cast<float>(u); }
 inline std::uint32_t __float_as_uint(float f) { return std::bit_cast<std::uint32_t>(f); }
 template <class T>

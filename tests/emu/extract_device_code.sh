@@ -33,6 +33,11 @@ section "$k/contrastive.cuh" '^constexpr int kCtTile = 64;' '^\/\/ Row tiles, co
   sed '$d' | sed "$smem" > "$out/contrastive_device.inc"
 check "$out/contrastive_device.inc"
 
+# optim.cuh: the multi-tensor kernels and their helpers, up to the host side.
+section "$k/optim.cuh" '^__device__ __forceinline__ float4 load4' '^inline unsigned chunk_grid' | sed '$d' \
+  > "$out/optim_device.inc"
+check "$out/optim_device.inc"
+
 # contrastive_tc.cuh: tiles, kernels and launch-shape helpers, the normalisation kernel; from
 # contrastive.cuh the warp sum and the finish kernel the tensor-core backward reuses.
 {
