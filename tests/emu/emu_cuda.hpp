@@ -125,35 +125,33 @@ inline void __syncthreads() {
   if (fovea::emu::state().block_barrier == nullptr) fovea::emu::die("__syncthreads in an unthreaded launch");
   fovea::emu::state().block_barrier->arrive_and_wait();
 }
-template <class T>
-T emu_shfl_xor(T v, int off) {
+// A warp shuffle: every lane publishes v, then reads the value of lane source(lane), or keeps its own
+// when the source is outside the warp (as __shfl_down_sync does past the last lane).
+template <class T, class Source>
+T emu_shuffle(T v, Source source) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8);
   fovea::emu::Warp& w = fovea::emu::emu_warp();
-  const int lane = threadIdx.x & 31;
+  const unsigned lane = threadIdx.x & 31, from = source(lane);
   T* slot;
   if constexpr (sizeof(T) == 8) slot = reinterpret_cast<T*>(w.d);
   else slot = reinterpret_cast<T*>(w.f);
   slot[lane] = v;
   w.bar.arrive_and_wait();
-  const T r = slot[lane ^ off];
+  const T r = from < 32 ? slot[from] : v;
   w.bar.arrive_and_wait();
   return r;
+}
+template <class T>
+T emu_shfl_xor(T v, int off) {
+  return emu_shuffle(v, [off](unsigned lane) { return lane ^ static_cast<unsigned>(off); });
+}
+template <class T>
+T emu_shfl_down(T v, unsigned off) {
+  return emu_shuffle(v, [off](unsigned lane) { return lane + off; });
 }
 inline float __shfl_xor_sync(unsigned, float v, int off) { return emu_shfl_xor(v, off); }
 inline double __shfl_xor_sync(unsigned, double v, int off) { return emu_shfl_xor(v, off); }
 inline int __shfl_xor_sync(unsigned, int v, int off) { return emu_shfl_xor(v, off); }
-template <class T>
-T emu_shfl_down(T v, unsigned off) {  // lanes past the warp's end read their own value, as on the GPU
-  fovea::emu::Warp& w = fovea::emu::emu_warp();
-  const unsigned lane = threadIdx.x & 31;
-  T* slot;
-  if constexpr (sizeof(T) == 8) slot = reinterpret_cast<T*>(w.d);
-  else slot = reinterpret_cast<T*>(w.f);
-  slot[lane] = v;
-  w.bar.arrive_and_wait();
-  const T r = lane + off < 32 ? slot[lane + off] : v;
-  w.bar.arrive_and_wait();
-  return r;
-}
 inline float __shfl_down_sync(unsigned, float v, unsigned off) { return emu_shfl_down(v, off); }
 inline double __shfl_down_sync(unsigned, double v, unsigned off) { return emu_shfl_down(v, off); }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
