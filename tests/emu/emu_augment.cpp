@@ -20,7 +20,6 @@ using ::fovea::ChannelStats;
 using ::fovea::detail::AugmentBatchPlan;
 using ::fovea::detail::AugmentPlan;
 using std::min;
-inline constexpr int kBlock = 256;
 #include "augment_device.inc"
 }  // namespace fovea::emu
 

@@ -16,7 +16,6 @@
 #include "fovea/cpu/contrastive.hpp"
 
 namespace fovea::emu {
-inline constexpr int kBlock = 256;
 #include "contrastive_device.inc"
 }  // namespace fovea::emu
 

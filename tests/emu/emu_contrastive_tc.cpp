@@ -22,7 +22,6 @@
 #include "fovea/cpu/contrastive.hpp"
 
 namespace fovea::emu {
-inline constexpr int kBlock = 256;
 enum class PairMode { symmetric, queue };
 
 __device__ __forceinline__ std::uint32_t tc_tf32(float x) {

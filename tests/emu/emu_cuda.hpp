@@ -43,6 +43,8 @@ inline dim3 gridDim, blockDim;
 
 namespace fovea::emu {
 
+inline constexpr int kBlock = 256;  // kernels/common.cuh's block size, which the device code assumes
+
 // A warp's exchange area.
 struct Warp {
   std::barrier<> bar{32};

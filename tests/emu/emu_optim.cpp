@@ -18,7 +18,6 @@
 #include "fovea/cpu/optim.hpp"
 
 namespace fovea::emu {
-inline constexpr int kBlock = 256;
 #include "optim_device.inc"
 }  // namespace fovea::emu
 
