@@ -109,20 +109,29 @@ static void blur_case(const char* what, int n, int h, int w, std::vector<Augment
   compare(what, out, ref.to_vector());
 }
 
-static void crop_case(const char* what, int n, int h, int w, int s) {
-  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 7 + w);
-  const auto params = varied(n, h, w, s, 1, 5);
+// Output tiles of pixel_kernel for an h x w output.
+static int pixel_tiles(int h, int w) {
+  return ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
+}
+
+// random_resized_crop_flip of x (n, 3, h, w) to s x s through the gather, against the CPU twin.
+static void geometry_check(const char* what, const std::vector<float>& x,
+                           const std::vector<AugmentParams>& params, int n, int h, int w, int s) {
   Plan plan{detail::make_augment_plan(params, h, w, s, s), {}};
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, s, s});
   cpu::random_resized_crop_flip(xt, plan.host, ref);
   std::vector<float> out(static_cast<std::size_t>(n) * 3 * s * s, kNaN);
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, s, s, n};
-  const int tiles = ((s + kPixelTileW - 1) / kPixelTileW) * ((s + kPixelTileH - 1) / kPixelTileH);
-  launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
+  launch(dim3(pixel_tiles(s, s), std::min(n, 2)), kBlock, 0, false, [&] {
     pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
   });
   compare(what, out, ref.to_vector());
+}
+
+static void crop_case(const char* what, int n, int h, int w, int s) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 7 + w);
+  geometry_check(what, x, varied(n, h, w, s, 1, 5), n, h, w, s);
 }
 
 // augment_images as the CUDA twin runs it with the fused blur.
@@ -140,7 +149,7 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
       kStageGeometry | kStageJitter | kStageGray | kStageSolarize | kStageNormalize | kStageDeferBlurred;
   launch(dim3(kMeanChunks, std::min(n, 2)), kBlock, 0, true,
          [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, stages); });
-  const int tiles = ((s + kPixelTileW - 1) / kPixelTileW) * ((s + kPixelTileH - 1) / kPixelTileH);
+  const int tiles = pixel_tiles(s, s);
   launch(dim3(tiles, n), kBlock, 0, false, [&] {
     pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.mean_parts, kDrStats, stages);
   });
@@ -156,22 +165,12 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   compare(what, out, ref.to_vector());
 }
 
-// Flips alone (whole-image crop: every tap of weight 0 or 1) through the gather.
-static void flip_case(const char* what, int n, int h, int w) {
-  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 5 + w);
-  std::vector<AugmentParams> params(n, neutral_params(h, w));
+// Flips alone (whole-image crop: every tap of weight 0 or 1) through the gather; square images.
+static void flip_case(const char* what, int n, int side) {
+  const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * side * side, side * 6);
+  std::vector<AugmentParams> params(n, neutral_params(side, side));
   for (int i = 0; i < n; ++i) params[i].hflip = i % 2 == 0, params[i].vflip = i % 3 == 0;
-  Plan plan{detail::make_augment_plan(params, h, w, h, w), {}};
-  Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
-  cpu::random_resized_crop_flip(xt, plan.host, ref);
-  std::vector<float> out(x.size(), kNaN);
-  DevicePlan d = plan.view();
-  PixelGeometry g{h, w, h, w, n};
-  const int tiles = ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
-  launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
-    pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
-  });
-  compare(what, out, ref.to_vector());
+  geometry_check(what, x, params, n, side, side, side);
 }
 
 // color_jitter alone (contrast mean pass + pixel pass), every sample jittered, varied orders.
@@ -190,7 +189,7 @@ static void jitter_case(const char* what, int n, int h, int w, bool contrast) {
   PixelGeometry g{h, w, h, w, n};
   launch(dim3(kMeanChunks, std::min(n, 3)), kBlock, 0, true,
          [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, kStageJitter); });
-  const int tiles = ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
+  const int tiles = pixel_tiles(h, w);
   launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
     pixel_kernel<kStageJitter>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
   });
@@ -220,8 +219,8 @@ int main(int argc, char** argv) {
   blur_case("blur 2x67x129 k15/29", 2, 67, 129, blur_params(2, 67, 129, {15, 29}, {1}, true));
   blur_case("blur 3x70x90 k61/7", 3, 70, 90, blur_params(3, 70, 90, {61, 7}, {1}, true));
   pipeline_case("pipeline 3x150x130->100 k61", 3, 150, 130, 100, 3, 61);
-  flip_case("flip 5x37x37", 5, 37, 37);
-  flip_case("flip 4x70x70", 4, 70, 70);
+  flip_case("flip 5x37x37", 5, 37);
+  flip_case("flip 4x70x70", 4, 70);
   jitter_case("jitter 6x37x41 contrast", 6, 37, 41, true);
   jitter_case("jitter 6x37x41 no contrast", 6, 37, 41, false);
   jitter_case("jitter 5x3x5 contrast", 5, 3, 5, true);
@@ -235,7 +234,7 @@ int main(int argc, char** argv) {
   if (big) {
     blur_case("blur 2x224x224 k23", 2, 224, 224, blur_params(2, 224, 224, {23}, {1}));
     crop_case("crop 3x256x256->224", 3, 256, 256, 224);
-    flip_case("flip 3x224x224", 3, 224, 224);
+    flip_case("flip 3x224x224", 3, 224);
     jitter_case("jitter 3x224x224 contrast", 3, 224, 224, true);
     pipeline_case("pipeline 3x256x256->224 k23", 3, 256, 256, 224, 0, 23);
   }
