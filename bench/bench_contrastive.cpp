@@ -26,29 +26,6 @@ namespace {
 
 constexpr float kTau = 0.2f;
 
-// Calls per timed batch for the pipelined figures: the host queues them back to back, so the events
-// measure what the GPU spends per call once the host runs ahead of it, as it does inside a training
-// step (the backbone's kernels take far longer to run than to launch). A single call into an idle GPU
-// (latency) also waits for the host to launch each kernel.
-constexpr int kPipelinedCalls = 20;
-
-// Median device time per call of `reps` timed batches of `calls` back-to-back runs of body, after a
-// warm-up.
-template <class Body>
-double median_seconds(Device device, int reps, Body&& body, int calls = 1) {
-  CudaTimer timer(device);
-  for (int i = 0; i < 2; ++i) body();
-  synchronize(device);
-  std::vector<double> times;
-  for (int i = 0; i < reps; ++i) {
-    timer.start();
-    for (int c = 0; c < calls; ++c) body();
-    timer.stop();
-    times.push_back(timer.seconds() / calls);
-  }
-  return median(std::move(times));
-}
-
 // FLOP/s of a square cuBLAS sgemm of side 8192 (TF32 off or on), measured once per process.
 double gemm_rate(Device device, bool tf32) {
   static double rates[2] = {0.0, 0.0};

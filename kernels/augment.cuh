@@ -100,10 +100,9 @@ class DevicePlanBuffer {
     put(plans_bytes_ + means_bytes_, plan.blur_weights.data(), plan.blur_weights.size() * sizeof(float));
     put(plans_bytes_ + means_bytes_ + weights_bytes_, plan.blurred.data(),
         plan.blurred.size() * sizeof(std::int32_t));
-    // From pageable memory: returns once the bytes are staged, so `host` may go out of scope.
-    FOVEA_CHECK_CUDA(
-        cudaMemcpyAsync(scratch_.bytes(), host.data(), host.size(), cudaMemcpyHostToDevice, stream),
-        host.size(), " bytes of augmentation plan");
+    // Through page-locked staging, so the call does not wait for the stream (`host` may go out of
+    // scope at once).
+    HostStaging::of(device.index()).upload(scratch_.bytes(), host.data(), host.size(), stream);
     char* base = scratch_.bytes();
     view_.plans = reinterpret_cast<const AugmentPlan*>(base);
     view_.mean_parts = reinterpret_cast<double*>(base + plans_bytes_);

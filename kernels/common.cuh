@@ -5,8 +5,11 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "check.cuh"
 #include "fovea/core/stream.hpp"
@@ -55,5 +58,99 @@ inline unsigned grid_for(std::int64_t work_items, int device) {
   const std::int64_t blocks = needed < cap ? needed : cap;
   return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
 }
+
+// Page-locked host staging for small per-call uploads (the augmentation plans). A cudaMemcpyAsync
+// from pageable memory may synchronise with the stream (CUDA's "API synchronization behavior"), so
+// every call would wait for the GPU to drain the work queued before it; from page-locked memory the
+// copy is queued like a kernel and the host runs ahead. upload() copies the bytes into a slot, queues
+// the copy from the slot and records the slot's event after it; a slot is written again only once
+// that event has completed. The ring grows to kSlots slots, then waits for the oldest. One ring per
+// device, shared by the host threads under a mutex, never freed (as the caching allocator).
+class HostStaging {
+ public:
+  static constexpr std::size_t kSlots = 16;
+  static constexpr std::size_t kMinSlotBytes = 64 * 1024;
+
+  static HostStaging& of(int device) {
+    static std::array<HostStaging*, ::fovea::detail::kMaxCudaDevices> rings{};
+    static std::mutex mutex;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (rings[device] == nullptr) rings[device] = new HostStaging(device);
+    return *rings[device];
+  }
+
+  // Queues a copy of `bytes` from host `src` to device `dst` on `stream` (the caller made the
+  // ring's device current). src may be reused as soon as this returns. Without page-locked memory
+  // (cudaHostAlloc failed) the copy goes from pageable memory, which is correct, only slower.
+  void upload(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
+    if (bytes == 0) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    Slot* slot = free_slot(bytes);
+    if (slot == nullptr) {
+      FOVEA_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), bytes,
+                       " bytes from pageable host memory to cuda:", device_);
+      return;
+    }
+    std::memcpy(slot->host, src, bytes);
+    FOVEA_CHECK_CUDA(cudaMemcpyAsync(dst, slot->host, bytes, cudaMemcpyHostToDevice, stream), bytes,
+                     " bytes from page-locked staging to cuda:", device_);
+    FOVEA_CHECK_CUDA(cudaEventRecord(slot->done, stream), "staging event on cuda:", device_);
+  }
+
+ private:
+  struct Slot {
+    void* host = nullptr;
+    std::size_t bytes = 0;
+    cudaEvent_t done = nullptr;
+  };
+
+  explicit HostStaging(int device) : device_(device) { slots_.reserve(kSlots); }
+
+  // A slot no queued copy still reads, holding at least `bytes` (nullptr: no page-locked memory).
+  Slot* free_slot(std::size_t bytes) {
+    Slot* slot = nullptr;
+    for (std::size_t k = 0; k < slots_.size() && slot == nullptr; ++k) {
+      Slot& s = slots_[(next_ + k) % slots_.size()];
+      const cudaError_t e = cudaEventQuery(s.done);  // cudaSuccess also before the first record
+      if (e == cudaSuccess) {
+        slot = &s;
+      } else if (e != cudaErrorNotReady) {
+        FOVEA_CHECK_CUDA(e, "staging event on cuda:", device_);
+      }
+    }
+    if (slot == nullptr && slots_.size() < kSlots) {
+      Slot fresh;
+      FOVEA_CHECK_CUDA(cudaEventCreateWithFlags(&fresh.done, cudaEventDisableTiming),
+                       "staging event on cuda:", device_);
+      slots_.push_back(fresh);
+      slot = &slots_.back();
+    }
+    if (slot == nullptr) {  // all kSlots in flight: wait for the oldest
+      slot = &slots_[next_ % slots_.size()];
+      FOVEA_CHECK_CUDA(cudaEventSynchronize(slot->done), "staging event on cuda:", device_);
+    }
+    next_ = static_cast<std::size_t>(slot - slots_.data()) + 1;
+    if (slot->bytes < bytes) {
+      if (slot->host != nullptr) cudaFreeHost(slot->host);
+      slot->host = nullptr, slot->bytes = 0;
+      std::size_t capacity = kMinSlotBytes;
+      while (capacity < bytes) capacity *= 2;
+      const cudaError_t e = cudaHostAlloc(&slot->host, capacity, cudaHostAllocPortable);
+      if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        slot->host = nullptr;
+        return nullptr;
+      }
+      FOVEA_CHECK_CUDA(e, "cudaHostAlloc of ", capacity, " bytes of staging");
+      slot->bytes = capacity;
+    }
+    return slot;
+  }
+
+  int device_;
+  std::mutex mutex_;
+  std::vector<Slot> slots_;
+  std::size_t next_ = 0;
+};
 
 }  // namespace fovea::cuda::detail

@@ -294,5 +294,30 @@ TEST(AugmentCuda, LargeBatchMatchesCpu) {
   EXPECT_TRUE(close("moco_v2 256 -> 224", gpu, cpu));
 }
 
+// Many calls queued behind a busy GPU, nothing synchronising between them: each call's plan goes
+// through the page-locked staging ring (kernels/common.cuh), which has 16 slots, so the later calls
+// reuse slots, after waiting for the copies that read them. A slot rewritten too early would give a
+// call another call's plan.
+TEST(AugmentCuda, BackToBackCallsKeepTheirPlans) {
+  FOVEA_REQUIRE_GPU();
+  constexpr int kCalls = 40;
+  const Tensor x = random_images(4, 40, 44, 14);
+  const Tensor x_gpu = x.to(Device::cuda());
+  std::vector<std::vector<AugmentParams>> params;
+  std::vector<Tensor> gpu;
+  for (int call = 0; call < kCalls; ++call) {
+    params.push_back(varied_params(4, 40, 44, 32, call));
+    gpu.push_back(full(Shape{4, 3, 32, 32}, kNaN, Device::cuda()));
+  }
+  Tensor busy(Shape{64 << 20}, Device::cuda());
+  for (int i = 0; i < 40; ++i) fill(busy, static_cast<float>(i));  // ~10 ms of queued work
+  for (int call = 0; call < kCalls; ++call) augment_images(x_gpu, params[call], kDrStats, gpu[call]);
+  for (int call = 0; call < kCalls; ++call) {
+    Tensor cpu(Shape{4, 3, 32, 32});
+    augment_images(x, params[call], kDrStats, cpu);
+    EXPECT_TRUE(close("call " + std::to_string(call), gpu[call], cpu, &kDrStats));
+  }
+}
+
 }  // namespace
 }  // namespace fovea
