@@ -6,7 +6,8 @@
 // Kernels (all memory-bound):
 //   contrast_mean_kernel: kMeanChunks blocks per sample whose jitter includes contrast, each summing
 //     the grayscale of the jitter prefix (optionally after the geometric gather) over its share of the
-//     output pixels; the pixel kernel adds the kMeanChunks partial sums in a fixed order;
+//     output pixels; the last of a sample's blocks to finish adds the kMeanChunks partial sums in a
+//     fixed order into the sample's mean;
 //   pixel_kernel: blockIdx.y a sample, blockIdx.x a 32 x 32 output tile, each thread one column of
 //     kPixelRows pixels with all three channels: an optional gather (crop + flips + rotation; without
 //     rotation the x taps are computed once per thread, the y taps once per row, and taps of weight 0,
@@ -75,11 +76,14 @@ inline std::size_t align_up(std::size_t n) { return (n + 255) & ~std::size_t{255
 // Blocks per sample of contrast_mean_kernel (a block per sample left most SMs idle at batch 256).
 inline constexpr int kMeanChunks = 16;
 
-// The plan on the device: plans[N], the contrast mean's partial sums mean_parts[N][kMeanChunks], blur
-// weights, blurred sample indices.
+// The plan on the device: plans[N], the contrast mean's partial sums mean_parts[N][kMeanChunks], the
+// arrival counts of its blocks per sample (zero at upload), the means[N], blur weights, blurred sample
+// indices.
 struct DevicePlan {
   const AugmentPlan* plans = nullptr;
   double* mean_parts = nullptr;
+  unsigned* arrivals = nullptr;
+  float* means = nullptr;
   const float* weights = nullptr;
   const std::int32_t* blurred = nullptr;
 };
@@ -88,7 +92,9 @@ class DevicePlanBuffer {
  public:
   DevicePlanBuffer(Device device, const AugmentBatchPlan& plan, cudaStream_t stream)
       : plans_bytes_(align_up(plan.samples.size() * sizeof(AugmentPlan))),
-        means_bytes_(align_up(plan.samples.size() * kMeanChunks * sizeof(double))),
+        means_bytes_(align_up(plan.samples.size() * kMeanChunks * sizeof(double)) +
+                     align_up(plan.samples.size() * sizeof(unsigned)) +
+                     align_up(plan.samples.size() * sizeof(float))),
         weights_bytes_(align_up(plan.blur_weights.size() * sizeof(float))),
         blurred_bytes_(align_up(plan.blurred.size() * sizeof(std::int32_t))),
         scratch_(device, plans_bytes_ + means_bytes_ + weights_bytes_ + blurred_bytes_) {
@@ -100,12 +106,17 @@ class DevicePlanBuffer {
     put(plans_bytes_ + means_bytes_, plan.blur_weights.data(), plan.blur_weights.size() * sizeof(float));
     put(plans_bytes_ + means_bytes_ + weights_bytes_, plan.blurred.data(),
         plan.blurred.size() * sizeof(std::int32_t));
-    // Through page-locked staging, so the call does not wait for the stream (`host` may go out of
+    // The whole buffer goes up, the zeros of the means region included: they are the arrival counts
+    // contrast_mean_kernel starts from. Through page-locked staging, so the call does not wait for the stream (`host` may go out of
     // scope at once).
     HostStaging::of(device.index()).upload(scratch_.bytes(), host.data(), host.size(), stream);
     char* base = scratch_.bytes();
     view_.plans = reinterpret_cast<const AugmentPlan*>(base);
     view_.mean_parts = reinterpret_cast<double*>(base + plans_bytes_);
+    const std::size_t parts_bytes = align_up(plan.samples.size() * kMeanChunks * sizeof(double));
+    view_.arrivals = reinterpret_cast<unsigned*>(base + plans_bytes_ + parts_bytes);
+    view_.means = reinterpret_cast<float*>(base + plans_bytes_ + parts_bytes +
+                                           align_up(plan.samples.size() * sizeof(unsigned)));
     view_.weights = reinterpret_cast<const float*>(base + plans_bytes_ + means_bytes_);
     view_.blurred =
         reinterpret_cast<const std::int32_t*>(base + plans_bytes_ + means_bytes_ + weights_bytes_);
@@ -140,10 +151,14 @@ __device__ __forceinline__ void load_pixel(const float* x, const PixelGeometry& 
 
 // Grid: (kMeanChunks, samples, at most 65535 looping). Block c of sample n sums pixels
 // [c hw / kMeanChunks, (c + 1) hw / kMeanChunks) into mean_parts[n][c] (per thread in float, then a
-// fixed double tree).
+// fixed double tree); the block that arrives last (arrivals[n], zero at the start) adds the parts in
+// order c = 0, 1, ... into means[n] = float(sum / hw), so every pixel thread reads one float instead
+// of adding kMeanChunks doubles (fp64 is slow on most GPUs) and the result does not depend on which
+// block finished last.
 __global__ void __launch_bounds__(kBlock)
     contrast_mean_kernel(const float* x, PixelGeometry g, const AugmentPlan* __restrict__ plans,
-                         double* __restrict__ mean_parts, int stages) {
+                         double* __restrict__ mean_parts, unsigned* __restrict__ arrivals,
+                         float* __restrict__ means, int stages) {
   const int hw = g.out_h * g.out_w;
   const int chunk = static_cast<int>(blockIdx.x);
   const int begin = static_cast<int>(static_cast<std::int64_t>(hw) * chunk / kMeanChunks);
@@ -165,18 +180,18 @@ __global__ void __launch_bounds__(kBlock)
       if (threadIdx.x < step) partial[threadIdx.x] += partial[threadIdx.x + step];
       __syncthreads();
     }
-    if (threadIdx.x == 0) mean_parts[n * kMeanChunks + chunk] = partial[0];
+    if (threadIdx.x == 0) {
+      mean_parts[n * kMeanChunks + chunk] = partial[0];
+      __threadfence();  // the part is visible device-wide before the arrival is counted
+      if (atomicAdd(&arrivals[n], 1u) == kMeanChunks - 1) {
+        __threadfence();
+        double sum = 0.0;
+        for (int c = 0; c < kMeanChunks; ++c) sum += __ldcg(mean_parts + n * kMeanChunks + c);  // not L1
+        means[n] = static_cast<float>(sum / hw);
+      }
+    }
     __syncthreads();  // partial is reused for the next sample
   }
-}
-
-// Sample n's contrast mean from contrast_mean_kernel's partial sums, added in a fixed order.
-__device__ __forceinline__ float contrast_mean(const double* __restrict__ mean_parts, std::int64_t n,
-                                               int hw) {
-  double sum = 0.0;
-#pragma unroll
-  for (int c = 0; c < kMeanChunks; ++c) sum += mean_parts[n * kMeanChunks + c];
-  return static_cast<float>(sum / hw);
 }
 
 // pixel_kernel's tiling: lanes along x, the block's 8 warps along y, kPixelRows rows per thread.
@@ -287,13 +302,13 @@ __device__ __forceinline__ void jitter_rows(const AugmentPlan& p, float mean, fl
 
 // out (or, for blurred samples under kStageDeferBlurred with deferred != nullptr, deferred's compact
 // slot of the sample) from x through `stages`. Grid: (tiles of 32 x 32 output pixels, samples).
-// plans and mean_parts are the DevicePlan's, passed apart so that __restrict__ lets the plan's fields
-// stay in registers across the stores to out. kStages >= 0 fixes the stages at compile time (the
+// plans and means (contrast_mean_kernel's) are the DevicePlan's, passed apart so that __restrict__
+// lets the plan's fields stay in registers across the stores to out. kStages >= 0 fixes the stages at compile time (the
 // single-op kernels: no registers or branches for the other stages); -1 takes them from `stages`.
 template <int kStages>
 __global__ void __launch_bounds__(kBlock)
     pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g,
-                 const AugmentPlan* __restrict__ plans, const double* __restrict__ mean_parts,
+                 const AugmentPlan* __restrict__ plans, const float* __restrict__ means,
                  ChannelStats stats, int runtime_stages) {
   const int stages = kStages >= 0 ? kStages : runtime_stages;
   const int tiles_x = (g.out_w + kPixelTileW - 1) / kPixelTileW;
@@ -322,7 +337,7 @@ __global__ void __launch_bounds__(kBlock)
     }
     const bool defer = (stages & kStageDeferBlurred) && p.blur;
     if (stages & kStageJitter)
-      jitter_rows(p, p.contrast ? contrast_mean(mean_parts, n, g.out_h * g.out_w) : 0.0f, rgb);
+      jitter_rows(p, p.contrast ? means[n] : 0.0f, rgb);
     float* o = defer && deferred != nullptr ? deferred + p.blur_slot * 3 * hw : out + n * 3 * hw;
 #pragma unroll
     for (int k = 0; k < kPixelRows; ++k) {
@@ -565,15 +580,15 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
   for (const auto& p : plan.samples) any_contrast = any_contrast || p.contrast;
   if ((stages & kStageJitter) && any_contrast) {
     const dim3 mean_grid(kMeanChunks, static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
-    contrast_mean_kernel<<<mean_grid, kBlock, 0, stream>>>(x, g, dplan.plans, dplan.mean_parts, stages);
+    contrast_mean_kernel<<<mean_grid, kBlock, 0, stream>>>(x, g, dplan.plans, dplan.mean_parts, dplan.arrivals,
+                                                           dplan.means, stages);
     FOVEA_CHECK_LAUNCH("contrast_mean_kernel", op, ", output ", out.shape().str());
   }
   const std::int64_t tiles = static_cast<std::int64_t>((g.out_w + kPixelTileW - 1) / kPixelTileW) *
                              ((g.out_h + kPixelTileH - 1) / kPixelTileH);
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
   auto launch = [&](auto kernel) {
-    kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan.plans, dplan.mean_parts, stats,
-                                        stages);
+    kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan.plans, dplan.means, stats, stages);
   };
   switch (stages) {  // the single ops get kernels compiled for their one stage
     case kStageGeometry: launch(pixel_kernel<kStageGeometry>); break;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "emu_cuda.hpp"
@@ -27,14 +28,23 @@ using namespace fovea;
 using namespace fovea::emu;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
+// The device plan as DevicePlanBuffer lays it out: the arrival counts zero (as uploaded), the partial
+// sums and means NaN until written.
 struct Plan {
+  explicit Plan(AugmentBatchPlan h) : host(std::move(h)) {}
   AugmentBatchPlan host;
-  std::vector<double> means;
+  std::vector<double> parts;
+  std::vector<unsigned> arrivals;
+  std::vector<float> means;
   DevicePlan view() {
-    means.assign(host.samples.size() * kMeanChunks, std::numeric_limits<double>::quiet_NaN());
+    parts.assign(host.samples.size() * kMeanChunks, std::numeric_limits<double>::quiet_NaN());
+    arrivals.assign(host.samples.size(), 0u);
+    means.assign(host.samples.size(), std::numeric_limits<float>::quiet_NaN());
     DevicePlan d;
     d.plans = host.samples.data();
-    d.mean_parts = means.data();
+    d.mean_parts = parts.data();
+    d.arrivals = arrivals.data();
+    d.means = means.data();
     d.weights = host.blur_weights.data();
     d.blurred = host.blurred.data();
     return d;
@@ -90,7 +100,7 @@ static std::vector<AugmentParams> varied(int n, int h, int w, int s, int epoch, 
 // gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel).
 static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params) {
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 131 + w);
-  Plan plan{detail::make_augment_plan(params, h, w, h, w, false), {}};
+  Plan plan(detail::make_augment_plan(params, h, w, h, w, false));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
   cpu::gaussian_blur(xt, plan.host, ref);
   std::vector<float> out(x.size(), kNaN);
@@ -117,14 +127,14 @@ static int pixel_tiles(int h, int w) {
 // random_resized_crop_flip of x (n, 3, h, w) to s x s through the gather, against the CPU twin.
 static void geometry_check(const char* what, const std::vector<float>& x,
                            const std::vector<AugmentParams>& params, int n, int h, int w, int s) {
-  Plan plan{detail::make_augment_plan(params, h, w, s, s), {}};
+  Plan plan(detail::make_augment_plan(params, h, w, s, s));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, s, s});
   cpu::random_resized_crop_flip(xt, plan.host, ref);
   std::vector<float> out(static_cast<std::size_t>(n) * 3 * s * s, kNaN);
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, s, s, n};
   launch(dim3(pixel_tiles(s, s), std::min(n, 2)), kBlock, 0, false, [&] {
-    pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
+    pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.means, kIdentityStats, 0);
   });
   compare(what, out, ref.to_vector());
 }
@@ -138,7 +148,7 @@ static void crop_case(const char* what, int n, int h, int w, int s) {
 static void pipeline_case(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 3 + w + epoch);
   const auto params = varied(n, h, w, s, epoch, blur_kernel);
-  Plan plan{detail::make_augment_plan(params, h, w, s, s), {}};
+  Plan plan(detail::make_augment_plan(params, h, w, s, s));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, s, s});
   cpu::augment_images(xt, plan.host, kDrStats, ref);
   std::vector<float> out(static_cast<std::size_t>(n) * 3 * s * s, kNaN);
@@ -148,10 +158,10 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   const int stages =
       kStageGeometry | kStageJitter | kStageGray | kStageSolarize | kStageNormalize | kStageDeferBlurred;
   launch(dim3(kMeanChunks, std::min(n, 2)), kBlock, 0, true,
-         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, stages); });
+         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, d.arrivals, d.means, stages); });
   const int tiles = pixel_tiles(s, s);
   launch(dim3(tiles, n), kBlock, 0, false, [&] {
-    pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.mean_parts, kDrStats, stages);
+    pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.means, kDrStats, stages);
   });
   const int btiles = ((s + kBlurTile - 1) / kBlurTile) * ((s + kBlurTile - 1) / kBlurTile);
   int radius = 0;
@@ -181,17 +191,17 @@ static void jitter_case(const char* what, int n, int h, int w, bool contrast) {
     p.jitter = 1;
     if (!contrast) p.jitter_ops = static_cast<std::uint8_t>(p.jitter_ops & ~(1u << kJitterContrast));
   }
-  Plan plan{detail::make_augment_plan(params, h, w, h, w, false), {}};
+  Plan plan(detail::make_augment_plan(params, h, w, h, w, false));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
   cpu::color_jitter(xt, plan.host, ref);
   std::vector<float> out(x.size(), kNaN);
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, h, w, n};
   launch(dim3(kMeanChunks, std::min(n, 3)), kBlock, 0, true,
-         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, kStageJitter); });
+         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, d.arrivals, d.means, kStageJitter); });
   const int tiles = pixel_tiles(h, w);
   launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
-    pixel_kernel<kStageJitter>(x.data(), out.data(), nullptr, g, d.plans, d.mean_parts, kIdentityStats, 0);
+    pixel_kernel<kStageJitter>(x.data(), out.data(), nullptr, g, d.plans, d.means, kIdentityStats, 0);
   });
   compare(what, out, ref.to_vector());
 }
