@@ -82,14 +82,33 @@ inline bool conv2d_is_pointwise(const Conv2dGeometry& g) {
   return g.R == 1 && g.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
 }
 
+// The output columns [lo, hi) of a kernel column s whose input column ow * stride - pad + s * dilation
+// lies inside [0, W): the rest read padding, so the loops over columns need no per-element test.
+struct Conv2dColumnRange {
+  std::int64_t lo = 0, hi = 0;
+  std::int64_t offset = 0;  // input column of output column 0 (may be negative)
+};
+inline Conv2dColumnRange conv2d_column_range(const Conv2dGeometry& g, std::int64_t s) {
+  const auto& p = g.params;
+  Conv2dColumnRange c;
+  c.offset = s * p.dilation_w - p.pad_w;
+  c.lo = c.offset >= 0 ? 0 : (-c.offset + p.stride_w - 1) / p.stride_w;
+  c.hi = g.W - 1 - c.offset < 0 ? 0 : std::min(g.Q, (g.W - 1 - c.offset) / p.stride_w + 1);
+  c.lo = std::min(c.lo, g.Q);
+  c.hi = std::max(c.hi, c.lo);
+  return c;
+}
+
 // col (C * R * S, P * Q) from one image (C, H, W); padding reads as zero.
 inline void conv2d_im2col(const float* image, const Conv2dGeometry& g, float* col) {
   const auto& p = g.params;
+  const std::int64_t sw = p.stride_w;
   for (std::int64_t c = 0; c < g.C; ++c)
     for (std::int64_t r = 0; r < g.R; ++r)
       for (std::int64_t s = 0; s < g.S; ++s) {
         float* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
         const float* plane = image + c * g.H * g.W;
+        const Conv2dColumnRange cols = conv2d_column_range(g, s);
         for (std::int64_t oh = 0; oh < g.P; ++oh) {
           float* out = row + oh * g.Q;
           const std::int64_t ih = oh * p.stride_h - p.pad_h + r * p.dilation_h;
@@ -97,29 +116,42 @@ inline void conv2d_im2col(const float* image, const Conv2dGeometry& g, float* co
             std::fill(out, out + g.Q, 0.0f);
             continue;
           }
-          for (std::int64_t ow = 0; ow < g.Q; ++ow) {
-            const std::int64_t iw = ow * p.stride_w - p.pad_w + s * p.dilation_w;
-            out[ow] = (iw >= 0 && iw < g.W) ? plane[ih * g.W + iw] : 0.0f;
+          std::fill(out, out + cols.lo, 0.0f);
+          if (cols.hi > cols.lo) {
+            const float* src = plane + ih * g.W + cols.offset + cols.lo * sw;  // input of column lo
+            if (sw == 1) {
+              std::copy(src, src + (cols.hi - cols.lo), out + cols.lo);
+            } else {
+              for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow] = src[(ow - cols.lo) * sw];
+            }
           }
+          std::fill(out + cols.hi, out + g.Q, 0.0f);
         }
       }
 }
 
-// image (C, H, W) = the sum of col (C * R * S, P * Q) scattered back (the adjoint of im2col).
+// image (C, H, W) = the sum of col (C * R * S, P * Q) scattered back (the adjoint of im2col). Each
+// pixel receives its terms in (c, r, s, oh) order, one add each.
 inline void conv2d_col2im(const float* col, const Conv2dGeometry& g, float* image) {
   const auto& p = g.params;
+  const std::int64_t sw = p.stride_w;
   std::fill(image, image + g.C * g.H * g.W, 0.0f);
   for (std::int64_t c = 0; c < g.C; ++c)
     for (std::int64_t r = 0; r < g.R; ++r)
       for (std::int64_t s = 0; s < g.S; ++s) {
         const float* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
         float* plane = image + c * g.H * g.W;
+        const Conv2dColumnRange cols = conv2d_column_range(g, s);
         for (std::int64_t oh = 0; oh < g.P; ++oh) {
           const std::int64_t ih = oh * p.stride_h - p.pad_h + r * p.dilation_h;
-          if (ih < 0 || ih >= g.H) continue;
-          for (std::int64_t ow = 0; ow < g.Q; ++ow) {
-            const std::int64_t iw = ow * p.stride_w - p.pad_w + s * p.dilation_w;
-            if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += row[oh * g.Q + ow];
+          if (ih < 0 || ih >= g.H || cols.hi == cols.lo) continue;
+          float* dst = plane + ih * g.W + cols.offset + cols.lo * sw;  // pixel of column lo
+          const float* src = row + oh * g.Q + cols.lo;
+          const std::int64_t n = cols.hi - cols.lo;
+          if (sw == 1) {
+            for (std::int64_t i = 0; i < n; ++i) dst[i] += src[i];
+          } else {
+            for (std::int64_t i = 0; i < n; ++i) dst[i * sw] += src[i];
           }
         }
       }
