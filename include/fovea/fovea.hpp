@@ -6,6 +6,7 @@
 #include "fovea/core/device.hpp"
 #include "fovea/core/error.hpp"
 #include "fovea/core/memory.hpp"
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/random.hpp"
 #include "fovea/core/shape.hpp"
 #include "fovea/core/stream.hpp"

@@ -131,12 +131,14 @@ class RunDir {
     io::write_file_atomically(root_ / "config.json", config.dump(2) + "\n");
     json env{{"backend", backend_summary()},
              {"device", device.str()},
+             {"cpu_threads", cpu_threads()},
              {"git_revision", FOVEA_GIT_REVISION},
              {"seed", a.seed},
              {"fovea_version", std::to_string(FOVEA_VERSION_MAJOR) + "." + std::to_string(FOVEA_VERSION_MINOR) + "." +
                                    std::to_string(FOVEA_VERSION_PATCH)}};
     io::write_file_atomically(root_ / "environment.json", env.dump(2) + "\n");
-    log(command + ": " + backend_summary());
+    log(command + ": " + backend_summary() + "; " + std::to_string(cpu_threads()) +
+        " CPU threads for the CPU ops (FOVEA_CPU_THREADS)");
   }
   void log(const std::string& line) {
     std::cout << line << std::endl;

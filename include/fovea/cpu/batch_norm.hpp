@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fovea/core/config.hpp"
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/tensor.hpp"
 
 namespace fovea {
@@ -46,45 +47,48 @@ struct ChannelGeometry {
   std::int64_t n = 1, c = 1, hw = 1;
   std::int64_t per_channel() const { return n * hw; }
 };
-inline ChannelGeometry channel_geometry(const Shape& s) {
-  return {s.n(), s.c(), s.h() * s.w()};
-}
+inline ChannelGeometry channel_geometry(const Shape& s) { return {s.n(), s.c(), s.h() * s.w()}; }
 }  // namespace detail
 
 namespace cpu {
 
-inline void batch_norm_forward_training(CView x, CView gamma, CView beta, View running_mean,
-                                        View running_var, float momentum, float eps, View y,
-                                        View saved_mean, View saved_invstd) {
+inline void batch_norm_forward_training(CView x, CView gamma, CView beta, View running_mean, View running_var,
+                                        float momentum, float eps, View y, View saved_mean,
+                                        View saved_invstd) {
   const auto g = detail::channel_geometry(x.shape());
   const double count = static_cast<double>(g.per_channel());
   const math::RunningStatUpdate update{momentum};
   const math::BatchNormNormalize normalize;
-  for (std::int64_t c = 0; c < g.c; ++c) {
-    double sum = 0.0;
-    for (std::int64_t n = 0; n < g.n; ++n) {
-      const float* p = x.data() + (n * g.c + c) * g.hw;
-      for (std::int64_t k = 0; k < g.hw; ++k) sum += p[k];
-    }
-    const double mean = sum / count;
-    double m2 = 0.0;
-    for (std::int64_t n = 0; n < g.n; ++n) {
-      const float* p = x.data() + (n * g.c + c) * g.hw;
-      for (std::int64_t k = 0; k < g.hw; ++k) m2 += (p[k] - mean) * (p[k] - mean);
-    }
-    const float mean_f = static_cast<float>(mean);
-    const float invstd = static_cast<float>(1.0 / std::sqrt(m2 / count + eps));
-    saved_mean.data()[c] = mean_f;
-    saved_invstd.data()[c] = invstd;
-    running_mean.data()[c] = update(running_mean.data()[c], mean_f);
-    running_var.data()[c] = update(running_var.data()[c], static_cast<float>(m2 / (count - 1.0)));
-    const float gc = gamma.data()[c], bc = beta.data()[c];
-    for (std::int64_t n = 0; n < g.n; ++n) {
-      const std::int64_t base = (n * g.c + c) * g.hw;
-      for (std::int64_t k = 0; k < g.hw; ++k)
-        y.data()[base + k] = normalize(x.data()[base + k], mean_f, invstd, gc, bc);
-    }
-  }
+  parallel_for(
+      g.c,
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t c = first; c < last; ++c) {
+          double sum = 0.0;
+          for (std::int64_t n = 0; n < g.n; ++n) {
+            const float* p = x.data() + (n * g.c + c) * g.hw;
+            for (std::int64_t k = 0; k < g.hw; ++k) sum += p[k];
+          }
+          const double mean = sum / count;
+          double m2 = 0.0;
+          for (std::int64_t n = 0; n < g.n; ++n) {
+            const float* p = x.data() + (n * g.c + c) * g.hw;
+            for (std::int64_t k = 0; k < g.hw; ++k) m2 += (p[k] - mean) * (p[k] - mean);
+          }
+          const float mean_f = static_cast<float>(mean);
+          const float invstd = static_cast<float>(1.0 / std::sqrt(m2 / count + eps));
+          saved_mean.data()[c] = mean_f;
+          saved_invstd.data()[c] = invstd;
+          running_mean.data()[c] = update(running_mean.data()[c], mean_f);
+          running_var.data()[c] = update(running_var.data()[c], static_cast<float>(m2 / (count - 1.0)));
+          const float gc = gamma.data()[c], bc = beta.data()[c];
+          for (std::int64_t n = 0; n < g.n; ++n) {
+            const std::int64_t base = (n * g.c + c) * g.hw;
+            for (std::int64_t k = 0; k < g.hw; ++k)
+              y.data()[base + k] = normalize(x.data()[base + k], mean_f, invstd, gc, bc);
+          }
+        }
+      },
+      3 * g.per_channel());
 }
 
 inline void batch_norm_forward_inference(CView x, CView gamma, CView beta, CView running_mean,
@@ -92,44 +96,54 @@ inline void batch_norm_forward_inference(CView x, CView gamma, CView beta, CView
   const auto g = detail::channel_geometry(x.shape());
   const math::BatchNormNormalize normalize;
   const math::BatchNormInvstd invstd_of{eps};
-  for (std::int64_t n = 0; n < g.n; ++n) {
-    for (std::int64_t c = 0; c < g.c; ++c) {
-      const float mean = running_mean.data()[c], invstd = invstd_of(running_var.data()[c]);
-      const float gc = gamma.data()[c], bc = beta.data()[c];
-      const std::int64_t base = (n * g.c + c) * g.hw;
-      for (std::int64_t k = 0; k < g.hw; ++k)
-        y.data()[base + k] = normalize(x.data()[base + k], mean, invstd, gc, bc);
-    }
-  }
+  parallel_for(
+      g.n,
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t n = first; n < last; ++n) {
+          for (std::int64_t c = 0; c < g.c; ++c) {
+            const float mean = running_mean.data()[c], invstd = invstd_of(running_var.data()[c]);
+            const float gc = gamma.data()[c], bc = beta.data()[c];
+            const std::int64_t base = (n * g.c + c) * g.hw;
+            for (std::int64_t k = 0; k < g.hw; ++k)
+              y.data()[base + k] = normalize(x.data()[base + k], mean, invstd, gc, bc);
+          }
+        }
+      },
+      g.c * g.hw);
 }
 
-inline void batch_norm_backward(CView x, CView dy, CView gamma, CView saved_mean, CView saved_invstd,
-                                View dx, View dgamma, View dbeta) {
+inline void batch_norm_backward(CView x, CView dy, CView gamma, CView saved_mean, CView saved_invstd, View dx,
+                                View dgamma, View dbeta) {
   const auto g = detail::channel_geometry(x.shape());
   const math::BatchNormInputGrad input_grad;
   const float inv_n = 1.0f / static_cast<float>(g.per_channel());
-  for (std::int64_t c = 0; c < g.c; ++c) {
-    const float mean = saved_mean.data()[c], invstd = saved_invstd.data()[c];
-    double sum_dy = 0.0, sum_dy_xmu = 0.0;
-    for (std::int64_t n = 0; n < g.n; ++n) {
-      const std::int64_t base = (n * g.c + c) * g.hw;
-      for (std::int64_t k = 0; k < g.hw; ++k) {
-        const double d = dy.data()[base + k];
-        sum_dy += d;
-        sum_dy_xmu += d * (static_cast<double>(x.data()[base + k]) - mean);
-      }
-    }
-    dbeta.data()[c] = static_cast<float>(sum_dy);
-    dgamma.data()[c] = static_cast<float>(sum_dy_xmu * invstd);
-    const float s1 = static_cast<float>(sum_dy), s2 = static_cast<float>(sum_dy_xmu);
-    const float gc = gamma.data()[c];
-    for (std::int64_t n = 0; n < g.n; ++n) {
-      const std::int64_t base = (n * g.c + c) * g.hw;
-      for (std::int64_t k = 0; k < g.hw; ++k)
-        dx.data()[base + k] =
-            input_grad(x.data()[base + k], dy.data()[base + k], mean, invstd, gc, s1, s2, inv_n);
-    }
-  }
+  parallel_for(
+      g.c,
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t c = first; c < last; ++c) {
+          const float mean = saved_mean.data()[c], invstd = saved_invstd.data()[c];
+          double sum_dy = 0.0, sum_dy_xmu = 0.0;
+          for (std::int64_t n = 0; n < g.n; ++n) {
+            const std::int64_t base = (n * g.c + c) * g.hw;
+            for (std::int64_t k = 0; k < g.hw; ++k) {
+              const double d = dy.data()[base + k];
+              sum_dy += d;
+              sum_dy_xmu += d * (static_cast<double>(x.data()[base + k]) - mean);
+            }
+          }
+          dbeta.data()[c] = static_cast<float>(sum_dy);
+          dgamma.data()[c] = static_cast<float>(sum_dy_xmu * invstd);
+          const float s1 = static_cast<float>(sum_dy), s2 = static_cast<float>(sum_dy_xmu);
+          const float gc = gamma.data()[c];
+          for (std::int64_t n = 0; n < g.n; ++n) {
+            const std::int64_t base = (n * g.c + c) * g.hw;
+            for (std::int64_t k = 0; k < g.hw; ++k)
+              dx.data()[base + k] =
+                  input_grad(x.data()[base + k], dy.data()[base + k], mean, invstd, gc, s1, s2, inv_n);
+          }
+        }
+      },
+      3 * g.per_channel());
 }
 
 }  // namespace cpu

@@ -161,59 +161,78 @@ inline void conv2d_col2im(const float* col, const Conv2dGeometry& g, float* imag
 
 namespace cpu {
 
-// The im2col buffer holds one image at a time: (C * R * S) x (P * Q) floats.
+// The images run in parallel (parallel_gemm_for), each chunk of images with its own im2col buffer of
+// (C * R * S) x (P * Q) floats; every image's output is computed exactly as in a serial loop.
 inline void conv2d_forward(CView x, CView w, CView bias, View y, const Conv2dParams& params) {
   const auto g = conv2d_geometry("conv2d_forward", x.shape(), w.shape(), params);
   const std::int64_t pq = g.P * g.Q, groups = params.groups;
   const bool pointwise = detail::conv2d_is_pointwise(g);
-  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
-  for (std::int64_t n = 0; n < g.N; ++n) {
-    const float* image = x.data() + n * g.C * g.H * g.W;
-    float* out = y.data() + n * g.K * pq;  // (K, P * Q)
-    if (!pointwise) detail::conv2d_im2col(image, g, col.data());
-    const float* cols = pointwise ? image : col.data();
-    for (std::int64_t gi = 0; gi < groups; ++gi)
-      gemm(false, false, g.group_out(), pq, g.patch(), 1.0f, w.data() + gi * g.group_out() * g.patch(), g.patch(),
-           cols + gi * g.patch() * pq, pq, 0.0f, out + gi * g.group_out() * pq, pq);
-    if (detail::is_present(bias))
-      for (std::int64_t k = 0; k < g.K; ++k) {
-        const float b = bias.data()[k];
-        for (std::int64_t i = 0; i < pq; ++i) out[k * pq + i] += b;
-      }
-  }
+  parallel_gemm_for(g.N, [&](std::int64_t first, std::int64_t last) {
+    std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
+    for (std::int64_t n = first; n < last; ++n) {
+      const float* image = x.data() + n * g.C * g.H * g.W;
+      float* out = y.data() + n * g.K * pq;  // (K, P * Q)
+      if (!pointwise) detail::conv2d_im2col(image, g, col.data());
+      const float* cols = pointwise ? image : col.data();
+      for (std::int64_t gi = 0; gi < groups; ++gi)
+        gemm(false, false, g.group_out(), pq, g.patch(), 1.0f, w.data() + gi * g.group_out() * g.patch(),
+             g.patch(), cols + gi * g.patch() * pq, pq, 0.0f, out + gi * g.group_out() * pq, pq);
+      if (detail::is_present(bias))
+        for (std::int64_t k = 0; k < g.K; ++k) {
+          const float b = bias.data()[k];
+          for (std::int64_t i = 0; i < pq; ++i) out[k * pq + i] += b;
+        }
+    }
+  });
 }
 
 inline void conv2d_backward_data(CView dy, CView w, View dx, const Conv2dParams& params) {
   const auto g = conv2d_geometry("conv2d_backward_data", dx.shape(), w.shape(), params);
   const std::int64_t pq = g.P * g.Q, groups = params.groups;
   const bool pointwise = detail::conv2d_is_pointwise(g);
-  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
-  for (std::int64_t n = 0; n < g.N; ++n) {
-    const float* grad = dy.data() + n * g.K * pq;  // (K, P * Q)
-    float* image = dx.data() + n * g.C * g.H * g.W;
-    float* cols = pointwise ? image : col.data();
-    for (std::int64_t gi = 0; gi < groups; ++gi)
-      gemm(true, false, g.patch(), pq, g.group_out(), 1.0f, w.data() + gi * g.group_out() * g.patch(), g.patch(),
-           grad + gi * g.group_out() * pq, pq, 0.0f, cols + gi * g.patch() * pq, pq);
-    if (!pointwise) detail::conv2d_col2im(col.data(), g, image);
-  }
+  parallel_gemm_for(g.N, [&](std::int64_t first, std::int64_t last) {
+    std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
+    for (std::int64_t n = first; n < last; ++n) {
+      const float* grad = dy.data() + n * g.K * pq;  // (K, P * Q)
+      float* image = dx.data() + n * g.C * g.H * g.W;
+      float* cols = pointwise ? image : col.data();
+      for (std::int64_t gi = 0; gi < groups; ++gi)
+        gemm(true, false, g.patch(), pq, g.group_out(), 1.0f, w.data() + gi * g.group_out() * g.patch(),
+             g.patch(), grad + gi * g.group_out() * pq, pq, 0.0f, cols + gi * g.patch() * pq, pq);
+      if (!pointwise) detail::conv2d_col2im(col.data(), g, image);
+    }
+  });
 }
 
+// The weight gradient sums over the images in order (a beta = 1 GEMM per image, as in a serial
+// loop). Only the im2col of a group of up to cpu_threads() images (at most 64 MiB of buffers) runs in
+// parallel before the group's GEMMs, so the result does not depend on the thread count.
 inline void conv2d_backward_filter(CView x, CView dy, View dw, const Conv2dParams& params, bool accumulate) {
   const auto g = conv2d_geometry("conv2d_backward_filter", x.shape(), dw.shape(), params);
   const std::int64_t pq = g.P * g.Q, groups = params.groups;
   if (g.N == 0 && !accumulate) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
   const bool pointwise = detail::conv2d_is_pointwise(g);
-  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
-  for (std::int64_t n = 0; n < g.N; ++n) {
-    const float* image = x.data() + n * g.C * g.H * g.W;
-    const float* grad = dy.data() + n * g.K * pq;
-    if (!pointwise) detail::conv2d_im2col(image, g, col.data());
-    const float* cols = pointwise ? image : col.data();
-    const float beta = (n == 0 && !accumulate) ? 0.0f : 1.0f;
-    for (std::int64_t gi = 0; gi < groups; ++gi)
-      gemm(false, true, g.group_out(), g.patch(), pq, 1.0f, grad + gi * g.group_out() * pq, pq,
-           cols + gi * g.patch() * pq, pq, beta, dw.data() + gi * g.group_out() * g.patch(), g.patch());
+  const std::int64_t col_floats = pointwise ? 0 : g.C * g.R * g.S * pq;
+  const std::int64_t budget = (std::int64_t{64} << 20) / 4;
+  const std::int64_t group =
+      pointwise ? 1 : std::clamp<std::int64_t>(budget / std::max<std::int64_t>(col_floats, 1), 1, cpu_threads());
+  std::vector<float> cols_buffer(static_cast<std::size_t>(std::min(group, g.N) * col_floats));
+  for (std::int64_t n0 = 0; n0 < g.N; n0 += group) {
+    const std::int64_t count = std::min(group, g.N - n0);
+    if (!pointwise)
+      parallel_for(count, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t i = first; i < last; ++i)
+          detail::conv2d_im2col(x.data() + (n0 + i) * g.C * g.H * g.W, g, cols_buffer.data() + i * col_floats);
+      }, col_floats);
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::int64_t n = n0 + i;
+      const float* grad = dy.data() + n * g.K * pq;
+      const float* cols = pointwise ? x.data() + n * g.C * g.H * g.W : cols_buffer.data() + i * col_floats;
+      const float beta = (n == 0 && !accumulate) ? 0.0f : 1.0f;
+      for (std::int64_t gi = 0; gi < groups; ++gi)
+        gemm(false, true, g.group_out(), g.patch(), pq, 1.0f, grad + gi * g.group_out() * pq, pq,
+             cols + gi * g.patch() * pq, pq, beta, dw.data() + gi * g.group_out() * g.patch(), g.patch());
+    }
   }
 }
 

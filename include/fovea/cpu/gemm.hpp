@@ -5,14 +5,19 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "fovea/core/error.hpp"
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/tensor.hpp"
 
 #if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
 #include <cblas.h>
 #define FOVEA_CPU_GEMM_BACKEND "cblas"
+// OpenBLAS's thread setting; weak, since other CBLAS libraries lack it (then the pointers are null).
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
 #else
 #define FOVEA_CPU_GEMM_BACKEND "fovea blocked loop"
 #endif
@@ -25,6 +30,46 @@ inline const char* gemm_backend() { return FOVEA_CPU_GEMM_BACKEND; }
 }  // namespace fovea::cpu
 
 namespace fovea::detail {
+
+// While a parallel loop whose items call gemm runs on several threads, OpenBLAS runs single-threaded:
+// its own threads would compete with the loop's. (OpenBLAS shares a product among its threads by
+// blocks of C's rows and columns, so a single-threaded call gives the same bits; the convolution
+// tests compare both paths bitwise.) Nested and concurrent scopes count; the last to end restores
+// the setting.
+class SerialBlasScope {
+ public:
+  SerialBlasScope() {
+#if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
+    if (openblas_set_num_threads == nullptr || openblas_get_num_threads == nullptr) return;
+    std::lock_guard<std::mutex> lock(state().mutex);
+    if (state().depth++ == 0) {
+      state().saved = openblas_get_num_threads();
+      openblas_set_num_threads(1);
+    }
+    active_ = true;
+#endif
+  }
+  ~SerialBlasScope() {
+#if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
+    if (!active_) return;
+    std::lock_guard<std::mutex> lock(state().mutex);
+    if (--state().depth == 0) openblas_set_num_threads(state().saved);
+#endif
+  }
+  SerialBlasScope(const SerialBlasScope&) = delete;
+  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
+
+ private:
+  struct State {
+    std::mutex mutex;
+    int depth = 0, saved = 1;
+  };
+  static State& state() {
+    static State s;
+    return s;
+  }
+  bool active_ = false;
+};
 
 // Whether an optional operand (a bias) is given: a default CView() (a null scalar view) and a view
 // of 0 elements both mean "none".
@@ -120,6 +165,17 @@ inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
 #else
   detail::gemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
+}
+
+// parallel_for over items that call gemm (a convolution's images): BLAS single-threaded meanwhile.
+template <class Body>
+void parallel_gemm_for(std::int64_t n, Body&& body) {
+  if (n > 1 && cpu_threads() > 1 && !::fovea::detail::CpuPool::in_region()) {
+    detail::SerialBlasScope serial;
+    parallel_for(n, body);
+  } else {
+    parallel_for(n, body);
+  }
 }
 
 }  // namespace fovea::cpu
