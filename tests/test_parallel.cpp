@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "fovea/data/augment.hpp"
 #include "fovea/fovea.hpp"
 #include "op_cases.hpp"
 
@@ -133,8 +135,9 @@ TEST(ParallelFor, ThreadSettingIsValidated) {
   ::unsetenv("FOVEA_CPU_THREADS");
 }
 
-// Convolution (forward, backward data, backward filter; strided, padded, grouped, 1x1), max pooling
-// and batch norm give the same bits on 1, 2 and 5 threads, with an image count that splits unevenly.
+// Convolution (forward, backward data, backward filter; strided, padded, grouped, 1x1), max pooling,
+// batch norm and the augmentation pipeline give the same bits on 1, 2 and 5 threads, with image
+// counts that split unevenly.
 TEST(ParallelOps, ResultsDoNotDependOnTheThreadCount) {
   struct ConvCase {
     Shape x, w;
@@ -184,6 +187,18 @@ TEST(ParallelOps, ResultsDoNotDependOnTheThreadCount) {
     Tensor iy(xs);
     batch_norm_forward_inference(x, gamma, beta, rm, rv, 1e-5f, iy);
     keep(by), keep(rm), keep(rv), keep(bdx), keep(dgamma), keep(dbeta), keep(iy);
+    // The SimCLR pipeline with every op on (crop, flip, jitter with contrast, grayscale, blur,
+    // solarize, normalisation), samples in parallel.
+    data::AugmentConfig config = data::simclr(96);
+    config.jitter_p = config.grayscale_p = config.blur_p = config.solarize_p = 0.5f;
+    const Shape is{7, 3, 100, 104};
+    std::vector<float> pixels = random_values(is.numel(), InputKind::normal, 95);
+    for (float& v : pixels) v = 0.5f + 0.15f * std::tanh(v);  // inside (0, 1), like an image
+    const Tensor images = Tensor::from(pixels, is);
+    Tensor views(Shape{7, 3, 96, 96});
+    const std::vector<std::int64_t> ids{0, 1, 2, 3, 4, 5, 6};
+    data::augment_batch(images, ids, 3, 0, config, 2024, views);
+    keep(views);
     return bits;
   };
   const std::vector<float> serial = run(1);

@@ -17,6 +17,7 @@
 
 #include "fovea/core/config.hpp"
 #include "fovea/core/error.hpp"
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/tensor.hpp"
 
 namespace fovea {
@@ -398,21 +399,27 @@ inline float augment_contrast_mean(const AugmentPlan& p, const float* x, std::in
   return static_cast<float>(sum / static_cast<double>(hw));
 }
 
-// Applies f(plan, r, g, b) to every pixel of every sample, x -> out (may alias).
+// Applies f(plan, r, g, b) to every pixel of every sample, x -> out (may alias). Samples run in
+// parallel (each exactly as in a serial loop, so the result does not depend on the thread count).
 template <class F>
 void augment_for_each_pixel(CView x, const AugmentBatchPlan& plan, View out, F f) {
   const std::int64_t hw = x.shape().h() * x.shape().w();
-  for (std::int64_t n = 0; n < x.shape().n(); ++n) {
-    const float* xs = x.data() + n * 3 * hw;
-    float* os = out.data() + n * 3 * hw;
-    const AugmentPlan& p = plan.samples[static_cast<std::size_t>(n)];
-    const float mean = f.needs_mean(p) ? augment_contrast_mean(p, xs, hw) : 0.0f;
-    for (std::int64_t i = 0; i < hw; ++i) {
-      float r = xs[i], g = xs[hw + i], b = xs[2 * hw + i];
-      f(p, mean, r, g, b);
-      os[i] = r, os[hw + i] = g, os[2 * hw + i] = b;
-    }
-  }
+  parallel_for(
+      x.shape().n(),
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t n = first; n < last; ++n) {
+          const float* xs = x.data() + n * 3 * hw;
+          float* os = out.data() + n * 3 * hw;
+          const AugmentPlan& p = plan.samples[static_cast<std::size_t>(n)];
+          const float mean = f.needs_mean(p) ? augment_contrast_mean(p, xs, hw) : 0.0f;
+          for (std::int64_t i = 0; i < hw; ++i) {
+            float r = xs[i], g = xs[hw + i], b = xs[2 * hw + i];
+            f(p, mean, r, g, b);
+            os[i] = r, os[hw + i] = g, os[2 * hw + i] = b;
+          }
+        }
+      },
+      3 * hw);
 }
 
 struct AugmentJitterStage {
@@ -445,19 +452,24 @@ inline void random_resized_crop_flip(CView images, const ::fovea::detail::Augmen
   const int s = static_cast<int>(out.shape().h());
   const std::int64_t in_sample = 3 * static_cast<std::int64_t>(in_h) * in_w,
                      hw = static_cast<std::int64_t>(s) * s;
-  for (std::int64_t n = 0; n < images.shape().n(); ++n) {
-    const float* img = images.data() + n * in_sample;
-    float* o = out.data() + n * 3 * hw;
-    const auto& p = plan.samples[static_cast<std::size_t>(n)];
-    for (int oy = 0; oy < s; ++oy) {
-      for (int ox = 0; ox < s; ++ox) {
-        float rgb[3];
-        math::augment::geometry_pixel(img, in_h, in_w, s, p, oy, ox, rgb);
-        const std::int64_t i = static_cast<std::int64_t>(oy) * s + ox;
-        o[i] = rgb[0], o[hw + i] = rgb[1], o[2 * hw + i] = rgb[2];
-      }
-    }
-  }
+  parallel_for(
+      images.shape().n(),
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t n = first; n < last; ++n) {
+          const float* img = images.data() + n * in_sample;
+          float* o = out.data() + n * 3 * hw;
+          const auto& p = plan.samples[static_cast<std::size_t>(n)];
+          for (int oy = 0; oy < s; ++oy) {
+            for (int ox = 0; ox < s; ++ox) {
+              float rgb[3];
+              math::augment::geometry_pixel(img, in_h, in_w, s, p, oy, ox, rgb);
+              const std::int64_t i = static_cast<std::int64_t>(oy) * s + ox;
+              o[i] = rgb[0], o[hw + i] = rgb[1], o[2 * hw + i] = rgb[2];
+            }
+          }
+        }
+      },
+      12 * hw);
 }
 
 inline void color_jitter(CView x, const ::fovea::detail::AugmentBatchPlan& plan, View out) {
@@ -471,43 +483,53 @@ inline void solarize(CView x, const ::fovea::detail::AugmentBatchPlan& plan, Vie
 }
 
 // Separable Gaussian blur of the samples the plan marks (others copied): rows into a scratch
-// plane, then columns into out (so out may alias x).
+// plane, then columns into out (so out may alias x). Samples run in parallel.
 inline void gaussian_blur(CView x, const ::fovea::detail::AugmentBatchPlan& plan, View out) {
   const int h = static_cast<int>(x.shape().h()), w = static_cast<int>(x.shape().w());
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
-  std::vector<float> rows(static_cast<std::size_t>(hw));
-  for (std::int64_t n = 0; n < x.shape().n(); ++n) {
-    const auto& p = plan.samples[static_cast<std::size_t>(n)];
-    for (int c = 0; c < 3; ++c) {
-      const float* xp = x.data() + (n * 3 + c) * hw;
-      float* op = out.data() + (n * 3 + c) * hw;
-      if (!p.blur) {
-        if (op != xp) std::memcpy(op, xp, static_cast<std::size_t>(hw) * sizeof(float));
-        continue;
-      }
-      const float* wts = plan.blur_weights.data() + p.blur_offset;
-      for (int y = 0; y < h; ++y)
-        for (int xx = 0; xx < w; ++xx)
-          rows[static_cast<std::size_t>(y) * w + xx] = math::augment::blur_tap_sum(
-              xp + static_cast<std::int64_t>(y) * w, w, 1, xx, wts, p.blur_kernel);
-      for (int y = 0; y < h; ++y)
-        for (int xx = 0; xx < w; ++xx)
-          op[static_cast<std::int64_t>(y) * w + xx] =
-              math::augment::blur_tap_sum(rows.data() + xx, h, w, y, wts, p.blur_kernel);
-    }
-  }
+  parallel_for(
+      x.shape().n(),
+      [&](std::int64_t first, std::int64_t last) {
+        std::vector<float> rows(static_cast<std::size_t>(hw));
+        for (std::int64_t n = first; n < last; ++n) {
+          const auto& p = plan.samples[static_cast<std::size_t>(n)];
+          for (int c = 0; c < 3; ++c) {
+            const float* xp = x.data() + (n * 3 + c) * hw;
+            float* op = out.data() + (n * 3 + c) * hw;
+            if (!p.blur) {
+              if (op != xp) std::memcpy(op, xp, static_cast<std::size_t>(hw) * sizeof(float));
+              continue;
+            }
+            const float* wts = plan.blur_weights.data() + p.blur_offset;
+            for (int y = 0; y < h; ++y)
+              for (int xx = 0; xx < w; ++xx)
+                rows[static_cast<std::size_t>(y) * w + xx] = math::augment::blur_tap_sum(
+                    xp + static_cast<std::int64_t>(y) * w, w, 1, xx, wts, p.blur_kernel);
+            for (int y = 0; y < h; ++y)
+              for (int xx = 0; xx < w; ++xx)
+                op[static_cast<std::int64_t>(y) * w + xx] =
+                    math::augment::blur_tap_sum(rows.data() + xx, h, w, y, wts, p.blur_kernel);
+          }
+        }
+      },
+      3 * hw * 8);
 }
 
 // out[n, c] = (x[n, c] - mean[c]) / std[c].
 inline void normalize_channels(CView x, const ChannelStats& stats, View out) {
   const std::int64_t hw = x.shape().h() * x.shape().w();
-  for (std::int64_t n = 0; n < x.shape().n(); ++n)
-    for (int c = 0; c < 3; ++c) {
-      const float* xp = x.data() + (n * 3 + c) * hw;
-      float* op = out.data() + (n * 3 + c) * hw;
-      for (std::int64_t i = 0; i < hw; ++i)
-        op[i] = math::augment::normalize_value(xp[i], stats.mean[c], stats.std[c]);
-    }
+  parallel_for(
+      x.shape().n(),
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t n = first; n < last; ++n)
+          for (int c = 0; c < 3; ++c) {
+            const float* xp = x.data() + (n * 3 + c) * hw;
+            float* op = out.data() + (n * 3 + c) * hw;
+            for (std::int64_t i = 0; i < hw; ++i)
+              op[i] = math::augment::normalize_value(xp[i], stats.mean[c], stats.std[c]);
+          }
+      },
+      3 * hw);
 }
 
 // The whole pipeline as the composition of the ops above: geometry, jitter, grayscale, blur,
