@@ -107,8 +107,8 @@ class DevicePlanBuffer {
     put(plans_bytes_ + means_bytes_ + weights_bytes_, plan.blurred.data(),
         plan.blurred.size() * sizeof(std::int32_t));
     // The whole buffer goes up, the zeros of the means region included: they are the arrival counts
-    // contrast_mean_kernel starts from. Through page-locked staging, so the call does not wait for the stream (`host` may go out of
-    // scope at once).
+    // contrast_mean_kernel starts from. Through page-locked staging, so the call does not wait for
+    // the stream (`host` may go out of scope at once).
     HostStaging::of(device.index()).upload(scratch_.bytes(), host.data(), host.size(), stream);
     char* base = scratch_.bytes();
     view_.plans = reinterpret_cast<const AugmentPlan*>(base);
@@ -303,8 +303,9 @@ __device__ __forceinline__ void jitter_rows(const AugmentPlan& p, float mean, fl
 // out (or, for blurred samples under kStageDeferBlurred with deferred != nullptr, deferred's compact
 // slot of the sample) from x through `stages`. Grid: (tiles of 32 x 32 output pixels, samples).
 // plans and means (contrast_mean_kernel's) are the DevicePlan's, passed apart so that __restrict__
-// lets the plan's fields stay in registers across the stores to out. kStages >= 0 fixes the stages at compile time (the
-// single-op kernels: no registers or branches for the other stages); -1 takes them from `stages`.
+// lets the plan's fields stay in registers across the stores to out. kStages >= 0 fixes the stages
+// at compile time (the single-op kernels: no registers or branches for the other stages); -1 takes
+// them from `stages`.
 template <int kStages>
 __global__ void __launch_bounds__(kBlock)
     pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g,
@@ -580,8 +581,8 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
   for (const auto& p : plan.samples) any_contrast = any_contrast || p.contrast;
   if ((stages & kStageJitter) && any_contrast) {
     const dim3 mean_grid(kMeanChunks, static_cast<unsigned>(g.samples < 65535 ? g.samples : 65535));
-    contrast_mean_kernel<<<mean_grid, kBlock, 0, stream>>>(x, g, dplan.plans, dplan.mean_parts, dplan.arrivals,
-                                                           dplan.means, stages);
+    contrast_mean_kernel<<<mean_grid, kBlock, 0, stream>>>(x, g, dplan.plans, dplan.mean_parts,
+                                                           dplan.arrivals, dplan.means, stages);
     FOVEA_CHECK_LAUNCH("contrast_mean_kernel", op, ", output ", out.shape().str());
   }
   const std::int64_t tiles = static_cast<std::int64_t>((g.out_w + kPixelTileW - 1) / kPixelTileW) *

@@ -54,7 +54,8 @@ TEST(ParallelFor, VisitsEveryItemOnceInContiguousChunks) {
         }
         for (std::int64_t i = first; i < last; ++i) ++hits[static_cast<std::size_t>(i)];
       });
-      for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<std::size_t>(i)].load(), 1) << "item " << i;
+      for (std::int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[static_cast<std::size_t>(i)].load(), 1) << "item " << i;
       EXPECT_EQ(chunks.load(), std::min<std::int64_t>(n, threads)) << "n " << n << ", threads " << threads;
     }
   }
@@ -63,11 +64,14 @@ TEST(ParallelFor, VisitsEveryItemOnceInContiguousChunks) {
 TEST(ParallelFor, SmallLoopsStaySerialAndEmptyOnesDoNothing) {
   ThreadsScope scope(4);
   int chunks = 0;
-  parallel_for(100, [&](std::int64_t first, std::int64_t last) {
-    ++chunks;  // not atomic: serial loops only
-    EXPECT_EQ(first, 0);
-    EXPECT_EQ(last, 100);
-  }, /*work_per_item=*/10);
+  parallel_for(
+      100,
+      [&](std::int64_t first, std::int64_t last) {
+        ++chunks;  // not atomic: serial loops only
+        EXPECT_EQ(first, 0);
+        EXPECT_EQ(last, 100);
+      },
+      /*work_per_item=*/10);
   EXPECT_EQ(chunks, 1);
   parallel_for(0, [&](std::int64_t, std::int64_t) { ++chunks; });
   EXPECT_EQ(chunks, 1);
@@ -136,18 +140,16 @@ TEST(ParallelFor, ThreadSettingIsValidated) {
 }
 
 // Convolution (forward, backward data, backward filter; strided, padded, grouped, 1x1), max pooling,
-// batch norm and the augmentation pipeline give the same bits on 1, 2 and 5 threads, with image
-// counts that split unevenly.
+// batch norm, the augmentation pipeline, element-wise maps and copies give the same bits on 1, 2 and
+// 5 threads, with item counts that split unevenly.
 TEST(ParallelOps, ResultsDoNotDependOnTheThreadCount) {
   struct ConvCase {
     Shape x, w;
     Conv2dParams p;
   };
   const std::vector<ConvCase> convs = {
-      {{7, 6, 19, 17}, {8, 6, 3, 3}, {1, 1, 1, 1}},
-      {{5, 4, 16, 16}, {6, 4, 7, 7}, {2, 2, 3, 3}},
-      {{3, 8, 9, 11}, {8, 2, 3, 3}, {1, 2, 1, 0, 1, 1, 4}},
-      {{6, 16, 8, 8}, {32, 16, 1, 1}, {1, 1, 0, 0}},
+      {{7, 6, 19, 17}, {8, 6, 3, 3}, {1, 1, 1, 1}},         {{5, 4, 16, 16}, {6, 4, 7, 7}, {2, 2, 3, 3}},
+      {{3, 8, 9, 11}, {8, 2, 3, 3}, {1, 2, 1, 0, 1, 1, 4}}, {{6, 16, 8, 8}, {32, 16, 1, 1}, {1, 1, 0, 0}},
       {{6, 16, 8, 8}, {32, 16, 1, 1}, {2, 2, 0, 0}},
   };
   auto run = [&](int threads) {
@@ -199,6 +201,16 @@ TEST(ParallelOps, ResultsDoNotDependOnTheThreadCount) {
     const std::vector<std::int64_t> ids{0, 1, 2, 3, 4, 5, 6};
     data::augment_batch(images, ids, 3, 0, config, 2024, views);
     keep(views);
+    // Element-wise maps and copies of 20 chunks and a remainder.
+    const Shape es{20 * 16384 + 123};
+    const Tensor ea = Tensor::from(random_values(es.numel(), InputKind::normal, 94), es);
+    const Tensor eb = Tensor::from(random_values(es.numel(), InputKind::normal, 93), es);
+    Tensor sum(es), copied(es);
+    add(ea, eb, sum);
+    axpy(0.3f, ea, sum);
+    relu_forward(sum, sum);
+    copy(sum, copied);
+    keep(copied);
     return bits;
   };
   const std::vector<float> serial = run(1);

@@ -198,7 +198,9 @@ static void jitter_case(const char* what, int n, int h, int w, bool contrast) {
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, h, w, n};
   launch(dim3(kMeanChunks, std::min(n, 3)), kBlock, 0, true,
-         [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, d.arrivals, d.means, kStageJitter); });
+         [&] {
+           contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, d.arrivals, d.means, kStageJitter);
+         });
   const int tiles = pixel_tiles(h, w);
   launch(dim3(tiles, std::min(n, 2)), kBlock, 0, false, [&] {
     pixel_kernel<kStageJitter>(x.data(), out.data(), nullptr, g, d.plans, d.means, kIdentityStats, 0);

@@ -177,7 +177,9 @@ void parallel_for(std::int64_t n, Body&& body, std::int64_t work_per_item = kPar
   bool& inside = detail::CpuPool::in_region();
   const bool worth = work_per_item >= kParallelMinWork || n * work_per_item >= kParallelMinWork;
   if (threads > 1 && n > 1 && worth && !inside) {
-    const std::function<void(std::int64_t, std::int64_t)> fn = [&](std::int64_t b, std::int64_t e) { body(b, e); };
+    const std::function<void(std::int64_t, std::int64_t)> fn = [&](std::int64_t b, std::int64_t e) {
+      body(b, e);
+    };
     inside = true;
     bool ran = false;
     try {

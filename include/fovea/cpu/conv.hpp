@@ -214,16 +214,20 @@ inline void conv2d_backward_filter(CView x, CView dy, View dw, const Conv2dParam
   const bool pointwise = detail::conv2d_is_pointwise(g);
   const std::int64_t col_floats = pointwise ? 0 : g.C * g.R * g.S * pq;
   const std::int64_t budget = (std::int64_t{64} << 20) / 4;
-  const std::int64_t group =
-      pointwise ? 1 : std::clamp<std::int64_t>(budget / std::max<std::int64_t>(col_floats, 1), 1, cpu_threads());
+  const std::int64_t fit = budget / std::max<std::int64_t>(col_floats, 1);
+  const std::int64_t group = pointwise ? 1 : std::clamp<std::int64_t>(fit, 1, cpu_threads());
   std::vector<float> cols_buffer(static_cast<std::size_t>(std::min(group, g.N) * col_floats));
   for (std::int64_t n0 = 0; n0 < g.N; n0 += group) {
     const std::int64_t count = std::min(group, g.N - n0);
     if (!pointwise)
-      parallel_for(count, [&](std::int64_t first, std::int64_t last) {
-        for (std::int64_t i = first; i < last; ++i)
-          detail::conv2d_im2col(x.data() + (n0 + i) * g.C * g.H * g.W, g, cols_buffer.data() + i * col_floats);
-      }, col_floats);
+      parallel_for(
+          count,
+          [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t i = first; i < last; ++i)
+              detail::conv2d_im2col(x.data() + (n0 + i) * g.C * g.H * g.W, g,
+                                    cols_buffer.data() + i * col_floats);
+          },
+          col_floats);
     for (std::int64_t i = 0; i < count; ++i) {
       const std::int64_t n = n0 + i;
       const float* grad = dy.data() + n * g.K * pq;

@@ -2,19 +2,34 @@
 // element-wise ops (contracts in ops/elementwise.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/ops/math.hpp"
 
 namespace fovea::cpu {
 
-// out[i] = f(in[i]...) for every i; out may alias an input exactly.
+// Elements per chunk of a parallel map; maps of fewer than 8 chunks stay serial (waking threads
+// costs more than a few microseconds of streaming).
+inline constexpr std::int64_t kMapChunk = 16384;
+
+// out[i] = f(in[i]...) for every i; out may alias an input exactly. Large maps run in chunks of
+// kMapChunk elements on the parallel loop (each element computed alike, so the result does not
+// depend on the thread count).
 template <class F, class... In>
 void map(const F& f, View out, In... in) {
   float* o = out.data();
   const std::int64_t n = out.numel();
-  for (std::int64_t i = 0; i < n; ++i) o[i] = f(in.data()[i]...);
+  const std::int64_t chunks = (n + kMapChunk - 1) / kMapChunk;
+  parallel_for(
+      chunks,
+      [&](std::int64_t first, std::int64_t last) {
+        const std::int64_t end = std::min(n, last * kMapChunk);
+        for (std::int64_t i = first * kMapChunk; i < end; ++i) o[i] = f(in.data()[i]...);
+      },
+      kParallelMinWork / 8);
 }
 
 inline void fill(View out, float value) { map(math::Fill{value}, out); }
