@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fovea/core/config.hpp"
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/tensor.hpp"
 
 namespace fovea {
@@ -113,14 +114,20 @@ FOVEA_HD float avg_pool_input_grad(const float* dy_plane, const detail::PoolGeom
 
 namespace cpu {
 
+// Planes (N x C) run in parallel, each as in a serial loop.
 inline void max_pool2d_forward(CView x, View y, const PoolParams& params) {
   const auto g = detail::pool_geometry(x.shape(), params);
-  for (std::int64_t pl = 0; pl < g.planes; ++pl) {
-    const float* xp = x.data() + pl * g.h * g.w;
-    float* yp = y.data() + pl * g.oh * g.ow;
-    for (int oh = 0; oh < g.oh; ++oh)
-      for (int ow = 0; ow < g.ow; ++ow) yp[oh * g.ow + ow] = xp[math::max_pool_argmax(xp, g, oh, ow)];
-  }
+  parallel_for(
+      g.planes,
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t pl = first; pl < last; ++pl) {
+          const float* xp = x.data() + pl * g.h * g.w;
+          float* yp = y.data() + pl * g.oh * g.ow;
+          for (int oh = 0; oh < g.oh; ++oh)
+            for (int ow = 0; ow < g.ow; ++ow) yp[oh * g.ow + ow] = xp[math::max_pool_argmax(xp, g, oh, ow)];
+        }
+      },
+      static_cast<std::int64_t>(g.oh) * g.ow * g.k * g.k);
 }
 
 // A scatter in output raster order: each input receives the dy of the outputs whose first maximum
@@ -129,14 +136,20 @@ inline void max_pool2d_forward(CView x, View y, const PoolParams& params) {
 // it covers (9 times as often for ResNet's 3x3 stride-2 pool).
 inline void max_pool2d_backward(CView x, CView dy, View dx, const PoolParams& params) {
   const auto g = detail::pool_geometry(x.shape(), params);
-  std::fill(dx.data(), dx.data() + g.planes * g.h * g.w, 0.0f);
-  for (std::int64_t pl = 0; pl < g.planes; ++pl) {
-    const float* xp = x.data() + pl * g.h * g.w;
-    const float* dyp = dy.data() + pl * g.oh * g.ow;
-    float* dxp = dx.data() + pl * g.h * g.w;
-    for (int oh = 0; oh < g.oh; ++oh)
-      for (int ow = 0; ow < g.ow; ++ow) dxp[math::max_pool_argmax(xp, g, oh, ow)] += dyp[oh * g.ow + ow];
-  }
+  parallel_for(
+      g.planes,
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t pl = first; pl < last; ++pl) {
+          const float* xp = x.data() + pl * g.h * g.w;
+          const float* dyp = dy.data() + pl * g.oh * g.ow;
+          float* dxp = dx.data() + pl * g.h * g.w;
+          std::fill(dxp, dxp + static_cast<std::int64_t>(g.h) * g.w, 0.0f);
+          for (int oh = 0; oh < g.oh; ++oh)
+            for (int ow = 0; ow < g.ow; ++ow)
+              dxp[math::max_pool_argmax(xp, g, oh, ow)] += dyp[oh * g.ow + ow];
+        }
+      },
+      static_cast<std::int64_t>(g.oh) * g.ow * g.k * g.k);
 }
 
 inline void avg_pool2d_forward(CView x, View y, const PoolParams& params) {
