@@ -289,9 +289,27 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
   tc_cp_wait<0>();
 }
 
+// The fragments of k step k (dims k .. k + 7) for tc_similarity: A's rows g and g + 8, B's panel rows
+// 8n + g, at dims t and t + 4.
+__device__ __forceinline__ void tc_load_frags(const float* a, const float* b, int stride, int k,
+                                              std::uint32_t (&af)[4], std::uint32_t (&bf)[kTcNTiles][2]) {
+  af[0] = __float_as_uint(a[k]);
+  af[1] = __float_as_uint(a[8 * stride + k]);
+  af[2] = __float_as_uint(a[k + 4]);
+  af[3] = __float_as_uint(a[8 * stride + k + 4]);
+#pragma unroll
+  for (int n = 0; n < kTcNTiles; ++n) {
+    bf[n][0] = __float_as_uint(b[8 * n * stride + k]);
+    bf[n][1] = __float_as_uint(b[8 * n * stride + k + 4]);
+  }
+}
+
 // s = this warp's 16 x 64 slice of A Bᵀ: rows 16 warp .. + 15 of the A panel against the 64 panel
 // rows, over `padded` dims (operands already TF32). Lane (g, t) = (lane / 4, lane % 4) gets
 // s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}.
+// Software-pipelined: the next k step's fragments are loaded from shared memory before this step's
+// MMAs issue (two register sets), so the loads' latency hides behind the MMAs instead of stalling
+// every step (the compiler did not do this across the loop's iterations by itself).
 __device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, int stride, int padded,
                                               float (&s)[kTcNTiles][4]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -301,13 +319,17 @@ __device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, 
   for (int n = 0; n < kTcNTiles; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-#pragma unroll 2
-  for (int k = 0; k < padded; k += 8) {
-    const std::uint32_t af[4] = {__float_as_uint(a[k]), __float_as_uint(a[8 * stride + k]),
-                                 __float_as_uint(a[k + 4]), __float_as_uint(a[8 * stride + k + 4])};
+  std::uint32_t af0[4], bf0[kTcNTiles][2], af1[4], bf1[kTcNTiles][2];
+  tc_load_frags(a, b, stride, 0, af0, bf0);
+  for (int k = 0; k < padded; k += 16) {
+    const bool odd = k + 8 < padded;  // a second step in this pair
+    if (odd) tc_load_frags(a, b, stride, k + 8, af1, bf1);
 #pragma unroll
-    for (int n = 0; n < kTcNTiles; ++n)
-      tc_mma(s[n], af, __float_as_uint(b[8 * n * stride + k]), __float_as_uint(b[8 * n * stride + k + 4]));
+    for (int n = 0; n < kTcNTiles; ++n) tc_mma(s[n], af0, bf0[n][0], bf0[n][1]);
+    if (!odd) break;
+    if (k + 16 < padded) tc_load_frags(a, b, stride, k + 16, af0, bf0);
+#pragma unroll
+    for (int n = 0; n < kTcNTiles; ++n) tc_mma(s[n], af1, bf1[n][0], bf1[n][1]);
   }
 }
 
@@ -438,6 +460,7 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
   const int d0 = static_cast<int>(blockIdx.z) * kTcGradDims;
   const int dim_tiles = (padded - d0) / 8 < kTcDimTiles ? (padded - d0) / 8 : kTcDimTiles;
+  const bool full_chunk = dim_tiles == kTcDimTiles;
   const std::int64_t row[2] = {r0 + warp * 16 + g, r0 + warp * 16 + g + 8};
   const float lse2[2] = {row[0] < rows ? lse[row[0]] * kTcLog2e : 0.0f,
                          row[1] < rows ? lse[row[1]] * kTcLog2e : 0.0f};
@@ -468,15 +491,30 @@ __global__ void __launch_bounds__(kTcThreads, 1)
             s[n][e] = gv;
           }
       // k step kk covers panel rows 8kk .. 8kk + 7: A's k index t is row 8kk + 2t, t + 4 is 8kk + 2t + 1.
+      // A whole chunk of dims (block-uniform) runs without a predicate per MMA: with one, the compiler
+      // turned the loops around into chains of 8 dependent MMAs on 3 accumulators at a time; without,
+      // each k step issues 16 independent ones.
+        if (full_chunk) {
 #pragma unroll
-        for (int kk = 0; kk < kTcNTiles; ++kk) {
-          const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
-                                       tc_tf32(s[kk][3])};
-          const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
+          for (int kk = 0; kk < kTcNTiles; ++kk) {
+            const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
+                                         tc_tf32(s[kk][3])};
+            const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
 #pragma unroll
-          for (int n = 0; n < kTcDimTiles; ++n)
-            if (n < dim_tiles)
+            for (int n = 0; n < kTcDimTiles; ++n)
               tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
+          }
+        } else {
+#pragma unroll
+          for (int kk = 0; kk < kTcNTiles; ++kk) {
+            const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
+                                         tc_tf32(s[kk][3])};
+            const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
+#pragma unroll
+            for (int n = 0; n < kTcDimTiles; ++n)
+              if (n < dim_tiles)
+                tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
+          }
         }
       });
 #pragma unroll
