@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "check.cuh"
@@ -57,6 +58,47 @@ inline unsigned grid_for(std::int64_t work_items, int device) {
   const std::int64_t cap = static_cast<std::int64_t>(device_properties(device).multiProcessorCount) * 16;
   const std::int64_t blocks = needed < cap ? needed : cap;
   return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
+}
+
+// Programmatic dependent launch (compute capability 9.0 and later). A kernel launched with
+// launch_dependent() may be scheduled while the kernel before it on the stream is still running; it
+// must call pdl_wait() before it touches global memory, which returns once that kernel has completed
+// and its writes are visible (as with an ordinary launch). pdl_trigger() lets the next dependent
+// launch be scheduled as soon as every block of this grid has called it (it says nothing about this
+// grid's writes, which the next kernel's pdl_wait() still waits for). So a chain of kernels that each
+// start with pdl_trigger(); pdl_wait(); keeps stream order and overlaps each launch with the tail of
+// the kernel before it. Both are no-ops on older devices and in kernels launched the ordinary way.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch where
+// the device supports it (compute capability 9.0+), else the ordinary way. The kernel must begin
+// with pdl_wait() (see above) before any global memory access.
+template <class... Params, class... Args>
+void launch_dependent(int device, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem,
+                      cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  if (device_properties(device).major >= 9) {
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+  }
+  // The launch's error, if any, is what the caller's FOVEA_CHECK_LAUNCH reads back.
+  (void)cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 
 // Page-locked host staging for small per-call uploads (the augmentation plans). A cudaMemcpyAsync

@@ -337,6 +337,8 @@ __global__ void __launch_bounds__(kBlock)
     ct_grad_finish_kernel(const float* part, int splits, std::int64_t rows, std::int64_t D, const float* z,
                           const float* zn, const float* other, std::int64_t shift, const float* lse, float inv_tau,
                           float scale, float* dz) {
+  pdl_trigger();  // the tensor-core backward launches it as a programmatic dependent launch
+  pdl_wait();
   const int lane = threadIdx.x & 31;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
   for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;

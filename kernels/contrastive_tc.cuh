@@ -4,7 +4,8 @@
 // helpers: this path reuses the finish kernel (positive term and the normalisation's backward); only
 // the (2N)^2 work, the normalisation and the merge of the forward's partials differ. Four launches
 // for a forward + backward: normalise, forward partials (whose last blocks merge them into row_lse
-// and the loss), backward partials, finish.
+// and the loss), backward partials, finish; each a programmatic dependent launch (common.cuh,
+// launch_dependent) on Hopper, so the next launch overlaps the tail of the one before it.
 //
 // A block of 8 warps owns 128 rows of zhat (warp w: rows 16w .. 16w + 15), staged whole (all D dims,
 // rounded to TF32: the forward's normalisation writes a rounded copy, the backward rounds znorm in
@@ -379,6 +380,8 @@ __global__ void __launch_bounds__(kTcThreads, 1)
                           const float* s_pos, double* tile_terms, unsigned* counters, float* row_lse,
                           float* loss) {
   extern __shared__ float4 tc_smem[];
+  pdl_trigger();
+  pdl_wait();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
   const std::int64_t row[2] = {r0 + warp * 16 + g, r0 + warp * 16 + g + 8};
@@ -456,6 +459,8 @@ __global__ void __launch_bounds__(kTcThreads, 1)
     tc_grad_partial_kernel(const float* zt, const float* lse, std::int64_t rows, std::int64_t D, int padded,
                            int stride, int stages, float scale2, std::int64_t col_tiles, float* part) {
   extern __shared__ float4 tc_smem[];
+  pdl_trigger();
+  pdl_wait();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
   const int d0 = static_cast<int>(blockIdx.z) * kTcGradDims;
@@ -535,6 +540,8 @@ __global__ void __launch_bounds__(kTcThreads, 1)
 __global__ void __launch_bounds__(kBlock)
     tc_normalize_kernel(const float* z, std::int64_t rows, std::int64_t D, std::int64_t shift, float inv_tau,
                         float* zn, float* zt, float* s_pos, unsigned* counters, std::int64_t n_counters) {
+  pdl_trigger();
+  pdl_wait();
   const int lane = threadIdx.x & 31;
   for (std::int64_t c = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n_counters;
        c += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
@@ -641,12 +648,12 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
   auto* tile_terms = reinterpret_cast<double*>(scratch.data() + terms_at);
   auto* counters = reinterpret_cast<unsigned*>(scratch.data() + terms_at + 2 * l.row_tiles);
   const float inv_tau = 1.0f / tau;
-  tc_normalize_kernel<<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(
-      z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
+  launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
+                   z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
   FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
-  tc_lse_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(
-      zt, M, D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m,
-      part_l, s_pos, tile_terms, counters, row_lse.data(), loss.data());
+  launch_dependent(dev.index(), tc_lse_partial_kernel, l.grid(), kTcThreads, l.smem, stream, zt, M, D,
+                   l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m,
+                   part_l, s_pos, tile_terms, counters, row_lse.data(), loss.data());
   FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
 }
 
@@ -658,14 +665,14 @@ inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, 
   Tensor part(Shape{l.splits * M * D}, dev);
   const float inv_tau = 1.0f / tau;
   // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory
-  tc_grad_partial_kernel<<<l.grid(), kTcThreads, l.smem, stream>>>(
-      znorm.data(), row_lse.data(), M, D, l.layout.padded, l.layout.stride, l.layout.stages,
-      kTcLog2e * inv_tau, l.col_tiles, part.data());
+  launch_dependent(dev.index(), tc_grad_partial_kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(),
+                   row_lse.data(), M, D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau,
+                   l.col_tiles, part.data());
   FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
   const float scale = dloss * inv_tau / static_cast<float>(M);
-  ct_grad_finish_kernel<PairMode::symmetric><<<grid_for(M * 32, dev.index()), kBlock, 0, stream>>>(
-      part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2, row_lse.data(), inv_tau,
-      scale, dz.data());
+  launch_dependent(dev.index(), ct_grad_finish_kernel<PairMode::symmetric>, grid_for(M * 32, dev.index()), kBlock,
+                   0, stream, part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2,
+                   row_lse.data(), inv_tau, scale, dz.data());
   FOVEA_CHECK_LAUNCH("ct_grad_finish_kernel", "z ", z.shape().str());
 }
 

@@ -45,6 +45,11 @@ namespace fovea::emu {
 
 inline constexpr int kBlock = 256;  // kernels/common.cuh's block size, which the device code assumes
 
+// Programmatic dependent launch (kernels/common.cuh): launches run one after another here, so the
+// wait and the trigger have nothing to do.
+inline void pdl_wait() {}
+inline void pdl_trigger() {}
+
 // A warp's exchange area.
 struct Warp {
   std::barrier<> bar{32};
