@@ -73,8 +73,10 @@ class AugmentScratch {
 
 inline std::size_t align_up(std::size_t n) { return (n + 255) & ~std::size_t{255}; }
 
-// Blocks per sample of contrast_mean_kernel (a block per sample left most SMs idle at batch 256).
+// Blocks per sample of contrast_mean_kernel (a block per sample left most SMs idle at batch 256), and
+// the pixels each of its threads loads at once.
 inline constexpr int kMeanChunks = 16;
+inline constexpr int kMeanUnroll = 4;
 
 // The plan on the device: plans[N], the contrast mean's partial sums mean_parts[N][kMeanChunks], the
 // arrival counts of its blocks per sample (zero at upload), the means[N], blur weights, blurred sample
@@ -167,12 +169,35 @@ __global__ void __launch_bounds__(kBlock)
   for (std::int64_t n = blockIdx.y; n < g.samples; n += gridDim.y) {  // block-uniform
     const AugmentPlan& p = plans[n];
     if (!p.contrast) continue;
+    // A thread's pixels i, i + kBlock, ... are added in that order; kMeanUnroll of them are loaded
+    // before any is used, so their loads are in flight together (the same sum as one at a time).
     float sum = 0.0f;
-    for (int i = begin + static_cast<int>(threadIdx.x); i < end; i += kBlock) {
-      float rgb[3];
-      load_pixel(x, g, p, stages, n, i / g.out_w, i % g.out_w, rgb);
+    const bool gather = (stages & kStageGeometry) != 0;
+    const float* img = x + n * 3 * (static_cast<std::int64_t>(g.in_h) * g.in_w);
+    const int plane = g.in_h * g.in_w;
+    const auto load = [&](int i, float rgb[3]) {
+      if (gather) {
+        load_pixel(x, g, p, stages, n, i / g.out_w, i % g.out_w, rgb);
+      } else {  // no geometry: out's planes are the input's, pixel i is at offset i
+        rgb[0] = __ldg(img + i), rgb[1] = __ldg(img + plane + i), rgb[2] = __ldg(img + 2 * plane + i);
+      }
+    };
+    const auto add = [&](float rgb[3]) {
       math::augment::jitter_pixel(p, rgb[0], rgb[1], rgb[2], 0.0f, true);
       sum += math::augment::gray_of(rgb[0], rgb[1], rgb[2]);
+    };
+    int i = begin + static_cast<int>(threadIdx.x);
+    for (; i + (kMeanUnroll - 1) * kBlock < end; i += kMeanUnroll * kBlock) {
+      float rgb[kMeanUnroll][3];
+#pragma unroll
+      for (int u = 0; u < kMeanUnroll; ++u) load(i + u * kBlock, rgb[u]);
+#pragma unroll
+      for (int u = 0; u < kMeanUnroll; ++u) add(rgb[u]);
+    }
+    for (; i < end; i += kBlock) {
+      float rgb[3];
+      load(i, rgb);
+      add(rgb);
     }
     partial[threadIdx.x] = sum;
     __syncthreads();

@@ -236,6 +236,8 @@ int main(int argc, char** argv) {
   jitter_case("jitter 6x37x41 contrast", 6, 37, 41, true);
   jitter_case("jitter 6x37x41 no contrast", 6, 37, 41, false);
   jitter_case("jitter 5x3x5 contrast", 5, 3, 5, true);
+  // mean chunks of over kMeanUnroll x 256 pixels: the mean pass's unrolled loop and its tail
+  jitter_case("jitter 2x130x135 contrast", 2, 130, 135, true);
   crop_case("crop 5x37x41->32", 5, 37, 41, 32);
   crop_case("crop 5x33x33->33", 5, 33, 33, 33);
   crop_case("crop 5x7x9->1", 5, 7, 9, 1);
@@ -243,6 +245,7 @@ int main(int argc, char** argv) {
   pipeline_case("pipeline 5x37x41->32 k5 e0", 5, 37, 41, 32, 0, 5);
   pipeline_case("pipeline 5x37x41->32 k3 e1", 5, 37, 41, 32, 1, 3);
   pipeline_case("pipeline 5x37x41->32 k23 e2", 5, 37, 41, 32, 2, 23);
+  pipeline_case("pipeline 2x150x140->130 k23 e3", 2, 150, 140, 130, 3, 23);
   if (big) {
     blur_case("blur 2x224x224 k23", 2, 224, 224, blur_params(2, 224, 224, {23}, {1}));
     crop_case("crop 3x256x256->224", 3, 256, 256, 224);

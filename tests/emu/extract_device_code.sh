@@ -17,11 +17,11 @@ check() {  # check FILE: fail when a section came out empty
   [ -s "$1" ] || { echo "extract_device_code.sh: nothing extracted into $1" >&2; exit 1; }
 }
 
-# augment.cuh: the stage enum, kMeanChunks, DevicePlan, and every kernel with its helpers from the
+# augment.cuh: the stage enum, kMeanChunks and kMeanUnroll, DevicePlan, and every kernel with its helpers from the
 # pixel geometry up to the host side (not the allocation helpers between them).
 {
   section "$k/augment.cuh" '^enum AugmentStage' '^};'
-  sed -n '/^inline constexpr int kMeanChunks/p' "$k/augment.cuh"
+  sed -n '/^inline constexpr int kMean\(Chunks\|Unroll\)/p' "$k/augment.cuh"
   section "$k/augment.cuh" '^struct DevicePlan {' '^};'
   section "$k/augment.cuh" '^\/\/ Sizes of one pixel-stage launch' '^\/\/ Runs the pixel stages' | sed '$d'
 } | sed "$smem" > "$out/augment_device.inc"
