@@ -242,6 +242,7 @@ int main(int argc, char** argv) {
   crop_case("crop 5x33x33->33", 5, 33, 33, 33);
   crop_case("crop 5x7x9->1", 5, 7, 9, 1);
   crop_case("crop 3x70x90->41", 3, 70, 90, 41);
+  crop_case("crop 4x200x180->40", 4, 200, 180, 40);  // downscaling crops
   // downscaling crops: windows beyond kCropStageFloats take the direct gather
   crop_case("crop 4x200x180->40", 4, 200, 180, 40);
   pipeline_case("pipeline 5x37x41->32 k5 e0", 5, 37, 41, 32, 0, 5);
