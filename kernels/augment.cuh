@@ -282,105 +282,6 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
   }
 }
 
-// The bilinear gather from shared memory: a block's output tile (32 x kPixelTileH pixels, no rotation)
-// reads a source window of at most (31 scale + 2)^2 pixels per channel, which the block first copies
-// into shared memory with coalesced loads (each pixel once), then takes the taps from there: the
-// same values and the same arithmetic as gather_rows, at a fraction of its global loads. Windows
-// larger than kCropStageFloats (downscaling by more than about 1.4) keep the direct gather.
-inline constexpr int kCropStageFloats = 3 * 48 * 48;
-inline constexpr int kCropStageLoads = (48 * 48 + kBlock - 1) / kBlock;  // per thread and channel
-
-// The source window of the output tile at (tx0, ty0): rows y0 .. y0 + h - 1 and columns x0 .. x0 + w - 1
-// of the crop box (the taps of the tile's extreme coordinates; bilinear_taps is monotone).
-struct CropWindow {
-  int y0 = 0, x0 = 0, h = 0, w = 0;
-};
-__device__ __forceinline__ CropWindow crop_window(const PixelGeometry& g, const AugmentPlan& p, int tx0,
-                                                  int ty0) {
-  const float last = static_cast<float>(g.out_w - 1);
-  const auto span = [&](int o_lo, int o_hi, bool flip, float scale, int size, int& lo, int& n) {
-    const float f_lo = flip ? last - static_cast<float>(o_hi) : static_cast<float>(o_lo);
-    const float f_hi = flip ? last - static_cast<float>(o_lo) : static_cast<float>(o_hi);
-    int a0, a1, b0, b1;
-    float l;
-    math::augment::bilinear_taps(f_lo, scale, size, a0, a1, l);
-    math::augment::bilinear_taps(f_hi, scale, size, b0, b1, l);
-    lo = a0;
-    n = b1 - a0 + 1;
-  };
-  CropWindow c;
-  span(tx0, min(tx0 + kPixelTileW - 1, g.out_w - 1), p.hflip != 0, p.scale_x, p.crop_width, c.x0, c.w);
-  span(ty0, min(ty0 + kPixelTileH - 1, g.out_h - 1), p.vflip != 0, p.scale_y, p.crop_height, c.y0, c.h);
-  return c;
-}
-
-// Copies the window's three channels from img (the sample's planes) into stage (channel, row, column;
-// w floats a row). Every thread of the block calls it; the caller synchronises before reading.
-__device__ __forceinline__ void stage_crop_window(const float* img, const PixelGeometry& g, const AugmentPlan& p,
-                                                  const CropWindow& c, float* stage) {
-  const int plane = g.in_h * g.in_w, n = c.h * c.w;
-  const float* src = img + (p.crop_top + c.y0) * g.in_w + p.crop_left + c.x0;
-  const int step_r = kBlock / c.w, step_c = kBlock - step_r * c.w;
-  const int r_first = static_cast<int>(threadIdx.x) / c.w, col_first = static_cast<int>(threadIdx.x) - r_first * c.w;
-  // A channel at a time (fewer registers): its kCropStageLoads loads in flight together, then stored.
-#pragma unroll 1
-  for (int ch = 0; ch < 3; ++ch) {
-    const float* s = src + ch * plane;
-    int r = r_first, col = col_first;
-    float v[kCropStageLoads];
-#pragma unroll
-    for (int k = 0; k < kCropStageLoads; ++k) {  // element threadIdx.x + k kBlock is (r, col)
-      v[k] = r < c.h ? __ldg(s + r * g.in_w + col) : 0.0f;
-      r += step_r;
-      col += step_c;
-      if (col >= c.w) col -= c.w, ++r;
-    }
-#pragma unroll
-    for (int k = 0; k < kCropStageLoads; ++k) {
-      const int e = static_cast<int>(threadIdx.x) + k * kBlock;
-      if (e < n) stage[ch * n + e] = v[k];
-    }
-  }
-}
-
-// gather_rows (bilinear path) reading the taps from the staged window.
-__device__ __forceinline__ void gather_rows_staged(const float* stage, const CropWindow& c,
-                                                   const PixelGeometry& g, const AugmentPlan& p, int ox,
-                                                   int oy0, float rgb[kPixelRows][3]) {
-  const int n = c.h * c.w;
-  const float last = static_cast<float>(g.out_w - 1);
-  float fx = static_cast<float>(ox);
-  if (p.hflip) fx = last - fx;
-  int x0, x1;
-  float lx;
-  math::augment::bilinear_taps(fx, p.scale_x, p.crop_width, x0, x1, lx);
-  const float hx = 1.0f - lx;
-  const bool use_x1 = lx != 0.0f;
-  x0 -= c.x0;
-  x1 -= c.x0;
-#pragma unroll
-  for (int k = 0; k < kPixelRows; ++k) {
-    const int oy = min(oy0 + k * kPixelRowStep, g.out_h - 1);
-    float fy = static_cast<float>(oy);
-    if (p.vflip) fy = last - fy;
-    int y0, y1;
-    float ly;
-    math::augment::bilinear_taps(fy, p.scale_y, p.crop_height, y0, y1, ly);
-    const float hy = 1.0f - ly;
-    const int r0 = (y0 - c.y0) * c.w, r1 = (y1 - c.y0) * c.w;
-    const bool use_y1 = ly != 0.0f;
-#pragma unroll
-    for (int ch = 0; ch < 3; ++ch) {
-      const float* s = stage + ch * n;
-      const float v00 = s[r0 + x0];
-      const float v01 = use_x1 ? s[r0 + x1] : 0.0f;
-      const float v10 = use_y1 ? s[r1 + x0] : 0.0f;
-      const float v11 = use_x1 && use_y1 ? s[r1 + x1] : 0.0f;
-      rgb[k][ch] = hy * (hx * v00 + lx * v01) + ly * (hx * v10 + lx * v11);
-    }
-  }
-}
-
 // The sample's colour jitter on a thread's kPixelRows pixels, op by op: each op over all rows before
 // the next, so the op switch runs once per op rather than per pixel and each op's code once. Per pixel
 // it is math::augment::jitter_pixel: the same ops, order, factors and expressions.
@@ -431,20 +332,16 @@ __device__ __forceinline__ void jitter_rows(const AugmentPlan& p, float mean, fl
 // at compile time (the single-op kernels: no registers or branches for the other stages); -1 takes
 // them from `stages`.
 template <int kStages>
-__global__ void __launch_bounds__(kBlock, kStages == kStageGeometry ? 4 : 0)
+__global__ void __launch_bounds__(kBlock)
     pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g,
                  const AugmentPlan* __restrict__ plans, const float* __restrict__ means,
                  ChannelStats stats, int runtime_stages) {
   const int stages = kStages >= 0 ? kStages : runtime_stages;
-  // Kernels that may gather keep every thread to the end (the staged gather synchronises the block);
-  // the others let threads outside the output leave at once.
-  constexpr bool kMayGather = kStages < 0 || (kStages & kStageGeometry) != 0;
   const int tiles_x = (g.out_w + kPixelTileW - 1) / kPixelTileW;
   const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
   const int ox = tx * kPixelTileW + static_cast<int>(threadIdx.x) % kPixelTileW;
   const int oy0 = ty * kPixelTileH + static_cast<int>(threadIdx.x) / kPixelTileW;
-  const bool inside = ox < g.out_w && oy0 < g.out_h;
-  if (!kMayGather && !inside) return;
+  if (ox >= g.out_w || oy0 >= g.out_h) return;
   const std::int64_t in_sample = 3 * static_cast<std::int64_t>(g.in_h) * g.in_w;
   const std::int64_t hw = static_cast<std::int64_t>(g.out_h) * g.out_w;
   // Samples in reverse order: the contrast-mean pass before this one read the last samples last, so
@@ -454,31 +351,8 @@ __global__ void __launch_bounds__(kBlock, kStages == kStageGeometry ? 4 : 0)
     const std::int64_t n = g.samples - 1 - k;
     const AugmentPlan& p = plans[n];
     float rgb[kPixelRows][3];
-    if constexpr (kMayGather) {
-      // Block-uniform: the staged bilinear gather for unrotated samples that are not whole-pixel
-      // permutations (those take gather_rows' integer path) and whose window fits.
-      __shared__ float stage[kCropStageFloats];
-      const bool geometry = (stages & kStageGeometry) && !p.rotate;
-      const bool whole = p.scale_x == 1.0f && p.scale_y == 1.0f && g.out_h == g.out_w;
-      CropWindow c;
-      if (geometry && !whole) c = crop_window(g, p, tx * kPixelTileW, ty * kPixelTileH);
-      const bool staged = geometry && !whole && c.w <= kBlock && 3 * c.h * c.w <= kCropStageFloats;
-      if (staged) {
-        stage_crop_window(x + n * in_sample, g, p, c, stage);
-        __syncthreads();
-        if (inside) gather_rows_staged(stage, c, g, p, ox, oy0, rgb);
-        __syncthreads();  // the next sample's window overwrites stage
-      }
-      if (!inside) continue;  // after the block's barriers
-      if (!staged && geometry) {
-        gather_rows(x + n * in_sample, g, p, ox, oy0, rgb);
-      } else if (!staged) {
-#pragma unroll
-        for (int k = 0; k < kPixelRows; ++k) {
-          const int oy = oy0 + k * kPixelRowStep;
-          load_pixel(x, g, p, stages, n, oy < g.out_h ? oy : oy0, ox, rgb[k]);
-        }
-      }
+    if ((stages & kStageGeometry) && !p.rotate) {
+      gather_rows(x + n * in_sample, g, p, ox, oy0, rgb);
     } else {
 #pragma unroll
       for (int k = 0; k < kPixelRows; ++k) {
