@@ -130,6 +130,13 @@ struct TcLayout {
   int stages = 0;
 };
 
+constexpr int tc_padded(int D) { return (D + 7) / 8 * 8; }
+constexpr int tc_stride(int D) { return (D + 31) / 32 * 32 + 4; }
+
+// The row length the kernels are compiled for besides the general one (kD = 0: D, padded and stride
+// from the arguments): SimCLR's and MoCo's projection size.
+constexpr int kTcFixedDim = 128;
+
 inline std::size_t tc_smem_bytes(int stride, int stages, bool with_lse) {
   const std::size_t panel =
       static_cast<std::size_t>(kTcCols) * (static_cast<std::size_t>(stride) + (with_lse ? 1 : 0));
@@ -140,8 +147,8 @@ inline std::size_t tc_smem_bytes(int stride, int stages, bool with_lse) {
 inline TcLayout tc_layout(std::int64_t D, std::size_t smem_limit, bool with_lse) {
   TcLayout l;
   if (D < 1 || D > kTcMaxDim) return l;
-  l.padded = static_cast<int>((D + 7) / 8 * 8);
-  l.stride = static_cast<int>((D + 31) / 32 * 32 + 4);
+  l.padded = tc_padded(static_cast<int>(D));
+  l.stride = tc_stride(static_cast<int>(D));
   for (int s = 2; s >= 1 && l.stages == 0; --s)
     if (tc_smem_bytes(l.stride, s, with_lse) + kTcStaticSmem <= smem_limit) l.stages = s;
   return l;
@@ -290,27 +297,12 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
   tc_cp_wait<0>();
 }
 
-// The fragments of k step k (dims k .. k + 7) for tc_similarity: A's rows g and g + 8, B's panel rows
-// 8n + g, at dims t and t + 4.
-__device__ __forceinline__ void tc_load_frags(const float* a, const float* b, int stride, int k,
-                                              std::uint32_t (&af)[4], std::uint32_t (&bf)[kTcNTiles][2]) {
-  af[0] = __float_as_uint(a[k]);
-  af[1] = __float_as_uint(a[8 * stride + k]);
-  af[2] = __float_as_uint(a[k + 4]);
-  af[3] = __float_as_uint(a[8 * stride + k + 4]);
-#pragma unroll
-  for (int n = 0; n < kTcNTiles; ++n) {
-    bf[n][0] = __float_as_uint(b[8 * n * stride + k]);
-    bf[n][1] = __float_as_uint(b[8 * n * stride + k + 4]);
-  }
-}
-
 // s = this warp's 16 x 64 slice of A Bᵀ: rows 16 warp .. + 15 of the A panel against the 64 panel
 // rows, over `padded` dims (operands already TF32). Lane (g, t) = (lane / 4, lane % 4) gets
-// s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}.
-// Software-pipelined: the next k step's fragments are loaded from shared memory before this step's
-// MMAs issue (two register sets), so the loads' latency hides behind the MMAs instead of stalling
-// every step (the compiler did not do this across the loop's iterations by itself).
+// s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}. With stride and
+// padded known at compile time (the kernels' D = 128 instances) every fragment load is a base register
+// plus an immediate offset; with run-time values the compiler spends more instructions on addresses
+// than on the loads and MMAs themselves.
 __device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, int stride, int padded,
                                               float (&s)[kTcNTiles][4]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -320,17 +312,13 @@ __device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, 
   for (int n = 0; n < kTcNTiles; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-  std::uint32_t af0[4], bf0[kTcNTiles][2], af1[4], bf1[kTcNTiles][2];
-  tc_load_frags(a, b, stride, 0, af0, bf0);
-  for (int k = 0; k < padded; k += 16) {
-    const bool odd = k + 8 < padded;  // a second step in this pair
-    if (odd) tc_load_frags(a, b, stride, k + 8, af1, bf1);
+#pragma unroll 2
+  for (int k = 0; k < padded; k += 8) {
+    const std::uint32_t af[4] = {__float_as_uint(a[k]), __float_as_uint(a[8 * stride + k]),
+                                 __float_as_uint(a[k + 4]), __float_as_uint(a[8 * stride + k + 4])};
 #pragma unroll
-    for (int n = 0; n < kTcNTiles; ++n) tc_mma(s[n], af0, bf0[n][0], bf0[n][1]);
-    if (!odd) break;
-    if (k + 16 < padded) tc_load_frags(a, b, stride, k + 16, af0, bf0);
-#pragma unroll
-    for (int n = 0; n < kTcNTiles; ++n) tc_mma(s[n], af1, bf1[n][0], bf1[n][1]);
+    for (int n = 0; n < kTcNTiles; ++n)
+      tc_mma(s[n], af, __float_as_uint(b[8 * n * stride + k]), __float_as_uint(b[8 * n * stride + k + 4]));
   }
 }
 
@@ -374,12 +362,15 @@ __device__ __forceinline__ bool tc_last_arrival(unsigned* counter, unsigned expe
 // which block comes last changes no order of summation. zt: zhat rounded to TF32 (rows, D);
 // scale2 = log2(e) / tau. part_m (natural log units), part_l: (splits, rows). counters: row tiles + 1,
 // zero before the launch (tc_normalize_kernel zeroes them).
+// kD > 0: compiled for D = kD (D, padded and stride arguments are then ignored), else general.
+template <int kD>
 __global__ void __launch_bounds__(kTcThreads, 1)
     tc_lse_partial_kernel(const float* zt, std::int64_t rows, std::int64_t D, int padded, int stride,
                           int stages, float scale2, std::int64_t col_tiles, float* part_m, float* part_l,
                           const float* s_pos, double* tile_terms, unsigned* counters, float* row_lse,
                           float* loss) {
   extern __shared__ float4 tc_smem[];
+  if constexpr (kD > 0) D = kD, padded = tc_padded(kD), stride = tc_stride(kD);
   pdl_trigger();
   pdl_wait();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -455,15 +446,18 @@ __global__ void __launch_bounds__(kTcThreads, 1)
 // Backward: part[split][i][d] = sum_j G_ij zt_j[d] over this block's column panels, for dims
 // [128 blockIdx.z, + 128): G_ij = exp(s_ij - lse_i) + exp(s_ij - lse_j), 0 on the diagonal and past
 // the end. zt as in the forward; lse (rows) natural units; scale2 = log2(e) / tau.
+// kD as in tc_lse_partial_kernel.
+template <int kD>
 __global__ void __launch_bounds__(kTcThreads, 1)
     tc_grad_partial_kernel(const float* zt, const float* lse, std::int64_t rows, std::int64_t D, int padded,
                            int stride, int stages, float scale2, std::int64_t col_tiles, float* part) {
   extern __shared__ float4 tc_smem[];
+  if constexpr (kD > 0) D = kD, padded = tc_padded(kD), stride = tc_stride(kD);
   pdl_trigger();
   pdl_wait();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
-  const int d0 = static_cast<int>(blockIdx.z) * kTcGradDims;
+  const int d0 = kD > 0 && kD <= kTcGradDims ? 0 : static_cast<int>(blockIdx.z) * kTcGradDims;
   const int dim_tiles = (padded - d0) / 8 < kTcDimTiles ? (padded - d0) / 8 : kTcDimTiles;
   const bool full_chunk = dim_tiles == kTcDimTiles;
   const std::int64_t row[2] = {r0 + warp * 16 + g, r0 + warp * 16 + g + 8};
@@ -634,7 +628,8 @@ inline std::int64_t tc_copy_floats(std::int64_t rows, std::int64_t D) { return (
 inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
                                cudaStream_t stream) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
-  const TcLaunch l = tc_launch(tc_lse_partial_kernel, M, D, false, 1, dev.index());
+  const auto kernel = D == kTcFixedDim ? tc_lse_partial_kernel<kTcFixedDim> : tc_lse_partial_kernel<0>;
+  const TcLaunch l = tc_launch(kernel, M, D, false, 1, dev.index());
   // scratch, in floats: the TF32 copy, part_m and part_l (splits x M each), s_pos (M), then, 8-byte
   // aligned, one double per row tile and (row tiles + 1) counters
   const std::int64_t copy = tc_copy_floats(M, D);
@@ -651,7 +646,7 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
   launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
                    z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
   FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
-  launch_dependent(dev.index(), tc_lse_partial_kernel, l.grid(), kTcThreads, l.smem, stream, zt, M, D,
+  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, zt, M, D,
                    l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m,
                    part_l, s_pos, tile_terms, counters, row_lse.data(), loss.data());
   FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
@@ -660,12 +655,12 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
 inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz,
                                 Device dev, cudaStream_t stream) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
-  const TcLaunch l =
-      tc_launch(tc_grad_partial_kernel, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index());
+  const auto kernel = D == kTcFixedDim ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
+  const TcLaunch l = tc_launch(kernel, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index());
   Tensor part(Shape{l.splits * M * D}, dev);
   const float inv_tau = 1.0f / tau;
   // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory
-  launch_dependent(dev.index(), tc_grad_partial_kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(),
+  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(),
                    row_lse.data(), M, D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau,
                    l.col_tiles, part.data());
   FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");

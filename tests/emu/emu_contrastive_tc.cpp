@@ -118,8 +118,11 @@ struct Run {
 
 // Mirrors tc_nt_xent_forward / tc_nt_xent_backward (kernels/contrastive_tc.cuh) with `resident` block
 // slots; zn_offset floats in front of znorm make the backward's rows misaligned when odd.
+// fixed: run the kernels compiled for D = kTcFixedDim (as the host does for that D) instead of the
+// general ones.
 static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, float tau, float dloss,
-                  std::int64_t resident, int zn_offset) {
+                  std::int64_t resident, int zn_offset, bool fixed) {
+  if (fixed && D != kTcFixedDim) die("the fixed-D kernels need D = kTcFixedDim");
   const std::size_t limit = 232448;
   Run out;
   out.loss.assign(1, kNaN);
@@ -148,8 +151,9 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     launch(dim3(grid_for(M * 32)), 0,
            [&] { tc_normalize_kernel(z.data(), M, D, M / 2, inv_tau, zn, zt, s_pos, counters, n_counters); });
     launch(dim3(row_tiles, splits), smem, [&] {
-      tc_lse_partial_kernel(zt, M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part_m,
-                            part_l, s_pos, tile_terms, counters, out.lse.data(), out.loss.data());
+      const auto kernel = fixed ? tc_lse_partial_kernel<kTcFixedDim> : tc_lse_partial_kernel<0>;
+      kernel(zt, M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part_m, part_l, s_pos,
+             tile_terms, counters, out.lse.data(), out.loss.data());
     });
     // every split block of each row tile arrived once, and every row tile's last block once
     for (std::int64_t c = 0; c < n_counters; ++c)
@@ -164,8 +168,8 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, resident);
     std::vector<float> part(splits * M * D, kNaN);
     launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
-      tc_grad_partial_kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau,
-                             col_tiles, part.data());
+      const auto kernel = fixed ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
+      kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part.data());
     });
     const float scale = dloss * inv_tau / static_cast<float>(M);
     launch(dim3(grid_for(M * 32)), 0, [&] {
@@ -217,13 +221,20 @@ int main(int argc, char** argv) {
     Tensor zc = Tensor::from(z, {M, c.D}), loss(Shape{}), lse({M}), zn({M, c.D}), dz({M, c.D});
     cpu::nt_xent_forward(zc, c.tau, loss, lse, zn);
     cpu::nt_xent_backward(zc, zn, lse, c.tau, dloss, dz);
-    const Run r = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset);
+    const bool fixed = c.D == kTcFixedDim;  // as the host chooses
+    const Run r = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed);
+    const auto same = [](const Run& a, const Run& b) {
+      return a.loss == b.loss && a.lse == b.lse && a.zn == b.zn && a.dz == b.dz;
+    };
     if (c.zn_offset != 0) {  // the 4-byte staging path must give the 16-byte path's bits
-      const Run aligned = run_tc(z, M, c.D, c.tau, dloss, c.resident, 0);
-      const bool same =
-          r.loss == aligned.loss && r.lse == aligned.lse && r.zn == aligned.zn && r.dz == aligned.dz;
-      std::printf("  misaligned znorm %s the aligned run bitwise\n", same ? "matches" : "DIFFERS FROM");
-      ok &= same;
+      const bool equal = same(r, run_tc(z, M, c.D, c.tau, dloss, c.resident, 0, fixed));
+      std::printf("  misaligned znorm %s the aligned run bitwise\n", equal ? "matches" : "DIFFERS FROM");
+      ok &= equal;
+    }
+    if (fixed) {  // the D = 128 kernels must give the general kernels' bits
+      const bool equal = same(r, run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, false));
+      std::printf("  fixed-D kernels %s the general kernels bitwise\n", equal ? "match" : "DIFFER FROM");
+      ok &= equal;
     }
     double min_norm = 1e30;
     for (std::int64_t i = 0; i < M; ++i) {
