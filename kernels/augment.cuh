@@ -437,44 +437,29 @@ struct BlurTileLayout {
 };
 
 // Shared memory of one plane: in (rows x pitch_in), mid (span x kBlurMidPitch), then the plane's
-// 2 radius + 1 weights, 16-byte aligned and zero-padded to whole groups of kBlurRun (blur_taps reads
-// a group's weights as two float4 before its taps).
+// 2 radius + 1 weights (a shared-memory read per tap instead of a 64-bit address and a global load).
 __host__ __device__ inline BlurTileLayout blur_tile_layout(int radius) {
   const int span = kBlurTile + (2 * radius + kBlurRun) / kBlurRun * kBlurRun;
   BlurTileLayout l;
   l.rows = kBlurTile + 2 * radius;
   l.pitch_in = span | 1;
   l.mid = l.rows * l.pitch_in;
-  l.weights = (l.mid + span * kBlurMidPitch + 3) / 4 * 4;  // 16-byte aligned: read as float4
-  l.floats = l.weights + (2 * radius + kBlurRun) / kBlurRun * kBlurRun;
+  l.weights = l.mid + span * kBlurMidPitch;
+  l.floats = l.weights + 2 * radius + 1;
   return l;
 }
 
 // kBlurRun taps kb .. kb + kBlurRun - 1 (those below kernel) of acc[j] += weights[k] * window[j + k - kb],
-// the window being lo then hi; weights in shared memory (16-byte aligned, kb a multiple of kBlurRun,
-// zero-padded past kernel). The group's weights are read first, two float4 loads, so no tap waits on
-// its own shared-memory load; a whole group (block-uniform) runs without a test per tap. Either way
-// each acc[j] gets the same products in the same order.
+// the window being lo then hi; weights in shared memory.
 __device__ __forceinline__ void blur_taps(const float lo[kBlurRun], const float hi[kBlurRun],
                                           const float* weights, int kb, int kernel, float acc[kBlurRun]) {
-  static_assert(kBlurRun == 8, "blur_taps reads a group's weights as two float4");
-  const float4 w0 = reinterpret_cast<const float4*>(weights + kb)[0];
-  const float4 w1 = reinterpret_cast<const float4*>(weights + kb)[1];
-  const float w[kBlurRun] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-  if (kb + kBlurRun <= kernel) {
 #pragma unroll
-    for (int kk = 0; kk < kBlurRun; ++kk)
+  for (int kk = 0; kk < kBlurRun; ++kk) {
+    if (kb + kk < kernel) {
+      const float wk = weights[kb + kk];
 #pragma unroll
       for (int j = 0; j < kBlurRun; ++j)
-        acc[j] += w[kk] * (j + kk < kBlurRun ? lo[j + kk] : hi[j + kk - kBlurRun]);
-  } else {
-#pragma unroll
-    for (int kk = 0; kk < kBlurRun; ++kk) {
-      if (kb + kk < kernel) {
-#pragma unroll
-        for (int j = 0; j < kBlurRun; ++j)
-          acc[j] += w[kk] * (j + kk < kBlurRun ? lo[j + kk] : hi[j + kk - kBlurRun]);
-      }
+        acc[j] += wk * (j + kk < kBlurRun ? lo[j + kk] : hi[j + kk - kBlurRun]);
     }
   }
 }
@@ -523,9 +508,7 @@ __global__ void __launch_bounds__(kBlock, 4)
     float* in = blur_smem;
     float* mid = blur_smem + l.mid;
     float* weights = blur_smem + l.weights;
-    const int padded_taps = (kernel + kBlurRun - 1) / kBlurRun * kBlurRun;
-    for (int k = tid; k < padded_taps; k += kBlock)
-      weights[k] = k < kernel ? __ldg(plan.weights + p.blur_offset + k) : 0.0f;
+    for (int k = tid; k < kernel; k += kBlock) weights[k] = __ldg(plan.weights + p.blur_offset + k);
     const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
     // Tile + halo, reflected at the image border as math::augment::blur_tap_sum does per tap; away
     // from the top and bottom borders (block-uniform) the rows are read without reflection.
