@@ -331,7 +331,8 @@ __global__ void __launch_bounds__(kCtThreads)
 
 // One warp per row i: dzhat = scale (sum over splits of part + alpha v), v = other[(i + shift) mod rows]
 // (NT-Xent: the positive's zhat, alpha = -2; InfoNCE: khat_i, alpha = p_i0 - 1), then dz through the
-// normalisation of row i.
+// normalisation of row i. Rows of up to 32 kCtFinishCache dims keep dzhat in registers.
+constexpr int kCtFinishCache = 8;
 template <PairMode kMode>
 __global__ void __launch_bounds__(kBlock)
     ct_grad_finish_kernel(const float* part, int splits, std::int64_t rows, std::int64_t D, const float* z,
@@ -354,10 +355,32 @@ __global__ void __launch_bounds__(kBlock)
     }
     const auto dzhat = [&](std::int64_t d) {
       float g = alpha * v[d];
-      for (int s = 0; s < splits; ++s) g += part[(s * rows + i) * D + d];
+#pragma unroll 8
+      for (int s = 0; s < splits; ++s) g += __ldcg(part + (s * rows + i) * D + d);
       return scale * g;
     };
     float dot = 0.0f, ss = 0.0f;
+    if (D <= 32 * kCtFinishCache) {
+      // Rows of up to 32 kCtFinishCache dims keep their dzhat in registers between the two passes
+      // (the same values and sums; the partials are read once instead of twice).
+      float cache[kCtFinishCache];
+#pragma unroll
+      for (int c = 0; c < kCtFinishCache; ++c) {
+        const std::int64_t d = lane + 32 * c;
+        if (d < D) {
+          cache[c] = dzhat(d);
+          dot = fmaf(ni[d], cache[c], dot);
+          ss = fmaf(zi[d], zi[d], ss);
+        }
+      }
+      const math::NormalizeBackward f{sqrtf(ct_warp_sum(ss)), ct_warp_sum(dot)};
+#pragma unroll
+      for (int c = 0; c < kCtFinishCache; ++c) {
+        const std::int64_t d = lane + 32 * c;
+        if (d < D) dz[i * D + d] = f(ni[d], cache[c]);
+      }
+      continue;
+    }
     for (std::int64_t d = lane; d < D; d += 32) {
       dot = fmaf(ni[d], dzhat(d), dot);
       ss = fmaf(zi[d], zi[d], ss);

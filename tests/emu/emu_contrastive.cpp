@@ -206,6 +206,7 @@ int main() {
   nt_xent_case(3, 3, 0.1f, 4);     // one tile, D below a chunk
   nt_xent_case(40, 33, 0.2f, 2);   // two row tiles, a split per column tile
   nt_xent_case(37, 129, 0.5f, 1);  // two gradient dim chunks
+  nt_xent_case(9, 300, 0.5f, 2);   // D past the finish kernel's register cache
   infonce_case(5, 7, 33, 0.2f, 4);
   infonce_case(67, 130, 129, 0.2f, 2);  // two row tiles, three column tiles, two dim chunks
   enqueue_case(16, 5, 3, 14);           // wraps around the end
