@@ -45,6 +45,24 @@ __device__ __forceinline__ float ct_warp_sum(float v) {
   return v;
 }
 
+// Four consecutive floats at p: one 16-byte load when vec (p 16-byte aligned), else four in order;
+// cg: through L2 only (data another block wrote in this launch or the last).
+__device__ __forceinline__ float4 ct_load4(const float* p, bool vec, bool cg = false) {
+  if (vec) return cg ? __ldcg(reinterpret_cast<const float4*>(p)) : *reinterpret_cast<const float4*>(p);
+  if (cg) return make_float4(__ldcg(p), __ldcg(p + 1), __ldcg(p + 2), __ldcg(p + 3));
+  return make_float4(p[0], p[1], p[2], p[3]);
+}
+__device__ __forceinline__ void ct_store4(float* p, float4 v, bool vec) {
+  if (vec) {
+    *reinterpret_cast<float4*>(p) = v;
+  } else {
+    p[0] = v.x, p[1] = v.y, p[2] = v.z, p[3] = v.w;
+  }
+}
+__device__ __forceinline__ bool ct_aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0;
+}
+
 // acc[r][c] = a[r0 + ty + 16 r] . b[c0 + tx + 16 c] (sequential fmaf over the dims; rows beyond
 // rows_a / rows_b read as zeros). Ends with a barrier, so the caller may reuse As and Bs.
 __device__ __forceinline__ void ct_tile_dots(const float* __restrict__ a, std::int64_t rows_a,
@@ -331,8 +349,9 @@ __global__ void __launch_bounds__(kCtThreads)
 
 // One warp per row i: dzhat = scale (sum over splits of part + alpha v), v = other[(i + shift) mod rows]
 // (NT-Xent: the positive's zhat, alpha = -2; InfoNCE: khat_i, alpha = p_i0 - 1), then dz through the
-// normalisation of row i. Rows of up to 32 kCtFinishCache dims keep dzhat in registers.
-constexpr int kCtFinishCache = 8;
+// normalisation of row i. Rows of up to 128 kCtFinishCache dims, a multiple of 4, with every row
+// 16-byte aligned, are read as float4 and keep dzhat in registers.
+constexpr int kCtFinishCache = 2;
 template <PairMode kMode>
 __global__ void __launch_bounds__(kBlock)
     ct_grad_finish_kernel(const float* part, int splits, std::int64_t rows, std::int64_t D, const float* z,
@@ -341,6 +360,9 @@ __global__ void __launch_bounds__(kBlock)
   pdl_trigger();  // the tensor-core backward launches it as a programmatic dependent launch
   pdl_wait();
   const int lane = threadIdx.x & 31;
+  const bool chunked = D % 4 == 0 && D <= 128 * kCtFinishCache;
+  const bool vec = chunked && ct_aligned16(part) && ct_aligned16(z) && ct_aligned16(zn) && ct_aligned16(other) &&
+                   ct_aligned16(dz);
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
   for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
        i += warps) {
@@ -360,24 +382,42 @@ __global__ void __launch_bounds__(kBlock)
       return scale * g;
     };
     float dot = 0.0f, ss = 0.0f;
-    if (D <= 32 * kCtFinishCache) {
-      // Rows of up to 32 kCtFinishCache dims keep their dzhat in registers between the two passes
-      // (the same values and sums; the partials are read once instead of twice).
-      float cache[kCtFinishCache];
+    if (chunked) {
+      // Rows of up to 128 kCtFinishCache dims, a multiple of 4: lane l takes dims 4 l + 128 c .. + 3 and
+      // keeps them in registers between the two passes (the partials are read once); as float4 where
+      // every row is 16-byte aligned (one load per partial instead of four), else one float at a time
+      // in the same order (a misaligned view gives the same bits).
+      float4 cache[kCtFinishCache], nc[kCtFinishCache];
 #pragma unroll
       for (int c = 0; c < kCtFinishCache; ++c) {
-        const std::int64_t d = lane + 32 * c;
+        const std::int64_t d = 4 * lane + 128 * c;
         if (d < D) {
-          cache[c] = dzhat(d);
-          dot = fmaf(ni[d], cache[c], dot);
-          ss = fmaf(zi[d], zi[d], ss);
+          const float4 vv = ct_load4(v + d, vec);
+          float4 g = make_float4(alpha * vv.x, alpha * vv.y, alpha * vv.z, alpha * vv.w);
+#pragma unroll 8
+          for (int s = 0; s < splits; ++s) {
+            const float4 q = ct_load4(part + (s * rows + i) * D + d, vec, true);
+            g.x += q.x, g.y += q.y, g.z += q.z, g.w += q.w;
+          }
+          g = make_float4(scale * g.x, scale * g.y, scale * g.z, scale * g.w);
+          const float4 n = ct_load4(ni + d, vec), zz = ct_load4(zi + d, vec);
+          dot = fmaf(n.x, g.x, dot), dot = fmaf(n.y, g.y, dot), dot = fmaf(n.z, g.z, dot);
+          dot = fmaf(n.w, g.w, dot);
+          ss = fmaf(zz.x, zz.x, ss), ss = fmaf(zz.y, zz.y, ss), ss = fmaf(zz.z, zz.z, ss);
+          ss = fmaf(zz.w, zz.w, ss);
+          cache[c] = g;
+          nc[c] = n;
         }
       }
       const math::NormalizeBackward f{sqrtf(ct_warp_sum(ss)), ct_warp_sum(dot)};
 #pragma unroll
       for (int c = 0; c < kCtFinishCache; ++c) {
-        const std::int64_t d = lane + 32 * c;
-        if (d < D) dz[i * D + d] = f(ni[d], cache[c]);
+        const std::int64_t d = 4 * lane + 128 * c;
+        if (d < D)
+          ct_store4(dz + i * D + d,
+                    make_float4(f(nc[c].x, cache[c].x), f(nc[c].y, cache[c].y), f(nc[c].z, cache[c].z),
+                                f(nc[c].w, cache[c].w)),
+                    vec);
       }
       continue;
     }

@@ -115,6 +115,7 @@ constexpr int kTcGradDims = 128;              // dims of dA per block in the bac
 constexpr int kTcDimTiles = kTcGradDims / 8;  // 8-dim MMA tiles of a warp's dA slice
 constexpr std::int64_t kTcMaxDim = 256;       // larger D runs on the fp32 kernels
 constexpr int kTcMaxSplits = 64;
+constexpr int kTcNormChunks = 2;  // float4 chunks of 128 dims per row that tc_normalize_kernel vectorises
 constexpr float kTcLog2e = 1.4426950408889634f;
 constexpr float kTcLn2 = 0.6931471805599453f;
 constexpr std::size_t kTcStaticSmem = 256;  // bytes of static shared memory the kernels may declare
@@ -541,11 +542,48 @@ __global__ void __launch_bounds__(kBlock)
        c += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     counters[c] = 0u;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
+  // Rows of up to 128 kTcNormChunks dims, a multiple of 4: lane l takes dims 4 l + 128 c .. + 3, kept in
+  // registers between the two passes; as float4 where z and zn are 16-byte aligned, else one float at
+  // a time in the same order (a misaligned view gives the same bits).
+  const bool chunked = D % 4 == 0 && D <= 128 * kTcNormChunks;
+  const bool vec = chunked && ct_aligned16(z) && ct_aligned16(zn) && ct_aligned16(zt);
   for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
        i += warps) {
     const float* zi = z + i * D;
     const float* zp = z + ((i + shift) % rows) * D;
     float ss = 0.0f, sp = 0.0f, dot = 0.0f;
+    if (chunked) {
+      float4 row[kTcNormChunks];
+#pragma unroll
+      for (int c = 0; c < kTcNormChunks; ++c) {
+        const std::int64_t d = 4 * lane + 128 * c;
+        if (d < D) {
+          const float4 a = ct_load4(zi + d, vec), b = ct_load4(zp + d, vec);
+          ss = fmaf(a.x, a.x, ss), ss = fmaf(a.y, a.y, ss), ss = fmaf(a.z, a.z, ss), ss = fmaf(a.w, a.w, ss);
+          sp = fmaf(b.x, b.x, sp), sp = fmaf(b.y, b.y, sp), sp = fmaf(b.z, b.z, sp), sp = fmaf(b.w, b.w, sp);
+          dot = fmaf(a.x, b.x, dot), dot = fmaf(a.y, b.y, dot), dot = fmaf(a.z, b.z, dot);
+          dot = fmaf(a.w, b.w, dot);
+          row[c] = a;
+        }
+      }
+      const float inv = math::inverse_norm(ct_warp_sum(ss));
+      const float inv_p = math::inverse_norm(ct_warp_sum(sp));
+      dot = ct_warp_sum(dot);
+#pragma unroll
+      for (int c = 0; c < kTcNormChunks; ++c) {
+        const std::int64_t d = 4 * lane + 128 * c;
+        if (d < D) {
+          const float4 v = make_float4(row[c].x * inv, row[c].y * inv, row[c].z * inv, row[c].w * inv);
+          ct_store4(zn + i * D + d, v, vec);
+          ct_store4(zt + i * D + d,
+                    make_float4(__uint_as_float(tc_tf32(v.x)), __uint_as_float(tc_tf32(v.y)),
+                                __uint_as_float(tc_tf32(v.z)), __uint_as_float(tc_tf32(v.w))),
+                    vec);
+        }
+      }
+      if (lane == 0) s_pos[i] = dot * inv * inv_p * inv_tau;
+      continue;
+    }
     for (std::int64_t d = lane; d < D; d += 32) {
       ss = fmaf(zi[d], zi[d], ss);
       sp = fmaf(zp[d], zp[d], sp);
