@@ -387,7 +387,7 @@ __global__ void __launch_bounds__(kBlock)
       // keeps them in registers between the two passes (the partials are read once); as float4 where
       // every row is 16-byte aligned (one load per partial instead of four), else one float at a time
       // in the same order (a misaligned view gives the same bits).
-      float4 cache[kCtFinishCache], nc[kCtFinishCache];
+      float4 cache[kCtFinishCache] = {}, nc[kCtFinishCache] = {};
 #pragma unroll
       for (int c = 0; c < kCtFinishCache; ++c) {
         const std::int64_t d = 4 * lane + 128 * c;

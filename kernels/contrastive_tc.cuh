@@ -553,7 +553,7 @@ __global__ void __launch_bounds__(kBlock)
     const float* zp = z + ((i + shift) % rows) * D;
     float ss = 0.0f, sp = 0.0f, dot = 0.0f;
     if (chunked) {
-      float4 row[kTcNormChunks];
+      float4 row[kTcNormChunks] = {};
 #pragma unroll
       for (int c = 0; c < kTcNormChunks; ++c) {
         const std::int64_t d = 4 * lane + 128 * c;
