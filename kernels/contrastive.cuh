@@ -361,8 +361,8 @@ __global__ void __launch_bounds__(kBlock)
   pdl_wait();
   const int lane = threadIdx.x & 31;
   const bool chunked = D % 4 == 0 && D <= 128 * kCtFinishCache;
-  const bool vec = chunked && ct_aligned16(part) && ct_aligned16(z) && ct_aligned16(zn) && ct_aligned16(other) &&
-                   ct_aligned16(dz);
+  const bool vec = chunked && ct_aligned16(part) && ct_aligned16(z) && ct_aligned16(zn) &&
+                   ct_aligned16(other) && ct_aligned16(dz);
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
   for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
        i += warps) {

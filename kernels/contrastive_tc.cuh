@@ -490,10 +490,10 @@ __global__ void __launch_bounds__(kTcThreads, 1)
             }
             s[n][e] = gv;
           }
-      // k step kk covers panel rows 8kk .. 8kk + 7: A's k index t is row 8kk + 2t, t + 4 is 8kk + 2t + 1.
-      // A whole chunk of dims (block-uniform) runs without a predicate per MMA: with one, the compiler
-      // turned the loops around into chains of 8 dependent MMAs on 3 accumulators at a time; without,
-      // each k step issues 16 independent ones.
+        // k step kk covers panel rows 8kk .. 8kk + 7: A's k index t is row 8kk + 2t, t + 4 is 8kk + 2t + 1.
+        // A whole chunk of dims (block-uniform) runs without a predicate per MMA: with one, the compiler
+        // turned the loops around into chains of 8 dependent MMAs on 3 accumulators at a time; without,
+        // each k step issues 16 independent ones.
         if (full_chunk) {
 #pragma unroll
           for (int kk = 0; kk < kTcNTiles; ++kk) {
@@ -684,9 +684,9 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
   launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
                    z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
   FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
-  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, zt, M, D,
-                   l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m,
-                   part_l, s_pos, tile_terms, counters, row_lse.data(), loss.data());
+  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, zt, M, D, l.layout.padded,
+                   l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m, part_l, s_pos,
+                   tile_terms, counters, row_lse.data(), loss.data());
   FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
 }
 
@@ -698,14 +698,14 @@ inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, 
   Tensor part(Shape{l.splits * M * D}, dev);
   const float inv_tau = 1.0f / tau;
   // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory
-  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(),
-                   row_lse.data(), M, D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau,
-                   l.col_tiles, part.data());
+  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(), row_lse.data(), M,
+                   D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles,
+                   part.data());
   FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
   const float scale = dloss * inv_tau / static_cast<float>(M);
-  launch_dependent(dev.index(), ct_grad_finish_kernel<PairMode::symmetric>, grid_for(M * 32, dev.index()), kBlock,
-                   0, stream, part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(), M / 2,
-                   row_lse.data(), inv_tau, scale, dz.data());
+  launch_dependent(dev.index(), ct_grad_finish_kernel<PairMode::symmetric>, grid_for(M * 32, dev.index()),
+                   kBlock, 0, stream, part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(),
+                   M / 2, row_lse.data(), inv_tau, scale, dz.data());
   FOVEA_CHECK_LAUNCH("ct_grad_finish_kernel", "z ", z.shape().str());
 }
 

@@ -169,7 +169,8 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     std::vector<float> part(splits * M * D, kNaN);
     launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
       const auto kernel = fixed ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
-      kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, part.data());
+      kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles,
+             part.data());
     });
     const float scale = dloss * inv_tau / static_cast<float>(M);
     launch(dim3(grid_for(M * 32)), 0, [&] {
