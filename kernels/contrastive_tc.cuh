@@ -460,7 +460,6 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * kTcRows;
   const int d0 = kD > 0 && kD <= kTcGradDims ? 0 : static_cast<int>(blockIdx.z) * kTcGradDims;
   const int dim_tiles = (padded - d0) / 8 < kTcDimTiles ? (padded - d0) / 8 : kTcDimTiles;
-  const bool full_chunk = dim_tiles == kTcDimTiles;
   const std::int64_t row[2] = {r0 + warp * 16 + g, r0 + warp * 16 + g + 8};
   const float lse2[2] = {row[0] < rows ? lse[row[0]] * kTcLog2e : 0.0f,
                          row[1] < rows ? lse[row[1]] * kTcLog2e : 0.0f};
@@ -491,30 +490,17 @@ __global__ void __launch_bounds__(kTcThreads, 1)
             s[n][e] = gv;
           }
         // k step kk covers panel rows 8kk .. 8kk + 7: A's k index t is row 8kk + 2t, t + 4 is 8kk + 2t + 1.
-        // A whole chunk of dims (block-uniform) runs without a predicate per MMA: with one, the compiler
-        // turned the loops around into chains of 8 dependent MMAs on 3 accumulators at a time; without,
-        // each k step issues 16 independent ones.
-        if (full_chunk) {
+        // In the D = 128 instance dim_tiles is a compile-time 16 and the predicate folds away; in the
+        // general one nvcc turns these loops around into chains of dependent MMAs on 3 accumulators.
 #pragma unroll
-          for (int kk = 0; kk < kTcNTiles; ++kk) {
-            const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
-                                         tc_tf32(s[kk][3])};
-            const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
+        for (int kk = 0; kk < kTcNTiles; ++kk) {
+          const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
+                                       tc_tf32(s[kk][3])};
+          const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
 #pragma unroll
-            for (int n = 0; n < kTcDimTiles; ++n)
+          for (int n = 0; n < kTcDimTiles; ++n)
+            if (n < dim_tiles)
               tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
-          }
-        } else {
-#pragma unroll
-          for (int kk = 0; kk < kTcNTiles; ++kk) {
-            const std::uint32_t af[4] = {tc_tf32(s[kk][0]), tc_tf32(s[kk][2]), tc_tf32(s[kk][1]),
-                                         tc_tf32(s[kk][3])};
-            const float* zb = Bs + (8 * kk + 2 * t) * stride + d0 + g;
-#pragma unroll
-            for (int n = 0; n < kTcDimTiles; ++n)
-              if (n < dim_tiles)
-                tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
-          }
         }
       });
 #pragma unroll
