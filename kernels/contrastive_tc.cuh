@@ -115,6 +115,7 @@ constexpr int kTcGradDims = 128;              // dims of dA per block in the bac
 constexpr int kTcDimTiles = kTcGradDims / 8;  // 8-dim MMA tiles of a warp's dA slice
 constexpr std::int64_t kTcMaxDim = 256;       // larger D runs on the fp32 kernels
 constexpr int kTcMaxSplits = 64;
+constexpr unsigned kTcMergeBatch = 8;  // split partials the forward's merge loads at once
 constexpr int kTcNormChunks = 2;  // float4 chunks of 128 dims per row that tc_normalize_kernel vectorises
 constexpr float kTcLog2e = 1.4426950408889634f;
 constexpr float kTcLn2 = 0.6931471805599453f;
@@ -428,9 +429,21 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   double term = 0.0;
   const std::int64_t i = r0 + threadIdx.x;
   if (threadIdx.x < kTcRows && i < rows) {
+    // The splits' pairs are merged in split order, kTcMergeBatch of them loaded before any is used
+    // (one L2 round trip per batch instead of one per split: this runs in the kernel's tail).
     math::OnlineLse acc;
-    for (unsigned sp = 0; sp < gridDim.y; ++sp)
-      acc.merge(__ldcg(part_m + sp * rows + i), __ldcg(part_l + sp * rows + i));
+    for (unsigned sp0 = 0; sp0 < gridDim.y; sp0 += kTcMergeBatch) {
+      float pm[kTcMergeBatch], pl[kTcMergeBatch];
+#pragma unroll
+      for (unsigned u = 0; u < kTcMergeBatch; ++u) {
+        const bool ok = sp0 + u < gridDim.y;
+        pm[u] = ok ? __ldcg(part_m + (sp0 + u) * rows + i) : 0.0f;
+        pl[u] = ok ? __ldcg(part_l + (sp0 + u) * rows + i) : 0.0f;
+      }
+#pragma unroll
+      for (unsigned u = 0; u < kTcMergeBatch; ++u)
+        if (sp0 + u < gridDim.y) acc.merge(pm[u], pl[u]);
+    }
     const float lse = acc.value();
     row_lse[i] = lse;
     term = static_cast<double>(lse) - s_pos[i];

@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
   std::vector<Case> cases = {{1, 3, 132, 0.5f, 0},  {3, 3, 132, 0.1f, 1},  {8, 64, 132, 0.5f, 0},
                              {70, 128, 6, 0.2f, 0}, {70, 128, 6, 0.2f, 1}, {40, 200, 4, 0.1f, 0},
                              {45, 129, 5, 0.5f, 0}, {70, 128, 1, 0.2f, 1}, {100, 200, 2, 0.1f, 0},
-                             {100, 7, 3, 0.5f, 0}};
+                             {100, 7, 3, 0.5f, 0},  {300, 64, 132, 0.2f, 0}};  // last: 10 splits
   if (argc > 1 && std::string(argv[1]) == "big") cases.push_back({257, 128, 132, 0.2f, 0});
   bool ok = true;
   for (const Case& c : cases) {
