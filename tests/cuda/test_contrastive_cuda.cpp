@@ -213,6 +213,50 @@ TEST(CudaNtXentTensorCore, MisalignedViewsMatchAlignedBitwise) {
   }
 }
 
+// The tensor-core kernels are programmatic dependent launches (kernels/common.cuh): each may be
+// scheduled before the one ahead of it has finished and must wait for it before touching memory.
+// A chain of calls queued without a host synchronisation, each call's input the previous call's
+// gradient (so every forward reads what the last kernel before it wrote), must give bitwise the
+// results of the same calls run one at a time with a synchronisation after each.
+TEST(CudaNtXentTensorCore, QueuedChainedCallsMatchSynchronisedCalls) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  const Device gpu = Device::cuda(0);
+  for (const std::int64_t D : {128, 64}) {  // the D = 128 instances and the general ones
+    SCOPED_TRACE("D " + std::to_string(D));
+    const std::int64_t M = 2 * 300, calls = 6;
+    const Shape s{M, D};
+    const Tensor z0 = Tensor::from(random_values(s.numel(), InputKind::normal, 11 + D), s).to(gpu);
+    std::vector<NtXentRun> reference{run_nt_xent(z0, 0.2f)};  // reads every output back: synchronised
+    for (std::int64_t c = 1; c < calls; ++c)
+      reference.push_back(run_nt_xent(Tensor::from(reference.back().dz, s).to(gpu), 0.2f));
+    std::vector<Tensor> loss, lse, zn, dz;
+    for (std::int64_t c = 0; c < calls; ++c) {
+      loss.push_back(poisoned(Shape{}, gpu));
+      lse.push_back(poisoned({M}, gpu));
+      zn.push_back(poisoned(s, gpu));
+      dz.push_back(poisoned(s, gpu));
+    }
+    synchronize(gpu);
+    for (std::int64_t c = 0; c < calls; ++c) {  // no host synchronisation until the end
+      const Tensor& in = c == 0 ? z0 : dz[c - 1];
+      nt_xent_forward(in, 0.2f, loss[c], lse[c], zn[c]);
+      nt_xent_backward(in, zn[c], lse[c], 0.2f, kDloss, dz[c]);
+    }
+    synchronize(gpu);
+    for (std::int64_t c = 0; c < calls; ++c) {
+      SCOPED_TRACE("call " + std::to_string(c));
+      EXPECT_TRUE(std::isfinite(reference[c].loss[0]));
+      EXPECT_EQ(loss[c].to_vector(), reference[c].loss);
+      EXPECT_EQ(lse[c].to_vector(), reference[c].lse);
+      EXPECT_EQ(zn[c].to_vector(), reference[c].zn);
+      EXPECT_EQ(dz[c].to_vector(), reference[c].dz);
+    }
+  }
+}
+
 // TF32 off, or D beyond the tensor-core kernel: the selection falls back to the fp32 kernel, bitwise.
 TEST(CudaNtXentTensorCore, FallsBackToFp32Kernel) {
   FOVEA_REQUIRE_GPU();
