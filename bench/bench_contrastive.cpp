@@ -107,13 +107,29 @@ void time_against_composition(benchmark::State& state, Device device, Work work,
   state.counters["frac_of_tf32_roofline"] = roof_tf32 / t;
 }
 
+// Sets cuda::nt_xent_tc_blocks_per_sm() for a scope.
+class ScopedTcBlocks {
+ public:
+  explicit ScopedTcBlocks(int blocks) : previous_(cuda::nt_xent_tc_blocks_per_sm()) {
+    cuda::nt_xent_tc_blocks_per_sm() = blocks;
+  }
+  ScopedTcBlocks(const ScopedTcBlocks&) = delete;
+  ScopedTcBlocks& operator=(const ScopedTcBlocks&) = delete;
+  ~ScopedTcBlocks() { cuda::nt_xent_tc_blocks_per_sm() = previous_; }
+
+ private:
+  int previous_;
+};
+
 // NT-Xent with the fp32 SIMT kernel (nt_xent_fwd_bwd) or the TF32 tensor-core kernel
-// (nt_xent_fwd_bwd_tc; counter tensor_cores = 1 when it really ran, 0 when it fell back).
-void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel) {
+// (nt_xent_fwd_bwd_tc; counter tensor_cores = 1 when it really ran, 0 when it fell back), the latter
+// also with two blocks per SM (nt_xent_fwd_bwd_tc_2blocks: tc_blocks = 2, cuda/contrastive.hpp).
+void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc_blocks = 1) {
   const std::int64_t M = 2 * N, D = 128;
   const bool tc = kernel == NtXentKernel::tensor_core;
-  const std::string name = std::string(tc ? "nt_xent_fwd_bwd_tc" : "nt_xent_fwd_bwd") + "/cuda/N" + std::to_string(N);
-  register_timed(name, [device, M, D, kernel, tc](benchmark::State& state) {
+  const std::string name = std::string(tc ? "nt_xent_fwd_bwd_tc" : "nt_xent_fwd_bwd") +
+                           (tc && tc_blocks == 2 ? "_2blocks" : "") + "/cuda/N" + std::to_string(N);
+  register_timed(name, [device, M, D, kernel, tc, tc_blocks](benchmark::State& state) {
     Tensor z = make_input({M, D}, device, 1), zn({M, D}, device), lse({M}, device), loss(Shape{}, device),
            dz({M, D}, device);
     Tensor s({M, M}, device), dzhat({M, D}, device);  // the composition's similarity matrix
@@ -122,7 +138,9 @@ void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel) {
     state.SetLabel(std::string(tc ? "TF32 tensor cores" : "fp32 SIMT") +
                    ", M=2N rows, D=128, tau 0.2; composition: sgemm + softmax + 2 sgemm");
     state.counters["tensor_cores"] = tc && cuda::nt_xent_tensor_cores_supported(D, device.index()) ? 1.0 : 0.0;
+    state.counters["tc_blocks_setting"] = tc ? tc_blocks : 0;
     ScopedNtXentKernel scoped_kernel(kernel);
+    ScopedTcBlocks scoped_blocks(tc_blocks);
     time_against_composition(
         state, device, work,
         [&] {
@@ -179,6 +197,7 @@ void register_contrastive_benchmarks(Device device) {
 #if FOVEA_WITH_CUDA
   for (const NtXentKernel kernel : {NtXentKernel::simt, NtXentKernel::tensor_core})
     for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, kernel);
+  for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, NtXentKernel::tensor_core, 2);
   register_infonce(device, 256, 65536);
   register_timed("sgemm_rate/cuda/8192", [device](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1e-3);

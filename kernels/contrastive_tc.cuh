@@ -26,6 +26,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -146,12 +148,14 @@ inline std::size_t tc_smem_bytes(int stride, int stages, bool with_lse) {
          (static_cast<std::size_t>(kTcRows) * stride + static_cast<std::size_t>(stages) * panel);
 }
 
-inline TcLayout tc_layout(std::int64_t D, std::size_t smem_limit, bool with_lse) {
+// max_stages: 2, or 1 to halve the column panels' shared memory (two blocks per SM, see
+// nt_xent_tc_blocks_per_sm()).
+inline TcLayout tc_layout(std::int64_t D, std::size_t smem_limit, bool with_lse, int max_stages = 2) {
   TcLayout l;
   if (D < 1 || D > kTcMaxDim) return l;
   l.padded = tc_padded(static_cast<int>(D));
   l.stride = tc_stride(static_cast<int>(D));
-  for (int s = 2; s >= 1 && l.stages == 0; --s)
+  for (int s = std::min(max_stages, 2); s >= 1 && l.stages == 0; --s)
     if (tc_smem_bytes(l.stride, s, with_lse) + kTcStaticSmem <= smem_limit) l.stages = s;
   return l;
 }
@@ -460,9 +464,10 @@ __global__ void __launch_bounds__(kTcThreads, 1)
 // Backward: part[split][i][d] = sum_j G_ij zt_j[d] over this block's column panels, for dims
 // [128 blockIdx.z, + 128): G_ij = exp(s_ij - lse_i) + exp(s_ij - lse_j), 0 on the diagonal and past
 // the end. zt as in the forward; lse (rows) natural units; scale2 = log2(e) / tau.
-// kD as in tc_lse_partial_kernel.
-template <int kD>
-__global__ void __launch_bounds__(kTcThreads, 1)
+// kD as in tc_lse_partial_kernel. kMinBlocks = 2: at most 128 registers, so two blocks fit an SM (with
+// one stage of column panels); ptxas then spills a few scalars of the staging code, none in the MMA loop.
+template <int kD, int kMinBlocks = 1>
+__global__ void __launch_bounds__(kTcThreads, kMinBlocks)
     tc_grad_partial_kernel(const float* zt, const float* lse, std::int64_t rows, std::int64_t D, int padded,
                            int stride, int stages, float scale2, std::int64_t col_tiles, float* part) {
   extern __shared__ float4 tc_smem[];
@@ -600,6 +605,18 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// The setting behind fovea::cuda::nt_xent_tc_blocks_per_sm(), first read from FOVEA_NTXENT_TC_BLOCKS
+// (unset, "auto" or "1": 1; "2": 2).
+inline int& nt_xent_tc_blocks_per_sm_setting() {
+  static int blocks = [] {
+    const char* v = std::getenv("FOVEA_NTXENT_TC_BLOCKS");
+    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "1") == 0) return 1;
+    if (std::strcmp(v, "2") == 0) return 2;
+    FOVEA_FAIL("FOVEA_NTXENT_TC_BLOCKS must be auto, 1 or 2, got '", v, "'");
+  }();
+  return blocks;
+}
+
 // Whether the tensor-core kernels run for row length D on `device` (compute capability 8.0 or later,
 // D <= kTcMaxDim and the backward's panels fit the opt-in shared memory).
 inline bool tc_supported(std::int64_t D, int device) {
@@ -614,25 +631,32 @@ struct TcLaunch {
   std::size_t smem = 0;
   std::int64_t row_tiles = 0, col_tiles = 0, dim_chunks = 1;
   int splits = 1;
+  int per_sm = 1;  // blocks resident per SM
   dim3 grid() const {
     return dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(splits),
                 static_cast<unsigned>(dim_chunks));
   }
 };
 // Blocks of `kernel` resident per SM with `smem` bytes of dynamic shared memory on `device`, after
-// raising the kernel's shared-memory limit to smem. Both driver calls run once per (kernel, device,
-// smem), not on every loss call (on the H200 this did not change the N = 256 time: the device, not the
-// host, sets it).
+// raising the kernel's shared-memory limit to at least smem (the limit only grows, so a launch planned
+// with a smaller layout earlier stays valid). The driver calls run once per (kernel, device, smem), not
+// on every loss call (on the H200 this did not change the N = 256 time: the device, not the host, sets
+// it).
 template <class Kernel>
 int tc_blocks_per_sm(Kernel kernel, std::size_t smem, int device) {
   using Key = std::tuple<const void*, int, std::size_t>;
   static std::mutex mutex;
   static std::map<Key, int> cache;
+  static std::map<std::pair<const void*, int>, std::size_t> limits;
   const Key key{reinterpret_cast<const void*>(kernel), device, smem};
   std::lock_guard<std::mutex> lock(mutex);
   if (const auto it = cache.find(key); it != cache.end()) return it->second;
-  FOVEA_CHECK_CUDA(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  std::size_t& limit = limits[{reinterpret_cast<const void*>(kernel), device}];
+  if (smem > limit) {
+    FOVEA_CHECK_CUDA(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    limit = smem;
+  }
   int per_sm = 0;
   FOVEA_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTcThreads, smem));
   cache.emplace(key, per_sm);
@@ -641,13 +665,14 @@ int tc_blocks_per_sm(Kernel kernel, std::size_t smem, int device) {
 
 template <class Kernel>
 TcLaunch tc_launch(Kernel kernel, std::int64_t rows, std::int64_t D, bool with_lse, std::int64_t dim_chunks,
-                   int device) {
+                   int device, int max_stages = 2) {
   const cudaDeviceProp& p = device_properties(device);
   TcLaunch l;
-  l.layout = tc_layout(D, p.sharedMemPerBlockOptin, with_lse);
+  l.layout = tc_layout(D, p.sharedMemPerBlockOptin, with_lse, max_stages);
   FOVEA_CHECK(l.layout.stages > 0, "nt_xent tensor-core kernel: D = ", D, " does not fit");
   l.smem = tc_smem_bytes(l.layout.stride, l.layout.stages, with_lse);
   const int per_sm = tc_blocks_per_sm(kernel, l.smem, device);
+  l.per_sm = std::max(per_sm, 1);
   l.row_tiles = (rows + kTcRows - 1) / kTcRows;
   l.col_tiles = (rows + kTcCols - 1) / kTcCols;
   l.dim_chunks = dim_chunks;
@@ -655,6 +680,23 @@ TcLaunch tc_launch(Kernel kernel, std::int64_t rows, std::int64_t D, bool with_l
   const std::int64_t resident = static_cast<std::int64_t>(std::max(per_sm, 1)) * p.multiProcessorCount;
   l.splits = tc_splits(l.row_tiles * dim_chunks, l.col_tiles, resident);
   return l;
+}
+
+// The launch of a pass as nt_xent_tc_blocks_per_sm() asks: with 2, one stage of column panels through
+// `two` (the kernel compiled for two blocks per SM) when two of its blocks then really fit an SM;
+// otherwise the default, one block per SM with two stages, through `one`. Sets *use_two accordingly.
+template <class Kernel>
+TcLaunch tc_plan(Kernel one, Kernel two, std::int64_t rows, std::int64_t D, bool with_lse,
+                 std::int64_t dim_chunks, int device, bool* use_two) {
+  *use_two = false;
+  if (nt_xent_tc_blocks_per_sm_setting() == 2) {
+    const TcLaunch l = tc_launch(two, rows, D, with_lse, dim_chunks, device, 1);
+    if (l.per_sm >= 2) {
+      *use_two = true;
+      return l;
+    }
+  }
+  return tc_launch(one, rows, D, with_lse, dim_chunks, device);
 }
 
 // Floats of a TF32 copy of zhat at the start of a scratch buffer, keeping what follows 16-byte aligned.
@@ -665,8 +707,10 @@ inline std::int64_t tc_copy_floats(std::int64_t rows, std::int64_t D) { return (
 inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
                                cudaStream_t stream) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
+  // (96 registers: two blocks fit an SM without a separate instance)
   const auto kernel = D == kTcFixedDim ? tc_lse_partial_kernel<kTcFixedDim> : tc_lse_partial_kernel<0>;
-  const TcLaunch l = tc_launch(kernel, M, D, false, 1, dev.index());
+  bool two = false;
+  const TcLaunch l = tc_plan(kernel, kernel, M, D, false, 1, dev.index(), &two);
   // scratch, in floats: the TF32 copy, part_m and part_l (splits x M each), s_pos (M), then, 8-byte
   // aligned, one double per row tile and (row tiles + 1) counters
   const std::int64_t copy = tc_copy_floats(M, D);
@@ -692,8 +736,14 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
 inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz,
                                 Device dev, cudaStream_t stream) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
-  const auto kernel = D == kTcFixedDim ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
-  const TcLaunch l = tc_launch(kernel, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index());
+  // Two blocks per SM only for D = kTcFixedDim: the general instance needs more than 128 registers.
+  const bool fixed = D == kTcFixedDim;
+  const auto one = fixed ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
+  const auto two_blocks = fixed ? tc_grad_partial_kernel<kTcFixedDim, 2> : one;
+  bool two = false;
+  const TcLaunch l =
+      tc_plan(one, two_blocks, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index(), &two);
+  const auto kernel = two ? two_blocks : one;
   Tensor part(Shape{l.splits * M * D}, dev);
   const float inv_tau = 1.0f / tau;
   // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory

@@ -182,6 +182,23 @@ TEST(CudaNtXentTensorCore, MatchesCpuAtN1024) {
   for (const float tau : {0.1f, 0.5f}) expect_tensor_core_matches_cpu(1024, 128, tau);
 }
 
+// Two blocks per SM (cuda::nt_xent_tc_blocks_per_sm() = 2: one stage of column panels, twice the
+// splits, the backward's 128-register instance for D = 128): the same tolerances against the CPU, at
+// sizes with one and several splits, D = 128 (both passes with two blocks) and 64 / 200 (the
+// backward falls back to one block), and bitwise repeatable.
+TEST(CudaNtXentTensorCore, TwoBlocksPerSmMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  int& blocks = cuda::nt_xent_tc_blocks_per_sm();
+  const int previous = blocks;
+  blocks = 2;
+  for (const std::int64_t N : {3, 257, 1024})
+    for (const std::int64_t D : {64, 128, 200}) expect_tensor_core_matches_cpu(N, D, 0.2f);
+  blocks = previous;
+}
+
 // z, znorm and dz as views one float past a 16-byte boundary: the backward stages the caller's znorm
 // with 4-byte copies instead of 16-byte ones (and rounds it to TF32 in shared memory either way), so
 // every output must be bitwise the aligned run's.

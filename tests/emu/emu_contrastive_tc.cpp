@@ -7,7 +7,8 @@
 // land only when the issuing thread's cp.async.wait_group retires their group (so a missing wait reads
 // NaN); ex2.approx as exp2 flushed to zero below 2^-126. Sizes cover one and two stages, 1 to 9
 // column splits, one and two dim chunks, single- and multi-panel walks, D not a multiple of 4 and a
-// misaligned znorm view. Argument `big` adds N = 257. Exit status 1 on any failure.
+// misaligned znorm view, and the host's plan for two blocks per SM (one stage, the backward's
+// 128-register instance). Argument `big` adds N = 257. Exit status 1 on any failure.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -119,9 +120,10 @@ struct Run {
 // Mirrors tc_nt_xent_forward / tc_nt_xent_backward (kernels/contrastive_tc.cuh) with `resident` block
 // slots; zn_offset floats in front of znorm make the backward's rows misaligned when odd.
 // fixed: run the kernels compiled for D = kTcFixedDim (as the host does for that D) instead of the
-// general ones.
+// general ones. two_blocks: the host's plan for nt_xent_tc_blocks_per_sm() = 2 (one stage, twice the
+// resident blocks; the backward's two-block instance only with fixed, else its default plan).
 static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, float tau, float dloss,
-                  std::int64_t resident, int zn_offset, bool fixed) {
+                  std::int64_t resident, int zn_offset, bool fixed, bool two_blocks = false) {
   if (fixed && D != kTcFixedDim) die("the fixed-D kernels need D = kTcFixedDim");
   const std::size_t limit = 232448;
   Run out;
@@ -133,9 +135,9 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
   const float inv_tau = 1.0f / tau;
   const std::int64_t row_tiles = (M + kTcRows - 1) / kTcRows, col_tiles = (M + kTcCols - 1) / kTcCols;
   {  // forward
-    const TcLayout l = tc_layout(D, limit, false);
+    const TcLayout l = tc_layout(D, limit, false, two_blocks ? 1 : 2);
     const std::size_t smem = tc_smem_bytes(l.stride, l.stages, false);
-    const int splits = tc_splits(row_tiles, col_tiles, resident);
+    const int splits = tc_splits(row_tiles, col_tiles, two_blocks ? 2 * resident : resident);
     const std::int64_t copy = (M * D + 3) / 4 * 4;
     const std::int64_t terms_at = (copy + (2 * splits + 1) * M + 1) / 2 * 2;
     const std::int64_t n_counters = row_tiles + 1;
@@ -162,13 +164,16 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
                 splits, l.stages);
   }
   {  // backward
-    const TcLayout l = tc_layout(D, limit, true);
+    const bool two = two_blocks && fixed;
+    const TcLayout l = tc_layout(D, limit, true, two ? 1 : 2);
     const std::size_t smem = tc_smem_bytes(l.stride, l.stages, true);
     const std::int64_t dim_chunks = (D + kTcGradDims - 1) / kTcGradDims;
-    const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, resident);
+    const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, two ? 2 * resident : resident);
     std::vector<float> part(splits * M * D, kNaN);
     launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
-      const auto kernel = fixed ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
+      const auto kernel = two     ? tc_grad_partial_kernel<kTcFixedDim, 2>
+                          : fixed ? tc_grad_partial_kernel<kTcFixedDim>
+                                  : tc_grad_partial_kernel<0>;
       kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles,
              part.data());
     });
@@ -244,10 +249,17 @@ int main(int argc, char** argv) {
       min_norm = std::min(min_norm, std::sqrt(ss));
     }
     const double unit = dloss / (static_cast<double>(M) * c.tau * min_norm);
-    ok &= close_all("loss", r.loss, loss.to_vector(), 1e-3 / c.tau, 1e-3);
-    ok &= close_all("lse", r.lse, lse.to_vector(), 3e-4 / c.tau, 3e-4 / c.tau);
-    ok &= close_all("zn", r.zn, zn.to_vector(), 1e-7, 1e-5);
-    ok &= close_all("dz", r.dz, dz.to_vector(), 2e-3 * unit, 1e-2);
+    const auto check = [&](const Run& run) {
+      ok &= close_all("loss", run.loss, loss.to_vector(), 1e-3 / c.tau, 1e-3);
+      ok &= close_all("lse", run.lse, lse.to_vector(), 3e-4 / c.tau, 3e-4 / c.tau);
+      ok &= close_all("zn", run.zn, zn.to_vector(), 1e-7, 1e-5);
+      ok &= close_all("dz", run.dz, dz.to_vector(), 2e-3 * unit, 1e-2);
+    };
+    check(r);
+    if (fixed || c.N >= 100) {  // two blocks per SM: other splits and stages, the same tolerances
+      std::printf(" two blocks per SM:\n");
+      check(run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, true));
+    }
   }
   std::printf(ok ? "ALL PASSED\n" : "FAILURES\n");
   return ok ? 0 : 1;
