@@ -215,6 +215,19 @@ std::vector<Batch> two_view_batches(int batches, int n, int size, std::uint64_t 
   return out;
 }
 
+// The number after "name": in each line of a metrics.jsonl text.
+std::vector<double> jsonl_values(const std::string& jsonl, const std::string& name) {
+  std::vector<double> v;
+  std::istringstream in(jsonl);
+  std::string line;
+  const std::string key = "\"" + name + "\":";
+  while (std::getline(in, line)) {
+    const auto at = line.find(key);
+    if (at != std::string::npos) v.push_back(std::stod(line.substr(at + key.size())));
+  }
+  return v;
+}
+
 TEST(Trainer, SimClrStepsAreDeterministicAndLearn) {
   auto run = [](const std::filesystem::path& dir) {
     auto data = two_view_batches(4, 8, 16, 5);
@@ -244,6 +257,30 @@ TEST(Trainer, SimClrStepsAreDeterministicAndLearn) {
   ASSERT_EQ(l.size(), 12u);
   EXPECT_LT(l.front(), std::log(15.0) + 0.2);
   EXPECT_LT(l.back(), l.front() - 0.3) << "SimCLR loss did not fall: " << l.front() << " -> " << l.back();
+  // Embedding health on every logged row (16 normalised rows of 16 dims, positives i and i + 8):
+  // effective rank in [1, 16], alignment (squared distance of unit vectors) in [0, 4], uniformity in
+  // [-8, 0].
+  const auto rank = jsonl_values(la, "effective_rank"), align = jsonl_values(la, "alignment"),
+             uniform = jsonl_values(la, "uniformity"), spread = jsonl_values(la, "embedding_std_scaled");
+  ASSERT_EQ(rank.size(), 12u);
+  ASSERT_EQ(align.size(), 12u);
+  ASSERT_EQ(uniform.size(), 12u);
+  ASSERT_EQ(spread.size(), 12u);
+  for (std::size_t i = 0; i < rank.size(); ++i) {
+    EXPECT_GE(rank[i], 1.0);
+    EXPECT_LE(rank[i], 16.0);
+    EXPECT_GE(align[i], 0.0);
+    EXPECT_LE(align[i], 4.0);
+    EXPECT_GE(uniform[i], -8.0);
+    EXPECT_LE(uniform[i], 0.0);
+    EXPECT_GT(spread[i], 0.0);
+  }
+  // The randomly initialised network maps every image close to one point (embedding_std_scaled 0.21,
+  // uniformity -0.20 on the first row); training spreads the embeddings out (0.76 and -1.96 after
+  // 12 steps when this test was written).
+  EXPECT_LT(uniform.back(), uniform.front() - 0.5)
+      << "uniformity " << uniform.front() << " -> " << uniform.back();
+  EXPECT_GT(spread.back(), spread.front() + 0.2) << "spread " << spread.front() << " -> " << spread.back();
   std::filesystem::remove_all(a);
   std::filesystem::remove_all(b);
 }
@@ -264,6 +301,15 @@ TEST(Trainer, MocoMovesTheKeyEncoderAndFillsTheQueue) {
   trainer.fit(source);
   const auto wq = flat_weights(q), wk = flat_weights(k);
   EXPECT_NE(wq, wk);
+  // the last step is logged with the embedding health of the 4 queries and their 4 keys
+  const std::string log = read_file(dir / "metrics.jsonl");
+  const auto rank = jsonl_values(log, "effective_rank"), align = jsonl_values(log, "alignment");
+  ASSERT_EQ(rank.size(), 1u);
+  EXPECT_GE(rank[0], 1.0);
+  EXPECT_LE(rank[0], 8.0);
+  ASSERT_EQ(align.size(), 1u);
+  EXPECT_GT(align[0], 0.0);  // the key encoder differs from the query encoder
+  EXPECT_LE(align[0], 4.0);
   // The checkpoint holds the queue (10 x 16), its head (3 batches of 4 into 10 slots: 2) and both encoders.
   const auto c = read_latest_checkpoint(dir / "checkpoints");
   ASSERT_TRUE(c.has_value());

@@ -9,10 +9,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "fovea/analysis/features.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/nn/layer.hpp"
 #include "fovea/ops/contrastive.hpp"
@@ -35,10 +37,31 @@ struct StepStats {
   double loss = 0.0;
   std::int64_t images = 0;  // samples consumed (not views)
   std::vector<std::pair<std::string, double>> metrics;
+  // Metrics too costly for every step: the Trainer calls this only for the steps it logs, right
+  // after the optimizer step (so it may read what the task computed in this step, not the weights).
+  std::function<std::vector<std::pair<std::string, double>>()> logged_metrics;
 };
 
 namespace detail {
 inline double scalar(const Tensor& t) { return static_cast<double>(t.to_vector().at(0)); }
+// Embedding health (analysis/features.hpp) of normalised embeddings whose rows i and i + rows/2 are
+// positives (the two views), as logged metrics: embedding_std (the mean per-dimension std; collapse
+// drives it to 0, a healthy embedding sits near 1/sqrt(D)), embedding_std_scaled (times sqrt(D), ~1),
+// effective_rank, alignment and uniformity.
+inline std::vector<std::pair<std::string, double>> embedding_health_metrics(const std::vector<float>& z,
+                                                                            std::int64_t rows,
+                                                                            std::int64_t dims) {
+  std::vector<std::int64_t> positive(static_cast<std::size_t>(rows));
+  const std::int64_t half = rows / 2;
+  for (std::int64_t i = 0; i < rows; ++i)
+    positive[static_cast<std::size_t>(i)] = i < half ? i + half : i - half;
+  const analysis::EmbeddingHealth h = analysis::embedding_health({z, rows, dims}, positive);
+  return {{"embedding_std", h.dim_std_mean},
+          {"embedding_std_scaled", h.dim_std_scaled},
+          {"effective_rank", h.effective_rank},
+          {"alignment", h.alignment},
+          {"uniformity", h.uniformity}};
+}
 // Gives `t` the shape on `device`, reallocating only when needed.
 inline void ensure(Tensor& t, const Shape& s, Device device) {
   if (t.data() == nullptr || t.device() != device) t = Tensor(s, device);
@@ -194,7 +217,10 @@ class SimClrTask {
     s.loss = detail::scalar(loss_);
     s.images = two_n / 2;
     const auto acc = accuracy_.to_vector();
-    s.metrics = {{"contrastive_top1", acc[0]}, {"contrastive_top5", acc[1]}, {"embedding_std", embedding_std()}};
+    s.metrics = {{"contrastive_top1", acc[0]}, {"contrastive_top5", acc[1]}};
+    s.logged_metrics = [this] {
+      return detail::embedding_health_metrics(znorm_.to_vector(), znorm_.shape()[0], znorm_.shape()[1]);
+    };
     return s;
   }
   template <class F>
@@ -205,25 +231,6 @@ class SimClrTask {
   void after_optimizer_step() {}
 
  private:
-  // Mean over dimensions of the per-dimension std of the normalised embeddings; collapse drives it
-  // to 0, a healthy embedding sits near 1/sqrt(D).
-  double embedding_std() const {
-    const auto z = znorm_.to_vector();
-    const std::int64_t rows = znorm_.shape()[0], d = znorm_.shape()[1];
-    double total = 0;
-    for (std::int64_t j = 0; j < d; ++j) {
-      double m = 0, q = 0;
-      for (std::int64_t i = 0; i < rows; ++i) m += z[static_cast<std::size_t>(i * d + j)];
-      m /= static_cast<double>(rows);
-      for (std::int64_t i = 0; i < rows; ++i) {
-        const double e = z[static_cast<std::size_t>(i * d + j)] - m;
-        q += e * e;
-      }
-      total += std::sqrt(q / static_cast<double>(rows));
-    }
-    return total / static_cast<double>(d);
-  }
-
   Net& net_;
   Device device_;
   SimClrOptions options_;
@@ -286,6 +293,14 @@ class MocoTask {
     s.images = n;
     const auto acc = accuracy_.to_vector();
     s.metrics = {{"contrastive_top1", acc[0]}, {"contrastive_top5", acc[1]}};
+    // queries and keys stacked: row i's positive is its key, row n + i (the keys are this step's:
+    // after_optimizer_step enqueues them but leaves knorm_ as it is)
+    s.logged_metrics = [this] {
+      std::vector<float> z = qnorm_.to_vector();
+      const std::vector<float> k = knorm_.to_vector();
+      z.insert(z.end(), k.begin(), k.end());
+      return detail::embedding_health_metrics(z, 2 * qnorm_.shape()[0], qnorm_.shape()[1]);
+    };
     return s;
   }
   // After the query encoder's update: the key encoder follows (EMA), the keys join the queue.

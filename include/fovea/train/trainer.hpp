@@ -129,6 +129,8 @@ class Trainer {
           MetricsRow row{pos.step, epoch, "train", {{"loss", stats.loss}, {"lr", lr}}};
           if (grad_norm >= 0) row.values.emplace_back("grad_norm", grad_norm);
           for (auto& m : stats.metrics) row.values.push_back(m);
+          if (stats.logged_metrics)
+            for (auto& m : stats.logged_metrics()) row.values.push_back(std::move(m));
           log_.log(row);
         }
         if (options_.progress)
