@@ -218,6 +218,16 @@ def case_study_smoke(tmp):
         check("kappa" in json.dumps(r), f"{sub}/results.json has no kappa")
         with open(os.path.join(out, sub, "predictions.csv")) as f:
             check(f.readline().startswith("image,label,pred,p0"), f"{sub}/predictions.csv header")
+    # Pretraining logs the embedding health on its train rows and, the synthetic images being graded,
+    # a kNN accuracy row after its epoch.
+    with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    train_rows = [r for r in rows if r["phase"] == "train"]
+    check(train_rows and all(1.0 <= r["effective_rank"] <= 128 and 0.0 <= r["alignment"] <= 4.0
+                             and -8.0 <= r["uniformity"] <= 0.0 for r in train_rows),
+          f"pretrain embedding health: {train_rows}")
+    knn = [r["knn_top1"] for r in rows if r["phase"] == "val" and "knn_top1" in r]
+    check(len(knn) == 1 and 0.0 <= knn[0] <= 1.0, f"pretrain kNN rows: {rows}")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
         before = f.read()

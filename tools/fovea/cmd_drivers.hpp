@@ -100,6 +100,10 @@ inline void add_driver_commands(CLI::App& app) {
   p->add_option("--proj-dim", pa->dim, "projection output dimension")->capture_default_str();
   p->add_option("--queue", pa->queue, "MoCo queue length")->capture_default_str();
   p->add_option("--key-momentum", pa->key_momentum, "MoCo key-encoder momentum")->capture_default_str();
+  p->add_option("--knn-every", pa->knn_every,
+                "epochs between kNN accuracies of the backbone on the graded images (0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   p->callback([pa, p] {
     if (!pa->config.empty()) apply_config_file(*p, pa->config);
     if (pa->method == "simclr") reject_flags(*p, {"--queue", "--key-momentum"}, "to SimCLR (MoCo settings)");

@@ -45,6 +45,7 @@ struct PretrainArgs : RunArgs {
   int dim = 128;                  // projection output
   std::int64_t queue = 4096;      // MoCo queue length
   float key_momentum = 0.99f;     // MoCo key encoder EMA
+  std::int64_t knn_every = 1;     // epochs between kNN monitors of the backbone (0: off; needs grades)
 };
 
 struct FinetuneArgs : RunArgs {

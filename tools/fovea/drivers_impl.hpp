@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "drivers.hpp"
+#include "fovea/analysis/features.hpp"
 #include "fovea/data/augment.hpp"
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/split.hpp"
@@ -225,16 +226,89 @@ inline std::string ci(const eval::ConfidenceInterval& c) {
   return buf;
 }
 
+// Backbone features (N x F, row-major, in data set order) of `net`'s backbone in evaluation mode, the
+// images through the test transform.
+template <class Net>
+std::vector<float> backbone_features(Net& net, const data::Dataset& d, const RunArgs& a, Device device) {
+  train::LoaderSourceOptions so;
+  so.augment = data::test_transform(a.size, stats_for(a.normalization));
+  so.device = device;
+  train::LoaderSource source(d, data::Sampler::sequential(d.size()), loader_options(a, false), so);
+  net.set_training(false);
+  source.start_epoch(0, 0);
+  train::Batch b;
+  std::vector<float> out;
+  while (source.next(b)) {
+    const CView f = net.backbone().forward(b.images);
+    const std::size_t at = out.size();
+    out.resize(at + static_cast<std::size_t>(f.shape().numel()));
+    copy(f, View(out.data() + at, f.shape(), Device::cpu()));
+  }
+  net.set_training(true);
+  return out;
+}
+
+// The kNN monitor of pretraining (docs/features.md): the graded images split by patient into a bank
+// (70 %) and queries (30 %); after every `every` epochs (and the last) the backbone's features of both
+// go into a weighted kNN classifier (k = 20, temperature 0.07, cosine similarity) and its accuracy on
+// the queries is logged as a `val` row, `knn_top1`. Off when `every` is 0, or when an image has no
+// grade or either part would be empty.
+struct KnnMonitor {
+  data::Dataset bank, queries;
+  std::int64_t every = 0;
+  int classes = 0;
+  bool enabled() const { return every > 0; }
+};
+
+inline KnnMonitor knn_monitor(const data::Dataset& d, std::int64_t every, std::uint64_t seed, RunDir& run) {
+  KnnMonitor m;
+  if (every <= 0) return m;
+  for (const auto& s : d.samples)
+    if (s.label < 0) {
+      run.log("pretrain: kNN monitor off (image '" + s.id + "' has no grade)");
+      return m;
+    }
+  const data::DatasetSplits split = data::split_dataset(d, {0.3, 0.0}, seed);
+  if (split.train.size() == 0 || split.validation.size() == 0) {
+    run.log("pretrain: kNN monitor off (too few patients for a bank and queries)");
+    return m;
+  }
+  m.bank = split.train;
+  m.queries = split.validation;
+  m.every = every;
+  for (const auto& s : d.samples) m.classes = std::max(m.classes, s.label + 1);
+  run.log("pretrain: kNN monitor every " + std::to_string(every) + " epoch(s): " +
+          std::to_string(m.bank.size()) + " bank and " + std::to_string(m.queries.size()) + " query images");
+  return m;
+}
+
+template <class Net>
+double knn_accuracy_of(Net& net, const KnnMonitor& m, const RunArgs& a, Device device) {
+  const std::vector<float> fb = backbone_features(net, m.bank, a, device);
+  const std::vector<float> fq = backbone_features(net, m.queries, a, device);
+  const auto nb = static_cast<std::int64_t>(m.bank.size()), nq = static_cast<std::int64_t>(m.queries.size());
+  const std::int64_t dims = static_cast<std::int64_t>(fb.size()) / nb;
+  return analysis::knn_accuracy({fb, nb, dims}, m.bank.labels(), {fq, nq, dims}, m.queries.labels(),
+                                m.classes);
+}
+
 template <class Backbone>
 int pretrain(const PretrainArgs& a) {
   const Device device = resolve_device(a.device);
   FOVEA_CHECK(a.method == "simclr" || a.method == "moco", "--method must be simclr or moco, got '", a.method, "'");
   json config = common_config(a);
-  config.update(json{{"method", a.method}, {"init", a.init}, {"temperature", a.temperature}, {"proj_hidden", a.hidden},
-                     {"proj_dim", a.dim}, {"queue", a.queue}, {"key_momentum", a.key_momentum}});
+  config.update(json{{"method", a.method},
+                     {"init", a.init},
+                     {"temperature", a.temperature},
+                     {"proj_hidden", a.hidden},
+                     {"proj_dim", a.dim},
+                     {"queue", a.queue},
+                     {"key_momentum", a.key_momentum},
+                     {"knn_every", a.knn_every}});
   RunDir run(a, "pretrain", config, device);
   data::Dataset d = load_data(a);
   run.log("pretrain: " + std::to_string(d.size()) + " images from " + a.data + " (labels ignored)");
+  const KnnMonitor knn = knn_monitor(d, a.knn_every, a.seed, run);
   const auto cfg = resnet_config(a, 1);
   const int features = Backbone::features(cfg);
   const int hidden = a.hidden > 0 ? a.hidden : features;
@@ -260,6 +334,12 @@ int pretrain(const PretrainArgs& a) {
   train::TrainerOptions to{.epochs = a.epochs, .out_dir = a.out, .log_every = a.log_every,
                            .checkpoint_every = a.checkpoint_every, .resume = a.resume,
                            .metadata = {{"fovea.config", config.dump()}}, .on_resume = resume_guard(config)};
+  const auto epoch_end = [&](std::int64_t epoch, std::int64_t step, train::MetricsLog& log) {
+    if (!knn.enabled() || ((epoch + 1) % knn.every != 0 && epoch + 1 != a.epochs)) return;
+    const double acc = knn_accuracy_of(net, knn, a, device);
+    log.log(train::MetricsRow{step, epoch, "val", {{"knn_top1", acc}}});
+    run.log("pretrain: epoch " + std::to_string(epoch + 1) + " kNN accuracy " + std::to_string(acc));
+  };
   if (simclr) {
     train::SimClrTask task(net, device, {.temperature = a.temperature > 0 ? a.temperature : 0.5f});
     // SimCLR's small-batch rule: 0.075 * sqrt(B) (the linear 0.3 * B / 256 is for B >= 1024).
@@ -268,7 +348,7 @@ int pretrain(const PretrainArgs& a) {
                                       optim::LarsOptions{.weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-6f});
     const auto warm = a.warmup_epochs >= 0 ? a.warmup_epochs : std::min<std::int64_t>(10, a.epochs / 10);
     train::Trainer trainer(task, opt, optim::WarmupCosineLr::from_epochs(lr, warm, a.epochs, steps), to);
-    const auto r = trainer.fit(source);
+    const auto r = trainer.fit(source, epoch_end);
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
   } else {
     Net key(cfg, hidden, a.dim);
@@ -280,7 +360,7 @@ int pretrain(const PretrainArgs& a) {
     optim::Optimizer<optim::Sgd> opt(task.trainable_parameters(),
                                      optim::SgdOptions{.momentum = 0.9f, .weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-4f});
     train::Trainer trainer(task, opt, optim::WarmupCosineLr::from_epochs(lr, 0, a.epochs, steps), to);
-    const auto r = trainer.fit(source);
+    const auto r = trainer.fit(source, epoch_end);
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
   }
   nn::save_weights(net.backbone(), fs::path(a.out) / "backbone.safetensors",
