@@ -172,9 +172,10 @@ inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
   return o;
 }
 
-// Class probabilities (N x K, row-major, in data set order) of a classifier in evaluation mode.
-template <class Net>
-std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, const RunArgs& a, Device device) {
+// Calls f(images) for the batches of d in data set order, through the test transform, with `net` in
+// evaluation mode (back in training mode afterwards).
+template <class Net, class F>
+void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Device device, F&& f) {
   train::LoaderSourceOptions so;
   so.augment = data::test_transform(a.size, stats_for(a.normalization));
   so.device = device;
@@ -182,15 +183,21 @@ std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, cons
   net.set_training(false);
   source.start_epoch(0, 0);
   train::Batch b;
+  while (source.next(b)) f(CView(b.images));
+  net.set_training(true);
+}
+
+// Class probabilities (N x K, row-major, in data set order) of a classifier in evaluation mode.
+template <class Net>
+std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, const RunArgs& a, Device device) {
   std::vector<double> probs;
   Tensor p;
-  while (source.next(b)) {
-    CView logits = net.forward(b.images);
+  for_each_test_batch(net, d, a, device, [&](CView images) {
+    CView logits = net.forward(images);
     train::detail::ensure(p, logits.shape(), device);
     softmax_forward(logits, p);
     for (float v : p.to_vector()) probs.push_back(static_cast<double>(v));
-  }
-  net.set_training(true);
+  });
   return probs;
 }
 
@@ -230,21 +237,13 @@ inline std::string ci(const eval::ConfidenceInterval& c) {
 // images through the test transform.
 template <class Net>
 std::vector<float> backbone_features(Net& net, const data::Dataset& d, const RunArgs& a, Device device) {
-  train::LoaderSourceOptions so;
-  so.augment = data::test_transform(a.size, stats_for(a.normalization));
-  so.device = device;
-  train::LoaderSource source(d, data::Sampler::sequential(d.size()), loader_options(a, false), so);
-  net.set_training(false);
-  source.start_epoch(0, 0);
-  train::Batch b;
   std::vector<float> out;
-  while (source.next(b)) {
-    const CView f = net.backbone().forward(b.images);
+  for_each_test_batch(net, d, a, device, [&](CView images) {
+    const CView f = net.backbone().forward(images);
     const std::size_t at = out.size();
     out.resize(at + static_cast<std::size_t>(f.shape().numel()));
     copy(f, View(out.data() + at, f.shape(), Device::cpu()));
-  }
-  net.set_training(true);
+  });
   return out;
 }
 
