@@ -236,6 +236,52 @@ def case_study_smoke(tmp):
         check(f.read() == before, "a resumed, finished pretraining run changed its metrics")
 
 
+def case_robustness(tmp):
+    """A fine-tuned classifier under two corruptions at two severities: robustness.csv holds the clean
+    row and the four others with consistent values; a second run in the same folder resumes (the file
+    stays as it was); a run against its own robustness.csv as reference has corruption errors of 1 and
+    the same rows bitwise; an unknown corruption or severity is a usage error naming it."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small, expect=0)
+    out = os.path.join(tmp, "rob")
+    base = ["robustness", "--data", data, "--weights", os.path.join(ft, "best.safetensors"),
+            "--split", os.path.join(ft, "split.csv"), *small]
+    args = [*base, "--corruptions", "gaussian_noise,contrast", "--severities", "1,5"]
+    run(*args, "--out", out, expect=0)
+    with open(os.path.join(out, "robustness.csv")) as f:
+        text = f.read()
+    lines = text.splitlines()
+    check(lines[0] == "corruption,severity,images,accuracy,error,kappa,referable_auc", f"header: {lines[0]}")
+    rows = [line.split(",") for line in lines[1:]]
+    keys = [(r[0], r[1]) for r in rows]
+    check(keys == [("clean", "0"), ("gaussian_noise", "1"), ("gaussian_noise", "5"), ("contrast", "1"),
+                   ("contrast", "5")], f"rows: {keys}")
+    for r in rows:
+        images, acc, err = int(r[2]), float(r[3]), float(r[4])
+        check(images > 0 and images == int(rows[0][2]), f"images: {r}")
+        check(0.0 <= acc <= 1.0 and abs(err - (1.0 - acc)) < 1e-12, f"accuracy / error: {r}")
+    run(*args, "--out", out, expect=0)
+    with open(os.path.join(out, "robustness.csv")) as f:
+        check(f.read() == text, "a finished robustness run changed its results when run again")
+    again = os.path.join(tmp, "rob_ref")
+    run(*args, "--out", again, "--reference", os.path.join(out, "robustness.csv"), expect=0)
+    with open(os.path.join(again, "robustness.csv")) as f:
+        check(f.read() == text, "the same settings gave other results (not deterministic)")
+    with open(os.path.join(again, "robustness.json")) as f:
+        report = json.load(f)
+    for name, c in report["corruptions"].items():
+        if c["mean_error"] > 0:
+            check(c["ce"] == 1.0, f"{name}: CE against itself is {c['ce']}")
+    code, _, err = run(*base, "--corruptions", "gaussian_nois", "--out", os.path.join(tmp, "bad"))
+    check(code == 2 and "gaussian_nois" in err, f"unknown corruption: exit {code}\n{err}")
+    code, _, err = run(*base, "--severities", "1,6", "--out", os.path.join(tmp, "bad"))
+    check(code == 2 and "'6'" in err, f"bad severity: exit {code}\n{err}")
+
+
 def case_drivers_bad_inputs(tmp):
     """Missing data folder, malformed labels, weights of another architecture: clear errors, exit 1,
     earlier outputs intact."""

@@ -1,6 +1,7 @@
 // tools/fovea/cmd_drivers.hpp: the command-line side of the experiment drivers: `fovea pretrain`,
-// `fovea finetune`, `fovea evaluate` and `fovea study` (the README's main job: synthetic data ->
-// SimCLR pretraining -> fine-tuning from it and from random initialisation -> a side-by-side table).
+// `fovea finetune`, `fovea evaluate`, `fovea robustness` and `fovea study` (the README's main job:
+// synthetic data -> SimCLR pretraining -> fine-tuning from it and from random initialisation ->
+// evaluation and robustness side by side).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -38,6 +39,13 @@ inline EvalSummary run_evaluate(const EvaluateArgs& a) {
   if (a.arch == "resnet18") return drivers::evaluate<models::ResNet18Backbone>(a);
   if (a.arch == "resnet34") return drivers::evaluate<models::ResNet34Backbone>(a);
   if (a.arch == "resnet50") return drivers::evaluate<models::ResNet50Backbone>(a);
+  FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
+}
+
+inline RobustnessSummary run_robustness(const RobustnessArgs& a) {
+  if (a.arch == "resnet18") return drivers::robustness<models::ResNet18Backbone>(a);
+  if (a.arch == "resnet34") return drivers::robustness<models::ResNet34Backbone>(a);
+  if (a.arch == "resnet50") return drivers::robustness<models::ResNet50Backbone>(a);
   FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
 }
 
@@ -147,6 +155,35 @@ inline void add_driver_commands(CLI::App& app) {
     run_evaluate(*ea);
   });
 
+  auto ra = std::make_shared<RobustnessArgs>();
+  auto* r = app.add_subcommand("robustness",
+                               "a classifier under ImageNet-C and fundus corruptions at 5 severities: "
+                               "robustness.csv, robustness.json (mCE against --reference)");
+  detail::add_run_flags(r, *ra);
+  r->add_option("--weights", ra->weights, "classifier weights (safetensors; required)");
+  r->add_option("--label-scheme", ra->label_scheme, "grades, referable[:t] or any")->capture_default_str();
+  r->add_option("--referable-threshold", ra->referable_threshold, "referable DR: grade >= t")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4));
+  r->add_option("--split", ra->split, "split file (image,split) to pick a part of the data");
+  r->add_option("--split-name", ra->split_name, "train, validation or test")->capture_default_str();
+  r->add_option("--corruptions", ra->corruptions, "all, imagenet_c, fundus or comma-separated names")
+      ->capture_default_str();
+  r->add_option("--severities", ra->severities, "comma-separated severities in 1..5")->capture_default_str();
+  r->add_option("--reference", ra->reference,
+                "a reference run's robustness.csv (corruption errors relative to it)");
+  r->callback([ra, r] {
+    if (!ra->config.empty()) apply_config_file(*r, ra->config);
+    if (ra->split.empty()) reject_flags(*r, {"--split-name"}, "without --split");
+    try {  // a name or severity that does not exist is a usage error (exit code 2)
+      corruption_list(ra->corruptions);
+      severity_list(ra->severities);
+    } catch (const fovea::Error& e) {
+      throw CLI::ValidationError(e.what());
+    }
+    run_robustness(*ra);
+  });
+
   // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
   struct StudyArgs {
     std::string data, out = "runs/study", arch = "resnet18", device = "auto";
@@ -157,6 +194,7 @@ inline void add_driver_commands(CLI::App& app) {
     bool full = false;
     std::string config;
     std::string sampler = "shuffled", class_weights = "none";
+    std::string corruptions = "all", severities = "1,2,3,4,5";  // robustness stage ("none": skipped)
   };
   auto sa = std::make_shared<StudyArgs>();
   auto* s = app.add_subcommand("study", "the main job: SimCLR pretraining, fine-tuning from it and from random "
@@ -177,6 +215,11 @@ inline void add_driver_commands(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"shuffled", "balanced"}));
   s->add_option("--class-weights", sa->class_weights, "fine-tuning class weights: none, inverse or w0,w1,...")
       ->capture_default_str();
+  s->add_option("--corruptions", sa->corruptions,
+                "robustness stage: all, imagenet_c, fundus, comma-separated names, or none to skip it")
+      ->capture_default_str();
+  s->add_option("--severities", sa->severities, "robustness stage: severities in 1..5")
+      ->capture_default_str();
   s->add_flag("--full", sa->full, "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
                                    "batch 256 (flags given explicitly override them)");
   add_config_flag(s, sa->config);
@@ -184,6 +227,14 @@ inline void add_driver_commands(CLI::App& app) {
     if (!sa->config.empty()) apply_config_file(*s, sa->config);
     if (!sa->data.empty()) reject_flags(*s, {"--count"}, "with --data (it sizes the generated synthetic set)");
     StudyArgs a = *sa;
+    if (a.corruptions != "none") {  // checked before hours of training, not after
+      try {
+        corruption_list(a.corruptions);
+        severity_list(a.severities);
+      } catch (const fovea::Error& e) {
+        throw CLI::ValidationError(e.what());
+      }
+    }
     if (a.full) {  // the GPU-sized defaults; flags given explicitly keep their values
       auto unset = [&](const char* flag) { return s->get_option(flag)->count() == 0; };
       if (unset("--arch")) a.arch = "resnet50";
@@ -218,7 +269,10 @@ inline void add_driver_commands(CLI::App& app) {
     pre.epochs = a.pretrain_epochs;
     run_pretrain(pre);
     EvalSummary results[2];
+    RobustnessSummary robust[2];
+    const bool robustness = a.corruptions != "none";
     const char* names[2] = {"SimCLR init", "random init"};
+    std::string split_file[2], weights[2];
     for (int i = 0; i < 2; ++i) {
       FinetuneArgs ft;
       base(ft, i == 0 ? "finetune_simclr" : "finetune_random");
@@ -228,9 +282,18 @@ inline void add_driver_commands(CLI::App& app) {
       run_finetune(ft);
       EvaluateArgs ev;
       base(ev, i == 0 ? "evaluate_simclr" : "evaluate_random");
-      ev.weights = (fs::path(ft.out) / "best.safetensors").string();
-      ev.split = (fs::path(ft.out) / "split.csv").string();
+      ev.weights = weights[i] = (fs::path(ft.out) / "best.safetensors").string();
+      ev.split = split_file[i] = (fs::path(ft.out) / "split.csv").string();
       results[i] = run_evaluate(ev);
+    }
+    // Robustness on the same test split, random init first: it is the reference of SimCLR's mCE.
+    for (int i = robustness ? 1 : -1; i >= 0; --i) {
+      RobustnessArgs ra;
+      base(ra, i == 0 ? "robustness_simclr" : "robustness_random");
+      ra.weights = weights[i], ra.split = split_file[i];
+      ra.corruptions = a.corruptions, ra.severities = a.severities;
+      if (i == 0) ra.reference = (fs::path(a.out) / "robustness_random" / "robustness.csv").string();
+      robust[i] = run_robustness(ra);
     }
     std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n", static_cast<long long>(results[0].images));
     std::printf("%-14s %-24s %-24s %-24s\n", "regime", "quadratic kappa", "referable AUC", "accuracy");
@@ -242,6 +305,15 @@ inline void add_driver_commands(CLI::App& app) {
       };
       std::printf("%-14s %-24s %-24s %-24s\n", names[i], cell("kappa").c_str(), cell("auc").c_str(),
                   cell("accuracy").c_str());
+    }
+    if (robustness) {
+      std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s)\n",
+                  a.corruptions.c_str(), a.severities.c_str());
+      std::printf("%-14s %-12s %-16s %-16s %-16s\n", "regime", "clean error", "corrupted error",
+                  "corrupted kappa", "mCE vs random");
+      for (int i = 0; i < 2; ++i)
+        std::printf("%-14s %-12.3f %-16.3f %-16.3f %-16.3f\n", names[i], robust[i].clean_error,
+                    robust[i].mean_error, robust[i].mean_kappa, i == 0 ? robust[i].mce : 1.0);
     }
     std::printf("outputs: %s\n", a.out.c_str());
   });

@@ -1,15 +1,21 @@
 // tools/fovea/drivers.hpp: the experiment drivers of the fovea program: `pretrain` (SimCLR or MoCo v2),
 // `finetune` (full fine-tuning or linear evaluation, best checkpoint on validation), `evaluate`
-// (kappa, AUC, accuracy, sensitivity/specificity, ECE with bootstrap CIs) and `study` (the README's
-// main job). The templated bodies live in drivers_impl.hpp, instantiated once per architecture in
+// (kappa, AUC, accuracy, sensitivity/specificity, ECE with bootstrap CIs), `robustness` (the same
+// classifier under image corruptions, corruption errors against a reference) and `study` (the
+// README's main job). The templated bodies live in drivers_impl.hpp, instantiated once per architecture in
 // drivers_resnet*.cpp so the network templates compile in parallel.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "fovea/core/error.hpp"
+#include "fovea/data/corruptions.hpp"
 
 namespace fovea::tools {
 
@@ -68,11 +74,48 @@ struct EvaluateArgs : RunArgs {
   std::string split_name = "test";
 };
 
+// `robustness`: a classifier on a labelled set under image corruptions (docs/robustness.md).
+struct RobustnessArgs : EvaluateArgs {
+  std::string corruptions = "all";  // all | imagenet_c | fundus | comma-separated names
+  std::string severities = "1,2,3,4,5";
+  std::string reference;  // another run's robustness.csv: corruption errors relative to it
+};
+
+// What `robustness` found: the clean error and, per corruption, the mean error over the severities
+// and (with a reference) the corruption error CE; mCE over the corruptions (NaN without a reference).
+struct RobustnessSummary {
+  double clean_error = 0.0, clean_kappa = 0.0, mean_error = 0.0, mean_kappa = 0.0, mce = 0.0,
+         relative_mce = 0.0;
+  std::int64_t images = 0;
+};
+
 // What `evaluate` found, for the study's table.
 struct EvalSummary {
   std::map<std::string, double> point, low, high;  // "kappa", "auc", "accuracy"
   std::int64_t images = 0;
 };
+
+// The corruptions --corruptions names: all (ImageNet-C's 15, then the 5 fundus ones), imagenet_c,
+// fundus, or comma-separated names (data::parse_corruption_list).
+inline std::vector<data::Corruption> corruption_list(const std::string& text) {
+  return data::parse_corruption_list(text);
+}
+
+// --severities: comma-separated integers in 1..5.
+inline std::vector<int> severity_list(const std::string& text) {
+  std::vector<int> v;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    int s = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), s);
+    FOVEA_CHECK(ec == std::errc() && end == item.data() + item.size() && s >= 1 && s <= 5, "--severities: '",
+                item, "' is not a severity in 1..5 (expected e.g. 1,2,3,4,5)");
+    v.push_back(s);
+  }
+  FOVEA_CHECK(!v.empty(), "--severities: no severity in '", text, "'");
+  return v;
+}
 
 namespace drivers {
 template <class Backbone>
@@ -81,6 +124,8 @@ template <class Backbone>
 int finetune(const FinetuneArgs& a);
 template <class Backbone>
 EvalSummary evaluate(const EvaluateArgs& a);
+template <class Backbone>
+RobustnessSummary robustness(const RobustnessArgs& a);
 }  // namespace drivers
 
 }  // namespace fovea::tools

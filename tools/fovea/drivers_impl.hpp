@@ -2,6 +2,7 @@
 // ResNet backbone; included only by drivers_resnet*.cpp, each instantiating one architecture.
 #pragma once
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -17,6 +18,7 @@
 #include "drivers.hpp"
 #include "fovea/analysis/features.hpp"
 #include "fovea/data/augment.hpp"
+#include "fovea/data/corruptions.hpp"
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/split.hpp"
 #include "fovea/eval/metrics.hpp"
@@ -173,13 +175,17 @@ inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
 }
 
 // Calls f(images) for the batches of d in data set order, through the test transform, with `net` in
-// evaluation mode (back in training mode afterwards).
+// evaluation mode (back in training mode afterwards). decode: the loader's decode function (empty: the
+// default resize decoder).
 template <class Net, class F>
-void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Device device, F&& f) {
+void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Device device, F&& f,
+                         data::DecodeFn decode = {}) {
   train::LoaderSourceOptions so;
   so.augment = data::test_transform(a.size, stats_for(a.normalization));
   so.device = device;
-  train::LoaderSource source(d, data::Sampler::sequential(d.size()), loader_options(a, false), so);
+  data::LoaderOptions lo = loader_options(a, false);
+  lo.decode = std::move(decode);
+  train::LoaderSource source(d, data::Sampler::sequential(d.size()), lo, so);
   net.set_training(false);
   source.start_epoch(0, 0);
   train::Batch b;
@@ -189,15 +195,19 @@ void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Dev
 
 // Class probabilities (N x K, row-major, in data set order) of a classifier in evaluation mode.
 template <class Net>
-std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, const RunArgs& a, Device device) {
+std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, const RunArgs& a, Device device,
+                                          data::DecodeFn decode = {}) {
   std::vector<double> probs;
   Tensor p;
-  for_each_test_batch(net, d, a, device, [&](CView images) {
-    CView logits = net.forward(images);
-    train::detail::ensure(p, logits.shape(), device);
-    softmax_forward(logits, p);
-    for (float v : p.to_vector()) probs.push_back(static_cast<double>(v));
-  });
+  for_each_test_batch(
+      net, d, a, device,
+      [&](CView images) {
+        CView logits = net.forward(images);
+        train::detail::ensure(p, logits.shape(), device);
+        softmax_forward(logits, p);
+        for (float v : p.to_vector()) probs.push_back(static_cast<double>(v));
+      },
+      std::move(decode));
   return probs;
 }
 
@@ -528,6 +538,247 @@ EvalSummary evaluate(const EvaluateArgs& a) {
     s.high[name] = c.high;
   }
   return s;
+}
+
+// ---- robustness (docs/robustness.md) ----
+
+// One line of robustness.csv: the metrics of the classifier on the images under one corruption at one
+// severity ("clean", 0: the images as they are).
+struct RobustnessRow {
+  std::string corruption;
+  int severity = 0;
+  std::int64_t images = 0;
+  double accuracy = 0, error = 0, kappa = 0, referable_auc = 0;
+};
+
+inline constexpr const char* kRobustnessHeader =
+    "corruption,severity,images,accuracy,error,kappa,referable_auc";
+
+// A number for robustness.csv: the shortest round-trip form, nan where undefined (std::stod reads it back).
+inline std::string csv_number(double v) {
+  if (std::isnan(v)) return "nan";
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, res.ptr);
+}
+
+inline std::string robustness_csv(const std::vector<RobustnessRow>& rows) {
+  std::string out = std::string(kRobustnessHeader) + "\n";
+  for (const RobustnessRow& r : rows)
+    out += r.corruption + "," + std::to_string(r.severity) + "," + std::to_string(r.images) + "," +
+           csv_number(r.accuracy) + "," + csv_number(r.error) + "," + csv_number(r.kappa) + "," +
+           csv_number(r.referable_auc) + "\n";
+  return out;
+}
+
+// Reads a robustness.csv; throws naming the file and line when it is not one.
+inline std::vector<RobustnessRow> read_robustness_csv(const fs::path& path) {
+  std::ifstream in(path);
+  FOVEA_CHECK(in.good(), "cannot read '", path.string(), "'");
+  std::string line;
+  FOVEA_CHECK(std::getline(in, line) && line == kRobustnessHeader, path.string(),
+              ": line 1 is not the header '", kRobustnessHeader, "'");
+  std::vector<RobustnessRow> rows;
+  for (int number = 2; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    std::vector<std::string> f;
+    std::stringstream fields(line);
+    std::string cell;
+    while (std::getline(fields, cell, ',')) f.push_back(cell);
+    RobustnessRow r;
+    bool ok = f.size() == 7;
+    try {
+      if (ok) {
+        r.corruption = f[0];
+        r.severity = std::stoi(f[1]);
+        r.images = std::stoll(f[2]);
+        r.accuracy = std::stod(f[3]), r.error = std::stod(f[4]), r.kappa = std::stod(f[5]);
+        r.referable_auc = std::stod(f[6]);
+      }
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    FOVEA_CHECK(ok, path.string(), ": line ", number,
+                " is not 'corruption,severity,images,accuracy,error,kappa,", "referable_auc': '", line, "'");
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+inline RobustnessRow robustness_row(const std::string& corruption, int severity,
+                                    const std::vector<int>& labels, const std::vector<double>& probs,
+                                    int classes, int referable_threshold) {
+  RobustnessRow r;
+  r.corruption = corruption;
+  r.severity = severity;
+  r.images = static_cast<std::int64_t>(labels.size());
+  const auto preds = eval::argmax_rows(probs, classes);
+  r.accuracy = eval::accuracy(labels, preds);
+  r.error = 1.0 - r.accuracy;
+  r.kappa = eval::quadratic_weighted_kappa(labels, preds, classes);
+  const int t = std::min(referable_threshold, classes - 1);
+  r.referable_auc = eval::roc_auc(eval::referable(labels, t), eval::referable_score(probs, classes, t));
+  return r;
+}
+
+// Corruption errors (Hendrycks & Dietterich 2019) against a reference run: per corruption
+// CE = sum_s E_s / sum_s E_s(reference) and the relative CE = sum_s (E_s - E_clean) / sum_s
+// (E_s(ref) - E_clean(ref)), each NaN where the reference lacks a severity or its sum is 0; mCE and
+// relative mCE are their means over the corruptions with a finite value.
+inline json corruption_errors(const std::vector<RobustnessRow>& rows,
+                              const std::vector<RobustnessRow>& reference,
+                              const std::vector<data::Corruption>& corruptions,
+                              const std::vector<int>& severities, double* mce, double* relative_mce) {
+  const auto find = [](const std::vector<RobustnessRow>& v, const std::string& c,
+                       int s) -> const RobustnessRow* {
+    for (const RobustnessRow& r : v)
+      if (r.corruption == c && r.severity == s) return &r;
+    return nullptr;
+  };
+  const RobustnessRow* clean = find(rows, "clean", 0);
+  const RobustnessRow* ref_clean = find(reference, "clean", 0);
+  json per = json::object();
+  double sum_ce = 0, sum_rel = 0;
+  int n_ce = 0, n_rel = 0;
+  for (data::Corruption c : corruptions) {
+    const std::string name(data::corruption_name(c));
+    double e = 0, er = 0, d = 0, dr = 0, mean_error = 0, mean_kappa = 0;
+    bool complete = !reference.empty();
+    for (int s : severities) {
+      const RobustnessRow* r = find(rows, name, s);
+      mean_error += r->error / static_cast<double>(severities.size());
+      mean_kappa += r->kappa / static_cast<double>(severities.size());
+      const RobustnessRow* q = find(reference, name, s);
+      if (q == nullptr || ref_clean == nullptr) {
+        complete = false;
+        continue;
+      }
+      e += r->error, er += q->error, d += r->error - clean->error, dr += q->error - ref_clean->error;
+    }
+    const double ce = complete && er > 0 ? e / er : eval::kNaN;
+    const double rel = complete && dr > 0 ? d / dr : eval::kNaN;
+    if (std::isfinite(ce)) sum_ce += ce, ++n_ce;
+    if (std::isfinite(rel)) sum_rel += rel, ++n_rel;
+    per[name] =
+        json{{"mean_error", mean_error}, {"mean_kappa", mean_kappa}, {"ce", ce}, {"relative_ce", rel}};
+  }
+  *mce = n_ce > 0 ? sum_ce / n_ce : eval::kNaN;
+  *relative_mce = n_rel > 0 ? sum_rel / n_rel : eval::kNaN;
+  return per;
+}
+
+template <class Backbone>
+RobustnessSummary robustness(const RobustnessArgs& a) {
+  const Device device = resolve_device(a.device);
+  const std::vector<data::Corruption> corruptions = corruption_list(a.corruptions);
+  const std::vector<int> severities = severity_list(a.severities);
+  json config = common_config(a);
+  config.update(json{{"weights", a.weights},
+                     {"label_scheme", a.label_scheme},
+                     {"referable_threshold", a.referable_threshold},
+                     {"split", a.split},
+                     {"split_name", a.split_name},
+                     {"corruptions", a.corruptions},
+                     {"severities", a.severities},
+                     {"reference", a.reference}});
+  FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
+  FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
+  const std::vector<RobustnessRow> reference =
+      a.reference.empty() ? std::vector<RobustnessRow>{} : read_robustness_csv(a.reference);
+  // An interrupted run with the same settings keeps the rows it wrote (robustness.csv is rewritten
+  // atomically after each one).
+  const fs::path csv = fs::path(a.out) / "robustness.csv";
+  std::vector<RobustnessRow> rows;
+  if (a.resume && fs::exists(csv) && fs::exists(fs::path(a.out) / "config.json")) {
+    std::ifstream in(fs::path(a.out) / "config.json");
+    json before;
+    try {
+      before = json::parse(in);
+    } catch (const std::exception& e) {
+      FOVEA_FAIL((fs::path(a.out) / "config.json").string(), " is not valid JSON (", e.what(),
+                 "); pass --no-resume to start over");
+    }
+    json now = config;
+    now["command"] = "robustness";
+    const std::string diff = config_difference(before, now);
+    FOVEA_CHECK(diff.empty(), "cannot resume the run in ", a.out,
+                ": its config.json has other settings:", diff, refuse_resume_hint());
+    rows = read_robustness_csv(csv);
+  }
+  RunDir run(a, "robustness", config, device);
+  const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
+  data::Dataset d = data::map_labels(load_data(a), scheme);
+  if (!a.split.empty()) {
+    const auto file = data::read_split(a.split);
+    const auto part = data::parse_split_name(a.split_name);
+    FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
+    d = data::apply_split(d, file.assignment_for(d))[*part];
+  }
+  FOVEA_CHECK(d.size() > 0, "robustness: no labelled image to evaluate");
+  const int classes = scheme.num_classes();
+  models::Classifier<Backbone> net(resnet_config(a, classes));
+  net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
+  nn::load_weights(net, a.weights);
+  const std::vector<int> labels = d.labels();
+  const auto have = [&](const std::string& c, int s) {
+    return std::any_of(rows.begin(), rows.end(),
+                       [&](const RobustnessRow& r) { return r.corruption == c && r.severity == s; });
+  };
+  const auto add = [&](RobustnessRow r) {
+    rows.push_back(std::move(r));
+    io::write_file_atomically(csv, robustness_csv(rows));
+    const RobustnessRow& b = rows.back();
+    run.log("robustness: " + b.corruption + " " + std::to_string(b.severity) + ": accuracy " +
+            std::to_string(b.accuracy) + ", kappa " + std::to_string(b.kappa));
+  };
+  if (!have("clean", 0))
+    add(robustness_row("clean", 0, labels, predict_probabilities(net, d, a, device), classes,
+                       a.referable_threshold));
+  const int decode_side = decode_size(a.size);
+  for (data::Corruption c : corruptions)
+    for (int s : severities) {
+      const std::string name(data::corruption_name(c));
+      if (have(name, s)) continue;
+      // The decoded image (in [0, 1], before the test transform's crop and normalisation) corrupted;
+      // its random draws keyed by (seed, the image's index in the data set, corruption, severity).
+      data::DecodeFn decode = [c, s, seed = a.seed, decode_side](const data::Sample& sample,
+                                                                 const data::DecodeContext& ctx) {
+        const Tensor image =
+            data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
+        const Shape& is = image.shape();  // (1, 3, S, S)
+        return data::corrupt(CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()), c, s, seed,
+                             static_cast<std::int64_t>(ctx.index));
+      };
+      add(robustness_row(name, s, labels, predict_probabilities(net, d, a, device, decode), classes,
+                         a.referable_threshold));
+    }
+  RobustnessSummary summary;
+  summary.images = static_cast<std::int64_t>(d.size());
+  const json per =
+      corruption_errors(rows, reference, corruptions, severities, &summary.mce, &summary.relative_mce);
+  for (const RobustnessRow& r : rows) {
+    if (r.corruption == "clean") {
+      summary.clean_error = r.error, summary.clean_kappa = r.kappa;
+      continue;
+    }
+    summary.mean_error += r.error / static_cast<double>(rows.size() - 1);
+    summary.mean_kappa += r.kappa / static_cast<double>(rows.size() - 1);
+  }
+  const json report{{"images", summary.images},
+                    {"clean_error", summary.clean_error},
+                    {"clean_kappa", summary.clean_kappa},
+                    {"mean_corrupted_error", summary.mean_error},
+                    {"mean_corrupted_kappa", summary.mean_kappa},
+                    {"mce", summary.mce},
+                    {"relative_mce", summary.relative_mce},
+                    {"reference", a.reference},
+                    {"corruptions", per}};
+  io::write_file_atomically(fs::path(a.out) / "robustness.json", report.dump(2) + "\n");
+  run.log("robustness (" + std::to_string(summary.images) + " images, " + std::to_string(rows.size() - 1) +
+          " corrupted sets): clean error " + std::to_string(summary.clean_error) + ", mean corrupted error " +
+          std::to_string(summary.mean_error) +
+          (a.reference.empty() ? "" : ", mCE " + std::to_string(summary.mce)));
+  return summary;
 }
 
 }  // namespace fovea::tools::drivers

@@ -6,4 +6,5 @@ namespace fovea::tools::drivers {
 template int pretrain<models::ResNet18Backbone>(const PretrainArgs&);
 template int finetune<models::ResNet18Backbone>(const FinetuneArgs&);
 template EvalSummary evaluate<models::ResNet18Backbone>(const EvaluateArgs&);
+template RobustnessSummary robustness<models::ResNet18Backbone>(const RobustnessArgs&);
 }  // namespace fovea::tools::drivers

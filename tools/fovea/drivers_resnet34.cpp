@@ -6,4 +6,5 @@ namespace fovea::tools::drivers {
 template int pretrain<models::ResNet34Backbone>(const PretrainArgs&);
 template int finetune<models::ResNet34Backbone>(const FinetuneArgs&);
 template EvalSummary evaluate<models::ResNet34Backbone>(const EvaluateArgs&);
+template RobustnessSummary robustness<models::ResNet34Backbone>(const RobustnessArgs&);
 }  // namespace fovea::tools::drivers

@@ -6,4 +6,5 @@ namespace fovea::tools::drivers {
 template int pretrain<models::ResNet50Backbone>(const PretrainArgs&);
 template int finetune<models::ResNet50Backbone>(const FinetuneArgs&);
 template EvalSummary evaluate<models::ResNet50Backbone>(const EvaluateArgs&);
+template RobustnessSummary robustness<models::ResNet50Backbone>(const RobustnessArgs&);
 }  // namespace fovea::tools::drivers

@@ -1,0 +1,1161 @@
+// fovea/data/corruptions.hpp: image corruptions for robustness evaluation: the 15 of ImageNet-C
+// (Hendrycks & Dietterich 2019) under their names and severities 1..5, and five fundus-specific
+// degradations (EyeQ style) that leave the black surround outside the field of view untouched.
+// Formulas, parameters, the size rule and the random keys: docs/robustness.md.
+//
+// Host code on CPU tensors (3, H, W) with values in [0, 1]; every output is clipped to [0, 1].
+// Random draws come from Philox streams named by corruption_key(seed, sample, corruption, severity,
+// stream), each draw at a fixed index (one per pixel, per fractal point, per spot), so a result is a
+// pure function of (image, corruption, severity, seed, sample): bitwise the same in any program, at
+// any thread count. corrupt runs on the calling thread: parallelise over images.
+//
+// Size rule: ImageNet-C is defined on 224 x 224 images. Its parameters apply as they are at 224 px;
+// lengths (blur radii and sigmas, the elastic field) scale by s = min(H, W) / 224; the fog map covers
+// the image as its 256-px map covers 224 px. jpeg_compression uses stb (FOVEA_WITH_STB, see
+// data/image.hpp) and throws without it.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fovea/core/error.hpp"
+#include "fovea/core/random.hpp"
+#include "fovea/core/tensor.hpp"
+#include "fovea/data/fundus.hpp"
+#include "fovea/data/image.hpp"
+
+namespace fovea::data {
+
+// The corruptions, ImageNet-C's 15 in the order of REFERENCE 1.6's table, then the fundus ones.
+enum class Corruption : std::uint8_t {
+  gaussian_noise,
+  shot_noise,
+  impulse_noise,
+  speckle_noise,
+  gaussian_blur,
+  defocus_blur,
+  motion_blur,
+  zoom_blur,
+  brightness,
+  contrast,
+  saturate,
+  jpeg_compression,
+  pixelate,
+  elastic_transform,
+  fog,
+  // fundus-specific, inside the field of view only
+  uneven_illumination,
+  halo,
+  dark_hole,
+  spots,
+  fundus_defocus,
+};
+
+inline constexpr int kCorruptionCount = 20;
+inline constexpr int kImageNetCCorruptionCount = 15;
+inline constexpr int kMinSeverity = 1;
+inline constexpr int kMaxSeverity = 5;
+// The image side ImageNet-C's parameters are defined at.
+inline constexpr double kCorruptionReferenceSide = 224.0;
+
+namespace detail::corruption {
+
+inline constexpr std::array<std::string_view, kCorruptionCount> kNames{
+    "gaussian_noise", "shot_noise",        "impulse_noise", "speckle_noise",
+    "gaussian_blur",  "defocus_blur",      "motion_blur",   "zoom_blur",
+    "brightness",     "contrast",          "saturate",      "jpeg_compression",
+    "pixelate",       "elastic_transform", "fog",           "uneven_illumination",
+    "halo",           "dark_hole",         "spots",         "fundus_defocus"};
+
+inline std::vector<Corruption> range(int first, int last) {
+  std::vector<Corruption> v;
+  for (int i = first; i < last; ++i) v.push_back(static_cast<Corruption>(i));
+  return v;
+}
+
+inline std::string valid_names() {
+  std::string s;
+  for (std::string_view n : kNames) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
+
+}  // namespace detail::corruption
+
+// ImageNet-C's 15 corruptions, in table order.
+inline const std::vector<Corruption>& imagenet_c_corruptions() {
+  static const std::vector<Corruption> v = detail::corruption::range(0, kImageNetCCorruptionCount);
+  return v;
+}
+// The 5 fundus degradations: uneven_illumination, halo, dark_hole, spots, fundus_defocus.
+inline const std::vector<Corruption>& fundus_corruptions() {
+  static const std::vector<Corruption> v =
+      detail::corruption::range(kImageNetCCorruptionCount, kCorruptionCount);
+  return v;
+}
+// All 20, ImageNet-C's first.
+inline const std::vector<Corruption>& all_corruptions() {
+  static const std::vector<Corruption> v = detail::corruption::range(0, kCorruptionCount);
+  return v;
+}
+
+inline bool is_fundus_corruption(Corruption c) { return static_cast<int>(c) >= kImageNetCCorruptionCount; }
+
+// False for the deterministic ones (the blurs but motion_blur, brightness, contrast, saturate,
+// jpeg_compression, pixelate, fundus_defocus): their output does not depend on seed or sample.
+inline bool corruption_is_random(Corruption c) {
+  switch (c) {
+    case Corruption::gaussian_blur:
+    case Corruption::defocus_blur:
+    case Corruption::zoom_blur:
+    case Corruption::brightness:
+    case Corruption::contrast:
+    case Corruption::saturate:
+    case Corruption::jpeg_compression:
+    case Corruption::pixelate:
+    case Corruption::fundus_defocus: return false;
+    default: return true;
+  }
+}
+
+// ImageNet-C's name ("gaussian_noise", ..., "jpeg_compression") or the fundus one's.
+inline std::string_view corruption_name(Corruption c) {
+  const int i = static_cast<int>(c);
+  FOVEA_CHECK(i >= 0 && i < kCorruptionCount, "corruption_name: no corruption with index ", i);
+  return detail::corruption::kNames[static_cast<std::size_t>(i)];
+}
+
+// The corruption named `name` (exactly as corruption_name spells it); throws fovea::Error listing
+// the valid names.
+inline Corruption parse_corruption(std::string_view name) {
+  for (int i = 0; i < kCorruptionCount; ++i)
+    if (detail::corruption::kNames[static_cast<std::size_t>(i)] == name) return static_cast<Corruption>(i);
+  FOVEA_FAIL("unknown corruption '", std::string(name),
+             "'; valid names: ", detail::corruption::valid_names());
+}
+
+// A comma-separated list of names, or one of the groups "all", "imagenet_c", "fundus" (a --corruptions
+// flag). Keeps the order given; throws on an empty entry, an unknown name or a repeated one.
+inline std::vector<Corruption> parse_corruption_list(std::string_view list) {
+  if (list == "all") return all_corruptions();
+  if (list == "imagenet_c") return imagenet_c_corruptions();
+  if (list == "fundus") return fundus_corruptions();
+  std::vector<Corruption> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = list.find(',', start);
+    const std::string_view item =
+        list.substr(start, comma == std::string_view::npos ? list.npos : comma - start);
+    FOVEA_CHECK(!item.empty(), "corruption list '", std::string(list),
+                "' has an empty entry (names separated by commas, or all / imagenet_c / fundus)");
+    const Corruption c = parse_corruption(item);
+    FOVEA_CHECK(std::find(out.begin(), out.end(), c) == out.end(), "corruption list '", std::string(list),
+                "' names ", std::string(item), " twice");
+    out.push_back(c);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+// The Philox stream of corruption c at `severity` of image `sample`:
+//   RandomKey{seed, kPurposeDistort, epoch = stream, sample, view = index(c) * 8 + severity}
+// where index(c) is c's position in the enum (0..19). `stream` separates independent fields of one
+// corruption (elastic_transform's x and y displacements); every other corruption uses stream 0.
+// requires: 0 <= sample < 2^32, severity in 1..5.
+inline RandomKey corruption_key(std::uint64_t seed, std::int64_t sample, Corruption c, int severity,
+                                std::uint32_t stream = 0) {
+  FOVEA_CHECK(sample >= 0 && sample <= static_cast<std::int64_t>(UINT32_MAX), "corruption_key: sample ",
+              sample, " must be in [0, 2^32)");
+  FOVEA_CHECK(severity >= kMinSeverity && severity <= kMaxSeverity, "corruption_key: severity ", severity,
+              " must be 1..5");
+  return make_key(seed, kPurposeDistort, stream, static_cast<std::uint32_t>(sample),
+                  static_cast<std::uint32_t>(static_cast<int>(c) * 8 + severity));
+}
+
+// The length scale of the size rule: min(H, W) / 224.
+inline double corruption_scale(std::int64_t height, std::int64_t width) {
+  return static_cast<double>(std::min(height, width)) / kCorruptionReferenceSide;
+}
+
+// ---- parameter tables (severities 1..5) ---------------------------------------------------------
+
+namespace detail::corruption {
+
+template <class T>
+using Table = std::array<T, 5>;
+struct Pair {
+  double a, b;
+};
+
+// ImageNet-C (REFERENCE 1.6), lengths in pixels at 224 px.
+inline constexpr Table<double> kGaussianNoise{0.08, 0.12, 0.18, 0.26, 0.38};  // sigma
+inline constexpr Table<double> kShotNoise{60, 25, 12, 5, 3};                  // photons per unit
+inline constexpr Table<double> kImpulseNoise{0.03, 0.06, 0.09, 0.17, 0.27};   // amount
+inline constexpr Table<double> kSpeckleNoise{0.15, 0.20, 0.35, 0.45, 0.60};   // sigma
+inline constexpr Table<double> kGaussianBlur{1, 2, 3, 4, 6};                  // sigma
+inline constexpr Table<Pair> kDefocusBlur{
+    {{3, 0.1}, {4, 0.5}, {6, 0.5}, {8, 0.5}, {10, 0.5}}};                                   // radius, alias
+inline constexpr Table<Pair> kMotionBlur{{{10, 3}, {15, 5}, {15, 8}, {15, 12}, {20, 15}}};  // radius, sigma
+inline constexpr Table<Pair> kZoomBlur{
+    {{1.11, 0.01}, {1.16, 0.01}, {1.21, 0.02}, {1.26, 0.02}, {1.31, 0.03}}};  // end (excluded), step
+inline constexpr Table<double> kBrightness{0.1, 0.2, 0.3, 0.4, 0.5};
+inline constexpr Table<double> kContrast{0.4, 0.3, 0.2, 0.1, 0.05};
+inline constexpr Table<Pair> kSaturate{{{0.3, 0}, {0.1, 0}, {2, 0}, {5, 0.1}, {20, 0.2}}};  // scale, shift
+inline constexpr Table<int> kJpegQuality{25, 18, 15, 10, 7};
+inline constexpr Table<double> kPixelate{0.60, 0.50, 0.40, 0.30, 0.25};  // side fraction
+inline constexpr Table<double> kElasticAlpha{12.5, 16.25, 21.25, 25, 30};
+inline constexpr double kElasticSigma = 2.44;  // ImageNet-C's 244 * 0.01 (its severities 3-5)
+inline constexpr Table<Pair> kFog{{{1.5, 2}, {2, 2}, {2.5, 1.7}, {2.5, 1.5}, {3, 1.4}}};  // strength, decay
+
+// Fundus degradations; lengths as fractions of the field of view's radius R.
+inline constexpr Table<double> kUnevenIllumination{0.4, 0.8, 1.2, 1.6, 2.0};  // log-gain depth a
+inline constexpr Table<Pair> kHalo{{{0.25, 0.08}, {0.35, 0.10}, {0.50, 0.12}, {0.65, 0.15}, {0.80, 0.18}}};
+inline constexpr double kHaloCrescent = 0.8;                            // azimuthal modulation depth
+inline constexpr std::array<float, 3> kHaloColour{1.0f, 0.97f, 0.88f};  // pale yellow-white haze
+inline constexpr Table<Pair> kDarkHole{
+    {{0.35, 0.12}, {0.50, 0.16}, {0.65, 0.20}, {0.80, 0.25}, {0.90, 0.30}}};
+inline constexpr double kDarkHoleReach = 0.5;  // hole centres within 0.5 R of the FOV centre
+inline constexpr Table<Pair> kSpots{
+    {{4, 0.30}, {8, 0.40}, {12, 0.50}, {18, 0.60}, {25, 0.70}}};  // count, amp
+inline constexpr double kSpotSigmaMin = 0.015, kSpotSigmaMax = 0.045, kSpotReach = 0.9;
+inline constexpr Table<double> kFundusDefocus{0.015, 0.025, 0.035, 0.050, 0.070};  // disk radius / R
+
+}  // namespace detail::corruption
+
+// The parameters of c at `severity` at 224 px (fundus: in units of the FOV radius R), as text for
+// logs and result files, e.g. "sigma=0.08" or "radius=10 alias_sigma=0.5 px".
+inline std::string corruption_parameters(Corruption c, int severity) {
+  namespace t = detail::corruption;
+  FOVEA_CHECK(severity >= kMinSeverity && severity <= kMaxSeverity, "corruption_parameters: severity ",
+              severity, " must be 1..5");
+  const std::size_t i = static_cast<std::size_t>(severity - 1);
+  std::ostringstream os;
+  switch (c) {
+    case Corruption::gaussian_noise: os << "sigma=" << t::kGaussianNoise[i]; break;
+    case Corruption::shot_noise: os << "c=" << t::kShotNoise[i]; break;
+    case Corruption::impulse_noise: os << "amount=" << t::kImpulseNoise[i]; break;
+    case Corruption::speckle_noise: os << "sigma=" << t::kSpeckleNoise[i]; break;
+    case Corruption::gaussian_blur: os << "sigma=" << t::kGaussianBlur[i] << " px"; break;
+    case Corruption::defocus_blur:
+      os << "radius=" << t::kDefocusBlur[i].a << " alias_sigma=" << t::kDefocusBlur[i].b << " px";
+      break;
+    case Corruption::motion_blur:
+      os << "radius=" << t::kMotionBlur[i].a << " sigma=" << t::kMotionBlur[i].b << " px angle=U(-45,45)";
+      break;
+    case Corruption::zoom_blur:
+      os << "zooms=arange(1," << t::kZoomBlur[i].a << "," << t::kZoomBlur[i].b << ")";
+      break;
+    case Corruption::brightness: os << "dV=" << t::kBrightness[i]; break;
+    case Corruption::contrast: os << "c=" << t::kContrast[i]; break;
+    case Corruption::saturate: os << "S*" << t::kSaturate[i].a << "+" << t::kSaturate[i].b; break;
+    case Corruption::jpeg_compression: os << "quality=" << t::kJpegQuality[i]; break;
+    case Corruption::pixelate: os << "side*" << t::kPixelate[i]; break;
+    case Corruption::elastic_transform:
+      os << "alpha=" << t::kElasticAlpha[i] << " sigma=" << t::kElasticSigma << " px";
+      break;
+    case Corruption::fog: os << "strength=" << t::kFog[i].a << " decay=" << t::kFog[i].b; break;
+    case Corruption::uneven_illumination: os << "slope=" << t::kUnevenIllumination[i]; break;
+    case Corruption::halo: os << "strength=" << t::kHalo[i].a << " width=" << t::kHalo[i].b << " R"; break;
+    case Corruption::dark_hole:
+      os << "depth=" << t::kDarkHole[i].a << " sigma=" << t::kDarkHole[i].b << " R";
+      break;
+    case Corruption::spots: os << "count=" << t::kSpots[i].a << " amplitude=" << t::kSpots[i].b; break;
+    case Corruption::fundus_defocus: os << "radius=" << t::kFundusDefocus[i] << " R"; break;
+  }
+  return os.str();
+}
+
+// ---- building blocks ----------------------------------------------------------------------------
+
+namespace detail::corruption {
+
+inline float clip01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
+
+// How a filter reads beyond the plane: repeat the edge (scipy "nearest"), mirror with the edge
+// repeated (scipy "reflect", d c b a | a b c d), mirror without it (OpenCV's default REFLECT_101,
+// c b | a b c), or zeros.
+enum class Border { clamp, reflect, reflect101, zero };
+
+// The index that position i of a line of n reads, or -1 (zero border, outside).
+inline std::int64_t border_index(std::int64_t i, std::int64_t n, Border border) {
+  if (i >= 0 && i < n) return i;
+  switch (border) {
+    case Border::clamp: return i < 0 ? 0 : n - 1;
+    case Border::zero: return -1;
+    case Border::reflect: {
+      const std::int64_t period = 2 * n;
+      std::int64_t m = i % period;
+      if (m < 0) m += period;
+      return m < n ? m : period - 1 - m;
+    }
+    case Border::reflect101: {
+      if (n == 1) return 0;
+      const std::int64_t period = 2 * (n - 1);
+      std::int64_t m = i % period;
+      if (m < 0) m += period;
+      return m < n ? m : period - m;
+    }
+  }
+  return 0;
+}
+
+// The plane (h, w) padded by `pad` on every side according to `border`: (h + 2 pad, w + 2 pad).
+inline std::vector<float> pad_plane(const float* in, std::int64_t h, std::int64_t w, std::int64_t pad,
+                                    Border border) {
+  const std::int64_t pw = w + 2 * pad, ph = h + 2 * pad;
+  std::vector<float> out(static_cast<std::size_t>(ph * pw));
+  std::vector<std::int64_t> xs(static_cast<std::size_t>(pw));
+  for (std::int64_t x = 0; x < pw; ++x) xs[static_cast<std::size_t>(x)] = border_index(x - pad, w, border);
+  for (std::int64_t y = 0; y < ph; ++y) {
+    const std::int64_t sy = border_index(y - pad, h, border);
+    float* dst = out.data() + y * pw;
+    if (sy < 0) {
+      std::fill(dst, dst + pw, 0.0f);
+      continue;
+    }
+    const float* src = in + sy * w;
+    for (std::int64_t x = 0; x < pw; ++x) {
+      const std::int64_t sx = xs[static_cast<std::size_t>(x)];
+      dst[x] = sx < 0 ? 0.0f : src[sx];
+    }
+  }
+  return out;
+}
+
+// One weight of a sparse 2-D filter: out(y, x) += weight * in(y + dy, x + dx).
+struct Tap {
+  int dy, dx;
+  float weight;
+};
+
+// out(y, x) = sum over taps of weight * in(y + dy, x + dx), positions beyond the plane read through
+// `border`. One plane (h, w); out must not alias in.
+inline void filter_taps(const float* in, float* out, std::int64_t h, std::int64_t w,
+                        const std::vector<Tap>& taps, Border border) {
+  std::int64_t pad = 0;
+  for (const Tap& t : taps) pad = std::max<std::int64_t>({pad, std::abs(t.dy), std::abs(t.dx)});
+  const std::vector<float> padded = pad_plane(in, h, w, pad, border);
+  const std::int64_t pw = w + 2 * pad;
+  for (std::int64_t y = 0; y < h; ++y) {
+    float* dst = out + y * w;
+    std::fill(dst, dst + w, 0.0f);
+    for (const Tap& t : taps) {
+      const float* src = padded.data() + (y + pad + t.dy) * pw + pad + t.dx;
+      const float wt = t.weight;
+      for (std::int64_t x = 0; x < w; ++x) dst[x] += wt * src[x];
+    }
+  }
+}
+
+// exp(-i^2 / (2 sigma^2)) for i = -radius..radius, normalised to sum 1 (in double).
+inline std::vector<float> gaussian_taps(double sigma, std::int64_t radius) {
+  std::vector<double> k(static_cast<std::size_t>(2 * radius + 1));
+  double total = 0.0;
+  for (std::int64_t i = -radius; i <= radius; ++i) {
+    const double v = sigma > 0.0 ? std::exp(-0.5 * static_cast<double>(i * i) / (sigma * sigma)) : (i == 0);
+    k[static_cast<std::size_t>(i + radius)] = v;
+    total += v;
+  }
+  std::vector<float> out(k.size());
+  for (std::size_t i = 0; i < k.size(); ++i) out[i] = static_cast<float>(k[i] / total);
+  return out;
+}
+
+// Separable filter of one plane with the odd symmetric kernel k: rows, then columns.
+inline void separable_filter(const float* in, float* out, std::int64_t h, std::int64_t w,
+                             const std::vector<float>& k, Border border) {
+  const std::int64_t radius = static_cast<std::int64_t>(k.size()) / 2;
+  std::vector<float> rows(static_cast<std::size_t>(h * w));
+  std::vector<float> line(static_cast<std::size_t>(w + 2 * radius));
+  for (std::int64_t y = 0; y < h; ++y) {
+    const float* src = in + y * w;
+    for (std::int64_t x = -radius; x < w + radius; ++x) {
+      const std::int64_t sx = border_index(x, w, border);
+      line[static_cast<std::size_t>(x + radius)] = sx < 0 ? 0.0f : src[sx];
+    }
+    float* dst = rows.data() + y * w;
+    for (std::int64_t x = 0; x < w; ++x) {
+      const float* s = line.data() + x;
+      float acc = 0.0f;
+      for (std::size_t t = 0; t < k.size(); ++t) acc += k[t] * s[t];
+      dst[x] = acc;
+    }
+  }
+  for (std::int64_t y = 0; y < h; ++y) {
+    float* dst = out + y * w;
+    std::fill(dst, dst + w, 0.0f);
+    for (std::int64_t t = -radius; t <= radius; ++t) {
+      const std::int64_t sy = border_index(y + t, h, border);
+      if (sy < 0) continue;
+      const float* s = rows.data() + sy * w;
+      const float kt = k[static_cast<std::size_t>(t + radius)];
+      for (std::int64_t x = 0; x < w; ++x) dst[x] += kt * s[x];
+    }
+  }
+}
+
+// ImageNet-C's disk(radius, alias_blur) at scale s: the indicator of x^2 + y^2 <= r^2 on the grid
+// [-half, half]^2, normalised, then blurred by a Gaussian of sigma `alias` over (2 ah + 1) taps with
+// reflect-101 borders (cv2.GaussianBlur). At s = 1: half = 8 and ah = 1 (a 3x3 blur) for r <= 8,
+// else half = r and ah = 2 (5x5); at other scales 8 and the blur window scale with s. The result is
+// renormalised to sum 1: ImageNet-C's sums to 1.013 at r = 8 and 1.011 at r = 10, where the disk
+// touches the grid's edge and the reflected border adds weight. Taps below 1e-7 are dropped.
+inline std::vector<Tap> disk_taps(double radius, double alias, double s) {
+  const bool small = radius <= 8.0 * s;
+  const int half = static_cast<int>(std::ceil(small ? 8.0 * s - 1e-9 : radius - 1e-9));
+  const int ah = std::max(small ? 1 : 2, static_cast<int>(std::lround(small ? s : 2.0 * s)));
+  const int n = 2 * half + 1;
+  std::vector<float> grid(static_cast<std::size_t>(n * n), 0.0f);
+  double count = 0.0;
+  for (int y = -half; y <= half; ++y)
+    for (int x = -half; x <= half; ++x)
+      if (static_cast<double>(x * x + y * y) <= radius * radius) {
+        grid[static_cast<std::size_t>((y + half) * n + x + half)] = 1.0f;
+        count += 1.0;
+      }
+  for (float& v : grid) v = static_cast<float>(v / count);
+  std::vector<float> blurred(grid.size());
+  separable_filter(grid.data(), blurred.data(), n, n, gaussian_taps(alias, ah), Border::reflect101);
+  double total = 0.0;
+  for (float v : blurred) total += v;
+  std::vector<Tap> taps;
+  for (int y = -half; y <= half; ++y)
+    for (int x = -half; x <= half; ++x) {
+      const double v = blurred[static_cast<std::size_t>((y + half) * n + x + half)] / total;
+      if (v > 1e-7) taps.push_back({y, x, static_cast<float>(v)});
+    }
+  return taps;
+}
+
+// Bilinear sampling positions along one axis: output o reads in[i0] * (1 - lambda) + in[i1] * lambda.
+struct LinearTap {
+  std::int64_t i0, i1;
+  float lambda;
+};
+
+// 53 uniform bits from two words: a double in [0, 1).
+inline double uniform53(std::uint32_t a, std::uint32_t b) {
+  return (static_cast<double>(a >> 5) * 67108864.0 + static_cast<double>(b >> 6)) * 0x1p-53;
+}
+
+// A Poisson(lambda) variate by inversion of its CDF at u in [0, 1) (exact up to double rounding; the
+// search stops after lambda + 40 sqrt(lambda) + 40 terms, where the remaining mass is < 1e-300).
+inline int poisson_inverse(double lambda, double u) {
+  if (!(lambda > 0.0)) return 0;
+  double p = std::exp(-lambda), cdf = p;
+  const int cap = static_cast<int>(lambda + 40.0 * std::sqrt(lambda) + 40.0);
+  int k = 0;
+  while (u >= cdf && k < cap) {
+    ++k;
+    p *= lambda / k;
+    cdf += p;
+  }
+  return k;
+}
+
+// skimage's rgb2hsv on one pixel: v = max, s = (max - min) / max (0 for gray), h in [0, 1) with the
+// blue-max formula winning ties over green over red.
+inline void rgb_to_hsv(float r, float g, float b, float& h, float& s, float& v) {
+  v = std::max({r, g, b});
+  const float delta = v - std::min({r, g, b});
+  if (!(delta > 0.0f)) {
+    h = 0.0f, s = 0.0f;
+    return;
+  }
+  s = delta / v;
+  float hh;
+  if (b == v) hh = 4.0f + (r - g) / delta;
+  else if (g == v) hh = 2.0f + (b - r) / delta;
+  else hh = (g - b) / delta;
+  hh /= 6.0f;
+  h = hh - std::floor(hh);
+}
+
+// skimage's hsv2rgb on one pixel.
+inline void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b) {
+  const float h6 = h * 6.0f;
+  const float fi = std::floor(h6);
+  const float f = h6 - fi;
+  const int i = static_cast<int>(fi) % 6;
+  const float p = v * (1.0f - s), q = v * (1.0f - f * s), t = v * (1.0f - (1.0f - f) * s);
+  switch (i) {
+    case 0: r = v, g = t, b = p; break;
+    case 1: r = q, g = v, b = p; break;
+    case 2: r = p, g = v, b = t; break;
+    case 3: r = p, g = q, b = v; break;
+    case 4: r = t, g = p, b = v; break;
+    default: r = v, g = p, b = q; break;
+  }
+}
+
+// ImageNet-C's plasma_fractal(mapsize, wibbledecay): diamond-square on an m x m torus (m a power of
+// two), point (0, 0) = 0. Each level sets the centres of the squares of side `step` to the mean of
+// their 4 corners, then the edge midpoints to the mean of their 4 diamond neighbours, each plus
+// w * U(-w, w) (ImageNet-C multiplies its uniform draw by w once more, so the amplitude of a level
+// falls by decay^2), with w = 100 at the first level and w /= decay after each. Point (y, x) takes
+// its draw from uniform(key, y * m + x): it is set exactly once. Normalised to [0, 1] at the end.
+//   -> m * m values, row-major, in double.
+inline std::vector<double> plasma_fractal(std::int64_t m, double decay, const RandomKey& key) {
+  FOVEA_CHECK(m >= 2 && (m & (m - 1)) == 0, "plasma_fractal: map size ", m, " must be a power of two >= 2");
+  std::vector<double> map(static_cast<std::size_t>(m * m), 0.0);
+  auto at = [&](std::int64_t y, std::int64_t x) -> double& {
+    return map[static_cast<std::size_t>(((y % m + m) % m) * m + (x % m + m) % m)];
+  };
+  double wibble = 100.0;
+  auto perturb = [&](std::int64_t y, std::int64_t x) {
+    const double u = uniform(key, static_cast<std::uint64_t>(y * m + x));
+    return wibble * wibble * (2.0 * u - 1.0);
+  };
+  for (std::int64_t step = m; step >= 2; step /= 2) {
+    const std::int64_t half = step / 2;
+    for (std::int64_t y = 0; y < m; y += step)  // squares
+      for (std::int64_t x = 0; x < m; x += step)
+        at(y + half, x + half) =
+            (at(y, x) + at(y + step, x) + at(y, x + step) + at(y + step, x + step)) / 4.0 +
+            perturb(y + half, x + half);
+    for (std::int64_t y = 0; y < m; y += step)  // diamonds: (y, x + half), then (y + half, x)
+      for (std::int64_t x = 0; x < m; x += step) {
+        at(y, x + half) =
+            (at(y - half, x + half) + at(y + half, x + half) + at(y, x) + at(y, x + step)) / 4.0 +
+            perturb(y, x + half);
+        at(y + half, x) =
+            (at(y + half, x - half) + at(y + half, x + half) + at(y, x) + at(y + step, x)) / 4.0 +
+            perturb(y + half, x);
+      }
+    wibble /= decay;
+  }
+  const auto [lo, hi] = std::minmax_element(map.begin(), map.end());
+  const double min = *lo, range = *hi - *lo;
+  for (double& v : map) v = range > 0.0 ? (v - min) / range : 0.0;
+  return map;
+}
+
+// ---- ImageNet-C ---------------------------------------------------------------------------------
+
+inline std::int64_t plane_of(CView x) { return x.shape()[1] * x.shape()[2]; }
+
+inline Tensor gaussian_noise(CView x, double sigma, const RandomKey& key) {
+  Tensor out(x.shape());
+  const float sd = static_cast<float>(sigma);
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    out.data()[i] = clip01(x.data()[i] + sd * normal(key, static_cast<std::uint64_t>(i)));
+  return out;
+}
+
+inline Tensor shot_noise(CView x, double c, const RandomKey& key) {
+  Tensor out(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    const U32x4 b = random_block(key, static_cast<std::uint32_t>(i));
+    const double lambda = static_cast<double>(clip01(x.data()[i])) * c;
+    out.data()[i] = clip01(static_cast<float>(poisson_inverse(lambda, uniform53(b.v[0], b.v[1])) / c));
+  }
+  return out;
+}
+
+// skimage's random_noise(mode="s&p"): each element is replaced with probability `amount`, by 1 or 0
+// with equal odds (word 0 of block i decides replacement, the top bit of word 1 salt vs pepper).
+inline Tensor impulse_noise(CView x, double amount, const RandomKey& key) {
+  Tensor out(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    const U32x4 b = random_block(key, static_cast<std::uint32_t>(i));
+    const bool flip = static_cast<double>(uniform_from_bits(b.v[0])) < amount;
+    out.data()[i] = flip ? ((b.v[1] >> 31) ? 1.0f : 0.0f) : clip01(x.data()[i]);
+  }
+  return out;
+}
+
+inline Tensor speckle_noise(CView x, double sigma, const RandomKey& key) {
+  Tensor out(x.shape());
+  const float sd = static_cast<float>(sigma);
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    const float v = x.data()[i];
+    out.data()[i] = clip01(v + v * sd * normal(key, static_cast<std::uint64_t>(i)));
+  }
+  return out;
+}
+
+// Every channel through `taps` (2-D) with `border`, clipped.
+inline Tensor filter_image(CView x, const std::vector<Tap>& taps, Border border) {
+  Tensor out(x.shape());
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  for (std::int64_t c = 0; c < 3; ++c)
+    filter_taps(x.data() + c * plane, out.data() + c * plane, h, w, taps, border);
+  for (std::int64_t i = 0; i < out.numel(); ++i) out.data()[i] = clip01(out.data()[i]);
+  return out;
+}
+
+// skimage.filters.gaussian: radius floor(4 sigma + 0.5), edge clamp (scipy "nearest").
+inline Tensor gaussian_blur(CView x, double sigma) {
+  Tensor out(x.shape());
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const std::vector<float> k = gaussian_taps(sigma, static_cast<std::int64_t>(4.0 * sigma + 0.5));
+  for (std::int64_t c = 0; c < 3; ++c)
+    separable_filter(x.data() + c * plane, out.data() + c * plane, h, w, k, Border::clamp);
+  for (std::int64_t i = 0; i < out.numel(); ++i) out.data()[i] = clip01(out.data()[i]);
+  return out;
+}
+
+// ImageMagick's MotionBlurImage(radius, sigma, angle): 2 radius + 1 taps i = 0..2 radius with weight
+// exp(-i^2 / (2 sigma^2)) (normalised) reading pixel (x + ceil(i cos a - 0.5), y + ceil(i sin a - 0.5)):
+// a one-sided trail, edge clamp.
+inline std::vector<Tap> motion_taps(std::int64_t radius, double sigma, double degrees) {
+  const double a = degrees * 3.14159265358979323846 / 180.0;
+  const std::int64_t width = 2 * radius + 1;
+  std::vector<double> k(static_cast<std::size_t>(width));
+  double total = 0.0;
+  for (std::int64_t i = 0; i < width; ++i)
+    total += k[static_cast<std::size_t>(i)] =
+        sigma > 0.0 ? std::exp(-0.5 * static_cast<double>(i * i) / (sigma * sigma)) : (i == 0);
+  std::vector<Tap> taps;
+  for (std::int64_t i = 0; i < width; ++i) {
+    const float wt = static_cast<float>(k[static_cast<std::size_t>(i)] / total);
+    if (wt <= 0.0f) continue;
+    taps.push_back({static_cast<int>(std::ceil(static_cast<double>(i) * std::sin(a) - 0.5)),
+                    static_cast<int>(std::ceil(static_cast<double>(i) * std::cos(a) - 0.5)), wt});
+  }
+  return taps;
+}
+
+// The zoom factors of ImageNet-C's np.arange(1, end, step): 1 + k step for k < ceil((end - 1) / step),
+// evaluated in double as numpy does (severity 1 thus ends at 1.11: 12 factors).
+inline std::vector<double> zoom_factors(double end, double step) {
+  const auto n = static_cast<std::int64_t>(std::ceil((end - 1.0) / step));
+  std::vector<double> f;
+  for (std::int64_t k = 0; k < n; ++k) f.push_back(1.0 + static_cast<double>(k) * step);
+  return f;
+}
+
+// The bilinear taps of a zoom by f about the centre of a line of n: the centred window of n / f
+// pixels stretched back over n (half-pixel centres: src = (o + 0.5 - n/2) / f + n/2 - 0.5).
+inline std::vector<LinearTap> zoom_taps(std::int64_t n, double f) {
+  std::vector<LinearTap> taps(static_cast<std::size_t>(n));
+  const double centre = 0.5 * static_cast<double>(n);
+  for (std::int64_t o = 0; o < n; ++o) {
+    const double src = std::clamp((static_cast<double>(o) + 0.5 - centre) / f + centre - 0.5, 0.0,
+                                  static_cast<double>(n - 1));
+    const auto i0 = static_cast<std::int64_t>(std::floor(src));
+    taps[static_cast<std::size_t>(o)] = {i0, std::min(i0 + 1, n - 1),
+                                         static_cast<float>(src - static_cast<double>(i0))};
+  }
+  return taps;
+}
+
+// (x + sum over factors of zoom_f(x)) / (factors + 1).
+inline Tensor zoom_blur(CView x, double end, double step) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const std::vector<double> factors = zoom_factors(end, step);
+  std::vector<float> acc(x.data(), x.data() + x.numel());
+  std::vector<float> rows(static_cast<std::size_t>(h * w));
+  for (double f : factors) {
+    const std::vector<LinearTap> ty = zoom_taps(h, f), tx = zoom_taps(w, f);
+    for (std::int64_t c = 0; c < 3; ++c) {
+      const float* src = x.data() + c * plane;
+      for (std::int64_t y = 0; y < h; ++y) {  // columns resampled along x into rows
+        const float* s = src + y * w;
+        float* d = rows.data() + y * w;
+        for (std::int64_t o = 0; o < w; ++o) {
+          const LinearTap& t = tx[static_cast<std::size_t>(o)];
+          d[o] = s[t.i0] + t.lambda * (s[t.i1] - s[t.i0]);
+        }
+      }
+      float* a = acc.data() + c * plane;
+      for (std::int64_t o = 0; o < h; ++o) {
+        const LinearTap& t = ty[static_cast<std::size_t>(o)];
+        const float* r0 = rows.data() + t.i0 * w;
+        const float* r1 = rows.data() + t.i1 * w;
+        for (std::int64_t xx = 0; xx < w; ++xx) a[o * w + xx] += r0[xx] + t.lambda * (r1[xx] - r0[xx]);
+      }
+    }
+  }
+  Tensor out(x.shape());
+  const float inv = 1.0f / static_cast<float>(factors.size() + 1);
+  for (std::int64_t i = 0; i < out.numel(); ++i)
+    out.data()[i] = clip01(acc[static_cast<std::size_t>(i)] * inv);
+  return out;
+}
+
+// Per pixel through HSV: (h, s, v) -> f(h, s, v), back to RGB, clipped.
+template <class F>
+Tensor map_hsv(CView x, F f) {
+  Tensor out(x.shape());
+  const std::int64_t plane = plane_of(x);
+  const float* r = x.data();
+  const float* g = r + plane;
+  const float* b = g + plane;
+  float* ro = out.data();
+  float* go = ro + plane;
+  float* bo = go + plane;
+  for (std::int64_t i = 0; i < plane; ++i) {
+    float h, s, v;
+    rgb_to_hsv(r[i], g[i], b[i], h, s, v);
+    f(h, s, v);
+    hsv_to_rgb(h, s, v, ro[i], go[i], bo[i]);
+    ro[i] = clip01(ro[i]), go[i] = clip01(go[i]), bo[i] = clip01(bo[i]);
+  }
+  return out;
+}
+
+inline Tensor contrast(CView x, double c) {
+  Tensor out(x.shape());
+  const std::int64_t plane = plane_of(x);
+  const float cf = static_cast<float>(c);
+  for (std::int64_t ch = 0; ch < 3; ++ch) {
+    const float* src = x.data() + ch * plane;
+    double sum = 0.0;
+    for (std::int64_t i = 0; i < plane; ++i) sum += src[i];
+    const float mean = static_cast<float>(sum / static_cast<double>(plane));
+    float* dst = out.data() + ch * plane;
+    for (std::int64_t i = 0; i < plane; ++i) dst[i] = clip01((src[i] - mean) * cf + mean);
+  }
+  return out;
+}
+
+inline Tensor jpeg_compression(CView x, int quality) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  FOVEA_CHECK(h <= 65535 && w <= 65535, "jpeg_compression: image ", x.shape().str(),
+              " is larger than JPEG allows (65535 px a side)");
+#if FOVEA_WITH_STB
+  std::vector<unsigned char> pixels(static_cast<std::size_t>(3 * plane));
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (std::int64_t c = 0; c < 3; ++c)
+      pixels[static_cast<std::size_t>(p * 3 + c)] =
+          static_cast<unsigned char>(std::lround(clip01(x.data()[c * plane + p]) * 255.0f));
+  std::string encoded;
+  auto sink = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data),
+                                               static_cast<std::size_t>(size));
+  };
+  const int ok = stbi_write_jpg_to_func(sink, &encoded, static_cast<int>(w), static_cast<int>(h), 3,
+                                        pixels.data(), quality);
+  FOVEA_CHECK(ok != 0 && !encoded.empty(), "jpeg_compression: stb_image_write failed to encode a ",
+              x.shape().str(), " image at quality ", quality);
+  int dw = 0, dh = 0, channels = 0;
+  unsigned char* decoded = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(encoded.data()),
+                                                 static_cast<int>(encoded.size()), &dw, &dh, &channels, 3);
+  FOVEA_CHECK(decoded != nullptr, "jpeg_compression: stb_image failed to decode its own JPEG: ",
+              stbi_failure_reason() != nullptr ? stbi_failure_reason() : "unknown failure");
+  struct Freer {
+    unsigned char* p;
+    ~Freer() { stbi_image_free(p); }
+  } freer{decoded};
+  FOVEA_CHECK(dw == w && dh == h, "jpeg_compression: decoded ", dw, "x", dh, " from a ", w, "x", h, " image");
+  Tensor out(x.shape());
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (std::int64_t c = 0; c < 3; ++c)
+      out.data()[c * plane + p] = static_cast<float>(decoded[p * 3 + c]) / 255.0f;
+  return out;
+#else
+  (void)plane;
+  (void)quality;
+  FOVEA_FAIL("jpeg_compression needs stb_image_write, and this program was ",
+             fovea::data::detail::kNoStbMessage);
+#endif
+}
+
+// PIL's BOX resampling along one axis when shrinking n -> m: output i averages the input pixels
+// whose centres lie in (i n / m, (i + 1) n / m], with equal weights. Returns each output's first
+// input and count.
+inline std::vector<std::array<std::int64_t, 2>> box_groups(std::int64_t n, std::int64_t m) {
+  std::vector<std::array<std::int64_t, 2>> g(static_cast<std::size_t>(m));
+  const double scale = static_cast<double>(n) / static_cast<double>(m);
+  for (std::int64_t i = 0; i < m; ++i) {
+    // centre j + 0.5 in (i scale, (i + 1) scale]  <=>  j in (i scale - 0.5, (i + 1) scale - 0.5]
+    std::int64_t first = static_cast<std::int64_t>(std::floor(static_cast<double>(i) * scale - 0.5)) + 1;
+    std::int64_t last = static_cast<std::int64_t>(std::floor((static_cast<double>(i) + 1.0) * scale - 0.5));
+    first = std::clamp<std::int64_t>(first, 0, n - 1);
+    last = std::clamp<std::int64_t>(last, first, n - 1);
+    g[static_cast<std::size_t>(i)] = {first, last - first + 1};
+  }
+  return g;
+}
+
+// Box-downscale to (int(H c), int(W c)) (at least 1), then nearest upscale back to (H, W).
+inline Tensor pixelate(CView x, double c) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const std::int64_t sh = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(h) * c));
+  const std::int64_t sw = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(w) * c));
+  const auto gy = box_groups(h, sh), gx = box_groups(w, sw);
+  std::vector<double> rows(static_cast<std::size_t>(h * sw));
+  std::vector<float> small(static_cast<std::size_t>(sh * sw));
+  std::vector<std::int64_t> near_x(static_cast<std::size_t>(w));
+  for (std::int64_t o = 0; o < w; ++o)
+    near_x[static_cast<std::size_t>(o)] =
+        std::min(sw - 1, static_cast<std::int64_t>((static_cast<double>(o) + 0.5) * static_cast<double>(sw) /
+                                                   static_cast<double>(w)));
+  Tensor out(x.shape());
+  for (std::int64_t c = 0; c < 3; ++c) {
+    const float* src = x.data() + c * plane;
+    for (std::int64_t y = 0; y < h; ++y)
+      for (std::int64_t i = 0; i < sw; ++i) {
+        const auto [first, count] = gx[static_cast<std::size_t>(i)];
+        double sum = 0.0;
+        for (std::int64_t k = 0; k < count; ++k) sum += src[y * w + first + k];
+        rows[static_cast<std::size_t>(y * sw + i)] = sum / static_cast<double>(count);
+      }
+    for (std::int64_t j = 0; j < sh; ++j)
+      for (std::int64_t i = 0; i < sw; ++i) {
+        const auto [first, count] = gy[static_cast<std::size_t>(j)];
+        double sum = 0.0;
+        for (std::int64_t k = 0; k < count; ++k) sum += rows[static_cast<std::size_t>((first + k) * sw + i)];
+        small[static_cast<std::size_t>(j * sw + i)] = static_cast<float>(sum / static_cast<double>(count));
+      }
+    float* dst = out.data() + c * plane;
+    for (std::int64_t y = 0; y < h; ++y) {
+      const std::int64_t j =
+          std::min(sh - 1, static_cast<std::int64_t>((static_cast<double>(y) + 0.5) *
+                                                     static_cast<double>(sh) / static_cast<double>(h)));
+      for (std::int64_t xx = 0; xx < w; ++xx)
+        dst[y * w + xx] =
+            clip01(small[static_cast<std::size_t>(j * sw + near_x[static_cast<std::size_t>(xx)])]);
+    }
+  }
+  return out;
+}
+
+// Displacements U(-1, 1) per pixel (uniform(key, pixel)), Gaussian-smoothed (radius int(3 sigma +
+// 0.5), mirrored borders), times alpha; then every channel sampled bilinearly at (y + dy, x + dx)
+// with mirrored borders (scipy map_coordinates, order 1, mode "reflect").
+inline Tensor elastic_transform(CView x, double alpha, double sigma, const RandomKey& key_x,
+                                const RandomKey& key_y) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const std::vector<float> k = gaussian_taps(sigma, static_cast<std::int64_t>(3.0 * sigma + 0.5));
+  std::vector<float> noise(static_cast<std::size_t>(plane)), dx(noise.size()), dy(noise.size());
+  for (std::int64_t i = 0; i < plane; ++i)
+    noise[static_cast<std::size_t>(i)] = 2.0f * uniform(key_x, static_cast<std::uint64_t>(i)) - 1.0f;
+  separable_filter(noise.data(), dx.data(), h, w, k, Border::reflect);
+  for (std::int64_t i = 0; i < plane; ++i)
+    noise[static_cast<std::size_t>(i)] = 2.0f * uniform(key_y, static_cast<std::uint64_t>(i)) - 1.0f;
+  separable_filter(noise.data(), dy.data(), h, w, k, Border::reflect);
+  Tensor out(x.shape());
+  const auto a = static_cast<float>(alpha);
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t xx = 0; xx < w; ++xx) {
+      const std::size_t p = static_cast<std::size_t>(y * w + xx);
+      const double sy = static_cast<double>(y) + static_cast<double>(a * dy[p]);
+      const double sx = static_cast<double>(xx) + static_cast<double>(a * dx[p]);
+      const double fy = std::floor(sy), fx = std::floor(sx);
+      const auto ly = static_cast<float>(sy - fy), lx = static_cast<float>(sx - fx);
+      const auto y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
+      const std::int64_t r0 = border_index(y0, h, Border::reflect) * w,
+                         r1 = border_index(y0 + 1, h, Border::reflect) * w;
+      const std::int64_t c0 = border_index(x0, w, Border::reflect),
+                         c1 = border_index(x0 + 1, w, Border::reflect);
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const float* s = x.data() + c * plane;
+        const float top = s[r0 + c0] + lx * (s[r0 + c1] - s[r0 + c0]);
+        const float bottom = s[r1 + c0] + lx * (s[r1 + c1] - s[r1 + c0]);
+        out.data()[c * plane + static_cast<std::int64_t>(p)] = clip01(top + ly * (bottom - top));
+      }
+    }
+  return out;
+}
+
+// The largest fog map (side); larger images upsample a map of this side.
+inline constexpr std::int64_t kMaxFogMap = 2048;
+
+// The fog layer for an h x w image, values in [0, 1]: the top-left 7/8 of a plasma map of side
+// m = the smallest power of two >= max(h, w) * 256 / 224 (capped at kMaxFogMap), resized to h x w
+// (antialiased bilinear); at 224 x 224 this is ImageNet-C's plasma_fractal(256)[:224, :224].
+inline std::vector<float> fog_layer(std::int64_t h, std::int64_t w, double decay, const RandomKey& key) {
+  const double side = static_cast<double>(std::max(h, w));
+  std::int64_t m = 2;
+  while (m < kMaxFogMap && static_cast<double>(m) < side * 256.0 / 224.0 - 1e-9) m *= 2;
+  const std::vector<double> map = plasma_fractal(m, decay, key);
+  const double region = static_cast<double>(m) * 224.0 / 256.0;
+  const std::int64_t rh =
+      std::clamp<std::int64_t>(std::llround(region * static_cast<double>(h) / side), 1, m);
+  const std::int64_t rw =
+      std::clamp<std::int64_t>(std::llround(region * static_cast<double>(w) / side), 1, m);
+  Tensor crop(Shape{1, rh, rw});
+  for (std::int64_t y = 0; y < rh; ++y)
+    for (std::int64_t xx = 0; xx < rw; ++xx)
+      crop.data()[y * rw + xx] = static_cast<float>(map[static_cast<std::size_t>(y * m + xx)]);
+  if (rh != h || rw != w) crop = resize_antialiased(crop, static_cast<int>(h), static_cast<int>(w));
+  return std::vector<float>(crop.data(), crop.data() + crop.numel());
+}
+
+// ImageNet-C's fog: (x + c0 fog) * max(x) / (max(x) + c0), clipped.
+inline Tensor fog(CView x, double strength, double decay, const RandomKey& key) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const std::vector<float> layer = fog_layer(h, w, decay, key);
+  const float max_val = *std::max_element(x.data(), x.data() + x.numel());
+  const auto c0 = static_cast<float>(strength);
+  const float scale = max_val / (max_val + c0);
+  Tensor out(x.shape());
+  for (std::int64_t c = 0; c < 3; ++c)
+    for (std::int64_t i = 0; i < plane; ++i)
+      out.data()[c * plane + i] =
+          clip01((x.data()[c * plane + i] + c0 * layer[static_cast<std::size_t>(i)]) * scale);
+  return out;
+}
+
+// ---- fundus degradations ------------------------------------------------------------------------
+
+// The field of view as a disc: centre (cx, cy) in continuous pixel coordinates (pixel (y, x) spans
+// [x, x + 1) x [y, y + 1)) and radius r = half the larger side of the mask's bounding box (a disc
+// cut by the frame, as in many EyePACS photos, keeps its true radius).
+struct FovDisc {
+  double cx = 0.0, cy = 0.0, r = 1.0;
+};
+
+inline FovDisc fov_disc(const BoundingBox& box) {
+  return {0.5 * static_cast<double>(box.x0 + box.x1), 0.5 * static_cast<double>(box.y0 + box.y1),
+          0.5 * static_cast<double>(std::max(box.width(), box.height()))};
+}
+
+// Pixel (y, x) in FOV units: ((x + 0.5 - cx) / r, (y + 0.5 - cy) / r).
+inline std::array<double, 2> fov_coords(const FovDisc& d, std::int64_t y, std::int64_t x) {
+  return {(static_cast<double>(x) + 0.5 - d.cx) / d.r, (static_cast<double>(y) + 0.5 - d.cy) / d.r};
+}
+
+// A smooth multiplicative gain exp(a (t - r^2) / 2), t = (u, v) . (cos theta, sin theta), r^2 = u^2 + v^2
+// in FOV units (an off-axis illumination that falls off towards the rim): 1 at the centre and at the
+// lit edge, at most e^(a/8) (half-way to the lit edge), e^(-a/2) at the edges across, e^(-a) at the
+// far edge. theta = 2 pi U.
+inline Tensor uneven_illumination(CView x, const FovDisc& d, double a, const RandomKey& key) {
+  const double theta = 2.0 * 3.14159265358979323846 * static_cast<double>(uniform(key, 0));
+  const double ct = std::cos(theta), st = std::sin(theta);
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  Tensor out(x.shape());
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t xx = 0; xx < w; ++xx) {
+      const auto [u, v] = fov_coords(d, y, xx);
+      const auto gain = static_cast<float>(std::exp(0.5 * a * (u * ct + v * st - (u * u + v * v))));
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const std::int64_t i = c * plane + y * w + xx;
+        out.data()[i] = clip01(x.data()[i] * gain);
+      }
+    }
+  return out;
+}
+
+// A bright haze ring hugging the FOV border: out = x + h (colour - x) with
+// h = strength * exp(-((r - 1) / width)^2 / 2) * ((1 - m) + m (1 + cos(phi - phi0)) / 2), m = 0.8,
+// r and phi the pixel's polar coordinates in FOV units, phi0 = 2 pi U (the crescent's brightest side).
+inline Tensor halo(CView x, const FovDisc& d, double strength, double width, const RandomKey& key) {
+  const double phi0 = 2.0 * 3.14159265358979323846 * static_cast<double>(uniform(key, 0));
+  const double c0 = std::cos(phi0), s0 = std::sin(phi0);
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  Tensor out(x.shape());
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t xx = 0; xx < w; ++xx) {
+      const auto [u, v] = fov_coords(d, y, xx);
+      const double r = std::sqrt(u * u + v * v);
+      const double cosine = r > 0.0 ? (u * c0 + v * s0) / r : 0.0;
+      const double ring = std::exp(-0.5 * ((r - 1.0) / width) * ((r - 1.0) / width));
+      const auto weight = static_cast<float>(strength * ring *
+                                             ((1.0 - kHaloCrescent) + kHaloCrescent * 0.5 * (1.0 + cosine)));
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const std::int64_t i = c * plane + y * w + xx;
+        const float v0 = x.data()[i];
+        out.data()[i] = clip01(v0 + weight * (kHaloColour[static_cast<std::size_t>(c)] - v0));
+      }
+    }
+  return out;
+}
+
+// A dark smooth blob: out = x (1 - depth exp(-|p - q|^2 / (2 sigma^2))), q uniform in the disc of
+// radius 0.5 about the FOV centre (FOV units; radius 0.5 sqrt(U0), angle 2 pi U1).
+inline Tensor dark_hole(CView x, const FovDisc& d, double depth, double sigma, const RandomKey& key) {
+  const double rho = kDarkHoleReach * std::sqrt(static_cast<double>(uniform(key, 0)));
+  const double ang = 2.0 * 3.14159265358979323846 * static_cast<double>(uniform(key, 1));
+  const double qx = rho * std::cos(ang), qy = rho * std::sin(ang);
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  Tensor out(x.shape());
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t xx = 0; xx < w; ++xx) {
+      const auto [u, v] = fov_coords(d, y, xx);
+      const double d2 = (u - qx) * (u - qx) + (v - qy) * (v - qy);
+      const auto gain = static_cast<float>(1.0 - depth * std::exp(-0.5 * d2 / (sigma * sigma)));
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const std::int64_t i = c * plane + y * w + xx;
+        out.data()[i] = clip01(x.data()[i] * gain);
+      }
+    }
+  return out;
+}
+
+// `count` small blurred spots (dust on the optics, artefacts). Spot k reads uniforms 8k .. 8k + 5:
+// centre at radius 0.9 sqrt(U) and angle 2 pi U (FOV units), Gaussian profile g of sigma
+// U(0.015, 0.045) R, amplitude a = amplitude * U(0.6, 1), bright with probability 1/2. A bright spot
+// lifts towards white, x + a g (1 - x); a dark one darkens, x (1 - a g). Spots apply in order k,
+// each within 3 sigma of its centre.
+inline Tensor spots(CView x, const FovDisc& d, int count, double amplitude, const RandomKey& key) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  Tensor out(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) out.data()[i] = clip01(x.data()[i]);
+  for (int k = 0; k < count; ++k) {
+    auto u = [&](int j) { return static_cast<double>(uniform(key, static_cast<std::uint64_t>(8 * k + j))); };
+    const double rho = kSpotReach * std::sqrt(u(0)), ang = 2.0 * 3.14159265358979323846 * u(1);
+    const double sigma = (kSpotSigmaMin + (kSpotSigmaMax - kSpotSigmaMin) * u(2)) * d.r;  // pixels
+    const double amp = amplitude * (0.6 + 0.4 * u(3));
+    const bool bright = u(4) < 0.5;
+    const double px = d.cx + rho * std::cos(ang) * d.r, py = d.cy + rho * std::sin(ang) * d.r;
+    const auto reach = static_cast<std::int64_t>(std::ceil(3.0 * sigma));
+    const std::int64_t x0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(px)) - reach);
+    const std::int64_t x1 = std::min<std::int64_t>(w - 1, static_cast<std::int64_t>(std::floor(px)) + reach);
+    const std::int64_t y0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(py)) - reach);
+    const std::int64_t y1 = std::min<std::int64_t>(h - 1, static_cast<std::int64_t>(std::floor(py)) + reach);
+    for (std::int64_t y = y0; y <= y1; ++y)
+      for (std::int64_t xx = x0; xx <= x1; ++xx) {
+        const double ex = static_cast<double>(xx) + 0.5 - px, ey = static_cast<double>(y) + 0.5 - py;
+        const auto g = static_cast<float>(amp * std::exp(-0.5 * (ex * ex + ey * ey) / (sigma * sigma)));
+        for (std::int64_t c = 0; c < 3; ++c) {
+          float& v = out.data()[c * plane + y * w + xx];
+          v = clip01(bright ? v + g * (1.0f - v) : v * (1.0f - g));
+        }
+      }
+  }
+  return out;
+}
+
+// Defocus inside the field of view only: the disk of defocus_blur with radius `radius` px (alias
+// sigma 0.5 px and the disk grid at scale r / 112) as a normalised convolution,
+// out = K * (x m) / K * m, m the mask, so the black surround does not bleed into the rim.
+inline Tensor fundus_defocus(CView x, const std::vector<float>& mask, const FovDisc& d, double radius) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const double s = d.r / 112.0;
+  const std::vector<Tap> taps = disk_taps(radius, 0.5 * s, s);
+  std::vector<float> weight(static_cast<std::size_t>(plane)), masked(weight.size()), num(weight.size());
+  filter_taps(mask.data(), weight.data(), h, w, taps, Border::zero);
+  Tensor out(x.shape());
+  for (std::int64_t c = 0; c < 3; ++c) {
+    const float* src = x.data() + c * plane;
+    for (std::int64_t i = 0; i < plane; ++i)
+      masked[static_cast<std::size_t>(i)] = src[i] * mask[static_cast<std::size_t>(i)];
+    filter_taps(masked.data(), num.data(), h, w, taps, Border::zero);
+    float* dst = out.data() + c * plane;
+    for (std::int64_t i = 0; i < plane; ++i) {
+      const float wt = weight[static_cast<std::size_t>(i)];
+      dst[i] = clip01(wt > 1e-6f ? num[static_cast<std::size_t>(i)] / wt : src[i]);
+    }
+  }
+  return out;
+}
+
+inline void check_corrupt_args(CView image, int severity) {
+  FOVEA_CHECK(image.device().is_cpu(), "corrupt: image must be on the cpu, got ", image.device().str());
+  FOVEA_CHECK(image.shape().rank() == 3 && image.shape()[0] == 3, "corrupt: image must be (3, H, W), got ",
+              image.shape().str());
+  FOVEA_CHECK(image.shape()[1] > 0 && image.shape()[2] > 0, "corrupt: empty image ", image.shape().str());
+  FOVEA_CHECK(severity >= kMinSeverity && severity <= kMaxSeverity, "corrupt: severity ", severity,
+              " must be 1..5");
+  FOVEA_CHECK(image.numel() <= static_cast<std::int64_t>(UINT32_MAX), "corrupt: image ", image.shape().str(),
+              " has more elements than a random stream indexes (2^32)");
+}
+
+// The fundus degradation c of image inside `mask` (values != 0 are the field of view); pixels
+// outside are copied bitwise.
+inline Tensor corrupt_fundus(CView image, CView mask, Corruption c, int severity, const RandomKey& key) {
+  const std::size_t i = static_cast<std::size_t>(severity - 1);
+  const std::int64_t plane = plane_of(image);
+  std::vector<float> m(static_cast<std::size_t>(plane));
+  for (std::int64_t p = 0; p < plane; ++p)
+    m[static_cast<std::size_t>(p)] = mask.data()[p] != 0.0f ? 1.0f : 0.0f;
+  const BoundingBox box = fov_box(mask);
+  Tensor out(image.shape());
+  if (box.empty()) {
+    copy(image, out.view());
+    return out;
+  }
+  const FovDisc d = fov_disc(box);
+  switch (c) {
+    case Corruption::uneven_illumination:
+      out = uneven_illumination(image, d, kUnevenIllumination[i], key);
+      break;
+    case Corruption::halo: out = halo(image, d, kHalo[i].a, kHalo[i].b, key); break;
+    case Corruption::dark_hole: out = dark_hole(image, d, kDarkHole[i].a, kDarkHole[i].b, key); break;
+    case Corruption::spots: out = spots(image, d, static_cast<int>(kSpots[i].a), kSpots[i].b, key); break;
+    case Corruption::fundus_defocus: out = fundus_defocus(image, m, d, kFundusDefocus[i] * d.r); break;
+    default: FOVEA_FAIL("corrupt_fundus: ", corruption_name(c), " is not a fundus corruption");
+  }
+  for (std::int64_t ch = 0; ch < 3; ++ch)
+    for (std::int64_t p = 0; p < plane; ++p)
+      if (m[static_cast<std::size_t>(p)] == 0.0f) out.data()[ch * plane + p] = image.data()[ch * plane + p];
+  return out;
+}
+
+}  // namespace detail::corruption
+
+// ---- the entry points ---------------------------------------------------------------------------
+
+namespace detail::corruption {
+
+// corrupt with an optional mask (fundus corruptions only; nullptr: fov_mask(image)).
+inline Tensor corrupt_image(CView image, Corruption c, int severity, std::uint64_t seed, std::int64_t sample,
+                            const CView* mask) {
+  check_corrupt_args(image, severity);
+  const RandomKey key = corruption_key(seed, sample, c, severity);
+  const std::size_t i = static_cast<std::size_t>(severity - 1);
+  const double s = corruption_scale(image.shape()[1], image.shape()[2]);
+  switch (c) {
+    case Corruption::gaussian_noise: return gaussian_noise(image, kGaussianNoise[i], key);
+    case Corruption::shot_noise: return shot_noise(image, kShotNoise[i], key);
+    case Corruption::impulse_noise: return impulse_noise(image, kImpulseNoise[i], key);
+    case Corruption::speckle_noise: return speckle_noise(image, kSpeckleNoise[i], key);
+    case Corruption::gaussian_blur: return gaussian_blur(image, kGaussianBlur[i] * s);
+    case Corruption::defocus_blur:
+      return filter_image(image, disk_taps(kDefocusBlur[i].a * s, kDefocusBlur[i].b * s, s),
+                          Border::reflect101);
+    case Corruption::motion_blur: {
+      const double degrees = -45.0 + 90.0 * static_cast<double>(uniform(key, 0));
+      const auto radius = static_cast<std::int64_t>(std::lround(kMotionBlur[i].a * s));
+      return filter_image(image, motion_taps(radius, kMotionBlur[i].b * s, degrees), Border::clamp);
+    }
+    case Corruption::zoom_blur: return zoom_blur(image, kZoomBlur[i].a, kZoomBlur[i].b);
+    case Corruption::brightness: {
+      const auto dv = static_cast<float>(kBrightness[i]);
+      return map_hsv(image, [dv](float&, float&, float& v) { v = clip01(v + dv); });
+    }
+    case Corruption::contrast: return contrast(image, kContrast[i]);
+    case Corruption::saturate: {
+      const auto scale = static_cast<float>(kSaturate[i].a), shift = static_cast<float>(kSaturate[i].b);
+      return map_hsv(image, [=](float&, float& sat, float&) { sat = clip01(sat * scale + shift); });
+    }
+    case Corruption::jpeg_compression: return jpeg_compression(image, kJpegQuality[i]);
+    case Corruption::pixelate: return pixelate(image, kPixelate[i]);
+    case Corruption::elastic_transform:
+      return elastic_transform(image, kElasticAlpha[i] * s * s, kElasticSigma * s, key,
+                               corruption_key(seed, sample, c, severity, 1));
+    case Corruption::fog: return fog(image, kFog[i].a, kFog[i].b, key);
+    default: break;
+  }
+  if (mask != nullptr) return corrupt_fundus(image, *mask, c, severity, key);
+  const Tensor detected = fov_mask(image);  // (1, H, W)
+  return corrupt_fundus(image, detected, c, severity, key);
+}
+
+}  // namespace detail::corruption
+
+// corrupt: the copy of image corrupted by c at severity 1..5, clipped to [0, 1].
+//   image (3, H, W) on the cpu, values in [0, 1] -> (3, H, W) on the cpu.
+// Random draws: corruption_key(seed, sample, c, severity[, stream]); the same arguments give bitwise
+// the same output. ImageNet-C's corruptions act on the whole image. The fundus ones act inside the
+// field of view fov_mask(image) (data/fundus.hpp) and copy every pixel outside it bitwise (an image
+// without a dark surround is all field of view); the overload below takes the mask instead.
+// Throws fovea::Error for a non-CPU, non-(3, H, W) or empty image, a severity outside 1..5, a sample
+// outside [0, 2^32), or jpeg_compression in a build without stb.
+inline Tensor corrupt(CView image, Corruption c, int severity, std::uint64_t seed, std::int64_t sample) {
+  return detail::corruption::corrupt_image(image, c, severity, seed, sample, nullptr);
+}
+
+// corrupt with the field of view given: mask (1, H, W) on the cpu, nonzero inside (fov_mask's output,
+// or a data set's own FOV mask). The fundus corruptions use it; ImageNet-C's ignore it.
+inline Tensor corrupt(CView image, Corruption c, int severity, std::uint64_t seed, std::int64_t sample,
+                      CView mask) {
+  detail::corruption::check_corrupt_args(image, severity);
+  FOVEA_CHECK(mask.device().is_cpu() && mask.shape().rank() == 3 && mask.shape()[0] == 1 &&
+                  mask.shape()[1] == image.shape()[1] && mask.shape()[2] == image.shape()[2],
+              "corrupt: mask must be (1, H, W) on the cpu matching image ", image.shape().str(), ", got ",
+              mask.shape().str(), " on ", mask.device().str());
+  return detail::corruption::corrupt_image(image, c, severity, seed, sample, &mask);
+}
+
+}  // namespace fovea::data
