@@ -513,6 +513,190 @@ def case_contradictory_flags(tmp):
     check("override" in out, "study --help does not say that flags override --full")
 
 
+
+# ---- fovea features -------------------------------------------------------------------------------
+
+def resnet18_feature_layers(classifier=True):
+    """The conv, BN and linear layers of a ResNet-18 in network (torchvision module) order."""
+    layers = ["conv1", "bn1"]
+    for stage in range(1, 5):
+        for block in range(2):
+            b = f"layer{stage}.{block}."
+            layers += [b + "conv1", b + "bn1", b + "conv2", b + "bn2"]
+            if stage > 1 and block == 0:
+                layers += [b + "downsample.0", b + "downsample.1"]
+    return layers + (["fc"] if classifier else [])
+
+
+def read_csv(path):
+    with open(path) as f:
+        return [line.rstrip("\n").split(",") for line in f]
+
+
+def read_matrix(path):
+    """(row names, column names, values) of cka.csv / cka_compare.csv."""
+    rows = read_csv(path)
+    check(rows[0][0] == "layer", f"{path}: header {rows[0][:3]}")
+    return [r[0] for r in rows[1:]], rows[0][1:], [[float(v) for v in r[1:]] for r in rows[1:]]
+
+
+FEATURE_MODEL = ["--arch", "resnet18", "--width", "0.25", "--small-stem"]
+
+
+def features(weights, out, *extra, expect=0):
+    return run("features", *FEATURE_MODEL, "--weights", weights, "--size", "32", "--device", "cpu", "--out", out,
+               *extra, expect=expect)
+
+
+def case_features_synthetic(tmp):
+    """fovea features on 16 synthetic images: the conv / BN / linear layers in network order, finite
+    condition numbers >= 1, a symmetric CKA matrix with ones on its diagonal; a tiny --max-memory (many
+    forward passes, layers split by features) gives the same numbers; --compare with itself gives a
+    cross-model CKA diagonal of 1."""
+    weights = os.path.join(tmp, "r18.safetensors")
+    run("init", *FEATURE_MODEL, "--num-classes", "5", "--seed", "2", "--out", weights, expect=0)
+    out = os.path.join(tmp, "feat")
+    _, stdout, _ = features(weights, out, "--synthetic", "16")
+    check("1 forward pass" in stdout, "one pass expected under the default --max-memory:\n" + stdout)
+    for name in ("features.json", "spectra.csv", "cn.csv", "cka.csv"):
+        check(os.path.exists(os.path.join(out, name)), f"{name} missing")
+    check(not os.path.exists(os.path.join(out, "cka_compare.csv")), "cka_compare.csv without --compare")
+    with open(os.path.join(out, "features.json")) as f:
+        result = json.load(f)
+    expected = resnet18_feature_layers()
+    paths = [l["path"] for l in result["layers"]]
+    check(paths == expected, f"layers {paths}")
+    check(result["data"]["source"] == "synthetic" and result["data"]["images"] == 16, str(result["data"]))
+    check(len(result["images"]) == 16 and result["settings"]["cn_percentiles"] == [99.9, 90.0],
+          str(result["settings"]))
+    check(result["model"]["num_classes"] == 5 and result["model"]["classifier"], str(result["model"]))
+    shapes = {l["path"]: l["output_shape"] for l in result["layers"]}
+    check(shapes["conv1"] == [16, 32, 32] and shapes["layer4.1.bn2"] == [128, 4, 4] and shapes["fc"] == [5],
+          str(shapes))
+    for l in result["layers"]:
+        f = 1
+        for d in l["output_shape"]:
+            f *= d
+        check(l["features"] == f and 0 <= l["constant_features"] <= f, f"{l['path']}: {l['features']}")
+        ev = l["eigenvalues"]
+        check(len(ev) == min(100, 16, f), f"{l['path']}: {len(ev)} eigenvalues")
+        check(all(ev[i] >= ev[i + 1] >= 0 for i in range(len(ev) - 1)), f"{l['path']}: not descending: {ev}")
+        check(l["cn"] is not None and math.isfinite(l["cn"]) and l["cn"] >= 1, f"{l['path']}: CN {l['cn']}")
+        check(l["kind"] == ("linear" if l["path"] == "fc" else "bn" if "bn" in l["path"] or
+                            l["path"].endswith("downsample.1") else "conv"), f"{l['path']}: kind {l['kind']}")
+    # Standardised features: the sum of all N - 1 nonzero eigenvalues is the number of varying features
+    # (the trace of their correlation matrix), checked where the spectrum is complete (fc: 5 features).
+    fc = result["layers"][-1]
+    check(abs(sum(fc["eigenvalues"]) - (5 - fc["constant_features"])) < 1e-6, f"fc spectrum {fc['eigenvalues']}")
+    check(result["first_conv"]["layer"] == "conv1" and math.isfinite(result["first_conv"]["kurtosis"]),
+          str(result["first_conv"]))
+    cn = read_csv(os.path.join(out, "cn.csv"))
+    check(cn[0] == ["layer", "kind", "cn"] and [r[0] for r in cn[1:]] == expected, f"cn.csv {cn[:3]}")
+    check(all(float(r[2]) >= 1 for r in cn[1:]), "cn.csv has a CN below 1")
+    spectra = read_csv(os.path.join(out, "spectra.csv"))
+    check(spectra[0] == ["layer", "index", "eigenvalue"], f"spectra.csv header {spectra[0]}")
+    check(len(spectra) - 1 == sum(len(l["eigenvalues"]) for l in result["layers"]), "spectra.csv row count")
+    rows, cols, m = read_matrix(os.path.join(out, "cka.csv"))
+    check(rows == expected and cols == expected, "cka.csv layer names")
+    n = len(expected)
+    for i in range(n):
+        check(abs(m[i][i] - 1) < 1e-9, f"CKA({rows[i]}, itself) = {m[i][i]}")
+        for j in range(n):
+            check(m[i][j] == m[j][i] and -1e-9 <= m[i][j] <= 1 + 1e-9, f"CKA[{i}][{j}] = {m[i][j]} vs {m[j][i]}")
+    check(m[0][1] > 0.99, f"conv1 and bn1 (an affine map per channel) have CKA {m[0][1]}")
+    # 320 KiB: 16 images x 5,120 features per pass, so 31 passes, the early layers (16,384 features)
+    # split by features over several of them.
+    small = os.path.join(tmp, "small")
+    _, stdout, _ = features(weights, small, "--synthetic", "16", "--max-memory", "320K", "--layers", "conv,linear")
+    check("31 forward passes" in stdout, "--max-memory 320K should need 31 passes:\n" + stdout)
+    with open(os.path.join(small, "features.json")) as f:
+        small_result = json.load(f)
+    by_path = {l["path"]: l for l in result["layers"]}
+    check([l["path"] for l in small_result["layers"]] == [p for p in expected if "bn" not in p and
+                                                          not p.endswith("downsample.1")], "--layers conv,linear")
+    for l in small_result["layers"]:
+        big = by_path[l["path"]]
+        check(l["constant_features"] == big["constant_features"], f"{l['path']}: constant features differ")
+        for a, b in zip(l["eigenvalues"], big["eigenvalues"]):
+            check(abs(a - b) <= 1e-9 * max(1.0, abs(b)), f"{l['path']}: eigenvalue {a} vs {b} in one pass")
+    # The model against itself: CKA 1 on the diagonal, the cross matrix equals the within-model one.
+    both = os.path.join(tmp, "both")
+    features(weights, both, "--synthetic", "16", "--compare", weights, "--layers", "conv1,layer2.0.bn2,fc")
+    rows, cols, cross = read_matrix(os.path.join(both, "cka_compare.csv"))
+    check(rows == ["conv1", "layer2.0.bn2", "fc"] == cols, f"cka_compare.csv names {rows} {cols}")
+    _, _, within = read_matrix(os.path.join(both, "cka.csv"))
+    for i in range(3):
+        check(abs(cross[i][i] - 1) < 1e-9, f"self-comparison CKA {cross[i][i]} at {rows[i]}")
+        for j in range(3):
+            check(abs(cross[i][j] - within[i][j]) < 1e-12, f"cross {cross[i][j]} vs within {within[i][j]}")
+    with open(os.path.join(both, "features.json")) as f:
+        diagonal = json.load(f)["cka_compare"]["diagonal"]
+    check([d["layer"] for d in diagonal] == rows and all(abs(d["cka"] - 1) < 1e-9 for d in diagonal),
+          str(diagonal))
+
+
+def case_features_run_folders(tmp):
+    """fovea features reads what the drivers write: a fine-tuning run folder (best.safetensors) and its
+    checkpoints/latest (a training checkpoint, model under "model."), and a pretraining run's backbone
+    (no classifier: fc left out; naming fc is an error); images from a labelled folder."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "16", "--size", "40", "--seed", "6", expect=0)
+    common = [*FEATURE_MODEL, "--size", "32", "--epochs", "1", "--threads", "1", "--device", "cpu"]
+    ft, pt = os.path.join(tmp, "ft"), os.path.join(tmp, "pt")
+    run("finetune", "--data", data, "--batch-size", "4", "--out", ft, *common, expect=0)
+    run("pretrain", "--data", data, "--batch-size", "8", "--out", pt, *common, expect=0)
+    results = {}
+    for name, weights in (("run", ft), ("latest", os.path.join(ft, "checkpoints", "latest")), ("backbone", pt)):
+        out = os.path.join(tmp, "feat_" + name)
+        features(weights, out, "--data", data, "--count", "12")
+        with open(os.path.join(out, "features.json")) as f:
+            results[name] = json.load(f)
+    check(results["run"]["model"]["weights_file"].endswith("best.safetensors"), str(results["run"]["model"]))
+    check(results["latest"]["model"]["weights_kind"] == "training checkpoint", str(results["latest"]["model"]))
+    check(results["backbone"]["model"]["weights_file"].endswith("backbone.safetensors") and
+          not results["backbone"]["model"]["classifier"], str(results["backbone"]["model"]))
+    check([l["path"] for l in results["run"]["layers"]] == resnet18_feature_layers(), "fine-tuned model layers")
+    check([l["path"] for l in results["backbone"]["layers"]] == resnet18_feature_layers(False), "backbone layers")
+    check(results["run"]["data"]["images"] == 12 and results["run"]["data"]["available"] == 16,
+          str(results["run"]["data"]))
+    check(results["run"]["images"] == results["backbone"]["images"], "the same --seed chose other images")
+    # One epoch: the best checkpoint is the final model, so both files give the same statistics.
+    check(results["run"]["layers"] == results["latest"]["layers"], "best.safetensors and checkpoints/latest differ")
+    check(results["run"]["layers"][0]["eigenvalues"] != results["backbone"]["layers"][0]["eigenvalues"],
+          "a pretrained backbone and a fine-tuned model gave the same conv1 spectrum")
+    code, _, err = features(pt, os.path.join(tmp, "x"), "--data", data, "--layers", "conv1,fc", expect=None)
+    check(code == 1 and "fc" in err and "classifier" in err, f"fc of backbone weights: exit {code}, {err}")
+
+
+def case_features_bad_inputs(tmp):
+    """Clear errors: an unknown --layers name (exit 2, named, the known layers listed), missing weights,
+    weights of another width, too few images, an empty folder (exit 1); nothing is written."""
+    weights = os.path.join(tmp, "r18.safetensors")
+    run("init", *FEATURE_MODEL, "--num-classes", "3", "--out", weights, expect=0)
+    out = os.path.join(tmp, "out")
+    code, _, err = features(weights, out, "--synthetic", "8", "--layers", "conv1,layer1.0.conv9", expect=None)
+    check(code == 2 and "layer1.0.conv9" in err and "layer4.1.bn2" in err, f"unknown layer: exit {code}, {err}")
+    code, _, err = features(os.path.join(tmp, "nope.safetensors"), out, "--synthetic", "8", expect=None)
+    check(code == 1 and "nope.safetensors" in err, f"missing weights: exit {code}, {err}")
+    code, _, err = run("features", "--arch", "resnet18", "--width", "0.5", "--small-stem", "--weights", weights,
+                       "--synthetic", "8", "--size", "32", "--device", "cpu", "--out", out)
+    check(code == 1 and "mismatched" in err and "--width" in err, f"weights of another width: exit {code}, {err}")
+    code, _, err = features(weights, out, "--synthetic", "1", expect=None)
+    check(code == 2 and "--synthetic" in err, f"--synthetic 1: exit {code}, {err}")
+    code, _, err = features(weights, out, expect=None)
+    check(code == 2 and "--data" in err and "--synthetic" in err, f"no images given: exit {code}, {err}")
+    code, _, err = features(weights, out, "--synthetic", "8", "--cn", "99.9", expect=None)
+    check(code == 2 and "--cn" in err, f"--cn 99.9: exit {code}, {err}")
+    one = os.path.join(tmp, "one")
+    os.makedirs(one)
+    code, _, err = features(weights, out, "--data", one, expect=None)
+    check(code == 1 and "no images" in err, f"empty folder: exit {code}, {err}")
+    write_png(os.path.join(one, "a.png"), 40, 40, lambda x, y: (x * 6, y * 6, 90))
+    code, _, err = features(weights, out, "--data", one, expect=None)
+    check(code == 1 and "at least 2" in err, f"one image: exit {code}, {err}")
+    check(not os.path.exists(out), "a failed run created its output folder")
+
+
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
 
 

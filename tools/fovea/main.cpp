@@ -1,6 +1,7 @@
 // tools/fovea/main.cpp: the `fovea` command-line program: model summaries (`fovea summary`), randomly
-// initialised torchvision-keyed weights (`fovea init`) and classification of image files with a
-// safetensors checkpoint (`fovea predict`, JSON output). docs/cli.md documents every flag.
+// initialised torchvision-keyed weights (`fovea init`), classification of image files with a
+// safetensors checkpoint (`fovea predict`, JSON output) and per-layer feature statistics
+// (`fovea features`, cmd_features.hpp). docs/cli.md documents every flag.
 //
 // Exit codes: 0 success; 1 a run failed (unreadable image or weights, weights that do not fit the
 // model, no CUDA device, unwritable output); 2 the command line is wrong (unknown subcommand or flag,
@@ -21,12 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "cmd_drivers.hpp"
+#include "cmd_features.hpp"
+#include "cmd_generate.hpp"
 #include "fovea/data/image.hpp"
 #include "fovea/fovea.hpp"
 #include "fovea/io/atomic_file.hpp"
 #include "fovea/nn/summary.hpp"
-#include "cmd_drivers.hpp"
-#include "cmd_generate.hpp"
 #include "model.hpp"
 
 namespace {
@@ -334,6 +336,7 @@ int main(int argc, char** argv) {
   // add_<name>_command(app) and run from a CLI11 callback inside app.parse().
   fovea::tools::add_generate_command(app);
   fovea::tools::add_driver_commands(app);
+  fovea::tools::add_features_command(app);
 
   try {
     try {

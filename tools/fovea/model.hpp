@@ -2,6 +2,7 @@
 // so the command-line code compiles apart from the network templates (one translation unit per arch).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "fovea/io/safetensors.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/state.hpp"
+#include "fovea/nn/tap.hpp"
 
 namespace fovea::tools {
 
@@ -29,6 +31,12 @@ class Model {
   virtual nn::LoadReport load_weights(const std::filesystem::path& path, const nn::LoadOptions& options) = 0;
   virtual void save_weights(const std::filesystem::path& path, const io::SafeTensorsMetadata& metadata) = 0;
   virtual CView forward(CView x) = 0;  // (N, 3, H, W) -> (N, K)
+  // A state dict already in memory (e.g. the "model." tensors of a training checkpoint).
+  virtual nn::LoadReport load_state(const nn::StateDict& state, const nn::LoadOptions& options) = 0;
+  // Activation capture (fovea/nn/tap.hpp): every leaf layer in network order, and hooking a tap to
+  // the ones it selects (returns how many; the tap detaches itself when destroyed).
+  virtual std::vector<nn::TapSite> tap_sites() = 0;
+  virtual std::size_t attach_tap(nn::ActivationTap& tap) = 0;
 };
 
 // The architectures the program knows, in the order --help lists them.

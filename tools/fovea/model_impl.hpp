@@ -26,6 +26,11 @@ class ModelImpl final : public Model {
     nn::save_weights(net_, path, metadata);
   }
   CView forward(CView x) override { return net_.forward(x); }
+  nn::LoadReport load_state(const nn::StateDict& state, const nn::LoadOptions& options) override {
+    return nn::load_state(net_, state, options);
+  }
+  std::vector<nn::TapSite> tap_sites() override { return nn::tap_sites(net_); }
+  std::size_t attach_tap(nn::ActivationTap& tap) override { return tap.attach(net_); }
 
  private:
   Net net_;

@@ -14,6 +14,11 @@
 // releases its branches' outputs after the add and their input gradients after its own backward.
 // So a network holds its forward activations, not a copy of them in gradients: backward keeps a
 // few gradient buffers alive at a time. Named and Inline inherit the members of what they wrap.
+//
+// Activation capture (nn/tap.hpp): each composite keeps a TapHook per child and runs its children
+// through detail::forward_child, which tests a leaf child's hook after its forward (one null-pointer
+// test; an attached ActivationTap gets the output before the next layer runs). visit_child_hooks
+// lists (path, child, hook) as visit_children lists (path, child).
 #pragma once
 
 #include <algorithm>
@@ -28,6 +33,7 @@
 
 #include "fovea/nn/layer.hpp"
 #include "fovea/nn/layers.hpp"
+#include "fovea/nn/tap.hpp"
 
 namespace fovea::nn {
 
@@ -95,10 +101,7 @@ inline Shape record_shape(const void* layer, const Shape& s) {
   if (auto* r = shape_record()) r->emplace_back(layer, s);
   return s;
 }
-
-// Does L contain children (so visit_layers recurses)?
-template <class L>
-concept Composite = requires(L& l) { l.visit_children(std::string(), [](const std::string&, auto&) {}); };
+// detail::Composite (does L contain children, so visit_layers recurses?) is in nn/tap.hpp.
 }  // namespace detail
 
 // visit_layers(layer, f): calls f(path, layer) for `layer` and, depth first in network order, every
@@ -165,6 +168,15 @@ class Sequential {
   void visit_children(const std::string& prefix, F&& f) {
     for_each_child(prefix, f);
   }
+  template <class F>
+  void visit_child_hooks(const std::string& prefix, F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(join_name(prefix, detail::child_name<std::tuple_element_t<I, std::tuple<Ls...>>>(I)),
+         std::get<I>(children_), hooks_[I]),
+       ...);
+    }
+    (std::index_sequence_for<Ls...>{});
+  }
 
  private:
   // Child I-1's output x is dead once child I has run, kept no view of it and did not pass it on.
@@ -174,7 +186,7 @@ class Sequential {
       return x;
     } else {
       auto& child = std::get<I>(children_);
-      const CView y = child.forward(x);
+      const CView y = detail::forward_child(child, x, hooks_[I]);
       if constexpr (I > 0) {
         if (!nn::keeps_input(child) && !views_overlap(x, y)) nn::release_output(std::get<I - 1>(children_));
       }
@@ -211,6 +223,7 @@ class Sequential {
   }
 
   std::tuple<Ls...> children_;
+  std::array<TapHook, sizeof...(Ls)> hooks_{};
   CView dy_;
 };
 
@@ -247,8 +260,8 @@ class Residual {
     shortcut_.initialize(init);
   }
   CView forward(CView x) {
-    const CView b = body_.forward(x);
-    const CView s = shortcut_.forward(x);
+    const CView b = detail::forward_child(body_, x, body_hook_);
+    const CView s = detail::forward_child(shortcut_, x, shortcut_hook_);
     View y = act_.output_for(b.shape(), b.device());
     add(b, s, y);
     if constexpr (PostRelu) relu_forward(y, y);
@@ -320,6 +333,11 @@ class Residual {
     f(detail::wrapped_prefix<Body>(prefix), body_);
     f(detail::wrapped_prefix<Shortcut>(prefix), shortcut_);
   }
+  template <class F>
+  void visit_child_hooks(const std::string& prefix, F&& f) {
+    f(detail::wrapped_prefix<Body>(prefix), body_, body_hook_);
+    f(detail::wrapped_prefix<Shortcut>(prefix), shortcut_, shortcut_hook_);
+  }
   Body& body() { return body_; }
   Shortcut& shortcut() { return shortcut_; }
 
@@ -327,6 +345,7 @@ class Residual {
   Body body_;
   Shortcut shortcut_;
   Activations act_, grad_sum_;  // grad_sum_.y holds g, then dx where it fits
+  TapHook body_hook_, shortcut_hook_;
   bool input_grad_ = true;
 };
 
@@ -363,7 +382,7 @@ class Repeat {
   }
   CView forward(CView x) {
     for (std::size_t i = 0; i < N; ++i) {
-      const CView y = blocks_[i].forward(x);
+      const CView y = detail::forward_child(blocks_[i], x, hooks_[i]);
       if (i > 0 && !nn::keeps_input(blocks_[i]) && !views_overlap(x, y)) nn::release_output(blocks_[i - 1]);
       x = y;
     }
@@ -403,9 +422,14 @@ class Repeat {
   void visit_children(const std::string& prefix, F&& f) {
     for (std::size_t i = 0; i < N; ++i) f(join_name(prefix, std::to_string(i)), blocks_[i]);
   }
+  template <class F>
+  void visit_child_hooks(const std::string& prefix, F&& f) {
+    for (std::size_t i = 0; i < N; ++i) f(join_name(prefix, std::to_string(i)), blocks_[i], hooks_[i]);
+  }
 
  private:
   std::array<Block, N> blocks_{};
+  std::array<TapHook, N> hooks_{};
 };
 
 // L when enabled, the identity otherwise (decided at construction).
@@ -426,7 +450,7 @@ class Optional {
   void initialize(InitStream& init) {
     if (enabled_) layer_.initialize(init);
   }
-  CView forward(CView x) { return enabled_ ? layer_.forward(x) : x; }
+  CView forward(CView x) { return enabled_ ? detail::forward_child(layer_, x, hook_) : x; }
   CView backward(CView dy) { return enabled_ ? layer_.backward(dy) : dy; }
   void release_input_grad() {
     if (enabled_) nn::release_input_grad(layer_);
@@ -451,10 +475,15 @@ class Optional {
   void visit_children(const std::string& prefix, F&& f) {
     if (enabled_) f(detail::wrapped_prefix<L>(prefix), layer_);
   }
+  template <class F>
+  void visit_child_hooks(const std::string& prefix, F&& f) {
+    if (enabled_) f(detail::wrapped_prefix<L>(prefix), layer_, hook_);
+  }
   L& layer() { return layer_; }
 
  private:
   L layer_{};
+  TapHook hook_;
   bool enabled_ = false;
 };
 
