@@ -284,7 +284,7 @@ TEST(Dataset, LesionMasks) {
 
   write_text(d / "bad.csv", "image,lesion_type,mask_path\nIDRiD_01.jpg,XX,masks/MA/IDRiD_01_MA.png\n");
   EXPECT_CONTAINS(error_of([&] { load_lesion_masks(d / "bad.csv"); }),
-                  "bad.csv:2: field 'lesion_type' is 'XX', not one of MA, HE, EX, SE, OD");
+                  "bad.csv:2: field 'lesion_type' is 'XX', not one of MA, HE, EX, SE, OD, NV");
   write_text(d / "missing.csv", "image,lesion_type,mask_path\nIDRiD_01.jpg,HE,masks/HE/IDRiD_01_HE.png\n");
   EXPECT_CONTAINS(error_of([&] { load_lesion_masks(d / "missing.csv"); }), "missing.csv:2: mask file");
   DatasetOptions skip;

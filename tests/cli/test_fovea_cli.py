@@ -282,6 +282,53 @@ def case_robustness(tmp):
     check(code == 2 and "'6'" in err, f"bad severity: exit {code}\n{err}")
 
 
+def case_saliency(tmp):
+    """Attribution maps of a fine-tuned classifier on synthetic images with lesion masks: a row per
+    (image, method, lesion set) with scores in range, size bins, the summary, overlays and raw maps;
+    the same run again gives the same bytes; an unknown method is a usage error naming it."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "16", "--size", "40", "--seed", "5", "--balanced", "--masks", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small, expect=0)
+    base = ["saliency", "--data", data, "--masks", os.path.join(data, "lesions.csv"),
+            "--weights", os.path.join(ft, "best.safetensors"), "--count", "3", "--ig-steps", "8",
+            "--smoothgrad-samples", "4", *small]
+    out = os.path.join(tmp, "sal")
+    run(*base, "--out", out, expect=0)
+    with open(os.path.join(out, "saliency.csv")) as f:
+        text = f.read()
+    lines = text.splitlines()
+    check(lines[0] == "image,method,target,lesion,lesion_pixels,mass_inside,rank_accuracy,pointing_game",
+          f"header: {lines[0]}")
+    rows = [line.split(",") for line in lines[1:]]
+    images = sorted({r[0] for r in rows})
+    methods = sorted({r[1] for r in rows})
+    check(len(images) == 3, f"images: {images}")
+    check(methods == ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad"], f"methods: {methods}")
+    check(any(r[3] == "MA+HE+EX" for r in rows), "no union row")
+    for r in rows:
+        mass, rank, point = (float(v) for v in r[5:8])
+        check(int(r[4]) > 0, f"lesion pixels: {r}")
+        check(0.0 <= mass <= 1.0 and 0.0 <= rank <= 1.0 and point in (0.0, 1.0), f"scores: {r}")
+    with open(os.path.join(out, "saliency_by_size.csv")) as f:
+        check(f.readline().startswith("image,method,lesion,min_area,max_area,components"), "size header")
+    with open(os.path.join(out, "saliency.json")) as f:
+        summary = json.load(f)
+    check(summary["images"] == 3 and set(summary["methods"]) == set(methods), f"summary: {summary}")
+    for image in images:
+        for m in methods:
+            check(os.path.exists(os.path.join(out, "maps", f"{image}_{m}.png")), f"overlay {image} {m}")
+        check(os.path.exists(os.path.join(out, "maps", f"{image}.safetensors")), f"raw maps {image}")
+    again = os.path.join(tmp, "sal2")
+    run(*base, "--out", again, expect=0)
+    with open(os.path.join(again, "saliency.csv")) as f:
+        check(f.read() == text, "the same settings gave other scores (not deterministic)")
+    code, _, err = run(*base, "--method", "gradcam", "--out", os.path.join(tmp, "bad"))
+    check(code == 2 and "gradcam" in err, f"unknown method: exit {code}\n{err}")
+
+
 def case_drivers_bad_inputs(tmp):
     """Missing data folder, malformed labels, weights of another architecture: clear errors, exit 1,
     earlier outputs intact."""

@@ -49,6 +49,13 @@ inline RobustnessSummary run_robustness(const RobustnessArgs& a) {
   FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
 }
 
+inline int run_saliency(const SaliencyArgs& a) {
+  if (a.arch == "resnet18") return drivers::saliency<models::ResNet18Backbone>(a);
+  if (a.arch == "resnet34") return drivers::saliency<models::ResNet34Backbone>(a);
+  if (a.arch == "resnet50") return drivers::saliency<models::ResNet50Backbone>(a);
+  FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
+}
+
 namespace detail {
 inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--data", a.data, "data folder (labels.csv + images, APTOS, class folders)");
@@ -182,6 +189,49 @@ inline void add_driver_commands(CLI::App& app) {
       throw CLI::ValidationError(e.what());
     }
     run_robustness(*ra);
+  });
+
+  auto la = std::make_shared<SaliencyArgs>();
+  auto* l = app.add_subcommand("saliency",
+                               "attribution maps of a classifier scored against lesion masks: "
+                               "saliency.csv, saliency_by_size.csv, saliency.json, maps/");
+  detail::add_run_flags(l, *la);
+  l->add_option("--weights", la->weights, "classifier weights (safetensors; required)");
+  l->add_option("--masks", la->masks, "lesion-mask CSV: image,lesion_type,mask_path (required)");
+  l->add_option("--label-scheme", la->label_scheme, "the classifier's classes: grades, referable[:t] or any")
+      ->capture_default_str();
+  l->add_option("--method", la->methods,
+                "gradient, gradient_x_input, smoothgrad, integrated_gradients (comma list)")
+      ->capture_default_str();
+  l->add_option("--target", la->target, "predicted or a class index")->capture_default_str();
+  l->add_option("--baseline", la->baseline, "integrated gradients' baseline")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"black", "gray", "mean", "blurred"}));
+  l->add_option("--ig-rule", la->ig_rule, "integrated gradients' quadrature")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"riemann_midpoint", "gauss_legendre"}));
+  l->add_option("--ig-steps", la->ig_steps, "integrated gradients' steps")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  l->add_option("--smoothgrad-samples", la->smoothgrad_samples, "SmoothGrad's noisy copies")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  l->add_option("--smoothgrad-sigma", la->smoothgrad_sigma,
+                "SmoothGrad's noise std / (max - min) of the image")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  l->add_option("--count", la->count, "images scored (0: every image with a mask)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  l->add_flag("!--no-overlays", la->overlays, "skip the PNG overlays and raw maps");
+  l->callback([la, l] {
+    if (!la->config.empty()) apply_config_file(*l, la->config);
+    try {
+      saliency_methods(la->methods);
+    } catch (const fovea::Error& e) {
+      throw CLI::ValidationError(e.what());
+    }
+    run_saliency(*la);
   });
 
   // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.

@@ -6,6 +6,7 @@
 // drivers_resnet*.cpp so the network templates compile in parallel.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <filesystem>
@@ -89,6 +90,23 @@ struct RobustnessSummary {
   std::int64_t images = 0;
 };
 
+// `saliency`: attribution maps of a classifier scored against lesion masks (docs/saliency.md).
+struct SaliencyArgs : RunArgs {
+  std::string weights;
+  std::string masks;  // lesion-mask CSV: image,lesion_type,mask_path[,lesion_pixels] (IDRiD's, fovea generate
+                      // --masks)
+  std::string label_scheme = "grades";  // the classifier's head: 5 grades, or 2 classes
+  std::string methods = "gradient,gradient_x_input,smoothgrad,integrated_gradients";
+  std::string target = "predicted";          // predicted | a class index
+  std::string baseline = "black";            // integrated gradients: black | gray | mean | blurred
+  std::string ig_rule = "riemann_midpoint";  // riemann_midpoint | gauss_legendre
+  int ig_steps = 50;
+  int smoothgrad_samples = 50;
+  float smoothgrad_sigma = 0.15f;
+  std::int64_t count = 0;  // images scored (0: every image with a mask)
+  bool overlays = true;    // PNG overlays and raw maps per image
+};
+
 // What `evaluate` found, for the study's table.
 struct EvalSummary {
   std::map<std::string, double> point, low, high;  // "kappa", "auc", "accuracy"
@@ -117,6 +135,23 @@ inline std::vector<int> severity_list(const std::string& text) {
   return v;
 }
 
+// The attribution methods --method names (comma-separated, each once).
+inline std::vector<std::string> saliency_methods(const std::string& text) {
+  static const std::vector<std::string> known{"gradient", "gradient_x_input", "smoothgrad",
+                                              "integrated_gradients"};
+  std::vector<std::string> v;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    FOVEA_CHECK(std::find(known.begin(), known.end(), item) != known.end(), "--method: '", item,
+                "' is not one of gradient, gradient_x_input, smoothgrad, integrated_gradients");
+    FOVEA_CHECK(std::find(v.begin(), v.end(), item) == v.end(), "--method names '", item, "' twice");
+    v.push_back(item);
+  }
+  FOVEA_CHECK(!v.empty(), "--method: no method in '", text, "'");
+  return v;
+}
+
 namespace drivers {
 template <class Backbone>
 int pretrain(const PretrainArgs& a);
@@ -126,6 +161,8 @@ template <class Backbone>
 EvalSummary evaluate(const EvaluateArgs& a);
 template <class Backbone>
 RobustnessSummary robustness(const RobustnessArgs& a);
+template <class Backbone>
+int saliency(const SaliencyArgs& a);
 }  // namespace drivers
 
 }  // namespace fovea::tools

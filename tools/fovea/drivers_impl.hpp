@@ -16,14 +16,18 @@
 #include <vector>
 
 #include "drivers.hpp"
+#include "fovea/analysis/attribution.hpp"
 #include "fovea/analysis/features.hpp"
+#include "fovea/analysis/saliency_scores.hpp"
 #include "fovea/data/augment.hpp"
 #include "fovea/data/corruptions.hpp"
 #include "fovea/data/dataset.hpp"
+#include "fovea/data/fundus.hpp"
 #include "fovea/data/split.hpp"
 #include "fovea/eval/metrics.hpp"
 #include "fovea/fovea.hpp"
 #include "fovea/io/atomic_file.hpp"
+#include "fovea/io/safetensors.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/summary.hpp"
 #include "fovea/nn/weights.hpp"
@@ -779,6 +783,227 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
           std::to_string(summary.mean_error) +
           (a.reference.empty() ? "" : ", mCE " + std::to_string(summary.mce)));
   return summary;
+}
+
+// ---- saliency (docs/saliency.md) ----
+
+// image (C, H, W) on the CPU, padded with zeros (black) around its centre to a square of side max(H, W):
+// fundus photographs are wider than tall, and a centre crop would cut lesions off.
+inline Tensor pad_square(CView image) {
+  const std::int64_t c = image.shape()[0], h = image.shape()[1], w = image.shape()[2], side = std::max(h, w);
+  const std::int64_t top = (side - h) / 2, left = (side - w) / 2;
+  Tensor out = full(Shape{c, side, side}, 0.0f, Device::cpu());
+  for (std::int64_t k = 0; k < c; ++k)
+    for (std::int64_t y = 0; y < h; ++y)
+      std::copy_n(image.data() + (k * h + y) * w, w, out.data() + (k * side + top + y) * side + left);
+  return out;
+}
+
+// A mask image (channel 0 > 0.5 inside) through the images' geometry: padded to a square, then
+// resized to size x size keeping every pixel that any inside source pixel maps to.
+inline std::vector<std::uint8_t> square_mask(CView mask, int size) {
+  const Tensor padded =
+      pad_square(CView(mask.data(), Shape{1, mask.shape()[1], mask.shape()[2]}, mask.device()));
+  const std::int64_t side = padded.shape()[1];
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(side * side));
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = padded.data()[i] > 0.5f ? 1 : 0;
+  return analysis::resize_mask_any({bytes, side, side}, size, size);
+}
+
+// The heatmap over the image for a PNG: relevance scaled by its 99th percentile (clipped to 1) in a
+// black-red-yellow-white ramp, blended half and half with the image (3, S, S) in [0, 1].
+inline Tensor heatmap_overlay(CView image, std::span<const float> heat) {
+  std::vector<float> sorted(heat.begin(), heat.end());
+  const std::size_t k =
+      std::min(sorted.size() - 1, static_cast<std::size_t>(0.99 * static_cast<double>(sorted.size())));
+  std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k), sorted.end());
+  const float top = sorted[k] > 0.0f ? sorted[k] : 1.0f;
+  const std::int64_t n = static_cast<std::int64_t>(heat.size());
+  Tensor out(image.shape());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float t = std::clamp(heat[static_cast<std::size_t>(i)] / top, 0.0f, 1.0f);
+    const float ramp[3] = {std::clamp(3.0f * t, 0.0f, 1.0f), std::clamp(3.0f * t - 1.0f, 0.0f, 1.0f),
+                           std::clamp(3.0f * t - 2.0f, 0.0f, 1.0f)};
+    for (int c = 0; c < 3; ++c) out.data()[c * n + i] = 0.5f * image.data()[c * n + i] + 0.5f * ramp[c];
+  }
+  return out;
+}
+
+inline constexpr const char* kSaliencyHeader =
+    "image,method,target,lesion,lesion_pixels,mass_inside,rank_accuracy,pointing_game";
+inline constexpr const char* kSaliencySizeHeader =
+    "image,method,lesion,min_area,max_area,components,lesion_pixels,mass_inside,rank_accuracy,hit_rate";
+
+template <class Net>
+analysis::AttributionMaps attribution(Net& net, const std::string& method, CView x,
+                                      std::span<const int> target, const SaliencyArgs& a) {
+  if (method == "gradient") return analysis::gradient(net, x, target);
+  if (method == "gradient_x_input") return analysis::gradient_x_input(net, x, target);
+  if (method == "smoothgrad")
+    return analysis::smoothgrad(net, x, target,
+                                {.samples = a.smoothgrad_samples,
+                                 .sigma_fraction = a.smoothgrad_sigma,
+                                 .seed = a.seed,
+                                 .batch = static_cast<int>(a.batch_size)});
+  analysis::IntegratedGradientsOptions o;
+  o.steps = a.ig_steps;
+  o.rule =
+      a.ig_rule == "gauss_legendre" ? analysis::IgRule::gauss_legendre : analysis::IgRule::riemann_midpoint;
+  o.baseline = a.baseline == "gray"      ? analysis::IgBaseline::gray
+               : a.baseline == "mean"    ? analysis::IgBaseline::mean
+               : a.baseline == "blurred" ? analysis::IgBaseline::blurred
+                                         : analysis::IgBaseline::black;
+  o.normalisation = stats_for(a.normalization);
+  o.batch = static_cast<int>(a.batch_size);
+  return analysis::integrated_gradients(net, x, target, o);
+}
+
+template <class Backbone>
+int saliency(const SaliencyArgs& a) {
+  const Device device = resolve_device(a.device);
+  const std::vector<std::string> methods = saliency_methods(a.methods);
+  json config = common_config(a);
+  config.update(json{{"weights", a.weights},
+                     {"masks", a.masks},
+                     {"label_scheme", a.label_scheme},
+                     {"methods", a.methods},
+                     {"target", a.target},
+                     {"baseline", a.baseline},
+                     {"ig_rule", a.ig_rule},
+                     {"ig_steps", a.ig_steps},
+                     {"smoothgrad_samples", a.smoothgrad_samples},
+                     {"smoothgrad_sigma", a.smoothgrad_sigma},
+                     {"count", a.count},
+                     {"overlays", a.overlays}});
+  FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
+  FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
+  FOVEA_CHECK(!a.masks.empty(), "--masks is required (a lesion-mask CSV: image,lesion_type,mask_path)");
+  const data::LesionMasks masks = data::load_lesion_masks(a.masks);
+  RunDir run(a, "saliency", config, device);
+  const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
+  const int classes = scheme.num_classes();
+  int fixed_target = -1;
+  if (a.target != "predicted") {
+    const auto [end, ec] = std::from_chars(a.target.data(), a.target.data() + a.target.size(), fixed_target);
+    FOVEA_CHECK(ec == std::errc() && end == a.target.data() + a.target.size() && fixed_target >= 0 &&
+                    fixed_target < classes,
+                "--target must be 'predicted' or a class index in [0, ", classes, "), got '", a.target, "'");
+  }
+  // The images that have at least one mask, in data set order, at most --count.
+  const data::Dataset all = load_data(a);
+  std::vector<const data::Sample*> images;
+  for (const auto& sample : all.samples)
+    if (masks.by_image.count(data::image_id(sample.id)) &&
+        (a.count <= 0 || static_cast<std::int64_t>(images.size()) < a.count))
+      images.push_back(&sample);
+  FOVEA_CHECK(!images.empty(), "saliency: no image of ", a.data, " has a mask in ", a.masks);
+  run.log("saliency: " + std::to_string(images.size()) + " images with lesion masks; methods " + a.methods);
+
+  models::Classifier<Backbone> net(resnet_config(a, classes));
+  net.setup(Shape{std::max<std::int64_t>(a.batch_size, 1), 3, a.size, a.size}, device);
+  nn::load_weights(net, a.weights);
+  net.set_training(false);
+  nn::set_input_grad(net, true);
+  const ChannelStats stats = stats_for(a.normalization);
+  const std::array<float, 3> mean{stats.mean[0], stats.mean[1], stats.mean[2]};
+  const std::array<float, 3> std_dev{stats.std[0], stats.std[1], stats.std[2]};
+
+  std::string rows = std::string(kSaliencyHeader) + "\n", size_rows = std::string(kSaliencySizeHeader) + "\n";
+  // per (method, lesion): sums and counts of the finite scores, for saliency.json
+  std::map<std::pair<std::string, std::string>, std::array<double, 6>> totals;
+  const fs::path maps_dir = fs::path(a.out) / "maps";
+  if (a.overlays) fs::create_directories(maps_dir);
+  const auto frac = [](double v) { return csv_number(v); };
+  for (const data::Sample* sample : images) {
+    const std::string id = data::image_id(sample->id);
+    const Tensor photo = data::load_image(sample->path);
+    const Tensor resized =
+        data::resize_antialiased(pad_square(photo), a.size, a.size);  // (3, S, S) in [0, 1]
+    const std::vector<std::uint8_t> fov = square_mask(data::fov_mask(photo), a.size);
+    Tensor input = resized.clone();
+    data::normalize(input, mean, std_dev);
+    input.reshape(Shape{1, 3, a.size, a.size});
+    const Tensor x = input.to(device);
+    int target = fixed_target;
+    if (target < 0) {
+      const CView out = net.forward(x);
+      std::vector<float> logits(static_cast<std::size_t>(out.shape().numel()));
+      copy(out, View(logits.data(), out.shape(), Device::cpu()));
+      target = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+    // The lesion sets: each type this image has a mask of, then the union of MA, HE and EX.
+    std::vector<std::pair<std::string, std::vector<std::uint8_t>>> sets;
+    std::vector<std::uint8_t> lesion_union(static_cast<std::size_t>(a.size) * a.size, 0);
+    bool any_lesion = false;
+    for (std::string_view type : data::kLesionTypes) {
+      const data::LesionMask* m = masks.find(id, type);
+      if (m == nullptr) continue;
+      std::vector<std::uint8_t> bytes = square_mask(data::load_image(m->path), a.size);
+      if (type == "MA" || type == "HE" || type == "EX") {
+        for (std::size_t i = 0; i < bytes.size(); ++i) lesion_union[i] |= bytes[i];
+        any_lesion = true;
+      }
+      sets.emplace_back(std::string(type), std::move(bytes));
+    }
+    if (any_lesion) sets.emplace_back("MA+HE+EX", lesion_union);
+    const analysis::Mask fov_mask{fov, a.size, a.size};
+    std::map<std::string, CView> raw_maps;
+    std::vector<analysis::AttributionMaps> kept;
+    kept.reserve(methods.size());
+    for (const std::string& method : methods) {
+      const int targets[1] = {target};
+      kept.push_back(attribution(net, method, x, targets, a));
+      const analysis::AttributionMaps& m = kept.back();
+      const analysis::Heatmap heat{m.heatmap_of(0), a.size, a.size};
+      for (const auto& [lesion, bytes] : sets) {
+        const analysis::Mask lm{bytes, a.size, a.size};
+        const analysis::SaliencyScores sc = analysis::score_heatmap(heat, lm, fov_mask);
+        rows += id + "," + method + "," + std::to_string(target) + "," + lesion + "," +
+                std::to_string(sc.lesion_pixels) + "," + frac(sc.mass_inside) + "," + frac(sc.rank_accuracy) +
+                "," + frac(sc.pointing_game) + "\n";
+        auto& t = totals[{method, lesion}];
+        const double v[3] = {sc.mass_inside, sc.rank_accuracy, sc.pointing_game};
+        for (int k = 0; k < 3; ++k)
+          if (std::isfinite(v[k])) t[2 * k] += v[k], t[2 * k + 1] += 1.0;
+        for (const analysis::SizeBinScores& b : analysis::score_by_lesion_size(heat, lm, fov_mask))
+          size_rows += id + "," + method + "," + lesion + "," + std::to_string(b.min_area) + "," +
+                       (b.max_area == std::numeric_limits<std::int64_t>::max() ? std::string("inf")
+                                                                               : std::to_string(b.max_area)) +
+                       "," + std::to_string(b.components) + "," + std::to_string(b.lesion_pixels) + "," +
+                       frac(b.mass_inside) + "," + frac(b.rank_accuracy) + "," + frac(b.hit_rate) + "\n";
+      }
+      if (a.overlays)
+        data::write_png(maps_dir / (id + "_" + method + ".png"),
+                        heatmap_overlay(resized.view(), m.heatmap_of(0)));
+    }
+    if (a.overlays) {
+      for (std::size_t k = 0; k < methods.size(); ++k) {
+        raw_maps.emplace(methods[k] + ".heatmap",
+                         CView(kept[k].heatmap.data(), Shape{a.size, a.size}, Device::cpu()));
+        raw_maps.emplace(methods[k] + ".raw",
+                         CView(kept[k].raw.data(), Shape{3, a.size, a.size}, Device::cpu()));
+      }
+      io::write_safetensors(maps_dir / (id + ".safetensors"), raw_maps,
+                            {{"fovea.image", id}, {"fovea.target", std::to_string(target)}});
+    }
+    run.log("saliency: " + id + " (target " + std::to_string(target) + ", " + std::to_string(sets.size()) +
+            " lesion sets)");
+  }
+  io::write_file_atomically(fs::path(a.out) / "saliency.csv", rows);
+  io::write_file_atomically(fs::path(a.out) / "saliency_by_size.csv", size_rows);
+  json summary = json::object();
+  for (const auto& [key, t] : totals) {
+    const auto mean_of = [&](int k) { return t[2 * k + 1] > 0 ? t[2 * k] / t[2 * k + 1] : eval::kNaN; };
+    summary[key.first][key.second] = json{{"mass_inside", mean_of(0)},
+                                          {"rank_accuracy", mean_of(1)},
+                                          {"pointing_game", mean_of(2)},
+                                          {"images", t[1]}};
+  }
+  io::write_file_atomically(fs::path(a.out) / "saliency.json",
+                            json{{"images", images.size()}, {"methods", summary}}.dump(2) + "\n");
+  run.log("saliency: wrote saliency.csv, saliency_by_size.csv, saliency.json" +
+          std::string(a.overlays ? " and maps/" : ""));
+  return 0;
 }
 
 }  // namespace fovea::tools::drivers

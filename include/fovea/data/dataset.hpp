@@ -449,8 +449,9 @@ inline Dataset load_dataset(const std::filesystem::path& path, const DatasetOpti
 
 // ---- lesion masks -------------------------------------------------------------------------------
 
-// IDRiD's mask types: microaneurysms, haemorrhages, hard exudates, soft exudates, optic disc.
-inline constexpr std::array<std::string_view, 5> kLesionTypes{"MA", "HE", "EX", "SE", "OD"};
+// IDRiD's mask types: microaneurysms, haemorrhages, hard exudates, soft exudates, optic disc; and NV
+// (new vessels), which IDRiD has no masks of but fovea's synthetic generator writes for grade 4.
+inline constexpr std::array<std::string_view, 6> kLesionTypes{"MA", "HE", "EX", "SE", "OD", "NV"};
 
 struct LesionMask {
   std::filesystem::path path;
@@ -501,7 +502,7 @@ inline LesionMasks load_lesion_masks(const std::filesystem::path& csv, const Dat
     const std::string id = image_id(t.nonempty(r, image_col));
     const std::string type = t.nonempty(r, type_col);
     if (std::find(kLesionTypes.begin(), kLesionTypes.end(), type) == kLesionTypes.end())
-      t.fail(r, "field 'lesion_type' is '" + type + "', not one of MA, HE, EX, SE, OD");
+      t.fail(r, "field 'lesion_type' is '" + type + "', not one of MA, HE, EX, SE, OD, NV");
     const std::int64_t pixels = pixels_col >= 0 ? t.integer(r, pixels_col, 0, INT64_MAX) : -1;
     const fs::path path = dir / t.nonempty(r, path_col);
     if (!fs::is_regular_file(path, ec)) {

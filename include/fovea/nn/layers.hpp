@@ -114,7 +114,8 @@ class Conv2d {
 
 // Batch normalisation over (N, H, W) per channel, PyTorch semantics: batch statistics and a
 // running-statistics update (momentum 0.1, unbiased variance) in training, running statistics in
-// evaluation. gamma = 1, beta = 0 at initialisation (gamma = 0 with zero_init, for the last norm of
+// evaluation; backward in both modes (evaluation: the input gradient of the affine map only, for
+// saliency). gamma = 1, beta = 0 at initialisation (gamma = 0 with zero_init, for the last norm of
 // a residual block).
 class BatchNorm2d {
  public:
@@ -156,11 +157,21 @@ class BatchNorm2d {
     }
     return y;
   }
+  // Backward of the last forward, in the mode it ran in (changing the mode in between is an error).
+  // Training: through the batch statistics, writing dgamma and dbeta. Evaluation: the layer is the
+  // per-channel affine y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, so
+  // dx = dy * gamma / sqrt(running_var + eps) (the inference op applied to dy with mean 0, beta 0);
+  // the parameter gradients are left untouched (saliency needs dx only, a frozen backbone nothing).
   CView backward(CView dy) {
-    FOVEA_CHECK(training_, "BatchNorm2d::backward in evaluation mode is not supported (frozen backbones "
-                           "stop the backward pass before the backbone)");
-    FOVEA_CHECK(forward_training_, "BatchNorm2d::backward after a forward pass in evaluation mode (its input "
-                                   "was not kept): run forward in training mode first");
+    FOVEA_CHECK(
+        training_ || !forward_training_,
+        "BatchNorm2d::backward in evaluation mode after a forward pass in training mode: set the mode "
+        "before forward");
+    FOVEA_CHECK(
+        !training_ || forward_training_,
+        "BatchNorm2d::backward in training mode after a forward pass in evaluation mode (its input was "
+        "not kept): run forward in training mode first");
+    if (!training_) return backward_evaluation(dy);
     View dx = act_.input_grad_for(act_.x.shape(), dy.device());
     batch_norm_backward(act_.x, dy, gamma_.value, saved_mean_, saved_invstd_, dx, gamma_.grad, beta_.grad);
     return dx;
@@ -183,11 +194,22 @@ class BatchNorm2d {
   }
 
  private:
+  CView backward_evaluation(CView dy) {
+    FOVEA_CHECK(dy.shape().c() == channels_, "BatchNorm2d set up for ", channels_, " channels got gradient ",
+                dy.shape().str());
+    if (zero_.data() == nullptr || zero_.device() != dy.device())
+      zero_ = zeros(Shape{channels_}, dy.device());
+    View dx = act_.input_grad_for(dy.shape(), dy.device());
+    batch_norm_forward_inference(dy, gamma_.value, zero_, zero_, running_var_, eps_, dx);
+    return dx;
+  }
+
   float eps_ = 1e-5f, momentum_ = 0.1f;
   bool zero_init_ = false, training_ = true, forward_training_ = false;
   std::int64_t channels_ = 0;
   Parameter gamma_, beta_;
   Tensor running_mean_, running_var_, saved_mean_, saved_invstd_;
+  Tensor zero_;  // (C) zeros: the mean and beta of the evaluation backward, made on first use
   Activations act_;
 };
 
