@@ -325,6 +325,14 @@ def case_saliency(tmp):
     run(*base, "--out", again, expect=0)
     with open(os.path.join(again, "saliency.csv")) as f:
         check(f.read() == text, "the same settings gave other scores (not deterministic)")
+    # An interrupted run (only the first image's rows written) resumes and ends with the same files.
+    with open(os.path.join(again, "saliency.csv"), "w") as f:
+        f.write("\n".join([lines[0]] + [line for line in lines[1:] if line.startswith(rows[0][0] + ",")]) + "\n")
+    code, stdout, _ = run(*base, "--out", again, expect=0)
+    check("1 images already scored" in stdout, "the rerun did not resume:\n" + stdout)
+    for name in ("saliency.csv", "saliency_by_size.csv", "saliency.json"):
+        with open(os.path.join(out, name)) as f1, open(os.path.join(again, name)) as f2:
+            check(f1.read() == f2.read(), f"{name} differs after resuming")
     code, _, err = run(*base, "--method", "gradcam", "--out", os.path.join(tmp, "bad"))
     check(code == 2 and "gradcam" in err, f"unknown method: exit {code}\n{err}")
 

@@ -11,6 +11,7 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -546,6 +547,28 @@ EvalSummary evaluate(const EvaluateArgs& a) {
 
 // ---- robustness (docs/robustness.md) ----
 
+// Whether a run that writes its results row by row continues from `results` (a partial file of an
+// interrupted run): with --resume, when the file and config.json exist and config.json has these
+// settings; another config.json there is an error (pass --no-resume to start over). Call it before
+// RunDir rewrites config.json.
+inline bool resumes_partial_results(const RunArgs& a, json config, const std::string& command,
+                                    const fs::path& results) {
+  const fs::path file = fs::path(a.out) / "config.json";
+  if (!a.resume || !fs::exists(results) || !fs::exists(file)) return false;
+  std::ifstream in(file);
+  json before;
+  try {
+    before = json::parse(in);
+  } catch (const std::exception& e) {
+    FOVEA_FAIL(file.string(), " is not valid JSON (", e.what(), "); pass --no-resume to start over");
+  }
+  config["command"] = command;
+  const std::string diff = config_difference(before, config);
+  FOVEA_CHECK(diff.empty(), "cannot resume the run in ", a.out, ": its config.json has other settings:", diff,
+              refuse_resume_hint());
+  return true;
+}
+
 // One line of robustness.csv: the metrics of the classifier on the images under one corruption at one
 // severity ("clean", 0: the images as they are).
 struct RobustnessRow {
@@ -693,22 +716,7 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
   // atomically after each one).
   const fs::path csv = fs::path(a.out) / "robustness.csv";
   std::vector<RobustnessRow> rows;
-  if (a.resume && fs::exists(csv) && fs::exists(fs::path(a.out) / "config.json")) {
-    std::ifstream in(fs::path(a.out) / "config.json");
-    json before;
-    try {
-      before = json::parse(in);
-    } catch (const std::exception& e) {
-      FOVEA_FAIL((fs::path(a.out) / "config.json").string(), " is not valid JSON (", e.what(),
-                 "); pass --no-resume to start over");
-    }
-    json now = config;
-    now["command"] = "robustness";
-    const std::string diff = config_difference(before, now);
-    FOVEA_CHECK(diff.empty(), "cannot resume the run in ", a.out,
-                ": its config.json has other settings:", diff, refuse_resume_hint());
-    rows = read_robustness_csv(csv);
-  }
+  if (resumes_partial_results(a, config, "robustness", csv)) rows = read_robustness_csv(csv);
   RunDir run(a, "robustness", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
   data::Dataset d = data::map_labels(load_data(a), scheme);
@@ -834,6 +842,58 @@ inline constexpr const char* kSaliencyHeader =
 inline constexpr const char* kSaliencySizeHeader =
     "image,method,lesion,min_area,max_area,components,lesion_pixels,mass_inside,rank_accuracy,hit_rate";
 
+// One line of saliency.csv.
+struct SaliencyRow {
+  std::string image, method, lesion;
+  int target = 0;
+  std::int64_t lesion_pixels = 0;
+  double mass_inside = 0, rank_accuracy = 0, pointing_game = 0;
+  std::string line() const {
+    return image + "," + method + "," + std::to_string(target) + "," + lesion + "," +
+           std::to_string(lesion_pixels) + "," + csv_number(mass_inside) + "," + csv_number(rank_accuracy) +
+           "," + csv_number(pointing_game);
+  }
+};
+
+// The lines of a CSV after its header, which must be `header`; throws naming the file otherwise.
+inline std::vector<std::string> csv_lines(const fs::path& path, const char* header) {
+  std::ifstream in(path);
+  FOVEA_CHECK(in.good(), "cannot read '", path.string(), "'");
+  std::string line;
+  FOVEA_CHECK(std::getline(in, line) && line == header, path.string(), ": line 1 is not the header '", header,
+              "'");
+  std::vector<std::string> lines;
+  while (std::getline(in, line))
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+inline std::vector<SaliencyRow> read_saliency_csv(const fs::path& path) {
+  std::vector<SaliencyRow> rows;
+  int number = 1;
+  for (const std::string& line : csv_lines(path, kSaliencyHeader)) {
+    ++number;
+    std::vector<std::string> f;
+    std::stringstream fields(line);
+    std::string cell;
+    while (std::getline(fields, cell, ',')) f.push_back(cell);
+    SaliencyRow r;
+    bool ok = f.size() == 8;
+    try {
+      if (ok) {
+        r.image = f[0], r.method = f[1], r.target = std::stoi(f[2]), r.lesion = f[3];
+        r.lesion_pixels = std::stoll(f[4]);
+        r.mass_inside = std::stod(f[5]), r.rank_accuracy = std::stod(f[6]), r.pointing_game = std::stod(f[7]);
+      }
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    FOVEA_CHECK(ok, path.string(), ": line ", number, " is not '", kSaliencyHeader, "': '", line, "'");
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
 template <class Net>
 analysis::AttributionMaps attribution(Net& net, const std::string& method, CView x,
                                       std::span<const int> target, const SaliencyArgs& a) {
@@ -879,6 +939,22 @@ int saliency(const SaliencyArgs& a) {
   FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
   FOVEA_CHECK(!a.masks.empty(), "--masks is required (a lesion-mask CSV: image,lesion_type,mask_path)");
   const data::LesionMasks masks = data::load_lesion_masks(a.masks);
+  // An interrupted run with the same settings keeps the images it scored: both CSVs are rewritten
+  // atomically after each image, saliency_by_size.csv first, so an image counts as done once it is
+  // in saliency.csv.
+  const fs::path csv = fs::path(a.out) / "saliency.csv", size_csv = fs::path(a.out) / "saliency_by_size.csv";
+  std::vector<SaliencyRow> rows;
+  std::vector<std::pair<std::string, std::string>> size_rows;  // (image, line)
+  std::set<std::string> done;
+  if (resumes_partial_results(a, config, "saliency", csv)) {
+    rows = read_saliency_csv(csv);
+    for (const SaliencyRow& r : rows) done.insert(r.image);
+    if (fs::exists(size_csv))
+      for (const std::string& line : csv_lines(size_csv, kSaliencySizeHeader)) {
+        const std::string image = line.substr(0, line.find(','));
+        if (done.count(image)) size_rows.emplace_back(image, line);
+      }
+  }
   RunDir run(a, "saliency", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
   const int classes = scheme.num_classes();
@@ -908,14 +984,13 @@ int saliency(const SaliencyArgs& a) {
   const std::array<float, 3> mean{stats.mean[0], stats.mean[1], stats.mean[2]};
   const std::array<float, 3> std_dev{stats.std[0], stats.std[1], stats.std[2]};
 
-  std::string rows = std::string(kSaliencyHeader) + "\n", size_rows = std::string(kSaliencySizeHeader) + "\n";
-  // per (method, lesion): sums and counts of the finite scores, for saliency.json
-  std::map<std::pair<std::string, std::string>, std::array<double, 6>> totals;
   const fs::path maps_dir = fs::path(a.out) / "maps";
   if (a.overlays) fs::create_directories(maps_dir);
   const auto frac = [](double v) { return csv_number(v); };
+  if (!done.empty()) run.log("saliency: " + std::to_string(done.size()) + " images already scored (resumed)");
   for (const data::Sample* sample : images) {
     const std::string id = data::image_id(sample->id);
+    if (done.count(id)) continue;
     const Tensor photo = data::load_image(sample->path);
     const Tensor resized =
         data::resize_antialiased(pad_square(photo), a.size, a.size);  // (3, S, S) in [0, 1]
@@ -958,19 +1033,15 @@ int saliency(const SaliencyArgs& a) {
       for (const auto& [lesion, bytes] : sets) {
         const analysis::Mask lm{bytes, a.size, a.size};
         const analysis::SaliencyScores sc = analysis::score_heatmap(heat, lm, fov_mask);
-        rows += id + "," + method + "," + std::to_string(target) + "," + lesion + "," +
-                std::to_string(sc.lesion_pixels) + "," + frac(sc.mass_inside) + "," + frac(sc.rank_accuracy) +
-                "," + frac(sc.pointing_game) + "\n";
-        auto& t = totals[{method, lesion}];
-        const double v[3] = {sc.mass_inside, sc.rank_accuracy, sc.pointing_game};
-        for (int k = 0; k < 3; ++k)
-          if (std::isfinite(v[k])) t[2 * k] += v[k], t[2 * k + 1] += 1.0;
+        rows.push_back({id, method, lesion, target, sc.lesion_pixels, sc.mass_inside, sc.rank_accuracy,
+                        sc.pointing_game});
         for (const analysis::SizeBinScores& b : analysis::score_by_lesion_size(heat, lm, fov_mask))
-          size_rows += id + "," + method + "," + lesion + "," + std::to_string(b.min_area) + "," +
-                       (b.max_area == std::numeric_limits<std::int64_t>::max() ? std::string("inf")
-                                                                               : std::to_string(b.max_area)) +
-                       "," + std::to_string(b.components) + "," + std::to_string(b.lesion_pixels) + "," +
-                       frac(b.mass_inside) + "," + frac(b.rank_accuracy) + "," + frac(b.hit_rate) + "\n";
+          size_rows.emplace_back(
+              id, id + "," + method + "," + lesion + "," + std::to_string(b.min_area) + "," +
+                      (b.max_area == std::numeric_limits<std::int64_t>::max() ? std::string("inf")
+                                                                              : std::to_string(b.max_area)) +
+                      "," + std::to_string(b.components) + "," + std::to_string(b.lesion_pixels) + "," +
+                      frac(b.mass_inside) + "," + frac(b.rank_accuracy) + "," + frac(b.hit_rate));
       }
       if (a.overlays)
         data::write_png(maps_dir / (id + "_" + method + ".png"),
@@ -986,11 +1057,23 @@ int saliency(const SaliencyArgs& a) {
       io::write_safetensors(maps_dir / (id + ".safetensors"), raw_maps,
                             {{"fovea.image", id}, {"fovea.target", std::to_string(target)}});
     }
+    std::string size_text = std::string(kSaliencySizeHeader) + "\n",
+                text = std::string(kSaliencyHeader) + "\n";
+    for (const auto& [image, line] : size_rows) size_text += line + "\n";
+    for (const SaliencyRow& r : rows) text += r.line() + "\n";
+    io::write_file_atomically(size_csv, size_text);
+    io::write_file_atomically(csv, text);
     run.log("saliency: " + id + " (target " + std::to_string(target) + ", " + std::to_string(sets.size()) +
             " lesion sets)");
   }
-  io::write_file_atomically(fs::path(a.out) / "saliency.csv", rows);
-  io::write_file_atomically(fs::path(a.out) / "saliency_by_size.csv", size_rows);
+  // per (method, lesion): sums and counts of the finite scores
+  std::map<std::pair<std::string, std::string>, std::array<double, 6>> totals;
+  for (const SaliencyRow& r : rows) {
+    auto& t = totals[{r.method, r.lesion}];
+    const double v[3] = {r.mass_inside, r.rank_accuracy, r.pointing_game};
+    for (int k = 0; k < 3; ++k)
+      if (std::isfinite(v[k])) t[2 * k] += v[k], t[2 * k + 1] += 1.0;
+  }
   json summary = json::object();
   for (const auto& [key, t] : totals) {
     const auto mean_of = [&](int k) { return t[2 * k + 1] > 0 ? t[2 * k] / t[2 * k + 1] : eval::kNaN; };
