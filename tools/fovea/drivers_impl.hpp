@@ -509,6 +509,21 @@ int finetune(const FinetuneArgs& a) {
   return 0;
 }
 
+// The labelled images an evaluation runs on: --data under the label scheme, restricted to the part
+// --split-name of the --split file when one is given; not empty.
+inline data::Dataset evaluation_set(const EvaluateArgs& a, const data::LabelScheme& scheme,
+                                    const char* command) {
+  data::Dataset d = data::map_labels(load_data(a), scheme);
+  if (!a.split.empty()) {
+    const auto file = data::read_split(a.split);
+    const auto part = data::parse_split_name(a.split_name);
+    FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
+    d = data::apply_split(d, file.assignment_for(d))[*part];
+  }
+  FOVEA_CHECK(d.size() > 0, command, ": no labelled image to evaluate");
+  return d;
+}
+
 template <class Backbone>
 EvalSummary evaluate(const EvaluateArgs& a) {
   const Device device = resolve_device(a.device);
@@ -519,14 +534,7 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
   RunDir run(a, "evaluate", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
-  data::Dataset d = data::map_labels(load_data(a), scheme);
-  if (!a.split.empty()) {
-    const auto file = data::read_split(a.split);
-    const auto part = data::parse_split_name(a.split_name);
-    FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
-    d = data::apply_split(d, file.assignment_for(d))[*part];
-  }
-  FOVEA_CHECK(d.size() > 0, "evaluate: no labelled image to evaluate");
+  const data::Dataset d = evaluation_set(a, scheme, "evaluate");
   const int classes = scheme.num_classes();
   models::Classifier<Backbone> net(resnet_config(a, classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
@@ -719,14 +727,7 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
   if (resumes_partial_results(a, config, "robustness", csv)) rows = read_robustness_csv(csv);
   RunDir run(a, "robustness", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
-  data::Dataset d = data::map_labels(load_data(a), scheme);
-  if (!a.split.empty()) {
-    const auto file = data::read_split(a.split);
-    const auto part = data::parse_split_name(a.split_name);
-    FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
-    d = data::apply_split(d, file.assignment_for(d))[*part];
-  }
-  FOVEA_CHECK(d.size() > 0, "robustness: no labelled image to evaluate");
+  const data::Dataset d = evaluation_set(a, scheme, "robustness");
   const int classes = scheme.num_classes();
   models::Classifier<Backbone> net(resnet_config(a, classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
