@@ -278,34 +278,6 @@ namespace detail::corruption {
 
 inline float clip01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
-// How a filter reads beyond the plane: repeat the edge (scipy "nearest"), mirror with the edge
-// repeated (scipy "reflect", d c b a | a b c d), mirror without it (OpenCV's default REFLECT_101,
-// c b | a b c), or zeros.
-enum class Border { clamp, reflect, reflect101, zero };
-
-// The index that position i of a line of n reads, or -1 (zero border, outside).
-inline std::int64_t border_index(std::int64_t i, std::int64_t n, Border border) {
-  if (i >= 0 && i < n) return i;
-  switch (border) {
-    case Border::clamp: return i < 0 ? 0 : n - 1;
-    case Border::zero: return -1;
-    case Border::reflect: {
-      const std::int64_t period = 2 * n;
-      std::int64_t m = i % period;
-      if (m < 0) m += period;
-      return m < n ? m : period - 1 - m;
-    }
-    case Border::reflect101: {
-      if (n == 1) return 0;
-      const std::int64_t period = 2 * (n - 1);
-      std::int64_t m = i % period;
-      if (m < 0) m += period;
-      return m < n ? m : period - m;
-    }
-  }
-  return 0;
-}
-
 // The plane (h, w) padded by `pad` on every side according to `border`: (h + 2 pad, w + 2 pad).
 inline std::vector<float> pad_plane(const float* in, std::int64_t h, std::int64_t w, std::int64_t pad,
                                     Border border) {
@@ -366,39 +338,6 @@ inline std::vector<float> gaussian_taps(double sigma, std::int64_t radius) {
   std::vector<float> out(k.size());
   for (std::size_t i = 0; i < k.size(); ++i) out[i] = static_cast<float>(k[i] / total);
   return out;
-}
-
-// Separable filter of one plane with the odd symmetric kernel k: rows, then columns.
-inline void separable_filter(const float* in, float* out, std::int64_t h, std::int64_t w,
-                             const std::vector<float>& k, Border border) {
-  const std::int64_t radius = static_cast<std::int64_t>(k.size()) / 2;
-  std::vector<float> rows(static_cast<std::size_t>(h * w));
-  std::vector<float> line(static_cast<std::size_t>(w + 2 * radius));
-  for (std::int64_t y = 0; y < h; ++y) {
-    const float* src = in + y * w;
-    for (std::int64_t x = -radius; x < w + radius; ++x) {
-      const std::int64_t sx = border_index(x, w, border);
-      line[static_cast<std::size_t>(x + radius)] = sx < 0 ? 0.0f : src[sx];
-    }
-    float* dst = rows.data() + y * w;
-    for (std::int64_t x = 0; x < w; ++x) {
-      const float* s = line.data() + x;
-      float acc = 0.0f;
-      for (std::size_t t = 0; t < k.size(); ++t) acc += k[t] * s[t];
-      dst[x] = acc;
-    }
-  }
-  for (std::int64_t y = 0; y < h; ++y) {
-    float* dst = out + y * w;
-    std::fill(dst, dst + w, 0.0f);
-    for (std::int64_t t = -radius; t <= radius; ++t) {
-      const std::int64_t sy = border_index(y + t, h, border);
-      if (sy < 0) continue;
-      const float* s = rows.data() + sy * w;
-      const float kt = k[static_cast<std::size_t>(t + radius)];
-      for (std::int64_t x = 0; x < w; ++x) dst[x] += kt * s[x];
-    }
-  }
 }
 
 // ImageNet-C's disk(radius, alias_blur) at scale s: the indicator of x^2 + y^2 <= r^2 on the grid

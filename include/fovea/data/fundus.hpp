@@ -51,11 +51,65 @@ inline std::array<float, 2> otsu_threshold(const std::vector<float>& values) {
   return {(static_cast<float>(best_t) + 0.5f) / 255.0f, static_cast<float>(mode) / 255.0f};
 }
 
-// Reflect-101 index (OpenCV's default border: ... 2 1 | 0 1 2 ... n-1 | n-2 ...).
-inline std::int64_t reflect101(std::int64_t i, std::int64_t n) {
-  if (n == 1) return 0;
-  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
-  return i;
+// How a filter reads beyond the plane: repeat the edge (scipy "nearest"), mirror with the edge
+// repeated (scipy "reflect", d c b a | a b c d), mirror without it (OpenCV's default REFLECT_101,
+// c b | a b c), or zeros.
+enum class Border { clamp, reflect, reflect101, zero };
+
+// The index that position i of a line of n reads, or -1 (zero border, outside).
+inline std::int64_t border_index(std::int64_t i, std::int64_t n, Border border) {
+  if (i >= 0 && i < n) return i;
+  switch (border) {
+    case Border::clamp: return i < 0 ? 0 : n - 1;
+    case Border::zero: return -1;
+    case Border::reflect: {
+      const std::int64_t period = 2 * n;
+      std::int64_t m = i % period;
+      if (m < 0) m += period;
+      return m < n ? m : period - 1 - m;
+    }
+    case Border::reflect101: {
+      if (n == 1) return 0;
+      const std::int64_t period = 2 * (n - 1);
+      std::int64_t m = i % period;
+      if (m < 0) m += period;
+      return m < n ? m : period - m;
+    }
+  }
+  return 0;
+}
+
+// Separable filter of one plane with the odd symmetric kernel k: rows, then columns.
+inline void separable_filter(const float* in, float* out, std::int64_t h, std::int64_t w,
+                             const std::vector<float>& k, Border border) {
+  const std::int64_t radius = static_cast<std::int64_t>(k.size()) / 2;
+  std::vector<float> rows(static_cast<std::size_t>(h * w));
+  std::vector<float> line(static_cast<std::size_t>(w + 2 * radius));
+  for (std::int64_t y = 0; y < h; ++y) {
+    const float* src = in + y * w;
+    for (std::int64_t x = -radius; x < w + radius; ++x) {
+      const std::int64_t sx = border_index(x, w, border);
+      line[static_cast<std::size_t>(x + radius)] = sx < 0 ? 0.0f : src[sx];
+    }
+    float* dst = rows.data() + y * w;
+    for (std::int64_t x = 0; x < w; ++x) {
+      const float* s = line.data() + x;
+      float acc = 0.0f;
+      for (std::size_t t = 0; t < k.size(); ++t) acc += k[t] * s[t];
+      dst[x] = acc;
+    }
+  }
+  for (std::int64_t y = 0; y < h; ++y) {
+    float* dst = out + y * w;
+    std::fill(dst, dst + w, 0.0f);
+    for (std::int64_t t = -radius; t <= radius; ++t) {
+      const std::int64_t sy = border_index(y + t, h, border);
+      if (sy < 0) continue;
+      const float* s = rows.data() + sy * w;
+      const float kt = k[static_cast<std::size_t>(t + radius)];
+      for (std::int64_t x = 0; x < w; ++x) dst[x] += kt * s[x];
+    }
+  }
 }
 
 }  // namespace detail
@@ -79,34 +133,9 @@ inline Tensor gaussian_blur(CView image, float sigma) {
     total += k[static_cast<std::size_t>(i + radius)] = static_cast<float>(std::exp(-0.5 * i * i / (static_cast<double>(sigma) * sigma)));
   for (float& v : k) v = static_cast<float>(v / total);
 
-  Tensor rows(image.shape());
-  std::vector<float> line;
-  for (std::int64_t r = 0; r < c * h; ++r) {
-    const float* src = image.data() + r * w;
-    line.resize(static_cast<std::size_t>(w + 2 * radius));
-    for (std::int64_t x = -radius; x < w + radius; ++x)
-      line[static_cast<std::size_t>(x + radius)] = src[detail::reflect101(x, w)];
-    float* dst = rows.data() + r * w;
-    for (std::int64_t x = 0; x < w; ++x) {
-      const float* s = line.data() + x;
-      float acc = 0.0f;
-      for (std::size_t t = 0; t < k.size(); ++t) acc += k[t] * s[t];
-      dst[x] = acc;
-    }
-  }
-  for (std::int64_t ch = 0; ch < c; ++ch) {
-    const float* src = rows.data() + ch * h * w;
-    float* dst = out.data() + ch * h * w;
-    for (std::int64_t y = 0; y < h; ++y) {
-      float* d = dst + y * w;
-      std::fill(d, d + w, 0.0f);
-      for (std::int64_t t = -radius; t <= radius; ++t) {
-        const float* s = src + detail::reflect101(y + t, h) * w;
-        const float kt = k[static_cast<std::size_t>(t + radius)];
-        for (std::int64_t x = 0; x < w; ++x) d[x] += kt * s[x];
-      }
-    }
-  }
+  for (std::int64_t ch = 0; ch < c; ++ch)
+    detail::separable_filter(image.data() + ch * h * w, out.data() + ch * h * w, h, w, k,
+                             detail::Border::reflect101);
   return out;
 }
 
