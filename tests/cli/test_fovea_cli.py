@@ -294,33 +294,61 @@ def case_saliency(tmp):
     run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small, expect=0)
     base = ["saliency", "--data", data, "--masks", os.path.join(data, "lesions.csv"),
             "--weights", os.path.join(ft, "best.safetensors"), "--count", "3", "--ig-steps", "8",
-            "--smoothgrad-samples", "4", *small]
+            "--smoothgrad-samples", "4", "--randomization", "2", *small]
     out = os.path.join(tmp, "sal")
     run(*base, "--out", out, expect=0)
     with open(os.path.join(out, "saliency.csv")) as f:
         text = f.read()
     lines = text.splitlines()
-    check(lines[0] == "image,method,target,lesion,lesion_pixels,mass_inside,rank_accuracy,pointing_game",
+    check(lines[0] == "image,method,target,lesion,lesion_pixels,fov_pixels,mass_inside,rank_accuracy,pointing_game",
           f"header: {lines[0]}")
     rows = [line.split(",") for line in lines[1:]]
     images = sorted({r[0] for r in rows})
     methods = sorted({r[1] for r in rows})
     check(len(images) == 3, f"images: {images}")
-    check(methods == ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad"], f"methods: {methods}")
+    check(methods == ["grad_cam", "gradient", "gradient_x_input", "integrated_gradients", "lrp", "smoothgrad"],
+          f"methods: {methods}")
     check(any(r[3] == "MA+HE+EX" for r in rows), "no union row")
     for r in rows:
-        mass, rank, point = (float(v) for v in r[5:8])
-        check(int(r[4]) > 0, f"lesion pixels: {r}")
+        mass, rank, point = (float(v) for v in r[6:9])
+        check(0 < int(r[4]) <= int(r[5]), f"lesion and field-of-view pixels: {r}")
         check(0.0 <= mass <= 1.0 and 0.0 <= rank <= 1.0 and point in (0.0, 1.0), f"scores: {r}")
     with open(os.path.join(out, "saliency_by_size.csv")) as f:
         check(f.readline().startswith("image,method,lesion,min_area,max_area,components"), "size header")
     with open(os.path.join(out, "saliency.json")) as f:
         summary = json.load(f)
     check(summary["images"] == 3 and set(summary["methods"]) == set(methods), f"summary: {summary}")
+    # The chance level: the mean lesion share of the field of view, the same for every method.
+    shares = [int(r[4]) / int(r[5]) for r in rows if r[1] == "gradient" and r[3] == "MA+HE+EX"]
+    for m in methods:
+        chance = summary["methods"][m]["MA+HE+EX"]["chance"]
+        check(abs(chance - sum(shares) / len(shares)) < 1e-9, f"chance level of {m}: {chance} vs {shares}")
     for image in images:
         for m in methods:
             check(os.path.exists(os.path.join(out, "maps", f"{image}_{m}.png")), f"overlay {image} {m}")
         check(os.path.exists(os.path.join(out, "maps", f"{image}.safetensors")), f"raw maps {image}")
+    # Raw maps: 3 channels per method, 1 for Grad-CAM (the upsampled class activation map).
+    with open(os.path.join(out, "maps", f"{images[0]}.safetensors"), "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    check(header["lrp.raw"]["shape"] == [3, 32, 32] and header["grad_cam.raw"]["shape"] == [1, 32, 32],
+          f"raw map shapes: {header}")
+    # The randomisation check: a row per (method, stage, image) for the first 2 images, the stages
+    # from the logits down (fc first, the stem last), scores in [-1, 1] or nan, and the summary.
+    with open(os.path.join(out, "randomization.csv")) as f:
+        rand = [line.split(",") for line in f.read().splitlines()]
+    check(rand[0] == ["method", "stage", "image", "heatmap_spearman", "signed_spearman", "heatmap_ssim"],
+          f"randomization header: {rand[0]}")
+    stages = []
+    for r in rand[1:]:
+        if r[1] not in stages:
+            stages.append(r[1])
+    check(stages[0] == "fc" and stages[1] == "layer4.1" and stages[-1] == "conv1" and len(stages) == 10,
+          f"randomisation stages: {stages}")
+    check(len(rand) - 1 == len(methods) * 10 * 2, f"randomization rows: {len(rand) - 1}")
+    for r in rand[1:]:
+        for v in r[3:]:
+            check(v == "nan" or -1.0 <= float(v) <= 1.0, f"randomization score: {r}")
+    check(set(summary["randomization"]) == set(methods), f"randomization summary: {summary.get('randomization')}")
     again = os.path.join(tmp, "sal2")
     run(*base, "--out", again, expect=0)
     with open(os.path.join(again, "saliency.csv")) as f:

@@ -1,7 +1,8 @@
 // tests/cuda/test_attribution_cuda.cpp: attribution maps (analysis/attribution.hpp) of a tiny
 // ResNet-18 on cuda:0 against the same network on the CPU: the gradient and integrated gradients,
 // in fp32 (tight) and with TF32 (loose), plus BatchNorm2d's evaluation backward on the GPU and the
-// run-to-run determinism of the maps with deterministic cuDNN. Skips without a CUDA device.
+// run-to-run determinism of the maps with deterministic cuDNN; Grad-CAM (the gradient tap at layer3
+// and layer4) and LRP (its convolutions as fovea ops on the GPU) in fp32. Skips without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include "fovea/analysis/attribution.hpp"
+#include "fovea/analysis/gradcam.hpp"
+#include "fovea/analysis/lrp.hpp"
 #include "fovea/fovea.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/state.hpp"
@@ -120,6 +123,23 @@ TEST(CudaAttribution, GradientAndIntegratedGradientsMatchCpu) {
     }
     // Deterministic cuDNN: a second run gives the same bits.
     EXPECT_EQ(integrated_gradients(n.gpu, n.images_gpu, n.targets, ig).raw, ig_gpu.raw) << "tf32 " << c.tf32;
+  }
+}
+
+TEST(CudaAttribution, GradCamAndLrpMatchCpu) {
+  FOVEA_REQUIRE_GPU();
+  Nets n;
+  ScopedMathSettings settings(MathSettings{.allow_tf32 = false, .deterministic = true});
+  for (const char* layer : {"layer3", "layer4"}) {
+    const AttributionMaps c = grad_cam(n.cpu, n.images, n.targets, {.layer = layer});
+    const AttributionMaps g = grad_cam(n.gpu, n.images_gpu, n.targets, {.layer = layer});
+    EXPECT_LT(relative_to_max(g.raw, c.raw), 1e-4) << "grad_cam " << layer;
+  }
+  for (const LrpRule rule : {LrpRule::plus, LrpRule::gamma}) {
+    const AttributionMaps c = lrp(n.cpu, n.images, n.targets, {.rule = rule});
+    const AttributionMaps g = lrp(n.gpu, n.images_gpu, n.targets, {.rule = rule});
+    EXPECT_LT(relative_to_max(g.raw, c.raw), 1e-3) << "lrp " << to_string(rule);
+    EXPECT_EQ(lrp(n.gpu, n.images_gpu, n.targets, {.rule = rule}).raw, g.raw) << "lrp run to run";
   }
 }
 

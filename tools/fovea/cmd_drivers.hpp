@@ -49,7 +49,7 @@ inline RobustnessSummary run_robustness(const RobustnessArgs& a) {
   FOVEA_FAIL("unknown architecture '", a.arch, "' (expected resnet18, resnet34 or resnet50)");
 }
 
-inline int run_saliency(const SaliencyArgs& a) {
+inline SaliencySummary run_saliency(const SaliencyArgs& a) {
   if (a.arch == "resnet18") return drivers::saliency<models::ResNet18Backbone>(a);
   if (a.arch == "resnet34") return drivers::saliency<models::ResNet34Backbone>(a);
   if (a.arch == "resnet50") return drivers::saliency<models::ResNet50Backbone>(a);
@@ -201,7 +201,7 @@ inline void add_driver_commands(CLI::App& app) {
   l->add_option("--label-scheme", la->label_scheme, "the classifier's classes: grades, referable[:t] or any")
       ->capture_default_str();
   l->add_option("--method", la->methods,
-                "gradient, gradient_x_input, smoothgrad, integrated_gradients (comma list)")
+                "gradient, gradient_x_input, smoothgrad, integrated_gradients, grad_cam, lrp (comma list)")
       ->capture_default_str();
   l->add_option("--target", la->target, "predicted or a class index")->capture_default_str();
   l->add_option("--baseline", la->baseline, "integrated gradients' baseline")
@@ -220,12 +220,31 @@ inline void add_driver_commands(CLI::App& app) {
                 "SmoothGrad's noise std / (max - min) of the image")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  l->add_option("--gradcam-layer", la->gradcam_layer,
+                "Grad-CAM's layer (state-dict path: layer4, layer3.1, ...)")
+      ->capture_default_str();
+  l->add_option("--lrp-rule", la->lrp_rule, "LRP's rule for the inner convolutions")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"plus", "gamma", "epsilon"}));
+  l->add_option("--lrp-input", la->lrp_input, "LRP's rule for the first convolution")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"box", "flat", "epsilon"}));
+  l->add_option("--lrp-gamma", la->lrp_gamma, "LRP-gamma's gamma (--lrp-rule gamma)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   l->add_option("--count", la->count, "images scored (0: every image with a mask)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  l->add_option("--split", la->split, "split file (image,split): score only one part's images");
+  l->add_option("--split-name", la->split_name, "train, validation or test")->capture_default_str();
+  l->add_option("--randomization", la->randomization,
+                "images of the cascading parameter-randomisation check (0: off): randomization.csv")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   l->add_flag("!--no-overlays", la->overlays, "skip the PNG overlays and raw maps");
   l->callback([la, l] {
     if (!la->config.empty()) apply_config_file(*l, la->config);
+    if (la->split.empty()) reject_flags(*l, {"--split-name"}, "without --split");
     try {
       saliency_methods(la->methods);
     } catch (const fovea::Error& e) {
@@ -245,6 +264,8 @@ inline void add_driver_commands(CLI::App& app) {
     std::string config;
     std::string sampler = "shuffled", class_weights = "none";
     std::string corruptions = "all", severities = "1,2,3,4,5";  // robustness stage ("none": skipped)
+    std::string saliency = "gradient,integrated_gradients,grad_cam,lrp";  // saliency stage ("none": skipped)
+    std::int64_t saliency_count = 40, saliency_randomization = 4;
   };
   auto sa = std::make_shared<StudyArgs>();
   auto* s = app.add_subcommand("study", "the main job: SimCLR pretraining, fine-tuning from it and from random "
@@ -270,6 +291,18 @@ inline void add_driver_commands(CLI::App& app) {
       ->capture_default_str();
   s->add_option("--severities", sa->severities, "robustness stage: severities in 1..5")
       ->capture_default_str();
+  s->add_option(
+       "--saliency", sa->saliency,
+       "saliency stage: attribution methods (comma list, see fovea saliency --method), or none to skip it")
+      ->capture_default_str();
+  s->add_option("--saliency-count", sa->saliency_count,
+                "saliency stage: test images with lesion masks scored (0: all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  s->add_option("--saliency-randomization", sa->saliency_randomization,
+                "saliency stage: images of the cascading parameter-randomisation check (0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   s->add_flag("--full", sa->full, "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
                                    "batch 256 (flags given explicitly override them)");
   add_config_flag(s, sa->config);
@@ -277,13 +310,14 @@ inline void add_driver_commands(CLI::App& app) {
     if (!sa->config.empty()) apply_config_file(*s, sa->config);
     if (!sa->data.empty()) reject_flags(*s, {"--count"}, "with --data (it sizes the generated synthetic set)");
     StudyArgs a = *sa;
-    if (a.corruptions != "none") {  // checked before hours of training, not after
-      try {
+    try {  // checked before hours of training, not after
+      if (a.corruptions != "none") {
         corruption_list(a.corruptions);
         severity_list(a.severities);
-      } catch (const fovea::Error& e) {
-        throw CLI::ValidationError(e.what());
       }
+      if (a.saliency != "none") saliency_methods(a.saliency);
+    } catch (const fovea::Error& e) {
+      throw CLI::ValidationError(e.what());
     }
     if (a.full) {  // the GPU-sized defaults; flags given explicitly keep their values
       auto unset = [&](const char* flag) { return s->get_option(flag)->count() == 0; };
@@ -305,6 +339,7 @@ inline void add_driver_commands(CLI::App& app) {
       if (!fs::exists(fs::path(data) / "labels.csv")) {
         GenerateOptions g;
         g.out = data, g.count = a.count, g.size = a.generate_size, g.seed = a.seed, g.balanced = true, g.threads = a.threads;
+        g.masks = true;  // lesions.csv + masks/: the saliency stage's ground truth
         write_synthetic_dataset(g, &std::cerr);
       }
       std::cout << "study: synthetic fundus data in " << data << "\n";
@@ -345,6 +380,21 @@ inline void add_driver_commands(CLI::App& app) {
       if (i == 0) ra.reference = (fs::path(a.out) / "robustness_random" / "robustness.csv").string();
       robust[i] = run_robustness(ra);
     }
+    // Interpretability on the test images with lesion masks: each regime's maps scored against them.
+    std::string masks;
+    for (const char* name : {"lesions.csv", "lesion_masks.csv"})
+      if (masks.empty() && fs::exists(fs::path(data) / name)) masks = (fs::path(data) / name).string();
+    const bool saliency = a.saliency != "none" && !masks.empty();
+    if (a.saliency != "none" && masks.empty())
+      std::cout << "study: no lesions.csv or lesion_masks.csv in " << data << ": saliency stage skipped\n";
+    SaliencySummary explained[2];
+    for (int i = 0; saliency && i < 2; ++i) {
+      SaliencyArgs sa2;
+      base(sa2, i == 0 ? "saliency_simclr" : "saliency_random");
+      sa2.weights = weights[i], sa2.split = split_file[i], sa2.masks = masks;
+      sa2.methods = a.saliency, sa2.count = a.saliency_count, sa2.randomization = a.saliency_randomization;
+      explained[i] = run_saliency(sa2);
+    }
     std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n", static_cast<long long>(results[0].images));
     std::printf("%-14s %-24s %-24s %-24s\n", "regime", "quadratic kappa", "referable AUC", "accuracy");
     for (int i = 0; i < 2; ++i) {
@@ -364,6 +414,18 @@ inline void add_driver_commands(CLI::App& app) {
       for (int i = 0; i < 2; ++i)
         std::printf("%-14s %-12.3f %-16.3f %-16.3f %-16.3f\n", names[i], robust[i].clean_error,
                     robust[i].mean_error, robust[i].mean_kappa, i == 0 ? robust[i].mce : 1.0);
+    }
+    if (saliency) {
+      std::printf("\nstudy: saliency against the MA+HE+EX lesion masks (%lld test images, means)\n",
+                  static_cast<long long>(explained[0].images));
+      std::printf("%-14s %-22s %-12s %-14s %-14s %-s\n", "regime", "method", "mass inside", "rank accuracy",
+                  "pointing game", "randomised net (Spearman)");
+      std::printf("%-14s %-22s %-12.3f %-14.3f\n", "", "chance level", explained[0].union_chance,
+                  explained[0].union_chance);
+      for (int i = 0; i < 2; ++i)
+        for (const auto& [method, sc] : explained[i].union_scores)
+          std::printf("%-14s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", names[i], method.c_str(), sc.mass_inside,
+                      sc.rank_accuracy, sc.pointing_game, sc.randomized_spearman);
     }
     std::printf("outputs: %s\n", a.out.c_str());
   });

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -96,15 +97,35 @@ struct SaliencyArgs : RunArgs {
   std::string masks;  // lesion-mask CSV: image,lesion_type,mask_path[,lesion_pixels] (IDRiD's, fovea generate
                       // --masks)
   std::string label_scheme = "grades";  // the classifier's head: 5 grades, or 2 classes
-  std::string methods = "gradient,gradient_x_input,smoothgrad,integrated_gradients";
+  std::string methods = "gradient,gradient_x_input,smoothgrad,integrated_gradients,grad_cam,lrp";
   std::string target = "predicted";          // predicted | a class index
   std::string baseline = "black";            // integrated gradients: black | gray | mean | blurred
   std::string ig_rule = "riemann_midpoint";  // riemann_midpoint | gauss_legendre
   int ig_steps = 50;
   int smoothgrad_samples = 50;
   float smoothgrad_sigma = 0.15f;
+  std::string gradcam_layer = "layer4";  // Grad-CAM's layer (state-dict path)
+  std::string lrp_rule = "plus";         // LRP's rule for inner convolutions: plus | gamma | epsilon
+  std::string lrp_input = "box";         // LRP's rule for the first convolution: box | flat | epsilon
+  float lrp_gamma = 0.25f;
   std::int64_t count = 0;  // images scored (0: every image with a mask)
+  std::string split;       // optional split file (image,split): score only that part's images
+  std::string split_name = "test";
+  std::int64_t randomization = 0;  // images of the cascading parameter-randomisation check (0: off)
   bool overlays = true;    // PNG overlays and raw maps per image
+};
+
+// What `saliency` found, for the study's table: per method, the means over the images of the scores
+// against the MA + HE + EX union (NaN where no image had one).
+struct SaliencySummary {
+  struct Scores {
+    double mass_inside = 0, rank_accuracy = 0, pointing_game = 0;
+    // the randomisation check's mean heatmap Spearman after every stage is randomised (NaN: not run)
+    double randomized_spearman = std::numeric_limits<double>::quiet_NaN();
+  };
+  std::map<std::string, Scores> union_scores;                      // method -> scores
+  double union_chance = std::numeric_limits<double>::quiet_NaN();  // mean lesion share of the field of view
+  std::int64_t images = 0;
 };
 
 // What `evaluate` found, for the study's table.
@@ -137,14 +158,15 @@ inline std::vector<int> severity_list(const std::string& text) {
 
 // The attribution methods --method names (comma-separated, each once).
 inline std::vector<std::string> saliency_methods(const std::string& text) {
-  static const std::vector<std::string> known{"gradient", "gradient_x_input", "smoothgrad",
-                                              "integrated_gradients"};
+  static const std::vector<std::string> known{
+      "gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "grad_cam", "lrp"};
   std::vector<std::string> v;
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    FOVEA_CHECK(std::find(known.begin(), known.end(), item) != known.end(), "--method: '", item,
-                "' is not one of gradient, gradient_x_input, smoothgrad, integrated_gradients");
+    FOVEA_CHECK(
+        std::find(known.begin(), known.end(), item) != known.end(), "--method: '", item,
+        "' is not one of gradient, gradient_x_input, smoothgrad, integrated_gradients, grad_cam, lrp");
     FOVEA_CHECK(std::find(v.begin(), v.end(), item) == v.end(), "--method names '", item, "' twice");
     v.push_back(item);
   }
@@ -162,7 +184,7 @@ EvalSummary evaluate(const EvaluateArgs& a);
 template <class Backbone>
 RobustnessSummary robustness(const RobustnessArgs& a);
 template <class Backbone>
-int saliency(const SaliencyArgs& a);
+SaliencySummary saliency(const SaliencyArgs& a);
 }  // namespace drivers
 
 }  // namespace fovea::tools

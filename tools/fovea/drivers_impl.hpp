@@ -19,6 +19,9 @@
 #include "drivers.hpp"
 #include "fovea/analysis/attribution.hpp"
 #include "fovea/analysis/features.hpp"
+#include "fovea/analysis/gradcam.hpp"
+#include "fovea/analysis/lrp.hpp"
+#include "fovea/analysis/randomization.hpp"
 #include "fovea/analysis/saliency_scores.hpp"
 #include "fovea/data/augment.hpp"
 #include "fovea/data/corruptions.hpp"
@@ -839,7 +842,9 @@ inline Tensor heatmap_overlay(CView image, std::span<const float> heat) {
 }
 
 inline constexpr const char* kSaliencyHeader =
-    "image,method,target,lesion,lesion_pixels,mass_inside,rank_accuracy,pointing_game";
+    "image,method,target,lesion,lesion_pixels,fov_pixels,mass_inside,rank_accuracy,pointing_game";
+inline constexpr const char* kRandomizationHeader =
+    "method,stage,image,heatmap_spearman,signed_spearman,heatmap_ssim";
 inline constexpr const char* kSaliencySizeHeader =
     "image,method,lesion,min_area,max_area,components,lesion_pixels,mass_inside,rank_accuracy,hit_rate";
 
@@ -847,12 +852,12 @@ inline constexpr const char* kSaliencySizeHeader =
 struct SaliencyRow {
   std::string image, method, lesion;
   int target = 0;
-  std::int64_t lesion_pixels = 0;
+  std::int64_t lesion_pixels = 0, fov_pixels = 0;
   double mass_inside = 0, rank_accuracy = 0, pointing_game = 0;
   std::string line() const {
     return image + "," + method + "," + std::to_string(target) + "," + lesion + "," +
-           std::to_string(lesion_pixels) + "," + csv_number(mass_inside) + "," + csv_number(rank_accuracy) +
-           "," + csv_number(pointing_game);
+           std::to_string(lesion_pixels) + "," + std::to_string(fov_pixels) + "," + csv_number(mass_inside) +
+           "," + csv_number(rank_accuracy) + "," + csv_number(pointing_game);
   }
 };
 
@@ -879,12 +884,12 @@ inline std::vector<SaliencyRow> read_saliency_csv(const fs::path& path) {
     std::string cell;
     while (std::getline(fields, cell, ',')) f.push_back(cell);
     SaliencyRow r;
-    bool ok = f.size() == 8;
+    bool ok = f.size() == 9;
     try {
       if (ok) {
         r.image = f[0], r.method = f[1], r.target = std::stoi(f[2]), r.lesion = f[3];
-        r.lesion_pixels = std::stoll(f[4]);
-        r.mass_inside = std::stod(f[5]), r.rank_accuracy = std::stod(f[6]), r.pointing_game = std::stod(f[7]);
+        r.lesion_pixels = std::stoll(f[4]), r.fov_pixels = std::stoll(f[5]);
+        r.mass_inside = std::stod(f[6]), r.rank_accuracy = std::stod(f[7]), r.pointing_game = std::stod(f[8]);
       }
     } catch (const std::exception&) {
       ok = false;
@@ -899,6 +904,22 @@ template <class Net>
 analysis::AttributionMaps attribution(Net& net, const std::string& method, CView x,
                                       std::span<const int> target, const SaliencyArgs& a) {
   if (method == "gradient") return analysis::gradient(net, x, target);
+  if (method == "grad_cam")
+    return analysis::grad_cam(net, x, target,
+                              {.layer = a.gradcam_layer, .batch = static_cast<int>(a.batch_size)});
+  if (method == "lrp") {
+    analysis::LrpOptions o;
+    o.rule = a.lrp_rule == "epsilon" ? analysis::LrpRule::epsilon
+             : a.lrp_rule == "gamma" ? analysis::LrpRule::gamma
+                                     : analysis::LrpRule::plus;
+    o.input = a.lrp_input == "flat"      ? analysis::LrpInputRule::flat
+              : a.lrp_input == "epsilon" ? analysis::LrpInputRule::epsilon
+                                         : analysis::LrpInputRule::box;
+    o.gamma = a.lrp_gamma;
+    o.normalisation = stats_for(a.normalization);
+    o.batch = static_cast<int>(a.batch_size);
+    return analysis::lrp(net, x, target, o);
+  }
   if (method == "gradient_x_input") return analysis::gradient_x_input(net, x, target);
   if (method == "smoothgrad")
     return analysis::smoothgrad(net, x, target,
@@ -920,7 +941,7 @@ analysis::AttributionMaps attribution(Net& net, const std::string& method, CView
 }
 
 template <class Backbone>
-int saliency(const SaliencyArgs& a) {
+SaliencySummary saliency(const SaliencyArgs& a) {
   const Device device = resolve_device(a.device);
   const std::vector<std::string> methods = saliency_methods(a.methods);
   json config = common_config(a);
@@ -934,7 +955,14 @@ int saliency(const SaliencyArgs& a) {
                      {"ig_steps", a.ig_steps},
                      {"smoothgrad_samples", a.smoothgrad_samples},
                      {"smoothgrad_sigma", a.smoothgrad_sigma},
+                     {"gradcam_layer", a.gradcam_layer},
+                     {"lrp_rule", a.lrp_rule},
+                     {"lrp_input", a.lrp_input},
+                     {"lrp_gamma", a.lrp_gamma},
                      {"count", a.count},
+                     {"split", a.split},
+                     {"split_name", a.split_name},
+                     {"randomization", a.randomization},
                      {"overlays", a.overlays}});
   FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
   FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
@@ -967,13 +995,20 @@ int saliency(const SaliencyArgs& a) {
                 "--target must be 'predicted' or a class index in [0, ", classes, "), got '", a.target, "'");
   }
   // The images that have at least one mask, in data set order, at most --count.
-  const data::Dataset all = load_data(a);
+  data::Dataset all = load_data(a);
+  if (!a.split.empty()) {  // e.g. the test split of the fine-tuning run: explain held-out images only
+    const auto file = data::read_split(a.split);
+    const auto part = data::parse_split_name(a.split_name);
+    FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
+    all = data::apply_split(all, file.assignment_for(all))[*part];
+  }
   std::vector<const data::Sample*> images;
   for (const auto& sample : all.samples)
     if (masks.by_image.count(data::image_id(sample.id)) &&
         (a.count <= 0 || static_cast<std::int64_t>(images.size()) < a.count))
       images.push_back(&sample);
-  FOVEA_CHECK(!images.empty(), "saliency: no image of ", a.data, " has a mask in ", a.masks);
+  FOVEA_CHECK(!images.empty(), "saliency: no image of ", a.data,
+              a.split.empty() ? "" : " (" + a.split_name + " split)", " has a mask in ", a.masks);
   run.log("saliency: " + std::to_string(images.size()) + " images with lesion masks; methods " + a.methods);
 
   models::Classifier<Backbone> net(resnet_config(a, classes));
@@ -989,6 +1024,20 @@ int saliency(const SaliencyArgs& a) {
   if (a.overlays) fs::create_directories(maps_dir);
   const auto frac = [](double v) { return csv_number(v); };
   if (!done.empty()) run.log("saliency: " + std::to_string(done.size()) + " images already scored (resumed)");
+  // The network input (1, 3, S, S) of an image (normalised, on the device) and its target class.
+  const auto input_of = [&](const Tensor& resized) {
+    Tensor input = resized.clone();
+    data::normalize(input, mean, std_dev);
+    input.reshape(Shape{1, 3, a.size, a.size});
+    return input.to(device);
+  };
+  const auto target_of = [&](CView x) {
+    if (fixed_target >= 0) return fixed_target;
+    const CView out = net.forward(x);
+    std::vector<float> logits(static_cast<std::size_t>(out.shape().numel()));
+    copy(out, View(logits.data(), out.shape(), Device::cpu()));
+    return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  };
   for (const data::Sample* sample : images) {
     const std::string id = data::image_id(sample->id);
     if (done.count(id)) continue;
@@ -996,17 +1045,8 @@ int saliency(const SaliencyArgs& a) {
     const Tensor resized =
         data::resize_antialiased(pad_square(photo), a.size, a.size);  // (3, S, S) in [0, 1]
     const std::vector<std::uint8_t> fov = square_mask(data::fov_mask(photo), a.size);
-    Tensor input = resized.clone();
-    data::normalize(input, mean, std_dev);
-    input.reshape(Shape{1, 3, a.size, a.size});
-    const Tensor x = input.to(device);
-    int target = fixed_target;
-    if (target < 0) {
-      const CView out = net.forward(x);
-      std::vector<float> logits(static_cast<std::size_t>(out.shape().numel()));
-      copy(out, View(logits.data(), out.shape(), Device::cpu()));
-      target = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    }
+    const Tensor x = input_of(resized);
+    const int target = target_of(x);
     // The lesion sets: each type this image has a mask of, then the union of MA, HE and EX.
     std::vector<std::pair<std::string, std::vector<std::uint8_t>>> sets;
     std::vector<std::uint8_t> lesion_union(static_cast<std::size_t>(a.size) * a.size, 0);
@@ -1034,8 +1074,8 @@ int saliency(const SaliencyArgs& a) {
       for (const auto& [lesion, bytes] : sets) {
         const analysis::Mask lm{bytes, a.size, a.size};
         const analysis::SaliencyScores sc = analysis::score_heatmap(heat, lm, fov_mask);
-        rows.push_back({id, method, lesion, target, sc.lesion_pixels, sc.mass_inside, sc.rank_accuracy,
-                        sc.pointing_game});
+        rows.push_back({id, method, lesion, target, sc.lesion_pixels, sc.fov_pixels, sc.mass_inside,
+                        sc.rank_accuracy, sc.pointing_game});
         for (const analysis::SizeBinScores& b : analysis::score_by_lesion_size(heat, lm, fov_mask))
           size_rows.emplace_back(
               id, id + "," + method + "," + lesion + "," + std::to_string(b.min_area) + "," +
@@ -1053,7 +1093,7 @@ int saliency(const SaliencyArgs& a) {
         raw_maps.emplace(methods[k] + ".heatmap",
                          CView(kept[k].heatmap.data(), Shape{a.size, a.size}, Device::cpu()));
         raw_maps.emplace(methods[k] + ".raw",
-                         CView(kept[k].raw.data(), Shape{3, a.size, a.size}, Device::cpu()));
+                         CView(kept[k].raw.data(), Shape{kept[k].channels, a.size, a.size}, Device::cpu()));
       }
       io::write_safetensors(maps_dir / (id + ".safetensors"), raw_maps,
                             {{"fovea.image", id}, {"fovea.target", std::to_string(target)}});
@@ -1067,27 +1107,90 @@ int saliency(const SaliencyArgs& a) {
     run.log("saliency: " + id + " (target " + std::to_string(target) + ", " + std::to_string(sets.size()) +
             " lesion sets)");
   }
-  // per (method, lesion): sums and counts of the finite scores
-  std::map<std::pair<std::string, std::string>, std::array<double, 6>> totals;
+  // per (method, lesion): sums and counts of the finite scores, and of the chance level (the lesion
+  // set's share of the field of view: what mass_inside and rank_accuracy of a map that ignores the
+  // lesions come to)
+  std::map<std::pair<std::string, std::string>, std::array<double, 8>> totals;
   for (const SaliencyRow& r : rows) {
     auto& t = totals[{r.method, r.lesion}];
-    const double v[3] = {r.mass_inside, r.rank_accuracy, r.pointing_game};
-    for (int k = 0; k < 3; ++k)
+    const double v[4] = {r.mass_inside, r.rank_accuracy, r.pointing_game,
+                         r.fov_pixels > 0 ? static_cast<double>(r.lesion_pixels) / r.fov_pixels : eval::kNaN};
+    for (int k = 0; k < 4; ++k)
       if (std::isfinite(v[k])) t[2 * k] += v[k], t[2 * k + 1] += 1.0;
   }
+  // The sanity check (docs/randomization.md): the first --randomization images, each method's maps
+  // after randomising the network from the logits down, compared with the trained network's.
+  json randomization = json::object();
+  std::map<std::string, double> randomized;
+  if (a.randomization > 0) {
+    const std::int64_t n = std::min<std::int64_t>(a.randomization, static_cast<std::int64_t>(images.size()));
+    Tensor batch(Shape{n, 3, a.size, a.size});
+    std::vector<int> targets;
+    std::vector<std::string> ids;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const data::Sample* sample = images[static_cast<std::size_t>(i)];
+      const Tensor x =
+          input_of(data::resize_antialiased(pad_square(data::load_image(sample->path)), a.size, a.size));
+      targets.push_back(target_of(x));
+      ids.push_back(data::image_id(sample->id));
+      copy(x, View(batch.data() + i * 3 * a.size * a.size, Shape{1, 3, a.size, a.size}, Device::cpu()));
+    }
+    const Tensor xs = batch.to(device);
+    std::string text = std::string(kRandomizationHeader) + "\n";
+    for (const std::string& method : methods) {
+      const analysis::RandomizationResult r = analysis::cascading_randomization(
+          net,
+          [&](auto& model, CView x, std::span<const int> t) { return attribution(model, method, x, t, a); },
+          xs, targets, {.seed = a.seed});
+      json stages = json::array();
+      for (std::size_t k = 0; k < r.stages.size(); ++k) {
+        for (std::int64_t i = 0; i < n; ++i) {
+          const analysis::RandomizationScores& sc = r.scores[k][static_cast<std::size_t>(i)];
+          text += method + "," + r.stages[k].name + "," + ids[static_cast<std::size_t>(i)] + "," +
+                  frac(sc.heatmap_spearman) + "," + frac(sc.signed_spearman) + "," + frac(sc.heatmap_ssim) +
+                  "\n";
+        }
+        stages.push_back(json{{"stage", r.stages[k].name},
+                              {"heatmap_spearman", r.mean[k].heatmap_spearman},
+                              {"signed_spearman", r.mean[k].signed_spearman},
+                              {"heatmap_ssim", r.mean[k].heatmap_ssim}});
+      }
+      randomization[method] = stages;
+      const analysis::RandomizationScores& last = r.mean.back();
+      randomized[method] = last.heatmap_spearman;
+      run.log("saliency: randomisation check, " + method +
+              ": after randomising every layer, heatmap Spearman " + frac(last.heatmap_spearman) +
+              ", signed Spearman " + frac(last.signed_spearman) + ", SSIM " + frac(last.heatmap_ssim) +
+              " (1 = unchanged)");
+    }
+    io::write_file_atomically(fs::path(a.out) / "randomization.csv", text);
+  }
+
   json summary = json::object();
+  SaliencySummary result;
+  result.images = static_cast<std::int64_t>(images.size());
+  for (const std::string& method : methods)
+    result.union_scores[method] = {eval::kNaN, eval::kNaN, eval::kNaN,
+                                   randomized.count(method) ? randomized[method] : eval::kNaN};
   for (const auto& [key, t] : totals) {
     const auto mean_of = [&](int k) { return t[2 * k + 1] > 0 ? t[2 * k] / t[2 * k + 1] : eval::kNaN; };
     summary[key.first][key.second] = json{{"mass_inside", mean_of(0)},
                                           {"rank_accuracy", mean_of(1)},
                                           {"pointing_game", mean_of(2)},
+                                          {"chance", mean_of(3)},
                                           {"images", t[1]}};
+    if (key.second == "MA+HE+EX") {
+      SaliencySummary::Scores& sc = result.union_scores[key.first];
+      sc.mass_inside = mean_of(0), sc.rank_accuracy = mean_of(1), sc.pointing_game = mean_of(2);
+      result.union_chance = mean_of(3);
+    }
   }
-  io::write_file_atomically(fs::path(a.out) / "saliency.json",
-                            json{{"images", images.size()}, {"methods", summary}}.dump(2) + "\n");
+  json out{{"images", images.size()}, {"methods", summary}};
+  if (a.randomization > 0) out["randomization"] = randomization;
+  io::write_file_atomically(fs::path(a.out) / "saliency.json", out.dump(2) + "\n");
   run.log("saliency: wrote saliency.csv, saliency_by_size.csv, saliency.json" +
           std::string(a.overlays ? " and maps/" : ""));
-  return 0;
+  return result;
 }
 
 }  // namespace fovea::tools::drivers

@@ -7,5 +7,5 @@ template int pretrain<models::ResNet18Backbone>(const PretrainArgs&);
 template int finetune<models::ResNet18Backbone>(const FinetuneArgs&);
 template EvalSummary evaluate<models::ResNet18Backbone>(const EvaluateArgs&);
 template RobustnessSummary robustness<models::ResNet18Backbone>(const RobustnessArgs&);
-template int saliency<models::ResNet18Backbone>(const SaliencyArgs&);
+template SaliencySummary saliency<models::ResNet18Backbone>(const SaliencyArgs&);
 }  // namespace fovea::tools::drivers

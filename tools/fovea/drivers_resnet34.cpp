@@ -7,5 +7,5 @@ template int pretrain<models::ResNet34Backbone>(const PretrainArgs&);
 template int finetune<models::ResNet34Backbone>(const FinetuneArgs&);
 template EvalSummary evaluate<models::ResNet34Backbone>(const EvaluateArgs&);
 template RobustnessSummary robustness<models::ResNet34Backbone>(const RobustnessArgs&);
-template int saliency<models::ResNet34Backbone>(const SaliencyArgs&);
+template SaliencySummary saliency<models::ResNet34Backbone>(const SaliencyArgs&);
 }  // namespace fovea::tools::drivers

@@ -7,5 +7,5 @@ template int pretrain<models::ResNet50Backbone>(const PretrainArgs&);
 template int finetune<models::ResNet50Backbone>(const FinetuneArgs&);
 template EvalSummary evaluate<models::ResNet50Backbone>(const EvaluateArgs&);
 template RobustnessSummary robustness<models::ResNet50Backbone>(const RobustnessArgs&);
-template int saliency<models::ResNet50Backbone>(const SaliencyArgs&);
+template SaliencySummary saliency<models::ResNet50Backbone>(const SaliencyArgs&);
 }  // namespace fovea::tools::drivers

@@ -33,6 +33,7 @@
 
 #include "fovea/core/error.hpp"
 #include "fovea/core/random.hpp"
+#include "fovea/core/stream.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/cpu/augment.hpp"  // ChannelStats, kDrStats
 #include "fovea/nn/layer.hpp"
@@ -195,13 +196,17 @@ inline std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
 template <class Net>
 class GradientRunner {
  public:
-  GradientRunner(Net& net, Device device, std::int64_t channels, std::int64_t height, std::int64_t width)
-      : net_(net), device_(device), c_(channels), h_(height), w_(width) {
+  // input_grad false: only the backward's side effects are wanted (a tap's gradients: Grad-CAM);
+  // the first layer then skips its input gradient and run() takes grads == nullptr.
+  GradientRunner(Net& net, Device device, std::int64_t channels, std::int64_t height, std::int64_t width,
+                 bool input_grad = true)
+      : net_(net), device_(device), c_(channels), h_(height), w_(width), input_grad_(input_grad) {
     net_.set_training(false);
-    nn::set_input_grad(net_, true);
+    nn::set_input_grad(net_, input_grad);
   }
 
-  // rows (b x C·H·W, host) -> grads (b x C·H·W, host) of logit[target[i]] and the target logits.
+  // rows (b x C·H·W, host) -> grads (b x C·H·W, host; not written when null) of logit[target[i]]
+  // and the target logits (not written when null).
   void run(const float* rows, std::int64_t b, std::span<const int> targets, float* grads, double* logits) {
     const Shape shape{b, c_, h_, w_};
     if (input_.device() != device_ || input_.data() == nullptr) input_ = Tensor(shape, device_);
@@ -224,7 +229,12 @@ class GradientRunner {
     else dlogits_.resize(out.shape());
     copy(CView(onehot_.data(), out.shape(), Device::cpu()), dlogits_.view());
     CView dx = net_.backward(dlogits_.view());
-    FOVEA_CHECK(dx.data() != nullptr, "attribution: the net returned no input gradient (nn::set_input_grad)");
+    if (grads == nullptr) {
+      if (!device_.is_cpu()) synchronize(device_);  // dlogits_ must outlive the queued backward
+      return;
+    }
+    FOVEA_CHECK(input_grad_ && dx.data() != nullptr,
+                "attribution: the net returned no input gradient (nn::set_input_grad)");
     check_same_shape("attribution", "input gradient", dx.shape(), "input", shape);
     copy(dx, View(grads, shape, Device::cpu()));
   }
@@ -233,6 +243,7 @@ class GradientRunner {
   Net& net_;
   Device device_;
   std::int64_t c_, h_, w_;
+  bool input_grad_ = true;
   Tensor input_, dlogits_;
   std::vector<float> host_logits_, onehot_;
 };

@@ -16,9 +16,11 @@
 // few gradient buffers alive at a time. Named and Inline inherit the members of what they wrap.
 //
 // Activation capture (nn/tap.hpp): each composite keeps a TapHook per child and runs its children
-// through detail::forward_child, which tests a leaf child's hook after its forward (one null-pointer
-// test; an attached ActivationTap gets the output before the next layer runs). visit_child_hooks
-// lists (path, child, hook) as visit_children lists (path, child).
+// through detail::forward_child, which tests the child's hook after its forward (one null-pointer
+// test; an attached ActivationTap gets the output before the next layer runs), and backward through
+// detail::backward_child, which tests it before the child's backward (a tap with a gradient callback
+// gets the gradient with respect to the child's output). visit_child_hooks lists (path, child, hook)
+// as visit_children lists (path, child).
 #pragma once
 
 #include <algorithm>
@@ -200,7 +202,7 @@ class Sequential {
     if constexpr (I == 0) {
       dy_ = dy;
     } else {
-      const CView g = std::get<I - 1>(children_).backward(dy);
+      const CView g = detail::backward_child(std::get<I - 1>(children_), dy, hooks_[I - 1]);
       if (!views_overlap(g, dy)) {
         release_input_grads(I, held);
         held = I;
@@ -278,8 +280,8 @@ class Residual {
       relu_backward(act_.y, dy, gy);
       g = gy;
     }
-    const CView db = body_.backward(g);
-    const CView ds = shortcut_.backward(g);
+    const CView db = detail::backward_child(body_, g, body_hook_);
+    const CView ds = detail::backward_child(shortcut_, g, shortcut_hook_);
     if (!input_grad_) {
       release_input_grad();
       return CView();
@@ -392,7 +394,7 @@ class Repeat {
   CView backward(CView dy) {
     std::size_t held = N;
     for (std::size_t i = N; i-- > 0;) {
-      const CView g = blocks_[i].backward(dy);
+      const CView g = detail::backward_child(blocks_[i], dy, hooks_[i]);
       if (!views_overlap(g, dy)) {
         for (std::size_t j = i + 1; j < held; ++j) nn::release_input_grad(blocks_[j]);
         held = i + 1;
@@ -451,7 +453,7 @@ class Optional {
     if (enabled_) layer_.initialize(init);
   }
   CView forward(CView x) { return enabled_ ? detail::forward_child(layer_, x, hook_) : x; }
-  CView backward(CView dy) { return enabled_ ? layer_.backward(dy) : dy; }
+  CView backward(CView dy) { return enabled_ ? detail::backward_child(layer_, dy, hook_) : dy; }
   void release_input_grad() {
     if (enabled_) nn::release_input_grad(layer_);
   }

@@ -182,6 +182,7 @@ class BatchNorm2d {
   bool keeps_input() const { return forward_training_; }
   void set_training(bool t) { training_ = t; }
   bool training() const { return training_; }
+  float eps() const { return eps_; }
   template <class F>
   void visit_parameters(const std::string& prefix, F&& f) {
     f(join_name(prefix, "weight"), gamma_);
@@ -256,6 +257,7 @@ class MaxPool2d : public ParameterFree {
     return dx;
   }
   void release_input_grad() { act_.release_input_grad(); }
+  const PoolParams& params() const { return params_; }
 
  private:
   PoolParams params_{};

@@ -1,0 +1,536 @@
+// fovea/analysis/lrp.hpp: layer-wise relevance propagation (Bach et al. 2015; the rules as in
+// Montavon et al., "Layer-wise relevance propagation: an overview", 2019), the method the study
+// explains its classifiers with (REFERENCE §1.5), for networks composed of fovea's layers (every
+// ResNet of models/resnet.hpp).
+//
+// The relevance of the explained class starts as its logit, R = f_t(x) at class t and 0 elsewhere,
+// and flows back layer by layer; each linear layer j -> k redistributes R_k over its inputs x_j in
+// proportion to the contributions z_jk:
+//   R_j = x_j sum_k rho(w_jk) R_k / stab(z_k),   z_k = sum_j x_j rho(w_jk) + rho(b_k),
+// stab(z) = z + epsilon sign(z) (sign(0) = +1), computed as x * conv_transpose(R / stab(z), rho(W)).
+// Rules (LrpOptions):
+//   - Linear (the classifier head): LRP-epsilon, rho = identity.
+//   - Conv2d followed by BatchNorm2d (evaluation mode: an affine map per channel, merged into the
+//     convolution first, "canonisation": W' = s W, b' = beta - s mean + s b, s = gamma / sqrt(var +
+//     eps)), inner layers, by LrpOptions::rule:
+//       epsilon: rho = identity (LRP-epsilon; with a tiny epsilon this is gradient x input);
+//       gamma:   rho(w) = w + gamma w+ and rho(b) = b + gamma b+ (LRP-gamma, gamma = 0.25);
+//       plus:    rho(w) = w+, no bias (LRP-z+, alpha1-beta0: the inputs of inner layers are >= 0).
+//   - The first convolution (its input is the normalised image, of either sign), LrpOptions::input:
+//       box:     z^B (Montavon et al. 2017) with the bounds l_c = (0 - mean_c) / std_c and
+//                h_c = (1 - mean_c) / std_c of pixels in [0, 1]:
+//                R_j = sum_k (x_j w_jk - l_j w_jk+ - h_j w_jk-) R_k / stab(z^B_k);
+//       flat:    every input of a receptive field gets the same share (w = 1, x = 1);
+//       epsilon: the inner epsilon rule.
+//   - ReLU: relevance passes unchanged. MaxPool2d: winner takes all (the gradient's routing).
+//     GlobalAvgPool: R_i = (x_i / n) R / stab(mean). Flatten: a reshape.
+//   - Residual blocks y = relu(b + s): R_b = b R / stab(b + s), R_s = s R / stab(b + s) (the epsilon
+//     rule of the sum), then each branch backwards, and the two input relevances add.
+// A BatchNorm2d that does not follow a Conv2d in a Sequential is not supported (an error names it).
+//
+// With rule = epsilon, input = epsilon and a tiny epsilon, LRP equals gradient x input for ReLU
+// networks (biases included: R_j / x_j is then the gradient at every layer): tests/test_lrp.cpp
+// checks that on a ResNet-18. Conservation: z+ (no bias in its denominators), z^B, flat, the
+// pooling rules and the residual split pass on exactly the relevance they get (up to the
+// stabiliser), the epsilon and gamma rules keep the share of the biases (batch-norm shifts
+// included); so with the default rules the input relevance sums to f_t(x) - b_t, b_t the head's
+// bias for class t.
+//
+// Data flow: the forward pass runs on the images' device with an nn::ActivationTap that copies the
+// inputs of the layers that need them (convolutions, linear, pooling, identity shortcuts) and the
+// outputs of the batch-norm layers (the residual branches' values); the convolutions and linear
+// maps of the relevance pass run as fovea ops on that device (conv2d_forward, conv2d_backward_data,
+// ...); the element-wise arithmetic (ratios, products, the residual split) runs on the host. So the
+// memory is one copy of the activations of a batch: LrpOptions::batch bounds it.
+//
+// The result is an AttributionMaps: raw (N, 3, H, W) the input relevance per channel, heatmap the
+// sum over channels of |raw| like the other methods (signed_channel_sum gives the signed LRP map),
+// target_logit f_t(x).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "fovea/analysis/attribution.hpp"
+#include "fovea/core/error.hpp"
+#include "fovea/core/tensor.hpp"
+#include "fovea/nn/compose.hpp"
+#include "fovea/nn/layers.hpp"
+#include "fovea/nn/tap.hpp"
+#include "fovea/ops/conv.hpp"
+#include "fovea/ops/linear.hpp"
+#include "fovea/ops/pool.hpp"
+
+namespace fovea::analysis {
+
+enum class LrpRule { epsilon, gamma, plus };
+enum class LrpInputRule { box, flat, epsilon };
+
+inline const char* to_string(LrpRule r) {
+  switch (r) {
+    case LrpRule::epsilon: return "epsilon";
+    case LrpRule::gamma: return "gamma";
+    case LrpRule::plus: return "plus";
+  }
+  return "?";
+}
+inline const char* to_string(LrpInputRule r) {
+  switch (r) {
+    case LrpInputRule::box: return "box";
+    case LrpInputRule::flat: return "flat";
+    case LrpInputRule::epsilon: return "epsilon";
+  }
+  return "?";
+}
+
+struct LrpOptions {
+  LrpRule rule = LrpRule::plus;            // inner convolutions
+  LrpInputRule input = LrpInputRule::box;  // the first convolution
+  float gamma = 0.25f;                     // LrpRule::gamma
+  float epsilon = 1e-6f;                   // the stabiliser of every ratio
+  ChannelStats normalisation = kDrStats;   // the box rule's pixel bounds in the normalised space
+  int batch = 8;                           // images per forward (the captured activations scale with it)
+};
+
+namespace detail {
+
+// Composite detection through derived-to-base deduction (ResNet blocks derive from Residual,
+// Named<...> from what it wraps).
+template <class... Ls>
+constexpr bool is_sequential(const nn::Sequential<Ls...>*) {
+  return true;
+}
+constexpr bool is_sequential(const void*) { return false; }
+template <class B, class S, bool P>
+constexpr bool is_residual(const nn::Residual<B, S, P>*) {
+  return true;
+}
+constexpr bool is_residual(const void*) { return false; }
+template <std::size_t N, class B>
+constexpr bool is_repeat(const nn::Repeat<N, B>*) {
+  return true;
+}
+constexpr bool is_repeat(const void*) { return false; }
+template <class L>
+constexpr bool is_optional(const nn::Optional<L>*) {
+  return true;
+}
+constexpr bool is_optional(const void*) { return false; }
+
+template <class L>
+inline constexpr bool kIsSequential = is_sequential(static_cast<const L*>(nullptr));
+template <class L>
+inline constexpr bool kIsResidual = is_residual(static_cast<const L*>(nullptr));
+template <class L>
+inline constexpr bool kIsRepeat = is_repeat(static_cast<const L*>(nullptr));
+template <class L>
+inline constexpr bool kIsOptional = is_optional(static_cast<const L*>(nullptr));
+
+template <class L>
+inline constexpr bool kDependentFalse = false;
+
+inline std::vector<float> host_values(CView t) {
+  std::vector<float> v(static_cast<std::size_t>(t.numel()));
+  if (!v.empty()) copy(t, View(v.data(), t.shape(), Device::cpu()));
+  return v;
+}
+inline Tensor device_tensor(const std::vector<float>& v, const Shape& shape, Device device) {
+  Tensor t(shape, device);
+  if (!v.empty()) copy(CView(v.data(), shape, Device::cpu()), t.view());
+  return t;
+}
+inline double stabilise(double z, double eps) { return z + (z >= 0 ? eps : -eps); }
+
+// The parameter `name` ("weight", "bias", "running_mean", ...) of a leaf as host values (empty
+// when the leaf has none).
+template <class L>
+std::vector<float> leaf_tensor(L& layer, const std::string& name) {
+  std::vector<float> out;
+  layer.visit_parameters("", [&](const std::string& n, nn::Parameter& p) {
+    if (n == name) out = host_values(p.value);
+  });
+  layer.visit_buffers("", [&](const std::string& n, Tensor& t) {
+    if (n == name) out = host_values(t);
+  });
+  return out;
+}
+
+// What the forward pass left for the relevance pass, per layer object.
+struct LrpCapture {
+  Tensor x, y;  // input (conv, linear, pooling, identity) or output (batch norm), on the net's device
+  Shape x_shape;
+};
+
+class LrpEngine {
+ public:
+  LrpEngine(const LrpOptions& opt, Device device) : opt_(opt), device_(device) {}
+
+  // The tap callback: keep what the layer's rule will need.
+  void capture(const nn::TapSite& site, CView x, CView y) {
+    LrpCapture& c = captures_[site.layer];
+    c.x_shape = x.shape();
+    const auto clone = [](CView v) {
+      Tensor t(v.shape(), v.device());
+      copy(v, t.view());
+      return t;
+    };
+    if (site.type == "BatchNorm2d") c.y = clone(y);
+    else if (site.type != "ReLU" && site.type != "Flatten") c.x = clone(x);
+  }
+  void clear() { captures_.clear(); }
+  void set_first_layer(const void* layer) { first_layer_ = layer; }
+
+  // Relevance at the input of `layer`, given the relevance R at its output (on device_).
+  template <class L>
+  Tensor relevance(L& layer, Tensor r, const std::string& path) {
+    if constexpr (kIsSequential<L>) {
+      return sequential<L::size()>(layer, std::move(r), path);
+    } else if constexpr (kIsRepeat<L>) {
+      Tensor cur = std::move(r);
+      for (std::size_t i = L::size(); i-- > 0;)
+        cur = relevance(layer[i], std::move(cur), nn::join_name(path, std::to_string(i)));
+      return cur;
+    } else if constexpr (kIsResidual<L>) {
+      return residual(layer, r, path);
+    } else if constexpr (kIsOptional<L>) {
+      using Inner = std::remove_cvref_t<decltype(layer.layer())>;
+      if (!layer.enabled()) return r;
+      return relevance(layer.layer(), std::move(r), nn::detail::wrapped_prefix<Inner>(path));
+    } else if constexpr (std::is_base_of_v<nn::Conv2d, L>) {
+      return conv(static_cast<nn::Conv2d&>(layer), nullptr, r, path);
+    } else if constexpr (std::is_base_of_v<nn::BatchNorm2d, L>) {
+      FOVEA_FAIL("lrp: the BatchNorm2d at '", path,
+                 "' does not follow a Conv2d in a Sequential (only conv + batch-norm pairs are supported)");
+    } else if constexpr (std::is_base_of_v<nn::ReLU, L>) {
+      return r;
+    } else if constexpr (std::is_base_of_v<nn::Identity, L>) {
+      return r;
+    } else if constexpr (std::is_base_of_v<nn::Flatten, L>) {
+      const LrpCapture& c = get(&layer, path);
+      r.reshape(c.x_shape);
+      return r;
+    } else if constexpr (std::is_base_of_v<nn::MaxPool2d, L>) {
+      return max_pool(static_cast<nn::MaxPool2d&>(layer), r, path);
+    } else if constexpr (std::is_base_of_v<nn::GlobalAvgPool, L>) {
+      return global_avg_pool(&layer, r, path);
+    } else if constexpr (std::is_base_of_v<nn::Linear, L>) {
+      return linear(static_cast<nn::Linear&>(layer), r, path);
+    } else {
+      static_assert(kDependentFalse<L>, "fovea lrp: no relevance rule for this layer type");
+    }
+  }
+
+ private:
+  const LrpCapture& get(const void* layer, const std::string& path) const {
+    const auto it = captures_.find(layer);
+    FOVEA_CHECK(it != captures_.end(), "lrp: layer '", path, "' did not run in the forward pass");
+    return it->second;
+  }
+  CView input_of_capture(const void* layer, const std::string& path) const {
+    const LrpCapture& c = get(layer, path);
+    FOVEA_CHECK(c.x.data() != nullptr, "lrp: no input kept for layer '", path, "'");
+    return c.x;
+  }
+
+  // The output of a residual branch: its last batch-norm's (or identity's) value.
+  template <class L>
+  CView output_of(L& layer, const std::string& path) const {
+    if constexpr (kIsSequential<L>) {
+      return output_of(layer.template get<L::size() - 1>(), path);
+    } else if constexpr (kIsRepeat<L>) {
+      return output_of(layer[L::size() - 1], path);
+    } else if constexpr (kIsOptional<L>) {
+      FOVEA_CHECK(layer.enabled(), "lrp: branch '", path, "' is a disabled optional layer");
+      return output_of(layer.layer(), path);
+    } else if constexpr (std::is_base_of_v<nn::BatchNorm2d, L>) {
+      const LrpCapture& c = get(&layer, path);
+      return c.y;
+    } else if constexpr (std::is_base_of_v<nn::Identity, L>) {
+      return input_of_capture(&layer, path);
+    } else {
+      FOVEA_FAIL("lrp: the residual branch at '", path, "' does not end in a BatchNorm2d or Identity");
+    }
+  }
+  // The input of a branch: its first layer's.
+  template <class L>
+  CView input_of(L& layer, const std::string& path) const {
+    if constexpr (kIsSequential<L>) {
+      return input_of(layer.template get<0>(), path);
+    } else if constexpr (kIsRepeat<L>) {
+      return input_of(layer[0], path);
+    } else if constexpr (kIsResidual<L>) {
+      return input_of(layer.body(), path);
+    } else if constexpr (kIsOptional<L>) {
+      FOVEA_CHECK(layer.enabled(), "lrp: branch '", path, "' is a disabled optional layer");
+      return input_of(layer.layer(), path);
+    } else {
+      return input_of_capture(&layer, path);
+    }
+  }
+
+  template <std::size_t I, class S>
+  Tensor sequential(S& seq, Tensor r, const std::string& path) {
+    if constexpr (I == 0) {
+      return r;
+    } else {
+      using C = std::remove_cvref_t<decltype(seq.template get<I - 1>())>;
+      const std::string child = nn::join_name(path, nn::detail::child_name<C>(I - 1));
+      if constexpr (I >= 2 && std::is_base_of_v<nn::BatchNorm2d, C>) {
+        using P = std::remove_cvref_t<decltype(seq.template get<I - 2>())>;
+        if constexpr (std::is_base_of_v<nn::Conv2d, P>) {
+          const std::string conv_path = nn::join_name(path, nn::detail::child_name<P>(I - 2));
+          Tensor in = conv(static_cast<nn::Conv2d&>(seq.template get<I - 2>()),
+                           &static_cast<nn::BatchNorm2d&>(seq.template get<I - 1>()), r, conv_path);
+          return sequential<I - 2>(seq, std::move(in), path);
+        } else {
+          return sequential<I - 1>(seq, relevance(seq.template get<I - 1>(), std::move(r), child), path);
+        }
+      } else {
+        return sequential<I - 1>(seq, relevance(seq.template get<I - 1>(), std::move(r), child), path);
+      }
+    }
+  }
+
+  template <class R>
+  Tensor residual(R& block, const Tensor& r, const std::string& path) {
+    auto& body = block.body();
+    auto& shortcut = block.shortcut();
+    using Sc = std::remove_cvref_t<decltype(shortcut)>;
+    using Bd = std::remove_cvref_t<decltype(body)>;
+    const std::string body_path = nn::detail::wrapped_prefix<Bd>(path),
+                      shortcut_path = nn::detail::wrapped_prefix<Sc>(path);
+    const CView b = output_of(body, body_path);
+    CView s;
+    if constexpr (kIsOptional<Sc>) {
+      s = shortcut.enabled() ? output_of(shortcut, shortcut_path) : input_of(body, body_path);
+    } else {
+      s = output_of(shortcut, shortcut_path);
+    }
+    FOVEA_CHECK(b.shape() == s.shape() && b.shape() == r.shape(), "lrp: residual block '", path, "': body ",
+                b.shape().str(), ", shortcut ", s.shape().str(), ", relevance ", r.shape().str());
+    const std::vector<float> bv = host_values(b), sv = host_values(s), rv = host_values(r);
+    std::vector<float> rb(rv.size()), rs(rv.size());
+    for (std::size_t i = 0; i < rv.size(); ++i) {
+      const double ratio = rv[i] / stabilise(double(bv[i]) + sv[i], opt_.epsilon);
+      rb[i] = static_cast<float>(bv[i] * ratio);
+      rs[i] = static_cast<float>(sv[i] * ratio);
+    }
+    const Tensor from_body = relevance(body, device_tensor(rb, r.shape(), device_), body_path);
+    const Tensor from_shortcut = relevance(shortcut, device_tensor(rs, r.shape(), device_), shortcut_path);
+    FOVEA_CHECK(from_body.shape() == from_shortcut.shape(), "lrp: residual block '", path,
+                "': input relevance ", from_body.shape().str(), " vs ", from_shortcut.shape().str());
+    Tensor out(from_body.shape(), device_);
+    add(from_body, from_shortcut, out.view());
+    return out;
+  }
+
+  // R_in = x * T(R / stab(z), W') for z = conv(x, W') + b'; the box rule subtracts the bounds' terms.
+  Tensor conv(nn::Conv2d& layer, nn::BatchNorm2d* bn, const Tensor& r, const std::string& path) {
+    const CView x = input_of_capture(&layer, path);
+    const Shape wshape = layer.weight().value.shape();
+    const std::int64_t out_c = wshape[0], per_out = wshape.numel() / out_c;
+    std::vector<float> w = host_values(layer.weight().value), bias = leaf_tensor(layer, "bias");
+    if (bias.empty()) bias.assign(static_cast<std::size_t>(out_c), 0.0f);
+    if (bn != nullptr) {  // canonisation: the batch norm merged into the convolution
+      const std::vector<float> gamma = leaf_tensor(*bn, "weight"), beta = leaf_tensor(*bn, "bias"),
+                               mean = leaf_tensor(*bn, "running_mean"), var = leaf_tensor(*bn, "running_var");
+      FOVEA_CHECK(!bn->training(), "lrp: the BatchNorm2d after '", path, "' is in training mode");
+      for (std::int64_t o = 0; o < out_c; ++o) {
+        const auto k = static_cast<std::size_t>(o);
+        const double s = gamma[k] / std::sqrt(double(var[k]) + bn->eps());
+        for (std::int64_t i = 0; i < per_out; ++i)
+          w[static_cast<std::size_t>(o * per_out + i)] *= static_cast<float>(s);
+        bias[k] = static_cast<float>(beta[k] - s * mean[k] + s * bias[k]);
+      }
+    }
+    const Conv2dParams& p = layer.params();
+    const auto positive = [](std::vector<float> v) {
+      for (float& e : v) e = std::max(e, 0.0f);
+      return v;
+    };
+    const auto negative = [](std::vector<float> v) {
+      for (float& e : v) e = std::min(e, 0.0f);
+      return v;
+    };
+    const std::vector<float> rv = host_values(r);
+    // One term: z' = conv(input, rho(W)) (+ bias), and T(S, rho(W)) once S is known.
+    const auto forward = [&](CView input, const std::vector<float>& weights, const std::vector<float>* b) {
+      const Tensor wt = device_tensor(weights, wshape, device_);
+      const Tensor bt = b != nullptr ? device_tensor(*b, Shape{out_c}, device_) : Tensor();
+      return host_values(conv2d_forward(input, wt, b != nullptr ? bt.cview() : CView(), p));
+    };
+    const auto transpose = [&](const std::vector<float>& s, const Shape& sshape,
+                               const std::vector<float>& weights) {
+      const Tensor st = device_tensor(s, sshape, device_), wt = device_tensor(weights, wshape, device_);
+      Tensor dx(x.shape(), device_);
+      conv2d_backward_data(st, wt, dx.view(), p);
+      return host_values(dx);
+    };
+    const auto ratio = [&](const std::vector<float>& z) {
+      FOVEA_CHECK(z.size() == rv.size(), "lrp: layer '", path, "': relevance of ", rv.size(), " values for ",
+                  z.size(), " outputs");
+      std::vector<float> s(z.size());
+      for (std::size_t i = 0; i < z.size(); ++i)
+        s[i] = static_cast<float>(rv[i] / stabilise(z[i], opt_.epsilon));
+      return s;
+    };
+    const std::vector<float> xv = host_values(x);
+    std::vector<float> out(xv.size());
+    const bool first = &layer == first_layer_;
+    if (first && opt_.input == LrpInputRule::box) {
+      const std::int64_t channels = x.shape().c(), plane = x.shape().h() * x.shape().w();
+      FOVEA_CHECK(channels <= 3, "lrp: the box rule needs at most 3 input channels, got ", x.shape().str());
+      std::vector<float> lo(xv.size()), hi(xv.size());
+      for (std::size_t i = 0; i < xv.size(); ++i) {
+        const auto c = static_cast<int>((static_cast<std::int64_t>(i) / plane) % channels);
+        lo[i] = (0.0f - opt_.normalisation.mean[c]) / opt_.normalisation.std[c];
+        hi[i] = (1.0f - opt_.normalisation.mean[c]) / opt_.normalisation.std[c];
+      }
+      const Tensor lo_t = device_tensor(lo, x.shape(), device_), hi_t = device_tensor(hi, x.shape(), device_);
+      const std::vector<float> wp = positive(w), wn = negative(w);
+      const std::vector<float> zx = forward(x, w, nullptr), zl = forward(lo_t, wp, nullptr),
+                               zh = forward(hi_t, wn, nullptr);
+      std::vector<float> z(zx.size());
+      for (std::size_t i = 0; i < z.size(); ++i) z[i] = zx[i] - zl[i] - zh[i];
+      const std::vector<float> s = ratio(z);
+      const std::vector<float> cx = transpose(s, r.shape(), w), cl = transpose(s, r.shape(), wp),
+                               ch = transpose(s, r.shape(), wn);
+      for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] = static_cast<float>(double(xv[i]) * cx[i] - double(lo[i]) * cl[i] - double(hi[i]) * ch[i]);
+    } else if (first && opt_.input == LrpInputRule::flat) {
+      const std::vector<float> ones_w(w.size(), 1.0f), ones_x(xv.size(), 1.0f);
+      const Tensor ones_t = device_tensor(ones_x, x.shape(), device_);
+      const std::vector<float> s = ratio(forward(ones_t, ones_w, nullptr));
+      out = transpose(s, r.shape(), ones_w);
+    } else {
+      const LrpRule rule = first ? LrpRule::epsilon : opt_.rule;
+      std::vector<float> rho = w, rho_b = bias;
+      if (rule == LrpRule::gamma) {
+        for (float& e : rho) e += opt_.gamma * std::max(e, 0.0f);
+        for (float& e : rho_b) e += opt_.gamma * std::max(e, 0.0f);
+      } else if (rule == LrpRule::plus) {
+        rho = positive(w);
+      }
+      const std::vector<float> s = ratio(forward(x, rho, rule == LrpRule::plus ? nullptr : &rho_b));
+      const std::vector<float> c = transpose(s, r.shape(), rho);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = xv[i] * c[i];
+    }
+    return device_tensor(out, x.shape(), device_);
+  }
+
+  Tensor linear(nn::Linear& layer, const Tensor& r, const std::string& path) {
+    const CView x = input_of_capture(&layer, path);
+    const CView w = layer.weight().value;
+    const std::vector<float> bias = leaf_tensor(layer, "bias");
+    const Tensor bt = bias.empty() ? Tensor() : device_tensor(bias, Shape{w.shape()[0]}, device_);
+    const Shape xs{x.shape()[0], x.shape().sample_numel()};
+    const CView x2 = x.reshaped(xs);
+    const std::vector<float> z = host_values(linear_forward(x2, w, bias.empty() ? CView() : bt.cview()));
+    const std::vector<float> rv = host_values(r);
+    FOVEA_CHECK(z.size() == rv.size(), "lrp: layer '", path, "': relevance ", r.shape().str(), " for ",
+                z.size(), " outputs");
+    std::vector<float> s(z.size());
+    for (std::size_t i = 0; i < z.size(); ++i)
+      s[i] = static_cast<float>(rv[i] / stabilise(z[i], opt_.epsilon));
+    Tensor c(xs, device_);
+    linear_backward_data(device_tensor(s, r.shape(), device_), w, c.view());
+    const std::vector<float> cv = host_values(c), xv = host_values(x);
+    std::vector<float> out(xv.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = xv[i] * cv[i];
+    return device_tensor(out, x.shape(), device_);
+  }
+
+  Tensor global_avg_pool(const void* layer, const Tensor& r, const std::string& path) {
+    const CView x = input_of_capture(layer, path);
+    const std::int64_t planes = x.shape()[0] * x.shape()[1], n = x.shape()[2] * x.shape()[3];
+    FOVEA_CHECK(r.numel() == planes, "lrp: layer '", path, "': relevance ", r.shape().str(), " for input ",
+                x.shape().str());
+    const std::vector<float> xv = host_values(x), rv = host_values(r);
+    std::vector<float> out(xv.size());
+    for (std::int64_t p = 0; p < planes; ++p) {
+      double mean = 0;
+      for (std::int64_t i = 0; i < n; ++i) mean += xv[static_cast<std::size_t>(p * n + i)];
+      mean /= static_cast<double>(n);
+      const double ratio =
+          rv[static_cast<std::size_t>(p)] / stabilise(mean, opt_.epsilon) / static_cast<double>(n);
+      for (std::int64_t i = 0; i < n; ++i)
+        out[static_cast<std::size_t>(p * n + i)] =
+            static_cast<float>(xv[static_cast<std::size_t>(p * n + i)] * ratio);
+    }
+    return device_tensor(out, x.shape(), device_);
+  }
+
+  Tensor max_pool(nn::MaxPool2d& layer, const Tensor& r, const std::string& path) {
+    const CView x = input_of_capture(&layer, path);
+    Tensor y(pool2d_output_shape(x.shape(), layer.params()), device_);
+    max_pool2d_forward(x, y.view(), layer.params());
+    FOVEA_CHECK(y.shape() == r.shape(), "lrp: layer '", path, "': relevance ", r.shape().str(),
+                " for output ", y.shape().str());
+    Tensor out(x.shape(), device_);
+    max_pool2d_backward(x, y, r, out.view(), layer.params());
+    return out;
+  }
+
+  LrpOptions opt_;
+  Device device_;
+  std::map<const void*, LrpCapture> captures_;
+  const void* first_layer_ = nullptr;
+};
+
+}  // namespace detail
+
+// LRP maps of images (N, 3, H, W) for targets[n] (see the header comment for the rules).
+template <class Net>
+AttributionMaps lrp(Net& net, CView images, std::span<const int> targets, const LrpOptions& opt = {}) {
+  detail::check_batch(opt.batch, "lrp");
+  FOVEA_CHECK(opt.epsilon >= 0.0f && std::isfinite(opt.epsilon), "lrp: epsilon ", opt.epsilon,
+              " must be finite and >= 0");
+  FOVEA_CHECK(opt.gamma >= 0.0f && std::isfinite(opt.gamma), "lrp: gamma ", opt.gamma,
+              " must be finite and >= 0");
+  const detail::Images im = detail::to_host(images, targets, "lrp");
+  net.set_training(false);
+  detail::LrpEngine engine(opt, im.device);
+  const std::vector<nn::TapSite> sites = nn::tap_sites(net);
+  FOVEA_CHECK(!sites.empty(), "lrp: the network has no layers");
+  engine.set_first_layer(sites.front().layer);
+  nn::ActivationTap tap([&](const nn::TapSite& site, CView x, CView y) { engine.capture(site, x, y); });
+  tap.attach(net);
+
+  AttributionMaps m = detail::empty_maps(im);
+  Tensor input;
+  for (std::int64_t i0 = 0; i0 < im.n; i0 += opt.batch) {
+    const std::int64_t b = std::min<std::int64_t>(opt.batch, im.n - i0);
+    const Shape shape{b, im.c, im.h, im.w};
+    input = Tensor(shape, im.device);
+    copy(CView(im.image(i0), shape, Device::cpu()), input.view());
+    engine.clear();
+    const CView out = net.forward(input.view());
+    FOVEA_CHECK(out.shape().rank() == 2 && out.shape()[0] == b, "lrp: the net must give (N, K) logits, got ",
+                out.shape().str());
+    const std::int64_t k = out.shape()[1];
+    std::vector<float> start = detail::host_values(out);
+    for (std::int64_t i = 0; i < b; ++i) {
+      const int t = targets[static_cast<std::size_t>(i0 + i)];
+      FOVEA_CHECK(0 <= t && t < k, "lrp: target class ", t, " outside [0, ", k, ")");
+      m.target_logit[static_cast<std::size_t>(i0 + i)] = start[static_cast<std::size_t>(i * k + t)];
+      for (std::int64_t j = 0; j < k; ++j)
+        if (j != t) start[static_cast<std::size_t>(i * k + j)] = 0.0f;
+    }
+    const Tensor rel = engine.relevance(net, detail::device_tensor(start, out.shape(), im.device), "");
+    FOVEA_CHECK(rel.shape() == shape, "lrp: input relevance ", rel.shape().str(), " for images ",
+                shape.str());
+    copy(rel, View(m.raw.data() + i0 * im.size(), shape, Device::cpu()));
+  }
+  engine.clear();
+  detail::fill_heatmap(m);
+  return m;
+}
+
+}  // namespace fovea::analysis
