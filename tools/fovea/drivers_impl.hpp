@@ -1158,9 +1158,14 @@ SaliencySummary saliency(const SaliencyArgs& a) {
       randomization[method] = stages;
       const analysis::RandomizationScores& last = r.mean.back();
       randomized[method] = last.heatmap_spearman;
+      const auto three = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3f", v);
+        return std::string(buf);
+      };
       run.log("saliency: randomisation check, " + method +
-              ": after randomising every layer, heatmap Spearman " + frac(last.heatmap_spearman) +
-              ", signed Spearman " + frac(last.signed_spearman) + ", SSIM " + frac(last.heatmap_ssim) +
+              ": after randomising every layer, heatmap Spearman " + three(last.heatmap_spearman) +
+              ", signed Spearman " + three(last.signed_spearman) + ", SSIM " + three(last.heatmap_ssim) +
               " (1 = unchanged)");
     }
     io::write_file_atomically(fs::path(a.out) / "randomization.csv", text);

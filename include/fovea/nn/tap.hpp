@@ -158,10 +158,6 @@ void for_each_site_hook(L& layer, const std::string& path, F& f, bool composites
     }
   });
 }
-template <class L, class F>
-void for_each_leaf_hook(L& layer, const std::string& path, F& f) {
-  for_each_site_hook(layer, path, f, false);
-}
 
 // What a composite runs for each child: the child's forward, then the child's hook.
 template <class L>
