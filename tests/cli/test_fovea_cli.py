@@ -236,6 +236,57 @@ def case_study_smoke(tmp):
         check(f.read() == before, "a resumed, finished pretraining run changed its metrics")
 
 
+def case_study_grid(tmp):
+    """The study's comparison grid at toy size: regimes random, imagenet (weights of `fovea init` as
+    the stand-in) and MoCo v2, fine-tuning and linear evaluation, all and half of the labels: one run
+    folder and one table row per cell, robustness against random init, saliency per regime; bad grids
+    are usage errors before anything trains."""
+    weights = os.path.join(tmp, "imagenet.safetensors")
+    run("init", "--arch", "resnet18", "--num-classes", "1000", "--width", "0.25", "--small-stem", "--seed", "3",
+        "--out", weights, expect=0)
+    out = os.path.join(tmp, "grid")
+    args = ["study", "--out", out, "--count", "32", "--size", "32", "--pretrain-epochs", "1", "--finetune-epochs",
+            "1", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--regimes", "random,imagenet,moco",
+            "--protocols", "finetune,linear", "--label-fractions", "1,0.5", "--imagenet-weights", weights,
+            "--corruptions", "gaussian_noise", "--severities", "1", "--saliency", "grad_cam", "--saliency-count", "2",
+            "--saliency-randomization", "0"]
+    _, stdout, _ = run(*args, expect=0)
+    check(os.path.exists(os.path.join(out, "pretrain_moco", "backbone.safetensors")), "no MoCo backbone")
+    check(not os.path.exists(os.path.join(out, "pretrain_random")), "random init was pretrained")
+    for regime in ("random", "imagenet", "moco"):
+        for sub in (f"finetune_{regime}", f"linear_{regime}", f"finetune_{regime}_f0.5", f"linear_{regime}_f0.5",
+                    f"evaluate_{regime}", f"evaluate_linear_{regime}", f"evaluate_{regime}_f0.5",
+                    f"evaluate_linear_{regime}_f0.5", f"robustness_{regime}", f"saliency_{regime}"):
+            check(os.path.exists(os.path.join(out, sub, "config.json")), f"{sub}/config.json missing")
+    with open(os.path.join(out, "linear_moco_f0.5", "config.json")) as f:
+        cfg = json.load(f)
+    check(cfg["linear"] is True and cfg["label_fraction"] == 0.5 and cfg["init"].endswith("backbone.safetensors"),
+          f"linear_moco_f0.5 config: {cfg}")
+    with open(os.path.join(out, "finetune_imagenet", "config.json")) as f:
+        check(json.load(f)["init"] == weights, "the imagenet regime did not start from --imagenet-weights")
+    rows = [line for line in stdout.splitlines()
+            if line.startswith(("random init ", "ImageNet init ", "MoCo v2 init "))]
+    perf = [r for r in rows if "[" in r]
+    check(len(perf) == 12, "performance rows:\n" + "\n".join(perf))
+    check(any("linear" in r and "50%" in r for r in perf), "no linear 50% row")
+    with open(os.path.join(out, "robustness_moco", "config.json")) as f:
+        check(json.load(f)["reference"].endswith(os.path.join("robustness_random", "robustness.csv")),
+              "MoCo's mCE is not against random init")
+    check("mCE vs random init" in stdout and "grad_cam" in stdout, "robustness / saliency tables:\n" + stdout)
+    # Bad grids: usage errors naming the problem, nothing trained.
+    bad = os.path.join(tmp, "bad")
+    base = ["study", "--out", bad, "--count", "8", "--device", "cpu"]
+    code, _, err = run(*base, "--regimes", "random,byol")
+    check(code == 2 and "byol" in err, f"unknown regime: exit {code}\n{err}")
+    code, _, err = run(*base, "--regimes", "imagenet")
+    check(code == 2 and "--imagenet-weights" in err, f"imagenet without weights: exit {code}\n{err}")
+    code, _, err = run(*base, "--label-fractions", "1,0")
+    check(code == 2 and "'0'" in err, f"zero label fraction: exit {code}\n{err}")
+    code, _, err = run(*base, "--protocols", "finetune,probe")
+    check(code == 2 and "probe" in err, f"unknown protocol: exit {code}\n{err}")
+    check(not os.path.exists(bad), "a rejected study wrote its output folder")
+
+
 def case_robustness(tmp):
     """A fine-tuned classifier under two corruptions at two severities: robustness.csv holds the clean
     row and the four others with consistent values; a second run in the same folder resumes (the file

@@ -263,13 +263,16 @@ inline void add_driver_commands(CLI::App& app) {
     bool full = false;
     std::string config;
     std::string sampler = "shuffled", class_weights = "none";
+    std::string regimes = "simclr,random", protocols = "finetune", label_fractions = "1";
+    std::string imagenet_weights;  // torchvision ResNet weights for the imagenet* regimes
     std::string corruptions = "all", severities = "1,2,3,4,5";  // robustness stage ("none": skipped)
     std::string saliency = "gradient,integrated_gradients,grad_cam,lrp";  // saliency stage ("none": skipped)
     std::int64_t saliency_count = 40, saliency_randomization = 4;
   };
   auto sa = std::make_shared<StudyArgs>();
-  auto* s = app.add_subcommand("study", "the main job: SimCLR pretraining, fine-tuning from it and from random "
-                                        "initialisation, evaluation side by side");
+  auto* s = app.add_subcommand("study",
+                               "the main job: pretraining regimes (SimCLR, MoCo v2, ImageNet), fine-tuning "
+                               "or linear evaluation, evaluation, robustness and saliency side by side");
   s->add_option("--data", sa->data, "labelled data folder (default: generate fovea's synthetic fundus set)");
   s->add_option("--out", sa->out, "output folder")->capture_default_str();
   s->add_option("--arch", sa->arch, "resnet18, resnet34 or resnet50")->capture_default_str();
@@ -277,11 +280,23 @@ inline void add_driver_commands(CLI::App& app) {
   s->add_option("--count", sa->count, "synthetic images to generate")->capture_default_str();
   s->add_option("--size", sa->size, "input side")->capture_default_str();
   s->add_option("--width", sa->width, "ResNet width multiplier")->capture_default_str();
-  s->add_option("--pretrain-epochs", sa->pretrain_epochs, "SimCLR epochs")->capture_default_str();
+  s->add_option("--pretrain-epochs", sa->pretrain_epochs, "SimCLR / MoCo v2 epochs")->capture_default_str();
   s->add_option("--finetune-epochs", sa->finetune_epochs, "fine-tuning epochs")->capture_default_str();
   s->add_option("--batch-size", sa->batch_size, "batch size")->capture_default_str();
   s->add_option("--threads", sa->threads, "loader threads")->capture_default_str();
   s->add_option("--seed", sa->seed, "seed")->capture_default_str();
+  s->add_option("--regimes", sa->regimes,
+                "initialisations compared: random, imagenet, simclr, moco, imagenet_simclr, imagenet_moco "
+                "(comma list; --full: random,simclr,moco, plus the imagenet ones with --imagenet-weights)")
+      ->capture_default_str();
+  s->add_option("--protocols", sa->protocols,
+                "finetune (whole network) and/or linear (frozen backbone) (--full: finetune,linear)")
+      ->capture_default_str();
+  s->add_option("--label-fractions", sa->label_fractions,
+                "fractions of the training labels, each in (0, 1] (--full: 1,0.1)")
+      ->capture_default_str();
+  s->add_option("--imagenet-weights", sa->imagenet_weights,
+                "torchvision ResNet weights (safetensors) of --arch / --width for the imagenet* regimes");
   s->add_option("--sampler", sa->sampler, "fine-tuning sampler: shuffled or balanced")
       ->capture_default_str()->check(CLI::IsMember({"shuffled", "balanced"}));
   s->add_option("--class-weights", sa->class_weights, "fine-tuning class weights: none, inverse or w0,w1,...")
@@ -303,22 +318,15 @@ inline void add_driver_commands(CLI::App& app) {
                 "saliency stage: images of the cascading parameter-randomisation check (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  s->add_flag("--full", sa->full, "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
-                                   "batch 256 (flags given explicitly override them)");
+  s->add_flag("--full", sa->full,
+              "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
+              "batch 256, the regime / protocol / label-fraction grid above (flags given "
+              "explicitly override them)");
   add_config_flag(s, sa->config);
   s->callback([sa, s] {
     if (!sa->config.empty()) apply_config_file(*s, sa->config);
     if (!sa->data.empty()) reject_flags(*s, {"--count"}, "with --data (it sizes the generated synthetic set)");
     StudyArgs a = *sa;
-    try {  // checked before hours of training, not after
-      if (a.corruptions != "none") {
-        corruption_list(a.corruptions);
-        severity_list(a.severities);
-      }
-      if (a.saliency != "none") saliency_methods(a.saliency);
-    } catch (const fovea::Error& e) {
-      throw CLI::ValidationError(e.what());
-    }
     if (a.full) {  // the GPU-sized defaults; flags given explicitly keep their values
       auto unset = [&](const char* flag) { return s->get_option(flag)->count() == 0; };
       if (unset("--arch")) a.arch = "resnet50";
@@ -328,6 +336,34 @@ inline void add_driver_commands(CLI::App& app) {
       if (unset("--pretrain-epochs")) a.pretrain_epochs = 100;
       if (unset("--finetune-epochs")) a.finetune_epochs = 50;
       if (unset("--batch-size")) a.batch_size = 256;
+      if (unset("--regimes"))
+        a.regimes = a.imagenet_weights.empty() ? "random,simclr,moco"
+                                               : "random,imagenet,simclr,moco,imagenet_simclr,imagenet_moco";
+      if (unset("--protocols")) a.protocols = "finetune,linear";
+      if (unset("--label-fractions")) a.label_fractions = "1,0.1";
+    }
+    std::vector<StudyRegime> regimes;
+    std::vector<std::string> protocols;
+    std::vector<double> fractions;
+    try {  // checked before hours of training, not after
+      regimes = study_regimes(a.regimes);
+      protocols = study_protocols(a.protocols);
+      fractions = label_fraction_list(a.label_fractions);
+      if (a.corruptions != "none") {
+        corruption_list(a.corruptions);
+        severity_list(a.severities);
+      }
+      if (a.saliency != "none") saliency_methods(a.saliency);
+      const bool imagenet =
+          std::any_of(regimes.begin(), regimes.end(), [](const auto& r) { return r.imagenet; });
+      FOVEA_CHECK(!imagenet || !a.imagenet_weights.empty(),
+                  "--regimes: the imagenet regimes need --imagenet-weights (torchvision ResNet weights)");
+      FOVEA_CHECK(!imagenet || std::filesystem::exists(a.imagenet_weights), "--imagenet-weights: file '",
+                  a.imagenet_weights, "' does not exist");
+      FOVEA_CHECK(imagenet || a.imagenet_weights.empty(),
+                  "--imagenet-weights given but no imagenet regime in --regimes '", a.regimes, "'");
+    } catch (const fovea::Error& e) {
+      throw CLI::ValidationError(e.what());
     }
     // Synthetic images at least as large as the decode side (size / 0.875), so nothing is upscaled.
     a.generate_size = std::max(96, static_cast<int>(std::lround(a.size / 0.875)));
@@ -349,82 +385,134 @@ inline void add_driver_commands(CLI::App& app) {
       r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
       r.threads = a.threads;
     };
-    PretrainArgs pre;
-    base(pre, "pretrain_simclr");
-    pre.epochs = a.pretrain_epochs;
-    run_pretrain(pre);
-    EvalSummary results[2];
-    RobustnessSummary robust[2];
+    // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
+    //    starts its fine-tuning from.
+    std::map<std::string, std::string> backbone;
+    for (const StudyRegime& r : regimes) {
+      if (r.method.empty()) {
+        backbone[r.key] = r.imagenet ? a.imagenet_weights : "random";
+        continue;
+      }
+      PretrainArgs pre;
+      base(pre, "pretrain_" + r.key);
+      pre.method = r.method;
+      pre.epochs = a.pretrain_epochs;
+      if (r.imagenet) pre.init = a.imagenet_weights;
+      run_pretrain(pre);
+      backbone[r.key] = (fs::path(pre.out) / "backbone.safetensors").string();
+    }
+    // 2. Fine-tuning or linear evaluation per (regime, protocol, label fraction), each evaluated on
+    //    the same held-out patients (the split depends on the seed only).
+    struct Cell {
+      const StudyRegime* regime;
+      std::string protocol;
+      double fraction;
+      EvalSummary result;
+      std::string weights, split;
+    };
+    std::vector<Cell> cells;
+    for (const StudyRegime& r : regimes)
+      for (const std::string& protocol : protocols)
+        for (const double f : fractions) {
+          const std::string tag = study_run_tag(r.key, protocol, f);
+          FinetuneArgs ft;
+          base(ft, (protocol == "linear" ? "linear_" : "finetune_") + study_run_tag(r.key, "finetune", f));
+          ft.epochs = a.finetune_epochs;
+          ft.sampler = a.sampler, ft.class_weights = a.class_weights;
+          ft.init = backbone[r.key];
+          ft.linear = protocol == "linear";
+          ft.label_fraction = f;
+          run_finetune(ft);
+          EvaluateArgs ev;
+          base(ev, "evaluate_" + tag);
+          ev.weights = (fs::path(ft.out) / "best.safetensors").string();
+          ev.split = (fs::path(ft.out) / "split.csv").string();
+          cells.push_back({&r, protocol, f, run_evaluate(ev), ev.weights, ev.split});
+        }
+    // Robustness and saliency per regime, on its first protocol's model trained on the most labels.
+    const double most = *std::max_element(fractions.begin(), fractions.end());
+    const auto primary = [&](const StudyRegime& r) -> const Cell& {
+      for (const Cell& c : cells)
+        if (c.regime == &r && c.protocol == protocols.front() && c.fraction == most) return c;
+      FOVEA_FAIL("study: no run for regime ", r.key);
+    };
+    // 3. Robustness on the test split, the reference regime (random init when compared) first.
     const bool robustness = a.corruptions != "none";
-    const char* names[2] = {"SimCLR init", "random init"};
-    std::string split_file[2], weights[2];
-    for (int i = 0; i < 2; ++i) {
-      FinetuneArgs ft;
-      base(ft, i == 0 ? "finetune_simclr" : "finetune_random");
-      ft.epochs = a.finetune_epochs;
-      ft.sampler = a.sampler, ft.class_weights = a.class_weights;
-      ft.init = i == 0 ? (fs::path(pre.out) / "backbone.safetensors").string() : "random";
-      run_finetune(ft);
-      EvaluateArgs ev;
-      base(ev, i == 0 ? "evaluate_simclr" : "evaluate_random");
-      ev.weights = weights[i] = (fs::path(ft.out) / "best.safetensors").string();
-      ev.split = split_file[i] = (fs::path(ft.out) / "split.csv").string();
-      results[i] = run_evaluate(ev);
+    std::size_t reference = 0;
+    for (std::size_t i = 0; i < regimes.size(); ++i)
+      if (regimes[i].key == "random") reference = i;
+    std::map<std::string, RobustnessSummary> robust;
+    if (robustness) {
+      std::vector<std::size_t> order{reference};
+      for (std::size_t i = 0; i < regimes.size(); ++i)
+        if (i != reference) order.push_back(i);
+      for (const std::size_t i : order) {
+        const Cell& c = primary(regimes[i]);
+        RobustnessArgs ra;
+        base(ra, "robustness_" + regimes[i].key);
+        ra.weights = c.weights, ra.split = c.split;
+        ra.corruptions = a.corruptions, ra.severities = a.severities;
+        if (i != reference)
+          ra.reference =
+              (fs::path(a.out) / ("robustness_" + regimes[reference].key) / "robustness.csv").string();
+        robust[regimes[i].key] = run_robustness(ra);
+      }
     }
-    // Robustness on the same test split, random init first: it is the reference of SimCLR's mCE.
-    for (int i = robustness ? 1 : -1; i >= 0; --i) {
-      RobustnessArgs ra;
-      base(ra, i == 0 ? "robustness_simclr" : "robustness_random");
-      ra.weights = weights[i], ra.split = split_file[i];
-      ra.corruptions = a.corruptions, ra.severities = a.severities;
-      if (i == 0) ra.reference = (fs::path(a.out) / "robustness_random" / "robustness.csv").string();
-      robust[i] = run_robustness(ra);
-    }
-    // Interpretability on the test images with lesion masks: each regime's maps scored against them.
+    // 4. Interpretability on the test images with lesion masks: each regime's maps scored against them.
     std::string masks;
     for (const char* name : {"lesions.csv", "lesion_masks.csv"})
       if (masks.empty() && fs::exists(fs::path(data) / name)) masks = (fs::path(data) / name).string();
     const bool saliency = a.saliency != "none" && !masks.empty();
     if (a.saliency != "none" && masks.empty())
       std::cout << "study: no lesions.csv or lesion_masks.csv in " << data << ": saliency stage skipped\n";
-    SaliencySummary explained[2];
-    for (int i = 0; saliency && i < 2; ++i) {
+    std::map<std::string, SaliencySummary> explained;
+    for (const StudyRegime& r : regimes) {
+      if (!saliency) break;
+      const Cell& c = primary(r);
       SaliencyArgs sa2;
-      base(sa2, i == 0 ? "saliency_simclr" : "saliency_random");
-      sa2.weights = weights[i], sa2.split = split_file[i], sa2.masks = masks;
+      base(sa2, "saliency_" + r.key);
+      sa2.weights = c.weights, sa2.split = c.split, sa2.masks = masks;
       sa2.methods = a.saliency, sa2.count = a.saliency_count, sa2.randomization = a.saliency_randomization;
-      explained[i] = run_saliency(sa2);
+      explained[r.key] = run_saliency(sa2);
     }
-    std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n", static_cast<long long>(results[0].images));
-    std::printf("%-14s %-24s %-24s %-24s\n", "regime", "quadratic kappa", "referable AUC", "accuracy");
-    for (int i = 0; i < 2; ++i) {
+    std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n",
+                static_cast<long long>(cells.front().result.images));
+    std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", "regime", "protocol", "labels", "quadratic kappa",
+                "referable AUC", "accuracy");
+    for (const Cell& c : cells) {
       auto cell = [&](const char* k) {
         char buf[64];
-        std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", results[i].point[k], results[i].low[k], results[i].high[k]);
+        std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", c.result.point.at(k), c.result.low.at(k),
+                      c.result.high.at(k));
         return std::string(buf);
       };
-      std::printf("%-14s %-24s %-24s %-24s\n", names[i], cell("kappa").c_str(), cell("auc").c_str(),
-                  cell("accuracy").c_str());
+      char labels[16];
+      std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
+      std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", c.regime->label, c.protocol.c_str(), labels,
+                  cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str());
     }
     if (robustness) {
-      std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s)\n",
-                  a.corruptions.c_str(), a.severities.c_str());
-      std::printf("%-14s %-12s %-16s %-16s %-16s\n", "regime", "clean error", "corrupted error",
-                  "corrupted kappa", "mCE vs random");
-      for (int i = 0; i < 2; ++i)
-        std::printf("%-14s %-12.3f %-16.3f %-16.3f %-16.3f\n", names[i], robust[i].clean_error,
-                    robust[i].mean_error, robust[i].mean_kappa, i == 0 ? robust[i].mce : 1.0);
+      std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s; %s models)\n",
+                  a.corruptions.c_str(), a.severities.c_str(), protocols.front().c_str());
+      std::printf("%-18s %-12s %-16s %-16s mCE vs %s\n", "regime", "clean error", "corrupted error",
+                  "corrupted kappa", regimes[reference].label);
+      for (const StudyRegime& r : regimes) {
+        const RobustnessSummary& rs = robust.at(r.key);
+        std::printf("%-18s %-12.3f %-16.3f %-16.3f %-16.3f\n", r.label, rs.clean_error, rs.mean_error,
+                    rs.mean_kappa, &r == &regimes[reference] ? 1.0 : rs.mce);
+      }
     }
     if (saliency) {
-      std::printf("\nstudy: saliency against the MA+HE+EX lesion masks (%lld test images, means)\n",
-                  static_cast<long long>(explained[0].images));
-      std::printf("%-14s %-22s %-12s %-14s %-14s %-s\n", "regime", "method", "mass inside", "rank accuracy",
+      std::printf(
+          "\nstudy: saliency against the MA+HE+EX lesion masks (%lld test images, means; %s models)\n",
+          static_cast<long long>(explained.begin()->second.images), protocols.front().c_str());
+      std::printf("%-18s %-22s %-12s %-14s %-14s %-s\n", "regime", "method", "mass inside", "rank accuracy",
                   "pointing game", "randomised net (Spearman)");
-      std::printf("%-14s %-22s %-12.3f %-14.3f\n", "", "chance level", explained[0].union_chance,
-                  explained[0].union_chance);
-      for (int i = 0; i < 2; ++i)
-        for (const auto& [method, sc] : explained[i].union_scores)
-          std::printf("%-14s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", names[i], method.c_str(), sc.mass_inside,
+      std::printf("%-18s %-22s %-12.3f %-14.3f\n", "", "chance level", explained.begin()->second.union_chance,
+                  explained.begin()->second.union_chance);
+      for (const StudyRegime& r : regimes)
+        for (const auto& [method, sc] : explained.at(r.key).union_scores)
+          std::printf("%-18s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", r.label, method.c_str(), sc.mass_inside,
                       sc.rank_accuracy, sc.pointing_game, sc.randomized_spearman);
     }
     std::printf("outputs: %s\n", a.out.c_str());

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -156,22 +157,93 @@ inline std::vector<int> severity_list(const std::string& text) {
   return v;
 }
 
-// The attribution methods --method names (comma-separated, each once).
-inline std::vector<std::string> saliency_methods(const std::string& text) {
-  static const std::vector<std::string> known{
-      "gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "grad_cam", "lrp"};
+// The initialisations `fovea study` compares (--regimes): key, table label, the self-supervised
+// method run first (empty: none) and whether it starts from --imagenet-weights.
+struct StudyRegime {
+  std::string key;
+  const char* label;
+  std::string method;
+  bool imagenet;
+};
+
+inline const std::vector<StudyRegime>& known_study_regimes() {
+  static const std::vector<StudyRegime> regimes{{"random", "random init", "", false},
+                                                {"imagenet", "ImageNet init", "", true},
+                                                {"simclr", "SimCLR init", "simclr", false},
+                                                {"moco", "MoCo v2 init", "moco", false},
+                                                {"imagenet_simclr", "ImageNet+SimCLR", "simclr", true},
+                                                {"imagenet_moco", "ImageNet+MoCo v2", "moco", true}};
+  return regimes;
+}
+
+// Comma-separated items of `text`, each once and each in `known` (else an error naming `flag`).
+inline std::vector<std::string> checked_list(const std::string& text, const std::vector<std::string>& known,
+                                             const char* flag) {
   std::vector<std::string> v;
   std::stringstream in(text);
   std::string item;
+  std::string names;
+  for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
   while (std::getline(in, item, ',')) {
-    FOVEA_CHECK(
-        std::find(known.begin(), known.end(), item) != known.end(), "--method: '", item,
-        "' is not one of gradient, gradient_x_input, smoothgrad, integrated_gradients, grad_cam, lrp");
-    FOVEA_CHECK(std::find(v.begin(), v.end(), item) == v.end(), "--method names '", item, "' twice");
+    FOVEA_CHECK(std::find(known.begin(), known.end(), item) != known.end(), flag, ": '", item,
+                "' is not one of ", names);
+    FOVEA_CHECK(std::find(v.begin(), v.end(), item) == v.end(), flag, " names '", item, "' twice");
     v.push_back(item);
   }
-  FOVEA_CHECK(!v.empty(), "--method: no method in '", text, "'");
+  FOVEA_CHECK(!v.empty(), flag, ": nothing in '", text, "'");
   return v;
+}
+
+// The attribution methods --method names (comma-separated, each once).
+inline std::vector<std::string> saliency_methods(const std::string& text) {
+  return checked_list(
+      text, {"gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "grad_cam", "lrp"},
+      "--method");
+}
+
+// --regimes, in the order given.
+inline std::vector<StudyRegime> study_regimes(const std::string& text) {
+  std::vector<std::string> keys;
+  for (const StudyRegime& r : known_study_regimes()) keys.push_back(r.key);
+  std::vector<StudyRegime> out;
+  for (const std::string& k : checked_list(text, keys, "--regimes"))
+    for (const StudyRegime& r : known_study_regimes())
+      if (r.key == k) out.push_back(r);
+  return out;
+}
+
+// --protocols: finetune (the whole network) and / or linear (frozen backbone).
+inline std::vector<std::string> study_protocols(const std::string& text) {
+  return checked_list(text, {"finetune", "linear"}, "--protocols");
+}
+
+// --label-fractions: comma-separated numbers in (0, 1], each once.
+inline std::vector<double> label_fraction_list(const std::string& text) {
+  std::vector<double> v;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    double f = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), f);
+    FOVEA_CHECK(ec == std::errc() && end == item.data() + item.size() && f > 0.0 && f <= 1.0,
+                "--label-fractions: '", item, "' is not a fraction in (0, 1]");
+    FOVEA_CHECK(std::find(v.begin(), v.end(), f) == v.end(), "--label-fractions names ", item, " twice");
+    v.push_back(f);
+  }
+  FOVEA_CHECK(!v.empty(), "--label-fractions: nothing in '", text, "'");
+  return v;
+}
+
+// The run-folder tag of one (regime, protocol, label fraction) of the study: "simclr",
+// "linear_simclr", "simclr_f0.1" (the full-label fine-tuning run keeps the regime's bare key).
+inline std::string study_run_tag(const std::string& regime, const std::string& protocol, double fraction) {
+  std::string tag = (protocol == "linear" ? "linear_" : "") + regime;
+  if (fraction != 1.0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "_f%g", fraction);
+    tag += buf;
+  }
+  return tag;
 }
 
 namespace drivers {
