@@ -14,6 +14,7 @@
 #include "fovea/fovea.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/summary.hpp"
+#include "test_nets.hpp"
 
 namespace fovea {
 namespace {
@@ -144,16 +145,7 @@ struct TinyClassifier {
   TinyClassifier() {
     net.setup(kImages, Device::cpu());
     nn::initialize(net, 21);
-    std::uint64_t seed = 100;
-    net.visit_parameters("", [&](const std::string& name, Parameter& p) {
-      if (p.kind != ParamKind::norm) return;
-      const bool gamma = name.ends_with("weight");
-      random_uniform(p.value, RandomKey{.seed = seed++}, gamma ? 0.5f : -0.2f, gamma ? 1.5f : 0.2f);
-    });
-    net.visit_buffers("", [&](const std::string& name, Tensor& t) {
-      const bool mean = name.ends_with("running_mean");
-      random_uniform(t, RandomKey{.seed = seed++}, mean ? -0.3f : 0.5f, mean ? 0.3f : 2.0f);
-    });
+    testing::randomize_batch_norm(net, 100);
     images = Tensor::from(random_vector(kImages.numel(), 31), kImages);
     net.set_training(false);
     nn::set_input_grad(net, true);

@@ -8,9 +8,12 @@
 #include "cases/conv.hpp"
 #include "cases/linear.hpp"
 #include "op_cases.hpp"
+#include "test_support.hpp"
 
 namespace fovea::testing {
 namespace {
+
+using fovea::testing::error_of;
 
 Tensor random_tensor(const Shape& s, std::uint64_t seed) {
   return Tensor::from(random_values(s.numel(), InputKind::normal, seed), s);
@@ -56,15 +59,6 @@ TEST(Conv2d, OutputShapeFollowsPyTorch) {
   EXPECT_EQ(conv2d_output_shape({2, 64, 56, 56}, {64, 64, 3, 3}, {2, 2, 1, 1}), (Shape{2, 64, 28, 28}));
   EXPECT_EQ(conv2d_output_shape({1, 3, 9, 9}, {4, 3, 3, 3}, {1, 1, 2, 2, 2, 2}), (Shape{1, 4, 9, 9}));
   EXPECT_EQ(conv2d_output_shape({1, 4, 8, 8}, {6, 2, 3, 3}, {1, 1, 0, 0, 1, 1, 2}), (Shape{1, 6, 6, 6}));
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 TEST(Conv2d, ChannelMismatchNamesBothShapes) {

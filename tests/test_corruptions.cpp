@@ -17,22 +17,15 @@
 
 #include "fovea/core/parallel.hpp"
 #include "fovea/data/corruptions.hpp"
+#include "test_support.hpp"
 
 namespace fovea {
 namespace {
 
+using fovea::testing::error_of;
+
 using data::corrupt;
 using data::Corruption;
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 Tensor constant_image(std::int64_t h, std::int64_t w, float v) {
   return Tensor::from(std::vector<float>(static_cast<std::size_t>(3 * h * w), v), Shape{3, h, w});

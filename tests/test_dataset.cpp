@@ -23,6 +23,8 @@
 namespace fovea::data {
 namespace {
 
+using fovea::testing::error_of;
+
 namespace fs = std::filesystem;
 using ::fovea::testing::fundus_dir;
 using TempDir = ::fovea::testing::TempDir;
@@ -42,17 +44,6 @@ void write_text(const fs::path& path, const std::string& text) {
   out << text;
 }
 void touch(const fs::path& path) { write_text(path, ""); }
-
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // ---- CSV ----------------------------------------------------------------------------------------
 

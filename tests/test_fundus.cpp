@@ -22,18 +22,8 @@ using namespace fovea::data;
 
 namespace {
 
+using fovea::testing::error_of;
 using fovea::testing::fundus_dir;
-
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 fs::path temp_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("fovea_test_fundus_" + name + "_" + std::to_string(::getpid()));

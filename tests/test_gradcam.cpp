@@ -15,6 +15,7 @@
 #include "fovea/fovea.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/summary.hpp"
+#include "test_nets.hpp"
 
 namespace fovea {
 namespace {
@@ -38,16 +39,7 @@ struct Tiny {
   Tiny() {
     net.setup(images.shape(), Device::cpu());
     nn::initialize(net, 5);
-    std::uint64_t seed = 300;
-    net.visit_parameters("", [&](const std::string& name, Parameter& p) {
-      if (p.kind != ParamKind::norm) return;
-      const bool gamma = name.ends_with("weight");
-      random_uniform(p.value, RandomKey{.seed = seed++}, gamma ? 0.5f : -0.2f, gamma ? 1.5f : 0.2f);
-    });
-    net.visit_buffers("", [&](const std::string& name, Tensor& t) {
-      const bool mean = name.ends_with("running_mean");
-      random_uniform(t, RandomKey{.seed = seed++}, mean ? -0.3f : 0.5f, mean ? 0.3f : 2.0f);
-    });
+    testing::randomize_batch_norm(net, 300);
     random_normal(images, RandomKey{.seed = 41}, 0.0f, 1.0f);
     net.set_training(false);
   }

@@ -19,9 +19,13 @@
 #include "fovea/fovea.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/summary.hpp"
+#include "test_nets.hpp"
+#include "test_support.hpp"
 
 namespace fovea {
 namespace {
+
+using fovea::testing::error_of;
 
 using namespace fovea::nn;
 using namespace fovea::models;
@@ -107,16 +111,6 @@ std::vector<float> crop(const std::vector<float>& m, std::int64_t y0, std::int64
   for (std::int64_t y = y0; y < y0 + h; ++y)
     for (std::int64_t x = x0; x < x0 + w; ++x) out.push_back(m[static_cast<std::size_t>(y * kW + x)]);
   return out;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 // ---- Spearman ----------------------------------------------------------------------------------
@@ -233,16 +227,7 @@ struct TinyClassifier {
   TinyClassifier() {
     net.setup(kImages, Device::cpu());
     nn::initialize(net, 21);
-    std::uint64_t seed = 100;
-    net.visit_parameters("", [&](const std::string& name, Parameter& p) {
-      if (p.kind != ParamKind::norm) return;
-      const bool gamma = name.ends_with("weight");
-      random_uniform(p.value, RandomKey{.seed = seed++}, gamma ? 0.5f : -0.2f, gamma ? 1.5f : 0.2f);
-    });
-    net.visit_buffers("", [&](const std::string& name, Tensor& t) {
-      const bool mean = name.ends_with("running_mean");
-      random_uniform(t, RandomKey{.seed = seed++}, mean ? -0.3f : 0.5f, mean ? 0.3f : 2.0f);
-    });
+    testing::randomize_batch_norm(net, 100);
     images = Tensor::from(random_vector(kImages.numel(), 31), kImages);
     net.set_training(false);
   }

@@ -27,6 +27,8 @@
 namespace fovea::analysis {
 namespace {
 
+using fovea::testing::error_of;
+
 using Bytes = std::vector<std::uint8_t>;
 using Floats = std::vector<float>;
 
@@ -49,16 +51,6 @@ Bytes ones(std::int64_t h, std::int64_t w) { return Bytes(static_cast<std::size_
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // The message of the fovea::Error that f throws ("" when it throws none).
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // ---- brute-force reference: a full sort of the field-of-view pixels ---------------------------------------
 
 struct Reference {

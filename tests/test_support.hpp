@@ -1,5 +1,6 @@
-// tests/test_support.hpp: helpers several test files share: a self-removing temporary folder and
-// the location of the real fundus subsets in ../shared (absent on users' machines: tests skip).
+// tests/test_support.hpp: helpers several test files share: a self-removing temporary folder, the
+// location of the real fundus subsets in ../shared (absent on users' machines: tests skip), and the
+// message of the fovea::Error a call throws.
 #pragma once
 
 #include <unistd.h>
@@ -10,7 +11,20 @@
 #include <system_error>
 #include <vector>
 
+#include "fovea/core/error.hpp"
+
 namespace fovea::testing {
+
+// The what() of the fovea::Error that f() throws, or "(no error)" (other exceptions propagate).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 // A fresh empty directory under the system temp dir, removed at the end of the test.
 class TempDir {

@@ -4,8 +4,10 @@
 // steps run and move what they should, and two identical runs give identical losses.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -283,6 +285,30 @@ TEST(Trainer, SimClrStepsAreDeterministicAndLearn) {
   EXPECT_GT(spread.back(), spread.front() + 0.2) << "spread " << spread.front() << " -> " << spread.back();
   std::filesystem::remove_all(a);
   std::filesystem::remove_all(b);
+}
+
+// The key encoder may be set up and never initialised (the pretrain driver does that): its memory
+// can hold infinities or NaNs left by earlier work in the process (the NT-Xent mask's -inf), and
+// MoCo's initial copy must not multiply them by 0 (0 * inf = NaN made a study's MoCo run fail at
+// step 0 after a SimCLR run in the same process).
+TEST(Trainer, MocoKeyEncoderStartsAsAnExactCopyWhateverItsMemoryHeld) {
+  models::ContrastiveModel<models::ResNet18Backbone> q(tiny(), 32, 16), k(tiny(), 32, 16);
+  q.setup(Shape{4, 3, 16, 16}, Device::cpu());
+  k.setup(Shape{4, 3, 16, 16}, Device::cpu());
+  nn::initialize(q, 1);
+  int i = 0;
+  k.visit_parameters("", [&](const std::string&, nn::Parameter& p) {
+    fill(p.value,
+         i++ % 2 == 0 ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN());
+  });
+  k.visit_buffers("",
+                  [&](const std::string&, Tensor& t) { fill(t, std::numeric_limits<float>::quiet_NaN()); });
+  MocoTask task(q, k, Device::cpu(), 16,
+                MocoOptions{.temperature = 0.2f, .momentum = 0.9f, .queue_size = 10});
+  EXPECT_EQ(flat_weights(q), flat_weights(k));
+  auto data = two_view_batches(1, 4, 16, 6);
+  const StepStats s = task.train_step(data[0]);
+  EXPECT_TRUE(std::isfinite(s.loss)) << s.loss;
 }
 
 TEST(Trainer, MocoMovesTheKeyEncoderAndFillsTheQueue) {

@@ -18,6 +18,7 @@
 #include "fovea/nn/state.hpp"
 #include "fovea/nn/summary.hpp"
 #include "fovea/ops/blas.hpp"
+#include "test_nets.hpp"
 
 namespace fovea {
 namespace {
@@ -52,16 +53,7 @@ struct Nets {
   Nets() {
     cpu.setup(kImages, Device::cpu());
     nn::initialize(cpu, 21);
-    std::uint64_t seed = 100;
-    cpu.visit_parameters("", [&](const std::string& name, Parameter& p) {
-      if (p.kind != ParamKind::norm) return;
-      const bool gamma = name.ends_with("weight");
-      random_uniform(p.value, RandomKey{.seed = seed++}, gamma ? 0.5f : -0.2f, gamma ? 1.5f : 0.2f);
-    });
-    cpu.visit_buffers("", [&](const std::string& name, Tensor& t) {
-      const bool mean = name.ends_with("running_mean");
-      random_uniform(t, RandomKey{.seed = seed++}, mean ? -0.3f : 0.5f, mean ? 0.3f : 2.0f);
-    });
+    testing::randomize_batch_norm(cpu, 100);
     gpu.setup(kImages, Device::cuda(0));
     load_state(gpu, state_dict(cpu));
     images = Tensor(kImages);

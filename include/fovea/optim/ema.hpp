@@ -34,6 +34,17 @@ class Ema {
     return Ema(std::move(tp), std::move(sp));
   }
 
+  // target = source, every tensor, bit for bit, whatever target held (MoCo's initial copy of the
+  // query encoder: update(0) would compute 0 * target, which is NaN where the target's memory was
+  // never written and holds an infinity or a NaN).
+  void copy_source() {
+    for (std::size_t i = 0; i < target_.size(); ++i) {
+      Tensor& t = target_[i]->value;
+      const Tensor& s = source_[i]->value;
+      check_same_shape("ema_copy", "target", t.shape(), "source", s.shape());
+      copy(s, t.view());
+    }
+  }
   // target = momentum*target + (1-momentum)*source, every tensor.
   void update(float momentum) {
     std::vector<TensorSlot> slots(target_.size());

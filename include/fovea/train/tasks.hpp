@@ -259,10 +259,11 @@ class MocoTask {
     random_normal(raw, RandomKey{options_.seed, kPurposeInit, 0, 1u << 20, 0}, 0.0f, 1.0f);
     queue_ = Tensor(raw.shape(), device_);
     l2_normalize_rows(raw, queue_);
-    // The key encoder starts as a copy of the query encoder (MoCo's initialisation): an EMA step
-    // with momentum 0. Ema::of checks that both networks list the same parameters.
+    // The key encoder starts as a copy of the query encoder (MoCo's initialisation), whatever its
+    // parameters held (they may be set up but never initialised). Ema::of checks that both networks
+    // list the same parameters.
     ema_ = optim::Ema::of(k_, q_);
-    ema_.update(0.0f);
+    ema_.copy_source();
     std::vector<Tensor*> bq = buffers(q_), bk = buffers(k_);
     for (std::size_t i = 0; i < bq.size(); ++i) copy(*bq[i], *bk[i]);
   }
