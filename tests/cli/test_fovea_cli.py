@@ -253,6 +253,9 @@ def case_study_grid(tmp):
     _, stdout, _ = run(*args, expect=0)
     check(os.path.exists(os.path.join(out, "pretrain_moco", "backbone.safetensors")), "no MoCo backbone")
     check(not os.path.exists(os.path.join(out, "pretrain_random")), "random init was pretrained")
+    # MoCo's queue is sized to the 32 images: half of them in whole batches of 8.
+    with open(os.path.join(out, "pretrain_moco", "log.txt")) as f:
+        check("MoCo queue of 16 keys" in f.read(), "the study's MoCo queue is not sized to the data set")
     for regime in ("random", "imagenet", "moco"):
         for sub in (f"finetune_{regime}", f"linear_{regime}", f"finetune_{regime}_f0.5", f"linear_{regime}_f0.5",
                     f"evaluate_{regime}", f"evaluate_linear_{regime}", f"evaluate_{regime}_f0.5",

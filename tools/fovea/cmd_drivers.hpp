@@ -113,7 +113,9 @@ inline void add_driver_commands(CLI::App& app) {
   p->add_option("--temperature", pa->temperature, "tau (0: 0.5 SimCLR, 0.2 MoCo)")->capture_default_str();
   p->add_option("--proj-hidden", pa->hidden, "projection hidden width (0: the backbone's)")->capture_default_str();
   p->add_option("--proj-dim", pa->dim, "projection output dimension")->capture_default_str();
-  p->add_option("--queue", pa->queue, "MoCo queue length")->capture_default_str();
+  p->add_option("--queue", pa->queue, "MoCo queue length (0: sized to the data set, at most 4096)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   p->add_option("--key-momentum", pa->key_momentum, "MoCo key-encoder momentum")->capture_default_str();
   p->add_option("--knn-every", pa->knn_every,
                 "epochs between kNN accuracies of the backbone on the graded images (0: off)")
@@ -397,6 +399,7 @@ inline void add_driver_commands(CLI::App& app) {
       base(pre, "pretrain_" + r.key);
       pre.method = r.method;
       pre.epochs = a.pretrain_epochs;
+      if (r.method == "moco") pre.queue = 0;  // sized to the data set (moco_queue_for)
       if (r.imagenet) pre.init = a.imagenet_weights;
       run_pretrain(pre);
       backbone[r.key] = (fs::path(pre.out) / "backbone.safetensors").string();

@@ -52,7 +52,7 @@ struct PretrainArgs : RunArgs {
   float temperature = 0.0f;       // 0: 0.5 SimCLR, 0.2 MoCo
   int hidden = 0;                 // projection hidden width; 0: the backbone's feature width
   int dim = 128;                  // projection output
-  std::int64_t queue = 4096;      // MoCo queue length
+  std::int64_t queue = 4096;      // MoCo queue length (0: moco_queue_for(images, batch))
   float key_momentum = 0.99f;     // MoCo key encoder EMA
   std::int64_t knn_every = 1;     // epochs between kNN monitors of the backbone (0: off; needs grades)
 };
@@ -232,6 +232,16 @@ inline std::vector<double> label_fraction_list(const std::string& text) {
   }
   FOVEA_CHECK(!v.empty(), "--label-fractions: nothing in '", text, "'");
   return v;
+}
+
+// A MoCo queue length for a data set of `images`: the largest multiple of the batch size up to half
+// the images (at least one batch), at most 4096. The queue then spans at most half an epoch, so an
+// image's key from the previous epoch is usually gone when the image comes back (a reshuffle can
+// still bring it back sooner at an epoch boundary); a queue longer than the data set holds several
+// keys of every image. `fovea pretrain --queue 0` and the study's MoCo runs use it.
+inline std::int64_t moco_queue_for(std::int64_t images, std::int64_t batch) {
+  const std::int64_t half = std::max<std::int64_t>(batch, images / 2 / batch * batch);
+  return std::min<std::int64_t>(4096, half);
 }
 
 // The run-folder tag of one (regime, protocol, label fraction) of the study: "simclr",

@@ -368,11 +368,23 @@ int pretrain(const PretrainArgs& a) {
     const auto r = trainer.fit(source, epoch_end);
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
   } else {
+    const auto images = static_cast<std::int64_t>(d.size());
+    const std::int64_t queue = a.queue > 0 ? a.queue : moco_queue_for(images, a.batch_size);
+    if (a.queue == 0)
+      run.log("pretrain: MoCo queue of " + std::to_string(queue) + " keys (sized to the data set)");
+    if (queue > images / 2)
+      run.log("pretrain: warning: the MoCo queue (" + std::to_string(queue) +
+              " keys) is more than half the " + std::to_string(images) +
+              " images: it fills with earlier keys of this step's own images, which " +
+              "then count as negatives (MoCo v2 on ImageNet keeps 65,536 of 1.28 M); consider --queue " +
+              std::to_string(moco_queue_for(images, a.batch_size)) + " or --queue 0 (sized to the data set)");
     Net key(cfg, hidden, a.dim);
     key.setup(in, device);
     train::MocoTask task(net, key, device, a.dim,
-                         {.temperature = a.temperature > 0 ? a.temperature : 0.2f, .momentum = a.key_momentum,
-                          .queue_size = a.queue, .seed = a.seed});
+                         {.temperature = a.temperature > 0 ? a.temperature : 0.2f,
+                          .momentum = a.key_momentum,
+                          .queue_size = queue,
+                          .seed = a.seed});
     const float lr = a.lr > 0 ? a.lr : 0.03f;
     optim::Optimizer<optim::Sgd> opt(task.trainable_parameters(),
                                      optim::SgdOptions{.momentum = 0.9f, .weight_decay = a.weight_decay >= 0 ? a.weight_decay : 1e-4f});
