@@ -15,3 +15,4 @@
 #include "loss.cuh"
 #include "contrastive.cuh"
 #include "augment.cuh"
+#include "corruptions.cuh"

@@ -49,3 +49,8 @@ check "$out/optim_device.inc"
   section "$k/contrastive.cuh" '^\/\/ One warp per row i: dzhat = scale' '^}'
 } | sed "$smem" > "$out/contrastive_tc_device.inc"
 check "$out/contrastive_tc_device.inc"
+
+# corruptions.cuh: the device plan, every kernel and its helpers, up to the host side.
+section "$k/corruptions.cuh" '^\/\/ The plan on the device\.' '^\/\/ ---- host side ----' | sed '$d' \
+  > "$out/corruptions_device.inc"
+check "$out/corruptions_device.inc"

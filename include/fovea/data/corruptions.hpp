@@ -20,43 +20,22 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "fovea/core/error.hpp"
+#include "fovea/core/parallel.hpp"
 #include "fovea/core/random.hpp"
 #include "fovea/core/tensor.hpp"
+#include "fovea/cuda/corruptions.hpp"
+#include "fovea/data/corruption_math.hpp"
 #include "fovea/data/fundus.hpp"
 #include "fovea/data/image.hpp"
 
 namespace fovea::data {
-
-// The corruptions, ImageNet-C's 15 in the order of REFERENCE 1.6's table, then the fundus ones.
-enum class Corruption : std::uint8_t {
-  gaussian_noise,
-  shot_noise,
-  impulse_noise,
-  speckle_noise,
-  gaussian_blur,
-  defocus_blur,
-  motion_blur,
-  zoom_blur,
-  brightness,
-  contrast,
-  saturate,
-  jpeg_compression,
-  pixelate,
-  elastic_transform,
-  fog,
-  // fundus-specific, inside the field of view only
-  uneven_illumination,
-  halo,
-  dark_hole,
-  spots,
-  fundus_defocus,
-};
 
 inline constexpr int kCorruptionCount = 20;
 inline constexpr int kImageNetCCorruptionCount = 15;
@@ -217,8 +196,6 @@ inline constexpr Table<Pair> kFog{{{1.5, 2}, {2, 2}, {2.5, 1.7}, {2.5, 1.5}, {3,
 // Fundus degradations; lengths as fractions of the field of view's radius R.
 inline constexpr Table<double> kUnevenIllumination{0.4, 0.8, 1.2, 1.6, 2.0};  // log-gain depth a
 inline constexpr Table<Pair> kHalo{{{0.25, 0.08}, {0.35, 0.10}, {0.50, 0.12}, {0.65, 0.15}, {0.80, 0.18}}};
-inline constexpr double kHaloCrescent = 0.8;                            // azimuthal modulation depth
-inline constexpr std::array<float, 3> kHaloColour{1.0f, 0.97f, 0.88f};  // pale yellow-white haze
 inline constexpr Table<Pair> kDarkHole{
     {{0.35, 0.12}, {0.50, 0.16}, {0.65, 0.20}, {0.80, 0.25}, {0.90, 0.30}}};
 inline constexpr double kDarkHoleReach = 0.5;  // hole centres within 0.5 R of the FOV centre
@@ -276,8 +253,6 @@ inline std::string corruption_parameters(Corruption c, int severity) {
 
 namespace detail::corruption {
 
-inline float clip01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
-
 // The plane (h, w) padded by `pad` on every side according to `border`: (h + 2 pad, w + 2 pad).
 inline std::vector<float> pad_plane(const float* in, std::int64_t h, std::int64_t w, std::int64_t pad,
                                     Border border) {
@@ -300,12 +275,6 @@ inline std::vector<float> pad_plane(const float* in, std::int64_t h, std::int64_
   }
   return out;
 }
-
-// One weight of a sparse 2-D filter: out(y, x) += weight * in(y + dy, x + dx).
-struct Tap {
-  int dy, dx;
-  float weight;
-};
 
 // out(y, x) = sum over taps of weight * in(y + dy, x + dx), positions beyond the plane read through
 // `border`. One plane (h, w); out must not alias in.
@@ -373,67 +342,6 @@ inline std::vector<Tap> disk_taps(double radius, double alias, double s) {
   return taps;
 }
 
-// Bilinear sampling positions along one axis: output o reads in[i0] * (1 - lambda) + in[i1] * lambda.
-struct LinearTap {
-  std::int64_t i0, i1;
-  float lambda;
-};
-
-// 53 uniform bits from two words: a double in [0, 1).
-inline double uniform53(std::uint32_t a, std::uint32_t b) {
-  return (static_cast<double>(a >> 5) * 67108864.0 + static_cast<double>(b >> 6)) * 0x1p-53;
-}
-
-// A Poisson(lambda) variate by inversion of its CDF at u in [0, 1) (exact up to double rounding; the
-// search stops after lambda + 40 sqrt(lambda) + 40 terms, where the remaining mass is < 1e-300).
-inline int poisson_inverse(double lambda, double u) {
-  if (!(lambda > 0.0)) return 0;
-  double p = std::exp(-lambda), cdf = p;
-  const int cap = static_cast<int>(lambda + 40.0 * std::sqrt(lambda) + 40.0);
-  int k = 0;
-  while (u >= cdf && k < cap) {
-    ++k;
-    p *= lambda / k;
-    cdf += p;
-  }
-  return k;
-}
-
-// skimage's rgb2hsv on one pixel: v = max, s = (max - min) / max (0 for gray), h in [0, 1) with the
-// blue-max formula winning ties over green over red.
-inline void rgb_to_hsv(float r, float g, float b, float& h, float& s, float& v) {
-  v = std::max({r, g, b});
-  const float delta = v - std::min({r, g, b});
-  if (!(delta > 0.0f)) {
-    h = 0.0f, s = 0.0f;
-    return;
-  }
-  s = delta / v;
-  float hh;
-  if (b == v) hh = 4.0f + (r - g) / delta;
-  else if (g == v) hh = 2.0f + (b - r) / delta;
-  else hh = (g - b) / delta;
-  hh /= 6.0f;
-  h = hh - std::floor(hh);
-}
-
-// skimage's hsv2rgb on one pixel.
-inline void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b) {
-  const float h6 = h * 6.0f;
-  const float fi = std::floor(h6);
-  const float f = h6 - fi;
-  const int i = static_cast<int>(fi) % 6;
-  const float p = v * (1.0f - s), q = v * (1.0f - f * s), t = v * (1.0f - (1.0f - f) * s);
-  switch (i) {
-    case 0: r = v, g = t, b = p; break;
-    case 1: r = q, g = v, b = p; break;
-    case 2: r = p, g = v, b = t; break;
-    case 3: r = p, g = q, b = v; break;
-    case 4: r = t, g = p, b = v; break;
-    default: r = v, g = p, b = q; break;
-  }
-}
-
 // ImageNet-C's plasma_fractal(mapsize, wibbledecay): diamond-square on an m x m torus (m a power of
 // two), point (0, 0) = 0. Each level sets the centres of the squares of side `step` to the mean of
 // their 4 corners, then the edge midpoints to the mean of their 4 diamond neighbours, each plus
@@ -484,17 +392,14 @@ inline Tensor gaussian_noise(CView x, double sigma, const RandomKey& key) {
   Tensor out(x.shape());
   const float sd = static_cast<float>(sigma);
   for (std::int64_t i = 0; i < x.numel(); ++i)
-    out.data()[i] = clip01(x.data()[i] + sd * normal(key, static_cast<std::uint64_t>(i)));
+    out.data()[i] = gaussian_noise_at(x.data()[i], sd, key, static_cast<std::uint64_t>(i));
   return out;
 }
 
 inline Tensor shot_noise(CView x, double c, const RandomKey& key) {
   Tensor out(x.shape());
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
-    const U32x4 b = random_block(key, static_cast<std::uint32_t>(i));
-    const double lambda = static_cast<double>(clip01(x.data()[i])) * c;
-    out.data()[i] = clip01(static_cast<float>(poisson_inverse(lambda, uniform53(b.v[0], b.v[1])) / c));
-  }
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    out.data()[i] = shot_noise_at(x.data()[i], c, key, static_cast<std::uint32_t>(i));
   return out;
 }
 
@@ -502,21 +407,16 @@ inline Tensor shot_noise(CView x, double c, const RandomKey& key) {
 // with equal odds (word 0 of block i decides replacement, the top bit of word 1 salt vs pepper).
 inline Tensor impulse_noise(CView x, double amount, const RandomKey& key) {
   Tensor out(x.shape());
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
-    const U32x4 b = random_block(key, static_cast<std::uint32_t>(i));
-    const bool flip = static_cast<double>(uniform_from_bits(b.v[0])) < amount;
-    out.data()[i] = flip ? ((b.v[1] >> 31) ? 1.0f : 0.0f) : clip01(x.data()[i]);
-  }
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    out.data()[i] = impulse_noise_at(x.data()[i], amount, key, static_cast<std::uint32_t>(i));
   return out;
 }
 
 inline Tensor speckle_noise(CView x, double sigma, const RandomKey& key) {
   Tensor out(x.shape());
   const float sd = static_cast<float>(sigma);
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
-    const float v = x.data()[i];
-    out.data()[i] = clip01(v + v * sd * normal(key, static_cast<std::uint64_t>(i)));
-  }
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    out.data()[i] = speckle_noise_at(x.data()[i], sd, key, static_cast<std::uint64_t>(i));
   return out;
 }
 
@@ -545,7 +445,7 @@ inline Tensor gaussian_blur(CView x, double sigma) {
 // exp(-i^2 / (2 sigma^2)) (normalised) reading pixel (x + ceil(i cos a - 0.5), y + ceil(i sin a - 0.5)):
 // a one-sided trail, edge clamp.
 inline std::vector<Tap> motion_taps(std::int64_t radius, double sigma, double degrees) {
-  const double a = degrees * 3.14159265358979323846 / 180.0;
+  const double a = degrees * kPi / 180.0;
   const std::int64_t width = 2 * radius + 1;
   std::vector<double> k(static_cast<std::size_t>(width));
   double total = 0.0;
@@ -560,6 +460,14 @@ inline std::vector<Tap> motion_taps(std::int64_t radius, double sigma, double de
                     static_cast<int>(std::ceil(static_cast<double>(i) * std::cos(a) - 0.5)), wt});
   }
   return taps;
+}
+
+// motion_blur's taps for the angle U(-45, 45) degrees drawn from key, at severity and scale s.
+inline std::vector<Tap> motion_taps_of(const RandomKey& key, int severity, double s) {
+  const std::size_t i = static_cast<std::size_t>(severity - 1);
+  const double degrees = -45.0 + 90.0 * static_cast<double>(uniform(key, 0));
+  const auto radius = static_cast<std::int64_t>(std::lround(kMotionBlur[i].a * s));
+  return motion_taps(radius, kMotionBlur[i].b * s, degrees);
 }
 
 // The zoom factors of ImageNet-C's np.arange(1, end, step): 1 + k step for k < ceil((end - 1) / step),
@@ -620,9 +528,9 @@ inline Tensor zoom_blur(CView x, double end, double step) {
   return out;
 }
 
-// Per pixel through HSV: (h, s, v) -> f(h, s, v), back to RGB, clipped.
+// Per pixel: f(r, g, b) in place (brightness_at, saturate_at).
 template <class F>
-Tensor map_hsv(CView x, F f) {
+Tensor map_pixels(CView x, F f) {
   Tensor out(x.shape());
   const std::int64_t plane = plane_of(x);
   const float* r = x.data();
@@ -632,11 +540,8 @@ Tensor map_hsv(CView x, F f) {
   float* go = ro + plane;
   float* bo = go + plane;
   for (std::int64_t i = 0; i < plane; ++i) {
-    float h, s, v;
-    rgb_to_hsv(r[i], g[i], b[i], h, s, v);
-    f(h, s, v);
-    hsv_to_rgb(h, s, v, ro[i], go[i], bo[i]);
-    ro[i] = clip01(ro[i]), go[i] = clip01(go[i]), bo[i] = clip01(bo[i]);
+    ro[i] = r[i], go[i] = g[i], bo[i] = b[i];
+    f(ro[i], go[i], bo[i]);
   }
   return out;
 }
@@ -651,7 +556,7 @@ inline Tensor contrast(CView x, double c) {
     for (std::int64_t i = 0; i < plane; ++i) sum += src[i];
     const float mean = static_cast<float>(sum / static_cast<double>(plane));
     float* dst = out.data() + ch * plane;
-    for (std::int64_t i = 0; i < plane; ++i) dst[i] = clip01((src[i] - mean) * cf + mean);
+    for (std::int64_t i = 0; i < plane; ++i) dst[i] = contrast_at(src[i], mean, cf);
   }
   return out;
 }
@@ -715,44 +620,61 @@ inline std::vector<std::array<std::int64_t, 2>> box_groups(std::int64_t n, std::
   return g;
 }
 
+// pixelate's geometry: the small side (int(H c), int(W c)) (at least 1), each output row's and
+// column's small row and column (nearest), the box groups of the small rows and columns.
+struct PixelateIndex {
+  std::int64_t sh = 0, sw = 0;
+  std::vector<std::int64_t> near_y, near_x;
+  std::vector<std::array<std::int64_t, 2>> gy, gx;
+};
+
+inline PixelateIndex pixelate_index(std::int64_t h, std::int64_t w, double c) {
+  PixelateIndex p;
+  p.sh = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(h) * c));
+  p.sw = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(w) * c));
+  p.gy = box_groups(h, p.sh), p.gx = box_groups(w, p.sw);
+  auto nearest = [](std::int64_t n, std::int64_t m) {
+    std::vector<std::int64_t> near(static_cast<std::size_t>(n));
+    for (std::int64_t o = 0; o < n; ++o)
+      near[static_cast<std::size_t>(o)] =
+          std::min(m - 1, static_cast<std::int64_t>((static_cast<double>(o) + 0.5) * static_cast<double>(m) /
+                                                    static_cast<double>(n)));
+    return near;
+  };
+  p.near_y = nearest(h, p.sh), p.near_x = nearest(w, p.sw);
+  return p;
+}
+
 // Box-downscale to (int(H c), int(W c)) (at least 1), then nearest upscale back to (H, W).
 inline Tensor pixelate(CView x, double c) {
   const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
-  const std::int64_t sh = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(h) * c));
-  const std::int64_t sw = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(w) * c));
-  const auto gy = box_groups(h, sh), gx = box_groups(w, sw);
+  const PixelateIndex ix = pixelate_index(h, w, c);
+  const std::int64_t sh = ix.sh, sw = ix.sw;
   std::vector<double> rows(static_cast<std::size_t>(h * sw));
   std::vector<float> small(static_cast<std::size_t>(sh * sw));
-  std::vector<std::int64_t> near_x(static_cast<std::size_t>(w));
-  for (std::int64_t o = 0; o < w; ++o)
-    near_x[static_cast<std::size_t>(o)] =
-        std::min(sw - 1, static_cast<std::int64_t>((static_cast<double>(o) + 0.5) * static_cast<double>(sw) /
-                                                   static_cast<double>(w)));
   Tensor out(x.shape());
   for (std::int64_t c = 0; c < 3; ++c) {
     const float* src = x.data() + c * plane;
     for (std::int64_t y = 0; y < h; ++y)
       for (std::int64_t i = 0; i < sw; ++i) {
-        const auto [first, count] = gx[static_cast<std::size_t>(i)];
+        const auto [first, count] = ix.gx[static_cast<std::size_t>(i)];
         double sum = 0.0;
         for (std::int64_t k = 0; k < count; ++k) sum += src[y * w + first + k];
         rows[static_cast<std::size_t>(y * sw + i)] = sum / static_cast<double>(count);
       }
     for (std::int64_t j = 0; j < sh; ++j)
       for (std::int64_t i = 0; i < sw; ++i) {
-        const auto [first, count] = gy[static_cast<std::size_t>(j)];
+        const auto [first, count] = ix.gy[static_cast<std::size_t>(j)];
         double sum = 0.0;
         for (std::int64_t k = 0; k < count; ++k) sum += rows[static_cast<std::size_t>((first + k) * sw + i)];
         small[static_cast<std::size_t>(j * sw + i)] = static_cast<float>(sum / static_cast<double>(count));
       }
     float* dst = out.data() + c * plane;
     for (std::int64_t y = 0; y < h; ++y) {
-      const std::int64_t j =
-          std::min(sh - 1, static_cast<std::int64_t>((static_cast<double>(y) + 0.5) *
-                                                     static_cast<double>(sh) / static_cast<double>(h)));
+      const std::int64_t j = ix.near_y[static_cast<std::size_t>(y)];
       for (std::int64_t xx = 0; xx < w; ++xx)
         dst[y * w + xx] =
-            clip01(small[static_cast<std::size_t>(j * sw + near_x[static_cast<std::size_t>(xx)])]);
+            clip01(small[static_cast<std::size_t>(j * sw + ix.near_x[static_cast<std::size_t>(xx)])]);
     }
   }
   return out;
@@ -831,42 +753,34 @@ inline Tensor fog(CView x, double strength, double decay, const RandomKey& key) 
   for (std::int64_t c = 0; c < 3; ++c)
     for (std::int64_t i = 0; i < plane; ++i)
       out.data()[c * plane + i] =
-          clip01((x.data()[c * plane + i] + c0 * layer[static_cast<std::size_t>(i)]) * scale);
+          fog_at(x.data()[c * plane + i], c0, layer[static_cast<std::size_t>(i)], scale);
   return out;
 }
 
 // ---- fundus degradations ------------------------------------------------------------------------
-
-// The field of view as a disc: centre (cx, cy) in continuous pixel coordinates (pixel (y, x) spans
-// [x, x + 1) x [y, y + 1)) and radius r = half the larger side of the mask's bounding box (a disc
-// cut by the frame, as in many EyePACS photos, keeps its true radius).
-struct FovDisc {
-  double cx = 0.0, cy = 0.0, r = 1.0;
-};
 
 inline FovDisc fov_disc(const BoundingBox& box) {
   return {0.5 * static_cast<double>(box.x0 + box.x1), 0.5 * static_cast<double>(box.y0 + box.y1),
           0.5 * static_cast<double>(std::max(box.width(), box.height()))};
 }
 
-// Pixel (y, x) in FOV units: ((x + 0.5 - cx) / r, (y + 0.5 - cy) / r).
-inline std::array<double, 2> fov_coords(const FovDisc& d, std::int64_t y, std::int64_t x) {
-  return {(static_cast<double>(x) + 0.5 - d.cx) / d.r, (static_cast<double>(y) + 0.5 - d.cy) / d.r};
-}
-
 // A smooth multiplicative gain exp(a (t - r^2) / 2), t = (u, v) . (cos theta, sin theta), r^2 = u^2 + v^2
 // in FOV units (an off-axis illumination that falls off towards the rim): 1 at the centre and at the
 // lit edge, at most e^(a/8) (half-way to the lit edge), e^(-a/2) at the edges across, e^(-a) at the
 // far edge. theta = 2 pi U.
+// The direction 2 pi U of uneven_illumination's light and of the halo's crescent: (cos, sin).
+inline std::array<double, 2> corruption_direction(const RandomKey& key) {
+  const double theta = 2.0 * kPi * static_cast<double>(uniform(key, 0));
+  return {std::cos(theta), std::sin(theta)};
+}
+
 inline Tensor uneven_illumination(CView x, const FovDisc& d, double a, const RandomKey& key) {
-  const double theta = 2.0 * 3.14159265358979323846 * static_cast<double>(uniform(key, 0));
-  const double ct = std::cos(theta), st = std::sin(theta);
+  const auto [ct, st] = corruption_direction(key);
   const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
   Tensor out(x.shape());
   for (std::int64_t y = 0; y < h; ++y)
     for (std::int64_t xx = 0; xx < w; ++xx) {
-      const auto [u, v] = fov_coords(d, y, xx);
-      const auto gain = static_cast<float>(std::exp(0.5 * a * (u * ct + v * st - (u * u + v * v))));
+      const float gain = uneven_gain(d, a, ct, st, y, xx);
       for (std::int64_t c = 0; c < 3; ++c) {
         const std::int64_t i = c * plane + y * w + xx;
         out.data()[i] = clip01(x.data()[i] * gain);
@@ -879,22 +793,15 @@ inline Tensor uneven_illumination(CView x, const FovDisc& d, double a, const Ran
 // h = strength * exp(-((r - 1) / width)^2 / 2) * ((1 - m) + m (1 + cos(phi - phi0)) / 2), m = 0.8,
 // r and phi the pixel's polar coordinates in FOV units, phi0 = 2 pi U (the crescent's brightest side).
 inline Tensor halo(CView x, const FovDisc& d, double strength, double width, const RandomKey& key) {
-  const double phi0 = 2.0 * 3.14159265358979323846 * static_cast<double>(uniform(key, 0));
-  const double c0 = std::cos(phi0), s0 = std::sin(phi0);
+  const auto [c0, s0] = corruption_direction(key);
   const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
   Tensor out(x.shape());
   for (std::int64_t y = 0; y < h; ++y)
     for (std::int64_t xx = 0; xx < w; ++xx) {
-      const auto [u, v] = fov_coords(d, y, xx);
-      const double r = std::sqrt(u * u + v * v);
-      const double cosine = r > 0.0 ? (u * c0 + v * s0) / r : 0.0;
-      const double ring = std::exp(-0.5 * ((r - 1.0) / width) * ((r - 1.0) / width));
-      const auto weight = static_cast<float>(strength * ring *
-                                             ((1.0 - kHaloCrescent) + kHaloCrescent * 0.5 * (1.0 + cosine)));
-      for (std::int64_t c = 0; c < 3; ++c) {
+      const float weight = halo_weight(d, strength, width, c0, s0, y, xx);
+      for (int c = 0; c < 3; ++c) {
         const std::int64_t i = c * plane + y * w + xx;
-        const float v0 = x.data()[i];
-        out.data()[i] = clip01(v0 + weight * (kHaloColour[static_cast<std::size_t>(c)] - v0));
+        out.data()[i] = halo_at(x.data()[i], weight, c);
       }
     }
   return out;
@@ -902,17 +809,20 @@ inline Tensor halo(CView x, const FovDisc& d, double strength, double width, con
 
 // A dark smooth blob: out = x (1 - depth exp(-|p - q|^2 / (2 sigma^2))), q uniform in the disc of
 // radius 0.5 about the FOV centre (FOV units; radius 0.5 sqrt(U0), angle 2 pi U1).
-inline Tensor dark_hole(CView x, const FovDisc& d, double depth, double sigma, const RandomKey& key) {
+// The hole's centre (qx, qy) in FOV units: radius 0.5 sqrt(U0), angle 2 pi U1.
+inline std::array<double, 2> dark_hole_centre(const RandomKey& key) {
   const double rho = kDarkHoleReach * std::sqrt(static_cast<double>(uniform(key, 0)));
-  const double ang = 2.0 * 3.14159265358979323846 * static_cast<double>(uniform(key, 1));
-  const double qx = rho * std::cos(ang), qy = rho * std::sin(ang);
+  const double ang = 2.0 * kPi * static_cast<double>(uniform(key, 1));
+  return {rho * std::cos(ang), rho * std::sin(ang)};
+}
+
+inline Tensor dark_hole(CView x, const FovDisc& d, double depth, double sigma, const RandomKey& key) {
+  const auto [qx, qy] = dark_hole_centre(key);
   const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
   Tensor out(x.shape());
   for (std::int64_t y = 0; y < h; ++y)
     for (std::int64_t xx = 0; xx < w; ++xx) {
-      const auto [u, v] = fov_coords(d, y, xx);
-      const double d2 = (u - qx) * (u - qx) + (v - qy) * (v - qy);
-      const auto gain = static_cast<float>(1.0 - depth * std::exp(-0.5 * d2 / (sigma * sigma)));
+      const float gain = dark_hole_gain(d, depth, sigma, qx, qy, y, xx);
       for (std::int64_t c = 0; c < 3; ++c) {
         const std::int64_t i = c * plane + y * w + xx;
         out.data()[i] = clip01(x.data()[i] * gain);
@@ -926,31 +836,36 @@ inline Tensor dark_hole(CView x, const FovDisc& d, double depth, double sigma, c
 // U(0.015, 0.045) R, amplitude a = amplitude * U(0.6, 1), bright with probability 1/2. A bright spot
 // lifts towards white, x + a g (1 - x); a dark one darkens, x (1 - a g). Spots apply in order k,
 // each within 3 sigma of its centre.
+// Spot k of an h x w image (uniforms 8k .. 8k + 4 of key).
+inline Spot make_spot(const RandomKey& key, int k, double amplitude, const FovDisc& d, std::int64_t h,
+                      std::int64_t w) {
+  auto u = [&](int j) { return static_cast<double>(uniform(key, static_cast<std::uint64_t>(8 * k + j))); };
+  Spot s;
+  const double rho = kSpotReach * std::sqrt(u(0)), ang = 2.0 * kPi * u(1);
+  s.sigma = (kSpotSigmaMin + (kSpotSigmaMax - kSpotSigmaMin) * u(2)) * d.r;  // pixels
+  s.amp = amplitude * (0.6 + 0.4 * u(3));
+  s.bright = u(4) < 0.5 ? 1 : 0;
+  s.px = d.cx + rho * std::cos(ang) * d.r, s.py = d.cy + rho * std::sin(ang) * d.r;
+  const auto reach = static_cast<std::int64_t>(std::ceil(3.0 * s.sigma));
+  s.x0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(s.px)) - reach);
+  s.x1 = std::min<std::int64_t>(w - 1, static_cast<std::int64_t>(std::floor(s.px)) + reach);
+  s.y0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(s.py)) - reach);
+  s.y1 = std::min<std::int64_t>(h - 1, static_cast<std::int64_t>(std::floor(s.py)) + reach);
+  return s;
+}
+
 inline Tensor spots(CView x, const FovDisc& d, int count, double amplitude, const RandomKey& key) {
   const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
   Tensor out(x.shape());
   for (std::int64_t i = 0; i < x.numel(); ++i) out.data()[i] = clip01(x.data()[i]);
   for (int k = 0; k < count; ++k) {
-    auto u = [&](int j) { return static_cast<double>(uniform(key, static_cast<std::uint64_t>(8 * k + j))); };
-    const double rho = kSpotReach * std::sqrt(u(0)), ang = 2.0 * 3.14159265358979323846 * u(1);
-    const double sigma = (kSpotSigmaMin + (kSpotSigmaMax - kSpotSigmaMin) * u(2)) * d.r;  // pixels
-    const double amp = amplitude * (0.6 + 0.4 * u(3));
-    const bool bright = u(4) < 0.5;
-    const double px = d.cx + rho * std::cos(ang) * d.r, py = d.cy + rho * std::sin(ang) * d.r;
-    const auto reach = static_cast<std::int64_t>(std::ceil(3.0 * sigma));
-    const std::int64_t x0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(px)) - reach);
-    const std::int64_t x1 = std::min<std::int64_t>(w - 1, static_cast<std::int64_t>(std::floor(px)) + reach);
-    const std::int64_t y0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(py)) - reach);
-    const std::int64_t y1 = std::min<std::int64_t>(h - 1, static_cast<std::int64_t>(std::floor(py)) + reach);
-    for (std::int64_t y = y0; y <= y1; ++y)
-      for (std::int64_t xx = x0; xx <= x1; ++xx) {
-        const double ex = static_cast<double>(xx) + 0.5 - px, ey = static_cast<double>(y) + 0.5 - py;
-        const auto g = static_cast<float>(amp * std::exp(-0.5 * (ex * ex + ey * ey) / (sigma * sigma)));
+    const Spot s = make_spot(key, k, amplitude, d, h, w);
+    for (std::int64_t y = s.y0; y <= s.y1; ++y)
+      for (std::int64_t xx = s.x0; xx <= s.x1; ++xx)
         for (std::int64_t c = 0; c < 3; ++c) {
           float& v = out.data()[c * plane + y * w + xx];
-          v = clip01(bright ? v + g * (1.0f - v) : v * (1.0f - g));
+          v = spot_at(v, s, y, xx);
         }
-      }
   }
   return out;
 }
@@ -1044,19 +959,17 @@ inline Tensor corrupt_image(CView image, Corruption c, int severity, std::uint64
       return filter_image(image, disk_taps(kDefocusBlur[i].a * s, kDefocusBlur[i].b * s, s),
                           Border::reflect101);
     case Corruption::motion_blur: {
-      const double degrees = -45.0 + 90.0 * static_cast<double>(uniform(key, 0));
-      const auto radius = static_cast<std::int64_t>(std::lround(kMotionBlur[i].a * s));
-      return filter_image(image, motion_taps(radius, kMotionBlur[i].b * s, degrees), Border::clamp);
+      return filter_image(image, motion_taps_of(key, severity, s), Border::clamp);
     }
     case Corruption::zoom_blur: return zoom_blur(image, kZoomBlur[i].a, kZoomBlur[i].b);
     case Corruption::brightness: {
       const auto dv = static_cast<float>(kBrightness[i]);
-      return map_hsv(image, [dv](float&, float&, float& v) { v = clip01(v + dv); });
+      return map_pixels(image, [dv](float& r, float& g, float& b) { brightness_at(r, g, b, dv); });
     }
     case Corruption::contrast: return contrast(image, kContrast[i]);
     case Corruption::saturate: {
       const auto scale = static_cast<float>(kSaturate[i].a), shift = static_cast<float>(kSaturate[i].b);
-      return map_hsv(image, [=](float&, float& sat, float&) { sat = clip01(sat * scale + shift); });
+      return map_pixels(image, [=](float& r, float& g, float& b) { saturate_at(r, g, b, scale, shift); });
     }
     case Corruption::jpeg_compression: return jpeg_compression(image, kJpegQuality[i]);
     case Corruption::pixelate: return pixelate(image, kPixelate[i]);
@@ -1095,6 +1008,252 @@ inline Tensor corrupt(CView image, Corruption c, int severity, std::uint64_t see
               "corrupt: mask must be (1, H, W) on the cpu matching image ", image.shape().str(), ", got ",
               mask.shape().str(), " on ", mask.device().str());
   return detail::corruption::corrupt_image(image, c, severity, seed, sample, &mask);
+}
+
+namespace detail::corruption {
+
+// The CUDA twin's plan of c at severity over a batch of (H, W) images whose random draws are keyed by
+// samples[n]; boxes[n]: image n's field-of-view box (fundus corruptions only). Every parameter comes
+// from the functions the CPU implementation calls, so both twins read the same bits. fog's layers
+// are computed here, on the host (a sequential diamond-square per image, parallel over images).
+inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_t seed,
+                                        std::span<const std::int64_t> samples, std::int64_t h, std::int64_t w,
+                                        std::span<const BoundingBox> boxes = {}) {
+  const std::size_t i = static_cast<std::size_t>(severity - 1);
+  const double s = corruption_scale(h, w);
+  CorruptBatchPlan plan;
+  plan.corruption = c, plan.severity = severity, plan.height = h, plan.width = w;
+  plan.images.resize(samples.size());
+  for (std::size_t n = 0; n < samples.size(); ++n) {
+    plan.images[n].key = corruption_key(seed, samples[n], c, severity);
+    plan.images[n].key2 = corruption_key(seed, samples[n], c, severity, 1);
+  }
+  auto per_image_taps = [&](std::size_t n, const std::vector<Tap>& taps) {
+    plan.images[n].taps_begin = static_cast<std::int32_t>(plan.taps.size());
+    plan.images[n].taps_count = static_cast<std::int32_t>(taps.size());
+    plan.taps.insert(plan.taps.end(), taps.begin(), taps.end());
+  };
+  switch (c) {
+    case Corruption::gaussian_noise: plan.a = kGaussianNoise[i]; break;
+    case Corruption::shot_noise: plan.a = kShotNoise[i]; break;
+    case Corruption::impulse_noise: plan.a = kImpulseNoise[i]; break;
+    case Corruption::speckle_noise: plan.a = kSpeckleNoise[i]; break;
+    case Corruption::gaussian_blur: {
+      const double sigma = kGaussianBlur[i] * s;
+      plan.kernel = gaussian_taps(sigma, static_cast<std::int64_t>(4.0 * sigma + 0.5));
+      break;
+    }
+    case Corruption::defocus_blur: {
+      plan.taps = disk_taps(kDefocusBlur[i].a * s, kDefocusBlur[i].b * s, s);
+      for (CorruptImagePlan& img : plan.images) img.taps_count = static_cast<std::int32_t>(plan.taps.size());
+      break;
+    }
+    case Corruption::motion_blur:
+      for (std::size_t n = 0; n < samples.size(); ++n)
+        per_image_taps(n, motion_taps_of(plan.images[n].key, severity, s));
+      break;
+    case Corruption::zoom_blur:
+      for (double f : zoom_factors(kZoomBlur[i].a, kZoomBlur[i].b)) {
+        const std::vector<LinearTap> ty = zoom_taps(h, f), tx = zoom_taps(w, f);
+        plan.zoom.insert(plan.zoom.end(), ty.begin(), ty.end());
+        plan.zoom.insert(plan.zoom.end(), tx.begin(), tx.end());
+      }
+      break;
+    case Corruption::brightness: plan.a = static_cast<float>(kBrightness[i]); break;
+    case Corruption::contrast: plan.a = static_cast<float>(kContrast[i]); break;
+    case Corruption::saturate:
+      plan.a = static_cast<float>(kSaturate[i].a), plan.b = static_cast<float>(kSaturate[i].b);
+      break;
+    case Corruption::jpeg_compression: break;  // runs on the host
+    case Corruption::pixelate: {
+      const PixelateIndex ix = pixelate_index(h, w, kPixelate[i]);
+      plan.small_h = ix.sh, plan.small_w = ix.sw;
+      plan.index = ix.near_y;
+      plan.index.insert(plan.index.end(), ix.near_x.begin(), ix.near_x.end());
+      for (const auto& g : ix.gy) plan.index.insert(plan.index.end(), g.begin(), g.end());
+      for (const auto& g : ix.gx) plan.index.insert(plan.index.end(), g.begin(), g.end());
+      break;
+    }
+    case Corruption::elastic_transform: {
+      const double sigma = kElasticSigma * s;
+      plan.a = kElasticAlpha[i] * s * s;
+      plan.kernel = gaussian_taps(sigma, static_cast<std::int64_t>(3.0 * sigma + 0.5));
+      break;
+    }
+    case Corruption::fog: {
+      plan.a = kFog[i].a;
+      const std::int64_t hw = h * w;
+      plan.layers.resize(samples.size() * static_cast<std::size_t>(hw));
+      parallel_for(
+          static_cast<std::int64_t>(samples.size()),
+          [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t n = first; n < last; ++n) {
+              const std::vector<float> layer =
+                  fog_layer(h, w, kFog[i].b, plan.images[static_cast<std::size_t>(n)].key);
+              std::copy(layer.begin(), layer.end(), plan.layers.begin() + n * hw);
+            }
+          },
+          kParallelMinWork);
+      for (std::size_t n = 0; n < samples.size(); ++n)
+        plan.images[n].layer = static_cast<std::int64_t>(n) * hw;
+      break;
+    }
+    default: {  // the fundus degradations
+      FOVEA_CHECK(boxes.size() == samples.size(), "corruption_plan: ", corruption_name(c), " needs ",
+                  samples.size(), " field-of-view boxes, got ", boxes.size());
+      plan.needs_mask = true;
+      for (std::size_t n = 0; n < samples.size(); ++n) {
+        CorruptImagePlan& img = plan.images[n];
+        if (boxes[n].empty()) continue;  // has_fov 0: copied
+        img.has_fov = 1;
+        img.disc = fov_disc(boxes[n]);
+        const FovDisc& d = img.disc;
+        switch (c) {
+          case Corruption::uneven_illumination: {
+            plan.a = kUnevenIllumination[i];
+            const auto [ct, st] = corruption_direction(img.key);
+            img.p0 = ct, img.p1 = st;
+            break;
+          }
+          case Corruption::halo: {
+            plan.a = kHalo[i].a, plan.b = kHalo[i].b;
+            const auto [c0, s0] = corruption_direction(img.key);
+            img.p0 = c0, img.p1 = s0;
+            break;
+          }
+          case Corruption::dark_hole: {
+            plan.a = kDarkHole[i].a, plan.b = kDarkHole[i].b;
+            const auto [qx, qy] = dark_hole_centre(img.key);
+            img.p0 = qx, img.p1 = qy;
+            break;
+          }
+          case Corruption::spots: {
+            img.spots_begin = static_cast<std::int32_t>(plan.spots.size());
+            img.spots_count = static_cast<std::int32_t>(kSpots[i].a);
+            for (int k = 0; k < img.spots_count; ++k)
+              plan.spots.push_back(make_spot(img.key, k, kSpots[i].b, d, h, w));
+            break;
+          }
+          case Corruption::fundus_defocus: {
+            const double sd = d.r / 112.0;
+            per_image_taps(n, disk_taps(kFundusDefocus[i] * d.r, 0.5 * sd, sd));
+            break;
+          }
+          default: FOVEA_FAIL("corruption_plan: unknown corruption ", static_cast<int>(c));
+        }
+      }
+    }
+  }
+  return plan;
+}
+
+// The (3, H, W) image n of a batch (N, 3, H, W), and its (1, H, W) mask.
+inline CView image_of(CView batch, std::int64_t n) {
+  const Shape& s = batch.shape();
+  return CView(batch.data() + n * s[1] * s[2] * s[3], Shape{s[1], s[2], s[3]}, batch.device());
+}
+
+// corrupt_batch on the CPU: each image through corrupt, in parallel over the images.
+inline void corrupt_batch_cpu(CView images, Corruption c, int severity, std::uint64_t seed,
+                              std::span<const std::int64_t> samples, View out, const CView* masks) {
+  const std::int64_t n = images.shape()[0], floats = images.numel() / std::max<std::int64_t>(n, 1);
+  parallel_for(
+      n,
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t k = first; k < last; ++k) {
+          const CView image = image_of(images, k);
+          const std::size_t ks = static_cast<std::size_t>(k);
+          const Tensor y = masks != nullptr
+                               ? corrupt(image, c, severity, seed, samples[ks], image_of(*masks, k))
+                               : corrupt(image, c, severity, seed, samples[ks]);
+          std::copy(y.data(), y.data() + floats, out.data() + k * floats);
+        }
+      },
+      kParallelMinWork);
+}
+
+}  // namespace detail::corruption
+
+// corrupt_batch: image n of images (N, 3, H, W), values in [0, 1], corrupted by c at severity 1..5
+// with its random draws keyed by samples[n], into out (N, 3, H, W) on the same device, distinct from
+// images: out[n] = corrupt(images[n], c, severity, seed, samples[n]) (equal within an ulp or so of
+// the unclipped value on a GPU, where nvcc fuses multiply-adds; bitwise on the CPU).
+// masks (N, 1, H, W) on the same device: the fields of view of the fundus corruptions (nonzero
+// inside); nullptr: fov_mask of each image.
+// On the CPU the images run in parallel through corrupt. On a CUDA device the work is queued on the
+// current stream (kernels/corruptions.cuh) except: jpeg_compression (stb's codec) runs on the host
+// (the batch is copied there and back), fog's plasma layers are computed on the host, the fundus
+// corruptions wait for the fields of view's bounding boxes (a small device-to-host copy) and, without
+// masks, copy the batch to the host for fov_mask. Throws fovea::Error for shapes, devices, a severity
+// outside 1..5, a sample count other than N or a sample outside [0, 2^32).
+inline void corrupt_batch(CView images, Corruption c, int severity, std::uint64_t seed,
+                          std::span<const std::int64_t> samples, View out, const CView* masks = nullptr) {
+  namespace d = detail::corruption;
+  const Shape& s = images.shape();
+  FOVEA_CHECK(s.rank() == 4 && s[1] == 3 && s[2] > 0 && s[3] > 0,
+              "corrupt_batch: images must be (N, 3, H, W), got ", s.str());
+  FOVEA_CHECK(out.shape() == s && out.device() == images.device(), "corrupt_batch: output ",
+              out.shape().str(), " on ", out.device().str(), " does not match images ", s.str(), " on ",
+              images.device().str());
+  FOVEA_CHECK(out.data() != images.data() || images.empty(),
+              "corrupt_batch: output must not alias the images");
+  FOVEA_CHECK(static_cast<std::int64_t>(samples.size()) == s[0], "corrupt_batch: ", samples.size(),
+              " sample indices for a batch of ", s[0]);
+  FOVEA_CHECK(severity >= kMinSeverity && severity <= kMaxSeverity, "corrupt_batch: severity ", severity,
+              " must be 1..5");
+  FOVEA_CHECK(3 * s[2] * s[3] <= static_cast<std::int64_t>(UINT32_MAX), "corrupt_batch: images ", s.str(),
+              " have more elements than a random stream indexes (2^32)");
+  for (std::int64_t sample : samples)
+    FOVEA_CHECK(sample >= 0 && sample <= static_cast<std::int64_t>(UINT32_MAX), "corrupt_batch: sample ",
+                sample, " outside [0, 2^32)");
+  if (masks != nullptr)
+    FOVEA_CHECK(masks->device() == images.device() && masks->shape().rank() == 4 &&
+                    masks->shape()[0] == s[0] && masks->shape()[1] == 1 && masks->shape()[2] == s[2] &&
+                    masks->shape()[3] == s[3],
+                "corrupt_batch: masks must be (N, 1, H, W) on ", images.device().str(), " matching images ",
+                s.str(), ", got ", masks->shape().str(), " on ", masks->device().str());
+  if (s[0] == 0) return;
+  if (images.device().is_cpu()) {
+    d::corrupt_batch_cpu(images, c, severity, seed, samples, out, masks);
+    return;
+  }
+#if FOVEA_WITH_CUDA
+  if (c == Corruption::jpeg_compression) {
+    Tensor host(s), result(s);
+    copy(images, host.view());
+    d::corrupt_batch_cpu(host, c, severity, seed, samples, result.view(), nullptr);
+    copy(result, out);
+    return;
+  }
+  std::vector<BoundingBox> boxes;
+  Tensor found;  // fov_mask of each image, when no masks were given
+  CView fov;
+  if (is_fundus_corruption(c)) {
+    if (masks == nullptr) {
+      Tensor host(s);
+      copy(images, host.view());
+      Tensor m(Shape{s[0], 1, s[2], s[3]});
+      parallel_for(
+          s[0],
+          [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t k = first; k < last; ++k) {
+              const Tensor one = fov_mask(d::image_of(host, k));
+              std::copy(one.data(), one.data() + one.numel(), m.data() + k * s[2] * s[3]);
+            }
+          },
+          kParallelMinWork);
+      found = m.to(images.device());
+      fov = found;
+    } else {
+      fov = *masks;
+    }
+    for (const auto& b : cuda::fov_boxes(fov)) boxes.push_back({b[0], b[1], b[2], b[3]});
+  }
+  const d::CorruptBatchPlan plan = d::corruption_plan(c, severity, seed, samples, s[2], s[3], boxes);
+  FOVEA_CUDA_CALL(cuda::corrupt_batch(images, fov, plan, out));
+#else
+  FOVEA_FAIL("corrupt_batch: images on ", images.device().str(), " but this program was built without CUDA");
+#endif
 }
 
 }  // namespace fovea::data

@@ -13,6 +13,7 @@
 
 #include "fovea/core/error.hpp"
 #include "fovea/core/tensor.hpp"
+#include "fovea/data/corruption_math.hpp"  // Border, border_index
 #include "fovea/data/image.hpp"
 
 namespace fovea::data {
@@ -49,34 +50,6 @@ inline std::array<float, 2> otsu_threshold(const std::vector<float>& values) {
   for (int t = 1; t <= best_t; ++t)
     if (hist[static_cast<std::size_t>(t)] > hist[static_cast<std::size_t>(mode)]) mode = t;
   return {(static_cast<float>(best_t) + 0.5f) / 255.0f, static_cast<float>(mode) / 255.0f};
-}
-
-// How a filter reads beyond the plane: repeat the edge (scipy "nearest"), mirror with the edge
-// repeated (scipy "reflect", d c b a | a b c d), mirror without it (OpenCV's default REFLECT_101,
-// c b | a b c), or zeros.
-enum class Border { clamp, reflect, reflect101, zero };
-
-// The index that position i of a line of n reads, or -1 (zero border, outside).
-inline std::int64_t border_index(std::int64_t i, std::int64_t n, Border border) {
-  if (i >= 0 && i < n) return i;
-  switch (border) {
-    case Border::clamp: return i < 0 ? 0 : n - 1;
-    case Border::zero: return -1;
-    case Border::reflect: {
-      const std::int64_t period = 2 * n;
-      std::int64_t m = i % period;
-      if (m < 0) m += period;
-      return m < n ? m : period - 1 - m;
-    }
-    case Border::reflect101: {
-      if (n == 1) return 0;
-      const std::int64_t period = 2 * (n - 1);
-      std::int64_t m = i % period;
-      if (m < 0) m += period;
-      return m < n ? m : period - m;
-    }
-  }
-  return 0;
 }
 
 // Separable filter of one plane with the odd symmetric kernel k: rows, then columns.
