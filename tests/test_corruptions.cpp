@@ -701,3 +701,88 @@ TEST(CorruptFundus, SpotsAreSmallAndLocal) {
 
 }  // namespace
 }  // namespace fovea
+
+namespace fovea {
+namespace {
+
+// A batch (N, 3, H, W) of the given images (all H x W).
+Tensor stack_images(const std::vector<const Tensor*>& images) {
+  const Shape& s = images.front()->shape();
+  Tensor out(Shape{static_cast<std::int64_t>(images.size()), s[0], s[1], s[2]});
+  for (std::size_t k = 0; k < images.size(); ++k)
+    std::copy(images[k]->data(), images[k]->data() + images[k]->numel(),
+              out.data() + static_cast<std::int64_t>(k) * images[k]->numel());
+  return out;
+}
+
+TEST(CorruptBatch, EqualsCorruptPerImageBitwise) {
+  const Tensor a = fundus_like(48), b = texture(48, 48), black = constant_image(48, 48, 0.0f);
+  const Tensor batch = stack_images({&a, &b, &black});
+  const std::vector<std::int64_t> samples{4, 9, 2};
+  Tensor out(batch.shape());
+  for (Corruption c : data::all_corruptions())
+    for (int severity : {1, 4}) {
+      std::fill(out.data(), out.data() + out.numel(), std::numeric_limits<float>::quiet_NaN());
+      data::corrupt_batch(batch, c, severity, 11, samples, out);
+      const Tensor* images[] = {&a, &b, &black};
+      for (std::size_t k = 0; k < 3; ++k) {
+        const Tensor ref = corrupt(*images[k], c, severity, 11, samples[k]);
+        EXPECT_TRUE(std::equal(ref.data(), ref.data() + ref.numel(), out.data() + k * ref.numel(),
+                               [](float x, float y) { return std::bit_cast<std::uint32_t>(x) == std::bit_cast<std::uint32_t>(y); }))
+            << data::corruption_name(c) << " severity " << severity << " image " << k;
+      }
+    }
+}
+
+TEST(CorruptBatch, MasksAreTheFieldsOfView) {
+  const Tensor a = fundus_like(40), b = texture(40, 40);
+  const Tensor batch = stack_images({&a, &b});
+  // image 0: its detected field of view; image 1: only the left half is field of view
+  Tensor masks(Shape{2, 1, 40, 40});
+  const Tensor m0 = data::fov_mask(a);
+  std::copy(m0.data(), m0.data() + m0.numel(), masks.data());
+  for (std::int64_t y = 0; y < 40; ++y)
+    for (std::int64_t x = 0; x < 40; ++x) masks.data()[1600 + y * 40 + x] = x < 20 ? 1.0f : 0.0f;
+  const std::vector<std::int64_t> samples{0, 1};
+  Tensor out(batch.shape());
+  const CView mv = masks;
+  data::corrupt_batch(batch, Corruption::halo, 5, 3, samples, out, &mv);
+  const Tensor ref0 = corrupt(a, Corruption::halo, 5, 3, 0, m0);
+  EXPECT_TRUE(std::equal(ref0.data(), ref0.data() + ref0.numel(), out.data()));
+  for (std::int64_t c = 0; c < 3; ++c)
+    for (std::int64_t y = 0; y < 40; ++y) {
+      EXPECT_EQ(out.data()[4800 + (c * 40 + y) * 40 + 30], b.data()[(c * 40 + y) * 40 + 30]) << "outside the mask";
+    }
+  double changed = 0;
+  for (std::int64_t y = 0; y < 40; ++y) changed += std::fabs(out.data()[4800 + y * 40 + 2] - b.data()[y * 40 + 2]);
+  EXPECT_GT(changed, 0.1) << "the halo reaches the rim of the left-half field of view";
+}
+
+TEST(CorruptBatch, BadArgumentsNameTheProblem) {
+  const Tensor a = texture(16, 16);
+  const Tensor batch = stack_images({&a, &a});
+  Tensor out(batch.shape());
+  const std::vector<std::int64_t> two{0, 1}, one{0}, huge{0, std::int64_t{1} << 33};
+  EXPECT_NE(error_of([&] { data::corrupt_batch(batch, Corruption::fog, 1, 0, one, out); }).find("1 sample indices"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { data::corrupt_batch(batch, Corruption::fog, 6, 0, two, out); }).find("severity 6"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { data::corrupt_batch(batch, Corruption::fog, 1, 0, huge, out); }).find("outside [0, 2^32)"),
+            std::string::npos);
+  Tensor same = batch.clone();
+  EXPECT_NE(error_of([&] { data::corrupt_batch(same, Corruption::fog, 1, 0, two, same); }).find("alias"),
+            std::string::npos);
+  Tensor small(Shape{2, 3, 8, 8});
+  EXPECT_NE(error_of([&] { data::corrupt_batch(batch, Corruption::fog, 1, 0, two, small); }).find("(2, 3, 8, 8)"),
+            std::string::npos);
+  Tensor masks(Shape{2, 1, 8, 8});
+  const CView mv = masks;
+  EXPECT_NE(error_of([&] { data::corrupt_batch(batch, Corruption::halo, 1, 0, two, out, &mv); }).find("masks must be"),
+            std::string::npos);
+  const Tensor single = texture(16, 16);
+  EXPECT_NE(error_of([&] { data::corrupt_batch(single, Corruption::fog, 1, 0, two, out); }).find("(N, 3, H, W)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace fovea
