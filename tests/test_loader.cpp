@@ -604,3 +604,39 @@ TEST(DeviceBatchQueue, ADecodeErrorComesAfterTheBatchesBeforeIt) {
 
 }  // namespace
 }  // namespace fovea::data
+
+namespace fovea::data {
+namespace {
+
+// LoaderSource's before_augment runs on every batch as decoded, with the batch's data set indices,
+// and its output is what comes out (no augmentation) or what the augmentation reads.
+TEST(LoaderSource, BeforeAugmentSeesEachDecodedBatchWithItsIds) {
+  const Dataset d = toy_dataset(10);
+  train::LoaderSourceOptions so;
+  std::vector<std::int64_t> seen;
+  so.before_augment = [&](CView images, std::span<const std::int64_t> ids, View out) {
+    ASSERT_EQ(images.shape(), out.shape());
+    ASSERT_EQ(images.shape()[0], static_cast<std::int64_t>(ids.size()));
+    seen.insert(seen.end(), ids.begin(), ids.end());
+    for (std::int64_t i = 0; i < images.numel(); ++i) out.data()[i] = 1000.0f - images.data()[i];
+  };
+  train::LoaderSource source(d, Sampler::shuffled(d.size(), 5), toy_options(2, 4), so);
+  Loader reference(d, Sampler::shuffled(d.size(), 5), toy_options(0, 4));
+  source.start_epoch(0, 0);
+  reference.start_epoch(0);
+  train::Batch b;
+  std::vector<std::int64_t> handed;
+  while (source.next(b)) {
+    const std::optional<Batch> want = reference.next();
+    ASSERT_TRUE(want.has_value());
+    ASSERT_EQ(b.images.shape(), want->images.shape());
+    for (std::int64_t i = 0; i < b.images.numel(); ++i)
+      ASSERT_EQ(b.images.data()[i], 1000.0f - want->images.data()[i]) << "element " << i;
+    handed.insert(handed.end(), b.ids.begin(), b.ids.end());
+  }
+  EXPECT_EQ(seen, handed);
+  EXPECT_EQ(seen.size(), 10u);
+}
+
+}  // namespace
+}  // namespace fovea::data

@@ -21,8 +21,10 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -184,6 +186,11 @@ struct LoaderSourceOptions {
   std::optional<data::AugmentConfig> view1;
   std::uint64_t augment_seed = 0;
   Device device = Device::cpu();  // where augmentation runs and where images are handed out
+  // Optional: runs on each batch's images as decoded (N, 3, H, W) on `device`, before the
+  // augmentation: before_augment(images, ids, out) writes out (same shape and device, allocated by
+  // the source; ids = the data set indices). The robustness driver corrupts batches on the GPU with
+  // it (data::corrupt_batch).
+  std::function<void(CView images, std::span<const std::int64_t> ids, View out)> before_augment;
 };
 
 // LoaderSource: a data::Loader as a BatchSource (trainer.hpp).
@@ -234,8 +241,13 @@ class LoaderSource {
     if (!b) return false;
     out.ids.assign(b->indices.begin(), b->indices.end());
     out.labels = std::move(b->labels);  // (N)
-    if (options_.augment || options_.mode == SourceMode::two_view) augment(b->images.view(), out);
-    else out.images = std::move(b->images);
+    if (options_.before_augment) {
+      transform(b->images.view(), out);
+    } else if (options_.augment || options_.mode == SourceMode::two_view) {
+      augment(b->images.view(), out);
+    } else {
+      out.images = std::move(b->images);
+    }
     return true;
   }
 
@@ -249,10 +261,19 @@ class LoaderSource {
     if (s == nullptr) return false;
     out.ids.assign(s->batch->indices.begin(), s->batch->indices.end());
     out.labels = std::move(s->batch->labels);  // (N)
-    if (options_.augment || options_.mode == SourceMode::two_view) augment(s->images.view(), out);
+    if (options_.before_augment) transform(s->images.view(), out);
+    else if (options_.augment || options_.mode == SourceMode::two_view) augment(s->images.view(), out);
     else std::swap(out.images, s->images);  // hand the device copy over; the queue reuses the old tensor
     queue_->prefetch();
     return true;
+  }
+
+  // before_augment into transformed_, then the augmentation (or transformed_ handed out as it is).
+  void transform(CView images, Batch& out) {
+    detail::ensure(transformed_, images.shape(), options_.device);
+    options_.before_augment(images, out.ids, transformed_.view());
+    if (options_.augment || options_.mode == SourceMode::two_view) augment(transformed_.view(), out);
+    else std::swap(out.images, transformed_);
   }
 
   // images (N, 3, H, W) on options_.device -> out.images.
@@ -275,6 +296,7 @@ class LoaderSource {
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<detail::DeviceBatchQueue> queue_;  // CUDA target
   std::optional<data::TwoViewAugmenter> pair_;
+  Tensor transformed_;  // before_augment's output
   std::int64_t per_epoch_ = 0;
   int epoch_ = 0;
 };
