@@ -293,8 +293,10 @@ def case_study_grid(tmp):
 def case_robustness(tmp):
     """A fine-tuned classifier under two corruptions at two severities: robustness.csv holds the clean
     row and the four others with consistent values; a second run in the same folder resumes (the file
-    stays as it was); a run against its own robustness.csv as reference has corruption errors of 1 and
-    the same rows bitwise; an unknown corruption or severity is a usage error naming it."""
+    stays as it was); a run without the decoded-image cache (--decode-cache-mb 0) gives the same bytes,
+    and resuming with another cache size is not refused; a run against its own robustness.csv as
+    reference has corruption errors of 1 and the same rows bitwise; an unknown corruption or severity
+    is a usage error naming it."""
     data = os.path.join(tmp, "data")
     run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", expect=0)
     small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
@@ -321,6 +323,27 @@ def case_robustness(tmp):
     run(*args, "--out", out, expect=0)
     with open(os.path.join(out, "robustness.csv")) as f:
         check(f.read() == text, "a finished robustness run changed its results when run again")
+    with open(os.path.join(out, "log.txt")) as f:
+        log = f.read()
+    n = int(rows[0][2])
+    check(f"decode cache held {n} of {n} images" in log, f"no decode cache line for {n} images:\n{log}")
+    # The decoded-image cache does not change the results: without it (every image decoded on every
+    # pass) the rows are the same bytes, and the flag is not a setting a resumed run compares.
+    uncached = os.path.join(tmp, "rob_uncached")
+    run(*args, "--decode-cache-mb", "0", "--out", uncached, expect=0)
+    with open(os.path.join(uncached, "robustness.csv")) as f:
+        check(f.read() == text, "robustness.csv differs with --decode-cache-mb 0")
+    with open(os.path.join(uncached, "log.txt")) as f:
+        check("decode cache held 0 of" in f.read(), "--decode-cache-mb 0 stored images")
+    # Cut back to the clean row and one more, as if killed: resumed with the cache on, the passes it
+    # computes fill the cache themselves and give the same bytes.
+    with open(os.path.join(uncached, "robustness.csv"), "w") as f:
+        f.write("\n".join(lines[:3]) + "\n")
+    run(*args, "--decode-cache-mb", "1", "--out", uncached, expect=0)
+    with open(os.path.join(uncached, "robustness.csv")) as f:
+        check(f.read() == text, "a run resumed with another --decode-cache-mb changed its results")
+    code, _, err = run(*base, "--decode-cache-mb", "-1", "--out", os.path.join(tmp, "bad"))
+    check(code == 2 and "decode-cache-mb" in err, f"negative --decode-cache-mb: exit {code}\n{err}")
     again = os.path.join(tmp, "rob_ref")
     run(*args, "--out", again, "--reference", os.path.join(out, "robustness.csv"), expect=0)
     with open(os.path.join(again, "robustness.csv")) as f:

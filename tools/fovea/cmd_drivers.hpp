@@ -179,6 +179,11 @@ inline void add_driver_commands(CLI::App& app) {
   r->add_option("--corruptions", ra->corruptions, "all, imagenet_c, fundus or comma-separated names")
       ->capture_default_str();
   r->add_option("--severities", ra->severities, "comma-separated severities in 1..5")->capture_default_str();
+  r->add_option("--decode-cache-mb", ra->decode_cache_mb,
+                "MiB of decoded images kept between the passes (each image decoded once; 0: decode every "
+                "pass; does not change the results)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
   r->add_option("--reference", ra->reference,
                 "a reference run's robustness.csv (corruption errors relative to it)");
   r->callback([ra, r] {
@@ -454,7 +459,7 @@ inline void add_driver_commands(CLI::App& app) {
         RobustnessArgs ra;
         base(ra, "robustness_" + regimes[i].key);
         ra.weights = c.weights, ra.split = c.split;
-        ra.corruptions = a.corruptions, ra.severities = a.severities;
+        ra.corruptions = a.corruptions, ra.severities = a.severities;  // decode_cache_mb: the default
         if (i != reference)
           ra.reference =
               (fs::path(a.out) / ("robustness_" + regimes[reference].key) / "robustness.csv").string();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "fovea/core/error.hpp"
+#include "fovea/core/tensor.hpp"
 #include "fovea/data/corruptions.hpp"
 
 namespace fovea::tools {
@@ -82,6 +84,71 @@ struct RobustnessArgs : EvaluateArgs {
   std::string corruptions = "all";  // all | imagenet_c | fundus | comma-separated names
   std::string severities = "1,2,3,4,5";
   std::string reference;  // another run's robustness.csv: corruption errors relative to it
+  // MiB of decoded test images kept in memory between the passes (0: decode every pass). Does not
+  // change the results, so it is not part of config.json.
+  std::int64_t decode_cache_mb = 2048;
+};
+
+// DecodedImageCache: the decoded images of one data set, kept in memory between passes over it
+// (`robustness` decodes each image once, not once per corrupted set), keyed by data set index.
+// get(index, decode) returns a copy of the stored image, or else calls decode() and stores its result
+// while the stored bytes stay within the budget; an image beyond it is simply decoded again on every
+// call. Which images end up stored may depend on thread timing, but a stored image equals what
+// decode() returns, so for a deterministic decode the results never depend on the cache. One slot per
+// index, allocated up front: threads filling distinct indices touch distinct slots, and two threads
+// decoding the same index at once both return their own image while only one of them stores it.
+// Thread-safe (get from any number of threads; images() / bytes() any time).
+class DecodedImageCache {
+ public:
+  DecodedImageCache(std::size_t images, std::size_t budget_bytes) : slots_(images), budget_(budget_bytes) {}
+  DecodedImageCache(const DecodedImageCache&) = delete;
+  DecodedImageCache& operator=(const DecodedImageCache&) = delete;
+
+  // The image of data set index `index` (< the size given to the constructor): a clone of the stored
+  // one, or decode()'s result (a Tensor; what it throws propagates and nothing is stored).
+  template <class Decode>
+  Tensor get(std::size_t index, Decode&& decode) {
+    FOVEA_CHECK(index < slots_.size(), "DecodedImageCache: index ", index, " outside a cache of ",
+                slots_.size(), " images");
+    Slot& slot = slots_[index];
+    if (slot.state.load(std::memory_order_acquire) == kStored) return slot.image.clone();
+    Tensor image = decode();
+    if (budget_ == 0 || !image.device().is_cpu()) return image;
+    int empty = kEmpty;
+    if (!slot.state.compare_exchange_strong(empty, kFilling, std::memory_order_acq_rel)) return image;
+    if (!reserve(image.bytes())) {
+      slot.state.store(kEmpty, std::memory_order_release);
+      return image;
+    }
+    slot.image = image.clone();
+    images_.fetch_add(1, std::memory_order_relaxed);
+    slot.state.store(kStored, std::memory_order_release);
+    return image;
+  }
+
+  std::size_t images() const { return images_.load(std::memory_order_relaxed); }  // images stored
+  std::size_t bytes() const { return bytes_.load(std::memory_order_relaxed); }    // their bytes
+  std::size_t budget_bytes() const { return budget_; }
+  std::size_t capacity() const { return slots_.size(); }  // indices
+
+ private:
+  static constexpr int kEmpty = 0, kFilling = 1, kStored = 2;
+  struct Slot {
+    std::atomic<int> state{kEmpty};
+    Tensor image;  // written once, by the thread that moved state from kEmpty to kFilling
+  };
+  // Adds `bytes` to the stored bytes when the sum stays within the budget.
+  bool reserve(std::size_t bytes) {
+    std::size_t used = bytes_.load(std::memory_order_relaxed);
+    do {
+      if (bytes > budget_ || used > budget_ - bytes) return false;
+    } while (!bytes_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+    return true;
+  }
+
+  std::vector<Slot> slots_;
+  std::size_t budget_;
+  std::atomic<std::size_t> bytes_{0}, images_{0};
 };
 
 // What `robustness` found: the clean error and, per corruption, the mean error over the severities

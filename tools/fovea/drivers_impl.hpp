@@ -733,6 +733,7 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
                      {"reference", a.reference}});
   FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
   FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
+  FOVEA_CHECK(a.decode_cache_mb >= 0, "--decode-cache-mb must be >= 0, got ", a.decode_cache_mb);
   const std::vector<RobustnessRow> reference =
       a.reference.empty() ? std::vector<RobustnessRow>{} : read_robustness_csv(a.reference);
   // An interrupted run with the same settings keeps the rows it wrote (robustness.csv is rewritten
@@ -759,20 +760,33 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
     run.log("robustness: " + b.corruption + " " + std::to_string(b.severity) + ": accuracy " +
             std::to_string(b.accuracy) + ", kappa " + std::to_string(b.kappa));
   };
-  if (!have("clean", 0))
-    add(robustness_row("clean", 0, labels, predict_probabilities(net, d, a, device), classes,
-                       a.referable_threshold));
+  // Each image is decoded and resized once and kept (within --decode-cache-mb) for the later passes;
+  // the same call as the loader's default decoder (data::resize_decoder), so the results are the same
+  // with and without the cache.
   const int decode_side = decode_size(a.size);
+  const std::int64_t cache_mb = std::min<std::int64_t>(a.decode_cache_mb, std::int64_t{1} << 40);
+  DecodedImageCache cache(d.size(), static_cast<std::size_t>(cache_mb) << 20);
+  const auto decoded = [&cache, decode_side](const data::Sample& sample, std::size_t index) {
+    return cache.get(index, [&] {
+      return data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
+    });
+  };
+  if (!have("clean", 0)) {
+    const data::DecodeFn decode = [&decoded](const data::Sample& sample, const data::DecodeContext& ctx) {
+      return decoded(sample, ctx.index);
+    };
+    add(robustness_row("clean", 0, labels, predict_probabilities(net, d, a, device, decode), classes,
+                       a.referable_threshold));
+  }
   for (data::Corruption c : corruptions)
     for (int s : severities) {
       const std::string name(data::corruption_name(c));
       if (have(name, s)) continue;
       // The decoded image (in [0, 1], before the test transform's crop and normalisation) corrupted;
       // its random draws keyed by (seed, the image's index in the data set, corruption, severity).
-      data::DecodeFn decode = [c, s, seed = a.seed, decode_side](const data::Sample& sample,
-                                                                 const data::DecodeContext& ctx) {
-        const Tensor image =
-            data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
+      data::DecodeFn decode = [c, s, seed = a.seed, &decoded](const data::Sample& sample,
+                                                              const data::DecodeContext& ctx) {
+        const Tensor image = decoded(sample, ctx.index);
         const Shape& is = image.shape();  // (1, 3, S, S)
         return data::corrupt(CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()), c, s, seed,
                              static_cast<std::int64_t>(ctx.index));
@@ -802,6 +816,12 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
                     {"reference", a.reference},
                     {"corruptions", per}};
   io::write_file_atomically(fs::path(a.out) / "robustness.json", report.dump(2) + "\n");
+  char cache_line[160];
+  std::snprintf(cache_line, sizeof cache_line,
+                "robustness: decode cache held %zu of %zu images, %.1f MiB (--decode-cache-mb %lld)",
+                cache.images(), cache.capacity(), static_cast<double>(cache.bytes()) / (1 << 20),
+                static_cast<long long>(a.decode_cache_mb));
+  run.log(cache_line);
   run.log("robustness (" + std::to_string(summary.images) + " images, " + std::to_string(rows.size() - 1) +
           " corrupted sets): clean error " + std::to_string(summary.clean_error) + ", mean corrupted error " +
           std::to_string(summary.mean_error) +
