@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -182,15 +183,20 @@ inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
   return o;
 }
 
+// A per-batch transform of the decoded images on the target device, before the test transform
+// (train::LoaderSourceOptions::before_augment).
+using BatchTransform = std::function<void(CView, std::span<const std::int64_t>, View)>;
+
 // Calls f(images) for the batches of d in data set order, through the test transform, with `net` in
 // evaluation mode (back in training mode afterwards). decode: the loader's decode function (empty: the
-// default resize decoder).
+// default resize decoder); before: a transform of each decoded batch on `device` (empty: none).
 template <class Net, class F>
 void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Device device, F&& f,
-                         data::DecodeFn decode = {}) {
+                         data::DecodeFn decode = {}, BatchTransform before = {}) {
   train::LoaderSourceOptions so;
   so.augment = data::test_transform(a.size, stats_for(a.normalization));
   so.device = device;
+  so.before_augment = std::move(before);
   data::LoaderOptions lo = loader_options(a, false);
   lo.decode = std::move(decode);
   train::LoaderSource source(d, data::Sampler::sequential(d.size()), lo, so);
@@ -204,7 +210,7 @@ void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Dev
 // Class probabilities (N x K, row-major, in data set order) of a classifier in evaluation mode.
 template <class Net>
 std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, const RunArgs& a, Device device,
-                                          data::DecodeFn decode = {}) {
+                                          data::DecodeFn decode = {}, BatchTransform before = {}) {
   std::vector<double> probs;
   Tensor p;
   for_each_test_batch(
@@ -215,7 +221,7 @@ std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, cons
         softmax_forward(logits, p);
         for (float v : p.to_vector()) probs.push_back(static_cast<double>(v));
       },
-      std::move(decode));
+      std::move(decode), std::move(before));
   return probs;
 }
 
@@ -784,14 +790,37 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
       if (have(name, s)) continue;
       // The decoded image (in [0, 1], before the test transform's crop and normalisation) corrupted;
       // its random draws keyed by (seed, the image's index in the data set, corruption, severity).
-      data::DecodeFn decode = [c, s, seed = a.seed, &decoded](const data::Sample& sample,
-                                                              const data::DecodeContext& ctx) {
-        const Tensor image = decoded(sample, ctx.index);
+      // Each decoded batch is corrupted on the net's device (data::corrupt_batch: CUDA kernels on a
+      // GPU, on the CPU each image through data::corrupt in parallel); the fundus corruptions read
+      // the fields of view found at decode time in the loader's threads (fov_mask, as corrupt does),
+      // kept per data set index until their batch comes.
+      const bool fundus = data::is_fundus_corruption(c);
+      std::vector<Tensor> fov(fundus ? d.size() : 0);
+      data::DecodeFn decode = [&decoded, &fov, fundus](const data::Sample& sample, const data::DecodeContext& ctx) {
+        Tensor image = decoded(sample, ctx.index);
         const Shape& is = image.shape();  // (1, 3, S, S)
-        return data::corrupt(CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()), c, s, seed,
-                             static_cast<std::int64_t>(ctx.index));
+        if (fundus) fov[ctx.index] = data::fov_mask(CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()));
+        return image;
       };
-      add(robustness_row(name, s, labels, predict_probabilities(net, d, a, device, decode), classes,
+      Tensor masks;  // (N, 1, S, S) on the device
+      BatchTransform before = [&, c, s](CView images, std::span<const std::int64_t> ids, View out) {
+        const CView* given = nullptr;
+        CView view;
+        if (fundus) {
+          const std::int64_t plane = images.shape()[2] * images.shape()[3];
+          Tensor host(Shape{images.shape()[0], 1, images.shape()[2], images.shape()[3]});
+          for (std::size_t k = 0; k < ids.size(); ++k) {
+            const Tensor& m = fov[static_cast<std::size_t>(ids[k])];
+            FOVEA_CHECK(m.numel() == plane, "robustness: no field of view for image ", ids[k]);
+            std::copy(m.data(), m.data() + plane, host.data() + static_cast<std::int64_t>(k) * plane);
+          }
+          masks = host.to(device);
+          view = masks;
+          given = &view;
+        }
+        data::corrupt_batch(images, c, s, a.seed, ids, out, given);
+      };
+      add(robustness_row(name, s, labels, predict_probabilities(net, d, a, device, decode, before), classes,
                          a.referable_threshold));
     }
   RobustnessSummary summary;
