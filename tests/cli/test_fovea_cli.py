@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import zlib
+import xml.etree.ElementTree as ElementTree
 
 FOVEA = ""
 
@@ -35,6 +36,24 @@ def fail(message):
 def check(condition, message):
     if not condition:
         fail(message)
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def read_svg(path):
+    """The parsed SVG document at path (fails the case when missing or not well-formed XML)."""
+    check(os.path.exists(path), f"{os.path.basename(path)} missing")
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as e:
+        check(False, f"{path} is not well-formed XML: {e}")
+    check(root.tag == SVG + "svg", f"{path}: root element {root.tag}")
+    return root
+
+
+def svg_elements(root, tag, cls=None):
+    return [e for e in root.iter(SVG + tag) if cls is None or e.get("class") == cls]
 
 
 def write_png(path, width, height, pixel):
@@ -327,6 +346,13 @@ def case_robustness(tmp):
         log = f.read()
     n = int(rows[0][2])
     check(f"decode cache held {n} of {n} images" in log, f"no decode cache line for {n} images:\n{log}")
+    svg = read_svg(os.path.join(out, "robustness.svg"))
+    titles = [t.text for p in svg_elements(svg, "svg", "panel") for t in p.findall(SVG + "text")
+              if t.text in ("gaussian_noise", "contrast")]
+    check(titles == ["gaussian_noise", "contrast"], f"robustness.svg panels: {titles}")
+    drawn = svg_elements(svg, "polyline", "series")
+    check(len(drawn) == 4 and all(len(l.get("points").split()) == 2 for l in drawn),
+          f"robustness.svg: per panel the model's 2 severities and its clean line: {len(drawn)} lines")
     # The decoded-image cache does not change the results: without it (every image decoded on every
     # pass) the rows are the same bytes, and the flag is not a setting a resumed run compares.
     uncached = os.path.join(tmp, "rob_uncached")
@@ -530,9 +556,13 @@ def case_finetune_killed_and_resumed(tmp):
     command = ["finetune", "--data", data, "--size", "32", "--width", "0.5", "--small-stem", "--epochs", "4",
                "--batch-size", "4", "--threads", "1", "--device", "cpu", "--checkpoint-every", "1", "--log-every", "1"]
     whole, killed, _ = kill_and_resume(tmp, command, kill_at_step=3)
-    for name in ("best.safetensors", "best.json", "results.json", "predictions.csv", "split.csv"):
+    for name in ("best.safetensors", "best.json", "results.json", "predictions.csv", "split.csv", "metrics.svg"):
         with open(os.path.join(whole, name), "rb") as a, open(os.path.join(killed, name), "rb") as b:
             check(a.read() == b.read(), f"{name} differs between the uninterrupted and the resumed run")
+    svg = read_svg(os.path.join(whole, "metrics.svg"))
+    panels = [t.text for p in svg_elements(svg, "svg", "panel") for t in p.findall(SVG + "text")
+              if t.text and ": " in t.text]
+    check("train: loss" in panels and "val: kappa" in panels, f"metrics.svg panels: {panels}")
 
 
 def case_pretrain_killed_and_resumed(tmp):
@@ -720,12 +750,19 @@ def case_features_synthetic(tmp):
     check("1 forward pass" in stdout, "one pass expected under the default --max-memory:\n" + stdout)
     for name in ("features.json", "spectra.csv", "cn.csv", "cka.csv"):
         check(os.path.exists(os.path.join(out, name)), f"{name} missing")
+    cn_points = svg_elements(read_svg(os.path.join(out, "cn.svg")), "circle", "marker")
+    cka_cells = svg_elements(read_svg(os.path.join(out, "cka.svg")), "rect", "cell")
+    read_svg(os.path.join(out, "spectra.svg"))
+    check(not os.path.exists(os.path.join(out, "cka_compare.svg")), "cka_compare.svg without --compare")
     check(not os.path.exists(os.path.join(out, "cka_compare.csv")), "cka_compare.csv without --compare")
     with open(os.path.join(out, "features.json")) as f:
         result = json.load(f)
     expected = resnet18_feature_layers()
     paths = [l["path"] for l in result["layers"]]
     check(paths == expected, f"layers {paths}")
+    finite_cn = [l for l in result["layers"] if l["cn"] is not None and l["cn"] > 0]
+    check(len(cn_points) == len(finite_cn), f"cn.svg: {len(cn_points)} points for {len(finite_cn)} finite CNs")
+    check(len(cka_cells) == len(paths) ** 2, f"cka.svg: {len(cka_cells)} cells for {len(paths)} layers")
     check(result["data"]["source"] == "synthetic" and result["data"]["images"] == 16, str(result["data"]))
     check(len(result["images"]) == 16 and result["settings"]["cn_percentiles"] == [99.9, 90.0],
           str(result["settings"]))
@@ -784,6 +821,8 @@ def case_features_synthetic(tmp):
     features(weights, both, "--synthetic", "16", "--compare", weights, "--layers", "conv1,layer2.0.bn2,fc")
     rows, cols, cross = read_matrix(os.path.join(both, "cka_compare.csv"))
     check(rows == ["conv1", "layer2.0.bn2", "fc"] == cols, f"cka_compare.csv names {rows} {cols}")
+    cells = svg_elements(read_svg(os.path.join(both, "cka_compare.svg")), "rect", "cell")
+    check(len(cells) == 9, f"cka_compare.svg: {len(cells)} cells for 3 x 3 layers")
     _, _, within = read_matrix(os.path.join(both, "cka.csv"))
     for i in range(3):
         check(abs(cross[i][i] - 1) < 1e-9, f"self-comparison CKA {cross[i][i]} at {rows[i]}")

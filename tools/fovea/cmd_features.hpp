@@ -52,6 +52,7 @@
 #include "fovea/data/synthetic.hpp"
 #include "fovea/io/atomic_file.hpp"
 #include "fovea/io/safetensors.hpp"
+#include "fovea/io/svg_plot.hpp"
 #include "fovea/nn/state.hpp"
 #include "fovea/nn/tap.hpp"
 #include "model.hpp"
@@ -710,6 +711,55 @@ inline json model_json(const FeaturesArgs& a, const LoadedModel& m) {
               {"metadata", meta}};
 }
 
+// The figures beside the CSV files: cn.svg (CN(p1, p2) per layer in network order, log scale, the
+// paper's plot), spectra.svg (the top eigenvalues of up to 8 layers spread over the network, log
+// scale), cka.svg and, with a second model, cka_compare.svg (heatmaps over [0, 1]).
+inline void write_plots(const fs::path& out, const Settings& s, const std::vector<std::string>& paths,
+                        const Report& r, bool compare) {
+  io::LineChart cn;
+  cn.title = "condition number CN(" + number(s.p1) + ", " + number(s.p2) + ") per layer";
+  cn.y_label = "CN";
+  cn.log_y = true;
+  cn.x_labels = paths;
+  cn.width = std::max(640, static_cast<int>(14 * paths.size()) + 100);
+  io::PlotSeries line;
+  for (const LayerResult& lr : r.results) line.y.push_back(lr.cn);
+  cn.series.push_back(line);
+  write_text(out / "cn.svg", io::line_chart_svg(cn));
+  io::LineChart spectra;
+  spectra.title = "PCA spectra of the standardised activations";
+  spectra.x_label = "eigenvalue index";
+  spectra.y_label = "eigenvalue";
+  spectra.log_y = true;
+  spectra.width = 760, spectra.height = 440;
+  const std::size_t count = paths.size(), shown = std::min<std::size_t>(8, count);
+  for (std::size_t k = 0; k < shown; ++k) {
+    const std::size_t l = shown == 1 ? 0 : k * (count - 1) / (shown - 1);
+    io::PlotSeries sp;
+    sp.label = paths[l];
+    sp.markers = false;
+    for (std::size_t i = 0; i < r.results[l].eigenvalues.size(); ++i) {
+      sp.x.push_back(static_cast<double>(i + 1));
+      sp.y.push_back(r.results[l].eigenvalues[i]);
+    }
+    spectra.series.push_back(sp);
+  }
+  write_text(out / "spectra.svg", io::line_chart_svg(spectra));
+  auto heatmap = [&](const std::string& title, const std::vector<std::vector<double>>& m) {
+    io::Heatmap h;
+    h.title = title;
+    h.row_labels = paths, h.column_labels = paths;
+    h.values = m;
+    h.scale_label = "CKA";
+    return io::heatmap_svg(h);
+  };
+  write_text(out / "cka.svg", heatmap("linear CKA between layers", r.cka));
+  if (compare)
+    write_text(out / "cka_compare.svg",
+               heatmap("linear CKA: --weights (rows) vs --compare (columns)", r.cross));
+  else fs::remove(out / "cka_compare.svg");
+}
+
 // features.json, spectra.csv, cn.csv, cka.csv and (with a second model) cka_compare.csv, atomically.
 inline void write_outputs(const FeaturesArgs& a, const Settings& s, const LoadedModel& m,
                           const LoadedModel* m2, const Images& images, const Report& r,
@@ -782,6 +832,7 @@ inline void write_outputs(const FeaturesArgs& a, const Settings& s, const Loaded
   write_text(out / "cka.csv", matrix_csv(paths, paths, r.cka));
   if (m2 != nullptr) write_text(out / "cka_compare.csv", matrix_csv(paths, paths, r.cross));
   else fs::remove(out / "cka_compare.csv");  // left by an earlier run with --compare
+  write_plots(out, s, paths, r, m2 != nullptr);
   write_text(out / "features.json", result.dump(2) + "\n");
 }
 

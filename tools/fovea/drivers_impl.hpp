@@ -10,10 +10,12 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,7 @@
 #include "fovea/fovea.hpp"
 #include "fovea/io/atomic_file.hpp"
 #include "fovea/io/safetensors.hpp"
+#include "fovea/io/svg_plot.hpp"
 #include "fovea/models/resnet.hpp"
 #include "fovea/nn/summary.hpp"
 #include "fovea/nn/weights.hpp"
@@ -315,6 +318,59 @@ double knn_accuracy_of(Net& net, const KnnMonitor& m, const RunArgs& a, Device d
                                 m.classes);
 }
 
+// metrics.svg beside a run's metrics.jsonl: one panel per (phase, metric), training metrics against
+// the step, validation ones against the step they were logged at. Nothing when there is no file.
+inline void write_metrics_svg(const fs::path& dir) {
+  std::ifstream in(dir / "metrics.jsonl");
+  if (!in) return;
+  std::map<std::pair<std::string, std::string>, io::PlotSeries> series;  // (phase, metric)
+  std::vector<std::pair<std::string, std::string>> order;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() < 2 || line.front() != '{' || line.back() != '}') continue;
+    // a flat object of "key":value pairs; values are numbers, NaN / Infinity, or (phase) a string
+    std::string phase = "train";
+    double step = eval::kNaN;
+    std::vector<std::pair<std::string, double>> values;
+    std::stringstream fields(line.substr(1, line.size() - 2));
+    std::string field;
+    while (std::getline(fields, field, ',')) {
+      const std::size_t colon = field.find(':');
+      if (colon == std::string::npos || field.size() < 2 || field.front() != '"') continue;
+      const std::string key = field.substr(1, colon - 2), value = field.substr(colon + 1);
+      if (key == "phase") {
+        phase = value.size() >= 2 ? value.substr(1, value.size() - 2) : value;
+        continue;
+      }
+      double v = eval::kNaN;
+      if (value == "Infinity") v = std::numeric_limits<double>::infinity();
+      else if (value == "-Infinity") v = -std::numeric_limits<double>::infinity();
+      else if (value != "NaN") v = std::strtod(value.c_str(), nullptr);
+      if (key == "step") step = v;
+      else if (key != "epoch") values.emplace_back(key, v);
+    }
+    for (const auto& [key, v] : values) {
+      const auto id = std::make_pair(phase, key);
+      if (!series.count(id)) order.push_back(id);
+      io::PlotSeries& s = series[id];
+      s.markers = phase != "train";
+      s.x.push_back(step);
+      s.y.push_back(v);
+    }
+  }
+  std::vector<io::LineChart> panels;
+  for (const auto& id : order) {
+    io::LineChart c;
+    c.title = id.first + ": " + id.second;
+    c.x_label = "step";
+    c.width = 320, c.height = 220;
+    c.series.push_back(series[id]);
+    panels.push_back(std::move(c));
+  }
+  if (panels.empty()) return;
+  io::write_file_atomically(dir / "metrics.svg", io::chart_grid_svg(panels, 3, "metrics.jsonl"));
+}
+
 template <class Backbone>
 int pretrain(const PretrainArgs& a) {
   const Device device = resolve_device(a.device);
@@ -398,6 +454,7 @@ int pretrain(const PretrainArgs& a) {
     const auto r = trainer.fit(source, epoch_end);
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
   }
+  write_metrics_svg(a.out);
   nn::save_weights(net.backbone(), fs::path(a.out) / "backbone.safetensors",
                    {{"fovea.arch", a.arch}, {"fovea.method", a.method}});
   run.log("pretrain: backbone weights (torchvision keys) in " + (fs::path(a.out) / "backbone.safetensors").string());
@@ -519,6 +576,7 @@ int finetune(const FinetuneArgs& a) {
                                 json{{"epoch", epoch}, {"step", step}, {"kappa", kappa}}.dump() + "\n");
     }
   });
+  write_metrics_svg(a.out);
   if (fs::exists(best)) nn::load_weights(net, best);
   else nn::save_weights(net, best, {{"fovea.arch", a.arch}});
   if (splits.test.size() > 0) {
@@ -677,6 +735,13 @@ inline RobustnessRow robustness_row(const std::string& corruption, int severity,
   return r;
 }
 
+// The row of corruption c at severity s in v, or nullptr.
+inline const RobustnessRow* find_row(const std::vector<RobustnessRow>& v, const std::string& c, int s) {
+  for (const RobustnessRow& r : v)
+    if (r.corruption == c && r.severity == s) return &r;
+  return nullptr;
+}
+
 // Corruption errors (Hendrycks & Dietterich 2019) against a reference run: per corruption
 // CE = sum_s E_s / sum_s E_s(reference) and the relative CE = sum_s (E_s - E_clean) / sum_s
 // (E_s(ref) - E_clean(ref)), each NaN where the reference lacks a severity or its sum is 0; mCE and
@@ -685,14 +750,8 @@ inline json corruption_errors(const std::vector<RobustnessRow>& rows,
                               const std::vector<RobustnessRow>& reference,
                               const std::vector<data::Corruption>& corruptions,
                               const std::vector<int>& severities, double* mce, double* relative_mce) {
-  const auto find = [](const std::vector<RobustnessRow>& v, const std::string& c,
-                       int s) -> const RobustnessRow* {
-    for (const RobustnessRow& r : v)
-      if (r.corruption == c && r.severity == s) return &r;
-    return nullptr;
-  };
-  const RobustnessRow* clean = find(rows, "clean", 0);
-  const RobustnessRow* ref_clean = find(reference, "clean", 0);
+  const RobustnessRow* clean = find_row(rows, "clean", 0);
+  const RobustnessRow* ref_clean = find_row(reference, "clean", 0);
   json per = json::object();
   double sum_ce = 0, sum_rel = 0;
   int n_ce = 0, n_rel = 0;
@@ -701,10 +760,10 @@ inline json corruption_errors(const std::vector<RobustnessRow>& rows,
     double e = 0, er = 0, d = 0, dr = 0, mean_error = 0, mean_kappa = 0;
     bool complete = !reference.empty();
     for (int s : severities) {
-      const RobustnessRow* r = find(rows, name, s);
+      const RobustnessRow* r = find_row(rows, name, s);
       mean_error += r->error / static_cast<double>(severities.size());
       mean_kappa += r->kappa / static_cast<double>(severities.size());
-      const RobustnessRow* q = find(reference, name, s);
+      const RobustnessRow* q = find_row(reference, name, s);
       if (q == nullptr || ref_clean == nullptr) {
         complete = false;
         continue;
@@ -721,6 +780,54 @@ inline json corruption_errors(const std::vector<RobustnessRow>& rows,
   *mce = n_ce > 0 ? sum_ce / n_ce : eval::kNaN;
   *relative_mce = n_rel > 0 ? sum_rel / n_rel : eval::kNaN;
   return per;
+}
+
+// robustness.svg: one panel per corruption, the error against severity (this model solid, the
+// reference dashed when given), with each model's clean error as a flat line.
+inline std::string robustness_svg(const std::vector<RobustnessRow>& rows,
+                                  const std::vector<RobustnessRow>& reference,
+                                  const std::vector<data::Corruption>& corruptions,
+                                  const std::vector<int>& severities) {
+  const RobustnessRow* clean = find_row(rows, "clean", 0);
+  const RobustnessRow* ref_clean = find_row(reference, "clean", 0);
+  std::vector<io::LineChart> panels;
+  for (data::Corruption c : corruptions) {
+    const std::string name(data::corruption_name(c));
+    io::LineChart chart;
+    chart.title = name;
+    chart.width = 260, chart.height = 200;
+    chart.y_label = panels.size() % 5 == 0 ? "error" : "";
+    chart.x_label = "severity";
+    chart.y_min = 0.0;
+    auto series = [&](const std::vector<RobustnessRow>& from, const std::string& label, bool dashed) {
+      io::PlotSeries s;
+      s.label = label, s.dashed = dashed;
+      for (int v : severities) {
+        const RobustnessRow* r = find_row(from, name, v);
+        s.x.push_back(v);
+        s.y.push_back(r != nullptr ? r->error : eval::kNaN);
+      }
+      return s;
+    };
+    auto flat = [&](const RobustnessRow* r, const std::string& label) {
+      io::PlotSeries s;
+      s.label = label, s.dashed = true, s.markers = false;
+      s.x = {static_cast<double>(severities.front()), static_cast<double>(severities.back())};
+      s.y = {r->error, r->error};
+      return s;
+    };
+    chart.series.push_back(series(rows, "this model", false));
+    if (!reference.empty()) chart.series.push_back(series(reference, "reference", true));
+    if (clean != nullptr) chart.series.push_back(flat(clean, "clean"));
+    if (ref_clean != nullptr) chart.series.push_back(flat(ref_clean, "reference clean"));
+    for (io::PlotSeries& s : chart.series) s.label.clear();  // the grid's title is the legend
+    panels.push_back(std::move(chart));
+  }
+  return io::chart_grid_svg(panels, 5,
+                            reference.empty()
+                                ? "error against severity (blue); flat, dashed: the clean error"
+                                : "error against severity: this model (blue), reference (orange, dashed); "
+                                  "flat: clean errors (green: this model, red: reference)");
 }
 
 template <class Backbone>
@@ -845,6 +952,8 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
                     {"reference", a.reference},
                     {"corruptions", per}};
   io::write_file_atomically(fs::path(a.out) / "robustness.json", report.dump(2) + "\n");
+  io::write_file_atomically(fs::path(a.out) / "robustness.svg",
+                            robustness_svg(rows, reference, corruptions, severities));
   char cache_line[160];
   std::snprintf(cache_line, sizeof cache_line,
                 "robustness: decode cache held %zu of %zu images, %.1f MiB (--decode-cache-mb %lld)",
