@@ -171,6 +171,29 @@ TEST(SvgPlot, CategoricalAxisAndErrorBars) {
   EXPECT_EQ(count(svg, "class=\"legend\""), 0u) << "one unlabelled series: no legend";
 }
 
+TEST(SvgPlot, PointSeriesOnACategoricalAxisSitSideBySide) {
+  LineChart c;
+  c.x_labels = {"random", "simclr"};
+  for (int k = 0; k < 2; ++k) {
+    PlotSeries s;
+    s.label = k == 0 ? "finetune" : "linear";
+    s.line = false;
+    s.y = {0.5, 0.6};
+    c.series.push_back(s);
+  }
+  const std::string svg = io::line_chart_svg(c);
+  EXPECT_TRUE(well_formed(svg));
+  EXPECT_TRUE(polylines(svg).empty()) << "no lines between categories";
+  const std::regex marker("<circle class=\"marker\" cx=\"([0-9.]+)\" cy=\"([0-9.]+)\"");
+  std::vector<double> xs;
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), marker); it != std::sregex_iterator(); ++it)
+    xs.push_back(std::stod((*it)[1].str()));
+  ASSERT_EQ(xs.size(), 4u);
+  EXPECT_LT(xs[0], xs[2]) << "at the first category the first series sits left of the second";
+  EXPECT_NEAR(xs[2] - xs[0], xs[3] - xs[1], 0.011) << "the same offset at every category";
+  EXPECT_LT(xs[2], xs[1]) << "and both stay within their category";
+}
+
 TEST(SvgPlot, HeatmapCellsAndColours) {
   io::Heatmap m;
   m.title = "CKA";

@@ -247,6 +247,27 @@ def case_study_smoke(tmp):
           f"pretrain embedding health: {train_rows}")
     knn = [r["knn_top1"] for r in rows if r["phase"] == "val" and "knn_top1" in r]
     check(len(knn) == 1 and 0.0 <= knn[0] <= 1.0, f"pretrain kNN rows: {rows}")
+    # The study's own summary: study.csv / study.json repeat the table, study.svg draws it.
+    with open(os.path.join(out, "study.json")) as f:
+        summary = json.load(f)
+    cells = {(c["regime"], c["protocol"]): c for c in summary["cells"]}
+    check(sorted(cells) == [("random", "finetune"), ("simclr", "finetune")], f"study.json cells: {sorted(cells)}")
+    with open(os.path.join(out, "evaluate_simclr", "results.json")) as f:
+        ev = json.load(f)
+    check(abs(cells[("simclr", "finetune")]["metrics"]["kappa"]["point"] - ev["quadratic_weighted_kappa"]["point"]) < 1e-12,
+          f"study.json kappa {cells[('simclr', 'finetune')]['metrics']['kappa']} vs results.json {ev['quadratic_weighted_kappa']}")
+    check(set(summary["robustness"]) == {"random", "simclr"} and summary["robustness_reference"] == "random",
+          f"study.json robustness: {summary['robustness']}")
+    by = summary["robustness"]["simclr"]["error_by_severity"]
+    check(sorted(by) == ["1", "2", "3", "4", "5"] and all(v is None or 0 <= v <= 1 for v in by.values()),
+          f"error by severity: {by}")
+    with open(os.path.join(out, "study.csv")) as f:
+        lines = f.read().splitlines()
+    check(lines[0].startswith("regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high") and len(lines) == 3,
+          f"study.csv: {lines}")
+    svg = read_svg(os.path.join(out, "study.svg"))
+    check(len(svg_elements(svg, "svg", "panel")) == 3, "study.svg: kappa, robustness and saliency panels")
+    check(len(svg_elements(svg, "line", "errorbar")) == 2, "study.svg: one kappa interval per regime")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
         before = f.read()

@@ -5,13 +5,13 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cmd_generate.hpp"
@@ -19,6 +19,8 @@
 #include "drivers.hpp"
 #include "fovea/core/device.hpp"
 #include "fovea/core/error.hpp"
+#include "fovea/io/atomic_file.hpp"
+#include "fovea/io/svg_plot.hpp"
 #include "fovea/models/resnet.hpp"
 
 namespace fovea::tools {
@@ -523,6 +525,125 @@ inline void add_driver_commands(CLI::App& app) {
           std::printf("%-18s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", r.label, method.c_str(), sc.mass_inside,
                       sc.rank_accuracy, sc.pointing_game, sc.randomized_spearman);
     }
+    // study.json, study.csv and study.svg: the tables above as files, and as a figure.
+    using json = nlohmann::json;
+    auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+    json j_cells = json::array();
+    std::string csv =
+        "regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high,referable_auc,referable_auc_low,"
+        "referable_auc_high,accuracy,accuracy_low,accuracy_high\n";
+    for (const Cell& c : cells) {
+      json metrics;
+      char line[512];
+      std::snprintf(line, sizeof line, "%s,%s,%.17g,%lld", c.regime->key.c_str(), c.protocol.c_str(),
+                    c.fraction, static_cast<long long>(c.result.images));
+      csv += line;
+      for (const char* k : {"kappa", "auc", "accuracy"}) {
+        metrics[k == std::string("auc") ? "referable_auc" : k] = json{{"point", number(c.result.point.at(k))},
+                                                                      {"low", number(c.result.low.at(k))},
+                                                                      {"high", number(c.result.high.at(k))}};
+        std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", c.result.point.at(k), c.result.low.at(k),
+                      c.result.high.at(k));
+        csv += line;
+      }
+      csv += "\n";
+      j_cells.push_back(json{{"regime", c.regime->key},
+                             {"protocol", c.protocol},
+                             {"label_fraction", c.fraction},
+                             {"images", c.result.images},
+                             {"weights", c.weights},
+                             {"metrics", metrics}});
+    }
+    json j_robust = json::object(), j_saliency = json::object();
+    for (const auto& [key, rs] : robust) {
+      json by = json::object();
+      for (const auto& [v, e] : rs.error_by_severity) by[std::to_string(v)] = number(e);
+      j_robust[key] = json{{"clean_error", number(rs.clean_error)},   {"mean_error", number(rs.mean_error)},
+                           {"mean_kappa", number(rs.mean_kappa)},     {"mce", number(rs.mce)},
+                           {"relative_mce", number(rs.relative_mce)}, {"error_by_severity", by}};
+    }
+    for (const auto& [key, ss] : explained) {
+      json methods = json::object();
+      for (const auto& [m, sc] : ss.union_scores)
+        methods[m] = json{{"mass_inside", number(sc.mass_inside)},
+                          {"rank_accuracy", number(sc.rank_accuracy)},
+                          {"pointing_game", number(sc.pointing_game)},
+                          {"randomized_spearman", number(sc.randomized_spearman)}};
+      j_saliency[key] =
+          json{{"chance", number(ss.union_chance)}, {"images", ss.images}, {"methods", methods}};
+    }
+    const json summary{{"cells", j_cells},
+                       {"robustness", robustness ? j_robust : json(nullptr)},
+                       {"robustness_reference", regimes[reference].key},
+                       {"saliency", saliency ? j_saliency : json(nullptr)}};
+    io::write_file_atomically(fs::path(a.out) / "study.json", summary.dump(2) + "\n");
+    io::write_file_atomically(fs::path(a.out) / "study.csv", csv);
+    // The figure: kappa with its 95 % interval per regime (one series per protocol and label
+    // fraction), the mean error over the corruptions against severity per regime, and per attribution
+    // method the relevance mass inside the lesions per regime with the chance level.
+    std::vector<io::LineChart> panels;
+    {
+      io::LineChart k;
+      k.title = "quadratic kappa, 95% CI (test split)";
+      k.width = 420, k.height = 320;
+      for (const StudyRegime& r : regimes) k.x_labels.push_back(r.label);
+      for (const std::string& protocol : protocols)
+        for (const double f : fractions) {
+          io::PlotSeries s;
+          char label[64];
+          std::snprintf(label, sizeof label, "%s %g%%", protocol.c_str(), 100.0 * f);
+          s.label = label;
+          s.line = false;
+          for (std::size_t i = 0; i < regimes.size(); ++i)
+            for (const Cell& c : cells)
+              if (c.regime == &regimes[i] && c.protocol == protocol && c.fraction == f) {
+                s.x.push_back(static_cast<double>(i));
+                s.y.push_back(c.result.point.at("kappa"));
+                s.err_low.push_back(c.result.low.at("kappa"));
+                s.err_high.push_back(c.result.high.at("kappa"));
+              }
+          k.series.push_back(s);
+        }
+      panels.push_back(std::move(k));
+    }
+    if (robustness) {
+      io::LineChart e;
+      e.title = "mean error over the corruptions";
+      e.x_label = "severity";
+      e.width = 420, e.height = 320;
+      for (const StudyRegime& r : regimes) {
+        io::PlotSeries s;
+        s.label = r.label;
+        for (const auto& [v, err] : robust.at(r.key).error_by_severity) s.x.push_back(v), s.y.push_back(err);
+        e.series.push_back(s);
+      }
+      panels.push_back(std::move(e));
+    }
+    if (saliency) {
+      io::LineChart m;
+      m.title = "relevance mass inside MA+HE+EX";
+      m.width = 420, m.height = 320;
+      for (const auto& [method, sc] : explained.begin()->second.union_scores) m.x_labels.push_back(method);
+      for (const StudyRegime& r : regimes) {
+        io::PlotSeries s;
+        s.label = r.label;
+        s.line = false;
+        for (const std::string& method : m.x_labels) {
+          const auto& scores = explained.at(r.key).union_scores;
+          const auto it = scores.find(method);
+          s.y.push_back(it != scores.end() ? it->second.mass_inside : std::nan(""));
+        }
+        m.series.push_back(s);
+      }
+      io::PlotSeries chance;
+      chance.label = "chance";
+      chance.dashed = true, chance.markers = false;
+      chance.x = {-0.5, static_cast<double>(m.x_labels.size()) - 0.5};
+      chance.y = {explained.begin()->second.union_chance, explained.begin()->second.union_chance};
+      m.series.push_back(chance);
+      panels.push_back(std::move(m));
+    }
+    io::write_file_atomically(fs::path(a.out) / "study.svg", io::chart_grid_svg(panels, 3, "fovea study"));
     std::printf("outputs: %s\n", a.out.c_str());
   });
 }

@@ -157,6 +157,7 @@ struct RobustnessSummary {
   double clean_error = 0.0, clean_kappa = 0.0, mean_error = 0.0, mean_kappa = 0.0, mce = 0.0,
          relative_mce = 0.0;
   std::int64_t images = 0;
+  std::map<int, double> error_by_severity;  // severity -> mean error over the corruptions
 };
 
 // `saliency`: attribution maps of a classifier scored against lesion masks (docs/saliency.md).

@@ -942,6 +942,13 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
     summary.mean_error += r.error / static_cast<double>(rows.size() - 1);
     summary.mean_kappa += r.kappa / static_cast<double>(rows.size() - 1);
   }
+  for (int v : severities) {
+    double sum = 0;
+    int n = 0;
+    for (const RobustnessRow& r : rows)
+      if (r.corruption != "clean" && r.severity == v) sum += r.error, ++n;
+    summary.error_by_severity[v] = n > 0 ? sum / n : eval::kNaN;
+  }
   const json report{{"images", summary.images},
                     {"clean_error", summary.clean_error},
                     {"clean_kappa", summary.clean_kappa},

@@ -19,14 +19,15 @@
 namespace fovea::io {
 
 // One line of a line chart. x empty: 0, 1, 2, ... (categorical positions when the chart has
-// x_labels). err_low / err_high, when not empty, give an error bar [err_low[i], err_high[i]] at
-// each point.
+// x_labels; there, series without a line are drawn side by side around each position). err_low / err_high,
+// when not empty, give an error bar [err_low[i], err_high[i]] at each point.
 struct PlotSeries {
   std::string label;
   std::vector<double> x, y;
   std::vector<double> err_low, err_high;
   bool markers = true;
   bool dashed = false;
+  bool line = true;  // false: markers (and error bars) only, e.g. for categories that have no order
 };
 
 struct LineChart {
@@ -129,6 +130,16 @@ inline std::string line_chart_body(const LineChart& c) {
   auto xs_of = [](const PlotSeries& s, std::size_t i) {
     return s.x.empty() ? static_cast<double>(i) : s.x[i];
   };
+  // on a categorical axis the series without a line sit side by side around each position
+  std::vector<double> dodge(c.series.size(), 0.0);
+  if (!c.x_labels.empty()) {
+    std::size_t points = 0, k = 0;
+    for (const PlotSeries& s : c.series) points += s.line ? 0 : 1;
+    const double gap = 0.5 / static_cast<double>(std::max<std::size_t>(points, 2));
+    for (std::size_t i = 0; i < c.series.size(); ++i)
+      if (!c.series[i].line)
+        dodge[i] = (static_cast<double>(k++) - 0.5 * static_cast<double>(points - 1)) * gap;
+  }
   // ranges
   double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const PlotSeries& s : c.series)
@@ -223,6 +234,7 @@ inline std::string line_chart_body(const LineChart& c) {
   for (std::size_t k = 0; k < c.series.size(); ++k) {
     const PlotSeries& s = c.series[k];
     const std::string col = colour(k);
+    const double shift = dodge[k];
     std::string points;
     auto flush = [&] {
       if (points.empty()) return;
@@ -233,7 +245,7 @@ inline std::string line_chart_body(const LineChart& c) {
     };
     for (std::size_t i = 0; i < s.y.size(); ++i) {
       const double x = xs_of(s, i), y = s.y[i];
-      if (!std::isfinite(x) || !usable(y, c.log_y)) {
+      if (!s.line || !std::isfinite(x) || !usable(y, c.log_y)) {
         flush();
         continue;
       }
@@ -241,7 +253,7 @@ inline std::string line_chart_body(const LineChart& c) {
     }
     flush();
     for (std::size_t i = 0; i < s.y.size(); ++i) {
-      const double x = xs_of(s, i);
+      const double x = xs_of(s, i) + shift;
       if (!std::isfinite(x)) continue;
       if (i < s.err_low.size() && i < s.err_high.size() && usable(s.err_low[i], c.log_y) &&
           usable(s.err_high[i], c.log_y))
@@ -257,9 +269,13 @@ inline std::string line_chart_body(const LineChart& c) {
     double ly = top + 6;
     for (std::size_t k = 0; k < c.series.size(); ++k, ly += 16) {
       const double lx = left + pw + 10;
-      o += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 18) + "\" y2=\"" + num(ly) +
-           "\" stroke=\"" + colour(k) + "\" stroke-width=\"2\"" +
-           (c.series[k].dashed ? " stroke-dasharray=\"5 3\"" : "") + "/>\n";
+      if (c.series[k].line)
+        o += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 18) + "\" y2=\"" +
+             num(ly) + "\" stroke=\"" + colour(k) + "\" stroke-width=\"2\"" +
+             (c.series[k].dashed ? " stroke-dasharray=\"5 3\"" : "") + "/>\n";
+      else
+        o += "<circle cx=\"" + num(lx + 9) + "\" cy=\"" + num(ly) + "\" r=\"3\" fill=\"" + colour(k) +
+             "\"/>\n";
       o += "<text class=\"legend\" x=\"" + num(lx + 24) + "\" y=\"" + num(ly + 4) + "\" font-size=\"11\">" +
            escape(c.series[k].label) + "</text>\n";
     }
