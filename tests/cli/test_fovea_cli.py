@@ -442,6 +442,11 @@ def case_saliency(tmp):
     with open(os.path.join(out, "saliency.json")) as f:
         summary = json.load(f)
     check(summary["images"] == 3 and set(summary["methods"]) == set(methods), f"summary: {summary}")
+    svg = read_svg(os.path.join(out, "saliency.svg"))
+    panels = svg_elements(svg, "svg", "panel")
+    check(len(panels) == 3, f"saliency.svg: mass / chance, by size, randomisation panels: {len(panels)}")
+    check(len(svg_elements(panels[2], "polyline", "series")) == len(methods),
+          "saliency.svg: one randomisation curve per method")
     # The chance level: the mean lesion share of the field of view, the same for every method.
     shares = [int(r[4]) / int(r[5]) for r in rows if r[1] == "gradient" and r[3] == "MA+HE+EX"]
     for m in methods:

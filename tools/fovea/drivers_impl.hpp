@@ -1117,6 +1117,90 @@ analysis::AttributionMaps attribution(Net& net, const std::string& method, CView
   return analysis::integrated_gradients(net, x, target, o);
 }
 
+// saliency.svg: per method the relevance mass inside each lesion type as a multiple of chance (its
+// share of the field of view), the hit rate of the MA + HE + EX lesions by size (the paper's "minute
+// vs large lesions"), and, when the randomisation check ran, the heatmap Spearman correlation with
+// the trained model's map as the network is randomised from the logits down.
+inline std::string saliency_svg(const std::vector<std::string>& methods, const json& summary,
+                                const std::vector<std::pair<std::string, std::string>>& size_rows,
+                                const json& randomization) {
+  std::vector<io::LineChart> panels;
+  io::LineChart mass;
+  mass.title = "relevance mass inside / chance";
+  mass.width = 440, mass.height = 320;
+  for (const char* lesion : {"MA", "HE", "EX", "SE", "NV", "OD", "MA+HE+EX"}) {
+    bool any = false;
+    for (const std::string& m : methods) any = any || (summary.contains(m) && summary[m].contains(lesion));
+    if (any) mass.x_labels.push_back(lesion);
+  }
+  for (const std::string& m : methods) {
+    io::PlotSeries sr;
+    sr.label = m, sr.line = false;
+    for (const std::string& lesion : mass.x_labels) {
+      double v = eval::kNaN;
+      if (summary.contains(m) && summary[m].contains(lesion)) {
+        const json& e = summary[m][lesion];
+        const double inside = e["mass_inside"].is_number() ? e["mass_inside"].get<double>() : eval::kNaN;
+        const double chance = e["chance"].is_number() ? e["chance"].get<double>() : eval::kNaN;
+        v = chance > 0 ? inside / chance : eval::kNaN;
+      }
+      sr.y.push_back(v);
+    }
+    mass.series.push_back(sr);
+  }
+  io::PlotSeries one;
+  one.label = "chance", one.dashed = true, one.markers = false;
+  one.x = {-0.5, static_cast<double>(mass.x_labels.size()) - 0.5}, one.y = {1.0, 1.0};
+  mass.series.push_back(one);
+  panels.push_back(std::move(mass));
+  // by size: the mean over images of each bin's hit rate, MA + HE + EX
+  io::LineChart sizes;
+  sizes.title = "MA+HE+EX lesions hit, by size";
+  sizes.width = 440, sizes.height = 320;
+  std::map<std::pair<std::string, std::string>, std::pair<double, double>> hits;  // (method, bin) -> sum, n
+  for (const auto& [image, line] : size_rows) {
+    std::vector<std::string> f;
+    std::stringstream in(line);
+    for (std::string field; std::getline(in, field, ',');) f.push_back(field);
+    if (f.size() < 10 || f[2] != "MA+HE+EX") continue;
+    const std::string bin = f[4] == "inf" ? ">= " + f[3] + " px" : f[3] + "-" + f[4] + " px";
+    if (std::find(sizes.x_labels.begin(), sizes.x_labels.end(), bin) == sizes.x_labels.end())
+      sizes.x_labels.push_back(bin);
+    const double v = std::strtod(f[9].c_str(), nullptr);
+    if (std::isfinite(v)) hits[{f[1], bin}].first += v, hits[{f[1], bin}].second += 1;
+  }
+  for (const std::string& m : methods) {
+    io::PlotSeries sr;
+    sr.label = m, sr.line = false;
+    for (const std::string& bin : sizes.x_labels) {
+      const auto it = hits.find({m, bin});
+      sr.y.push_back(it != hits.end() && it->second.second > 0 ? it->second.first / it->second.second
+                                                               : eval::kNaN);
+    }
+    sizes.series.push_back(sr);
+  }
+  panels.push_back(std::move(sizes));
+  if (randomization.is_object() && !randomization.empty()) {
+    io::LineChart cascade;
+    cascade.title = "randomised from the logits down";
+    cascade.y_label = "heatmap Spearman";
+    cascade.width = 440, cascade.height = 320;
+    for (const json& st : randomization.begin().value())
+      cascade.x_labels.push_back(st["stage"].get<std::string>());
+    for (const std::string& m : methods) {
+      if (!randomization.contains(m)) continue;
+      io::PlotSeries sr;
+      sr.label = m;
+      for (const json& st : randomization[m])
+        sr.y.push_back(st["heatmap_spearman"].is_number() ? st["heatmap_spearman"].get<double>()
+                                                          : eval::kNaN);
+      cascade.series.push_back(sr);
+    }
+    panels.push_back(std::move(cascade));
+  }
+  return io::chart_grid_svg(panels, 3, "attribution maps against the lesion masks");
+}
+
 template <class Backbone>
 SaliencySummary saliency(const SaliencyArgs& a) {
   const Device device = resolve_device(a.device);
@@ -1370,7 +1454,9 @@ SaliencySummary saliency(const SaliencyArgs& a) {
   json out{{"images", images.size()}, {"methods", summary}};
   if (a.randomization > 0) out["randomization"] = randomization;
   io::write_file_atomically(fs::path(a.out) / "saliency.json", out.dump(2) + "\n");
-  run.log("saliency: wrote saliency.csv, saliency_by_size.csv, saliency.json" +
+  io::write_file_atomically(fs::path(a.out) / "saliency.svg",
+                            saliency_svg(methods, summary, size_rows, randomization));
+  run.log("saliency: wrote saliency.csv, saliency_by_size.csv, saliency.json, saliency.svg" +
           std::string(a.overlays ? " and maps/" : ""));
   return result;
 }
