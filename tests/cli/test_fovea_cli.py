@@ -237,6 +237,10 @@ def case_study_smoke(tmp):
         check("kappa" in json.dumps(r), f"{sub}/results.json has no kappa")
         with open(os.path.join(out, sub, "predictions.csv")) as f:
             check(f.readline().startswith("image,label,pred,p0"), f"{sub}/predictions.csv header")
+        cells = svg_elements(read_svg(os.path.join(out, sub, "confusion.svg")), "rect", "cell")
+        check(len(cells) == 25, f"{sub}/confusion.svg: {len(cells)} cells for 5 grades")
+        panels = svg_elements(read_svg(os.path.join(out, sub, "evaluation.svg")), "svg", "panel")
+        check(1 <= len(panels) <= 2, f"{sub}/evaluation.svg: ROC (when both classes) and reliability panels")
     # Pretraining logs the embedding health on its train rows and, the synthetic images being graded,
     # a kNN accuracy row after its epoch.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:

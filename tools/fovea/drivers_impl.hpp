@@ -228,6 +228,91 @@ std::vector<double> predict_probabilities(Net& net, const data::Dataset& d, cons
   return probs;
 }
 
+// evaluation.svg (the referable-DR ROC curve with the 0.5 and Youden operating points, and the
+// top-label reliability diagram) and confusion.svg (the confusion matrix, rows normalised: each
+// true grade's share predicted as each grade).
+inline void write_evaluation_figures(const fs::path& dir, std::span<const int> labels,
+                                     std::span<const double> probs, int classes, int threshold,
+                                     const eval::MetricReport& r) {
+  char title[160];
+  std::vector<io::LineChart> panels;
+  const std::vector<int> binary = eval::referable(labels, threshold);
+  const std::vector<double> score = eval::referable_score(probs, classes, threshold);
+  if (r.referable_positives > 0 && r.referable_negatives > 0) {
+    io::LineChart roc;
+    std::snprintf(title, sizeof title, "referable (grade >= %d): AUC %.3f [%.3f, %.3f]", threshold,
+                  r.referable_auc.point, r.referable_auc.low, r.referable_auc.high);
+    roc.title = title;
+    roc.x_label = "1 - specificity";
+    roc.y_label = "sensitivity";
+    roc.width = 460, roc.height = 400;
+    roc.y_min = 0.0, roc.y_max = 1.0;
+    io::PlotSeries curve;
+    curve.label = "ROC", curve.markers = false;
+    curve.x = {0.0}, curve.y = {0.0};
+    for (const eval::OperatingPoint& p : eval::detail::operating_points(binary, score))
+      curve.x.push_back(1.0 - p.specificity), curve.y.push_back(p.sensitivity);
+    io::PlotSeries chance;
+    chance.label = "chance", chance.dashed = true, chance.markers = false;
+    chance.x = {0.0, 1.0}, chance.y = {0.0, 1.0};
+    auto point = [](const char* label, const eval::OperatingPoint& p) {
+      io::PlotSeries s;
+      s.label = label, s.line = false;
+      s.x = {1.0 - p.specificity}, s.y = {p.sensitivity};
+      return s;
+    };
+    roc.series = {curve, chance, point("score >= 0.5", r.referable_at_half.point),
+                  point("Youden", r.referable_youden.point)};
+    panels.push_back(std::move(roc));
+  }
+  {
+    io::LineChart rel;
+    std::snprintf(title, sizeof title, "reliability (top label), ECE %.3f [%.3f, %.3f]", r.ece.point,
+                  r.ece.low, r.ece.high);
+    rel.title = title;
+    rel.x_label = "confidence";
+    rel.y_label = "accuracy";
+    rel.width = 460, rel.height = 400;
+    rel.y_min = 0.0, rel.y_max = 1.0;
+    const std::vector<int> preds = eval::argmax_rows(probs, classes);
+    const int bins = r.calibration_bins;
+    std::vector<double> count(static_cast<std::size_t>(bins), 0.0), conf(count), hits(count);
+    for (std::size_t n = 0; n < labels.size(); ++n) {
+      const double c = probs[n * static_cast<std::size_t>(classes) + static_cast<std::size_t>(preds[n])];
+      const auto b = static_cast<std::size_t>(eval::detail::calibration_bin(c, bins));
+      count[b] += 1, conf[b] += c, hits[b] += preds[n] == labels[n] ? 1 : 0;
+    }
+    io::PlotSeries acc;
+    acc.label = "accuracy per bin";
+    for (std::size_t b = 0; b < count.size(); ++b)
+      if (count[b] > 0) acc.x.push_back(conf[b] / count[b]), acc.y.push_back(hits[b] / count[b]);
+    io::PlotSeries ideal;
+    ideal.label = "perfect calibration", ideal.dashed = true, ideal.markers = false;
+    ideal.x = {0.0, 1.0}, ideal.y = {0.0, 1.0};
+    rel.series = {acc, ideal};
+    panels.push_back(std::move(rel));
+  }
+  io::write_file_atomically(dir / "evaluation.svg", io::chart_grid_svg(panels, 2, "evaluation"));
+  io::Heatmap cm;
+  cm.title = "confusion matrix (rows: true grade, each row sums to 1)";
+  cm.scale_label = "share";
+  cm.cell = 48;
+  for (int k = 0; k < classes; ++k) {
+    cm.row_labels.push_back("true " + std::to_string(k));
+    cm.column_labels.push_back("pred " + std::to_string(k));
+    double total = 0;
+    for (int j = 0; j < classes; ++j)
+      total += static_cast<double>(r.confusion[static_cast<std::size_t>(k * classes + j)]);
+    std::vector<double> row;
+    for (int j = 0; j < classes; ++j)
+      row.push_back(total > 0
+                        ? static_cast<double>(r.confusion[static_cast<std::size_t>(k * classes + j)]) / total
+                        : eval::kNaN);
+    cm.values.push_back(row);
+  }
+  io::write_file_atomically(dir / "confusion.svg", io::heatmap_svg(cm));
+}
+
 // results.json and predictions.csv for a labelled set.
 inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Dataset& d, const std::vector<double>& probs,
                                            int classes, int referable_threshold, int resamples, std::uint64_t seed) {
@@ -251,6 +336,7 @@ inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Data
     csv << "\n";
   }
   io::write_file_atomically(dir / "predictions.csv", csv.str());
+  write_evaluation_figures(dir, labels, probs, classes, threshold, r);
   return r;
 }
 

@@ -357,13 +357,14 @@ inline std::string heatmap_svg(const Heatmap& m) {
   for (const auto& l : m.column_labels) longest = std::max(longest, l.size());
   const double label_px = std::min(220.0, 6.0 * static_cast<double>(longest) + 10);
   const double left = label_px, top = (m.title.empty() ? 10 : 30), gw = cell * cols, gh = cell * rows;
-  const double w = left + gw + 90, h = top + gh + label_px;
+  const double w = std::max(left + gw + 90, 7.5 * static_cast<double>(m.title.size()) + 20),
+               h = top + gh + label_px;
   const double font = std::clamp(cell * 0.8, 6.0, 11.0);
   std::string o =
       "<rect x=\"0\" y=\"0\" width=\"" + num(w) + "\" height=\"" + num(h) + "\" fill=\"white\"/>\n";
   if (!m.title.empty())
-    o += "<text x=\"" + num(left + gw / 2) + "\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">" +
-         escape(m.title) + "</text>\n";
+    o += "<text x=\"" + num(std::max(left + gw / 2, w / 2)) +
+         "\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">" + escape(m.title) + "</text>\n";
   const double span = m.hi > m.lo ? m.hi - m.lo : 1.0;
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols && c < m.values[r].size(); ++c) {
