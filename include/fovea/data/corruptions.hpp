@@ -3,11 +3,13 @@
 // degradations (EyeQ style) that leave the black surround outside the field of view untouched.
 // Formulas, parameters, the size rule and the random keys: docs/robustness.md.
 //
-// Host code on CPU tensors (3, H, W) with values in [0, 1]; every output is clipped to [0, 1].
-// Random draws come from Philox streams named by corruption_key(seed, sample, corruption, severity,
-// stream), each draw at a fixed index (one per pixel, per fractal point, per spot), so a result is a
-// pure function of (image, corruption, severity, seed, sample): bitwise the same in any program, at
-// any thread count. corrupt runs on the calling thread: parallelise over images.
+// corrupt: one CPU image (3, H, W) with values in [0, 1]; corrupt_batch (at the end): a batch
+// (N, 3, H, W) on the CPU (in parallel over the images) or a CUDA device (kernels/corruptions.cuh,
+// from the per-pixel code of data/corruption_math.hpp and a plan resolved here). Every output is
+// clipped to [0, 1]. Random draws come from Philox streams named by corruption_key(seed, sample,
+// corruption, severity, stream), each draw at a fixed index (one per pixel, per fractal point, per
+// spot), so a result is a pure function of (image, corruption, severity, seed, sample): bitwise the
+// same in any program, at any thread count. corrupt runs on the calling thread.
 //
 // Size rule: ImageNet-C is defined on 224 x 224 images. Its parameters apply as they are at 224 px;
 // lengths (blur radii and sigmas, the elastic field) scale by s = min(H, W) / 224; the fog map covers
