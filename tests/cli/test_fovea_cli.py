@@ -68,6 +68,43 @@ def write_png(path, width, height, pixel):
                 chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def read_png(path):
+    """(width, height, channels, rows of bytes) of an 8-bit gray or RGB PNG, unfiltered."""
+    with open(path, "rb") as f:
+        data = f.read()
+    check(data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG")
+    pos, idat, width = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            check(depth == 8 and colour in (0, 2), f"{path}: depth {depth}, colour type {colour}")
+            channels = 1 if colour == 0 else 3
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride, rows, prev = zlib.decompress(idat), width * channels, [], bytes(width * channels)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = bytes(line)
+    return width, height, channels, rows
+
+
 def case_summary_resnet50(tmp):
     _, out, _ = run("summary", "--arch", "resnet50", expect=0)
     check("25,557,032" in out, "resnet50 summary lacks 25,557,032:\n" + out)
@@ -371,6 +408,30 @@ def case_robustness(tmp):
         log = f.read()
     n = int(rows[0][2])
     check(f"decode cache held {n} of {n} images" in log, f"no decode cache line for {n} images:\n{log}")
+    # --save-examples: the first images as the model sees them (clean, and per corruption and
+    # severity), at the decode size; the results do not change.
+    ex = os.path.join(tmp, "rob_examples")
+    run(*base, "--corruptions", "gaussian_noise,halo", "--severities", "1,5", "--save-examples", "2", "--out", ex,
+        expect=0)
+    names = sorted(os.listdir(os.path.join(ex, "examples")))
+    check(len(names) == 2 * (1 + 2 * 2) and all(n.endswith(".png") for n in names), f"examples: {names}")
+    clean = [n for n in names if n.startswith("clean_0_")]
+    check(len(clean) == 2, f"clean examples: {names}")
+    image = clean[0][len("clean_0_"):]
+    w, h, ch, clean_rows = read_png(os.path.join(ex, "examples", clean[0]))
+    check((w, h, ch) == (37, 37, 3), f"example size {w}x{h}x{ch}: the decode size of --size 32 is 37")
+    _, _, _, noisy = read_png(os.path.join(ex, "examples", "gaussian_noise_5_" + image))
+    check(noisy != clean_rows, "gaussian_noise 5 left the example unchanged")
+    _, _, _, halo = read_png(os.path.join(ex, "examples", "halo_5_" + image))
+    dark = [(y, x) for y in range(h) for x in range(w) if max(clean_rows[y][3 * x:3 * x + 3]) <= 2]
+    check(dark and all(halo[y][3 * x:3 * x + 3] == clean_rows[y][3 * x:3 * x + 3] for y, x in dark),
+          "halo changed the black surround of the example")
+    with open(os.path.join(ex, "robustness.csv")) as f:
+        rows_ex = {tuple(r.split(",")[:2]): r for r in f.read().splitlines()[1:]}
+    for r in text.splitlines()[1:]:
+        key = tuple(r.split(",")[:2])
+        if key in rows_ex:
+            check(rows_ex[key] == r, f"--save-examples changed a row: {rows_ex[key]} vs {r}")
     svg = read_svg(os.path.join(out, "robustness.svg"))
     titles = [t.text for p in svg_elements(svg, "svg", "panel") for t in p.findall(SVG + "text")
               if t.text in ("gaussian_noise", "contrast")]

@@ -186,6 +186,11 @@ inline void add_driver_commands(CLI::App& app) {
                 "pass; does not change the results)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
+  r->add_option("--save-examples", ra->save_examples,
+                "write the first N images of the set, corrupted as the model sees them, as "
+                "examples/<corruption>_<severity>_<image>.png (does not change the results)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 31));
   r->add_option("--reference", ra->reference,
                 "a reference run's robustness.csv (corruption errors relative to it)");
   r->callback([ra, r] {

@@ -87,6 +87,10 @@ struct RobustnessArgs : EvaluateArgs {
   // MiB of decoded test images kept in memory between the passes (0: decode every pass). Does not
   // change the results, so it is not part of config.json.
   std::int64_t decode_cache_mb = 2048;
+  // The first N images of the set (data set order), corrupted as the model sees them (before the
+  // test transform's crop and normalisation), as examples/<corruption>_<severity>_<image>.png. Does
+  // not change the results, so it is not part of config.json.
+  std::int64_t save_examples = 0;
 };
 
 // DecodedImageCache: the decoded images of one data set, kept in memory between passes over it

@@ -970,6 +970,15 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
       return data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
     });
   };
+  if (a.save_examples > 0) {  // the clean images the examples are corrupted from
+    fs::create_directories(fs::path(a.out) / "examples");
+    for (std::size_t i = 0; i < d.size() && static_cast<std::int64_t>(i) < a.save_examples; ++i) {
+      const Tensor image = decoded(d.samples[i], i);  // (1, 3, S, S)
+      const Shape& is = image.shape();
+      data::write_png(fs::path(a.out) / "examples" / ("clean_0_" + data::image_id(d.samples[i].id) + ".png"),
+                      CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()));
+    }
+  }
   if (!have("clean", 0)) {
     const data::DecodeFn decode = [&decoded](const data::Sample& sample, const data::DecodeContext& ctx) {
       return decoded(sample, ctx.index);
@@ -1012,6 +1021,16 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
           given = &view;
         }
         data::corrupt_batch(images, c, s, a.seed, ids, out, given);
+        const std::int64_t floats = out.numel() / std::max<std::int64_t>(1, out.shape()[0]);
+        for (std::size_t k = 0; k < ids.size(); ++k) {
+          if (ids[k] >= a.save_examples) continue;
+          Tensor host(Shape{out.shape()[1], out.shape()[2], out.shape()[3]});  // (3, S, S)
+          copy(CView(out.data() + static_cast<std::int64_t>(k) * floats, host.shape(), out.device()),
+               host.view());
+          const std::string id = data::image_id(d.samples[static_cast<std::size_t>(ids[k])].id);
+          data::write_png(fs::path(a.out) / "examples" / (name + "_" + std::to_string(s) + "_" + id + ".png"),
+                          host);
+        }
       };
       add(robustness_row(name, s, labels, predict_probabilities(net, d, a, device, decode, before), classes,
                          a.referable_threshold));
