@@ -471,6 +471,40 @@ def case_robustness(tmp):
     check(code == 2 and "'6'" in err, f"bad severity: exit {code}\n{err}")
 
 
+def case_robustness_devices(tmp):
+    """With a usable GPU: fovea robustness --device cuda corrupts the images as --device cpu does (the
+    CUDA corruption kernels, the fundus masks and the loader's per-batch transform on the device):
+    every corruption at severities 1 and 5, the --save-examples PNGs of 3 images equal within one
+    8-bit level (a few pixels may differ more: a shot-noise draw across an inversion step). Exit 77
+    (skipped) on a machine without one."""
+    _, out, _ = run("summary", "--arch", "resnet18", expect=0)
+    if out.startswith("CPU only"):
+        print("SKIP: no usable GPU: " + out.splitlines()[0])
+        sys.exit(77)
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "12", "--size", "64", "--seed", "8", expect=0)
+    weights = os.path.join(tmp, "w.safetensors")
+    run("init", "--arch", "resnet18", "--num-classes", "5", "--width", "0.25", "--small-stem", "--seed", "1",
+        "--out", weights, expect=0)
+    outs = {}
+    for device in ("cpu", "cuda"):
+        outs[device] = os.path.join(tmp, device)
+        run("robustness", "--data", data, "--weights", weights, "--size", "48", "--width", "0.25", "--small-stem",
+            "--batch-size", "4", "--threads", "2", "--device", device, "--corruptions", "all", "--severities", "1,5",
+            "--save-examples", "3", "--out", outs[device], expect=0)
+    names = sorted(os.listdir(os.path.join(outs["cpu"], "examples")))
+    check(names == sorted(os.listdir(os.path.join(outs["cuda"], "examples"))) and len(names) == 3 * (1 + 20 * 2),
+          f"examples: {len(names)}")
+    for name in names:
+        a = read_png(os.path.join(outs["cpu"], "examples", name))
+        b = read_png(os.path.join(outs["cuda"], "examples", name))
+        check(a[:3] == b[:3], f"{name}: {a[:3]} vs {b[:3]}")
+        diffs = [abs(x - y) for ra, rb in zip(a[3], b[3]) for x, y in zip(ra, rb)]
+        far = sum(d > 1 for d in diffs)
+        check(far <= max(2, len(diffs) // 1000),
+              f"{name}: {far} of {len(diffs)} values differ by more than one level (max {max(diffs)})")
+
+
 def case_saliency(tmp):
     """Attribution maps of a fine-tuned classifier on synthetic images with lesion masks: a row per
     (image, method, lesion set) with scores in range, size bins, the summary, overlays and raw maps;
