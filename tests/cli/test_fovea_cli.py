@@ -476,7 +476,10 @@ def case_robustness_devices(tmp):
     CUDA corruption kernels, the fundus masks and the loader's per-batch transform on the device):
     every corruption at severities 1 and 5, the --save-examples PNGs of 3 images equal within one
     8-bit level (a few pixels may differ more: a shot-noise draw across an inversion step). Exit 77
-    (skipped) on a machine without one."""
+    (skipped) on a machine without one, or when the fovea program was not built."""
+    if not os.path.exists(FOVEA):
+        print(f"SKIP: {FOVEA} was not built (gpu-check: add fovea_cli to GPU_CHECK_TARGETS)")
+        sys.exit(77)
     _, out, _ = run("summary", "--arch", "resnet18", expect=0)
     if out.startswith("CPU only"):
         print("SKIP: no usable GPU: " + out.splitlines()[0])
