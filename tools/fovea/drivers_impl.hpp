@@ -274,18 +274,13 @@ inline void write_evaluation_figures(const fs::path& dir, std::span<const int> l
     rel.y_label = "accuracy";
     rel.width = 460, rel.height = 400;
     rel.y_min = 0.0, rel.y_max = 1.0;
-    const std::vector<int> preds = eval::argmax_rows(probs, classes);
-    const int bins = r.calibration_bins;
-    std::vector<double> count(static_cast<std::size_t>(bins), 0.0), conf(count), hits(count);
-    for (std::size_t n = 0; n < labels.size(); ++n) {
-      const double c = probs[n * static_cast<std::size_t>(classes) + static_cast<std::size_t>(preds[n])];
-      const auto b = static_cast<std::size_t>(eval::detail::calibration_bin(c, bins));
-      count[b] += 1, conf[b] += c, hits[b] += preds[n] == labels[n] ? 1 : 0;
-    }
+    const eval::TopLabelOutcomes t = eval::top_label_outcomes(probs, labels, classes);
+    const eval::CalibrationBins bins = eval::calibration_bins(t.confidence, t.correct, r.calibration_bins);
     io::PlotSeries acc;
     acc.label = "accuracy per bin";
-    for (std::size_t b = 0; b < count.size(); ++b)
-      if (count[b] > 0) acc.x.push_back(conf[b] / count[b]), acc.y.push_back(hits[b] / count[b]);
+    for (std::size_t b = 0; b < bins.count.size(); ++b)
+      if (bins.count[b] > 0)
+        acc.x.push_back(bins.confidence[b] / bins.count[b]), acc.y.push_back(bins.hits[b] / bins.count[b]);
     io::PlotSeries ideal;
     ideal.label = "perfect calibration", ideal.dashed = true, ideal.markers = false;
     ideal.x = {0.0, 1.0}, ideal.y = {0.0, 1.0};

@@ -319,44 +319,71 @@ inline OperatingPoint youden_point(std::span<const int> binary_labels, std::span
 
 // ---- calibration --------------------------------------------------------------------------------
 
+// The reliability diagram's sums per equal-width confidence bin b = (b/B, (b+1)/B] (confidence 0
+// in bin 0): how many samples, their summed confidence and how many were correct.
+struct CalibrationBins {
+  std::vector<double> count, confidence, hits;
+};
+
+// calibration_bins: the sums above.
+//   requires: equal lengths; confidence in [0, 1]; correct 0 / 1; bins >= 1.
+inline CalibrationBins calibration_bins(std::span<const double> confidence, std::span<const int> correct,
+                                        int bins = kDefaultCalibrationBins) {
+  detail::check_same_length(confidence.size(), correct.size(), "confidence", "correct");
+  detail::check_probability(confidence, "confidence");
+  detail::check_binary(correct, "correct");
+  FOVEA_CHECK(bins >= 1, "bins must be >= 1, got ", bins);
+  CalibrationBins out;
+  out.count.assign(static_cast<std::size_t>(bins), 0.0);
+  out.confidence = out.hits = out.count;
+  for (std::size_t n = 0; n < confidence.size(); ++n) {
+    const auto b = static_cast<std::size_t>(detail::calibration_bin(confidence[n], bins));
+    out.count[b] += 1.0;
+    out.confidence[b] += confidence[n];
+    out.hits[b] += correct[n];
+  }
+  return out;
+}
+
 // expected_calibration_error: sum_b (n_b / N) |accuracy_b - mean confidence_b| over `bins`
 // equal-width bins of the confidence, b = (b/B, (b+1)/B] (Guo et al. 2017; confidence 0 in bin 0).
 //   requires: equal lengths; confidence in [0, 1]; correct 0 / 1; bins >= 1.  ensures: NaN when empty.
 inline double expected_calibration_error(std::span<const double> confidence, std::span<const int> correct,
                                          int bins = kDefaultCalibrationBins) {
-  detail::check_same_length(confidence.size(), correct.size(), "confidence", "correct");
-  detail::check_probability(confidence, "confidence");
-  detail::check_binary(correct, "correct");
-  FOVEA_CHECK(bins >= 1, "bins must be >= 1, got ", bins);
+  const CalibrationBins c = calibration_bins(confidence, correct, bins);
   if (confidence.empty()) return kNaN;
-  std::vector<double> count(static_cast<std::size_t>(bins), 0.0), conf(count), hits(count);
-  for (std::size_t n = 0; n < confidence.size(); ++n) {
-    const auto b = static_cast<std::size_t>(detail::calibration_bin(confidence[n], bins));
-    count[b] += 1.0;
-    conf[b] += confidence[n];
-    hits[b] += correct[n];
-  }
   double ece = 0.0;
-  for (std::size_t b = 0; b < count.size(); ++b)
-    if (count[b] > 0) ece += std::abs(hits[b] - conf[b]);  // = n_b |acc_b - conf_b|
+  for (std::size_t b = 0; b < c.count.size(); ++b)
+    if (c.count[b] > 0) ece += std::abs(c.hits[b] - c.confidence[b]);  // = n_b |acc_b - conf_b|
   return ece / static_cast<double>(confidence.size());
 }
 
 // top_label_calibration_error: the usual multi-class ECE, confidence = max_k p_k, correct = (argmax
 // == label).  requires: probs (N, K) row-major with entries in [0, 1]; labels (N) in [0, K).
-inline double top_label_calibration_error(std::span<const double> probs, std::span<const int> labels,
-                                          int num_classes, int bins = kDefaultCalibrationBins) {
+// top_label_outcomes: per row the top label's probability (the confidence) and whether it is the label.
+//   requires: probs (N, K) row-major; labels (N) in [0, K).
+struct TopLabelOutcomes {
+  std::vector<double> confidence;
+  std::vector<int> correct;
+};
+inline TopLabelOutcomes top_label_outcomes(std::span<const double> probs, std::span<const int> labels,
+                                           int num_classes) {
   const auto preds = argmax_rows(probs, num_classes);
   detail::check_same_length(labels.size(), preds.size(), "labels", "probs rows");
   detail::check_classes(labels, num_classes, "labels");
   const auto k = static_cast<std::size_t>(num_classes);
-  std::vector<double> confidence(preds.size());
-  std::vector<int> correct(preds.size());
+  TopLabelOutcomes out{std::vector<double>(preds.size()), std::vector<int>(preds.size())};
   for (std::size_t n = 0; n < preds.size(); ++n) {
-    confidence[n] = probs[n * k + static_cast<std::size_t>(preds[n])];
-    correct[n] = preds[n] == labels[n] ? 1 : 0;
+    out.confidence[n] = probs[n * k + static_cast<std::size_t>(preds[n])];
+    out.correct[n] = preds[n] == labels[n] ? 1 : 0;
   }
-  return expected_calibration_error(confidence, correct, bins);
+  return out;
+}
+
+inline double top_label_calibration_error(std::span<const double> probs, std::span<const int> labels,
+                                          int num_classes, int bins = kDefaultCalibrationBins) {
+  const TopLabelOutcomes t = top_label_outcomes(probs, labels, num_classes);
+  return expected_calibration_error(t.confidence, t.correct, bins);
 }
 
 // binary_calibration_error: the ECE of a binary score s = P(positive): the predicted class is
