@@ -16,3 +16,4 @@
 #include "contrastive.cuh"
 #include "augment.cuh"
 #include "corruptions.cuh"
+#include "lrp.cuh"

@@ -11,6 +11,7 @@
 #include "cases/conv.hpp"
 #include "cases/linear.hpp"
 #include "cases/loss.hpp"
+#include "cases/lrp.hpp"
 #include "cases/pool.hpp"
 #include "cases/softmax.hpp"
 #include "op_harness.hpp"
@@ -195,7 +196,8 @@ inline std::vector<OpCase> reduce_cases() {
 
 inline std::vector<OpCase> all_op_cases() {
   auto cases = elementwise_cases();
-  for (auto* family : {&reduce_cases, &batch_norm_cases, &pool_cases, &softmax_cases, &conv_cases, &linear_cases, &loss_cases})
+  for (auto* family : {&reduce_cases, &batch_norm_cases, &pool_cases, &softmax_cases, &conv_cases,
+                       &linear_cases, &loss_cases, &lrp_cases})
     for (auto& c : (*family)()) cases.push_back(c);
   return cases;
 }

@@ -356,8 +356,10 @@ TEST(Lrp, BatchingDoesNotChangeTheBitsAndTheDefaultRulesConserveRelevance) {
   });
   ASSERT_EQ(fc_bias.size(), 5u);
   const AttributionMaps one = lrp(t.net, t.images, t.targets, {.batch = 1});
+  const AttributionMaps two = lrp(t.net, t.images, t.targets, {.batch = 2});  // chunks of 2 and 1
   const AttributionMaps all = lrp(t.net, t.images, t.targets, {.batch = 3});
   EXPECT_EQ(one.raw, all.raw);
+  EXPECT_EQ(two.raw, all.raw);
   // z+ (no bias in its denominators), z^B, the pooling and the residual split pass on exactly what
   // they get; the head's epsilon rule keeps the bias's share: sum = f_t - b_t (up to epsilon and
   // float rounding). A lost or doubled branch, or a bias in z+, breaks this.

@@ -2,7 +2,8 @@
 // ResNet-18 on cuda:0 against the same network on the CPU: the gradient and integrated gradients,
 // in fp32 (tight) and with TF32 (loose), plus BatchNorm2d's evaluation backward on the GPU and the
 // run-to-run determinism of the maps with deterministic cuDNN; Grad-CAM (the gradient tap at layer3
-// and layer4) and LRP (its convolutions as fovea ops on the GPU) in fp32. Skips without a CUDA device.
+// and layer4) and LRP (its convolutions and element-wise rules as fovea ops on the GPU) in fp32. Skips
+// without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -127,11 +128,16 @@ TEST(CudaAttribution, GradCamAndLrpMatchCpu) {
     const AttributionMaps g = grad_cam(n.gpu, n.images_gpu, n.targets, {.layer = layer});
     EXPECT_LT(relative_to_max(g.raw, c.raw), 1e-4) << "grad_cam " << layer;
   }
-  for (const LrpRule rule : {LrpRule::plus, LrpRule::gamma}) {
-    const AttributionMaps c = lrp(n.cpu, n.images, n.targets, {.rule = rule});
-    const AttributionMaps g = lrp(n.gpu, n.images_gpu, n.targets, {.rule = rule});
-    EXPECT_LT(relative_to_max(g.raw, c.raw), 1e-3) << "lrp " << to_string(rule);
-    EXPECT_EQ(lrp(n.gpu, n.images_gpu, n.targets, {.rule = rule}).raw, g.raw) << "lrp run to run";
+  // Every rule and input rule; batch 2 of 3 images: the second chunk is smaller (the box bounds are
+  // rebuilt, the prepared weights reused).
+  for (const LrpRule rule : {LrpRule::plus, LrpRule::gamma, LrpRule::epsilon}) {
+    for (const LrpInputRule input : {LrpInputRule::box, LrpInputRule::flat, LrpInputRule::epsilon}) {
+      const LrpOptions opt{.rule = rule, .input = input, .epsilon = 1e-2f, .batch = 2};
+      const AttributionMaps c = lrp(n.cpu, n.images, n.targets, opt);
+      const AttributionMaps g = lrp(n.gpu, n.images_gpu, n.targets, opt);
+      EXPECT_LT(relative_to_max(g.raw, c.raw), 1e-3) << "lrp " << to_string(rule) << " " << to_string(input);
+      EXPECT_EQ(lrp(n.gpu, n.images_gpu, n.targets, opt).raw, g.raw) << "lrp run to run";
+    }
   }
 }
 

@@ -54,3 +54,7 @@ check "$out/contrastive_tc_device.inc"
 section "$k/corruptions.cuh" '^\/\/ The plan on the device\.' '^\/\/ ---- host side ----' | sed '$d' \
   > "$out/corruptions_device.inc"
 check "$out/corruptions_device.inc"
+
+# lrp.cuh: the mean-share kernel (the maps run elementwise.cuh's generic kernel).
+section "$k/lrp.cuh" '^\/\/ One warp per plane of n values' '^}' > "$out/lrp_device.inc"
+check "$out/lrp_device.inc"

@@ -40,8 +40,10 @@
 // inputs of the layers that need them (convolutions, linear, pooling, identity shortcuts) and the
 // outputs of the batch-norm layers (the residual branches' values); the convolutions and linear
 // maps of the relevance pass run as fovea ops on that device (conv2d_forward, conv2d_backward_data,
-// ...); the element-wise arithmetic (ratios, products, the residual split) runs on the host. So the
-// memory is one copy of the activations of a batch: LrpOptions::batch bounds it.
+// ...), and so does the element-wise arithmetic (ratios, products, the residual split, the pooling
+// share: ops/lrp.hpp). Only the weights are prepared on the host (batch norm merged in, rho applied),
+// once per layer for all chunks. The memory is one copy of the activations of a batch (LrpOptions::batch
+// bounds it) and the prepared weights.
 //
 // The result is an AttributionMaps: raw (N, 3, H, W) the input relevance per channel, heatmap the
 // sum over channels of |raw| like the other methods (signed_channel_sum gives the signed LRP map),
@@ -65,7 +67,9 @@
 #include "fovea/nn/layers.hpp"
 #include "fovea/nn/tap.hpp"
 #include "fovea/ops/conv.hpp"
+#include "fovea/ops/elementwise.hpp"
 #include "fovea/ops/linear.hpp"
+#include "fovea/ops/lrp.hpp"
 #include "fovea/ops/pool.hpp"
 
 namespace fovea::analysis {
@@ -146,7 +150,6 @@ inline Tensor device_tensor(const std::vector<float>& v, const Shape& shape, Dev
   if (!v.empty()) copy(CView(v.data(), shape, Device::cpu()), t.view());
   return t;
 }
-inline double stabilise(double z, double eps) { return z + (z >= 0 ? eps : -eps); }
 
 // The parameter `name` ("weight", "bias", "running_mean", ...) of a leaf as host values (empty
 // when the leaf has none).
@@ -315,15 +318,11 @@ class LrpEngine {
     }
     FOVEA_CHECK(b.shape() == s.shape() && b.shape() == r.shape(), "lrp: residual block '", path, "': body ",
                 b.shape().str(), ", shortcut ", s.shape().str(), ", relevance ", r.shape().str());
-    const std::vector<float> bv = host_values(b), sv = host_values(s), rv = host_values(r);
-    std::vector<float> rb(rv.size()), rs(rv.size());
-    for (std::size_t i = 0; i < rv.size(); ++i) {
-      const double ratio = rv[i] / stabilise(double(bv[i]) + sv[i], opt_.epsilon);
-      rb[i] = static_cast<float>(bv[i] * ratio);
-      rs[i] = static_cast<float>(sv[i] * ratio);
-    }
-    const Tensor from_body = relevance(body, device_tensor(rb, r.shape(), device_), body_path);
-    const Tensor from_shortcut = relevance(shortcut, device_tensor(rs, r.shape(), device_), shortcut_path);
+    Tensor rb(r.shape(), device_), rs(r.shape(), device_);
+    lrp_share(b, s, r, opt_.epsilon, rb.view());
+    lrp_share(s, b, r, opt_.epsilon, rs.view());
+    const Tensor from_body = relevance(body, std::move(rb), body_path);
+    const Tensor from_shortcut = relevance(shortcut, std::move(rs), shortcut_path);
     FOVEA_CHECK(from_body.shape() == from_shortcut.shape(), "lrp: residual block '", path,
                 "': input relevance ", from_body.shape().str(), " vs ", from_shortcut.shape().str());
     Tensor out(from_body.shape(), device_);
@@ -331,9 +330,25 @@ class LrpEngine {
     return out;
   }
 
-  // R_in = x * T(R / stab(z), W') for z = conv(x, W') + b'; the box rule subtracts the bounds' terms.
-  Tensor conv(nn::Conv2d& layer, nn::BatchNorm2d* bn, const Tensor& r, const std::string& path) {
-    const CView x = input_of_capture(&layer, path);
+  // The relevance per unit of pre-activation, s = R / stab(z), with R given in z's shape.
+  Tensor ratio(const Tensor& r, CView z, const std::string& path) const {
+    FOVEA_CHECK(z.numel() == r.numel(), "lrp: layer '", path, "': relevance ", r.shape().str(), " for ",
+                z.shape().str(), " outputs");
+    Tensor s(z.shape(), device_);
+    lrp_ratio(r.cview().reshaped(z.shape()), z, opt_.epsilon, s.view());
+    return s;
+  }
+
+  // A convolution's weights as the relevance pass uses them, on device_: rho(W') and rho(b') of the
+  // layer's rule (W', b' with the following batch norm merged in), and for the box rule W'+ and W'-.
+  // Prepared on the host once per layer and kept for every chunk.
+  struct ConvWeights {
+    Tensor rho, rho_bias, positive, negative;
+  };
+  const ConvWeights& conv_weights(nn::Conv2d& layer, nn::BatchNorm2d* bn, const std::string& path,
+                                  bool first) {
+    const auto it = conv_weights_.find(&layer);
+    if (it != conv_weights_.end()) return it->second;
     const Shape wshape = layer.weight().value.shape();
     const std::int64_t out_c = wshape[0], per_out = wshape.numel() / out_c;
     std::vector<float> w = host_values(layer.weight().value), bias = leaf_tensor(layer, "bias");
@@ -350,65 +365,17 @@ class LrpEngine {
         bias[k] = static_cast<float>(beta[k] - s * mean[k] + s * bias[k]);
       }
     }
-    const Conv2dParams& p = layer.params();
-    const auto positive = [](std::vector<float> v) {
-      for (float& e : v) e = std::max(e, 0.0f);
+    const auto clamped = [](std::vector<float> v, bool keep_positive) {
+      for (float& e : v) e = keep_positive ? std::max(e, 0.0f) : std::min(e, 0.0f);
       return v;
     };
-    const auto negative = [](std::vector<float> v) {
-      for (float& e : v) e = std::min(e, 0.0f);
-      return v;
-    };
-    const std::vector<float> rv = host_values(r);
-    // One term: z' = conv(input, rho(W)) (+ bias), and T(S, rho(W)) once S is known.
-    const auto forward = [&](CView input, const std::vector<float>& weights, const std::vector<float>* b) {
-      const Tensor wt = device_tensor(weights, wshape, device_);
-      const Tensor bt = b != nullptr ? device_tensor(*b, Shape{out_c}, device_) : Tensor();
-      return host_values(conv2d_forward(input, wt, b != nullptr ? bt.cview() : CView(), p));
-    };
-    const auto transpose = [&](const std::vector<float>& s, const Shape& sshape,
-                               const std::vector<float>& weights) {
-      const Tensor st = device_tensor(s, sshape, device_), wt = device_tensor(weights, wshape, device_);
-      Tensor dx(x.shape(), device_);
-      conv2d_backward_data(st, wt, dx.view(), p);
-      return host_values(dx);
-    };
-    const auto ratio = [&](const std::vector<float>& z) {
-      FOVEA_CHECK(z.size() == rv.size(), "lrp: layer '", path, "': relevance of ", rv.size(), " values for ",
-                  z.size(), " outputs");
-      std::vector<float> s(z.size());
-      for (std::size_t i = 0; i < z.size(); ++i)
-        s[i] = static_cast<float>(rv[i] / stabilise(z[i], opt_.epsilon));
-      return s;
-    };
-    const std::vector<float> xv = host_values(x);
-    std::vector<float> out(xv.size());
-    const bool first = &layer == first_layer_;
+    ConvWeights cw;
     if (first && opt_.input == LrpInputRule::box) {
-      const std::int64_t channels = x.shape().c(), plane = x.shape().h() * x.shape().w();
-      FOVEA_CHECK(channels <= 3, "lrp: the box rule needs at most 3 input channels, got ", x.shape().str());
-      std::vector<float> lo(xv.size()), hi(xv.size());
-      for (std::size_t i = 0; i < xv.size(); ++i) {
-        const auto c = static_cast<int>((static_cast<std::int64_t>(i) / plane) % channels);
-        lo[i] = (0.0f - opt_.normalisation.mean[c]) / opt_.normalisation.std[c];
-        hi[i] = (1.0f - opt_.normalisation.mean[c]) / opt_.normalisation.std[c];
-      }
-      const Tensor lo_t = device_tensor(lo, x.shape(), device_), hi_t = device_tensor(hi, x.shape(), device_);
-      const std::vector<float> wp = positive(w), wn = negative(w);
-      const std::vector<float> zx = forward(x, w, nullptr), zl = forward(lo_t, wp, nullptr),
-                               zh = forward(hi_t, wn, nullptr);
-      std::vector<float> z(zx.size());
-      for (std::size_t i = 0; i < z.size(); ++i) z[i] = zx[i] - zl[i] - zh[i];
-      const std::vector<float> s = ratio(z);
-      const std::vector<float> cx = transpose(s, r.shape(), w), cl = transpose(s, r.shape(), wp),
-                               ch = transpose(s, r.shape(), wn);
-      for (std::size_t i = 0; i < out.size(); ++i)
-        out[i] = static_cast<float>(double(xv[i]) * cx[i] - double(lo[i]) * cl[i] - double(hi[i]) * ch[i]);
+      cw.rho = device_tensor(w, wshape, device_);
+      cw.positive = device_tensor(clamped(w, true), wshape, device_);
+      cw.negative = device_tensor(clamped(w, false), wshape, device_);
     } else if (first && opt_.input == LrpInputRule::flat) {
-      const std::vector<float> ones_w(w.size(), 1.0f), ones_x(xv.size(), 1.0f);
-      const Tensor ones_t = device_tensor(ones_x, x.shape(), device_);
-      const std::vector<float> s = ratio(forward(ones_t, ones_w, nullptr));
-      out = transpose(s, r.shape(), ones_w);
+      cw.rho = device_tensor(std::vector<float>(w.size(), 1.0f), wshape, device_);
     } else {
       const LrpRule rule = first ? LrpRule::epsilon : opt_.rule;
       std::vector<float> rho = w, rho_b = bias;
@@ -416,55 +383,95 @@ class LrpEngine {
         for (float& e : rho) e += opt_.gamma * std::max(e, 0.0f);
         for (float& e : rho_b) e += opt_.gamma * std::max(e, 0.0f);
       } else if (rule == LrpRule::plus) {
-        rho = positive(w);
+        rho = clamped(w, true);
       }
-      const std::vector<float> s = ratio(forward(x, rho, rule == LrpRule::plus ? nullptr : &rho_b));
-      const std::vector<float> c = transpose(s, r.shape(), rho);
-      for (std::size_t i = 0; i < out.size(); ++i) out[i] = xv[i] * c[i];
+      cw.rho = device_tensor(rho, wshape, device_);
+      if (rule != LrpRule::plus) cw.rho_bias = device_tensor(rho_b, Shape{out_c}, device_);
     }
-    return device_tensor(out, x.shape(), device_);
+    return conv_weights_.emplace(&layer, std::move(cw)).first->second;
+  }
+
+  // The box rule's pixel bounds l and h for inputs of `shape` (channel c: (0 - mean_c) / std_c and
+  // (1 - mean_c) / std_c), on device_; kept while the shape stays.
+  void box_bounds(const Shape& shape, const std::string& path) {
+    if (bounds_low_.data() != nullptr && bounds_low_.shape() == shape) return;
+    const std::int64_t channels = shape.c(), plane = shape.h() * shape.w();
+    FOVEA_CHECK(channels <= 3, "lrp: the box rule needs at most 3 input channels, got ", shape.str(), " at '",
+                path, "'");
+    std::vector<float> lo(static_cast<std::size_t>(shape.numel())), hi(lo.size());
+    for (std::size_t i = 0; i < lo.size(); ++i) {
+      const auto c = static_cast<int>((static_cast<std::int64_t>(i) / plane) % channels);
+      lo[i] = (0.0f - opt_.normalisation.mean[c]) / opt_.normalisation.std[c];
+      hi[i] = (1.0f - opt_.normalisation.mean[c]) / opt_.normalisation.std[c];
+    }
+    bounds_low_ = device_tensor(lo, shape, device_);
+    bounds_high_ = device_tensor(hi, shape, device_);
+  }
+
+  // R_in = x * T(R / stab(z), W') for z = conv(x, W') + b'; the box rule subtracts the bounds' terms.
+  // Everything runs on device_ (fovea ops); only the weights were prepared on the host.
+  Tensor conv(nn::Conv2d& layer, nn::BatchNorm2d* bn, const Tensor& r, const std::string& path) {
+    const CView x = input_of_capture(&layer, path);
+    const bool first = &layer == first_layer_;
+    const ConvWeights& cw = conv_weights(layer, bn, path, first);
+    const Conv2dParams& p = layer.params();
+    const auto transpose = [&](const Tensor& s, const Tensor& weights) {
+      Tensor dx(x.shape(), device_);
+      conv2d_backward_data(s, weights, dx.view(), p);
+      return dx;
+    };
+    Tensor out(x.shape(), device_);
+    if (first && opt_.input == LrpInputRule::box) {
+      box_bounds(x.shape(), path);
+      Tensor z = conv2d_forward(x, cw.rho, CView(), p);
+      const Tensor zl = conv2d_forward(bounds_low_, cw.positive, CView(), p),
+                   zh = conv2d_forward(bounds_high_, cw.negative, CView(), p);
+      lrp_box_denominator(z, zl, zh, z.view());
+      const Tensor s = ratio(r, z, path);
+      const Tensor cx = transpose(s, cw.rho), cl = transpose(s, cw.positive), ch = transpose(s, cw.negative);
+      lrp_box_input(x, cx, bounds_low_, cl, bounds_high_, ch, out.view());
+    } else if (first && opt_.input == LrpInputRule::flat) {
+      const Tensor ones = full(x.shape(), 1.0f, device_);
+      const Tensor s = ratio(r, conv2d_forward(ones, cw.rho, CView(), p), path);
+      conv2d_backward_data(s, cw.rho, out.view(), p);
+    } else {
+      const CView bias = cw.rho_bias.data() != nullptr ? cw.rho_bias.cview() : CView();
+      const Tensor s = ratio(r, conv2d_forward(x, cw.rho, bias, p), path);
+      multiply(x, transpose(s, cw.rho), out.view());
+    }
+    return out;
   }
 
   Tensor linear(nn::Linear& layer, const Tensor& r, const std::string& path) {
     const CView x = input_of_capture(&layer, path);
     const CView w = layer.weight().value;
-    const std::vector<float> bias = leaf_tensor(layer, "bias");
-    const Tensor bt = bias.empty() ? Tensor() : device_tensor(bias, Shape{w.shape()[0]}, device_);
+    auto it = linear_bias_.find(&layer);
+    if (it == linear_bias_.end()) {
+      const std::vector<float> bias = leaf_tensor(layer, "bias");
+      it = linear_bias_
+               .emplace(&layer, bias.empty() ? Tensor() : device_tensor(bias, Shape{w.shape()[0]}, device_))
+               .first;
+    }
+    const CView bias = it->second.data() != nullptr ? it->second.cview() : CView();
     const Shape xs{x.shape()[0], x.shape().sample_numel()};
     const CView x2 = x.reshaped(xs);
-    const std::vector<float> z = host_values(linear_forward(x2, w, bias.empty() ? CView() : bt.cview()));
-    const std::vector<float> rv = host_values(r);
-    FOVEA_CHECK(z.size() == rv.size(), "lrp: layer '", path, "': relevance ", r.shape().str(), " for ",
-                z.size(), " outputs");
-    std::vector<float> s(z.size());
-    for (std::size_t i = 0; i < z.size(); ++i)
-      s[i] = static_cast<float>(rv[i] / stabilise(z[i], opt_.epsilon));
+    const Tensor s = ratio(r, linear_forward(x2, w, bias), path);
     Tensor c(xs, device_);
-    linear_backward_data(device_tensor(s, r.shape(), device_), w, c.view());
-    const std::vector<float> cv = host_values(c), xv = host_values(x);
-    std::vector<float> out(xv.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = xv[i] * cv[i];
-    return device_tensor(out, x.shape(), device_);
+    linear_backward_data(s, w, c.view());
+    Tensor out(xs, device_);
+    multiply(x2, c, out.view());
+    out.reshape(x.shape());
+    return out;
   }
 
   Tensor global_avg_pool(const void* layer, const Tensor& r, const std::string& path) {
     const CView x = input_of_capture(layer, path);
-    const std::int64_t planes = x.shape()[0] * x.shape()[1], n = x.shape()[2] * x.shape()[3];
+    const std::int64_t planes = x.shape()[0] * x.shape()[1];
     FOVEA_CHECK(r.numel() == planes, "lrp: layer '", path, "': relevance ", r.shape().str(), " for input ",
                 x.shape().str());
-    const std::vector<float> xv = host_values(x), rv = host_values(r);
-    std::vector<float> out(xv.size());
-    for (std::int64_t p = 0; p < planes; ++p) {
-      double mean = 0;
-      for (std::int64_t i = 0; i < n; ++i) mean += xv[static_cast<std::size_t>(p * n + i)];
-      mean /= static_cast<double>(n);
-      const double ratio =
-          rv[static_cast<std::size_t>(p)] / stabilise(mean, opt_.epsilon) / static_cast<double>(n);
-      for (std::int64_t i = 0; i < n; ++i)
-        out[static_cast<std::size_t>(p * n + i)] =
-            static_cast<float>(xv[static_cast<std::size_t>(p * n + i)] * ratio);
-    }
-    return device_tensor(out, x.shape(), device_);
+    Tensor out(x.shape(), device_);
+    lrp_mean_share(x, r, opt_.epsilon, out.view());
+    return out;
   }
 
   Tensor max_pool(nn::MaxPool2d& layer, const Tensor& r, const std::string& path) {
@@ -482,6 +489,9 @@ class LrpEngine {
   Device device_;
   std::map<const void*, LrpCapture> captures_;
   const void* first_layer_ = nullptr;
+  std::map<const void*, ConvWeights> conv_weights_;  // per convolution, for every chunk
+  std::map<const void*, Tensor> linear_bias_;        // per linear layer (empty: no bias)
+  Tensor bounds_low_, bounds_high_;                  // the box rule's l and h for the last input shape
 };
 
 }  // namespace detail

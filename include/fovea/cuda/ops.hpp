@@ -20,5 +20,11 @@ void relu_backward(CView x, CView dy, View dx);
 
 void reduce(CView x, int axis, View out, ReduceKind kind);
 
+void lrp_ratio(CView r, CView z, float epsilon, View s);
+void lrp_share(CView a, CView b, CView r, float epsilon, View out);
+void lrp_box_input(CView x, CView cx, CView lo, CView cl, CView hi, CView ch, View out);
+void lrp_box_denominator(CView zx, CView zl, CView zh, View out);
+void lrp_mean_share(CView x, CView r, float epsilon, View out);
+
 }  // namespace fovea::cuda
 #endif

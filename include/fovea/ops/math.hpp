@@ -45,4 +45,38 @@ struct MaxReduce {
   FOVEA_HD float operator()(float a, float b) const { return (a > b || a != a) ? a : b; }
 };
 
+// Layer-wise relevance propagation (analysis/lrp.hpp, ops/lrp.hpp). The ratios run in double, so
+// the CPU and the GPU round them alike; products are rounded one at a time (no contraction into an
+// FMA on the device), so both backends give the same bits.
+FOVEA_HD double mul_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+// stab(z) = z + epsilon sign(z), sign(0) = +1.
+FOVEA_HD double lrp_stabilise(double z, double epsilon) { return z + (z >= 0 ? epsilon : -epsilon); }
+struct LrpRatio {  // inputs (r, z): r / stab(z)
+  float epsilon;
+  FOVEA_HD float operator()(float r, float z) const {
+    return static_cast<float>(static_cast<double>(r) / lrp_stabilise(z, epsilon));
+  }
+};
+struct LrpShare {  // inputs (a, b, r): a r / stab(a + b), a's share of the relevance of a sum a + b
+  float epsilon;
+  FOVEA_HD float operator()(float a, float b, float r) const {
+    const double ratio = static_cast<double>(r) / lrp_stabilise(static_cast<double>(a) + b, epsilon);
+    return static_cast<float>(mul_rn(a, ratio));
+  }
+};
+struct LrpBoxInput {  // inputs (x, cx, lo, cl, hi, ch): x cx - lo cl - hi ch (the z^B rule's last step)
+  FOVEA_HD float operator()(float x, float cx, float lo, float cl, float hi, float ch) const {
+    return static_cast<float>(mul_rn(x, cx) - mul_rn(lo, cl) - mul_rn(hi, ch));
+  }
+};
+struct LrpBoxDenominator {  // inputs (zx, zl, zh): zx - zl - zh (the z^B rule's denominator)
+  FOVEA_HD float operator()(float zx, float zl, float zh) const { return zx - zl - zh; }
+};
+
 }  // namespace fovea::math
