@@ -41,6 +41,15 @@ __global__ void __launch_bounds__(kBlock) map_scalar_kernel(F f, float* out, std
     out[i] = f(in[i]...);
 }
 
+// acc[i] = (start ? 0 : acc[i]) + weight * x[i] in double, the product rounded on its own (as the CPU
+// twin rounds it).
+__global__ void __launch_bounds__(kBlock)
+    accumulate_scaled_kernel(const float* x, double weight, double* acc, std::int64_t n, int start) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    acc[i] = (start ? 0.0 : acc[i]) + math::dmul_rn(weight, x[i]);
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 // Runs `f` over out's elements on out's device and current stream.
@@ -76,6 +85,18 @@ void multiply(CView a, CView b, View out) { detail::launch_map(math::Multiply{},
 void relu_forward(CView x, View y) { detail::launch_map(math::Relu{}, y, x); }
 void relu_backward(CView x, CView dy, View dx) {
   detail::launch_map(math::ReluBackward{}, dx, x, dy);
+}
+void lerp(CView a, CView b, float t, View out) { detail::launch_map(math::Lerp{t}, out, a, b); }
+
+void accumulate_scaled(CView x, double weight, View acc, bool start) {
+  using namespace detail;
+  const std::int64_t n = x.numel();
+  if (n == 0) return;
+  const int dev = acc.device().index();
+  DeviceGuard guard(dev);
+  accumulate_scaled_kernel<<<grid_for(n, dev), kBlock, 0, stream_for(acc.device())>>>(
+      x.data(), weight, reinterpret_cast<double*>(acc.data()), n, start ? 1 : 0);
+  FOVEA_CHECK_LAUNCH("accumulate_scaled_kernel", "shape ", x.shape().str());
 }
 
 }  // namespace fovea::cuda

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(kBlock)
     const double mean = sum / static_cast<double>(n);
     const double ratio = r[p] / math::lrp_stabilise(mean, epsilon) / static_cast<double>(n);
     for (std::int64_t i = lane; i < n; i += 32)
-      out[p * n + i] = static_cast<float>(math::mul_rn(xp[i], ratio));
+      out[p * n + i] = static_cast<float>(math::dmul_rn(xp[i], ratio));
   }
 }
 

@@ -115,6 +115,20 @@ inline std::vector<OpCase> elementwise_cases() {
   }
   {
     OpCase c;
+    c.name = "lerp";  // a + t (b - a), the product rounded on its own: the GPU gives the CPU's bits
+    c.input_shapes = repeat_shapes(2);
+    c.run = [](const Inputs& in, View out) { lerp(in[0], in[1], 0.3f, out); };
+    c.reference = binary_reference([](double a, double b) { return a + double(0.3f) * (b - a); });
+    c.backward = [](const Inputs&, CView, CView dy, const std::vector<View>& dx) {
+      scale(dy, 0.7f, dx[0]);  // 1 - t in float: exact to the tolerance
+      scale(dy, 0.3f, dx[1]);
+    };
+    c.differentiable = {true, true};
+    c.cuda_tol = {0, 0};
+    cases.push_back(c);
+  }
+  {
+    OpCase c;
     c.name = "relu";
     c.input_shapes = repeat_shapes(1);
     c.inputs = InputKind::away_from_zero;

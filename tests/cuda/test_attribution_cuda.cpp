@@ -1,5 +1,6 @@
 // tests/cuda/test_attribution_cuda.cpp: attribution maps (analysis/attribution.hpp) of a tiny
-// ResNet-18 on cuda:0 against the same network on the CPU: the gradient and integrated gradients,
+// ResNet-18 on cuda:0 against the same network on the CPU: the gradient, integrated gradients and
+// SmoothGrad (their inputs built and their sums accumulated on the GPU),
 // in fp32 (tight) and with TF32 (loose), plus BatchNorm2d's evaluation backward on the GPU and the
 // run-to-run determinism of the maps with deterministic cuDNN; Grad-CAM (the gradient tap at layer3
 // and layer4) and LRP (its convolutions and element-wise rules as fovea ops on the GPU) in fp32. Skips
@@ -98,6 +99,8 @@ TEST(CudaAttribution, GradientAndIntegratedGradientsMatchCpu) {
   const IntegratedGradientsOptions ig{
       .steps = 16, .rule = IgRule::gauss_legendre, .baseline = IgBaseline::black, .batch = 7};
   const AttributionMaps ic = integrated_gradients(n.cpu, n.images, n.targets, ig);
+  const SmoothGradOptions sg{.samples = 9, .seed = 4, .batch = 4};
+  const AttributionMaps sc = smoothgrad(n.cpu, n.images, n.targets, sg);
   struct Case {
     bool tf32;
     double tol;
@@ -109,6 +112,9 @@ TEST(CudaAttribution, GradientAndIntegratedGradientsMatchCpu) {
     EXPECT_LT(relative_to_max(gg.raw, gc.raw), c.tol) << "gradient, tf32 " << c.tf32;
     EXPECT_LT(relative_to_max(gg.heatmap, gc.heatmap), c.tol) << "gradient heatmap, tf32 " << c.tf32;
     EXPECT_LT(relative_to_max(ig_gpu.raw, ic.raw), c.tol) << "integrated gradients, tf32 " << c.tf32;
+    // The noisy copies are drawn on the GPU (the same Philox stream and rounding as the CPU's).
+    const AttributionMaps sg_gpu = smoothgrad(n.gpu, n.images_gpu, n.targets, sg);
+    EXPECT_LT(relative_to_max(sg_gpu.raw, sc.raw), c.tol) << "smoothgrad, tf32 " << c.tf32;
     for (std::size_t i = 0; i < 3; ++i) {
       EXPECT_NEAR(ig_gpu.target_logit[i], ic.target_logit[i], c.tol * (1.0 + std::fabs(ic.target_logit[i])));
       EXPECT_NEAR(ig_gpu.baseline_logit[i], ic.baseline_logit[i],

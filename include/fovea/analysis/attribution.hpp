@@ -9,9 +9,11 @@
 // function of each image, independent of the other images of a batch.
 //
 // Data flow: images (N, 3, H, W) live on the net's device (or on the host); the forward and backward
-// passes run on images.device(). The attribution arithmetic (noise, interpolation, accumulation) runs
-// on the host: inputs are built on the host, copied to the device in chunks of at most `batch`
-// images, and each input gradient is copied back. The results are host vectors (like
+// passes run on images.device(), in chunks of at most `batch` inputs. SmoothGrad's noisy copies and
+// integrated gradients' interpolation points are built on that device and their gradients summed
+// there in double (DeviceRows: random_normal, lerp, accumulate_scaled), with the rounding of a host
+// loop, so the bits do not depend on where that arithmetic runs; the sum is read back once per image.
+// The plain gradient copies each chunk's input gradient back. The results are host vectors (like
 // analysis/features.hpp), images in the normalised input space of the network.
 //
 // Determinism: the chunks, the interpolation points and the noise (Philox, keyed by (seed, image,
@@ -37,6 +39,8 @@
 #include "fovea/core/tensor.hpp"
 #include "fovea/cpu/augment.hpp"  // ChannelStats, kDrStats
 #include "fovea/nn/layer.hpp"
+#include "fovea/ops/elementwise.hpp"
+#include "fovea/ops/random.hpp"
 
 namespace fovea::analysis {
 
@@ -212,7 +216,23 @@ class GradientRunner {
     if (input_.device() != device_ || input_.data() == nullptr) input_ = Tensor(shape, device_);
     else input_.resize(shape);
     copy(CView(rows, shape, Device::cpu()), input_.view());
-    CView out = net_.forward(input_.view());  // (b, K)
+    const CView dx = pass(input_.view(), targets, logits, grads != nullptr);
+    if (grads != nullptr) copy(dx, View(grads, shape, Device::cpu()));
+  }
+
+  // The same for inputs already on the runner's device: (b, C, H, W), kept alive by the caller until
+  // the work queued on the device is done. Returns the input gradient on the device, valid until the
+  // next call.
+  CView run_on_device(CView inputs, std::span<const int> targets, double* logits) {
+    FOVEA_CHECK(inputs.device() == device_, "attribution: inputs on ", inputs.device().str(), ", net on ",
+                device_.str());
+    return pass(inputs, targets, logits, true);
+  }
+
+ private:
+  CView pass(CView input, std::span<const int> targets, double* logits, bool want_grads) {
+    const std::int64_t b = input.shape()[0];
+    CView out = net_.forward(input);  // (b, K)
     FOVEA_CHECK(out.shape().rank() == 2 && out.shape()[0] == b,
                 "attribution: the net must give (N, K) logits, got ", out.shape().str());
     const std::int64_t k = out.shape()[1];
@@ -229,17 +249,16 @@ class GradientRunner {
     else dlogits_.resize(out.shape());
     copy(CView(onehot_.data(), out.shape(), Device::cpu()), dlogits_.view());
     CView dx = net_.backward(dlogits_.view());
-    if (grads == nullptr) {
+    if (!want_grads) {
       if (!device_.is_cpu()) synchronize(device_);  // dlogits_ must outlive the queued backward
-      return;
+      return CView();
     }
     FOVEA_CHECK(input_grad_ && dx.data() != nullptr,
                 "attribution: the net returned no input gradient (nn::set_input_grad)");
-    check_same_shape("attribution", "input gradient", dx.shape(), "input", shape);
-    copy(dx, View(grads, shape, Device::cpu()));
+    check_same_shape("attribution", "input gradient", dx.shape(), "input", input.shape());
+    return dx;
   }
 
- private:
   Net& net_;
   Device device_;
   std::int64_t c_, h_, w_;
@@ -285,6 +304,40 @@ inline AttributionMaps empty_maps(const Images& im) {
 inline void check_batch(int batch, const char* what) {
   FOVEA_CHECK(batch >= 1, what, ": batch must be >= 1, got ", batch);
 }
+
+// The device side of SmoothGrad and integrated gradients, on the net's device: one image and its
+// baseline, `chunk` rows of inputs built from them, and the double accumulator of the gradients.
+// The rows and the sums are made by fovea ops with the host loops' rounding, so the maps have the
+// same bits as when this ran on the host (and only gradients, not the rows, cross to the device's
+// host side: one read of the accumulator per image).
+class DeviceRows {
+ public:
+  DeviceRows(const Images& im, int chunk)
+      : size_(im.size()),
+        shape_{1, im.c, im.h, im.w},
+        image_(shape_, im.device),
+        baseline_(shape_, im.device),
+        rows_(Shape{chunk, im.c, im.h, im.w}, im.device),
+        acc_(double_accumulator(im.size(), im.device)) {}
+
+  CView upload_image(const float* x) { return upload(x, image_); }
+  CView upload_baseline(const float* x) { return upload(x, baseline_); }
+  View row(int j) { return View(rows_.data() + j * size_, shape_, rows_.device()); }
+  CView rows(int b) const {
+    return CView(rows_.data(), Shape{b, shape_.c(), shape_.h(), shape_.w()}, rows_.device());
+  }
+  CView of(CView batch, int j) const { return CView(batch.data() + j * size_, shape_, batch.device()); }
+  View acc() { return acc_.view(); }
+
+ private:
+  CView upload(const float* x, Tensor& t) {
+    copy(CView(x, shape_, Device::cpu()), t.view());
+    return t.view();
+  }
+  std::int64_t size_;
+  Shape shape_;
+  Tensor image_, baseline_, rows_, acc_;
+};
 
 // Plain gradients of whole images, in chunks of `batch` images.
 template <class Net>
@@ -397,40 +450,36 @@ AttributionMaps smoothgrad(Net& net, CView images, std::span<const int> targets,
   AttributionMaps m = detail::empty_maps(im);
   const std::int64_t size = im.size();
   const int chunk = std::min(opt.batch, opt.samples);
-  std::vector<float> rows(static_cast<std::size_t>(chunk * size)), grads(rows.size());
+  detail::DeviceRows dev(im, chunk);
   std::vector<int> chunk_targets(static_cast<std::size_t>(chunk));
-  std::vector<double> acc(static_cast<std::size_t>(size));
   for (std::int64_t n = 0; n < im.n; ++n) {
     const float* x = im.image(n);
     const auto [lo, hi] = std::minmax_element(x, x + size);
     const float sigma = opt.sigma_fraction * (*hi - *lo);
-    std::fill(acc.begin(), acc.end(), 0.0);
+    const CView xd = dev.upload_image(x);
     std::fill(chunk_targets.begin(), chunk_targets.end(), targets[static_cast<std::size_t>(n)]);
     for (int s0 = 0; s0 < opt.samples; s0 += chunk) {
       const int b = std::min(chunk, opt.samples - s0);
-      for (int j = 0; j < b; ++j) {
+      for (int j = 0; j < b; ++j) {  // x + sigma z: the product rounded, then the sum (as on the host)
         const RandomKey key = make_key(opt.seed, kPurposeNoise, 0, static_cast<std::uint32_t>(n),
                                        static_cast<std::uint32_t>(s0 + j));
-        float* row = rows.data() + j * size;
-        for (std::int64_t i = 0; i < size; ++i)
-          row[i] = x[i] + sigma * normal(key, static_cast<std::uint64_t>(i));
+        random_normal(dev.row(j), key, 0.0f, sigma);
+        add(xd, dev.row(j), dev.row(j));
       }
-      runner.run(rows.data(), b, std::span<const int>(chunk_targets).first(static_cast<std::size_t>(b)),
-                 grads.data(), nullptr);
-      for (int j = 0; j < b; ++j)
-        for (std::int64_t i = 0; i < size; ++i)
-          acc[static_cast<std::size_t>(i)] += grads[static_cast<std::size_t>(j * size + i)];
+      const CView grads = runner.run_on_device(
+          dev.rows(b), std::span<const int>(chunk_targets).first(static_cast<std::size_t>(b)), nullptr);
+      for (int j = 0; j < b; ++j) accumulate_scaled(dev.of(grads, j), 1.0, dev.acc(), s0 + j == 0);
     }
+    const std::vector<double> acc = read_double_accumulator(dev.acc());
     float* out = m.raw.data() + n * size;
     for (std::int64_t i = 0; i < size; ++i)
       out[i] = static_cast<float>(acc[static_cast<std::size_t>(i)] / opt.samples);
   }
   // f_target(x) without noise.
-  std::vector<float> unused(static_cast<std::size_t>(std::min<std::int64_t>(opt.batch, im.n) * size));
   for (std::int64_t i0 = 0; i0 < im.n; i0 += opt.batch) {
     const std::int64_t b = std::min<std::int64_t>(opt.batch, im.n - i0);
     runner.run(im.image(i0), b, targets.subspan(static_cast<std::size_t>(i0), static_cast<std::size_t>(b)),
-               unused.data(), m.target_logit.data() + i0);
+               nullptr, m.target_logit.data() + i0);
   }
   detail::fill_heatmap(m);
   return m;
@@ -450,33 +499,25 @@ AttributionMaps integrated_gradients(Net& net, CView images, std::span<const int
   m.baseline_logit.assign(static_cast<std::size_t>(im.n), 0.0);
   const std::int64_t size = im.size();
   const int chunk = std::min(opt.batch, opt.steps);
-  const auto rows_needed = static_cast<std::size_t>(std::max(chunk, 2) * size);
-  std::vector<float> rows(rows_needed), grads(rows_needed);
+  detail::DeviceRows dev(im, chunk);
+  std::vector<float> rows(static_cast<std::size_t>(2 * size));
   std::vector<int> chunk_targets(static_cast<std::size_t>(std::max(chunk, 2)));
-  std::vector<double> acc(static_cast<std::size_t>(size));
   for (std::int64_t n = 0; n < im.n; ++n) {
     const float* x = im.image(n);
     const std::vector<float> base = ig_baseline({x, static_cast<std::size_t>(size)}, im.c, im.h, im.w, opt);
-    std::fill(acc.begin(), acc.end(), 0.0);
+    const CView xd = dev.upload_image(x), bd = dev.upload_baseline(base.data());
     std::fill(chunk_targets.begin(), chunk_targets.end(), targets[static_cast<std::size_t>(n)]);
     for (int s0 = 0; s0 < opt.steps; s0 += chunk) {
       const int b = std::min(chunk, opt.steps - s0);
-      for (int j = 0; j < b; ++j) {
-        const auto alpha = static_cast<float>(q.alphas[static_cast<std::size_t>(s0 + j)]);
-        float* row = rows.data() + j * size;
-        for (std::int64_t i = 0; i < size; ++i) {
-          const float b0 = base[static_cast<std::size_t>(i)];
-          row[i] = b0 + alpha * (x[i] - b0);
-        }
-      }
-      runner.run(rows.data(), b, std::span<const int>(chunk_targets).first(static_cast<std::size_t>(b)),
-                 grads.data(), nullptr);
-      for (int j = 0; j < b; ++j) {
-        const double w = q.weights[static_cast<std::size_t>(s0 + j)];
-        for (std::int64_t i = 0; i < size; ++i)
-          acc[static_cast<std::size_t>(i)] += w * grads[static_cast<std::size_t>(j * size + i)];
-      }
+      for (int j = 0; j < b; ++j)
+        lerp(bd, xd, static_cast<float>(q.alphas[static_cast<std::size_t>(s0 + j)]), dev.row(j));
+      const CView grads = runner.run_on_device(
+          dev.rows(b), std::span<const int>(chunk_targets).first(static_cast<std::size_t>(b)), nullptr);
+      for (int j = 0; j < b; ++j)
+        accumulate_scaled(dev.of(grads, j), q.weights[static_cast<std::size_t>(s0 + j)], dev.acc(),
+                          s0 + j == 0);
     }
+    const std::vector<double> acc = read_double_accumulator(dev.acc());
     float* out = m.raw.data() + n * size;
     for (std::int64_t i = 0; i < size; ++i)
       out[i] = static_cast<float>((double(x[i]) - base[static_cast<std::size_t>(i)]) *
@@ -485,7 +526,7 @@ AttributionMaps integrated_gradients(Net& net, CView images, std::span<const int
     std::copy_n(x, size, rows.begin());
     std::copy(base.begin(), base.end(), rows.begin() + size);
     double logits[2];
-    runner.run(rows.data(), 2, std::span<const int>(chunk_targets).first(2), grads.data(), logits);
+    runner.run(rows.data(), 2, std::span<const int>(chunk_targets).first(2), nullptr, logits);
     m.target_logit[static_cast<std::size_t>(n)] = logits[0];
     m.baseline_logit[static_cast<std::size_t>(n)] = logits[1];
   }

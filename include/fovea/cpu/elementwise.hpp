@@ -39,5 +39,21 @@ inline void add(CView a, CView b, View out) { map(math::Add{}, out, a, b); }
 inline void multiply(CView a, CView b, View out) { map(math::Multiply{}, out, a, b); }
 inline void relu_forward(CView x, View y) { map(math::Relu{}, y, x); }
 inline void relu_backward(CView x, CView dy, View dx) { map(math::ReluBackward{}, dx, x, dy); }
+inline void lerp(CView a, CView b, float t, View out) { map(math::Lerp{t}, out, a, b); }
+
+inline void accumulate_scaled(CView x, double weight, View acc, bool start) {
+  auto* a = reinterpret_cast<double*>(acc.data());
+  const float* xs = x.data();
+  const std::int64_t n = x.numel();
+  const std::int64_t chunks = (n + kMapChunk - 1) / kMapChunk;
+  parallel_for(
+      chunks,
+      [&](std::int64_t first, std::int64_t last) {
+        const std::int64_t end = std::min(n, last * kMapChunk);
+        for (std::int64_t i = first * kMapChunk; i < end; ++i)
+          a[i] = (start ? 0.0 : a[i]) + math::dmul_rn(weight, xs[i]);
+      },
+      kParallelMinWork / 8);
+}
 
 }  // namespace fovea::cpu

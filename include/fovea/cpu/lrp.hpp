@@ -37,7 +37,7 @@ inline void lrp_mean_share(CView x, CView r, float epsilon, View out) {
           for (std::int64_t i = 0; i < n; ++i) mean += xp[i];
           mean /= static_cast<double>(n);
           const double ratio = rs[p] / math::lrp_stabilise(mean, epsilon) / static_cast<double>(n);
-          for (std::int64_t i = 0; i < n; ++i) o[p * n + i] = static_cast<float>(math::mul_rn(xp[i], ratio));
+          for (std::int64_t i = 0; i < n; ++i) o[p * n + i] = static_cast<float>(math::dmul_rn(xp[i], ratio));
         }
       },
       2 * n);

@@ -17,6 +17,8 @@ void add(CView a, CView b, View out);
 void multiply(CView a, CView b, View out);
 void relu_forward(CView x, View y);
 void relu_backward(CView x, CView dy, View dx);
+void lerp(CView a, CView b, float t, View out);
+void accumulate_scaled(CView x, double weight, View acc, bool start);
 
 void reduce(CView x, int axis, View out, ReduceKind kind);
 

@@ -3,6 +3,9 @@
 // Outputs may alias an input exactly (in place); partial overlap is not allowed.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "fovea/core/tensor.hpp"
 #include "fovea/cpu/elementwise.hpp"
 #include "fovea/cuda/ops.hpp"
@@ -69,6 +72,41 @@ inline void relu_backward(CView x, CView dy, View dx) {
   detail::check_binary("relu_backward", "x", x, "dy", dy, dx);
   if (dx.device().is_cuda()) FOVEA_CUDA_CALL(cuda::relu_backward(x, dy, dx));
   else cpu::relu_backward(x, dy, dx);
+}
+
+// lerp: out[i] = a[i] + t (b[i] - a[i]), the product rounded on its own (the same bits on the CPU and
+// the GPU).  Requires: a, b, out of one shape and device.
+inline void lerp(CView a, CView b, float t, View out) {
+  detail::check_binary("lerp", "a", a, "b", b, out);
+  if (out.device().is_cuda()) FOVEA_CUDA_CALL(cuda::lerp(a, b, t, out));
+  else cpu::lerp(a, b, t, out);
+}
+
+// accumulate_scaled: a sum in double over calls. acc holds x.numel() doubles in the storage of 2
+// x.numel() floats (make one with double_accumulator); each call sets acc[i] = (start ? 0 : acc[i])
+// + weight * x[i], the product rounded on its own, so a sequence of calls gives the same bits on the
+// CPU and the GPU (and as a host loop `double s = 0; s += weight * x` would). Read the result with
+// read_double_accumulator.  Requires: acc a contiguous 1-D view of 2 x.numel() floats, 8-byte
+// aligned, on x's device.
+inline void accumulate_scaled(CView x, double weight, View acc, bool start) {
+  FOVEA_CHECK(acc.shape() == Shape{2 * x.numel()}, "accumulate_scaled: accumulator ", acc.shape().str(),
+              " for ", x.numel(), " values (it needs 2 floats per value)");
+  FOVEA_CHECK(reinterpret_cast<std::uintptr_t>(acc.data()) % alignof(double) == 0,
+              "accumulate_scaled: the accumulator is not 8-byte aligned");
+  check_same_device("accumulate_scaled", "x", x.device(), "accumulator", acc.device());
+  if (acc.device().is_cuda()) FOVEA_CUDA_CALL(cuda::accumulate_scaled(x, weight, acc, start));
+  else cpu::accumulate_scaled(x, weight, acc, start);
+}
+
+// An accumulator of n doubles for accumulate_scaled, on `device` (its contents start undefined: the
+// first call passes start = true).
+inline Tensor double_accumulator(std::int64_t n, Device device) { return Tensor(Shape{2 * n}, device); }
+
+// The doubles of an accumulator, on the host (waits for the work queued on its device).
+inline std::vector<double> read_double_accumulator(CView acc) {
+  std::vector<double> out(static_cast<std::size_t>(acc.numel() / 2));
+  if (!out.empty()) copy(acc, View(reinterpret_cast<float*>(out.data()), acc.shape(), Device::cpu()));
+  return out;
 }
 
 // A tensor of `shape` on `device` with every element `value`.

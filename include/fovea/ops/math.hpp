@@ -45,16 +45,30 @@ struct MaxReduce {
   FOVEA_HD float operator()(float a, float b) const { return (a > b || a != a) ? a : b; }
 };
 
-// Layer-wise relevance propagation (analysis/lrp.hpp, ops/lrp.hpp). The ratios run in double, so
-// the CPU and the GPU round them alike; products are rounded one at a time (no contraction into an
-// FMA on the device), so both backends give the same bits.
-FOVEA_HD double mul_rn(double a, double b) {
+// Products rounded on their own: nvcc would contract a * b + c into one fma (g++ for x86-64 without
+// -march does not), so functors that must give the same bits on both backends round products here.
+FOVEA_HD double dmul_rn(double a, double b) {
 #ifdef __CUDA_ARCH__
   return __dmul_rn(a, b);
 #else
   return a * b;
 #endif
 }
+FOVEA_HD float fmul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+struct Lerp {  // inputs (a, b): a + t (b - a), the product rounded on its own
+  float t;
+  FOVEA_HD float operator()(float a, float b) const { return a + fmul_rn(t, b - a); }
+};
+
+// Layer-wise relevance propagation (analysis/lrp.hpp, ops/lrp.hpp). The ratios run in double, so
+// the CPU and the GPU round them alike; products are rounded one at a time (dmul_rn), so both
+// backends give the same bits.
 // stab(z) = z + epsilon sign(z), sign(0) = +1.
 FOVEA_HD double lrp_stabilise(double z, double epsilon) { return z + (z >= 0 ? epsilon : -epsilon); }
 struct LrpRatio {  // inputs (r, z): r / stab(z)
@@ -67,12 +81,12 @@ struct LrpShare {  // inputs (a, b, r): a r / stab(a + b), a's share of the rele
   float epsilon;
   FOVEA_HD float operator()(float a, float b, float r) const {
     const double ratio = static_cast<double>(r) / lrp_stabilise(static_cast<double>(a) + b, epsilon);
-    return static_cast<float>(mul_rn(a, ratio));
+    return static_cast<float>(dmul_rn(a, ratio));
   }
 };
 struct LrpBoxInput {  // inputs (x, cx, lo, cl, hi, ch): x cx - lo cl - hi ch (the z^B rule's last step)
   FOVEA_HD float operator()(float x, float cx, float lo, float cl, float hi, float ch) const {
-    return static_cast<float>(mul_rn(x, cx) - mul_rn(lo, cl) - mul_rn(hi, ch));
+    return static_cast<float>(dmul_rn(x, cx) - dmul_rn(lo, cl) - dmul_rn(hi, ch));
   }
 };
 struct LrpBoxDenominator {  // inputs (zx, zl, zh): zx - zl - zh (the z^B rule's denominator)
