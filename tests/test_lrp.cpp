@@ -372,6 +372,110 @@ TEST(Lrp, BatchingDoesNotChangeTheBitsAndTheDefaultRulesConserveRelevance) {
   }
 }
 
+// ---- a rule of the user's for a layer type of their own ------------------------------------------
+
+// y = gain x: a leaf type fovea has no LRP rule for.
+class TestGain : public ParameterFree {
+ public:
+  explicit TestGain(float gain = 2.0f) : gain_(gain) {}
+  static constexpr std::string_view kind_name() { return "TestGain"; }
+  Shape output_shape(const Shape& in) const { return in; }
+  Shape setup(const Shape& in, Device) { return in; }
+  CView forward(CView x) {
+    View y = act_.output_for(x.shape(), x.device());
+    scale(x, gain_, y);
+    return y;
+  }
+  CView backward(CView dy) {
+    View dx = act_.input_grad_for(dy.shape(), dy.device());
+    scale(dy, gain_, dx);
+    return dx;
+  }
+  void release_input_grad() { act_.release_input_grad(); }
+  bool keeps_input() const { return false; }
+  float gain() const { return gain_; }
+
+ private:
+  Activations act_;
+  float gain_;
+};
+
+int gain_rule_calls = 0;
+bool gain_rule_wrong_shape = false;
+
+}  // namespace
+}  // namespace fovea
+
+// The z-rule of y = gain x: R_in = x gain r / stab(y) (= r up to epsilon).
+template <>
+struct fovea::analysis::LrpLeafRule<fovea::TestGain> {
+  static Tensor relevance(TestGain& layer, const LrpLeaf& leaf, const Tensor& r) {
+    ++gain_rule_calls;
+    EXPECT_EQ(leaf.input.shape(), leaf.output.shape());
+    Tensor s(r.shape(), r.device());
+    lrp_ratio(r, leaf.output, leaf.options.epsilon, s);
+    Tensor out(gain_rule_wrong_shape ? Shape{1} : leaf.input.shape(), r.device());
+    if (gain_rule_wrong_shape) return out;
+    multiply(leaf.input, s, out);
+    scale(out, layer.gain(), out);
+    return out;
+  }
+};
+
+namespace fovea {
+namespace {
+
+// A network with the gain layer (bare and named) against the same network without it and with the
+// head's weights doubled instead: the same logits, and with the rule the same LRP maps (the ratios
+// do not see a common scale, up to epsilon).
+TEST(Lrp, RulesForLayersOfYourOwn) {
+  Sequential<Conv2d, ReLU, TestGain, GlobalAvgPool, Flatten, Linear> with_gain{
+      Conv2d(6, 3, 3, 1, 1), ReLU(), TestGain(2.0f), GlobalAvgPool(), Flatten(), Linear(3)};
+  Sequential<Conv2d, ReLU, Named<"gain", TestGain>, GlobalAvgPool, Flatten, Linear> named_gain{
+      Conv2d(6, 3, 3, 1, 1), ReLU(), TestGain(2.0f), GlobalAvgPool(), Flatten(), Linear(3)};
+  Sequential<Conv2d, ReLU, GlobalAvgPool, Flatten, Linear> plain{Conv2d(6, 3, 3, 1, 1), ReLU(),
+                                                                 GlobalAvgPool(), Flatten(), Linear(3)};
+  Tensor x(Shape{2, 3, 9, 9});
+  random_normal(x, RandomKey{.seed = 8}, 0.0f, 1.0f);
+  with_gain.setup(x.shape(), Device::cpu());
+  named_gain.setup(x.shape(), Device::cpu());
+  plain.setup(x.shape(), Device::cpu());
+  nn::initialize(with_gain, 4);
+  nn::initialize(named_gain, 4);
+  nn::initialize(plain, 4);
+  plain.get<4>().visit_parameters("", [](const std::string& n, Parameter& p) {
+    if (n == "weight") scale(p.value, 2.0f, p.value);
+  });
+  const std::vector<int> targets{2, 0};
+  const LrpOptions opt{.rule = LrpRule::epsilon, .input = LrpInputRule::flat, .epsilon = 1e-9f};
+  gain_rule_calls = 0;
+  const AttributionMaps a = lrp(with_gain, x, targets, opt);
+  EXPECT_EQ(gain_rule_calls, 1);
+  const AttributionMaps b = lrp(named_gain, x, targets, opt);
+  EXPECT_EQ(gain_rule_calls, 2);
+  const AttributionMaps c = lrp(plain, x, targets, opt);
+  for (std::size_t n = 0; n < 2; ++n) EXPECT_NEAR(a.target_logit[n], c.target_logit[n], 1e-5);
+  EXPECT_EQ(a.raw, b.raw);
+  double largest = 0, worst = 0;
+  for (std::size_t i = 0; i < c.raw.size(); ++i) {
+    largest = std::max(largest, std::fabs(double(c.raw[i])));
+    worst = std::max(worst, std::fabs(double(a.raw[i]) - c.raw[i]));
+  }
+  EXPECT_GT(largest, 0.0);
+  EXPECT_LT(worst, 1e-5 * largest);
+  // A rule that returns the wrong shape is an error naming the layer.
+  gain_rule_wrong_shape = true;
+  try {
+    lrp(with_gain, x, targets, opt);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the rule of layer '2' (TestGain) gave relevance (1)"),
+              std::string::npos)
+        << e.what();
+  }
+  gain_rule_wrong_shape = false;
+}
+
 TEST(Lrp, UnsupportedLayoutsAndBadTargetsAreClearErrors) {
   Sequential<Conv2d, ReLU, BatchNorm2d, GlobalAvgPool, Flatten, Linear> net{
       Conv2d(4, 3, 1, 1), ReLU(), BatchNorm2d(1e-5f), GlobalAvgPool(), Flatten(), Linear(2)};

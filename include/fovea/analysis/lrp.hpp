@@ -27,6 +27,7 @@
 //   - Residual blocks y = relu(b + s): R_b = b R / stab(b + s), R_s = s R / stab(b + s) (the epsilon
 //     rule of the sum), then each branch backwards, and the two input relevances add.
 // A BatchNorm2d that does not follow a Conv2d in a Sequential is not supported (an error names it).
+//   - A leaf type of your own: the rule you give it by specialising LrpLeafRule (below).
 //
 // With rule = epsilon, input = epsilon and a tiny epsilon, LRP equals gradient x input for ReLU
 // networks (biases included: R_j / x_j is then the gradient at every layer): tests/test_lrp.cpp
@@ -52,6 +53,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <map>
 #include <span>
@@ -103,6 +105,33 @@ struct LrpOptions {
   int batch = 8;                           // images per forward (the captured activations scale with it)
 };
 
+// What a rule of your own (LrpLeafRule) gets for its layer: what the forward pass left.
+struct LrpLeaf {
+  std::string path;  // the layer's state-dict path ("layer4.1.act", "head.2")
+  CView input;       // the layer's input and output in the forward pass, on the net's device
+  CView output;
+  const LrpOptions& options;  // epsilon (for lrp_ratio), the rule settings
+};
+
+// LRP for a leaf type of your own (any layer the tap sees as a leaf). The primary template has no
+// rule, so a network with a leaf type that neither fovea nor you cover fails to compile, naming it.
+// Specialise it for your type L:
+//   template <> struct fovea::analysis::LrpLeafRule<MyLayer> {
+//     static Tensor relevance(MyLayer& layer, const LrpLeaf& leaf, const Tensor& r);
+//   };
+// r is the relevance at the layer's output (leaf.output's shape); return the relevance at its input
+// (leaf.input's shape), on the same device. The ops of ops/lrp.hpp and ops/elementwise.hpp build the
+// usual rules, e.g. the z-rule of an element-wise map y = g(x) through 0: R_in = x g'(x) r / stab(y)
+// (lrp_ratio, then multiply). A specialisation takes precedence over fovea's own rule for that exact
+// type, so it can also replace one.
+template <class L>
+struct LrpLeafRule {};
+
+template <class L>
+concept HasLrpLeafRule = requires(L& layer, const LrpLeaf& leaf, const Tensor& r) {
+  { LrpLeafRule<L>::relevance(layer, leaf, r) } -> std::convertible_to<Tensor>;
+};
+
 namespace detail {
 
 // Composite detection through derived-to-base deduction (ResNet blocks derive from Residual,
@@ -140,6 +169,15 @@ inline constexpr bool kIsOptional = is_optional(static_cast<const L*>(nullptr));
 template <class L>
 inline constexpr bool kDependentFalse = false;
 
+// A Named wrapper (nn::Named: `Inner` the wrapped type) of a type with a rule of the user's.
+template <class L>
+constexpr bool has_user_rule_inside() {
+  if constexpr (requires { typename L::Inner; }) return HasLrpLeafRule<typename L::Inner>;
+  else return false;
+}
+template <class L>
+inline constexpr bool kHasUserRuleInside = has_user_rule_inside<L>();
+
 inline std::vector<float> host_values(CView t) {
   std::vector<float> v(static_cast<std::size_t>(t.numel()));
   if (!v.empty()) copy(t, View(v.data(), t.shape(), Device::cpu()));
@@ -175,7 +213,8 @@ class LrpEngine {
  public:
   LrpEngine(const LrpOptions& opt, Device device) : opt_(opt), device_(device) {}
 
-  // The tap callback: keep what the layer's rule will need.
+  // The tap callback: keep what the layer's rule will need (fovea's rules: the input, or for batch
+  // norm the output, or nothing; a layer of another type, whose rule is the user's: both).
   void capture(const nn::TapSite& site, CView x, CView y) {
     LrpCapture& c = captures_[site.layer];
     c.x_shape = x.shape();
@@ -184,8 +223,16 @@ class LrpEngine {
       copy(v, t.view());
       return t;
     };
-    if (site.type == "BatchNorm2d") c.y = clone(y);
-    else if (site.type != "ReLU" && site.type != "Flatten") c.x = clone(x);
+    const std::string& t = site.type;
+    if (t == "BatchNorm2d") {
+      c.y = clone(y);
+    } else if (t == "Conv2d" || t == "Linear" || t == "MaxPool2d" || t == "GlobalAvgPool" ||
+               t == "Identity") {
+      c.x = clone(x);
+    } else if (t != "ReLU" && t != "Flatten") {
+      c.x = clone(x);
+      c.y = clone(y);
+    }
   }
   void clear() { captures_.clear(); }
   void set_first_layer(const void* layer) { first_layer_ = layer; }
@@ -193,7 +240,11 @@ class LrpEngine {
   // Relevance at the input of `layer`, given the relevance R at its output (on device_).
   template <class L>
   Tensor relevance(L& layer, Tensor r, const std::string& path) {
-    if constexpr (kIsSequential<L>) {
+    if constexpr (HasLrpLeafRule<L>) {
+      return user_rule<L>(layer, &layer, r, path);
+    } else if constexpr (kHasUserRuleInside<L>) {  // Named<name, a type with a rule of its own>
+      return user_rule<typename L::Inner>(layer, &layer, r, path);
+    } else if constexpr (kIsSequential<L>) {
       return sequential<L::size()>(layer, std::move(r), path);
     } else if constexpr (kIsRepeat<L>) {
       Tensor cur = std::move(r);
@@ -226,11 +277,29 @@ class LrpEngine {
     } else if constexpr (std::is_base_of_v<nn::Linear, L>) {
       return linear(static_cast<nn::Linear&>(layer), r, path);
     } else {
-      static_assert(kDependentFalse<L>, "fovea lrp: no relevance rule for this layer type");
+      static_assert(
+          kDependentFalse<L>,
+          "fovea lrp: no relevance rule for this layer type: specialise fovea::analysis::LrpLeafRule "
+          "for it (docs/attribution.md, 'Rules for your own layers')");
     }
   }
 
  private:
+  // A rule of the user's (LrpLeafRule<R>) for `layer` (an R, or a Named wrapper of one).
+  template <class R>
+  Tensor user_rule(R& layer, const void* key, const Tensor& r, const std::string& path) {
+    const LrpCapture& c = get(key, path);
+    FOVEA_CHECK(c.x.data() != nullptr && c.y.data() != nullptr, "lrp: no input and output kept for layer '",
+                path, "' (", R::kind_name(), "): its kind name must differ from those of fovea's layers");
+    FOVEA_CHECK(r.shape() == c.y.shape(), "lrp: relevance ", r.shape().str(), " at the output ",
+                c.y.shape().str(), " of layer '", path, "'");
+    Tensor in = LrpLeafRule<R>::relevance(layer, LrpLeaf{path, c.x, c.y, opt_}, r);
+    FOVEA_CHECK(in.shape() == c.x.shape() && in.device() == device_, "lrp: the rule of layer '", path, "' (",
+                R::kind_name(), ") gave relevance ", in.shape().str(), " on ", in.device().str(),
+                " for its input ", c.x.shape().str(), " on ", device_.str());
+    return in;
+  }
+
   const LrpCapture& get(const void* layer, const std::string& path) const {
     const auto it = captures_.find(layer);
     FOVEA_CHECK(it != captures_.end(), "lrp: layer '", path, "' did not run in the forward pass");
