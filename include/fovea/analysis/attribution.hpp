@@ -308,8 +308,8 @@ inline void check_batch(int batch, const char* what) {
 // The device side of SmoothGrad and integrated gradients, on the net's device: one image and its
 // baseline, `chunk` rows of inputs built from them, and the double accumulator of the gradients.
 // The rows and the sums are made by fovea ops with the host loops' rounding, so the maps have the
-// same bits as when this ran on the host (and only gradients, not the rows, cross to the device's
-// host side: one read of the accumulator per image).
+// same bits as when this ran on the host; nothing but the image, its baseline and, once per image,
+// the accumulator crosses between host and device.
 class DeviceRows {
  public:
   DeviceRows(const Images& im, int chunk)
