@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -420,6 +421,16 @@ TEST(Attribution, BadArgumentsAreClearErrors) {
   EXPECT_THROW(gradient(t.net, t.images, std::vector<int>{0, 1}), Error);
   EXPECT_THROW(integrated_gradients(t.net, t.images, t.targets, {.steps = 0}), Error);
   EXPECT_THROW(smoothgrad(t.net, t.images, t.targets, {.samples = 0}), Error);
+  Tensor with_inf = t.images.to(Device::cpu());
+  with_inf.data()[with_inf.numel() - 1] = std::numeric_limits<float>::infinity();
+  try {
+    smoothgrad(t.net, with_inf, t.targets);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("smoothgrad: image 2 has values that are not finite"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

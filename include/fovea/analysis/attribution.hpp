@@ -456,6 +456,8 @@ AttributionMaps smoothgrad(Net& net, CView images, std::span<const int> targets,
     const float* x = im.image(n);
     const auto [lo, hi] = std::minmax_element(x, x + size);
     const float sigma = opt.sigma_fraction * (*hi - *lo);
+    FOVEA_CHECK(std::isfinite(sigma), "smoothgrad: image ", n, " has values that are not finite (range ", *lo,
+                " to ", *hi, ")");
     const CView xd = dev.upload_image(x);
     std::fill(chunk_targets.begin(), chunk_targets.end(), targets[static_cast<std::size_t>(n)]);
     for (int s0 = 0; s0 < opt.samples; s0 += chunk) {
