@@ -15,21 +15,25 @@ namespace fovea::cpu {
 // costs more than a few microseconds of streaming).
 inline constexpr std::int64_t kMapChunk = 16384;
 
-// out[i] = f(in[i]...) for every i; out may alias an input exactly. Large maps run in chunks of
-// kMapChunk elements on the parallel loop (each element computed alike, so the result does not
-// depend on the thread count).
-template <class F, class... In>
-void map(const F& f, View out, In... in) {
-  float* o = out.data();
-  const std::int64_t n = out.numel();
+// body(i) for every i < n, in chunks of kMapChunk elements on the parallel loop (each element
+// computed alike, so the result does not depend on the thread count).
+template <class Body>
+void for_each_element(std::int64_t n, const Body& body) {
   const std::int64_t chunks = (n + kMapChunk - 1) / kMapChunk;
   parallel_for(
       chunks,
       [&](std::int64_t first, std::int64_t last) {
         const std::int64_t end = std::min(n, last * kMapChunk);
-        for (std::int64_t i = first * kMapChunk; i < end; ++i) o[i] = f(in.data()[i]...);
+        for (std::int64_t i = first * kMapChunk; i < end; ++i) body(i);
       },
       kParallelMinWork / 8);
+}
+
+// out[i] = f(in[i]...) for every i; out may alias an input exactly.
+template <class F, class... In>
+void map(const F& f, View out, In... in) {
+  float* o = out.data();
+  for_each_element(out.numel(), [&](std::int64_t i) { o[i] = f(in.data()[i]...); });
 }
 
 inline void fill(View out, float value) { map(math::Fill{value}, out); }
@@ -44,16 +48,8 @@ inline void lerp(CView a, CView b, float t, View out) { map(math::Lerp{t}, out, 
 inline void accumulate_scaled(CView x, double weight, View acc, bool start) {
   auto* a = reinterpret_cast<double*>(acc.data());
   const float* xs = x.data();
-  const std::int64_t n = x.numel();
-  const std::int64_t chunks = (n + kMapChunk - 1) / kMapChunk;
-  parallel_for(
-      chunks,
-      [&](std::int64_t first, std::int64_t last) {
-        const std::int64_t end = std::min(n, last * kMapChunk);
-        for (std::int64_t i = first * kMapChunk; i < end; ++i)
-          a[i] = (start ? 0.0 : a[i]) + math::dmul_rn(weight, xs[i]);
-      },
-      kParallelMinWork / 8);
+  for_each_element(x.numel(),
+                   [&](std::int64_t i) { a[i] = (start ? 0.0 : a[i]) + math::dmul_rn(weight, xs[i]); });
 }
 
 }  // namespace fovea::cpu
