@@ -21,7 +21,18 @@ inline std::vector<std::vector<Shape>> lrp_map_shapes(int arity) {
   return out;
 }
 
+// A reference for an element-wise op: y[i] = f(x, i), x the inputs.
+template <class F>
+Reference lrp_map_reference(F f) {
+  return [f](const std::vector<std::vector<double>>& x, const std::vector<Shape>&) {
+    std::vector<double> y(x[0].size());
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = f(x, i);
+    return y;
+  };
+}
+
 inline std::vector<OpCase> lrp_cases() {
+  using X = std::vector<std::vector<double>>;
   constexpr float kEps = 0.05f;
   const double eps = kEps;
   std::vector<OpCase> cases;
@@ -30,11 +41,8 @@ inline std::vector<OpCase> lrp_cases() {
     c.name = "lrp_ratio";
     c.input_shapes = lrp_map_shapes(2);
     c.run = [](const Inputs& in, View out) { lrp_ratio(in[0], in[1], kEps, out); };
-    c.reference = [eps](const std::vector<std::vector<double>>& x, const std::vector<Shape>&) {
-      std::vector<double> y(x[0].size());
-      for (std::size_t i = 0; i < y.size(); ++i) y[i] = x[0][i] / lrp_stab_reference(x[1][i], eps);
-      return y;
-    };
+    c.reference = lrp_map_reference(
+        [eps](const X& x, std::size_t i) { return x[0][i] / lrp_stab_reference(x[1][i], eps); });
     c.cuda_tol = {0, 0};
     cases.push_back(c);
   }
@@ -43,12 +51,9 @@ inline std::vector<OpCase> lrp_cases() {
     c.name = "lrp_share";
     c.input_shapes = lrp_map_shapes(3);
     c.run = [](const Inputs& in, View out) { lrp_share(in[0], in[1], in[2], kEps, out); };
-    c.reference = [eps](const std::vector<std::vector<double>>& x, const std::vector<Shape>&) {
-      std::vector<double> y(x[0].size());
-      for (std::size_t i = 0; i < y.size(); ++i)
-        y[i] = x[0][i] * x[2][i] / lrp_stab_reference(x[0][i] + x[1][i], eps);
-      return y;
-    };
+    c.reference = lrp_map_reference([eps](const X& x, std::size_t i) {
+      return x[0][i] * x[2][i] / lrp_stab_reference(x[0][i] + x[1][i], eps);
+    });
     c.cuda_tol = {0, 0};
     cases.push_back(c);
   }
@@ -57,12 +62,8 @@ inline std::vector<OpCase> lrp_cases() {
     c.name = "lrp_box_input";
     c.input_shapes = lrp_map_shapes(6);
     c.run = [](const Inputs& in, View out) { lrp_box_input(in[0], in[1], in[2], in[3], in[4], in[5], out); };
-    c.reference = [](const std::vector<std::vector<double>>& x, const std::vector<Shape>&) {
-      std::vector<double> y(x[0].size());
-      for (std::size_t i = 0; i < y.size(); ++i)
-        y[i] = x[0][i] * x[1][i] - x[2][i] * x[3][i] - x[4][i] * x[5][i];
-      return y;
-    };
+    c.reference = lrp_map_reference(
+        [](const X& x, std::size_t i) { return x[0][i] * x[1][i] - x[2][i] * x[3][i] - x[4][i] * x[5][i]; });
     c.cuda_tol = {0, 0};
     cases.push_back(c);
   }
@@ -72,11 +73,7 @@ inline std::vector<OpCase> lrp_cases() {
     c.input_shapes = lrp_map_shapes(3);
     c.inputs = InputKind::integer;  // exact in float
     c.run = [](const Inputs& in, View out) { lrp_box_denominator(in[0], in[1], in[2], out); };
-    c.reference = [](const std::vector<std::vector<double>>& x, const std::vector<Shape>&) {
-      std::vector<double> y(x[0].size());
-      for (std::size_t i = 0; i < y.size(); ++i) y[i] = x[0][i] - x[1][i] - x[2][i];
-      return y;
-    };
+    c.reference = lrp_map_reference([](const X& x, std::size_t i) { return x[0][i] - x[1][i] - x[2][i]; });
     c.forward_tol = c.cuda_tol = {0, 0};
     cases.push_back(c);
   }
