@@ -13,7 +13,8 @@
 // integrated gradients' interpolation points are built on that device and their gradients summed
 // there in double (DeviceRows: random_normal, lerp, accumulate_scaled), with the rounding of a host
 // loop, so the bits do not depend on where that arithmetic runs; the sum is read back once per image.
-// The plain gradient copies each chunk's input gradient back. The results are host vectors (like
+// The plain gradient runs on chunks of the caller's images in place and copies each chunk's input
+// gradient back. The results are host vectors (like
 // analysis/features.hpp), images in the normalised input space of the network.
 //
 // Determinism: the chunks, the interpolation points and the noise (Philox, keyed by (seed, image,
@@ -271,8 +272,13 @@ struct Images {
   std::int64_t n = 0, c = 0, h = 0, w = 0;
   std::vector<float> host;  // (N, C, H, W)
   Device device;
+  CView source;  // the caller's images, on `device`
   std::int64_t size() const { return c * h * w; }
   const float* image(std::int64_t i) const { return host.data() + i * size(); }
+  // Images i0 .. i0 + b - 1 of the caller's tensor, on the device (no copy).
+  CView batch(std::int64_t i0, std::int64_t b) const {
+    return CView(source.data() + i0 * size(), Shape{b, c, h, w}, device);
+  }
 };
 
 inline Images to_host(CView images, std::span<const int> targets, const char* what) {
@@ -285,7 +291,8 @@ inline Images to_host(CView images, std::span<const int> targets, const char* wh
             images.shape().h(),
             images.shape().w(),
             std::vector<float>(static_cast<std::size_t>(images.numel())),
-            images.device()};
+            images.device(),
+            images};
   copy(images, View(im.host.data(), images.shape(), Device::cpu()));
   return im;
 }
@@ -345,8 +352,10 @@ void image_gradients(GradientRunner<Net>& runner, const Images& im, std::span<co
                      float* grads, double* logits) {
   for (std::int64_t i0 = 0; i0 < im.n; i0 += batch) {
     const std::int64_t b = std::min<std::int64_t>(batch, im.n - i0);
-    runner.run(im.image(i0), b, targets.subspan(static_cast<std::size_t>(i0), static_cast<std::size_t>(b)),
-               grads + i0 * im.size(), logits + i0);
+    const CView dx = runner.run_on_device(
+        im.batch(i0, b), targets.subspan(static_cast<std::size_t>(i0), static_cast<std::size_t>(b)),
+        logits + i0);
+    copy(dx, View(grads + i0 * im.size(), dx.shape(), Device::cpu()));
   }
 }
 

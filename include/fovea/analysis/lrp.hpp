@@ -583,14 +583,11 @@ AttributionMaps lrp(Net& net, CView images, std::span<const int> targets, const 
   tap.attach(net);
 
   AttributionMaps m = detail::empty_maps(im);
-  Tensor input;
   for (std::int64_t i0 = 0; i0 < im.n; i0 += opt.batch) {
     const std::int64_t b = std::min<std::int64_t>(opt.batch, im.n - i0);
     const Shape shape{b, im.c, im.h, im.w};
-    input = Tensor(shape, im.device);
-    copy(CView(im.image(i0), shape, Device::cpu()), input.view());
     engine.clear();
-    const CView out = net.forward(input.view());
+    const CView out = net.forward(im.batch(i0, b));
     FOVEA_CHECK(out.shape().rank() == 2 && out.shape()[0] == b, "lrp: the net must give (N, K) logits, got ",
                 out.shape().str());
     const std::int64_t k = out.shape()[1];
