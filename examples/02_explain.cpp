@@ -4,7 +4,8 @@
 //   build/default/examples/example_02_explain [--weights FILE] [--device cuda] [--images N]
 // FILE: a ResNet-18 (width 0.25, small stem, 5 grades) as `scripts/study` leaves it in
 // runs/study/finetune_simclr/best.safetensors. Without one the network keeps its random
-// initialisation, and its maps score near the chance level printed last.
+// initialisation, and its maps score near the chance level printed last. Exit status 77 (a test
+// harness's "skipped") when --device cuda is asked for and no CUDA device can be used.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -36,6 +37,10 @@ int main(int argc, char** argv) {
   }
   try {
     const Device device = Device::parse(device_name);
+    if (device.is_cuda() && !cuda_available()) {
+      std::fprintf(stderr, "no CUDA device: %s\n", cuda_unavailable_reason().c_str());
+      return 77;
+    }
     FOVEA_CHECK(n >= 1 && n <= 64, "--images must be 1..64, got ", n);
     constexpr int kSize = 64;  // the main job's image size
     const std::int64_t hw = std::int64_t{kSize} * kSize;
