@@ -197,6 +197,7 @@ void register_contrastive_benchmarks(Device device);
 void register_resnet_benchmarks(Device device);
 void register_decode_benchmarks(Device device);
 void register_attribution_benchmarks(Device device);
+void register_features_benchmarks(Device device);
 void register_corruption_benchmarks(Device device);
 
 // Element counts a suite runs on `device`.

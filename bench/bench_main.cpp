@@ -55,6 +55,7 @@ void register_all(Device device) {
   register_resnet_benchmarks(device);
   register_decode_benchmarks(device);
   register_attribution_benchmarks(device);
+  register_features_benchmarks(device);
   register_corruption_benchmarks(device);
 }
 

@@ -17,3 +17,4 @@
 #include "augment.cuh"
 #include "corruptions.cuh"
 #include "lrp.cuh"
+#include "gram.cuh"

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fovea/analysis/features.hpp"
+#include "fovea/analysis/features_device.hpp"
 #include "fovea/core/error.hpp"
 #include "fovea/core/parallel.hpp"
 
@@ -208,6 +209,41 @@ TEST(FeatureGram, PartsAddUp) {
   add_to_feature_gram(sum, view(b, n, f2), true);
   const Gram whole = feature_gram(view(both, n, f1 + f2), true);
   expect_all_near(sum.values, whole.values, 1e-12 * max_abs(whole.values), "parts vs whole");
+}
+
+// The tensor-view overload on the CPU is the FeatureMatrix one (same bits, same constant count); a
+// layer's batches copied with copy_feature_columns into a (samples, features) buffer give the Gram of
+// the whole matrix.
+TEST(FeatureGram, TensorViewsOnTheCpu) {
+  const std::int64_t n = 11, f = 3 * 4 * 5;
+  Floats x = gaussian(n, f, 21);
+  for (std::int64_t i = 0; i < n; ++i) x[static_cast<std::size_t>(i * f + 7)] = 2.0f;  // constant
+  for (bool standardise : {false, true}) {
+    Gram want, got;
+    const std::int64_t want_constants = add_to_feature_gram(want, view(x, n, f), standardise);
+    const std::int64_t got_constants =
+        add_to_feature_gram(got, CView(x.data(), Shape{n, 3, 4, 5}, Device::cpu()), standardise);
+    EXPECT_EQ(got_constants, want_constants);
+    EXPECT_EQ(want_constants, 1);
+    EXPECT_EQ(got.values, want.values);
+  }
+  // Features [10, 50) of two batches (7 and 4 images) into rows 0..6 and 7..10 of a (11, 40) buffer.
+  Floats columns(static_cast<std::size_t>(n * 40), -1.0f);
+  const Shape first{7, 3, 4, 5}, second{4, 3, 4, 5};
+  copy_feature_columns(CView(x.data(), first, Device::cpu()), 10, 50,
+                       View(columns.data(), Shape{n, 40}, Device::cpu()), 0);
+  copy_feature_columns(CView(x.data() + 7 * f, second, Device::cpu()), 10, 50,
+                       View(columns.data(), Shape{n, 40}, Device::cpu()), 7);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t c = 0; c < 40; ++c)
+      ASSERT_EQ(columns[static_cast<std::size_t>(i * 40 + c)], x[static_cast<std::size_t>(i * f + 10 + c)])
+          << "row " << i << ", feature " << 10 + c;
+  EXPECT_THROW(copy_feature_columns(CView(x.data(), first, Device::cpu()), 10, 51,
+                                    View(columns.data(), Shape{n, 40}, Device::cpu()), 0),
+               Error);  // 41 features into 40 columns
+  EXPECT_THROW(copy_feature_columns(CView(x.data(), first, Device::cpu()), 10, 50,
+                                    View(columns.data(), Shape{n, 40}, Device::cpu()), 5),
+               Error);  // rows 5..11 of 11
 }
 
 // The plain loop (the path of builds without BLAS) against direct loops, bitwise independent of threads.

@@ -306,8 +306,44 @@ def case_study_smoke(tmp):
         lines = f.read().splitlines()
     check(lines[0].startswith("regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high") and len(lines) == 3,
           f"study.csv: {lines}")
+    # Feature statistics: every conv, BN and linear layer of both models on the test images, the
+    # reference (random init) first; SimCLR's CKA with it layer by layer.
+    feats = summary["features"]
+    check(set(feats) == {"random", "simclr"} and summary["features_reference"] == "random" and
+          summary["features_cn_percentiles"] == [99.9, 90.0], f"study.json features: {list(feats)}")
+    with open(os.path.join(out, "features_simclr", "features.json")) as f:
+        fj = json.load(f)
+    with open(os.path.join(out, "finetune_simclr", "split.csv")) as f:
+        test_ids = sorted(line.split(",")[0] for line in f.read().splitlines()[1:] if line.endswith(",test"))
+    check(sorted(os.path.splitext(i)[0] for i in fj["images"]) == sorted(os.path.splitext(i)[0] for i in test_ids)
+          and fj["data"]["split_name"] == "test", f"features images {fj['images']} vs test split {test_ids}")
+    check(fj["compare"]["weights"].endswith(os.path.join("finetune_random", "best.safetensors")),
+          "features_simclr is not compared with random init")
+    layers = feats["simclr"]["layers"]
+    check([l["layer"] for l in layers] == [l["path"] for l in fj["layers"]] == resnet18_feature_layers(),
+          f"study features layers {[l['layer'] for l in layers]}")
+    diagonal = {d["layer"]: d["cka"] for d in fj["cka_compare"]["diagonal"]}
+    for l, lj in zip(layers, fj["layers"]):
+        check(l["cn"] == lj["cn"] and l["cka_reference"] == diagonal[l["layer"]] and 0 <= l["cka_reference"] <= 1 + 1e-9,
+              f"{l} vs features.json {lj['cn']}, {diagonal[l['layer']]}")
+    check(all(l["cka_reference"] is None for l in feats["random"]["layers"]), "the reference has a CKA with itself")
+    cns = sorted(l["cn"] for l in layers)
+    check(feats["simclr"]["max_cn"] == cns[-1] and
+          abs(feats["simclr"]["median_cn"] - (cns[len(cns) // 2] if len(cns) % 2 else
+                                               0.5 * (cns[len(cns) // 2 - 1] + cns[len(cns) // 2]))) < 1e-12,
+          f"median / max CN {feats['simclr']['median_cn']} {feats['simclr']['max_cn']}")
+    mean_cka = sum(l["cka_reference"] for l in layers) / len(layers)
+    check(abs(feats["simclr"]["mean_cka_reference"] - mean_cka) < 1e-12, "mean CKA with the reference")
+    check(feats["simclr"]["first_conv"]["layer"] == "conv1" and
+          feats["simclr"]["first_conv"]["kurtosis"] == fj["first_conv"]["kurtosis"], str(feats["simclr"]["first_conv"]))
+    rows = read_csv(os.path.join(out, "study_features.csv"))
+    check(rows[0] == ["regime", "layer", "kind", "cn", "cka_reference"] and len(rows) == 1 + 2 * len(layers),
+          f"study_features.csv: {rows[:2]}, {len(rows)} rows")
+    check("study: feature statistics on the test split" in stdout and "mean CKA" in stdout,
+          "no feature-statistics table:\n" + stdout)
     svg = read_svg(os.path.join(out, "study.svg"))
-    check(len(svg_elements(svg, "svg", "panel")) == 3, "study.svg: kappa, robustness and saliency panels")
+    check(len(svg_elements(svg, "svg", "panel")) == 5,
+          "study.svg: kappa, robustness, saliency, CN and CKA panels")
     check(len(svg_elements(svg, "line", "errorbar")) == 2, "study.svg: one kappa interval per regime")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
@@ -330,7 +366,7 @@ def case_study_grid(tmp):
             "1", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--regimes", "random,imagenet,moco",
             "--protocols", "finetune,linear", "--label-fractions", "1,0.5", "--imagenet-weights", weights,
             "--corruptions", "gaussian_noise", "--severities", "1", "--saliency", "grad_cam", "--saliency-count", "2",
-            "--saliency-randomization", "0"]
+            "--saliency-randomization", "0", "--features", "conv1,layer4.1.bn2,fc", "--features-count", "3"]
     _, stdout, _ = run(*args, expect=0)
     check(os.path.exists(os.path.join(out, "pretrain_moco", "backbone.safetensors")), "no MoCo backbone")
     check(not os.path.exists(os.path.join(out, "pretrain_random")), "random init was pretrained")
@@ -342,6 +378,8 @@ def case_study_grid(tmp):
                     f"evaluate_{regime}", f"evaluate_linear_{regime}", f"evaluate_{regime}_f0.5",
                     f"evaluate_linear_{regime}_f0.5", f"robustness_{regime}", f"saliency_{regime}"):
             check(os.path.exists(os.path.join(out, sub, "config.json")), f"{sub}/config.json missing")
+        check(os.path.exists(os.path.join(out, f"features_{regime}", "features.json")),
+              f"features_{regime}/features.json missing")
     with open(os.path.join(out, "linear_moco_f0.5", "config.json")) as f:
         cfg = json.load(f)
     check(cfg["linear"] is True and cfg["label_fraction"] == 0.5 and cfg["init"].endswith("backbone.safetensors"),
@@ -357,6 +395,17 @@ def case_study_grid(tmp):
         check(json.load(f)["reference"].endswith(os.path.join("robustness_random", "robustness.csv")),
               "MoCo's mCE is not against random init")
     check("mCE vs random init" in stdout and "grad_cam" in stdout, "robustness / saliency tables:\n" + stdout)
+    # Feature statistics of the named layers on 3 test images, each regime's CKA against random init.
+    with open(os.path.join(out, "features_moco", "features.json")) as f:
+        fj = json.load(f)
+    check([l["path"] for l in fj["layers"]] == ["conv1", "layer4.1.bn2", "fc"] and len(fj["images"]) == 3,
+          f"features_moco: {[l['path'] for l in fj['layers']]}, {fj['images']}")
+    check(fj["compare"]["weights"].endswith(os.path.join("finetune_random", "best.safetensors")),
+          "MoCo's CKA is not against random init")
+    with open(os.path.join(out, "study.json")) as f:
+        feats = json.load(f)["features"]
+    check(sorted(feats) == ["imagenet", "moco", "random"] and
+          all(len(v["layers"]) == 3 for v in feats.values()), f"study.json features: {feats}")
     # Bad grids: usage errors naming the problem, nothing trained.
     bad = os.path.join(tmp, "bad")
     base = ["study", "--out", bad, "--count", "8", "--device", "cpu"]
@@ -368,6 +417,8 @@ def case_study_grid(tmp):
     check(code == 2 and "'0'" in err, f"zero label fraction: exit {code}\n{err}")
     code, _, err = run(*base, "--protocols", "finetune,probe")
     check(code == 2 and "probe" in err, f"unknown protocol: exit {code}\n{err}")
+    code, _, err = run(*base, "--features", "conv1,layer9")
+    check(code == 2 and "layer9" in err and "--features" in err, f"unknown feature layer: exit {code}\n{err}")
     check(not os.path.exists(bad), "a rejected study wrote its output folder")
 
 
@@ -993,6 +1044,67 @@ def case_features_run_folders(tmp):
           "a pretrained backbone and a fine-tuned model gave the same conv1 spectrum")
     code, _, err = features(pt, os.path.join(tmp, "x"), "--data", data, "--layers", "conv1,fc", expect=None)
     check(code == 1 and "fc" in err and "classifier" in err, f"fc of backbone weights: exit {code}, {err}")
+    # --split: only the images the fine-tuning run's split.csv assigns to --split-name.
+    split = os.path.join(ft, "split.csv")
+    parts = {}
+    for row in read_csv(split)[1:]:
+        parts.setdefault(row[1], []).append(os.path.splitext(row[0])[0])
+    for name in ("test", "train"):
+        out = os.path.join(tmp, "feat_split_" + name)
+        features(ft, out, "--data", data, "--split", split, "--split-name", name, "--layers", "conv1,fc")
+        with open(os.path.join(out, "features.json")) as f:
+            r = json.load(f)
+        check(sorted(os.path.splitext(i)[0] for i in r["images"]) == sorted(parts[name]) and
+              r["data"]["split"] == split and r["data"]["split_name"] == name,
+              f"--split-name {name}: {r['images']} vs {parts[name]}, {r['data']}")
+    code, _, err = features(ft, os.path.join(tmp, "x"), "--data", data, "--split", split, "--split-name", "dev",
+                            expect=None)
+    check(code == 2 and "--split-name" in err and "dev" in err, f"--split-name dev: exit {code}, {err}")
+    short = os.path.join(tmp, "short_split.csv")
+    with open(short, "w") as f:
+        f.write("image,split\n" + "".join(f"{r[0]},{r[1]}\n" for r in read_csv(split)[2:]))
+    code, _, err = features(ft, os.path.join(tmp, "x"), "--data", data, "--split", short, expect=None)
+    check(code == 1 and "short_split.csv" in err and "no split for image" in err, f"short split: exit {code}, {err}")
+    check(not os.path.exists(os.path.join(tmp, "x")), "a failed run created its output folder")
+
+
+def case_features_devices(tmp):
+    """With a usable GPU: fovea features --device cuda (activation buffers and Grams on the device:
+    copy_feature_columns, the centring kernel, cublasDsyrk) against --device cpu on the same 24
+    synthetic images, with a --max-memory that splits layers over many passes and a --compare model:
+    the same layers and constant features, spectra and CKA equal within what TF32 convolutions
+    change. Exit 77 (skipped) on a machine without one, or when the fovea program was not built."""
+    if not os.path.exists(FOVEA):
+        print(f"SKIP: {FOVEA} was not built (gpu-check: add fovea_cli to GPU_CHECK_TARGETS)")
+        sys.exit(77)
+    _, out, _ = run("summary", "--arch", "resnet18", expect=0)
+    if out.startswith("CPU only"):
+        print("SKIP: no usable GPU: " + out.splitlines()[0])
+        sys.exit(77)
+    weights, other = os.path.join(tmp, "a.safetensors"), os.path.join(tmp, "b.safetensors")
+    for seed, path in (("2", weights), ("3", other)):
+        run("init", *FEATURE_MODEL, "--num-classes", "5", "--seed", seed, "--out", path, expect=0)
+    results = {}
+    for device in ("cpu", "cuda"):
+        out = os.path.join(tmp, device)
+        _, stdout, _ = run("features", *FEATURE_MODEL, "--weights", weights, "--compare", other, "--size", "32",
+                           "--synthetic", "24", "--max-memory", "200K", "--device", device, "--out", out, expect=0)
+        check("forward passes" in stdout, "--max-memory 200K should need several passes:\n" + stdout)
+        with open(os.path.join(out, "features.json")) as f:
+            results[device] = json.load(f)
+    cpu, gpu = results["cpu"], results["cuda"]
+    check([l["path"] for l in cpu["layers"]] == [l["path"] for l in gpu["layers"]], "layer lists differ")
+    for a, b in zip(cpu["layers"], gpu["layers"]):
+        check(abs(a["constant_features"] - b["constant_features"]) <= 0.01 * a["features"],
+              f"{a['path']}: constant features {a['constant_features']} (cpu) vs {b['constant_features']} (cuda)")
+        top = max(a["eigenvalues"])
+        for i, (x, y) in enumerate(zip(a["eigenvalues"], b["eigenvalues"])):
+            if x >= 1e-3 * top:
+                check(abs(x - y) <= 2e-2 * x, f"{a['path']}: eigenvalue {i} {x} (cpu) vs {y} (cuda)")
+    for key in ("cka", "cka_compare"):
+        for ra, rb in zip(cpu[key]["matrix"], gpu[key]["matrix"]):
+            for x, y in zip(ra, rb):
+                check((x is None) == (y is None) and (x is None or abs(x - y) <= 1e-2), f"{key}: {x} vs {y}")
 
 
 def case_features_bad_inputs(tmp):

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <barrier>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +45,9 @@ inline dim3 gridDim, blockDim;
 namespace fovea::emu {
 
 inline constexpr int kBlock = 256;  // kernels/common.cuh's block size, which the device code assumes
+// CUDA's isfinite, found before any global one by the device code included in this namespace.
+inline bool isfinite(float v) { return std::isfinite(v); }
+inline bool isfinite(double v) { return std::isfinite(v); }
 
 // Programmatic dependent launch (kernels/common.cuh): launches run one after another here, so the
 // wait and the trigger have nothing to do.
@@ -174,3 +178,12 @@ T __ldcg(const T* p) {
 }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+  }
+  return old;
+}

@@ -58,3 +58,7 @@ check "$out/corruptions_device.inc"
 # lrp.cuh: the mean-share kernel (the maps run elementwise.cuh's generic kernel).
 section "$k/lrp.cuh" '^\/\/ One warp per plane of n values' '^}' > "$out/lrp_device.inc"
 check "$out/lrp_device.inc"
+
+# gram.cuh: the column statistics and block kernels (the Gram itself is cublasDsyrk's).
+section "$k/gram.cuh" '^\/\/ Per column c of x (n rows' '^\/\/ Columns per block' | sed '$d' > "$out/gram_device.inc"
+check "$out/gram_device.inc"

@@ -1,7 +1,7 @@
 // tools/fovea/cmd_drivers.hpp: the command-line side of the experiment drivers: `fovea pretrain`,
 // `fovea finetune`, `fovea evaluate`, `fovea robustness` and `fovea study` (the README's main job:
 // synthetic data -> SimCLR pretraining -> fine-tuning from it and from random initialisation ->
-// evaluation and robustness side by side).
+// evaluation, robustness, saliency and feature statistics side by side).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -12,8 +12,10 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
+#include "cmd_features.hpp"
 #include "cmd_generate.hpp"
 #include "config_file.hpp"
 #include "drivers.hpp"
@@ -282,6 +284,8 @@ inline void add_driver_commands(CLI::App& app) {
     std::string corruptions = "all", severities = "1,2,3,4,5";  // robustness stage ("none": skipped)
     std::string saliency = "gradient,integrated_gradients,grad_cam,lrp";  // saliency stage ("none": skipped)
     std::int64_t saliency_count = 40, saliency_randomization = 4;
+    std::string features = "all";  // feature-statistics stage: fovea features --layers ("none": skipped)
+    std::int64_t features_count = 512;
   };
   auto sa = std::make_shared<StudyArgs>();
   auto* s = app.add_subcommand("study",
@@ -332,6 +336,14 @@ inline void add_driver_commands(CLI::App& app) {
                 "saliency stage: images of the cascading parameter-randomisation check (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  s->add_option("--features", sa->features,
+                "feature-statistics stage: the layers (all = conv, bn, linear; conv; bn; linear; or layer "
+                "paths, as fovea features --layers), or none to skip it")
+      ->capture_default_str();
+  s->add_option("--features-count", sa->features_count,
+                "feature-statistics stage: at most N test images (a seeded subset when there are more)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{2}, std::int64_t{100000000}));
   s->add_flag("--full", sa->full,
               "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
               "batch 256, the regime / protocol / label-fraction grid above (flags given "
@@ -368,6 +380,12 @@ inline void add_driver_commands(CLI::App& app) {
         severity_list(a.severities);
       }
       if (a.saliency != "none") saliency_methods(a.saliency);
+      if (a.features != "none") {  // the layer names against the architecture's layers
+        models::ResNetConfig cfg;
+        cfg.width = a.width, cfg.small_stem = a.size <= 128;
+        std::set<std::string> named;
+        features_detail::select_layers(make_model(a.arch, cfg)->tap_sites(), a.features, named, "--features");
+      }
       const bool imagenet =
           std::any_of(regimes.begin(), regimes.end(), [](const auto& r) { return r.imagenet; });
       FOVEA_CHECK(!imagenet || !a.imagenet_weights.empty(),
@@ -490,6 +508,26 @@ inline void add_driver_commands(CLI::App& app) {
       sa2.methods = a.saliency, sa2.count = a.saliency_count, sa2.randomization = a.saliency_randomization;
       explained[r.key] = run_saliency(sa2);
     }
+    // 5. Feature statistics on the test images: each regime's CN per layer, and its linear CKA with the
+    //    reference regime's model layer by layer (the reference first, so its folder exists).
+    const bool features = a.features != "none";
+    std::map<std::string, FeaturesSummary> stats;
+    if (features) {
+      std::vector<std::size_t> order{reference};
+      for (std::size_t i = 0; i < regimes.size(); ++i)
+        if (i != reference) order.push_back(i);
+      for (const std::size_t i : order) {
+        const Cell& c = primary(regimes[i]);
+        FeaturesArgs fa;
+        fa.arch = a.arch, fa.width = a.width, fa.small_stem = small, fa.size = a.size;
+        fa.weights = c.weights, fa.data = data, fa.split = c.split, fa.split_name = "test";
+        fa.count = a.features_count, fa.layers = a.features, fa.batch_size = a.batch_size;
+        fa.threads = a.threads, fa.seed = a.seed, fa.device = a.device;
+        fa.out = (fs::path(a.out) / ("features_" + regimes[i].key)).string();
+        if (i != reference) fa.compare = primary(regimes[reference]).weights;
+        stats[regimes[i].key] = run_features(fa);
+      }
+    }
     std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n",
                 static_cast<long long>(cells.front().result.images));
     std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", "regime", "protocol", "labels", "quadratic kappa",
@@ -529,6 +567,57 @@ inline void add_driver_commands(CLI::App& app) {
         for (const auto& [method, sc] : explained.at(r.key).union_scores)
           std::printf("%-18s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", r.label, method.c_str(), sc.mass_inside,
                       sc.rank_accuracy, sc.pointing_game, sc.randomized_spearman);
+    }
+    // Per regime: the median and largest CN over the layers, the first conv's kurtosis, and the mean
+    // over the layers of the CKA with the reference model's same layer (and at the last layer).
+    struct FeatureRow {
+      double median_cn = std::nan(""), max_cn = std::nan(""), mean_cka = std::nan(""),
+             last_cka = std::nan("");
+      std::string max_layer;
+    };
+    std::map<std::string, FeatureRow> feature_rows;
+    for (const auto& [key, st] : stats) {
+      FeatureRow row;
+      std::vector<double> finite;
+      for (std::size_t l = 0; l < st.cn.size(); ++l) {
+        if (!std::isfinite(st.cn[l])) continue;
+        finite.push_back(st.cn[l]);
+        if (!(st.cn[l] <= row.max_cn)) row.max_cn = st.cn[l], row.max_layer = st.layers[l];
+      }
+      if (!finite.empty()) {
+        std::sort(finite.begin(), finite.end());
+        const std::size_t h = finite.size() / 2;
+        row.median_cn = finite.size() % 2 ? finite[h] : 0.5 * (finite[h - 1] + finite[h]);
+      }
+      if (!st.cka_compare.empty()) {
+        double sum = 0;
+        std::size_t k = 0;
+        for (const double v : st.cka_compare)
+          if (std::isfinite(v)) sum += v, ++k;
+        if (k > 0) row.mean_cka = sum / static_cast<double>(k);
+        row.last_cka = st.cka_compare.back();
+      }
+      feature_rows[key] = row;
+    }
+    if (features) {
+      const FeaturesSummary& ref = stats.at(regimes[reference].key);
+      std::printf(
+          "\nstudy: feature statistics on the test split (%lld images; %s models; %zu layers): CN(%g, %g) of "
+          "the standardised activations, linear CKA with %s layer by layer\n",
+          static_cast<long long>(ref.images), protocols.front().c_str(), ref.layers.size(), ref.p1, ref.p2,
+          regimes[reference].label);
+      const std::string kurtosis =
+          (ref.first_conv.empty() ? std::string("first conv") : ref.first_conv) + " kurtosis";
+      const std::string last = "CKA at " + (ref.layers.empty() ? std::string("?") : ref.layers.back());
+      std::printf("%-18s %-11s %-11s %-20s %-16s %-11s %s\n", "regime", "median CN", "max CN", "max CN at",
+                  kurtosis.c_str(), "mean CKA", last.c_str());
+      for (const StudyRegime& r : regimes) {
+        const FeatureRow& row = feature_rows.at(r.key);
+        const bool is_ref = &r == &regimes[reference];
+        std::printf("%-18s %-11.4g %-11.4g %-20s %-16.3f %-11.3f %.3f\n", r.label, row.median_cn, row.max_cn,
+                    row.max_layer.c_str(), stats.at(r.key).first_conv_kurtosis, is_ref ? 1.0 : row.mean_cka,
+                    is_ref ? 1.0 : row.last_cka);
+      }
     }
     // study.json, study.csv and study.svg: the tables above as files, and as a figure.
     using json = nlohmann::json;
@@ -577,12 +666,47 @@ inline void add_driver_commands(CLI::App& app) {
       j_saliency[key] =
           json{{"chance", number(ss.union_chance)}, {"images", ss.images}, {"methods", methods}};
     }
-    const json summary{{"cells", j_cells},
-                       {"robustness", robustness ? j_robust : json(nullptr)},
-                       {"robustness_reference", regimes[reference].key},
-                       {"saliency", saliency ? j_saliency : json(nullptr)}};
+    json j_features = json::object();
+    std::string features_csv = "regime,layer,kind,cn,cka_reference\n";
+    for (const auto& [key, st] : stats) {
+      const FeatureRow& row = feature_rows.at(key);
+      json layers = json::array();
+      for (std::size_t l = 0; l < st.layers.size(); ++l) {
+        const double cka = st.cka_compare.empty() ? std::nan("") : st.cka_compare[l];
+        layers.push_back(json{{"layer", st.layers[l]},
+                              {"kind", st.kinds[l]},
+                              {"cn", number(st.cn[l])},
+                              {"cka_reference", number(cka)}});
+        char line[512];
+        std::snprintf(line, sizeof line, "%s,%s,%s,%.17g,%.17g\n", key.c_str(), st.layers[l].c_str(),
+                      st.kinds[l].c_str(), st.cn[l], cka);
+        features_csv += line;
+      }
+      j_features[key] = json{
+          {"images", st.images},
+          {"layers", layers},
+          {"median_cn", number(row.median_cn)},
+          {"max_cn", number(row.max_cn)},
+          {"max_cn_layer", row.max_layer},
+          {"first_conv", st.first_conv.empty()
+                             ? json(nullptr)
+                             : json{{"layer", st.first_conv}, {"kurtosis", number(st.first_conv_kurtosis)}}},
+          {"mean_cka_reference", number(row.mean_cka)}};
+    }
+    json summary{{"cells", j_cells},
+                 {"robustness", robustness ? j_robust : json(nullptr)},
+                 {"robustness_reference", regimes[reference].key},
+                 {"saliency", saliency ? j_saliency : json(nullptr)},
+                 {"features", features ? j_features : json(nullptr)},
+                 {"features_reference", regimes[reference].key}};
+    if (features) {
+      const FeaturesSummary& ref = stats.at(regimes[reference].key);
+      summary["features_cn_percentiles"] = json{ref.p1, ref.p2};
+    }
     io::write_file_atomically(fs::path(a.out) / "study.json", summary.dump(2) + "\n");
     io::write_file_atomically(fs::path(a.out) / "study.csv", csv);
+    if (features) io::write_file_atomically(fs::path(a.out) / "study_features.csv", features_csv);
+    else fs::remove(fs::path(a.out) / "study_features.csv");  // left by an earlier study with the stage
     // The figure: kappa with its 95 % interval per regime (one series per protocol and label
     // fraction), the mean error over the corruptions against severity per regime, and per attribution
     // method the relevance mass inside the lesions per regime with the chance level.
@@ -647,6 +771,44 @@ inline void add_driver_commands(CLI::App& app) {
       chance.y = {explained.begin()->second.union_chance, explained.begin()->second.union_chance};
       m.series.push_back(chance);
       panels.push_back(std::move(m));
+    }
+    if (features) {
+      const FeaturesSummary& ref = stats.at(regimes[reference].key);
+      io::LineChart cn;
+      char title[96];
+      std::snprintf(title, sizeof title, "CN(%g, %g) per layer (test split)", ref.p1, ref.p2);
+      cn.title = title;
+      cn.log_y = true;
+      cn.width = 420, cn.height = 320;
+      cn.x_labels = ref.layers;
+      io::LineChart cka;
+      cka.title = std::string("linear CKA with ") + regimes[reference].label + ", same layer";
+      cka.width = 420, cka.height = 320;
+      cka.x_labels = ref.layers;
+      cka.y_min = 0, cka.y_max = 1;
+      for (const StudyRegime& r : regimes) {
+        const FeaturesSummary& f = stats.at(r.key);
+        io::PlotSeries line;
+        line.label = r.label;
+        line.markers = f.layers.size() <= 24;
+        for (std::size_t l = 0; l < f.cn.size(); ++l)
+          if (std::isfinite(f.cn[l]) && f.cn[l] > 0)
+            line.x.push_back(static_cast<double>(l)), line.y.push_back(f.cn[l]);
+        cn.series.push_back(line);
+        line.x.clear(), line.y.clear();
+        if (&r == &regimes[reference]) {  // itself: 1 at every layer (keeps each regime's colour)
+          line.label += " (itself)";
+          line.dashed = true, line.markers = false;
+          line.x = {0.0, static_cast<double>(f.layers.size()) - 1.0};
+          line.y = {1.0, 1.0};
+        }
+        for (std::size_t l = 0; l < f.cka_compare.size(); ++l)
+          if (std::isfinite(f.cka_compare[l]))
+            line.x.push_back(static_cast<double>(l)), line.y.push_back(f.cka_compare[l]);
+        cka.series.push_back(line);
+      }
+      panels.push_back(std::move(cn));
+      if (regimes.size() > 1) panels.push_back(std::move(cka));
     }
     io::write_file_atomically(fs::path(a.out) / "study.svg", io::chart_grid_svg(panels, 3, "fovea study"));
     std::printf("outputs: %s\n", a.out.c_str());

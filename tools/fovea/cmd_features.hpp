@@ -7,12 +7,13 @@
 // How: the images (a data folder as the drivers read it, or fovea's synthetic fundus images made in
 // memory) go through the test transform once and stay on the host. The forward runs in evaluation
 // mode with an nn::ActivationTap on the selected layers; each layer's outputs (N x C·H·W) are copied
-// into host buffers and reduced to its n x n Grams (analysis::add_to_feature_gram), centred and
-// standardised. The buffers of one forward pass hold at most --max-memory bytes: the layers are
-// packed into groups (a layer larger than the budget is split by feature ranges; Grams of disjoint
-// features add up) and the forward is run once per group, so only the Grams outlive a pass.
-// Outputs (--out DIR, each written atomically): features.json, spectra.csv, cn.csv, cka.csv and,
-// with --compare, cka_compare.csv. docs/cli.md and docs/features.md describe them.
+// into buffers on the model's device and reduced there to its n x n Grams, centred and standardised
+// (analysis/features_device.hpp: cublasDsyrk on a GPU). The buffers of one forward pass hold at most
+// --max-memory bytes: the layers are packed into groups (a layer larger than the budget is split by
+// feature ranges; Grams of disjoint features add up) and the forward is run once per group, so only
+// the Grams outlive a pass. Outputs (--out DIR, each written atomically): features.json,
+// spectra.csv, cn.csv, cka.csv and, with --compare, cka_compare.csv. docs/cli.md and
+// docs/features.md describe them.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -28,6 +29,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -41,6 +43,7 @@
 #include <vector>
 
 #include "fovea/analysis/features.hpp"
+#include "fovea/analysis/features_device.hpp"
 #include "fovea/core/device.hpp"
 #include "fovea/core/error.hpp"
 #include "fovea/core/parallel.hpp"
@@ -49,6 +52,7 @@
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/loader.hpp"
 #include "fovea/data/sampler.hpp"
+#include "fovea/data/split.hpp"
 #include "fovea/data/synthetic.hpp"
 #include "fovea/io/atomic_file.hpp"
 #include "fovea/io/safetensors.hpp"
@@ -66,6 +70,8 @@ struct FeaturesArgs {
   bool small_stem = false;
   std::string weights, compare;
   std::string data, labels;
+  std::string split;  // optional split file (image,split): only its --split-name part of --data
+  std::string split_name = "test";
   std::int64_t count = 512;    // at most this many images from --data (a seeded subset when it holds more)
   bool count_set = false;      // --count given (it does not apply to --synthetic)
   std::int64_t synthetic = 0;  // synthetic images instead of --data
@@ -81,6 +87,17 @@ struct FeaturesArgs {
   std::uint64_t seed = 0;
   std::string device = "auto";
   std::string out;
+};
+
+// What `features` found, for the study's table (run_features' result; features.json holds it all).
+struct FeaturesSummary {
+  std::vector<std::string> layers, kinds;  // the analysed layers' paths and kinds, in network order
+  std::vector<double> cn;                  // CN(p1, p2) per layer (NaN where undefined)
+  std::vector<double> cka_compare;  // per layer: linear CKA with the same layer of --compare (empty without)
+  std::string first_conv;           // the network's first conv layer when analysed, else empty
+  double first_conv_kurtosis = std::numeric_limits<double>::quiet_NaN();
+  double p1 = 0, p2 = 0;  // the CN percentiles
+  std::int64_t images = 0;
 };
 
 namespace features_detail {
@@ -330,6 +347,13 @@ inline Images load_images(const FeaturesArgs& a, std::ostream& log) {
   } else {
     d = data::load_dataset(a.data);
   }
+  if (!a.split.empty()) {  // the part of the data set that --split assigns to --split-name
+    FOVEA_CHECK(fs::exists(a.split), "--split: '", a.split, "' does not exist");
+    FOVEA_CHECK(!d.empty(), "--data: no images in '", a.data, "'");
+    const data::SplitFile file = data::read_split(a.split);
+    d = data::apply_split(d, file.assignment_for(d))[*data::parse_split_name(a.split_name)];
+    FOVEA_CHECK(!d.empty(), "--split: ", a.split, " assigns no image of '", a.data, "' to ", a.split_name);
+  }
   const auto available = static_cast<std::int64_t>(d.size());
   FOVEA_CHECK(available > 0, "--data: no images in '", a.data, "'");
   FOVEA_CHECK(available >= 2, "--data: '", a.data, "' holds 1 image; feature statistics need at least 2");
@@ -363,10 +387,13 @@ inline Images load_images(const FeaturesArgs& a, std::ostream& log) {
                         {"data", a.data},
                         {"labels", a.labels.empty() ? json(labels_file) : json(a.labels)},
                         {"format", format},
+                        {"split", a.split.empty() ? json(nullptr) : json(a.split)},
+                        {"split_name", a.split.empty() ? json(nullptr) : json(a.split_name)},
                         {"available", available},
                         {"images", n},
                         {"subset_seed", n < available ? json(a.seed) : json(nullptr)}};
-  log << "features: " << n << " of " << available << " images from " << a.data << " (" << format << ")\n";
+  log << "features: " << n << " of " << available << " images from " << a.data << " (" << format
+      << (a.split.empty() ? "" : "; the " + a.split_name + " part of " + a.split) << ")\n";
   return im;
 }
 
@@ -375,7 +402,7 @@ inline Images load_images(const FeaturesArgs& a, std::ostream& log) {
 // --layers: a comma list of kinds (all = conv + bn + linear, conv, bn, linear, other) and layer paths.
 // Returns the selected sites in network order; unknown names are a usage error listing the known ones.
 inline std::vector<nn::TapSite> select_layers(const std::vector<nn::TapSite>& sites, const std::string& spec,
-                                              std::set<std::string>& named) {
+                                              std::set<std::string>& named, const char* flag = "--layers") {
   std::set<int> chosen;
   std::vector<std::string> unknown;
   std::stringstream in(spec);
@@ -402,7 +429,7 @@ inline std::vector<nn::TapSite> select_layers(const std::vector<nn::TapSite>& si
     }
     if (!found && !all && !kind) unknown.push_back(item);
   }
-  if (!any) usage("--layers", "no layer given");
+  if (!any) usage(flag, "no layer given");
   if (!unknown.empty()) {
     std::string msg = "unknown layer";
     msg += unknown.size() > 1 ? "s " : " ";
@@ -410,7 +437,7 @@ inline std::vector<nn::TapSite> select_layers(const std::vector<nn::TapSite>& si
     msg += " (use all, conv, bn, linear, other or layer paths; this model's layers:";
     for (const auto& s : sites) msg += " " + s.path;
     msg += ")";
-    usage("--layers", msg);
+    usage(flag, msg);
   }
   std::vector<nn::TapSite> out;
   for (const auto& s : sites)
@@ -478,35 +505,27 @@ inline void compute_grams(Model& model, const Tensor& images, std::int64_t batch
   std::vector<std::size_t> last_group(layers.size(), 0);
   for (std::size_t g = 0; g < groups.size(); ++g)
     for (const auto& p : groups[g]) last_group[p.layer] = g;
-  Tensor device_batch, staging;
+  Tensor device_batch;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     const auto t0 = Clock::now();
     struct Piece {
       PiecePlan plan;
-      std::vector<float> values;  // (N, end - begin)
+      Tensor values;  // (N, end - begin) on the model's device
     };
     std::vector<Piece> pieces;
     std::map<int, std::vector<std::size_t>> by_site;  // site index -> pieces
     std::int64_t bytes = 0;
     for (const auto& p : groups[g]) {
       by_site[layers[p.layer].index].push_back(pieces.size());
-      pieces.push_back(Piece{p, std::vector<float>(static_cast<std::size_t>(n * (p.end - p.begin)))});
+      pieces.push_back(Piece{p, Tensor(Shape{n, p.end - p.begin}, device)});
       bytes += n * (p.end - p.begin) * static_cast<std::int64_t>(sizeof(float));
     }
     std::int64_t offset = 0;  // first image of the running batch
     nn::ActivationTap tap(
         [&](const nn::TapSite& site, CView, CView y) {
-          CView host = y;
-          if (!y.device().is_cpu()) {  // one device -> host copy of the batch's output
-            if (staging.data() == nullptr) staging = Tensor(y.shape());
-            else staging.resize(y.shape());
-            copy(y, staging.view());
-            host = staging.cview();
-          }
           for (std::size_t k : by_site.at(site.index)) {
             Piece& p = pieces[k];
-            const std::int64_t width = p.plan.end - p.plan.begin;
-            nn::copy_to_host(host, p.plan.begin, p.plan.end, p.values.data() + offset * width, width);
+            analysis::copy_feature_columns(y, p.plan.begin, p.plan.end, p.values.view(), offset);
           }
         },
         [&](const nn::TapSite& site) { return by_site.count(site.index) > 0; });
@@ -531,8 +550,7 @@ inline void compute_grams(Model& model, const Tensor& images, std::int64_t batch
     const auto t1 = Clock::now();
     std::set<std::size_t> touched;
     for (const Piece& p : pieces) {
-      const std::int64_t width = p.plan.end - p.plan.begin;
-      const analysis::FeatureMatrix m{std::span<const float>(p.values), n, width};
+      const CView m = p.values.cview();
       const std::size_t l = p.plan.layer;
       if (standardised) out.constants[l] += analysis::add_to_feature_gram(out.standardised[l], m, true);
       const std::int64_t c = analysis::add_to_feature_gram(out.centred[l], m, false);
@@ -608,6 +626,9 @@ inline Settings check_usage(const FeaturesArgs& a) {
   if (has_data == (a.synthetic > 0)) usage("--data", "give exactly one of --data DIR and --synthetic N");
   if (!a.labels.empty() && !has_data) usage("--labels", "needs --data");
   if (a.count_set && !has_data) usage("--count", "applies to --data (--synthetic N is the count)");
+  if (!a.split.empty() && !has_data) usage("--split", "needs --data");
+  if (!data::parse_split_name(a.split_name))
+    usage("--split-name", "'" + a.split_name + "' is not train, validation or test");
   if (a.count < 2)
     usage("--count", "feature statistics need at least 2 images, got " + std::to_string(a.count));
   if (a.debiased && a.synthetic > 0 && a.synthetic < 4) usage("--debiased-cka", "needs at least 4 images");
@@ -838,8 +859,9 @@ inline void write_outputs(const FeaturesArgs& a, const Settings& s, const Loaded
 
 }  // namespace features_detail
 
-// The whole command; returns 0 or throws (fovea::Error: exit 1; CLI::ValidationError: exit 2).
-inline int run_features(const FeaturesArgs& a) {
+// The whole command; returns what the study tabulates, or throws (fovea::Error: exit 1;
+// CLI::ValidationError: exit 2).
+inline FeaturesSummary run_features(const FeaturesArgs& a) {
   namespace fd = features_detail;
   const auto start = fd::Clock::now();
   const fd::Settings s = fd::check_usage(a);
@@ -935,7 +957,20 @@ inline int run_features(const FeaturesArgs& a) {
   std::cout << "features: wrote " << (std::filesystem::path(a.out) / "features.json").string()
             << ", spectra.csv, cn.csv, cka.csv" << (m2 ? ", cka_compare.csv" : "") << " (" << std::fixed
             << std::setprecision(1) << fd::seconds_since(start) << " s)" << std::defaultfloat << std::endl;
-  return 0;
+  FeaturesSummary summary;
+  for (std::size_t l = 0; l < count; ++l) {
+    summary.layers.push_back(r.layers[l].path);
+    summary.kinds.push_back(nn::to_string(r.layers[l].kind));
+    summary.cn.push_back(r.results[l].cn);
+    if (m2) summary.cka_compare.push_back(r.cross[l][l]);
+  }
+  if (r.first_conv) {
+    summary.first_conv = r.layers[*r.first_conv].path;
+    summary.first_conv_kurtosis = r.results[*r.first_conv].kurtosis;
+  }
+  summary.p1 = s.p1, summary.p2 = s.p2;
+  summary.images = n;
+  return summary;
 }
 
 // add_features_command: registers `features` on a CLI11 app (see docs/cli.md).
@@ -957,6 +992,10 @@ inline void add_features_command(CLI::App& app) {
   auto* data =
       c->add_option("--data", a->data, "image folder (labels.csv + images, APTOS, class folders, plain)");
   c->add_option("--labels", a->labels, "label CSV (default: <data>/labels.csv)");
+  c->add_option("--split", a->split,
+                "split file (image,split), e.g. a fine-tuning run's split.csv: only --split-name's images")
+      ->needs(data);
+  c->add_option("--split-name", a->split_name, "train, validation or test")->capture_default_str();
   c->add_option("--count", a->count, "at most N images from --data (a seeded subset when it holds more)")
       ->check(CLI::Range(std::int64_t{2}, std::int64_t{100000000}))
       ->capture_default_str();
