@@ -522,12 +522,8 @@ def case_robustness(tmp):
     check(code == 2 and "'6'" in err, f"bad severity: exit {code}\n{err}")
 
 
-def case_robustness_devices(tmp):
-    """With a usable GPU: fovea robustness --device cuda corrupts the images as --device cpu does (the
-    CUDA corruption kernels, the fundus masks and the loader's per-batch transform on the device):
-    every corruption at severities 1 and 5, the --save-examples PNGs of 3 images equal within one
-    8-bit level (a few pixels may differ more: a shot-noise draw across an inversion step). Exit 77
-    (skipped) on a machine without one, or when the fovea program was not built."""
+def require_gpu():
+    """Exits 77 (skipped) unless the fovea program was built and sees a usable GPU."""
     if not os.path.exists(FOVEA):
         print(f"SKIP: {FOVEA} was not built (gpu-check: add fovea_cli to GPU_CHECK_TARGETS)")
         sys.exit(77)
@@ -535,6 +531,15 @@ def case_robustness_devices(tmp):
     if out.startswith("CPU only"):
         print("SKIP: no usable GPU: " + out.splitlines()[0])
         sys.exit(77)
+
+
+def case_robustness_devices(tmp):
+    """With a usable GPU: fovea robustness --device cuda corrupts the images as --device cpu does (the
+    CUDA corruption kernels, the fundus masks and the loader's per-batch transform on the device):
+    every corruption at severities 1 and 5, the --save-examples PNGs of 3 images equal within one
+    8-bit level (a few pixels may differ more: a shot-noise draw across an inversion step). Exit 77
+    (skipped) on a machine without one, or when the fovea program was not built."""
+    require_gpu()
     data = os.path.join(tmp, "data")
     run("generate", "--out", data, "--count", "12", "--size", "64", "--seed", "8", expect=0)
     weights = os.path.join(tmp, "w.safetensors")
@@ -1074,13 +1079,7 @@ def case_features_devices(tmp):
     synthetic images, with a --max-memory that splits layers over many passes and a --compare model:
     the same layers and constant features, spectra and CKA equal within what TF32 convolutions
     change. Exit 77 (skipped) on a machine without one, or when the fovea program was not built."""
-    if not os.path.exists(FOVEA):
-        print(f"SKIP: {FOVEA} was not built (gpu-check: add fovea_cli to GPU_CHECK_TARGETS)")
-        sys.exit(77)
-    _, out, _ = run("summary", "--arch", "resnet18", expect=0)
-    if out.startswith("CPU only"):
-        print("SKIP: no usable GPU: " + out.splitlines()[0])
-        sys.exit(77)
+    require_gpu()
     weights, other = os.path.join(tmp, "a.safetensors"), os.path.join(tmp, "b.safetensors")
     for seed, path in (("2", weights), ("3", other)):
         run("init", *FEATURE_MODEL, "--num-classes", "5", "--seed", seed, "--out", path, expect=0)

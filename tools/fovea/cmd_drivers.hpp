@@ -474,12 +474,12 @@ inline void add_driver_commands(CLI::App& app) {
     std::size_t reference = 0;
     for (std::size_t i = 0; i < regimes.size(); ++i)
       if (regimes[i].key == "random") reference = i;
+    std::vector<std::size_t> reference_first{reference};  // the regimes, the reference first
+    for (std::size_t i = 0; i < regimes.size(); ++i)
+      if (i != reference) reference_first.push_back(i);
     std::map<std::string, RobustnessSummary> robust;
     if (robustness) {
-      std::vector<std::size_t> order{reference};
-      for (std::size_t i = 0; i < regimes.size(); ++i)
-        if (i != reference) order.push_back(i);
-      for (const std::size_t i : order) {
+      for (const std::size_t i : reference_first) {
         const Cell& c = primary(regimes[i]);
         RobustnessArgs ra;
         base(ra, "robustness_" + regimes[i].key);
@@ -513,10 +513,7 @@ inline void add_driver_commands(CLI::App& app) {
     const bool features = a.features != "none";
     std::map<std::string, FeaturesSummary> stats;
     if (features) {
-      std::vector<std::size_t> order{reference};
-      for (std::size_t i = 0; i < regimes.size(); ++i)
-        if (i != reference) order.push_back(i);
-      for (const std::size_t i : order) {
+      for (const std::size_t i : reference_first) {
         const Cell& c = primary(regimes[i]);
         FeaturesArgs fa;
         fa.arch = a.arch, fa.width = a.width, fa.small_stem = small, fa.size = a.size;
