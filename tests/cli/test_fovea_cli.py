@@ -422,6 +422,65 @@ def case_study_grid(tmp):
     check(not os.path.exists(bad), "a rejected study wrote its output folder")
 
 
+def case_study_seeds(tmp):
+    """--seeds 0,1: the whole grid twice in seed_0/ and seed_1/ on the same synthetic data, each with
+    its own seed; study_seeds.json / .csv hold every figure's per-seed values, mean, sd (ddof 1) and
+    range, recomputed here from the replicates' study.json; a bad --seeds is a usage error."""
+    out = os.path.join(tmp, "seeds")
+    args = ["study", "--out", out, "--count", "32", "--size", "32", "--pretrain-epochs", "1", "--finetune-epochs",
+            "1", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--corruptions", "gaussian_noise",
+            "--severities", "1", "--saliency", "grad_cam", "--saliency-count", "2", "--saliency-randomization", "0",
+            "--features", "conv1,fc", "--seeds", "0,1"]
+    _, stdout, _ = run(*args, expect=0)
+    check("study: 2 replicates (seeds 0,1)" in stdout, "no replicate table:\n" + stdout)
+    per_seed = {}
+    for seed in (0, 1):
+        with open(os.path.join(out, f"seed_{seed}", "finetune_simclr", "config.json")) as f:
+            check(json.load(f)["seed"] == seed, f"seed_{seed} did not fine-tune with --seed {seed}")
+        with open(os.path.join(out, f"seed_{seed}", "study.json")) as f:
+            per_seed[seed] = json.load(f)
+        with open(os.path.join(out, f"seed_{seed}", "finetune_simclr", "config.json")) as f:
+            check(json.load(f)["data"] == os.path.join(out, "data"), "the replicates do not share the data")
+    check(not os.path.exists(os.path.join(out, "study.json")), "a study.json beside the replicates")
+    with open(os.path.join(out, "study_seeds.json")) as f:
+        summary = json.load(f)
+    check(summary["seeds"] == [0, 1] and summary["replicates"] == 2, str(summary["seeds"]))
+    rows = {(r["regime"], r["protocol"], r["metric"]): r for r in summary["rows"]}
+
+    def expect(key, values):
+        r = rows.get(key)
+        vals = [v for v in values if v is not None]
+        if not vals:
+            check(r is None, f"{key}: a row for a figure undefined in every replicate")
+            return
+        check(r is not None, f"{key}: no row")
+        mean = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+        check(r["values"] == values and r["seeds"] == len(vals) and abs(r["mean"] - mean) < 1e-12 and
+              (sd is None and r["sd"] is None or abs(r["sd"] - sd) < 1e-12) and r["min"] == min(vals) and
+              r["max"] == max(vals), f"{key}: {r} vs values {values}")
+
+    for regime in ("simclr", "random"):
+        cells = [next(c for c in per_seed[s]["cells"] if c["regime"] == regime) for s in (0, 1)]
+        for m in ("kappa", "referable_auc", "accuracy"):
+            expect((regime, "finetune", m), [c["metrics"][m]["point"] for c in cells])
+        expect((regime, None, "mean_corrupted_error"), [per_seed[s]["robustness"][regime]["mean_error"] for s in (0, 1)])
+        expect((regime, None, "mce"), [per_seed[s]["robustness"][regime]["mce"] for s in (0, 1)])
+        expect((regime, None, "mass_inside_grad_cam"),
+               [per_seed[s]["saliency"][regime]["methods"]["grad_cam"]["mass_inside"] for s in (0, 1)])
+        expect((regime, None, "median_cn"), [per_seed[s]["features"][regime]["median_cn"] for s in (0, 1)])
+        expect((regime, None, "mean_cka_reference"),
+               [per_seed[s]["features"][regime]["mean_cka_reference"] for s in (0, 1)])
+    csv_rows = read_csv(os.path.join(out, "study_seeds.csv"))
+    check(csv_rows[0] == ["regime", "protocol", "label_fraction", "metric", "seeds", "mean", "sd", "min", "max",
+                          "values"] and len(csv_rows) == 1 + len(summary["rows"]), f"study_seeds.csv: {csv_rows[:2]}")
+    code, _, err = run("study", "--out", os.path.join(tmp, "bad"), "--count", "8", "--device", "cpu", "--seeds", "0,x")
+    check(code == 2 and "--seeds" in err and "'x'" in err, f"--seeds 0,x: exit {code}\n{err}")
+    code, _, err = run("study", "--out", os.path.join(tmp, "bad"), "--count", "8", "--device", "cpu", "--seeds", "3,3")
+    check(code == 2 and "twice" in err, f"--seeds 3,3: exit {code}\n{err}")
+    check(not os.path.exists(os.path.join(tmp, "bad")), "a rejected study wrote its output folder")
+
+
 def case_robustness(tmp):
     """A fine-tuned classifier under two corruptions at two severities: robustness.csv holds the clean
     row and the four others with consistent values; a second run in the same folder resumes (the file

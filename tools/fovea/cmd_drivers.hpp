@@ -6,14 +6,20 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "cmd_features.hpp"
 #include "cmd_generate.hpp"
@@ -106,6 +112,562 @@ inline void reject_flags(CLI::App& cmd, std::initializer_list<const char*> flags
   for (const char* flag : flags)
     FOVEA_CHECK(!set_away_from_default(cmd.get_option_no_throw(flag)), "fovea ", cmd.get_name(), ": ", flag,
                 " does not apply ", because);
+}
+
+// The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
+struct StudyArgs {
+  std::string data, out = "runs/study", arch = "resnet18", device = "auto";
+  std::int64_t count = 240, pretrain_epochs = 6, finetune_epochs = 12, batch_size = 32;
+  int size = 64, generate_size = 96, threads = 2;
+  float width = 0.25f;
+  std::uint64_t seed = 0;
+  bool full = false;
+  std::string config;
+  std::string sampler = "shuffled", class_weights = "none";
+  std::string regimes = "simclr,random", protocols = "finetune", label_fractions = "1";
+  std::string imagenet_weights;  // torchvision ResNet weights for the imagenet* regimes
+  std::string corruptions = "all", severities = "1,2,3,4,5";            // robustness stage ("none": skipped)
+  std::string saliency = "gradient,integrated_gradients,grad_cam,lrp";  // saliency stage ("none": skipped)
+  std::int64_t saliency_count = 40, saliency_randomization = 4;
+  std::string features = "all";  // feature-statistics stage: fovea features --layers ("none": skipped)
+  std::int64_t features_count = 512;
+  std::string seeds;  // replicates: comma-separated seeds, each run in <out>/seed_<k> (empty: one run)
+};
+
+// --seeds: comma-separated distinct unsigned integers (the study's replicates).
+inline std::vector<std::uint64_t> study_seed_list(const std::string& text) {
+  std::vector<std::uint64_t> seeds;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    FOVEA_CHECK(ec == std::errc() && end == item.data() + item.size() && !item.empty(), "--seeds: '", item,
+                "' is not a seed (expected e.g. 0,1,2)");
+    FOVEA_CHECK(std::find(seeds.begin(), seeds.end(), v) == seeds.end(), "--seeds: seed ", v,
+                " appears twice");
+    seeds.push_back(v);
+  }
+  FOVEA_CHECK(!seeds.empty(), "--seeds: no seed in '", text, "'");
+  return seeds;
+}
+
+// The spread of the study's summary figures over its replicates: reads <out>/seed_<k>/study.json
+// for every seed and writes <out>/study_seeds.json and study_seeds.csv (one row per regime, protocol,
+// label fraction and figure: the seeds' values, their mean, standard deviation (ddof 1), min and max)
+// and prints them. Figures: kappa, referable AUC and accuracy per cell; the mean corrupted error and
+// mCE per regime; the relevance mass inside the lesions per regime and method; the median CN and the
+// mean CKA with the reference per regime.
+inline void summarise_study_replicates(const std::string& out, const std::vector<std::uint64_t>& seeds) {
+  namespace fs = std::filesystem;
+  using json = nlohmann::json;
+  struct Row {
+    std::string regime, protocol, metric;
+    double fraction = std::nan("");
+    std::vector<double> values;  // one per seed, NaN where the figure is undefined
+  };
+  std::vector<Row> rows;
+  auto add = [&](std::size_t seed_index, const std::string& regime, const std::string& protocol,
+                 double fraction, const std::string& metric, const json& value) {
+    const double v = value.is_number() ? value.get<double>() : std::nan("");
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const Row& r) {
+      return r.regime == regime && r.protocol == protocol && r.metric == metric &&
+             (r.fraction == fraction || (std::isnan(r.fraction) && std::isnan(fraction)));
+    });
+    if (it == rows.end()) {
+      rows.push_back(
+          Row{regime, protocol, metric, fraction, std::vector<double>(seeds.size(), std::nan(""))});
+      it = rows.end() - 1;
+    }
+    it->values[seed_index] = v;
+  };
+  for (std::size_t k = 0; k < seeds.size(); ++k) {
+    const fs::path file = fs::path(out) / ("seed_" + std::to_string(seeds[k])) / "study.json";
+    std::ifstream in(file);
+    FOVEA_CHECK(in.good(), "study: cannot read ", file.string());
+    json j;
+    try {
+      j = json::parse(in);
+    } catch (const json::exception& e) {
+      FOVEA_FAIL("study: ", file.string(), " is not valid JSON: ", e.what());
+    }
+    for (const json& c : j.at("cells"))
+      for (const char* m : {"kappa", "referable_auc", "accuracy"})
+        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), m,
+            c.at("metrics").at(m).at("point"));
+    if (j.contains("robustness") && j["robustness"].is_object())
+      for (const auto& [regime, r] : j["robustness"].items()) {
+        add(k, regime, "", std::nan(""), "mean_corrupted_error", r.at("mean_error"));
+        add(k, regime, "", std::nan(""), "mce", r.at("mce"));
+      }
+    if (j.contains("saliency") && j["saliency"].is_object())
+      for (const auto& [regime, r] : j["saliency"].items())
+        for (const auto& [method, sc] : r.at("methods").items())
+          add(k, regime, "", std::nan(""), "mass_inside_" + method, sc.at("mass_inside"));
+    if (j.contains("features") && j["features"].is_object())
+      for (const auto& [regime, r] : j["features"].items()) {
+        add(k, regime, "", std::nan(""), "median_cn", r.at("median_cn"));
+        add(k, regime, "", std::nan(""), "mean_cka_reference", r.at("mean_cka_reference"));
+      }
+  }
+  auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  json j_rows = json::array();
+  std::string csv = "regime,protocol,label_fraction,metric,seeds,mean,sd,min,max,values\n";
+  std::printf("\nstudy: %zu replicates (seeds", seeds.size());
+  for (std::size_t k = 0; k < seeds.size(); ++k)
+    std::printf("%s%llu", k ? "," : " ", static_cast<unsigned long long>(seeds[k]));
+  std::printf("): mean, standard deviation and range over the seeds\n");
+  std::printf("%-16s %-9s %-7s %-36s %-5s %-9s %-9s %-9s %-9s\n", "regime", "protocol", "labels", "figure",
+              "seeds", "mean", "sd", "min", "max");
+  for (const Row& r : rows) {
+    std::vector<double> v;
+    for (double x : r.values)
+      if (std::isfinite(x)) v.push_back(x);
+    if (v.empty()) continue;  // undefined in every replicate (the reference's mCE and CKA with itself)
+    double mean = 0, sd = std::nan("");
+    for (double x : v) mean += x;
+    mean /= static_cast<double>(v.size());
+    if (v.size() > 1) {
+      double ss = 0;
+      for (double x : v) ss += (x - mean) * (x - mean);
+      sd = std::sqrt(ss / static_cast<double>(v.size() - 1));
+    }
+    const double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+    char labels[32] = "";
+    if (!std::isnan(r.fraction)) std::snprintf(labels, sizeof labels, "%g%%", 100.0 * r.fraction);
+    std::printf("%-16s %-9s %-7s %-36s %-5zu %-9.4f %-9.4f %-9.4f %-9.4f\n", r.regime.c_str(),
+                r.protocol.c_str(), labels, r.metric.c_str(), v.size(), mean, sd, lo, hi);
+    json values = json::array();
+    std::string joined;
+    for (std::size_t k = 0; k < r.values.size(); ++k) {
+      values.push_back(number(r.values[k]));
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%s%.17g", k ? ";" : "", r.values[k]);
+      joined += buf;
+    }
+    char fraction[40] = "";
+    if (!std::isnan(r.fraction)) std::snprintf(fraction, sizeof fraction, "%.17g", r.fraction);
+    char line[512];
+    std::snprintf(line, sizeof line, "%s,%s,%s,%s,%zu,%.17g,%.17g,%.17g,%.17g,%s\n", r.regime.c_str(),
+                  r.protocol.c_str(), fraction, r.metric.c_str(), v.size(), mean, sd, lo, hi, joined.c_str());
+    csv += line;
+    j_rows.push_back(json{{"regime", r.regime},
+                          {"protocol", r.protocol.empty() ? json(nullptr) : json(r.protocol)},
+                          {"label_fraction", number(r.fraction)},
+                          {"metric", r.metric},
+                          {"seeds", v.size()},
+                          {"values", values},
+                          {"mean", number(mean)},
+                          {"sd", number(sd)},
+                          {"min", number(lo)},
+                          {"max", number(hi)}});
+  }
+  const json summary{{"seeds", seeds}, {"replicates", seeds.size()}, {"rows", j_rows}};
+  io::write_file_atomically(fs::path(out) / "study_seeds.json", summary.dump(2) + "\n");
+  io::write_file_atomically(fs::path(out) / "study_seeds.csv", csv);
+  std::printf("outputs: %s (study_seeds.csv, study_seeds.json; each replicate in seed_<k>/)\n", out.c_str());
+}
+
+// One run of the study's grid (every stage) in a.out, on the labelled images in `data`.
+inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegime>& regimes,
+                                const std::vector<std::string>& protocols,
+                                const std::vector<double>& fractions, const std::string& data) {
+  namespace fs = std::filesystem;
+  const bool small = a.size <= 128;
+  auto base = [&](RunArgs& r, const std::string& sub) {
+    r.data = data, r.arch = a.arch, r.out = (fs::path(a.out) / sub).string(), r.device = a.device;
+    r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
+    r.threads = a.threads;
+  };
+  // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
+  //    starts its fine-tuning from.
+  std::map<std::string, std::string> backbone;
+  for (const StudyRegime& r : regimes) {
+    if (r.method.empty()) {
+      backbone[r.key] = r.imagenet ? a.imagenet_weights : "random";
+      continue;
+    }
+    PretrainArgs pre;
+    base(pre, "pretrain_" + r.key);
+    pre.method = r.method;
+    pre.epochs = a.pretrain_epochs;
+    if (r.method == "moco") pre.queue = 0;  // sized to the data set (moco_queue_for)
+    if (r.imagenet) pre.init = a.imagenet_weights;
+    run_pretrain(pre);
+    backbone[r.key] = (fs::path(pre.out) / "backbone.safetensors").string();
+  }
+  // 2. Fine-tuning or linear evaluation per (regime, protocol, label fraction), each evaluated on
+  //    the same held-out patients (the split depends on the seed only).
+  struct Cell {
+    const StudyRegime* regime;
+    std::string protocol;
+    double fraction;
+    EvalSummary result;
+    std::string weights, split;
+  };
+  std::vector<Cell> cells;
+  for (const StudyRegime& r : regimes)
+    for (const std::string& protocol : protocols)
+      for (const double f : fractions) {
+        const std::string tag = study_run_tag(r.key, protocol, f);
+        FinetuneArgs ft;
+        base(ft, (protocol == "linear" ? "linear_" : "finetune_") + study_run_tag(r.key, "finetune", f));
+        ft.epochs = a.finetune_epochs;
+        ft.sampler = a.sampler, ft.class_weights = a.class_weights;
+        ft.init = backbone[r.key];
+        ft.linear = protocol == "linear";
+        ft.label_fraction = f;
+        run_finetune(ft);
+        EvaluateArgs ev;
+        base(ev, "evaluate_" + tag);
+        ev.weights = (fs::path(ft.out) / "best.safetensors").string();
+        ev.split = (fs::path(ft.out) / "split.csv").string();
+        cells.push_back({&r, protocol, f, run_evaluate(ev), ev.weights, ev.split});
+      }
+  // Robustness and saliency per regime, on its first protocol's model trained on the most labels.
+  const double most = *std::max_element(fractions.begin(), fractions.end());
+  const auto primary = [&](const StudyRegime& r) -> const Cell& {
+    for (const Cell& c : cells)
+      if (c.regime == &r && c.protocol == protocols.front() && c.fraction == most) return c;
+    FOVEA_FAIL("study: no run for regime ", r.key);
+  };
+  // 3. Robustness on the test split, the reference regime (random init when compared) first.
+  const bool robustness = a.corruptions != "none";
+  std::size_t reference = 0;
+  for (std::size_t i = 0; i < regimes.size(); ++i)
+    if (regimes[i].key == "random") reference = i;
+  std::vector<std::size_t> reference_first{reference};  // the regimes, the reference first
+  for (std::size_t i = 0; i < regimes.size(); ++i)
+    if (i != reference) reference_first.push_back(i);
+  std::map<std::string, RobustnessSummary> robust;
+  if (robustness) {
+    for (const std::size_t i : reference_first) {
+      const Cell& c = primary(regimes[i]);
+      RobustnessArgs ra;
+      base(ra, "robustness_" + regimes[i].key);
+      ra.weights = c.weights, ra.split = c.split;
+      ra.corruptions = a.corruptions, ra.severities = a.severities;  // decode_cache_mb: the default
+      if (i != reference)
+        ra.reference =
+            (fs::path(a.out) / ("robustness_" + regimes[reference].key) / "robustness.csv").string();
+      robust[regimes[i].key] = run_robustness(ra);
+    }
+  }
+  // 4. Interpretability on the test images with lesion masks: each regime's maps scored against them.
+  std::string masks;
+  for (const char* name : {"lesions.csv", "lesion_masks.csv"})
+    if (masks.empty() && fs::exists(fs::path(data) / name)) masks = (fs::path(data) / name).string();
+  const bool saliency = a.saliency != "none" && !masks.empty();
+  if (a.saliency != "none" && masks.empty())
+    std::cout << "study: no lesions.csv or lesion_masks.csv in " << data << ": saliency stage skipped\n";
+  std::map<std::string, SaliencySummary> explained;
+  for (const StudyRegime& r : regimes) {
+    if (!saliency) break;
+    const Cell& c = primary(r);
+    SaliencyArgs sa2;
+    base(sa2, "saliency_" + r.key);
+    sa2.weights = c.weights, sa2.split = c.split, sa2.masks = masks;
+    sa2.methods = a.saliency, sa2.count = a.saliency_count, sa2.randomization = a.saliency_randomization;
+    explained[r.key] = run_saliency(sa2);
+  }
+  // 5. Feature statistics on the test images: each regime's CN per layer, and its linear CKA with the
+  //    reference regime's model layer by layer (the reference first, so its folder exists).
+  const bool features = a.features != "none";
+  std::map<std::string, FeaturesSummary> stats;
+  if (features) {
+    for (const std::size_t i : reference_first) {
+      const Cell& c = primary(regimes[i]);
+      FeaturesArgs fa;
+      fa.arch = a.arch, fa.width = a.width, fa.small_stem = small, fa.size = a.size;
+      fa.weights = c.weights, fa.data = data, fa.split = c.split, fa.split_name = "test";
+      fa.count = a.features_count, fa.layers = a.features, fa.batch_size = a.batch_size;
+      fa.threads = a.threads, fa.seed = a.seed, fa.device = a.device;
+      fa.out = (fs::path(a.out) / ("features_" + regimes[i].key)).string();
+      if (i != reference) fa.compare = primary(regimes[reference]).weights;
+      stats[regimes[i].key] = run_features(fa);
+    }
+  }
+  std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n",
+              static_cast<long long>(cells.front().result.images));
+  std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", "regime", "protocol", "labels", "quadratic kappa",
+              "referable AUC", "accuracy");
+  for (const Cell& c : cells) {
+    auto cell = [&](const char* k) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", c.result.point.at(k), c.result.low.at(k),
+                    c.result.high.at(k));
+      return std::string(buf);
+    };
+    char labels[16];
+    std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
+    std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", c.regime->label, c.protocol.c_str(), labels,
+                cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str());
+  }
+  if (robustness) {
+    std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s; %s models)\n",
+                a.corruptions.c_str(), a.severities.c_str(), protocols.front().c_str());
+    std::printf("%-18s %-12s %-16s %-16s mCE vs %s\n", "regime", "clean error", "corrupted error",
+                "corrupted kappa", regimes[reference].label);
+    for (const StudyRegime& r : regimes) {
+      const RobustnessSummary& rs = robust.at(r.key);
+      std::printf("%-18s %-12.3f %-16.3f %-16.3f %-16.3f\n", r.label, rs.clean_error, rs.mean_error,
+                  rs.mean_kappa, &r == &regimes[reference] ? 1.0 : rs.mce);
+    }
+  }
+  if (saliency) {
+    std::printf("\nstudy: saliency against the MA+HE+EX lesion masks (%lld test images, means; %s models)\n",
+                static_cast<long long>(explained.begin()->second.images), protocols.front().c_str());
+    std::printf("%-18s %-22s %-12s %-14s %-14s %-s\n", "regime", "method", "mass inside", "rank accuracy",
+                "pointing game", "randomised net (Spearman)");
+    std::printf("%-18s %-22s %-12.3f %-14.3f\n", "", "chance level", explained.begin()->second.union_chance,
+                explained.begin()->second.union_chance);
+    for (const StudyRegime& r : regimes)
+      for (const auto& [method, sc] : explained.at(r.key).union_scores)
+        std::printf("%-18s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", r.label, method.c_str(), sc.mass_inside,
+                    sc.rank_accuracy, sc.pointing_game, sc.randomized_spearman);
+  }
+  // Per regime: the median and largest CN over the layers, the first conv's kurtosis, and the mean
+  // over the layers of the CKA with the reference model's same layer (and at the last layer).
+  struct FeatureRow {
+    double median_cn = std::nan(""), max_cn = std::nan(""), mean_cka = std::nan(""), last_cka = std::nan("");
+    std::string max_layer;
+  };
+  std::map<std::string, FeatureRow> feature_rows;
+  for (const auto& [key, st] : stats) {
+    FeatureRow row;
+    std::vector<double> finite;
+    for (std::size_t l = 0; l < st.cn.size(); ++l) {
+      if (!std::isfinite(st.cn[l])) continue;
+      finite.push_back(st.cn[l]);
+      if (!(st.cn[l] <= row.max_cn)) row.max_cn = st.cn[l], row.max_layer = st.layers[l];
+    }
+    if (!finite.empty()) {
+      std::sort(finite.begin(), finite.end());
+      const std::size_t h = finite.size() / 2;
+      row.median_cn = finite.size() % 2 ? finite[h] : 0.5 * (finite[h - 1] + finite[h]);
+    }
+    if (!st.cka_compare.empty()) {
+      double sum = 0;
+      std::size_t k = 0;
+      for (const double v : st.cka_compare)
+        if (std::isfinite(v)) sum += v, ++k;
+      if (k > 0) row.mean_cka = sum / static_cast<double>(k);
+      row.last_cka = st.cka_compare.back();
+    }
+    feature_rows[key] = row;
+  }
+  if (features) {
+    const FeaturesSummary& ref = stats.at(regimes[reference].key);
+    std::printf(
+        "\nstudy: feature statistics on the test split (%lld images; %s models; %zu layers): CN(%g, %g) of "
+        "the standardised activations, linear CKA with %s layer by layer\n",
+        static_cast<long long>(ref.images), protocols.front().c_str(), ref.layers.size(), ref.p1, ref.p2,
+        regimes[reference].label);
+    const std::string kurtosis =
+        (ref.first_conv.empty() ? std::string("first conv") : ref.first_conv) + " kurtosis";
+    const std::string last = "CKA at " + (ref.layers.empty() ? std::string("?") : ref.layers.back());
+    std::printf("%-18s %-11s %-11s %-20s %-16s %-11s %s\n", "regime", "median CN", "max CN", "max CN at",
+                kurtosis.c_str(), "mean CKA", last.c_str());
+    for (const StudyRegime& r : regimes) {
+      const FeatureRow& row = feature_rows.at(r.key);
+      const bool is_ref = &r == &regimes[reference];
+      std::printf("%-18s %-11.4g %-11.4g %-20s %-16.3f %-11.3f %.3f\n", r.label, row.median_cn, row.max_cn,
+                  row.max_layer.c_str(), stats.at(r.key).first_conv_kurtosis, is_ref ? 1.0 : row.mean_cka,
+                  is_ref ? 1.0 : row.last_cka);
+    }
+  }
+  // study.json, study.csv and study.svg: the tables above as files, and as a figure.
+  using json = nlohmann::json;
+  auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  json j_cells = json::array();
+  std::string csv =
+      "regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high,referable_auc,referable_auc_low,"
+      "referable_auc_high,accuracy,accuracy_low,accuracy_high\n";
+  for (const Cell& c : cells) {
+    json metrics;
+    char line[512];
+    std::snprintf(line, sizeof line, "%s,%s,%.17g,%lld", c.regime->key.c_str(), c.protocol.c_str(),
+                  c.fraction, static_cast<long long>(c.result.images));
+    csv += line;
+    for (const char* k : {"kappa", "auc", "accuracy"}) {
+      metrics[k == std::string("auc") ? "referable_auc" : k] = json{{"point", number(c.result.point.at(k))},
+                                                                    {"low", number(c.result.low.at(k))},
+                                                                    {"high", number(c.result.high.at(k))}};
+      std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", c.result.point.at(k), c.result.low.at(k),
+                    c.result.high.at(k));
+      csv += line;
+    }
+    csv += "\n";
+    j_cells.push_back(json{{"regime", c.regime->key},
+                           {"protocol", c.protocol},
+                           {"label_fraction", c.fraction},
+                           {"images", c.result.images},
+                           {"weights", c.weights},
+                           {"metrics", metrics}});
+  }
+  json j_robust = json::object(), j_saliency = json::object();
+  for (const auto& [key, rs] : robust) {
+    json by = json::object();
+    for (const auto& [v, e] : rs.error_by_severity) by[std::to_string(v)] = number(e);
+    j_robust[key] = json{{"clean_error", number(rs.clean_error)},   {"mean_error", number(rs.mean_error)},
+                         {"mean_kappa", number(rs.mean_kappa)},     {"mce", number(rs.mce)},
+                         {"relative_mce", number(rs.relative_mce)}, {"error_by_severity", by}};
+  }
+  for (const auto& [key, ss] : explained) {
+    json methods = json::object();
+    for (const auto& [m, sc] : ss.union_scores)
+      methods[m] = json{{"mass_inside", number(sc.mass_inside)},
+                        {"rank_accuracy", number(sc.rank_accuracy)},
+                        {"pointing_game", number(sc.pointing_game)},
+                        {"randomized_spearman", number(sc.randomized_spearman)}};
+    j_saliency[key] = json{{"chance", number(ss.union_chance)}, {"images", ss.images}, {"methods", methods}};
+  }
+  json j_features = json::object();
+  std::string features_csv = "regime,layer,kind,cn,cka_reference\n";
+  for (const auto& [key, st] : stats) {
+    const FeatureRow& row = feature_rows.at(key);
+    json layers = json::array();
+    for (std::size_t l = 0; l < st.layers.size(); ++l) {
+      const double cka = st.cka_compare.empty() ? std::nan("") : st.cka_compare[l];
+      layers.push_back(json{{"layer", st.layers[l]},
+                            {"kind", st.kinds[l]},
+                            {"cn", number(st.cn[l])},
+                            {"cka_reference", number(cka)}});
+      char line[512];
+      std::snprintf(line, sizeof line, "%s,%s,%s,%.17g,%.17g\n", key.c_str(), st.layers[l].c_str(),
+                    st.kinds[l].c_str(), st.cn[l], cka);
+      features_csv += line;
+    }
+    j_features[key] = json{
+        {"images", st.images},
+        {"layers", layers},
+        {"median_cn", number(row.median_cn)},
+        {"max_cn", number(row.max_cn)},
+        {"max_cn_layer", row.max_layer},
+        {"first_conv", st.first_conv.empty()
+                           ? json(nullptr)
+                           : json{{"layer", st.first_conv}, {"kurtosis", number(st.first_conv_kurtosis)}}},
+        {"mean_cka_reference", number(row.mean_cka)}};
+  }
+  json summary{{"cells", j_cells},
+               {"robustness", robustness ? j_robust : json(nullptr)},
+               {"robustness_reference", regimes[reference].key},
+               {"saliency", saliency ? j_saliency : json(nullptr)},
+               {"features", features ? j_features : json(nullptr)},
+               {"features_reference", regimes[reference].key}};
+  if (features) {
+    const FeaturesSummary& ref = stats.at(regimes[reference].key);
+    summary["features_cn_percentiles"] = json{ref.p1, ref.p2};
+  }
+  io::write_file_atomically(fs::path(a.out) / "study.json", summary.dump(2) + "\n");
+  io::write_file_atomically(fs::path(a.out) / "study.csv", csv);
+  if (features) io::write_file_atomically(fs::path(a.out) / "study_features.csv", features_csv);
+  else fs::remove(fs::path(a.out) / "study_features.csv");  // left by an earlier study with the stage
+  // The figure: kappa with its 95 % interval per regime (one series per protocol and label
+  // fraction), the mean error over the corruptions against severity per regime, and per attribution
+  // method the relevance mass inside the lesions per regime with the chance level.
+  std::vector<io::LineChart> panels;
+  {
+    io::LineChart k;
+    k.title = "quadratic kappa, 95% CI (test split)";
+    k.width = 420, k.height = 320;
+    for (const StudyRegime& r : regimes) k.x_labels.push_back(r.label);
+    for (const std::string& protocol : protocols)
+      for (const double f : fractions) {
+        io::PlotSeries s;
+        char label[64];
+        std::snprintf(label, sizeof label, "%s %g%%", protocol.c_str(), 100.0 * f);
+        s.label = label;
+        s.line = false;
+        for (std::size_t i = 0; i < regimes.size(); ++i)
+          for (const Cell& c : cells)
+            if (c.regime == &regimes[i] && c.protocol == protocol && c.fraction == f) {
+              s.x.push_back(static_cast<double>(i));
+              s.y.push_back(c.result.point.at("kappa"));
+              s.err_low.push_back(c.result.low.at("kappa"));
+              s.err_high.push_back(c.result.high.at("kappa"));
+            }
+        k.series.push_back(s);
+      }
+    panels.push_back(std::move(k));
+  }
+  if (robustness) {
+    io::LineChart e;
+    e.title = "mean error over the corruptions";
+    e.x_label = "severity";
+    e.width = 420, e.height = 320;
+    for (const StudyRegime& r : regimes) {
+      io::PlotSeries s;
+      s.label = r.label;
+      for (const auto& [v, err] : robust.at(r.key).error_by_severity) s.x.push_back(v), s.y.push_back(err);
+      e.series.push_back(s);
+    }
+    panels.push_back(std::move(e));
+  }
+  if (saliency) {
+    io::LineChart m;
+    m.title = "relevance mass inside MA+HE+EX";
+    m.width = 420, m.height = 320;
+    for (const auto& [method, sc] : explained.begin()->second.union_scores) m.x_labels.push_back(method);
+    for (const StudyRegime& r : regimes) {
+      io::PlotSeries s;
+      s.label = r.label;
+      s.line = false;
+      for (const std::string& method : m.x_labels) {
+        const auto& scores = explained.at(r.key).union_scores;
+        const auto it = scores.find(method);
+        s.y.push_back(it != scores.end() ? it->second.mass_inside : std::nan(""));
+      }
+      m.series.push_back(s);
+    }
+    io::PlotSeries chance;
+    chance.label = "chance";
+    chance.dashed = true, chance.markers = false;
+    chance.x = {-0.5, static_cast<double>(m.x_labels.size()) - 0.5};
+    chance.y = {explained.begin()->second.union_chance, explained.begin()->second.union_chance};
+    m.series.push_back(chance);
+    panels.push_back(std::move(m));
+  }
+  if (features) {
+    const FeaturesSummary& ref = stats.at(regimes[reference].key);
+    io::LineChart cn;
+    char title[96];
+    std::snprintf(title, sizeof title, "CN(%g, %g) per layer (test split)", ref.p1, ref.p2);
+    cn.title = title;
+    cn.log_y = true;
+    cn.width = 420, cn.height = 320;
+    cn.x_labels = ref.layers;
+    io::LineChart cka;
+    cka.title = std::string("linear CKA with ") + regimes[reference].label + ", same layer";
+    cka.width = 420, cka.height = 320;
+    cka.x_labels = ref.layers;
+    cka.y_min = 0, cka.y_max = 1;
+    for (const StudyRegime& r : regimes) {
+      const FeaturesSummary& f = stats.at(r.key);
+      io::PlotSeries line;
+      line.label = r.label;
+      line.markers = f.layers.size() <= 24;
+      for (std::size_t l = 0; l < f.cn.size(); ++l)
+        if (std::isfinite(f.cn[l]) && f.cn[l] > 0)
+          line.x.push_back(static_cast<double>(l)), line.y.push_back(f.cn[l]);
+      cn.series.push_back(line);
+      line.x.clear(), line.y.clear();
+      if (&r == &regimes[reference]) {  // itself: 1 at every layer (keeps each regime's colour)
+        line.label += " (itself)";
+        line.dashed = true, line.markers = false;
+        line.x = {0.0, static_cast<double>(f.layers.size()) - 1.0};
+        line.y = {1.0, 1.0};
+      }
+      for (std::size_t l = 0; l < f.cka_compare.size(); ++l)
+        if (std::isfinite(f.cka_compare[l]))
+          line.x.push_back(static_cast<double>(l)), line.y.push_back(f.cka_compare[l]);
+      cka.series.push_back(line);
+    }
+    panels.push_back(std::move(cn));
+    if (regimes.size() > 1) panels.push_back(std::move(cka));
+  }
+  io::write_file_atomically(fs::path(a.out) / "study.svg", io::chart_grid_svg(panels, 3, "fovea study"));
+  std::printf("outputs: %s\n", a.out.c_str());
 }
 
 inline void add_driver_commands(CLI::App& app) {
@@ -269,24 +831,6 @@ inline void add_driver_commands(CLI::App& app) {
     run_saliency(*la);
   });
 
-  // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
-  struct StudyArgs {
-    std::string data, out = "runs/study", arch = "resnet18", device = "auto";
-    std::int64_t count = 240, pretrain_epochs = 6, finetune_epochs = 12, batch_size = 32;
-    int size = 64, generate_size = 96, threads = 2;
-    float width = 0.25f;
-    std::uint64_t seed = 0;
-    bool full = false;
-    std::string config;
-    std::string sampler = "shuffled", class_weights = "none";
-    std::string regimes = "simclr,random", protocols = "finetune", label_fractions = "1";
-    std::string imagenet_weights;  // torchvision ResNet weights for the imagenet* regimes
-    std::string corruptions = "all", severities = "1,2,3,4,5";  // robustness stage ("none": skipped)
-    std::string saliency = "gradient,integrated_gradients,grad_cam,lrp";  // saliency stage ("none": skipped)
-    std::int64_t saliency_count = 40, saliency_randomization = 4;
-    std::string features = "all";  // feature-statistics stage: fovea features --layers ("none": skipped)
-    std::int64_t features_count = 512;
-  };
   auto sa = std::make_shared<StudyArgs>();
   auto* s = app.add_subcommand("study",
                                "the main job: pretraining regimes (SimCLR, MoCo v2, ImageNet), fine-tuning "
@@ -344,6 +888,10 @@ inline void add_driver_commands(CLI::App& app) {
                 "feature-statistics stage: at most N test images (a seeded subset when there are more)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{2}, std::int64_t{100000000}));
+  s->add_option(
+      "--seeds", sa->seeds,
+      "replicates: comma-separated seeds, each running the whole grid in <out>/seed_<k> on the "
+      "same data (its own split, initialisation, augmentations); then mean, sd and range over them");
   s->add_flag("--full", sa->full,
               "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
               "batch 256, the regime / protocol / label-fraction grid above (flags given "
@@ -380,6 +928,7 @@ inline void add_driver_commands(CLI::App& app) {
         severity_list(a.severities);
       }
       if (a.saliency != "none") saliency_methods(a.saliency);
+      if (!a.seeds.empty()) study_seed_list(a.seeds);
       if (a.features != "none") {  // the layer names against the architecture's layers
         models::ResNetConfig cfg;
         cfg.width = a.width, cfg.small_stem = a.size <= 128;
@@ -399,7 +948,6 @@ inline void add_driver_commands(CLI::App& app) {
     }
     // Synthetic images at least as large as the decode side (size / 0.875), so nothing is upscaled.
     a.generate_size = std::max(96, static_cast<int>(std::lround(a.size / 0.875)));
-    const bool small = a.size <= 128;
     namespace fs = std::filesystem;
     std::string data = a.data;
     if (data.empty()) {
@@ -412,403 +960,21 @@ inline void add_driver_commands(CLI::App& app) {
       }
       std::cout << "study: synthetic fundus data in " << data << "\n";
     }
-    auto base = [&](RunArgs& r, const std::string& sub) {
-      r.data = data, r.arch = a.arch, r.out = (fs::path(a.out) / sub).string(), r.device = a.device;
-      r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
-      r.threads = a.threads;
-    };
-    // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
-    //    starts its fine-tuning from.
-    std::map<std::string, std::string> backbone;
-    for (const StudyRegime& r : regimes) {
-      if (r.method.empty()) {
-        backbone[r.key] = r.imagenet ? a.imagenet_weights : "random";
-        continue;
-      }
-      PretrainArgs pre;
-      base(pre, "pretrain_" + r.key);
-      pre.method = r.method;
-      pre.epochs = a.pretrain_epochs;
-      if (r.method == "moco") pre.queue = 0;  // sized to the data set (moco_queue_for)
-      if (r.imagenet) pre.init = a.imagenet_weights;
-      run_pretrain(pre);
-      backbone[r.key] = (fs::path(pre.out) / "backbone.safetensors").string();
+    if (a.seeds.empty()) {
+      run_study_replicate(a, regimes, protocols, fractions, data);
+      return;
     }
-    // 2. Fine-tuning or linear evaluation per (regime, protocol, label fraction), each evaluated on
-    //    the same held-out patients (the split depends on the seed only).
-    struct Cell {
-      const StudyRegime* regime;
-      std::string protocol;
-      double fraction;
-      EvalSummary result;
-      std::string weights, split;
-    };
-    std::vector<Cell> cells;
-    for (const StudyRegime& r : regimes)
-      for (const std::string& protocol : protocols)
-        for (const double f : fractions) {
-          const std::string tag = study_run_tag(r.key, protocol, f);
-          FinetuneArgs ft;
-          base(ft, (protocol == "linear" ? "linear_" : "finetune_") + study_run_tag(r.key, "finetune", f));
-          ft.epochs = a.finetune_epochs;
-          ft.sampler = a.sampler, ft.class_weights = a.class_weights;
-          ft.init = backbone[r.key];
-          ft.linear = protocol == "linear";
-          ft.label_fraction = f;
-          run_finetune(ft);
-          EvaluateArgs ev;
-          base(ev, "evaluate_" + tag);
-          ev.weights = (fs::path(ft.out) / "best.safetensors").string();
-          ev.split = (fs::path(ft.out) / "split.csv").string();
-          cells.push_back({&r, protocol, f, run_evaluate(ev), ev.weights, ev.split});
-        }
-    // Robustness and saliency per regime, on its first protocol's model trained on the most labels.
-    const double most = *std::max_element(fractions.begin(), fractions.end());
-    const auto primary = [&](const StudyRegime& r) -> const Cell& {
-      for (const Cell& c : cells)
-        if (c.regime == &r && c.protocol == protocols.front() && c.fraction == most) return c;
-      FOVEA_FAIL("study: no run for regime ", r.key);
-    };
-    // 3. Robustness on the test split, the reference regime (random init when compared) first.
-    const bool robustness = a.corruptions != "none";
-    std::size_t reference = 0;
-    for (std::size_t i = 0; i < regimes.size(); ++i)
-      if (regimes[i].key == "random") reference = i;
-    std::vector<std::size_t> reference_first{reference};  // the regimes, the reference first
-    for (std::size_t i = 0; i < regimes.size(); ++i)
-      if (i != reference) reference_first.push_back(i);
-    std::map<std::string, RobustnessSummary> robust;
-    if (robustness) {
-      for (const std::size_t i : reference_first) {
-        const Cell& c = primary(regimes[i]);
-        RobustnessArgs ra;
-        base(ra, "robustness_" + regimes[i].key);
-        ra.weights = c.weights, ra.split = c.split;
-        ra.corruptions = a.corruptions, ra.severities = a.severities;  // decode_cache_mb: the default
-        if (i != reference)
-          ra.reference =
-              (fs::path(a.out) / ("robustness_" + regimes[reference].key) / "robustness.csv").string();
-        robust[regimes[i].key] = run_robustness(ra);
-      }
+    // Replicates: the same data and grid, each seed drawing its own split, initialisations,
+    // augmentations and sampling, in <out>/seed_<k>; then the spread over the seeds.
+    const std::vector<std::uint64_t> seeds = study_seed_list(a.seeds);
+    for (const std::uint64_t seed : seeds) {
+      StudyArgs r = a;
+      r.seed = seed;
+      r.out = (fs::path(a.out) / ("seed_" + std::to_string(seed))).string();
+      std::cout << "study: replicate with --seed " << seed << " in " << r.out << std::endl;
+      run_study_replicate(r, regimes, protocols, fractions, data);
     }
-    // 4. Interpretability on the test images with lesion masks: each regime's maps scored against them.
-    std::string masks;
-    for (const char* name : {"lesions.csv", "lesion_masks.csv"})
-      if (masks.empty() && fs::exists(fs::path(data) / name)) masks = (fs::path(data) / name).string();
-    const bool saliency = a.saliency != "none" && !masks.empty();
-    if (a.saliency != "none" && masks.empty())
-      std::cout << "study: no lesions.csv or lesion_masks.csv in " << data << ": saliency stage skipped\n";
-    std::map<std::string, SaliencySummary> explained;
-    for (const StudyRegime& r : regimes) {
-      if (!saliency) break;
-      const Cell& c = primary(r);
-      SaliencyArgs sa2;
-      base(sa2, "saliency_" + r.key);
-      sa2.weights = c.weights, sa2.split = c.split, sa2.masks = masks;
-      sa2.methods = a.saliency, sa2.count = a.saliency_count, sa2.randomization = a.saliency_randomization;
-      explained[r.key] = run_saliency(sa2);
-    }
-    // 5. Feature statistics on the test images: each regime's CN per layer, and its linear CKA with the
-    //    reference regime's model layer by layer (the reference first, so its folder exists).
-    const bool features = a.features != "none";
-    std::map<std::string, FeaturesSummary> stats;
-    if (features) {
-      for (const std::size_t i : reference_first) {
-        const Cell& c = primary(regimes[i]);
-        FeaturesArgs fa;
-        fa.arch = a.arch, fa.width = a.width, fa.small_stem = small, fa.size = a.size;
-        fa.weights = c.weights, fa.data = data, fa.split = c.split, fa.split_name = "test";
-        fa.count = a.features_count, fa.layers = a.features, fa.batch_size = a.batch_size;
-        fa.threads = a.threads, fa.seed = a.seed, fa.device = a.device;
-        fa.out = (fs::path(a.out) / ("features_" + regimes[i].key)).string();
-        if (i != reference) fa.compare = primary(regimes[reference]).weights;
-        stats[regimes[i].key] = run_features(fa);
-      }
-    }
-    std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n",
-                static_cast<long long>(cells.front().result.images));
-    std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", "regime", "protocol", "labels", "quadratic kappa",
-                "referable AUC", "accuracy");
-    for (const Cell& c : cells) {
-      auto cell = [&](const char* k) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", c.result.point.at(k), c.result.low.at(k),
-                      c.result.high.at(k));
-        return std::string(buf);
-      };
-      char labels[16];
-      std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
-      std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", c.regime->label, c.protocol.c_str(), labels,
-                  cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str());
-    }
-    if (robustness) {
-      std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s; %s models)\n",
-                  a.corruptions.c_str(), a.severities.c_str(), protocols.front().c_str());
-      std::printf("%-18s %-12s %-16s %-16s mCE vs %s\n", "regime", "clean error", "corrupted error",
-                  "corrupted kappa", regimes[reference].label);
-      for (const StudyRegime& r : regimes) {
-        const RobustnessSummary& rs = robust.at(r.key);
-        std::printf("%-18s %-12.3f %-16.3f %-16.3f %-16.3f\n", r.label, rs.clean_error, rs.mean_error,
-                    rs.mean_kappa, &r == &regimes[reference] ? 1.0 : rs.mce);
-      }
-    }
-    if (saliency) {
-      std::printf(
-          "\nstudy: saliency against the MA+HE+EX lesion masks (%lld test images, means; %s models)\n",
-          static_cast<long long>(explained.begin()->second.images), protocols.front().c_str());
-      std::printf("%-18s %-22s %-12s %-14s %-14s %-s\n", "regime", "method", "mass inside", "rank accuracy",
-                  "pointing game", "randomised net (Spearman)");
-      std::printf("%-18s %-22s %-12.3f %-14.3f\n", "", "chance level", explained.begin()->second.union_chance,
-                  explained.begin()->second.union_chance);
-      for (const StudyRegime& r : regimes)
-        for (const auto& [method, sc] : explained.at(r.key).union_scores)
-          std::printf("%-18s %-22s %-12.3f %-14.3f %-14.3f %.3f\n", r.label, method.c_str(), sc.mass_inside,
-                      sc.rank_accuracy, sc.pointing_game, sc.randomized_spearman);
-    }
-    // Per regime: the median and largest CN over the layers, the first conv's kurtosis, and the mean
-    // over the layers of the CKA with the reference model's same layer (and at the last layer).
-    struct FeatureRow {
-      double median_cn = std::nan(""), max_cn = std::nan(""), mean_cka = std::nan(""),
-             last_cka = std::nan("");
-      std::string max_layer;
-    };
-    std::map<std::string, FeatureRow> feature_rows;
-    for (const auto& [key, st] : stats) {
-      FeatureRow row;
-      std::vector<double> finite;
-      for (std::size_t l = 0; l < st.cn.size(); ++l) {
-        if (!std::isfinite(st.cn[l])) continue;
-        finite.push_back(st.cn[l]);
-        if (!(st.cn[l] <= row.max_cn)) row.max_cn = st.cn[l], row.max_layer = st.layers[l];
-      }
-      if (!finite.empty()) {
-        std::sort(finite.begin(), finite.end());
-        const std::size_t h = finite.size() / 2;
-        row.median_cn = finite.size() % 2 ? finite[h] : 0.5 * (finite[h - 1] + finite[h]);
-      }
-      if (!st.cka_compare.empty()) {
-        double sum = 0;
-        std::size_t k = 0;
-        for (const double v : st.cka_compare)
-          if (std::isfinite(v)) sum += v, ++k;
-        if (k > 0) row.mean_cka = sum / static_cast<double>(k);
-        row.last_cka = st.cka_compare.back();
-      }
-      feature_rows[key] = row;
-    }
-    if (features) {
-      const FeaturesSummary& ref = stats.at(regimes[reference].key);
-      std::printf(
-          "\nstudy: feature statistics on the test split (%lld images; %s models; %zu layers): CN(%g, %g) of "
-          "the standardised activations, linear CKA with %s layer by layer\n",
-          static_cast<long long>(ref.images), protocols.front().c_str(), ref.layers.size(), ref.p1, ref.p2,
-          regimes[reference].label);
-      const std::string kurtosis =
-          (ref.first_conv.empty() ? std::string("first conv") : ref.first_conv) + " kurtosis";
-      const std::string last = "CKA at " + (ref.layers.empty() ? std::string("?") : ref.layers.back());
-      std::printf("%-18s %-11s %-11s %-20s %-16s %-11s %s\n", "regime", "median CN", "max CN", "max CN at",
-                  kurtosis.c_str(), "mean CKA", last.c_str());
-      for (const StudyRegime& r : regimes) {
-        const FeatureRow& row = feature_rows.at(r.key);
-        const bool is_ref = &r == &regimes[reference];
-        std::printf("%-18s %-11.4g %-11.4g %-20s %-16.3f %-11.3f %.3f\n", r.label, row.median_cn, row.max_cn,
-                    row.max_layer.c_str(), stats.at(r.key).first_conv_kurtosis, is_ref ? 1.0 : row.mean_cka,
-                    is_ref ? 1.0 : row.last_cka);
-      }
-    }
-    // study.json, study.csv and study.svg: the tables above as files, and as a figure.
-    using json = nlohmann::json;
-    auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-    json j_cells = json::array();
-    std::string csv =
-        "regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high,referable_auc,referable_auc_low,"
-        "referable_auc_high,accuracy,accuracy_low,accuracy_high\n";
-    for (const Cell& c : cells) {
-      json metrics;
-      char line[512];
-      std::snprintf(line, sizeof line, "%s,%s,%.17g,%lld", c.regime->key.c_str(), c.protocol.c_str(),
-                    c.fraction, static_cast<long long>(c.result.images));
-      csv += line;
-      for (const char* k : {"kappa", "auc", "accuracy"}) {
-        metrics[k == std::string("auc") ? "referable_auc" : k] = json{{"point", number(c.result.point.at(k))},
-                                                                      {"low", number(c.result.low.at(k))},
-                                                                      {"high", number(c.result.high.at(k))}};
-        std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", c.result.point.at(k), c.result.low.at(k),
-                      c.result.high.at(k));
-        csv += line;
-      }
-      csv += "\n";
-      j_cells.push_back(json{{"regime", c.regime->key},
-                             {"protocol", c.protocol},
-                             {"label_fraction", c.fraction},
-                             {"images", c.result.images},
-                             {"weights", c.weights},
-                             {"metrics", metrics}});
-    }
-    json j_robust = json::object(), j_saliency = json::object();
-    for (const auto& [key, rs] : robust) {
-      json by = json::object();
-      for (const auto& [v, e] : rs.error_by_severity) by[std::to_string(v)] = number(e);
-      j_robust[key] = json{{"clean_error", number(rs.clean_error)},   {"mean_error", number(rs.mean_error)},
-                           {"mean_kappa", number(rs.mean_kappa)},     {"mce", number(rs.mce)},
-                           {"relative_mce", number(rs.relative_mce)}, {"error_by_severity", by}};
-    }
-    for (const auto& [key, ss] : explained) {
-      json methods = json::object();
-      for (const auto& [m, sc] : ss.union_scores)
-        methods[m] = json{{"mass_inside", number(sc.mass_inside)},
-                          {"rank_accuracy", number(sc.rank_accuracy)},
-                          {"pointing_game", number(sc.pointing_game)},
-                          {"randomized_spearman", number(sc.randomized_spearman)}};
-      j_saliency[key] =
-          json{{"chance", number(ss.union_chance)}, {"images", ss.images}, {"methods", methods}};
-    }
-    json j_features = json::object();
-    std::string features_csv = "regime,layer,kind,cn,cka_reference\n";
-    for (const auto& [key, st] : stats) {
-      const FeatureRow& row = feature_rows.at(key);
-      json layers = json::array();
-      for (std::size_t l = 0; l < st.layers.size(); ++l) {
-        const double cka = st.cka_compare.empty() ? std::nan("") : st.cka_compare[l];
-        layers.push_back(json{{"layer", st.layers[l]},
-                              {"kind", st.kinds[l]},
-                              {"cn", number(st.cn[l])},
-                              {"cka_reference", number(cka)}});
-        char line[512];
-        std::snprintf(line, sizeof line, "%s,%s,%s,%.17g,%.17g\n", key.c_str(), st.layers[l].c_str(),
-                      st.kinds[l].c_str(), st.cn[l], cka);
-        features_csv += line;
-      }
-      j_features[key] = json{
-          {"images", st.images},
-          {"layers", layers},
-          {"median_cn", number(row.median_cn)},
-          {"max_cn", number(row.max_cn)},
-          {"max_cn_layer", row.max_layer},
-          {"first_conv", st.first_conv.empty()
-                             ? json(nullptr)
-                             : json{{"layer", st.first_conv}, {"kurtosis", number(st.first_conv_kurtosis)}}},
-          {"mean_cka_reference", number(row.mean_cka)}};
-    }
-    json summary{{"cells", j_cells},
-                 {"robustness", robustness ? j_robust : json(nullptr)},
-                 {"robustness_reference", regimes[reference].key},
-                 {"saliency", saliency ? j_saliency : json(nullptr)},
-                 {"features", features ? j_features : json(nullptr)},
-                 {"features_reference", regimes[reference].key}};
-    if (features) {
-      const FeaturesSummary& ref = stats.at(regimes[reference].key);
-      summary["features_cn_percentiles"] = json{ref.p1, ref.p2};
-    }
-    io::write_file_atomically(fs::path(a.out) / "study.json", summary.dump(2) + "\n");
-    io::write_file_atomically(fs::path(a.out) / "study.csv", csv);
-    if (features) io::write_file_atomically(fs::path(a.out) / "study_features.csv", features_csv);
-    else fs::remove(fs::path(a.out) / "study_features.csv");  // left by an earlier study with the stage
-    // The figure: kappa with its 95 % interval per regime (one series per protocol and label
-    // fraction), the mean error over the corruptions against severity per regime, and per attribution
-    // method the relevance mass inside the lesions per regime with the chance level.
-    std::vector<io::LineChart> panels;
-    {
-      io::LineChart k;
-      k.title = "quadratic kappa, 95% CI (test split)";
-      k.width = 420, k.height = 320;
-      for (const StudyRegime& r : regimes) k.x_labels.push_back(r.label);
-      for (const std::string& protocol : protocols)
-        for (const double f : fractions) {
-          io::PlotSeries s;
-          char label[64];
-          std::snprintf(label, sizeof label, "%s %g%%", protocol.c_str(), 100.0 * f);
-          s.label = label;
-          s.line = false;
-          for (std::size_t i = 0; i < regimes.size(); ++i)
-            for (const Cell& c : cells)
-              if (c.regime == &regimes[i] && c.protocol == protocol && c.fraction == f) {
-                s.x.push_back(static_cast<double>(i));
-                s.y.push_back(c.result.point.at("kappa"));
-                s.err_low.push_back(c.result.low.at("kappa"));
-                s.err_high.push_back(c.result.high.at("kappa"));
-              }
-          k.series.push_back(s);
-        }
-      panels.push_back(std::move(k));
-    }
-    if (robustness) {
-      io::LineChart e;
-      e.title = "mean error over the corruptions";
-      e.x_label = "severity";
-      e.width = 420, e.height = 320;
-      for (const StudyRegime& r : regimes) {
-        io::PlotSeries s;
-        s.label = r.label;
-        for (const auto& [v, err] : robust.at(r.key).error_by_severity) s.x.push_back(v), s.y.push_back(err);
-        e.series.push_back(s);
-      }
-      panels.push_back(std::move(e));
-    }
-    if (saliency) {
-      io::LineChart m;
-      m.title = "relevance mass inside MA+HE+EX";
-      m.width = 420, m.height = 320;
-      for (const auto& [method, sc] : explained.begin()->second.union_scores) m.x_labels.push_back(method);
-      for (const StudyRegime& r : regimes) {
-        io::PlotSeries s;
-        s.label = r.label;
-        s.line = false;
-        for (const std::string& method : m.x_labels) {
-          const auto& scores = explained.at(r.key).union_scores;
-          const auto it = scores.find(method);
-          s.y.push_back(it != scores.end() ? it->second.mass_inside : std::nan(""));
-        }
-        m.series.push_back(s);
-      }
-      io::PlotSeries chance;
-      chance.label = "chance";
-      chance.dashed = true, chance.markers = false;
-      chance.x = {-0.5, static_cast<double>(m.x_labels.size()) - 0.5};
-      chance.y = {explained.begin()->second.union_chance, explained.begin()->second.union_chance};
-      m.series.push_back(chance);
-      panels.push_back(std::move(m));
-    }
-    if (features) {
-      const FeaturesSummary& ref = stats.at(regimes[reference].key);
-      io::LineChart cn;
-      char title[96];
-      std::snprintf(title, sizeof title, "CN(%g, %g) per layer (test split)", ref.p1, ref.p2);
-      cn.title = title;
-      cn.log_y = true;
-      cn.width = 420, cn.height = 320;
-      cn.x_labels = ref.layers;
-      io::LineChart cka;
-      cka.title = std::string("linear CKA with ") + regimes[reference].label + ", same layer";
-      cka.width = 420, cka.height = 320;
-      cka.x_labels = ref.layers;
-      cka.y_min = 0, cka.y_max = 1;
-      for (const StudyRegime& r : regimes) {
-        const FeaturesSummary& f = stats.at(r.key);
-        io::PlotSeries line;
-        line.label = r.label;
-        line.markers = f.layers.size() <= 24;
-        for (std::size_t l = 0; l < f.cn.size(); ++l)
-          if (std::isfinite(f.cn[l]) && f.cn[l] > 0)
-            line.x.push_back(static_cast<double>(l)), line.y.push_back(f.cn[l]);
-        cn.series.push_back(line);
-        line.x.clear(), line.y.clear();
-        if (&r == &regimes[reference]) {  // itself: 1 at every layer (keeps each regime's colour)
-          line.label += " (itself)";
-          line.dashed = true, line.markers = false;
-          line.x = {0.0, static_cast<double>(f.layers.size()) - 1.0};
-          line.y = {1.0, 1.0};
-        }
-        for (std::size_t l = 0; l < f.cka_compare.size(); ++l)
-          if (std::isfinite(f.cka_compare[l]))
-            line.x.push_back(static_cast<double>(l)), line.y.push_back(f.cka_compare[l]);
-        cka.series.push_back(line);
-      }
-      panels.push_back(std::move(cn));
-      if (regimes.size() > 1) panels.push_back(std::move(cka));
-    }
-    io::write_file_atomically(fs::path(a.out) / "study.svg", io::chart_grid_svg(panels, 3, "fovea study"));
-    std::printf("outputs: %s\n", a.out.c_str());
+    summarise_study_replicates(a.out, seeds);
   });
 }
 
