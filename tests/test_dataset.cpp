@@ -212,6 +212,49 @@ TEST(Dataset, AptosAndIdridGrading) {
   EXPECT_EQ(idrid[0].patient, "IDRiD_001");  // not "IDRiD": every IDRiD image is its own patient
 }
 
+TEST(Dataset, Messidor2AdjudicatedGrades) {
+  TempDir dir;
+  const fs::path d = dir.path();
+  // Krause et al.'s file as pandas writes it: float grades, an ungradable image with no grade.
+  write_text(d / "messidor_data.csv",
+             "image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n"
+             "20051020_43808_0100_PP.png,0.0,0.0,1\n"
+             "IM002385.JPG,,,0\n"
+             "20051020_43832_0100_PP.png,3.0,1.0,1\n"
+             "IM004176.JPG,2,0,1\n");
+  touch(d / "IMAGES" / "20051020_43808_0100_PP.png");
+  touch(d / "IMAGES" / "20051020_43832_0100_PP.png");
+  touch(d / "IMAGES" / "IM004176.png");  // the grade file names the .JPG; the copy here is a .png
+  const Dataset m = load_dataset(d);
+  EXPECT_EQ(m.format, DatasetFormat::messidor2);
+  EXPECT_STREQ(format_name(m.format), "messidor2");
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m.labels(), (std::vector<int>{0, 3, 2}));
+  EXPECT_EQ(m[0].id, "20051020_43808_0100_PP");
+  EXPECT_EQ(m[0].path, d / "IMAGES" / "20051020_43808_0100_PP.png");
+  EXPECT_EQ(m[2].path, d / "IMAGES" / "IM004176.png");
+  EXPECT_EQ(m[1].patient, "20051020_43832_0100_PP");  // every image its own patient
+  ASSERT_EQ(m.excluded.size(), 1u);
+  EXPECT_CONTAINS(m.excluded[0], "messidor_data.csv:3: image 'IM002385.JPG' is ungradable");
+
+  // A fractional or missing grade of a gradable image is an error naming the line.
+  write_text(d / "half.csv",
+             "image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n"
+             "20051020_43808_0100_PP.png,2.5,0,1\n");
+  EXPECT_CONTAINS(error_of([&] { load_labels_csv(d / "half.csv"); }),
+                  "half.csv:2: field 'adjudicated_dr_grade' is '2.5', not an integer 0-4");
+  write_text(d / "empty.csv",
+             "image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n"
+             "20051020_43808_0100_PP.png,,0,1\n");
+  EXPECT_CONTAINS(error_of([&] { load_labels_csv(d / "empty.csv"); }),
+                  "empty.csv:2: field 'adjudicated_dr_grade' is '', not an integer 0-4");
+  write_text(d / "flag.csv",
+             "image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n"
+             "20051020_43808_0100_PP.png,1,0,yes\n");
+  EXPECT_CONTAINS(error_of([&] { load_labels_csv(d / "flag.csv"); }),
+                  "flag.csv:2: field 'adjudicated_gradable' is 'yes', not an integer 0-1");
+}
+
 TEST(Dataset, ClassFoldersAndUnlabelledFolders) {
   TempDir dir;
   const fs::path d = dir.path() / "classes";

@@ -80,6 +80,46 @@ TEST(Synthetic, CameraVariationCanBeSwitchedOff) {
   EXPECT_FALSE(same_floats(neutral.image, make(100, 2, 2).image));
 }
 
+// The second site's camera (SyntheticConfig::site = 1): the same eye and lesions through a darker,
+// bluer, smaller-field camera; site 0 is the default.
+TEST(Synthetic, SecondSiteSeesTheSameEyeThroughAnotherCamera) {
+  SyntheticConfig config;
+  config.seed = 3, config.size = 96;
+  for (int i = 0; i < 6; ++i) {
+    const SyntheticFundus home = generate_fundus(config, i, 3);
+    EXPECT_TRUE(same(home, make(96, i, 3))) << i;  // site 0 is the default
+    SyntheticConfig other = config;
+    other.site = 1;
+    const SyntheticFundus away = generate_fundus(other, i, 3);
+    EXPECT_EQ(away.grade, home.grade);
+    for (LesionType t : kSyntheticLesionTypes) EXPECT_EQ(away.lesion_count(t), home.lesion_count(t)) << i;
+    EXPECT_NEAR(away.fov_radius, 0.92f * home.fov_radius, 1e-3f * home.fov_radius) << i;
+    // Channel means inside each image's field of view.
+    auto means = [](const SyntheticFundus& f) {
+      std::array<double, 3> m{};
+      std::int64_t n = 0;
+      const std::int64_t s = f.image.shape()[2];
+      for (std::int64_t y = 0; y < s; ++y)
+        for (std::int64_t x = 0; x < s; ++x) {
+          const float dx = static_cast<float>(x) + 0.5f - f.fov_x,
+                      dy = static_cast<float>(y) + 0.5f - f.fov_y;
+          if (dx * dx + dy * dy > 0.8f * f.fov_radius * f.fov_radius) continue;
+          for (int c = 0; c < 3; ++c) m[static_cast<std::size_t>(c)] += f.image.data()[(c * s + y) * s + x];
+          ++n;
+        }
+      for (double& v : m) v /= static_cast<double>(n);
+      return m;
+    };
+    const auto h = means(home), a = means(away);
+    EXPECT_LT(a[0] + a[1] + a[2], 0.9 * (h[0] + h[1] + h[2])) << "image " << i << ": not darker";
+    EXPECT_GT(a[2] / a[0], 1.1 * (h[2] / h[0])) << "image " << i << ": no blue cast";
+  }
+  config.site = 2;
+  EXPECT_THROW(generate_fundus(config, 0, 0), Error);
+  config.site = -1;
+  EXPECT_THROW(generate_fundus(config, 0, 0), Error);
+}
+
 TEST(Synthetic, ThreadsDrawTheSameImagesAsOneThread) {
   std::vector<SyntheticFundus> sequential, parallel(4);
   for (int i = 0; i < 4; ++i) sequential.push_back(make(80, i, 4));

@@ -7,6 +7,7 @@ Input images are PNGs written here with zlib; nothing else is needed but the pro
 import json
 import math
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -341,10 +342,36 @@ def case_study_smoke(tmp):
           f"study_features.csv: {rows[:2]}, {len(rows)} rows")
     check("study: feature statistics on the test split" in stdout and "mean CKA" in stdout,
           "no feature-statistics table:\n" + stdout)
+    # The external test set (auto with synthetic data): a quarter as many images (at least 20) from a
+    # second site's camera, on other patients; every model evaluated on all of them.
+    site = read_csv(os.path.join(out, "data_site1", "labels.csv"))
+    check(site[0] == ["image", "level"] and len(site) == 21, f"data_site1/labels.csv: {len(site)} lines")
+    check("study: external test set synthetic_site1" in stdout and "kappa change" in stdout,
+          "no external table:\n" + stdout)
+    ext = summary["external"]
+    check(len(ext) == 1 and ext[0]["name"] == "synthetic_site1" and ext[0]["images"] == 20 and
+          ext[0]["data"] == os.path.join(out, "data_site1"), f"study.json external: {ext}")
+    ext_cells = {c["regime"]: c for c in ext[0]["cells"]}
+    check(sorted(ext_cells) == ["random", "simclr"], f"external cells {sorted(ext_cells)}")
+    for regime in ("random", "simclr"):
+        with open(os.path.join(out, f"external_synthetic_site1_{regime}", "results.json")) as f:
+            er = json.load(f)
+        with open(os.path.join(out, f"external_synthetic_site1_{regime}", "config.json")) as f:
+            ec = json.load(f)
+        check(ec["data"] == os.path.join(out, "data_site1") and ec["split"] == "" and
+              ec["weights"] == cells[(regime, "finetune")]["weights"], f"external {regime} config: {ec}")
+        k = ext_cells[regime]["metrics"]["kappa"]["point"]
+        check(abs(k - er["quadratic_weighted_kappa"]["point"]) < 1e-12 and
+              abs(ext_cells[regime]["kappa_change"] - (k - cells[(regime, "finetune")]["metrics"]["kappa"]["point"]))
+              < 1e-12, f"external {regime}: {ext_cells[regime]} vs {er['quadratic_weighted_kappa']}")
+    rows = read_csv(os.path.join(out, "study_external.csv"))
+    check(rows[0][:5] == ["set", "regime", "protocol", "label_fraction", "images"] and rows[0][-1] == "kappa_change"
+          and len(rows) == 3 and rows[1][0] == "synthetic_site1" and rows[1][4] == "20", f"study_external.csv: {rows}")
     svg = read_svg(os.path.join(out, "study.svg"))
-    check(len(svg_elements(svg, "svg", "panel")) == 5,
-          "study.svg: kappa, robustness, saliency, CN and CKA panels")
-    check(len(svg_elements(svg, "line", "errorbar")) == 2, "study.svg: one kappa interval per regime")
+    check(len(svg_elements(svg, "svg", "panel")) == 6,
+          "study.svg: kappa, external kappa, robustness, saliency, CN and CKA panels")
+    check(len(svg_elements(svg, "line", "errorbar")) == 6,
+          "study.svg: one kappa interval per regime, and per regime on the test split and the external set")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
         before = f.read()
@@ -361,14 +388,37 @@ def case_study_grid(tmp):
     weights = os.path.join(tmp, "imagenet.safetensors")
     run("init", "--arch", "resnet18", "--num-classes", "1000", "--width", "0.25", "--small-stem", "--seed", "3",
         "--out", weights, expect=0)
+    # An external set laid out as Messidor-2 (Krause et al.'s grade file, float grades, an ungradable
+    # image, images under IMAGES/), from a second site's synthetic camera.
+    m2 = os.path.join(tmp, "messidor2")
+    run("generate", "--out", os.path.join(tmp, "site1"), "--count", "6", "--size", "40", "--seed", "11",
+        "--site", "1", expect=0)
+    os.makedirs(os.path.join(m2, "IMAGES"))
+    lines = ["image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable"]
+    for name, level in read_csv(os.path.join(tmp, "site1", "labels.csv"))[1:]:
+        shutil.copy(os.path.join(tmp, "site1", "images", name + ".png"), os.path.join(m2, "IMAGES", name + ".png"))
+        lines.append(f"{name}.png,{level}.0,0.0,1")
+    lines.append("IM000999.JPG,,,0")
+    with open(os.path.join(m2, "messidor_data.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
     out = os.path.join(tmp, "grid")
     args = ["study", "--out", out, "--count", "32", "--size", "32", "--pretrain-epochs", "1", "--finetune-epochs",
             "1", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--regimes", "random,imagenet,moco",
             "--protocols", "finetune,linear", "--label-fractions", "1,0.5", "--imagenet-weights", weights,
             "--corruptions", "gaussian_noise", "--severities", "1", "--saliency", "grad_cam", "--saliency-count", "2",
-            "--saliency-randomization", "0", "--features", "conv1,layer4.1.bn2,fc", "--features-count", "3"]
+            "--saliency-randomization", "0", "--features", "conv1,layer4.1.bn2,fc", "--features-count", "3",
+            "--external", "m2=" + m2]
     _, stdout, _ = run(*args, expect=0)
     check(os.path.exists(os.path.join(out, "pretrain_moco", "backbone.safetensors")), "no MoCo backbone")
+    check(not os.path.exists(os.path.join(out, "data_site1")), "--external m2=... also generated synthetic_site1")
+    with open(os.path.join(out, "study.json")) as f:
+        ext = json.load(f)["external"]
+    check([e["name"] for e in ext] == ["m2"] and ext[0]["images"] == 6 and len(ext[0]["cells"]) == 12,
+          f"study.json external: {ext}")
+    check(os.path.exists(os.path.join(out, "external_m2_linear_moco_f0.5", "results.json")),
+          f"external run folders: {sorted(d for d in os.listdir(out) if d.startswith('external'))}")
+    check(len([d for d in os.listdir(out) if d.startswith("external_m2_")]) == 12, "one external run per cell")
+    check("1 rows of" in stdout and "ungradable" in stdout, "the ungradable Messidor-2 row is not reported")
     check(not os.path.exists(os.path.join(out, "pretrain_random")), "random init was pretrained")
     # MoCo's queue is sized to the 32 images: half of them in whole batches of 8.
     with open(os.path.join(out, "pretrain_moco", "log.txt")) as f:
@@ -386,10 +436,14 @@ def case_study_grid(tmp):
           f"linear_moco_f0.5 config: {cfg}")
     with open(os.path.join(out, "finetune_imagenet", "config.json")) as f:
         check(json.load(f)["init"] == weights, "the imagenet regime did not start from --imagenet-weights")
-    rows = [line for line in stdout.splitlines()
+    # The test-split table: the lines between its heading and the next table's.
+    test_table = stdout.split("study: test split")[1].split("\nstudy:")[0]
+    rows = [line for line in test_table.splitlines()
             if line.startswith(("random init ", "ImageNet init ", "MoCo v2 init "))]
     perf = [r for r in rows if "[" in r]
     check(len(perf) == 12, "performance rows:\n" + "\n".join(perf))
+    external_table = stdout.split("study: external test set m2 (6 images")[1].split("\nstudy:")[0]
+    check(len([r for r in external_table.splitlines() if "[" in r]) == 12, "external rows:\n" + external_table)
     check(any("linear" in r and "50%" in r for r in perf), "no linear 50% row")
     with open(os.path.join(out, "robustness_moco", "config.json")) as f:
         check(json.load(f)["reference"].endswith(os.path.join("robustness_random", "robustness.csv")),
@@ -419,6 +473,12 @@ def case_study_grid(tmp):
     check(code == 2 and "probe" in err, f"unknown protocol: exit {code}\n{err}")
     code, _, err = run(*base, "--features", "conv1,layer9")
     check(code == 2 and "layer9" in err and "--features" in err, f"unknown feature layer: exit {code}\n{err}")
+    code, _, err = run(*base, "--external", "m2=" + os.path.join(tmp, "nowhere"))
+    check(code == 2 and "nowhere" in err and "--external" in err, f"missing external set: exit {code}\n{err}")
+    code, _, err = run(*base, "--external", "a=" + m2 + ",a=" + m2)
+    check(code == 2 and "twice" in err, f"duplicate external name: exit {code}\n{err}")
+    code, _, err = run(*base, "--external", m2)
+    check(code == 2 and "NAME=PATH" in err, f"external without a name: exit {code}\n{err}")
     check(not os.path.exists(bad), "a rejected study wrote its output folder")
 
 
@@ -468,6 +528,9 @@ def case_study_seeds(tmp):
         expect((regime, None, "mce"), [per_seed[s]["robustness"][regime]["mce"] for s in (0, 1)])
         expect((regime, None, "mass_inside_grad_cam"),
                [per_seed[s]["saliency"][regime]["methods"]["grad_cam"]["mass_inside"] for s in (0, 1)])
+        ext_cells = [next(c for c in per_seed[s]["external"][0]["cells"] if c["regime"] == regime) for s in (0, 1)]
+        expect((regime, "finetune", "external_synthetic_site1_kappa"),
+               [c["metrics"]["kappa"]["point"] for c in ext_cells])
         expect((regime, None, "median_cn"), [per_seed[s]["features"][regime]["median_cn"] for s in (0, 1)])
         expect((regime, None, "mean_cka_reference"),
                [per_seed[s]["features"][regime]["mean_cka_reference"] for s in (0, 1)])

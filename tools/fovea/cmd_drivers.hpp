@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -132,7 +133,57 @@ struct StudyArgs {
   std::string features = "all";  // feature-statistics stage: fovea features --layers ("none": skipped)
   std::int64_t features_count = 512;
   std::string seeds;  // replicates: comma-separated seeds, each run in <out>/seed_<k> (empty: one run)
+  // External test sets: auto (the synthetic default data: a second site's synthetic images; with
+  // --data: none), none, or NAME=PATH,... (a labelled folder or label CSV each).
+  std::string external = "auto";
 };
+
+// One external test set of the study: every model is evaluated on all of its labelled images.
+struct StudyExternal {
+  std::string name;
+  std::string data;    // the image folder
+  std::string labels;  // a label CSV, or empty: the folder's own (load_dataset's rules)
+};
+
+// Seed offset of the synthetic external set (its patients are not the training data's).
+inline constexpr std::uint64_t kStudyExternalSeedOffset = 7919;
+
+// --external NAME=PATH,...: PATH a folder (its labels.csv, trainLabels.csv, train.csv or
+// messidor_data.csv, or class folders) or a label CSV file (images looked up beside it). Names are
+// letters, digits, '_', '-' and '.', distinct.
+inline std::vector<StudyExternal> study_external_list(const std::string& text) {
+  namespace fs = std::filesystem;
+  std::vector<StudyExternal> sets;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const std::size_t eq = item.find('=');
+    FOVEA_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "--external: '", item,
+                "' is not NAME=PATH (e.g. messidor2=/data/messidor-2)");
+    StudyExternal e;
+    e.name = item.substr(0, eq);
+    const std::string path = item.substr(eq + 1);
+    for (const char c : e.name)
+      FOVEA_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.',
+                  "--external: name '", e.name, "' may hold only letters, digits, '_', '-' and '.'");
+    FOVEA_CHECK(
+        std::none_of(sets.begin(), sets.end(), [&](const StudyExternal& o) { return o.name == e.name; }),
+        "--external: the name '", e.name, "' appears twice");
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec)) {
+      e.labels = path;
+      const fs::path parent = fs::path(path).parent_path();
+      e.data = parent.empty() ? "." : parent.string();
+    } else {
+      FOVEA_CHECK(fs::is_directory(path, ec), "--external: '", path, "' (set ", e.name,
+                  ") is neither a folder nor a label file");
+      e.data = path;
+    }
+    sets.push_back(std::move(e));
+  }
+  FOVEA_CHECK(!sets.empty(), "--external: no set in '", text, "'");
+  return sets;
+}
 
 // --seeds: comma-separated distinct unsigned integers (the study's replicates).
 inline std::vector<std::uint64_t> study_seed_list(const std::string& text) {
@@ -155,7 +206,8 @@ inline std::vector<std::uint64_t> study_seed_list(const std::string& text) {
 // The spread of the study's summary figures over its replicates: reads <out>/seed_<k>/study.json
 // for every seed and writes <out>/study_seeds.json and study_seeds.csv (one row per regime, protocol,
 // label fraction and figure: the seeds' values, their mean, standard deviation (ddof 1), min and max)
-// and prints them. Figures: kappa, referable AUC and accuracy per cell; the mean corrupted error and
+// and prints them. Figures: kappa, referable AUC and accuracy per cell, on the test split and on each
+// external set (external_<name>_kappa, ...); the mean corrupted error and
 // mCE per regime; the relevance mass inside the lesions per regime and method; the median CN and the
 // mean CKA with the reference per regime.
 inline void summarise_study_replicates(const std::string& out, const std::vector<std::uint64_t>& seeds) {
@@ -195,6 +247,12 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
       for (const char* m : {"kappa", "referable_auc", "accuracy"})
         add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), m,
             c.at("metrics").at(m).at("point"));
+    if (j.contains("external") && j["external"].is_array())
+      for (const json& set : j["external"])
+        for (const json& c : set.at("cells"))
+          for (const char* m : {"kappa", "referable_auc", "accuracy"})
+            add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
+                "external_" + set.at("name").get<std::string>() + "_" + m, c.at("metrics").at(m).at("point"));
     if (j.contains("robustness") && j["robustness"].is_object())
       for (const auto& [regime, r] : j["robustness"].items()) {
         add(k, regime, "", std::nan(""), "mean_corrupted_error", r.at("mean_error"));
@@ -271,7 +329,8 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
 // One run of the study's grid (every stage) in a.out, on the labelled images in `data`.
 inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegime>& regimes,
                                 const std::vector<std::string>& protocols,
-                                const std::vector<double>& fractions, const std::string& data) {
+                                const std::vector<double>& fractions, const std::string& data,
+                                const std::vector<StudyExternal>& externals = {}) {
   namespace fs = std::filesystem;
   const bool small = a.size <= 128;
   auto base = [&](RunArgs& r, const std::string& sub) {
@@ -324,6 +383,23 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
         ev.split = (fs::path(ft.out) / "split.csv").string();
         cells.push_back({&r, protocol, f, run_evaluate(ev), ev.weights, ev.split});
       }
+  // 2b. Every model on each external test set (all of its labelled images).
+  struct ExternalResult {
+    const StudyExternal* set;
+    std::vector<EvalSummary> cells;  // in `cells` order
+  };
+  std::vector<ExternalResult> external_results;
+  for (const StudyExternal& e : externals) {
+    ExternalResult er{&e, {}};
+    for (const Cell& c : cells) {
+      EvaluateArgs ev;
+      base(ev, "external_" + e.name + "_" + study_run_tag(c.regime->key, c.protocol, c.fraction));
+      ev.data = e.data, ev.labels = e.labels;
+      ev.weights = c.weights;
+      er.cells.push_back(run_evaluate(ev));
+    }
+    external_results.push_back(std::move(er));
+  }
   // Robustness and saliency per regime, on its first protocol's model trained on the most labels.
   const double most = *std::max_element(fractions.begin(), fractions.end());
   const auto primary = [&](const StudyRegime& r) -> const Cell& {
@@ -402,6 +478,29 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
     std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", c.regime->label, c.protocol.c_str(), labels,
                 cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str());
+  }
+  for (const ExternalResult& er : external_results) {
+    std::printf(
+        "\nstudy: external test set %s (%lld images, %s), 95%% bootstrap CIs; kappa change from the "
+        "test split\n",
+        er.set->name.c_str(), static_cast<long long>(er.cells.front().images),
+        (er.set->labels.empty() ? er.set->data : er.set->labels).c_str());
+    std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %s\n", "regime", "protocol", "labels", "quadratic kappa",
+                "referable AUC", "accuracy", "kappa change");
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      const Cell& c = cells[i];
+      const EvalSummary& r = er.cells[i];
+      auto cell = [&](const char* k) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", r.point.at(k), r.low.at(k), r.high.at(k));
+        return std::string(buf);
+      };
+      char labels[16];
+      std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
+      std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %+.3f\n", c.regime->label, c.protocol.c_str(), labels,
+                  cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str(),
+                  r.point.at("kappa") - c.result.point.at("kappa"));
+    }
   }
   if (robustness) {
     std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s; %s models)\n",
@@ -505,6 +604,43 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                            {"weights", c.weights},
                            {"metrics", metrics}});
   }
+  // External test sets: study.json "external" and study_external.csv.
+  json j_external = json::array();
+  std::string external_csv =
+      "set,regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high,referable_auc,referable_auc_low,"
+      "referable_auc_high,accuracy,accuracy_low,accuracy_high,kappa_change\n";
+  for (const ExternalResult& er : external_results) {
+    json set_cells = json::array();
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      const Cell& c = cells[i];
+      const EvalSummary& r = er.cells[i];
+      json metrics;
+      char line[512];
+      std::snprintf(line, sizeof line, "%s,%s,%s,%.17g,%lld", er.set->name.c_str(), c.regime->key.c_str(),
+                    c.protocol.c_str(), c.fraction, static_cast<long long>(r.images));
+      external_csv += line;
+      for (const char* k : {"kappa", "auc", "accuracy"}) {
+        metrics[k == std::string("auc") ? "referable_auc" : k] = json{
+            {"point", number(r.point.at(k))}, {"low", number(r.low.at(k))}, {"high", number(r.high.at(k))}};
+        std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", r.point.at(k), r.low.at(k), r.high.at(k));
+        external_csv += line;
+      }
+      const double change = r.point.at("kappa") - c.result.point.at("kappa");
+      std::snprintf(line, sizeof line, ",%.17g\n", change);
+      external_csv += line;
+      set_cells.push_back(json{{"regime", c.regime->key},
+                               {"protocol", c.protocol},
+                               {"label_fraction", c.fraction},
+                               {"images", r.images},
+                               {"metrics", metrics},
+                               {"kappa_change", number(change)}});
+    }
+    j_external.push_back(json{{"name", er.set->name},
+                              {"data", er.set->data},
+                              {"labels", er.set->labels.empty() ? json(nullptr) : json(er.set->labels)},
+                              {"images", er.cells.front().images},
+                              {"cells", set_cells}});
+  }
   json j_robust = json::object(), j_saliency = json::object();
   for (const auto& [key, rs] : robust) {
     json by = json::object();
@@ -550,6 +686,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
         {"mean_cka_reference", number(row.mean_cka)}};
   }
   json summary{{"cells", j_cells},
+               {"external", externals.empty() ? json(nullptr) : j_external},
                {"robustness", robustness ? j_robust : json(nullptr)},
                {"robustness_reference", regimes[reference].key},
                {"saliency", saliency ? j_saliency : json(nullptr)},
@@ -563,6 +700,8 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
   io::write_file_atomically(fs::path(a.out) / "study.csv", csv);
   if (features) io::write_file_atomically(fs::path(a.out) / "study_features.csv", features_csv);
   else fs::remove(fs::path(a.out) / "study_features.csv");  // left by an earlier study with the stage
+  if (!externals.empty()) io::write_file_atomically(fs::path(a.out) / "study_external.csv", external_csv);
+  else fs::remove(fs::path(a.out) / "study_external.csv");
   // The figure: kappa with its 95 % interval per regime (one series per protocol and label
   // fraction), the mean error over the corruptions against severity per regime, and per attribution
   // method the relevance mass inside the lesions per regime with the chance level.
@@ -590,6 +729,32 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
         k.series.push_back(s);
       }
     panels.push_back(std::move(k));
+  }
+  if (!external_results.empty()) {  // first protocol, most labels: the test split beside each external set
+    io::LineChart x;
+    x.title = "kappa, 95% CI: test split and external (" + protocols.front() + ")";
+    x.width = 420, x.height = 320;
+    for (const StudyRegime& r : regimes) x.x_labels.push_back(r.label);
+    auto series = [&](const std::string& label, auto&& result_of) {
+      io::PlotSeries s;
+      s.label = label;
+      s.line = false;
+      for (std::size_t i = 0; i < regimes.size(); ++i)
+        for (std::size_t c = 0; c < cells.size(); ++c)
+          if (cells[c].regime == &regimes[i] && cells[c].protocol == protocols.front() &&
+              cells[c].fraction == most) {
+            const EvalSummary& r = result_of(c);
+            s.x.push_back(static_cast<double>(i));
+            s.y.push_back(r.point.at("kappa"));
+            s.err_low.push_back(r.low.at("kappa"));
+            s.err_high.push_back(r.high.at("kappa"));
+          }
+      x.series.push_back(s);
+    };
+    series("test split", [&](std::size_t c) -> const EvalSummary& { return cells[c].result; });
+    for (const ExternalResult& er : external_results)
+      series(er.set->name, [&](std::size_t c) -> const EvalSummary& { return er.cells[c]; });
+    panels.push_back(std::move(x));
   }
   if (robustness) {
     io::LineChart e;
@@ -892,6 +1057,12 @@ inline void add_driver_commands(CLI::App& app) {
       "--seeds", sa->seeds,
       "replicates: comma-separated seeds, each running the whole grid in <out>/seed_<k> on the "
       "same data (its own split, initialisation, augmentations); then mean, sd and range over them");
+  s->add_option("--external", sa->external,
+                "external test sets every model is evaluated on: auto (with the synthetic default data, "
+                "synthetic_site1: a quarter as many images from a second site's camera; with --data, none), "
+                "none, or NAME=PATH,... (a labelled folder, e.g. Messidor-2's with messidor_data.csv, or a "
+                "label CSV)")
+      ->capture_default_str();
   s->add_flag("--full", sa->full,
               "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
               "batch 256, the regime / protocol / label-fraction grid above (flags given "
@@ -929,6 +1100,7 @@ inline void add_driver_commands(CLI::App& app) {
       }
       if (a.saliency != "none") saliency_methods(a.saliency);
       if (!a.seeds.empty()) study_seed_list(a.seeds);
+      if (a.external != "auto" && a.external != "none") study_external_list(a.external);
       if (a.features != "none") {  // the layer names against the architecture's layers
         models::ResNetConfig cfg;
         cfg.width = a.width, cfg.small_stem = a.size <= 128;
@@ -960,8 +1132,23 @@ inline void add_driver_commands(CLI::App& app) {
       }
       std::cout << "study: synthetic fundus data in " << data << "\n";
     }
+    // External test sets; by default for synthetic data, a second site's camera on other patients.
+    std::vector<StudyExternal> externals;
+    if (a.external == "auto" && a.data.empty()) {
+      StudyExternal e{"synthetic_site1", (fs::path(a.out) / "data_site1").string(), ""};
+      if (!fs::exists(fs::path(e.data) / "labels.csv")) {
+        GenerateOptions g;
+        g.out = e.data, g.count = std::max<std::int64_t>(a.count / 4, 20), g.size = a.generate_size;
+        g.seed = a.seed + kStudyExternalSeedOffset, g.balanced = true, g.threads = a.threads, g.site = 1;
+        write_synthetic_dataset(g, &std::cerr);
+      }
+      std::cout << "study: external test set synthetic_site1 (a second site's camera) in " << e.data << "\n";
+      externals.push_back(std::move(e));
+    } else if (a.external != "auto" && a.external != "none") {
+      externals = study_external_list(a.external);
+    }
     if (a.seeds.empty()) {
-      run_study_replicate(a, regimes, protocols, fractions, data);
+      run_study_replicate(a, regimes, protocols, fractions, data, externals);
       return;
     }
     // Replicates: the same data and grid, each seed drawing its own split, initialisations,
@@ -972,7 +1159,7 @@ inline void add_driver_commands(CLI::App& app) {
       r.seed = seed;
       r.out = (fs::path(a.out) / ("seed_" + std::to_string(seed))).string();
       std::cout << "study: replicate with --seed " << seed << " in " << r.out << std::endl;
-      run_study_replicate(r, regimes, protocols, fractions, data);
+      run_study_replicate(r, regimes, protocols, fractions, data, externals);
     }
     summarise_study_replicates(a.out, seeds);
   });

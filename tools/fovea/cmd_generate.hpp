@@ -42,6 +42,7 @@ struct GenerateOptions {
   bool masks = false;     // also write lesion masks and lesions.csv
   int threads = 0;        // 0: one per hardware thread
   bool camera_variation = true;
+  int site = 0;  // data::SyntheticConfig::site: 1 is a second site's camera
 };
 
 struct GenerateSummary {
@@ -98,6 +99,7 @@ inline GenerateSummary write_synthetic_dataset(const GenerateOptions& options, s
   config.seed = options.seed;
   config.size = options.size;
   config.camera_variation = options.camera_variation;
+  config.site = options.site;
 
   std::atomic<std::int64_t> next{0}, done{0};
   std::atomic<bool> failed{false};
@@ -164,7 +166,8 @@ inline GenerateSummary write_synthetic_dataset(const GenerateOptions& options, s
 }
 
 // add_generate_command: registers `generate` on a CLI11 app:
-//   fovea generate --out DIR --count N [--size S] [--seed K] [--balanced] [--masks] [--threads T]
+//   fovea generate --out DIR --count N [--size S] [--seed K] [--balanced] [--masks] [--site 0|1] [--threads
+//   T]
 inline void add_generate_command(CLI::App& app) {
   auto options = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand(
@@ -179,6 +182,11 @@ inline void add_generate_command(CLI::App& app) {
   cmd->add_flag("--balanced", options->balanced, "grades uniform over 0..4 (default: EyePACS proportions "
                                                  "73.5/7.0/15.1/2.5/2.0 %)");
   cmd->add_flag("--masks", options->masks, "also write lesion masks (MA HE EX SE NV OD) and lesions.csv");
+  cmd->add_option("--site", options->site,
+                  "camera site: 0 the default cameras, 1 a second site's camera (darker, green-blue cast, "
+                  "defocused, noisier, smaller field of view) for external test sets")
+      ->check(CLI::Range(0, data::kSyntheticSites - 1))
+      ->capture_default_str();
   cmd->add_option("--threads", options->threads, "worker threads (0: one per hardware thread)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();

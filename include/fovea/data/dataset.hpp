@@ -6,20 +6,26 @@
 //   image,level                                  EyePACS / Kaggle 2015   grades 0-4, extension .jpeg first
 //   id_code,diagnosis                            APTOS 2019              grades 0-4, extension .png first
 //   Image name,Retinopathy grade[,...]           IDRiD grading set       grades 0-4, extension .jpg first
+//   image_id,adjudicated_dr_grade[,...]          Messidor-2 (Krause et al. grades 0-4, also written 2.0;
+//                                                rows with adjudicated_gradable 0 are left out and listed
+//                                                in Dataset::excluded), extension .png first
 //   image,lesion_type,mask_path[,lesion_pixels]  IDRiD lesion masks      unlabelled (the masked images)
-// A directory holding labels.csv, trainLabels.csv or train.csv is read through that file; one whose
-// subfolders are class numbers (0/, 1/, ...) is folder-per-class; any other is an unlabelled folder.
+// A directory holding labels.csv, trainLabels.csv, train.csv or messidor_data.csv is read through that
+// file; one whose subfolders are class numbers (0/, 1/, ...) is folder-per-class; any other is an
+// unlabelled folder.
 //
 // Image lookup for a CSV name (ImageFinder): in the folders BASE, BASE/images, BASE/train,
-// BASE/train_images (those that exist, in this order; BASE = DatasetOptions::image_dir or else the
-// CSV's folder), the first file that is NAME as written, else NAME + extension for the format's
-// extension order (a permutation of .jpeg .jpg .png .tif .tiff). Names are case-sensitive.
+// BASE/train_images, BASE/IMAGES (those that exist, in this order; BASE = DatasetOptions::image_dir or
+// else the CSV's folder), the first file that is NAME as written, else NAME + extension for the
+// format's extension order (a permutation of .jpeg .jpg .png .tif .tiff), else, for a NAME that has an
+// image extension, its id + extension (in every folder, in that order). Names are case-sensitive.
 // An id is the CSV name without a trailing image extension ("IDRiD_01.jpg" -> "IDRiD_01").
 //
 // Patient rule (PatientRule): EyePACS, folder and unlabelled data: the part of the file name
 // (directories dropped) before the first '_' ("10_left" -> "10", "sub/7_right" -> "7"; a name
-// without '_' is its own patient). APTOS and IDRiD: every image is its own patient (their ids carry
-// no patient). DatasetOptions::patient replaces the rule.
+// without '_' is its own patient). APTOS, IDRiD and Messidor-2: every image is its own patient (their
+// ids carry no patient; Messidor-2's grade file does not link a patient's two eyes).
+// DatasetOptions::patient replaces the rule.
 #pragma once
 
 #include <algorithm>
@@ -55,7 +61,15 @@ struct Sample {
   std::string patient;
 };
 
-enum class DatasetFormat { eyepacs, aptos, idrid_grading, idrid_lesions, class_folders, unlabelled_folder };
+enum class DatasetFormat {
+  eyepacs,
+  aptos,
+  idrid_grading,
+  idrid_lesions,
+  class_folders,
+  unlabelled_folder,
+  messidor2
+};
 
 inline const char* format_name(DatasetFormat f) {
   switch (f) {
@@ -65,6 +79,7 @@ inline const char* format_name(DatasetFormat f) {
     case DatasetFormat::idrid_lesions: return "idrid_lesions";
     case DatasetFormat::class_folders: return "class_folders";
     case DatasetFormat::unlabelled_folder: return "unlabelled_folder";
+    case DatasetFormat::messidor2: return "messidor2";
   }
   return "unknown";
 }
@@ -77,6 +92,7 @@ struct Dataset {
   DatasetFormat format = DatasetFormat::unlabelled_folder;
   int num_classes = kNumGrades;      // labels lie in [0, num_classes) or are kUnlabelled; 0 = no labels
   std::vector<std::string> missing;  // with skip_missing: one message per dropped image
+  std::vector<std::string> excluded;  // rows the format leaves out (Messidor-2: ungradable), one message each
 
   std::size_t size() const { return samples.size(); }
   bool empty() const { return samples.empty(); }
@@ -185,7 +201,7 @@ class ImageFinder {
   ImageFinder(const std::filesystem::path& base, std::vector<std::string> extensions)
       : extensions_(std::move(extensions)) {
     namespace fs = std::filesystem;
-    for (const char* sub : {"", "images", "train", "train_images"}) {
+    for (const char* sub : {"", "images", "train", "train_images", "IMAGES"}) {
       const fs::path dir = *sub ? base / sub : base;
       std::error_code ec;
       if (!fs::is_directory(dir, ec)) continue;
@@ -197,12 +213,18 @@ class ImageFinder {
     }
   }
 
+  // NAME as written, else NAME + an extension, else (for a NAME with an image extension: a grade file
+  // written for .tif images that were converted to .png) its id + an extension.
   std::optional<std::filesystem::path> find(const std::string& name) const {
     for (const Folder& f : folders_) {
       if (exists(f, name)) return f.path / name;
       for (const std::string& ext : extensions_)
         if (exists(f, name + ext)) return f.path / (name + ext);
     }
+    if (const std::string id = image_id(name); id != name)
+      for (const Folder& f : folders_)
+        for (const std::string& ext : extensions_)
+          if (exists(f, id + ext)) return f.path / (id + ext);
     return std::nullopt;
   }
   // "looked for 'NAME' and NAME{.jpeg,...} in 'a', 'b'" for error messages.
@@ -233,7 +255,7 @@ class ImageFinder {
 
 // ---- CSV label files ----------------------------------------------------------------------------
 
-enum class CsvKind { eyepacs, aptos, idrid_grading, lesion_masks, split, unknown };
+enum class CsvKind { eyepacs, aptos, idrid_grading, messidor2, lesion_masks, split, unknown };
 
 // detect_csv_kind: the kind of a CSV file from its header (see the top of this file; split files
 // are `image,split`).
@@ -242,6 +264,7 @@ inline CsvKind detect_csv_kind(const CsvTable& t) {
   if (t.has_columns({"image", "level"})) return CsvKind::eyepacs;
   if (t.has_columns({"id_code", "diagnosis"})) return CsvKind::aptos;
   if (t.has_columns({"Image name", "Retinopathy grade"})) return CsvKind::idrid_grading;
+  if (t.has_columns({"image_id", "adjudicated_dr_grade"})) return CsvKind::messidor2;
   if (t.has_columns({"image", "split"})) return CsvKind::split;
   return CsvKind::unknown;
 }
@@ -315,6 +338,40 @@ inline Dataset load_idrid_grading(const CsvTable& t, const DatasetOptions& optio
       t, {DatasetFormat::idrid_grading, "Image name", "Retinopathy grade", ".jpg", patient_is_image},
       options);
 }
+// load_messidor2: Messidor-2's adjudicated grade file `image_id,adjudicated_dr_grade,adjudicated_dme,
+// adjudicated_gradable` (Krause et al. 2018; names with their extension, .png first otherwise). Grades
+// may be written as floats with a zero fraction ("2.0", as pandas writes a column holding NaN). A row
+// whose adjudicated_gradable is 0 is left out, with a message in Dataset::excluded; its grade may be
+// empty. Any other empty or fractional grade is an error naming the file and line.
+inline Dataset load_messidor2(const CsvTable& t, const DatasetOptions& options = {}) {
+  const int grade_col = t.require_column("adjudicated_dr_grade");
+  const int gradable_col = t.column("adjudicated_gradable");
+  const int image_col = t.require_column("image_id");
+  CsvTable kept = t;
+  kept.rows.clear(), kept.lines.clear();
+  std::vector<std::string> excluded;
+  for (std::size_t r = 0; r < t.size(); ++r) {
+    std::vector<std::string> row = t.rows[r];
+    if (gradable_col >= 0 && t.integer(r, gradable_col, 0, 1) == 0) {
+      excluded.push_back(t.where(r) + ": image '" + t.nonempty(r, image_col) +
+                         "' is ungradable (adjudicated_gradable 0)");
+      continue;
+    }
+    // "2.0" -> "2": a zero fraction only ("2.5" stays and fails the integer check below).
+    std::string& grade = row.at(static_cast<std::size_t>(grade_col));
+    std::string_view g = detail::trim_spaces(grade);
+    if (const std::size_t dot = g.find('.'); dot != std::string_view::npos && dot > 0 &&
+                                             g.find_first_not_of('0', dot + 1) == std::string_view::npos)
+      grade = std::string(g.substr(0, dot));
+    kept.rows.push_back(std::move(row));
+    kept.lines.push_back(t.lines[r]);
+  }
+  Dataset d = detail::dataset_from_table(
+      kept, {DatasetFormat::messidor2, "image_id", "adjudicated_dr_grade", ".png", patient_is_image},
+      options);
+  d.excluded = std::move(excluded);
+  return d;
+}
 // load_lesion_images: the distinct images of a lesion-mask file `image,lesion_type,mask_path,...`, as
 // an unlabelled data set in first-appearance order (the masks themselves: load_lesion_masks).
 inline Dataset load_lesion_images(const CsvTable& t, const DatasetOptions& options = {}) {
@@ -329,6 +386,7 @@ inline Dataset load_labels_csv(const std::filesystem::path& csv, const DatasetOp
     case CsvKind::eyepacs: return load_eyepacs(t, options);
     case CsvKind::aptos: return load_aptos(t, options);
     case CsvKind::idrid_grading: return load_idrid_grading(t, options);
+    case CsvKind::messidor2: return load_messidor2(t, options);
     case CsvKind::lesion_masks: return load_lesion_images(t, options);
     case CsvKind::split:
       throw Error(t.source + ": header " + t.header_text() +
@@ -338,7 +396,8 @@ inline Dataset load_labels_csv(const std::filesystem::path& csv, const DatasetOp
   throw Error(
       t.source + ": unrecognised label file header " + t.header_text() +
       "; expected 'image,level' (EyePACS), 'id_code,diagnosis' (APTOS), 'Image name,Retinopathy grade' "
-      "(IDRiD) or 'image,lesion_type,mask_path' (lesion masks)");
+      "(IDRiD), 'image_id,adjudicated_dr_grade' (Messidor-2) or 'image,lesion_type,mask_path' (lesion "
+      "masks)");
 }
 
 // ---- folders ------------------------------------------------------------------------------------
@@ -434,14 +493,15 @@ inline Dataset load_unlabelled_folder(const std::filesystem::path& dir, const Da
   return d;
 }
 
-// load_dataset: a CSV file (load_labels_csv) or a folder: through its labels.csv, trainLabels.csv or
-// train.csv if present, else folder-per-class if it has class-number subfolders, else unlabelled.
+// load_dataset: a CSV file (load_labels_csv) or a folder: through its labels.csv, trainLabels.csv,
+// train.csv or messidor_data.csv if present, else folder-per-class if it has class-number subfolders, else
+// unlabelled.
 inline Dataset load_dataset(const std::filesystem::path& path, const DatasetOptions& options = {}) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) return load_labels_csv(path, options);
   if (!fs::is_directory(path, ec)) throw Error("'" + path.string() + "': no such file or folder");
-  for (const char* name : {"labels.csv", "trainLabels.csv", "train.csv"})
+  for (const char* name : {"labels.csv", "trainLabels.csv", "train.csv", "messidor_data.csv"})
     if (fs::is_regular_file(path / name, ec)) return load_labels_csv(path / name, options);
   if (!detail::class_subfolders(path).empty()) return load_class_folders(path, options);
   return load_unlabelled_folder(path, options);

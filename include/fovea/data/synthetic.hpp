@@ -69,7 +69,16 @@ struct SyntheticConfig {
   // Camera variation: colour cast, exposure, gamma, uneven illumination, blur, sensor noise, rotation
   // of the anatomy and field-of-view size. Off: one neutral camera (useful for tests and figures).
   bool camera_variation = true;
+  // The acquiring site's camera: 0, the default population of cameras; 1, a second site's camera,
+  // for studies of generalisation to an external data set: a smaller field of view, darker
+  // (exposure x 0.8, gamma x 1.15), a green-blue cast (red x 0.88, green x 1.05, blue x 1.35), a
+  // stronger illumination fall-off (+0.2), every image defocused with 1.4x the blur, twice the
+  // sensor noise. Applied to camera_variation's draws (the same draws, so the anatomy, vessels and
+  // lesions of an image are those of site 0, seen through the other camera); without
+  // camera_variation the one neutral camera is used at every site.
+  int site = 0;
 };
+inline constexpr int kSyntheticSites = 2;
 
 // One lesion: its type, centre in pixels (x right, y down, pixel centres at k + 0.5) and its own area
 // in pixels inside the field of view (lesions of one type may overlap, so the mask can hold fewer
@@ -917,17 +926,30 @@ inline SyntheticFundus generate_fundus(const SyntheticConfig& config, std::int64
 
   // Camera: field of view, rotation, exposure, colour cast, gamma, illumination, blur, noise. All
   // drawn whether used or not, so switching camera_variation off changes nothing else.
-  const float fov_scale = camera.uniform(0.455f, 0.49f), fov_dx = camera.normal(0.0f, 0.006f),
-              fov_dy = camera.normal(0.0f, 0.006f);
+  FOVEA_CHECK(config.site >= 0 && config.site < kSyntheticSites, "generate_fundus: site ", config.site,
+              " is not a synthetic camera site (0 or 1)");
+  float fov_scale = camera.uniform(0.455f, 0.49f);
+  const float fov_dx = camera.normal(0.0f, 0.006f), fov_dy = camera.normal(0.0f, 0.006f);
   const float rotation = camera.uniform(-10.0f, 10.0f) * kDegree;
-  const float exposure = camera.uniform(0.82f, 1.15f);
-  const std::array<float, 3> cast{camera.normal(1.0f, 0.06f), camera.normal(1.0f, 0.06f), camera.normal(1.0f, 0.08f)};
-  const float gamma = camera.uniform(0.85f, 1.15f);
-  const float vignette = camera.uniform(0.35f, 0.6f);
+  float exposure = camera.uniform(0.82f, 1.15f);
+  std::array<float, 3> cast{camera.normal(1.0f, 0.06f), camera.normal(1.0f, 0.06f),
+                            camera.normal(1.0f, 0.08f)};
+  float gamma = camera.uniform(0.85f, 1.15f);
+  float vignette = camera.uniform(0.35f, 0.6f);
   const float tilt_x = camera.uniform(-0.12f, 0.12f), tilt_y = camera.uniform(-0.12f, 0.12f);
-  const bool blurred = camera.chance(0.55f);
-  const float blur_sigma = camera.uniform(0.3f, 1.6f);
-  const float noise_sigma = camera.uniform(0.004f, 0.02f);
+  bool blurred = camera.chance(0.55f);
+  float blur_sigma = camera.uniform(0.3f, 1.6f);
+  float noise_sigma = camera.uniform(0.004f, 0.02f);
+  if (config.site == 1) {  // the second site's camera (SyntheticConfig::site)
+    fov_scale *= 0.92f;
+    exposure *= 0.8f;
+    gamma *= 1.15f;
+    cast[0] *= 0.88f, cast[1] *= 1.05f, cast[2] *= 1.35f;
+    vignette += 0.2f;
+    blurred = true;
+    blur_sigma *= 1.4f;
+    noise_sigma *= 2.0f;
+  }
 
   EyeFrame frame;
   frame.cx = fsize * (0.5f + (vary ? fov_dx : 0.0f));
