@@ -7,6 +7,7 @@ Input images are PNGs written here with zlib; nothing else is needed but the pro
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import struct
@@ -372,6 +373,28 @@ def case_study_smoke(tmp):
           "study.svg: kappa, external kappa, robustness, saliency, CN and CKA panels")
     check(len(svg_elements(svg, "line", "errorbar")) == 6,
           "study.svg: one kappa interval per regime, and per regime on the test split and the external set")
+    # environment.json names the CPU GEMM, with OpenBLAS the kernel it picked for this CPU; pinned
+    # with OPENBLAS_CORETYPE, another run records the pinned kernel (bitwise reproducibility across
+    # machines needs the same kernel).
+    with open(os.path.join(out, "evaluate_simclr", "environment.json")) as f:
+        gemm = json.load(f)["cpu_gemm"]
+    check(gemm in ("cblas", "fovea blocked loop") or re.fullmatch(r"OpenBLAS .*, kernel \S+", gemm),
+          f"environment.json cpu_gemm: {gemm!r}")
+    with open("/proc/cpuinfo") as f:
+        avx2 = " avx2" in f.read()
+    if gemm.startswith("OpenBLAS") and "DYNAMIC_ARCH" in gemm and avx2:
+        pinned = os.path.join(tmp, "pinned")
+        p = subprocess.run([FOVEA, "evaluate", "--data", os.path.join(out, "data"), "--weights",
+                            cells[("simclr", "finetune")]["weights"], "--split",
+                            os.path.join(out, "finetune_simclr", "split.csv"), "--out", pinned, "--arch", "resnet18",
+                            "--width", "0.25", "--small-stem", "--size", "32", "--batch-size", "8", "--threads", "1",
+                            "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "OPENBLAS_CORETYPE": "Haswell"})
+        check(p.returncode == 0, f"evaluate with OPENBLAS_CORETYPE=Haswell: exit {p.returncode}\n{p.stderr}")
+        with open(os.path.join(pinned, "environment.json")) as f:
+            pinned_gemm = json.load(f)["cpu_gemm"]
+        check(pinned_gemm.lower().endswith("kernel haswell") and "CPU GEMM: OpenBLAS" in p.stdout,
+              f"OPENBLAS_CORETYPE=Haswell recorded as {pinned_gemm!r}")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
         before = f.read()
@@ -686,6 +709,25 @@ def case_robustness_devices(tmp):
               f"{name}: {far} of {len(diffs)} values differ by more than one level (max {max(diffs)})")
 
 
+def case_deterministic_devices(tmp):
+    """With a usable GPU: two fine-tuning runs with --deterministic (cuDNN's reproducible algorithms
+    only; fovea's own kernels use no float atomics) write the same weights, metrics and predictions
+    bit for bit, with TF32 and with --no-tf32. Exit 77 (skipped) without a GPU."""
+    require_gpu()
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "64", "--seed", "9", expect=0)
+    for extra in ([], ["--no-tf32"]):
+        outs = []
+        for k in range(2):
+            outs.append(os.path.join(tmp, f"run{k}{'_fp32' if extra else ''}"))
+            run("finetune", "--data", data, "--size", "48", "--width", "0.25", "--small-stem", "--epochs", "2",
+                "--batch-size", "8", "--threads", "2", "--device", "cuda", "--deterministic", *extra,
+                "--out", outs[-1], expect=0)
+        for name in ("best.safetensors", "metrics.jsonl", "predictions.csv"):
+            with open(os.path.join(outs[0], name), "rb") as a, open(os.path.join(outs[1], name), "rb") as b:
+                check(a.read() == b.read(), f"--deterministic {' '.join(extra)}: the two runs differ in {name}")
+
+
 def case_saliency(tmp):
     """Attribution maps of a fine-tuned classifier on synthetic images with lesion masks: a row per
     (image, method, lesion set) with scores in range, size bins, the summary, overlays and raw maps;
@@ -930,6 +972,23 @@ def case_config_file(tmp):
     for name in ("best.safetensors", "results.json", "metrics.jsonl"):
         with open(os.path.join(first, name), "rb") as a, open(os.path.join(again, name), "rb") as b:
             check(a.read() == b.read(), f"a run from the first run's config.json differs in {name}")
+    # --deterministic / --no-tf32 (GPU math): in config.json and environment.json, read back from
+    # config.json; the CPU ops are always fp32 and deterministic, so the results equal the first run's.
+    flagged, flagged_again = os.path.join(tmp, "flagged"), os.path.join(tmp, "flagged_again")
+    run("finetune", "--config", yaml_file, "--epochs", "1", "--out", flagged, "--deterministic", "--no-tf32",
+        expect=0)
+    run("finetune", "--config", os.path.join(flagged, "config.json"), "--out", flagged_again, expect=0)
+    for d in (flagged, flagged_again):
+        with open(os.path.join(d, "config.json")) as f:
+            c = json.load(f)
+        with open(os.path.join(d, "environment.json")) as f:
+            e = json.load(f)
+        check(c["deterministic"] is True and c["tf32"] is False and
+              e["gpu_math"] == {"tf32": False, "deterministic": True}, f"{d}: config {c}, environment {e}")
+        for name in ("results.json", "metrics.jsonl", "predictions.csv"):
+            with open(os.path.join(first, name), "rb") as a, open(os.path.join(d, name), "rb") as b:
+                check(a.read() == b.read(), f"--deterministic --no-tf32 changed {name} on the CPU")
+    check("deterministic" not in config and "tf32" not in config, f"default math settings in config.json: {config}")
     bad = [("bogus: 1\n", "bogus"), ("epochs: 0\n", "epochs"), ("epochs: [1\n", "YAML"),
            ("linear: maybe\n", "linear"), ("epochs: 2\nepochs: 3\n", "twice"), ('{"lr": 0.1, "lr": 0.2}', "twice"),
            ('{"lr": {"x": 1}}', "lr"), ('{"epochs": 2,}', "JSON"), ("command: pretrain\n", "pretrain")]

@@ -68,6 +68,14 @@ inline SaliencySummary run_saliency(const SaliencyArgs& a) {
 }
 
 namespace detail {
+// --deterministic and --no-tf32 (RunArgs; the study passes them to every stage).
+inline void add_math_flags(CLI::App* c, bool& deterministic, bool& tf32) {
+  c->add_flag(
+      "--deterministic", deterministic,
+      "GPU: only cuDNN algorithms that give bitwise-identical results run to run (CPU runs always do)");
+  c->add_flag("--tf32,!--no-tf32", tf32,
+              "GPU: TF32 tensor cores for convolutions and GEMMs (the default); --no-tf32: full fp32");
+}
 inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--data", a.data, "data folder (labels.csv + images, APTOS, class folders)");
   c->add_option("--labels", a.labels, "label CSV (default: <data>/labels.csv)");
@@ -90,6 +98,7 @@ inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--checkpoint-every", a.checkpoint_every,
                  "steps between mid-epoch checkpoints (0: only at epoch ends)")->capture_default_str()->check(CLI::Range(0, 100000000));
   c->add_flag("!--no-resume", a.resume, "start over even when <out>/checkpoints/latest exists");
+  add_math_flags(c, a.deterministic, a.tf32);
 }
 }  // namespace detail
 
@@ -136,6 +145,7 @@ struct StudyArgs {
   // External test sets: auto (the synthetic default data: a second site's synthetic images; with
   // --data: none), none, or NAME=PATH,... (a labelled folder or label CSV each).
   std::string external = "auto";
+  bool deterministic = false, tf32 = true;  // GPU math of every stage (RunArgs)
 };
 
 // One external test set of the study: every model is evaluated on all of its labelled images.
@@ -333,10 +343,13 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                                 const std::vector<StudyExternal>& externals = {}) {
   namespace fs = std::filesystem;
   const bool small = a.size <= 128;
+  // Every stage's GPU math (each driver sets them again from its RunArgs; the feature stage has none).
+  math_settings().deterministic = a.deterministic;
+  math_settings().allow_tf32 = a.tf32;
   auto base = [&](RunArgs& r, const std::string& sub) {
     r.data = data, r.arch = a.arch, r.out = (fs::path(a.out) / sub).string(), r.device = a.device;
     r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
-    r.threads = a.threads;
+    r.threads = a.threads, r.deterministic = a.deterministic, r.tf32 = a.tf32;
   };
   // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
   //    starts its fine-tuning from.
@@ -1067,6 +1080,7 @@ inline void add_driver_commands(CLI::App& app) {
               "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
               "batch 256, the regime / protocol / label-fraction grid above (flags given "
               "explicitly override them)");
+  detail::add_math_flags(s, sa->deterministic, sa->tf32);
   add_config_flag(s, sa->config);
   s->callback([sa, s] {
     if (!sa->config.empty()) apply_config_file(*s, sa->config);

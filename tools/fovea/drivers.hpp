@@ -45,6 +45,10 @@ struct RunArgs {
   std::int64_t log_every = 10;
   std::int64_t checkpoint_every = 200;  // steps between mid-epoch checkpoints (0: epoch ends only)
   bool resume = true;          // continue from <out>/checkpoints/latest when present
+  // GPU math (math_settings()): only cuDNN algorithms that are bitwise reproducible run to run;
+  // TF32 tensor cores for convolutions and GEMMs. The CPU ops are always fp32 and deterministic.
+  bool deterministic = false;
+  bool tf32 = true;
   std::string config;          // --config FILE (applied by the command line; not part of config.json)
 };
 

@@ -133,6 +133,12 @@ inline std::function<void(const train::Checkpoint&)> resume_guard(const json& co
   };
 }
 
+// Sets the process-wide math settings (ops/blas.hpp) from --deterministic / --no-tf32.
+inline void apply_math_settings(const RunArgs& a) {
+  math_settings().deterministic = a.deterministic;
+  math_settings().allow_tf32 = a.tf32;
+}
+
 // The run's folder: config.json (resolved settings), environment.json, log.txt.
 class RunDir {
  public:
@@ -154,16 +160,21 @@ class RunDir {
     }
     fs::create_directories(root_);
     io::write_file_atomically(root_ / "config.json", config.dump(2) + "\n");
-    json env{{"backend", backend_summary()},
-             {"device", device.str()},
-             {"cpu_threads", cpu_threads()},
-             {"git_revision", FOVEA_GIT_REVISION},
-             {"seed", a.seed},
-             {"fovea_version", std::to_string(FOVEA_VERSION_MAJOR) + "." + std::to_string(FOVEA_VERSION_MINOR) + "." +
-                                   std::to_string(FOVEA_VERSION_PATCH)}};
+    apply_math_settings(a);
+    json env{
+        {"backend", backend_summary()},
+        {"device", device.str()},
+        {"cpu_threads", cpu_threads()},
+        {"cpu_gemm", cpu::gemm_kernel()},
+        {"gpu_math",
+         json{{"tf32", math_settings().allow_tf32}, {"deterministic", math_settings().deterministic}}},
+        {"git_revision", FOVEA_GIT_REVISION},
+        {"seed", a.seed},
+        {"fovea_version", std::to_string(FOVEA_VERSION_MAJOR) + "." + std::to_string(FOVEA_VERSION_MINOR) +
+                              "." + std::to_string(FOVEA_VERSION_PATCH)}};
     io::write_file_atomically(root_ / "environment.json", env.dump(2) + "\n");
     log(command + ": " + backend_summary() + "; " + std::to_string(cpu_threads()) +
-        " CPU threads for the CPU ops (FOVEA_CPU_THREADS)");
+        " CPU threads for the CPU ops (FOVEA_CPU_THREADS); CPU GEMM: " + cpu::gemm_kernel());
   }
   void log(const std::string& line) {
     std::cout << line << std::endl;
@@ -176,11 +187,29 @@ class RunDir {
 };
 
 inline json common_config(const RunArgs& a) {
-  return json{{"data", a.data},   {"labels", a.labels},   {"arch", a.arch},     {"out", a.out},
-              {"device", a.device}, {"normalization", a.normalization}, {"size", a.size}, {"width", a.width},
-              {"small_stem", a.small_stem}, {"epochs", a.epochs}, {"batch_size", a.batch_size}, {"lr", a.lr},
-              {"weight_decay", a.weight_decay}, {"warmup_epochs", a.warmup_epochs}, {"seed", a.seed},
-              {"threads", a.threads}, {"log_every", a.log_every}, {"checkpoint_every", a.checkpoint_every}};
+  json c{{"data", a.data},
+         {"labels", a.labels},
+         {"arch", a.arch},
+         {"out", a.out},
+         {"device", a.device},
+         {"normalization", a.normalization},
+         {"size", a.size},
+         {"width", a.width},
+         {"small_stem", a.small_stem},
+         {"epochs", a.epochs},
+         {"batch_size", a.batch_size},
+         {"lr", a.lr},
+         {"weight_decay", a.weight_decay},
+         {"warmup_epochs", a.warmup_epochs},
+         {"seed", a.seed},
+         {"threads", a.threads},
+         {"log_every", a.log_every},
+         {"checkpoint_every", a.checkpoint_every}};
+  // The GPU math settings only when they differ from the defaults, so that runs started before the
+  // flags existed still resume (a run started with one of them resumes only with it).
+  if (a.deterministic) c["deterministic"] = true;
+  if (!a.tf32) c["tf32"] = false;
+  return c;
 }
 
 inline models::ResNetConfig resnet_config(const RunArgs& a, int classes) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "fovea/core/error.hpp"
@@ -18,6 +19,9 @@
 // OpenBLAS's thread setting; weak, since other CBLAS libraries lack it (then the pointers are null).
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 extern "C" int openblas_get_num_threads(void) __attribute__((weak));
+// OpenBLAS's build and the kernel it picked for this CPU at load time (OPENBLAS_CORETYPE overrides).
+extern "C" char* openblas_get_config(void) __attribute__((weak));
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
 #else
 #define FOVEA_CPU_GEMM_BACKEND "fovea blocked loop"
 #endif
@@ -26,6 +30,22 @@ namespace fovea::cpu {
 
 // Which implementation cpu::gemm uses: "cblas" or "fovea blocked loop".
 inline const char* gemm_backend() { return FOVEA_CPU_GEMM_BACKEND; }
+
+// The CPU GEMM in detail: "OpenBLAS <config>, kernel <core>" when the CBLAS is OpenBLAS, else
+// gemm_backend(). OpenBLAS picks its kernel by CPU at load time, and kernels sum in different orders:
+// a CPU run is bitwise reproducible on another machine only with the same kernel (pin it with
+// OPENBLAS_CORETYPE=<core>, a kernel that CPU can run). Recorded in every run's environment.json.
+inline std::string gemm_kernel() {
+#if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
+  if (openblas_get_corename != nullptr) {
+    const char* config = openblas_get_config != nullptr ? openblas_get_config() : nullptr;
+    const char* core = openblas_get_corename();
+    return std::string("OpenBLAS ") + (config != nullptr ? config : "") + ", kernel " +
+           (core != nullptr ? core : "unknown");
+  }
+#endif
+  return gemm_backend();
+}
 
 }  // namespace fovea::cpu
 
