@@ -351,6 +351,7 @@ def case_study_smoke(tmp):
           "no external table:\n" + stdout)
     ext = summary["external"]
     check(len(ext) == 1 and ext[0]["name"] == "synthetic_site1" and ext[0]["images"] == 20 and
+          ext[0]["excluded_rows"] == 0 and
           ext[0]["data"] == os.path.join(out, "data_site1"), f"study.json external: {ext}")
     ext_cells = {c["regime"]: c for c in ext[0]["cells"]}
     check(sorted(ext_cells) == ["random", "simclr"], f"external cells {sorted(ext_cells)}")
@@ -436,8 +437,14 @@ def case_study_grid(tmp):
     check(not os.path.exists(os.path.join(out, "data_site1")), "--external m2=... also generated synthetic_site1")
     with open(os.path.join(out, "study.json")) as f:
         ext = json.load(f)["external"]
-    check([e["name"] for e in ext] == ["m2"] and ext[0]["images"] == 6 and len(ext[0]["cells"]) == 12,
-          f"study.json external: {ext}")
+    check([e["name"] for e in ext] == ["m2"] and ext[0]["images"] == 6 and ext[0]["excluded_rows"] == 1 and
+          len(ext[0]["cells"]) == 12, f"study.json external: {ext}")
+    with open(os.path.join(out, "external_m2_moco", "results.json")) as f:
+        er = json.load(f)
+    check(er["n"] == 6 and er["excluded_rows"] == 1, f"external_m2_moco/results.json: n {er['n']}, "
+          f"excluded {er.get('excluded_rows')}")
+    check("study: external test set m2 (6 images" in stdout and "1 rows left out (ungradable)" in stdout,
+          "external table heading:\n" + stdout)
     check(os.path.exists(os.path.join(out, "external_m2_linear_moco_f0.5", "results.json")),
           f"external run folders: {sorted(d for d in os.listdir(out) if d.startswith('external'))}")
     check(len([d for d in os.listdir(out) if d.startswith("external_m2_")]) == 12, "one external run per cell")

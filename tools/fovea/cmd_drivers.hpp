@@ -493,11 +493,15 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                 cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str());
   }
   for (const ExternalResult& er : external_results) {
+    char left_out[64] = "";
+    if (er.cells.front().excluded > 0)
+      std::snprintf(left_out, sizeof left_out, "; %lld rows left out (ungradable)",
+                    static_cast<long long>(er.cells.front().excluded));
     std::printf(
-        "\nstudy: external test set %s (%lld images, %s), 95%% bootstrap CIs; kappa change from the "
+        "\nstudy: external test set %s (%lld images, %s%s), 95%% bootstrap CIs; kappa change from the "
         "test split\n",
         er.set->name.c_str(), static_cast<long long>(er.cells.front().images),
-        (er.set->labels.empty() ? er.set->data : er.set->labels).c_str());
+        (er.set->labels.empty() ? er.set->data : er.set->labels).c_str(), left_out);
     std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %s\n", "regime", "protocol", "labels", "quadratic kappa",
                 "referable AUC", "accuracy", "kappa change");
     for (std::size_t i = 0; i < cells.size(); ++i) {
@@ -652,6 +656,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                               {"data", er.set->data},
                               {"labels", er.set->labels.empty() ? json(nullptr) : json(er.set->labels)},
                               {"images", er.cells.front().images},
+                              {"excluded_rows", er.cells.front().excluded},
                               {"cells", set_cells}});
   }
   json j_robust = json::object(), j_saliency = json::object();

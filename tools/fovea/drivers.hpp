@@ -209,6 +209,7 @@ struct SaliencySummary {
 struct EvalSummary {
   std::map<std::string, double> point, low, high;  // "kappa", "auc", "accuracy"
   std::int64_t images = 0;
+  std::int64_t excluded = 0;  // label-file rows the format left out (Messidor-2's ungradable images)
 };
 
 // The corruptions --corruptions names: all (ImageNet-C's 15, then the 5 fundus ones), imagenet_c,

@@ -348,15 +348,21 @@ inline void write_evaluation_figures(const fs::path& dir, std::span<const int> l
 }
 
 // results.json and predictions.csv for a labelled set.
-inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Dataset& d, const std::vector<double>& probs,
-                                           int classes, int referable_threshold, int resamples, std::uint64_t seed) {
+// results.json, predictions.csv and the figures; `excluded`: label-file rows the format left out
+// (Messidor-2's ungradable images), recorded in results.json as excluded_rows when there are any.
+inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Dataset& d,
+                                           const std::vector<double>& probs, int classes,
+                                           int referable_threshold, int resamples, std::uint64_t seed,
+                                           std::size_t excluded = 0) {
   const std::vector<int> labels = d.labels();
   for (std::size_t i = 0; i < labels.size(); ++i)
     FOVEA_CHECK(labels[i] >= 0 && labels[i] < classes, "evaluate: image '", d.samples[i].id, "' has label ",
                 labels[i], " outside 0..", classes - 1);
   const int threshold = classes == 2 ? 1 : referable_threshold;
   eval::MetricReport r = eval::evaluate_predictions(labels, probs, threshold, resamples, seed);
-  io::write_file_atomically(dir / "results.json", eval::to_json(r) + "\n");
+  std::string report = eval::to_json(r);  // one object: the key goes before its closing brace
+  if (excluded > 0) report.insert(report.size() - 1, ",\"excluded_rows\":" + std::to_string(excluded));
+  io::write_file_atomically(dir / "results.json", report + "\n");
   std::ostringstream csv;
   csv << "image,label,pred";
   for (int k = 0; k < classes; ++k) csv << ",p" << k;
@@ -739,11 +745,13 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);  // strict: every key of this architecture, right shapes
   const auto probs = predict_probabilities(net, d, a, device);
-  const auto r = write_evaluation(a.out, d, probs, classes, a.referable_threshold, a.bootstrap, a.seed);
+  const auto r = write_evaluation(a.out, d, probs, classes, a.referable_threshold, a.bootstrap, a.seed,
+                                  d.excluded.size());
   run.log("evaluate (" + std::to_string(d.size()) + " images): kappa " + ci(r.kappa) + ", referable AUC " +
           ci(r.referable_auc) + ", accuracy " + ci(r.accuracy));
   EvalSummary s;
   s.images = static_cast<std::int64_t>(d.size());
+  s.excluded = static_cast<std::int64_t>(d.excluded.size());
   for (auto [name, c] : {std::pair{"kappa", r.kappa}, {"auc", r.referable_auc}, {"accuracy", r.accuracy}}) {
     s.point[name] = c.point;
     s.low[name] = c.low;
