@@ -336,6 +336,29 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
   std::printf("outputs: %s (study_seeds.csv, study_seeds.json; each replicate in seed_<k>/)\n", out.c_str());
 }
 
+// "0.780 [0.683, 0.854]": figure k ("kappa", "auc", "accuracy") of an evaluation with its interval.
+inline std::string study_interval(const EvalSummary& r, const char* k) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", r.point.at(k), r.low.at(k), r.high.at(k));
+  return buf;
+}
+
+// An evaluation's kappa, referable AUC and accuracy as study.json's metrics object (point, low,
+// high; null where undefined); each also appended to `csv` as ",point,low,high".
+inline nlohmann::json study_metrics(const EvalSummary& r, std::string& csv) {
+  using json = nlohmann::json;
+  auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  json metrics;
+  for (const char* k : {"kappa", "auc", "accuracy"}) {
+    metrics[k == std::string("auc") ? "referable_auc" : k] =
+        json{{"point", number(r.point.at(k))}, {"low", number(r.low.at(k))}, {"high", number(r.high.at(k))}};
+    char line[96];
+    std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", r.point.at(k), r.low.at(k), r.high.at(k));
+    csv += line;
+  }
+  return metrics;
+}
+
 // One run of the study's grid (every stage) in a.out, on the labelled images in `data`.
 inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegime>& regimes,
                                 const std::vector<std::string>& protocols,
@@ -481,12 +504,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
   std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", "regime", "protocol", "labels", "quadratic kappa",
               "referable AUC", "accuracy");
   for (const Cell& c : cells) {
-    auto cell = [&](const char* k) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", c.result.point.at(k), c.result.low.at(k),
-                    c.result.high.at(k));
-      return std::string(buf);
-    };
+    auto cell = [&](const char* k) { return study_interval(c.result, k); };
     char labels[16];
     std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
     std::printf("%-18s %-9s %-7s %-24s %-24s %-24s\n", c.regime->label, c.protocol.c_str(), labels,
@@ -507,11 +525,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     for (std::size_t i = 0; i < cells.size(); ++i) {
       const Cell& c = cells[i];
       const EvalSummary& r = er.cells[i];
-      auto cell = [&](const char* k) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", r.point.at(k), r.low.at(k), r.high.at(k));
-        return std::string(buf);
-      };
+      auto cell = [&](const char* k) { return study_interval(r, k); };
       char labels[16];
       std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
       std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %+.3f\n", c.regime->label, c.protocol.c_str(), labels,
@@ -600,19 +614,11 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
       "regime,protocol,label_fraction,images,kappa,kappa_low,kappa_high,referable_auc,referable_auc_low,"
       "referable_auc_high,accuracy,accuracy_low,accuracy_high\n";
   for (const Cell& c : cells) {
-    json metrics;
     char line[512];
     std::snprintf(line, sizeof line, "%s,%s,%.17g,%lld", c.regime->key.c_str(), c.protocol.c_str(),
                   c.fraction, static_cast<long long>(c.result.images));
     csv += line;
-    for (const char* k : {"kappa", "auc", "accuracy"}) {
-      metrics[k == std::string("auc") ? "referable_auc" : k] = json{{"point", number(c.result.point.at(k))},
-                                                                    {"low", number(c.result.low.at(k))},
-                                                                    {"high", number(c.result.high.at(k))}};
-      std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", c.result.point.at(k), c.result.low.at(k),
-                    c.result.high.at(k));
-      csv += line;
-    }
+    const json metrics = study_metrics(c.result, csv);
     csv += "\n";
     j_cells.push_back(json{{"regime", c.regime->key},
                            {"protocol", c.protocol},
@@ -631,17 +637,11 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     for (std::size_t i = 0; i < cells.size(); ++i) {
       const Cell& c = cells[i];
       const EvalSummary& r = er.cells[i];
-      json metrics;
       char line[512];
       std::snprintf(line, sizeof line, "%s,%s,%s,%.17g,%lld", er.set->name.c_str(), c.regime->key.c_str(),
                     c.protocol.c_str(), c.fraction, static_cast<long long>(r.images));
       external_csv += line;
-      for (const char* k : {"kappa", "auc", "accuracy"}) {
-        metrics[k == std::string("auc") ? "referable_auc" : k] = json{
-            {"point", number(r.point.at(k))}, {"low", number(r.low.at(k))}, {"high", number(r.high.at(k))}};
-        std::snprintf(line, sizeof line, ",%.17g,%.17g,%.17g", r.point.at(k), r.low.at(k), r.high.at(k));
-        external_csv += line;
-      }
+      const json metrics = study_metrics(r, external_csv);
       const double change = r.point.at("kappa") - c.result.point.at("kappa");
       std::snprintf(line, sizeof line, ",%.17g\n", change);
       external_csv += line;
