@@ -68,23 +68,22 @@ inline ChannelStats stats_for(const std::string& name) {
 // The side the loader decodes to, so the test transform's centre crop (0.875) gives `size` (256 -> 224).
 inline int decode_size(int size) { return static_cast<int>(std::lround(size / 0.875)); }
 
-inline data::Dataset load_data_quietly(const RunArgs& a) {
+// The labelled images of --data (and --labels); rows the format leaves out (Messidor-2's ungradable
+// images) are counted on stdout with the first of them named.
+inline data::Dataset load_data(const RunArgs& a) {
   FOVEA_CHECK(!a.data.empty(), "--data is required (a folder of fundus images with labels.csv, or of class folders)");
   FOVEA_CHECK(fs::is_directory(a.data), "data folder '", a.data, "' does not exist or is not a folder");
+  data::Dataset d;
   if (!a.labels.empty()) {
     FOVEA_CHECK(fs::exists(a.labels), "label file '", a.labels, "' does not exist");
     data::DatasetOptions o;
     o.image_dir = a.data;
-    return data::load_labels_csv(a.labels, o);
+    d = data::load_labels_csv(a.labels, o);
+  } else if (fs::exists(fs::path(a.data) / "labels.csv")) {
+    d = data::load_labels_csv(fs::path(a.data) / "labels.csv");
+  } else {
+    d = data::load_dataset(a.data);
   }
-  if (fs::exists(fs::path(a.data) / "labels.csv")) return data::load_labels_csv(fs::path(a.data) / "labels.csv");
-  return data::load_dataset(a.data);
-}
-
-// The labelled images of --data (and --labels); rows the format leaves out (Messidor-2's ungradable
-// images) are counted on stdout with the first of them named.
-inline data::Dataset load_data(const RunArgs& a) {
-  data::Dataset d = load_data_quietly(a);
   if (!d.excluded.empty())
     std::printf("data: %zu rows of %s left out (%s%s)\n", d.excluded.size(), d.labels_file.c_str(),
                 d.excluded.front().c_str(), d.excluded.size() > 1 ? ", ..." : "");

@@ -347,16 +347,15 @@ inline Dataset load_messidor2(const CsvTable& t, const DatasetOptions& options =
   const int grade_col = t.require_column("adjudicated_dr_grade");
   const int gradable_col = t.column("adjudicated_gradable");
   const int image_col = t.require_column("image_id");
-  CsvTable kept = t;
-  kept.rows.clear(), kept.lines.clear();
+  CsvTable kept{t.source, t.header, {}, {}};
   std::vector<std::string> excluded;
   for (std::size_t r = 0; r < t.size(); ++r) {
-    std::vector<std::string> row = t.rows[r];
     if (gradable_col >= 0 && t.integer(r, gradable_col, 0, 1) == 0) {
       excluded.push_back(t.where(r) + ": image '" + t.nonempty(r, image_col) +
                          "' is ungradable (adjudicated_gradable 0)");
       continue;
     }
+    std::vector<std::string> row = t.rows[r];
     // "2.0" -> "2": a zero fraction only ("2.5" stays and fails the integer check below).
     std::string& grade = row.at(static_cast<std::size_t>(grade_col));
     std::string_view g = detail::trim_spaces(grade);
