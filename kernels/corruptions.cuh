@@ -13,7 +13,10 @@
 //   corrupt_stats_kernel: one block per (image, channel): the channel mean in double (contrast) or
 //     the maximum (fog);
 //   corrupt_rows_kernel / corrupt_cols_kernel: a separable filter's passes with a border rule, over
-//     planes (gaussian_blur; the smoothing of elastic_transform's displacement noise);
+//     planes (gaussian_blur, glass_blur's two blurs; the smoothing of elastic_transform's displacement
+//     noise), with unfused multiplies and adds, so they give the CPU's bits (glass_blur's 8-bit step
+//     would turn an ulp into 1/255);
+//   glass_shuffle_kernel: glass_blur's 8-bit step and copy of each pixel from its source pixel;
 //   elastic_noise_kernel: the two U(-1, 1) displacement noise planes of each image;
 //   fov_box_kernel: one block per image: the bounding box of its field-of-view mask.
 #pragma once
@@ -52,6 +55,7 @@ struct CorruptDevice {
   const float* layers = nullptr;
   const float* masks = nullptr;  // (N, 1, H, W), nonzero inside the field of view
   const float* field = nullptr;  // elastic: the smoothed displacements (N, 2, H, W): dx, dy
+  const std::int32_t* source = nullptr;  // glass_blur: per image, each pixel's source pixel (N, H, W)
   float* stats = nullptr;        // (N, 3): contrast's channel means, fog's channel maxima
   std::int64_t n = 0, h = 0, w = 0;
   std::int64_t small_h = 0, small_w = 0;
@@ -241,7 +245,7 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 // The row pass of a separable filter over `planes` planes (h, w): out = sum_t k[t] in(y, x + t - r)
-// (separable_filter's order), border rule `border`.
+// (separable_filter's order and roundings: no fused multiply-add), border rule `border`.
 __global__ void __launch_bounds__(kBlock)
     corrupt_rows_kernel(const float* __restrict__ in, float* __restrict__ out, std::int64_t planes,
                         std::int64_t h, std::int64_t w, const float* __restrict__ k, int radius,
@@ -254,7 +258,7 @@ __global__ void __launch_bounds__(kBlock)
     float acc = 0.0f;
     for (int t = 0; t <= 2 * radius; ++t) {
       const std::int64_t sx = border_index(x + t - radius, w, border);
-      acc += k[t] * (sx < 0 ? 0.0f : src[sx]);
+      acc = __fadd_rn(acc, __fmul_rn(k[t], sx < 0 ? 0.0f : src[sx]));
     }
     out[e] = acc;
   }
@@ -276,9 +280,23 @@ __global__ void __launch_bounds__(kBlock)
     for (int t = -radius; t <= radius; ++t) {
       const std::int64_t sy = border_index(y + t, h, border);
       if (sy < 0) continue;
-      acc += k[t + radius] * src[sy * w + x];
+      acc = __fadd_rn(acc, __fmul_rn(k[t + radius], src[sy * w + x]));
     }
     out[e] = clip ? ::fovea::data::detail::corruption::clip01(acc) : acc;
+  }
+}
+
+// glass_blur's shuffle: out (N, 3, H, W) = glass_quantize_at(blurred) read at each pixel's source
+// pixel, d.source (N, H, W).
+__global__ void __launch_bounds__(kBlock)
+    glass_shuffle_kernel(const float* __restrict__ blurred, float* __restrict__ out, CorruptDevice d) {
+  const std::int64_t hw = d.h * d.w, total = d.n * 3 * hw,
+                     stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
+    const std::int64_t plane = e / hw, q = e - plane * hw, n = plane / 3;
+    const std::int32_t from = d.source[n * hw + q];
+    out[e] = ::fovea::data::detail::corruption::glass_quantize_at(blurred[plane * hw + from]);
   }
 }
 
@@ -344,6 +362,7 @@ class CorruptPlanBuffer {
     reserve(plan.index.size() * sizeof(std::int64_t));
     reserve(plan.spots.size() * sizeof(Spot));
     reserve(plan.layers.size() * sizeof(float));
+    reserve(plan.source.size() * sizeof(std::int32_t));
     reserve(plan.images.size() * 3 * sizeof(float));  // stats, written on the device
     scratch_ = std::make_unique<AugmentScratch>(device, total);
     std::vector<char> host(total, 0);
@@ -357,10 +376,11 @@ class CorruptPlanBuffer {
     put(4, plan.index.data(), plan.index.size() * sizeof(std::int64_t));
     put(5, plan.spots.data(), plan.spots.size() * sizeof(Spot));
     put(6, plan.layers.data(), plan.layers.size() * sizeof(float));
+    put(7, plan.source.data(), plan.source.size() * sizeof(std::int32_t));
     char* base = scratch_->bytes();
     if (total <= kStagedBytes) {
       HostStaging::of(device.index()).upload(base, host.data(), total, stream);
-    } else {  // fog layers: from pageable memory (returns once the bytes are staged by the driver)
+    } else {  // fog layers, glass_blur's sources: from pageable memory (returns once the driver has them)
       FOVEA_CHECK_CUDA(cudaMemcpyAsync(base, host.data(), total, cudaMemcpyHostToDevice, stream), total,
                        " bytes of corruption plan to ", device.str());
     }
@@ -372,7 +392,8 @@ class CorruptPlanBuffer {
     view_.index = reinterpret_cast<const std::int64_t*>(at(4));
     view_.spots = reinterpret_cast<const Spot*>(at(5));
     view_.layers = reinterpret_cast<const float*>(at(6));
-    view_.stats = reinterpret_cast<float*>(at(7));
+    view_.source = reinterpret_cast<const std::int32_t*>(at(7));
+    view_.stats = reinterpret_cast<float*>(at(8));
     view_.n = static_cast<std::int64_t>(plan.images.size());
     view_.h = plan.height, view_.w = plan.width;
     view_.small_h = plan.small_h, view_.small_w = plan.small_w;
@@ -468,6 +489,19 @@ void corrupt_batch(CView images, CView masks, const ::fovea::data::detail::corru
     case Corruption::dark_hole: launch_corrupt_pixels<17>(x, y, d, dev, stream); break;
     case Corruption::spots: launch_corrupt_pixels<18>(x, y, d, dev, stream); break;
     case Corruption::fundus_defocus: launch_corrupt_pixels<19>(x, y, d, dev, stream); break;
+    case Corruption::glass_blur: {
+      // blur x into scratch, step and shuffle it into y, blur y in place (the row pass reads all of y
+      // into its own scratch before the column pass writes y) and clip
+      const std::int64_t elements = d.n * 3 * d.h * d.w;
+      AugmentScratch blurred(device, static_cast<std::size_t>(elements) * sizeof(float));
+      float* b = reinterpret_cast<float*>(blurred.bytes());
+      const int radius = static_cast<int>(plan.kernel.size() / 2);
+      launch_separable(x, b, 3 * d.n, d.h, d.w, d.kernel, radius, Border::clamp, false, device, stream);
+      glass_shuffle_kernel<<<grid_for(elements, dev), kBlock, 0, stream>>>(b, y, d);
+      FOVEA_CHECK_LAUNCH("glass_shuffle_kernel", ", batch ", d.n, "x3x", d.h, "x", d.w);
+      launch_separable(y, y, 3 * d.n, d.h, d.w, d.kernel, radius, Border::clamp, true, device, stream);
+      break;
+    }
     case Corruption::jpeg_compression:
       FOVEA_FAIL(
           "cuda::corrupt_batch: jpeg_compression has no CUDA twin (data::corrupt_batch runs it on the host)");

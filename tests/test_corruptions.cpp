@@ -1,8 +1,8 @@
 // tests/test_corruptions.cpp: the image corruptions of data/corruptions.hpp: names and parsing, input
 // errors, range and shape of every corruption x severity, replay from (seed, sample), the formulas on
-// hand-made images (noise statistics, HSV brightness and saturation, contrast, blur kernels,
-// pixelate, zoom factors, fog), damage growing with severity, and the fundus degradations keeping
-// the surround outside the field of view bitwise.
+// hand-made images (noise statistics, HSV brightness and saturation, contrast, blur kernels, glass_blur
+// against ImageNet-C's loop run literally, pixelate, zoom factors, fog), damage growing with severity,
+// and the fundus degradations keeping the surround outside the field of view bitwise.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -105,9 +105,10 @@ bool available(Corruption c) { return c != Corruption::jpeg_compression || data:
 
 TEST(CorruptionNames, ImageNetCNamesInTableOrder) {
   const std::vector<std::string> expected{
-      "gaussian_noise", "shot_noise",       "impulse_noise", "speckle_noise",     "gaussian_blur",
-      "defocus_blur",   "motion_blur",      "zoom_blur",     "brightness",        "contrast",
-      "saturate",       "jpeg_compression", "pixelate",      "elastic_transform", "fog"};
+      "gaussian_noise",   "shot_noise",   "impulse_noise",     "speckle_noise",
+      "gaussian_blur",    "defocus_blur", "glass_blur",        "motion_blur",
+      "zoom_blur",        "brightness",   "contrast",          "saturate",
+      "jpeg_compression", "pixelate",     "elastic_transform", "fog"};
   ASSERT_EQ(data::imagenet_c_corruptions().size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i)
     EXPECT_EQ(data::corruption_name(data::imagenet_c_corruptions()[i]), expected[i]);
@@ -119,6 +120,11 @@ TEST(CorruptionNames, ImageNetCNamesInTableOrder) {
     EXPECT_TRUE(data::is_fundus_corruption(data::fundus_corruptions()[i]));
   }
   EXPECT_FALSE(data::is_fundus_corruption(Corruption::fog));
+  EXPECT_FALSE(data::is_fundus_corruption(Corruption::glass_blur));
+  // all = ImageNet-C's then the fundus ones
+  std::vector<Corruption> both = data::imagenet_c_corruptions();
+  both.insert(both.end(), data::fundus_corruptions().begin(), data::fundus_corruptions().end());
+  EXPECT_EQ(data::all_corruptions(), both);
 }
 
 TEST(CorruptionNames, RoundTripAndErrors) {
@@ -128,7 +134,7 @@ TEST(CorruptionNames, RoundTripAndErrors) {
     seen.insert(data::corruption_name(c));
     EXPECT_FALSE(data::corruption_parameters(c, 3).empty());
   }
-  EXPECT_EQ(seen.size(), 20u);
+  EXPECT_EQ(seen.size(), 21u);
   const std::string e = error_of([] { data::parse_corruption("gaussian"); });
   EXPECT_NE(e.find("'gaussian'"), std::string::npos) << e;
   EXPECT_NE(e.find("jpeg_compression"), std::string::npos) << e;
@@ -137,8 +143,8 @@ TEST(CorruptionNames, RoundTripAndErrors) {
 
   EXPECT_EQ(data::parse_corruption_list("fog,contrast"),
             (std::vector<Corruption>{Corruption::fog, Corruption::contrast}));
-  EXPECT_EQ(data::parse_corruption_list("all").size(), 20u);
-  EXPECT_EQ(data::parse_corruption_list("imagenet_c").size(), 15u);
+  EXPECT_EQ(data::parse_corruption_list("all").size(), 21u);
+  EXPECT_EQ(data::parse_corruption_list("imagenet_c").size(), 16u);
   EXPECT_EQ(data::parse_corruption_list("fundus").size(), 5u);
   EXPECT_NE(error_of([] { data::parse_corruption_list("fog,,contrast"); }).find("empty entry"),
             std::string::npos);
@@ -246,7 +252,10 @@ TEST(CorruptAll, KeyLayout) {
   std::set<std::uint32_t> views;
   for (Corruption c : data::all_corruptions())
     for (int s = 1; s <= 5; ++s) views.insert(data::corruption_key(0, 0, c, s).view);
-  EXPECT_EQ(views.size(), 100u);
+  EXPECT_EQ(views.size(), 105u);
+  // glass_blur was appended to the enum, so the streams of the 20 before it did not move
+  EXPECT_EQ(data::corruption_key(0, 0, Corruption::glass_blur, 1).view, 20u * 8u + 1u);
+  EXPECT_EQ(data::corruption_key(0, 0, Corruption::fundus_defocus, 1).view, 19u * 8u + 1u);
 }
 
 // Damage (mean |out - in|) grows with severity where ImageNet-C's parameters make it so.
@@ -568,6 +577,94 @@ TEST(CorruptFormula, FogFollowsImageNetC) {
   const auto map = data::detail::corruption::plasma_fractal(64, 2.0, make_key(1, kPurposeTest));
   EXPECT_EQ(*std::min_element(map.begin(), map.end()), 0.0);
   EXPECT_EQ(*std::max_element(map.begin(), map.end()), 1.0);
+}
+
+// glass_blur against ImageNet-C's code run literally on 8-bit values: blur, np.uint8(v * 255), the
+// pass of tuple assignments on NumPy views (x[y, x] takes x[y + dy, x + dx], which keeps its value),
+// blur of the 8-bit image / 255, clip. The draws are fovea's (glass_offset of Philox words 0, 1);
+// the blur is the library's separable filter (checked against a direct sum above).
+TEST(CorruptFormula, GlassBlurRunsImageNetCsLoopLiterally) {
+  namespace dc = data::detail::corruption;
+  const std::int64_t n = 224, hw = n * n;
+  const Tensor img = texture(n, n);
+  for (int severity : {1, 3, 5}) {
+    const Tensor got = corrupt(img, Corruption::glass_blur, severity, 21, 4);
+    const dc::Glass g = dc::kGlassBlur[static_cast<std::size_t>(severity - 1)];  // s = 1 at 224 px
+    const std::vector<float> k = dc::gaussian_taps(g.sigma, static_cast<std::int64_t>(4.0 * g.sigma + 0.5));
+    std::vector<float> blurred(static_cast<std::size_t>(3 * hw));
+    for (std::int64_t c = 0; c < 3; ++c)
+      data::detail::separable_filter(img.data() + c * hw, blurred.data() + c * hw, n, n, k,
+                                     data::detail::Border::clamp);
+    std::vector<std::uint8_t> x8(blurred.size());  // np.uint8(gaussian(x) * 255), (3, H, W)
+    for (std::size_t i = 0; i < x8.size(); ++i)
+      x8[i] = static_cast<std::uint8_t>(std::clamp(blurred[i], 0.0f, 1.0f) * 255.0f);
+    const RandomKey key = data::corruption_key(21, 4, Corruption::glass_blur, severity);
+    for (int it = 0; it < g.iterations; ++it)
+      for (std::int64_t y = n - g.delta; y > g.delta; --y)
+        for (std::int64_t x = n - g.delta; x > g.delta; --x) {
+          const U32x4 b = random_block(key, static_cast<std::uint32_t>((it * n + y) * n + x));
+          const std::int64_t dx = dc::glass_offset(b.v[0], g.delta), dy = dc::glass_offset(b.v[1], g.delta);
+          ASSERT_TRUE(dx >= -g.delta && dx < g.delta && dy >= -g.delta && dy < g.delta);
+          const std::int64_t p = y * n + x, q = (y + dy) * n + x + dx;
+          std::uint8_t a[3], bb[3];  // the right-hand side: two views
+          for (std::int64_t c = 0; c < 3; ++c) a[c] = x8[c * hw + q];
+          for (std::int64_t c = 0; c < 3; ++c) x8[c * hw + p] = a[c];   // x[y, x] = view of x[y', x']
+          for (std::int64_t c = 0; c < 3; ++c) bb[c] = x8[c * hw + p];  // the view of x[y, x], now a
+          for (std::int64_t c = 0; c < 3; ++c) x8[c * hw + q] = bb[c];  // x[y', x'] = that view
+        }
+    std::vector<float> shuffled(x8.size()), want(x8.size());
+    for (std::size_t i = 0; i < x8.size(); ++i) shuffled[i] = static_cast<float>(x8[i]) / 255.0f;
+    for (std::int64_t c = 0; c < 3; ++c)
+      data::detail::separable_filter(shuffled.data() + c * hw, want.data() + c * hw, n, n, k,
+                                     data::detail::Border::clamp);
+    std::size_t moved = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got.data()[i], std::clamp(want[i], 0.0f, 1.0f)) << "severity " << severity << " at " << i;
+      moved += x8[i] != static_cast<std::uint8_t>(std::clamp(blurred[i], 0.0f, 1.0f) * 255.0f);
+    }
+    EXPECT_GT(moved, want.size() / 4) << "the shuffle moved few pixels at severity " << severity;
+  }
+}
+
+// With max_delta 1 the draws are -1 or 0, so a visited pixel copies itself or its left, upper or
+// upper-left neighbour, which the pass (bottom-up, right to left) has not visited yet: one pass's
+// sources are those four pixels, a quarter each; pixels outside the visited rows and columns keep
+// their own value.
+TEST(CorruptFormula, GlassShuffleWithMaxDeltaOne) {
+  namespace dc = data::detail::corruption;
+  const std::int64_t h = 60, w = 70;
+  const std::vector<std::int32_t> src = dc::glass_source(h, w, 1, 1, make_key(5, kPurposeTest));
+  std::array<int, 4> counts{};
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x) {
+      const std::int64_t p = y * w + x, from = src[static_cast<std::size_t>(p)];
+      if (y < 2 || y > h - 1 || x < 2 || x > w - 1) {
+        ASSERT_EQ(from, p) << y << "," << x;
+        continue;
+      }
+      const std::int64_t dy = from / w - y, dx = from % w - x;
+      ASSERT_TRUE((dy == 0 || dy == -1) && (dx == 0 || dx == -1)) << y << "," << x << " from " << from;
+      ++counts[static_cast<std::size_t>(-2 * dy - dx)];
+    }
+  const double visited = static_cast<double>((h - 2) * (w - 2)), sd = std::sqrt(visited * 0.25 * 0.75);
+  for (int c : counts) EXPECT_NEAR(c, visited / 4, 4 * sd);
+  // Two passes compose: sources up to two pixels up and left.
+  const std::vector<std::int32_t> two = dc::glass_source(h, w, 1, 2, make_key(5, kPurposeTest));
+  for (std::int64_t p = 0; p < h * w; ++p) {
+    const std::int64_t from = two[static_cast<std::size_t>(p)], dy = from / w - p / w, dx = from % w - p % w;
+    ASSERT_TRUE(dy <= 0 && dy >= -2 && dx <= 0 && dx >= -2) << p << " from " << from;
+  }
+  EXPECT_NE(two, src);
+  EXPECT_NE(error_of([&] { dc::glass_source(70000, 70000, 1, 3, make_key(5, kPurposeTest)); }).find("2^32"),
+            std::string::npos);
+}
+
+TEST(CorruptFormula, GlassBlurStepsAConstantImageToEightBits) {
+  for (float v : {0.5f, 0.37f, 1.0f, 0.0f}) {
+    const Tensor out = corrupt(constant_image(50, 40, v), Corruption::glass_blur, 5, 1, 1);
+    const float want = std::floor(v * 255.0f) / 255.0f;
+    for (std::int64_t i = 0; i < out.numel(); ++i) ASSERT_NEAR(out.data()[i], want, 1e-6) << v << " at " << i;
+  }
 }
 
 // ---- fundus -------------------------------------------------------------------------------------

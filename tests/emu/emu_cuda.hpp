@@ -166,6 +166,10 @@ inline int __shfl_xor_sync(unsigned, int v, int off) { return emu_shfl_xor(v, of
 inline float __shfl_down_sync(unsigned, float v, unsigned off) { return emu_shfl_down(v, off); }
 inline double __shfl_down_sync(unsigned, double v, unsigned off) { return emu_shfl_down(v, off); }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+// Round-to-nearest multiply and add, never fused: plain operators on the host, which is built without
+// fused multiply-adds.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __uint_as_float(std::uint32_t u) { return std::bit_cast<float>(u); }
 inline std::uint32_t __float_as_uint(float f) { return std::bit_cast<std::uint32_t>(f); }
 template <class T>

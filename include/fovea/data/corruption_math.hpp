@@ -16,7 +16,10 @@
 
 namespace fovea::data {
 
-// The corruptions, ImageNet-C's 15 in the order of REFERENCE 1.6's table, then the fundus ones.
+// The corruptions: ImageNet-C's 15 in the order of REFERENCE 1.6's table, the fundus ones, then
+// ImageNet-C's glass_blur (added later, so it comes last: a corruption's random stream is keyed by its
+// position here, and appending kept every other corruption's draws; imagenet_c_corruptions() lists it
+// after defocus_blur, in ImageNet-C's own order).
 enum class Corruption : std::uint8_t {
   gaussian_noise,
   shot_noise,
@@ -39,6 +42,8 @@ enum class Corruption : std::uint8_t {
   dark_hole,
   spots,
   fundus_defocus,
+  // ImageNet-C again
+  glass_blur,
 };
 
 namespace detail {
@@ -252,6 +257,10 @@ struct Spot {
 };
 
 // v after spot s at pixel (y, x) inside its box.
+// glass_blur's 8-bit step between its two blurs: ImageNet-C's np.uint8(v * 255) (truncation) / 255,
+// in fp32 (v clipped to [0, 1] first; a Gaussian of values in [0, 1] stays there up to rounding).
+FOVEA_HD float glass_quantize_at(float v) { return std::floor(clip01(v) * 255.0f) / 255.0f; }
+
 FOVEA_HD float spot_at(float v, const Spot& s, std::int64_t y, std::int64_t x) {
   const double ex = static_cast<double>(x) + 0.5 - s.px, ey = static_cast<double>(y) + 0.5 - s.py;
   const auto g = static_cast<float>(s.amp * std::exp(-0.5 * (ex * ex + ey * ey) / (s.sigma * s.sigma)));
@@ -286,6 +295,7 @@ struct CorruptBatchPlan {
   std::int64_t small_h = 0, small_w = 0;
   std::vector<Spot> spots;
   std::vector<float> layers;  // fog: one (H, W) layer per image
+  std::vector<std::int32_t> source;  // glass_blur: per image, the pixel (y W + x) each pixel copies
   bool needs_mask = false;    // fundus: the kernel reads the mask (N, 1, H, W)
 };
 

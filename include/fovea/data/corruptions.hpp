@@ -1,5 +1,6 @@
-// fovea/data/corruptions.hpp: image corruptions for robustness evaluation: the 15 of ImageNet-C
-// (Hendrycks & Dietterich 2019) under their names and severities 1..5, and five fundus-specific
+// fovea/data/corruptions.hpp: image corruptions for robustness evaluation: 16 of ImageNet-C
+// (Hendrycks & Dietterich 2019; all but snow, frost and spatter) under their names and severities
+// 1..5, and five fundus-specific
 // degradations (EyeQ style) that leave the black surround outside the field of view untouched.
 // Formulas, parameters, the size rule and the random keys: docs/robustness.md.
 //
@@ -8,8 +9,8 @@
 // from the per-pixel code of data/corruption_math.hpp and a plan resolved here). Every output is
 // clipped to [0, 1]. Random draws come from Philox streams named by corruption_key(seed, sample,
 // corruption, severity, stream), each draw at a fixed index (one per pixel, per fractal point, per
-// spot), so a result is a pure function of (image, corruption, severity, seed, sample): bitwise the
-// same in any program, at any thread count. corrupt runs on the calling thread.
+// spot, per glass_blur copy), so a result is a pure function of (image, corruption, severity, seed, sample):
+// bitwise the same in any program, at any thread count. corrupt runs on the calling thread.
 //
 // Size rule: ImageNet-C is defined on 224 x 224 images. Its parameters apply as they are at 224 px;
 // lengths (blur radii and sigmas, the elastic field) scale by s = min(H, W) / 224; the fog map covers
@@ -39,8 +40,9 @@
 
 namespace fovea::data {
 
-inline constexpr int kCorruptionCount = 20;
-inline constexpr int kImageNetCCorruptionCount = 15;
+inline constexpr int kCorruptionCount = 21;
+inline constexpr int kImageNetCCorruptionCount = 16;
+inline constexpr int kFundusCorruptionCount = 5;
 inline constexpr int kMinSeverity = 1;
 inline constexpr int kMaxSeverity = 5;
 // The image side ImageNet-C's parameters are defined at.
@@ -53,7 +55,8 @@ inline constexpr std::array<std::string_view, kCorruptionCount> kNames{
     "gaussian_blur",  "defocus_blur",      "motion_blur",   "zoom_blur",
     "brightness",     "contrast",          "saturate",      "jpeg_compression",
     "pixelate",       "elastic_transform", "fog",           "uneven_illumination",
-    "halo",           "dark_hole",         "spots",         "fundus_defocus"};
+    "halo",           "dark_hole",         "spots",         "fundus_defocus",
+    "glass_blur"};
 
 inline std::vector<Corruption> range(int first, int last) {
   std::vector<Corruption> v;
@@ -69,24 +72,34 @@ inline std::string valid_names() {
 
 }  // namespace detail::corruption
 
-// ImageNet-C's 15 corruptions, in table order.
+// ImageNet-C's 16: REFERENCE 1.6's table with glass_blur after defocus_blur (ImageNet-C's blur order).
 inline const std::vector<Corruption>& imagenet_c_corruptions() {
-  static const std::vector<Corruption> v = detail::corruption::range(0, kImageNetCCorruptionCount);
+  static const std::vector<Corruption> v = [] {
+    std::vector<Corruption> l = detail::corruption::range(0, 6);  // the noises, gaussian_ and defocus_blur
+    l.push_back(Corruption::glass_blur);
+    for (Corruption c : detail::corruption::range(6, 15)) l.push_back(c);  // motion_blur .. fog
+    return l;
+  }();
   return v;
 }
 // The 5 fundus degradations: uneven_illumination, halo, dark_hole, spots, fundus_defocus.
 inline const std::vector<Corruption>& fundus_corruptions() {
-  static const std::vector<Corruption> v =
-      detail::corruption::range(kImageNetCCorruptionCount, kCorruptionCount);
+  static const std::vector<Corruption> v = detail::corruption::range(15, 15 + kFundusCorruptionCount);
   return v;
 }
-// All 20, ImageNet-C's first.
+// All 21, ImageNet-C's first.
 inline const std::vector<Corruption>& all_corruptions() {
-  static const std::vector<Corruption> v = detail::corruption::range(0, kCorruptionCount);
+  static const std::vector<Corruption> v = [] {
+    std::vector<Corruption> l = imagenet_c_corruptions();
+    for (Corruption c : fundus_corruptions()) l.push_back(c);
+    return l;
+  }();
   return v;
 }
 
-inline bool is_fundus_corruption(Corruption c) { return static_cast<int>(c) >= kImageNetCCorruptionCount; }
+inline bool is_fundus_corruption(Corruption c) {
+  return c >= Corruption::uneven_illumination && c <= Corruption::fundus_defocus;
+}
 
 // False for the deterministic ones (the blurs but motion_blur, brightness, contrast, saturate,
 // jpeg_compression, pixelate, fundus_defocus): their output does not depend on seed or sample.
@@ -147,9 +160,9 @@ inline std::vector<Corruption> parse_corruption_list(std::string_view list) {
 
 // The Philox stream of corruption c at `severity` of image `sample`:
 //   RandomKey{seed, kPurposeDistort, epoch = stream, sample, view = index(c) * 8 + severity}
-// where index(c) is c's position in the enum (0..19). `stream` separates independent fields of one
-// corruption (elastic_transform's x and y displacements); every other corruption uses stream 0.
-// requires: 0 <= sample < 2^32, severity in 1..5.
+// where index(c) is c's position in the enum (0..20; glass_blur, added last, is 20). `stream` separates
+// independent fields of one corruption (elastic_transform's x and y displacements); every other corruption
+// uses stream 0. requires: 0 <= sample < 2^32, severity in 1..5.
 inline RandomKey corruption_key(std::uint64_t seed, std::int64_t sample, Corruption c, int severity,
                                 std::uint32_t stream = 0) {
   FOVEA_CHECK(sample >= 0 && sample <= static_cast<std::int64_t>(UINT32_MAX), "corruption_key: sample ",
@@ -194,6 +207,12 @@ inline constexpr Table<double> kPixelate{0.60, 0.50, 0.40, 0.30, 0.25};  // side
 inline constexpr Table<double> kElasticAlpha{12.5, 16.25, 21.25, 25, 30};
 inline constexpr double kElasticSigma = 2.44;  // ImageNet-C's 244 * 0.01 (its severities 3-5)
 inline constexpr Table<Pair> kFog{{{1.5, 2}, {2, 2}, {2.5, 1.7}, {2.5, 1.5}, {3, 1.4}}};  // strength, decay
+struct Glass {
+  double sigma;
+  int delta, iterations;
+};
+inline constexpr Table<Glass> kGlassBlur{
+    {{0.7, 1, 2}, {0.9, 2, 1}, {1, 2, 3}, {1.1, 3, 2}, {1.5, 4, 2}}};  // sigma, max_delta, iterations
 
 // Fundus degradations; lengths as fractions of the field of view's radius R.
 inline constexpr Table<double> kUnevenIllumination{0.4, 0.8, 1.2, 1.6, 2.0};  // log-gain depth a
@@ -240,6 +259,10 @@ inline std::string corruption_parameters(Corruption c, int severity) {
       os << "alpha=" << t::kElasticAlpha[i] << " sigma=" << t::kElasticSigma << " px";
       break;
     case Corruption::fog: os << "strength=" << t::kFog[i].a << " decay=" << t::kFog[i].b; break;
+    case Corruption::glass_blur:
+      os << "sigma=" << t::kGlassBlur[i].sigma << " px max_delta=" << t::kGlassBlur[i].delta
+         << " px iterations=" << t::kGlassBlur[i].iterations;
+      break;
     case Corruption::uneven_illumination: os << "slope=" << t::kUnevenIllumination[i]; break;
     case Corruption::halo: os << "strength=" << t::kHalo[i].a << " width=" << t::kHalo[i].b << " R"; break;
     case Corruption::dark_hole:
@@ -439,6 +462,63 @@ inline Tensor gaussian_blur(CView x, double sigma) {
   const std::vector<float> k = gaussian_taps(sigma, static_cast<std::int64_t>(4.0 * sigma + 0.5));
   for (std::int64_t c = 0; c < 3; ++c)
     separable_filter(x.data() + c * plane, out.data() + c * plane, h, w, k, Border::clamp);
+  for (std::int64_t i = 0; i < out.numel(); ++i) out.data()[i] = clip01(out.data()[i]);
+  return out;
+}
+
+// ImageNet-C's glass_blur at scale s (min(H, W) / 224): sigma s, max_delta max(1, round(delta s)), the
+// iterations unchanged.
+inline Glass glass_params(int severity, double s) {
+  const Glass g = kGlassBlur[static_cast<std::size_t>(severity - 1)];
+  return {g.sigma * s, std::max(1, static_cast<int>(std::lround(g.delta * s))), g.iterations};
+}
+
+// np.random.randint(-delta, delta)'s range from 32 random bits: an integer in [-delta, delta - 1].
+inline int glass_offset(std::uint32_t bits, int delta) {
+  const std::uint64_t span = static_cast<std::uint64_t>(2 * delta);
+  return static_cast<int>((static_cast<std::uint64_t>(bits) * span) >> 32) - delta;
+}
+
+// glass_blur's local shuffle as ImageNet-C runs it on an (H, W) image: for each iteration, for
+// y = H - delta down to delta + 1, for x = W - delta down to delta + 1, (dx, dy) = randint(-delta,
+// delta, 2) and `x[y, x], x[y + dy, x + dx] = x[y + dy, x + dx], x[y, x]`. On NumPy views that tuple
+// assignment is not a swap: the first assignment copies pixel (y + dy, x + dx) into (y, x), and the
+// second then writes that same value back where it came from. So each visited pixel takes the value
+// its draw points at, now (a pixel visited before it in this pass already holds a copied value).
+// Returned as each pixel's source: the shuffled image's pixel p = y W + x is the input's pixel
+// source[p]. Draws: Philox block (iteration H + y) W + x of key, word 0 -> dx, word 1 -> dy.
+inline std::vector<std::int32_t> glass_source(std::int64_t h, std::int64_t w, int delta, int iterations,
+                                              const RandomKey& key) {
+  FOVEA_CHECK(h > 0 && w > 0 && delta > 0 && iterations > 0 &&
+                  static_cast<std::int64_t>(iterations) * h * w <= static_cast<std::int64_t>(UINT32_MAX),
+              "glass_source: ", iterations, " iterations over ", h, "x", w, " pixels at max_delta ", delta,
+              " exceed the random stream (2^32 draws)");
+  std::vector<std::int32_t> source(static_cast<std::size_t>(h * w));
+  for (std::size_t p = 0; p < source.size(); ++p) source[p] = static_cast<std::int32_t>(p);
+  for (int it = 0; it < iterations; ++it)
+    for (std::int64_t y = h - delta; y > delta; --y)
+      for (std::int64_t x = w - delta; x > delta; --x) {
+        const U32x4 b = random_block(key, static_cast<std::uint32_t>((it * h + y) * w + x));
+        const std::int64_t dx = glass_offset(b.v[0], delta), dy = glass_offset(b.v[1], delta);
+        source[static_cast<std::size_t>(y * w + x)] = source[static_cast<std::size_t>((y + dy) * w + x + dx)];
+      }
+  return source;
+}
+
+// ImageNet-C's glass_blur: the Gaussian blur of gaussian_blur (sigma, edge clamp), stepped to 8 bits
+// (glass_quantize_at), shuffled by `source` (glass_source), blurred again and clipped.
+inline Tensor glass_blur(CView x, double sigma, const std::vector<std::int32_t>& source) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  const std::vector<float> k = gaussian_taps(sigma, static_cast<std::int64_t>(4.0 * sigma + 0.5));
+  Tensor blurred(x.shape()), shuffled(x.shape()), out(x.shape());
+  for (std::int64_t c = 0; c < 3; ++c)
+    separable_filter(x.data() + c * plane, blurred.data() + c * plane, h, w, k, Border::clamp);
+  for (std::int64_t c = 0; c < 3; ++c)
+    for (std::int64_t p = 0; p < plane; ++p)
+      shuffled.data()[c * plane + p] =
+          glass_quantize_at(blurred.data()[c * plane + source[static_cast<std::size_t>(p)]]);
+  for (std::int64_t c = 0; c < 3; ++c)
+    separable_filter(shuffled.data() + c * plane, out.data() + c * plane, h, w, k, Border::clamp);
   for (std::int64_t i = 0; i < out.numel(); ++i) out.data()[i] = clip01(out.data()[i]);
   return out;
 }
@@ -979,6 +1059,11 @@ inline Tensor corrupt_image(CView image, Corruption c, int severity, std::uint64
       return elastic_transform(image, kElasticAlpha[i] * s * s, kElasticSigma * s, key,
                                corruption_key(seed, sample, c, severity, 1));
     case Corruption::fog: return fog(image, kFog[i].a, kFog[i].b, key);
+    case Corruption::glass_blur: {
+      const Glass g = glass_params(severity, s);
+      return glass_blur(image, g.sigma,
+                        glass_source(image.shape()[1], image.shape()[2], g.delta, g.iterations, key));
+    }
     default: break;
   }
   if (mask != nullptr) return corrupt_fundus(image, *mask, c, severity, key);
@@ -1017,7 +1102,8 @@ namespace detail::corruption {
 // The CUDA twin's plan of c at severity over a batch of (H, W) images whose random draws are keyed by
 // samples[n]; boxes[n]: image n's field-of-view box (fundus corruptions only). Every parameter comes
 // from the functions the CPU implementation calls, so both twins read the same bits. fog's layers
-// are computed here, on the host (a sequential diamond-square per image, parallel over images).
+// and glass_blur's shuffles are computed here, on the host (a sequential diamond-square or pass of
+// copies per image, parallel over images).
 inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_t seed,
                                         std::span<const std::int64_t> samples, std::int64_t h, std::int64_t w,
                                         std::span<const BoundingBox> boxes = {}) {
@@ -1080,6 +1166,23 @@ inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_
       const double sigma = kElasticSigma * s;
       plan.a = kElasticAlpha[i] * s * s;
       plan.kernel = gaussian_taps(sigma, static_cast<std::int64_t>(3.0 * sigma + 0.5));
+      break;
+    }
+    case Corruption::glass_blur: {
+      const Glass g = glass_params(severity, s);
+      plan.kernel = gaussian_taps(g.sigma, static_cast<std::int64_t>(4.0 * g.sigma + 0.5));
+      const std::int64_t hw = h * w;
+      plan.source.resize(samples.size() * static_cast<std::size_t>(hw));
+      parallel_for(
+          static_cast<std::int64_t>(samples.size()),
+          [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t n = first; n < last; ++n) {
+              const std::vector<std::int32_t> src =
+                  glass_source(h, w, g.delta, g.iterations, plan.images[static_cast<std::size_t>(n)].key);
+              std::copy(src.begin(), src.end(), plan.source.begin() + n * hw);
+            }
+          },
+          kParallelMinWork);
       break;
     }
     case Corruption::fog: {
