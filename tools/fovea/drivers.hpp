@@ -212,7 +212,7 @@ struct EvalSummary {
   std::int64_t excluded = 0;  // label-file rows the format left out (Messidor-2's ungradable images)
 };
 
-// The corruptions --corruptions names: all (ImageNet-C's 15, then the 5 fundus ones), imagenet_c,
+// The corruptions --corruptions names: all (ImageNet-C's 16, then the 5 fundus ones), imagenet_c,
 // fundus, or comma-separated names (data::parse_corruption_list).
 inline std::vector<data::Corruption> corruption_list(const std::string& text) {
   return data::parse_corruption_list(text);
