@@ -369,6 +369,31 @@ def case_study_smoke(tmp):
     rows = read_csv(os.path.join(out, "study_external.csv"))
     check(rows[0][:5] == ["set", "regime", "protocol", "label_fraction", "images"] and rows[0][-1] == "kappa_change"
           and len(rows) == 3 and rows[1][0] == "synthetic_site1" and rows[1][4] == "20", f"study_external.csv: {rows}")
+    # Paired comparisons with the reference (random init), on the test split and the external set;
+    # `fovea compare` on the two evaluation folders (their predictions.csv) gives the same object.
+    comps = summary["comparisons"]
+    check(summary["comparisons_reference"] == "random" and [c["set"] for c in comps] == ["test", "synthetic_site1"]
+          and all(c["regime"] == "simclr" and c["reference"] == "random" for c in comps), f"comparisons: {comps}")
+    check("study: paired comparison with random init on the test split" in stdout and "p (McNemar)" in stdout,
+          "no comparison table:\n" + stdout)
+    t = comps[0]["comparison"]
+    kappa_diff = cells[("simclr", "finetune")]["metrics"]["kappa"]["point"] - cells[("random", "finetune")]["metrics"]["kappa"]["point"]
+    check(abs(t["quadratic_weighted_kappa"]["difference"]["point"] - kappa_diff) < 1e-12 and
+          t["n"] == cells[("simclr", "finetune")]["images"] and t["resamples"] == 1000, f"test comparison: {t}")
+    check(0 < t["quadratic_weighted_kappa"]["p_value"] <= 1 and t["mcnemar"]["only_a"] + t["mcnemar"]["only_b"] +
+          t["mcnemar"]["both"] + t["mcnemar"]["neither"] == t["n"], f"comparison p / McNemar counts: {t}")
+    rows = read_csv(os.path.join(out, "study_comparisons.csv"))
+    check(rows[0][:6] == ["set", "regime", "protocol", "label_fraction", "reference", "images"] and len(rows) == 3
+          and rows[1][0] == "test" and rows[2][0] == "synthetic_site1", f"study_comparisons.csv: {rows}")
+    cmp_out = os.path.join(tmp, "compare")
+    _, cmp_stdout, _ = run("compare", os.path.join(out, "evaluate_simclr"),
+                           os.path.join(out, "evaluate_random", "predictions.csv"), "--names", "simclr,random",
+                           "--out", cmp_out, expect=0)
+    with open(os.path.join(cmp_out, "comparison.json")) as f:
+        cj = json.load(f)
+    check(cj["comparison"] == t and cj["a"]["name"] == "simclr" and cj["b"]["predictions"].endswith("predictions.csv"),
+          f"fovea compare {cj} vs the study's {t}")
+    check("DeLong" in cmp_stdout and "McNemar" in cmp_stdout, cmp_stdout)
     svg = read_svg(os.path.join(out, "study.svg"))
     check(len(svg_elements(svg, "svg", "panel")) == 6,
           "study.svg: kappa, external kappa, robustness, saliency, CN and CKA panels")
@@ -572,6 +597,54 @@ def case_study_seeds(tmp):
     code, _, err = run("study", "--out", os.path.join(tmp, "bad"), "--count", "8", "--device", "cpu", "--seeds", "3,3")
     check(code == 2 and "twice" in err, f"--seeds 3,3: exit {code}\n{err}")
     check(not os.path.exists(os.path.join(tmp, "bad")), "a rejected study wrote its output folder")
+
+
+def case_compare(tmp):
+    """fovea compare on hand-made predictions.csv files: McNemar's counts, identical models (p 1),
+    rows paired by image name, and the errors: other images, other labels, a malformed row, bad --names."""
+    def write(name, rows, header="image,label,pred,p0,p1,p2"):
+        path = os.path.join(tmp, name)
+        with open(path, "w") as f:
+            f.write(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+        return path
+    # 12 images, labels 0..2; A right on the first 10, B right on images 2..11.
+    def probs(pred):
+        return [0.8 if k == pred else 0.1 for k in range(3)]
+    labels = [i % 3 for i in range(12)]
+    a_rows = [[f"img{i}", labels[i], p, *probs(p)] for i in range(12) for p in [labels[i] if i < 10 else (labels[i] + 1) % 3]]
+    b_rows = [[f"img{i}", labels[i], p, *probs(p)] for i in range(12) for p in [labels[i] if i >= 2 else (labels[i] + 2) % 3]]
+    a = write("a.csv", a_rows)
+    b = write("b.csv", list(reversed(b_rows)))  # another order: rows are paired by image name
+    out = os.path.join(tmp, "out")
+    _, stdout, _ = run("compare", a, b, "--out", out, "--bootstrap", "200", "--referable-threshold", "1", expect=0)
+    with open(os.path.join(out, "comparison.json")) as f:
+        c = json.load(f)["comparison"]
+    m = c["mcnemar"]
+    check((m["only_a"], m["only_b"], m["both"], m["neither"]) == (2, 2, 8, 0) and m["p_value"] == 1.0, f"McNemar {m}")
+    check(c["n"] == 12 and c["resamples"] == 200 and c["referable"]["threshold"] == 1 and
+          c["accuracy"]["a"] == c["accuracy"]["b"] == 10 / 12, f"comparison {c}")
+    check("compare: A against B on 12 images" in stdout, stdout)
+    _, _, _ = run("compare", a, a, "--out", out, expect=0)
+    with open(os.path.join(out, "comparison.json")) as f:
+        same = json.load(f)["comparison"]
+    check(same["quadratic_weighted_kappa"]["p_value"] == 1 and same["referable"]["delong"]["p_value"] == 1 and
+          same["quadratic_weighted_kappa"]["difference"]["low"] == 0, f"identical models: {same}")
+    # errors name what differs
+    other = write("other.csv", [["x" + r[0], *r[1:]] for r in b_rows])
+    code, _, err = run("compare", a, other)
+    check(code == 1 and "img0" in err and "other.csv" in err, f"other images: exit {code}\n{err}")
+    relabelled = write("relabelled.csv", [[r[0], (r[1] + 1) % 3 if r[0] == "img5" else r[1], *r[2:]] for r in b_rows])
+    code, _, err = run("compare", a, relabelled)
+    check(code == 1 and "img5" in err and "label" in err, f"other labels: exit {code}\n{err}")
+    broken = write("broken.csv", b_rows[:3] + [["img3", 0, 0, "0.5", "abc", "0.5"]] + b_rows[4:])
+    code, _, err = run("compare", a, broken)
+    check(code == 1 and "line 5" in err and "abc" in err, f"malformed row: exit {code}\n{err}")
+    code, _, err = run("compare", a, write("hdr.csv", b_rows, header="id,level,x,p0,p1,p2"))
+    check(code == 1 and "header" in err, f"wrong header: exit {code}\n{err}")
+    code, _, err = run("compare", a, os.path.join(tmp, "missing"))
+    check(code == 1 and "missing" in err, f"missing file: exit {code}\n{err}")
+    code, _, err = run("compare", a, b, "--names", "one")
+    check(code == 2 and "--names" in err, f"bad --names: exit {code}\n{err}")
 
 
 def case_robustness(tmp):

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cmd_compare.hpp"
 #include "cmd_features.hpp"
 #include "cmd_generate.hpp"
 #include "config_file.hpp"
@@ -263,6 +264,20 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
           for (const char* m : {"kappa", "referable_auc", "accuracy"})
             add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
                 "external_" + set.at("name").get<std::string>() + "_" + m, c.at("metrics").at(m).at("point"));
+    if (j.contains("comparisons") && j["comparisons"].is_array())
+      for (const json& c : j["comparisons"]) {
+        const std::string set = c.at("set").get<std::string>() == "test"
+                                    ? ""
+                                    : "external_" + c.at("set").get<std::string>() + "_";
+        const std::string vs = "_diff_vs_" + c.at("reference").get<std::string>();
+        const json& x = c.at("comparison");
+        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), set + "kappa" + vs,
+            x.at("quadratic_weighted_kappa").at("difference").at("point"));
+        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
+            set + "referable_auc" + vs, x.at("referable").at("delong").at("difference"));
+        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), set + "accuracy" + vs,
+            x.at("accuracy").at("difference").at("point"));
+      }
     if (j.contains("robustness") && j["robustness"].is_object())
       for (const auto& [regime, r] : j["robustness"].items()) {
         add(k, regime, "", std::nan(""), "mean_corrupted_error", r.at("mean_error"));
@@ -533,6 +548,58 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                   r.point.at("kappa") - c.result.point.at("kappa"));
     }
   }
+  // Paired comparisons: each cell against the reference regime's cell with the same protocol and
+  // label fraction, image by image (eval::compare_predictions), on the test split and each external set.
+  struct ComparisonRow {
+    std::string set;   // "test", or the external set's name
+    std::size_t cell;  // index in `cells`
+    eval::Comparison c;
+  };
+  std::vector<ComparisonRow> comparisons;
+  auto compare_set = [&](const std::string& set, auto&& result_of) {
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (cells[i].regime == &regimes[reference]) continue;
+      for (std::size_t j = 0; j < cells.size(); ++j) {
+        if (cells[j].regime != &regimes[reference] || cells[j].protocol != cells[i].protocol ||
+            cells[j].fraction != cells[i].fraction)
+          continue;
+        const EvalSummary &x = result_of(i), &y = result_of(j);
+        FOVEA_CHECK(x.ids == y.ids && x.labels == y.labels, "study: ", set, ": ", cells[i].regime->key,
+                    " and ", cells[j].regime->key, " were not evaluated on the same images");
+        comparisons.push_back({set, i,
+                               eval::compare_predictions(x.labels, x.probs, y.probs, x.referable_threshold,
+                                                         x.resamples, x.seed)});
+      }
+    }
+  };
+  compare_set("test", [&](std::size_t i) -> const EvalSummary& { return cells[i].result; });
+  for (const ExternalResult& er : external_results)
+    compare_set(er.set->name, [&](std::size_t i) -> const EvalSummary& { return er.cells[i]; });
+  for (std::size_t k = 0; k < comparisons.size(); ++k) {
+    const ComparisonRow& row = comparisons[k];
+    if (k == 0 || comparisons[k - 1].set != row.set) {
+      std::printf(
+          "\nstudy: paired comparison with %s on %s (%lld images): differences regime - %s, 95%% CIs, "
+          "two-sided p\n",
+          regimes[reference].label, row.set == "test" ? "the test split" : row.set.c_str(),
+          static_cast<long long>(row.c.n), regimes[reference].label);
+      std::printf("%-18s %-9s %-7s %-26s %-7s %-26s %-7s %-26s %s\n", "regime", "protocol", "labels",
+                  "kappa (paired bootstrap)", "p", "referable AUC (DeLong)", "p", "accuracy", "p (McNemar)");
+    }
+    const Cell& c = cells[row.cell];
+    const eval::Comparison& x = row.c;
+    char labels[16];
+    std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
+    std::printf(
+        "%-18s %-9s %-7s %-26s %-7s %-26s %-7s %-26s %s\n", c.regime->label, c.protocol.c_str(), labels,
+        difference_text(x.kappa.difference.point, x.kappa.difference.low, x.kappa.difference.high).c_str(),
+        p_text(x.kappa.p_value).c_str(),
+        difference_text(x.delong.difference, x.delong.low, x.delong.high).c_str(),
+        p_text(x.delong.p_value).c_str(),
+        difference_text(x.accuracy.difference.point, x.accuracy.difference.low, x.accuracy.difference.high)
+            .c_str(),
+        p_text(x.mcnemar.p_value).c_str());
+  }
   if (robustness) {
     std::printf("\nstudy: robustness on the test split (corruptions %s, severities %s; %s models)\n",
                 a.corruptions.c_str(), a.severities.c_str(), protocols.front().c_str());
@@ -659,6 +726,37 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                               {"excluded_rows", er.cells.front().excluded},
                               {"cells", set_cells}});
   }
+  // Paired comparisons: study.json "comparisons" and study_comparisons.csv.
+  json j_comparisons = json::array();
+  std::string comparisons_csv =
+      "set,regime,protocol,label_fraction,reference,images,kappa_difference,kappa_low,kappa_high,kappa_p,"
+      "referable_auc_difference,referable_auc_low,referable_auc_high,referable_auc_p_delong,"
+      "referable_auc_bootstrap_low,referable_auc_bootstrap_high,referable_auc_bootstrap_p,accuracy_"
+      "difference,"
+      "accuracy_low,accuracy_high,accuracy_p_mcnemar,only_regime_right,only_reference_right\n";
+  for (const ComparisonRow& row : comparisons) {
+    const Cell& c = cells[row.cell];
+    const eval::Comparison& x = row.c;
+    char line[1024];
+    std::snprintf(
+        line, sizeof line,
+        "%s,%s,%s,%.17g,%s,%lld,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,"
+        "%.17g,%.17g,%.17g,%lld,%lld\n",
+        row.set.c_str(), c.regime->key.c_str(), c.protocol.c_str(), c.fraction,
+        regimes[reference].key.c_str(), static_cast<long long>(x.n), x.kappa.difference.point,
+        x.kappa.difference.low, x.kappa.difference.high, x.kappa.p_value, x.delong.difference, x.delong.low,
+        x.delong.high, x.delong.p_value, x.referable_auc.difference.low, x.referable_auc.difference.high,
+        x.referable_auc.p_value, x.accuracy.difference.point, x.accuracy.difference.low,
+        x.accuracy.difference.high, x.mcnemar.p_value, static_cast<long long>(x.mcnemar.only_a),
+        static_cast<long long>(x.mcnemar.only_b));
+    comparisons_csv += line;
+    j_comparisons.push_back(json{{"set", row.set},
+                                 {"regime", c.regime->key},
+                                 {"protocol", c.protocol},
+                                 {"label_fraction", c.fraction},
+                                 {"reference", regimes[reference].key},
+                                 {"comparison", json::parse(eval::to_json(x))}});
+  }
   json j_robust = json::object(), j_saliency = json::object();
   for (const auto& [key, rs] : robust) {
     json by = json::object();
@@ -705,6 +803,8 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
   }
   json summary{{"cells", j_cells},
                {"external", externals.empty() ? json(nullptr) : j_external},
+               {"comparisons", comparisons.empty() ? json(nullptr) : j_comparisons},
+               {"comparisons_reference", regimes[reference].key},
                {"robustness", robustness ? j_robust : json(nullptr)},
                {"robustness_reference", regimes[reference].key},
                {"saliency", saliency ? j_saliency : json(nullptr)},
@@ -720,6 +820,9 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
   else fs::remove(fs::path(a.out) / "study_features.csv");  // left by an earlier study with the stage
   if (!externals.empty()) io::write_file_atomically(fs::path(a.out) / "study_external.csv", external_csv);
   else fs::remove(fs::path(a.out) / "study_external.csv");
+  if (!comparisons.empty())
+    io::write_file_atomically(fs::path(a.out) / "study_comparisons.csv", comparisons_csv);
+  else fs::remove(fs::path(a.out) / "study_comparisons.csv");
   // The figure: kappa with its 95 % interval per regime (one series per protocol and label
   // fraction), the mean error over the corruptions against severity per regime, and per attribution
   // method the relevance mass inside the lesions per regime with the chance level.

@@ -210,6 +210,13 @@ struct EvalSummary {
   std::map<std::string, double> point, low, high;  // "kappa", "auc", "accuracy"
   std::int64_t images = 0;
   std::int64_t excluded = 0;  // label-file rows the format left out (Messidor-2's ungradable images)
+  // What predictions.csv holds, for paired comparisons (eval::compare_predictions): the images in
+  // evaluation order, their labels, the probabilities (images x classes), and the evaluation's settings.
+  std::vector<std::string> ids;
+  std::vector<int> labels;
+  std::vector<double> probs;
+  int classes = 0, referable_threshold = 0, resamples = 0;
+  std::uint64_t seed = 0;
 };
 
 // The corruptions --corruptions names: all (ImageNet-C's 16, then the 5 fundus ones), imagenet_c,

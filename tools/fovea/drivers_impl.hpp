@@ -371,7 +371,11 @@ inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Data
     for (int k = 1; k < classes; ++k)
       if (probs[i * classes + k] > probs[i * classes + best]) best = k;
     csv << d.samples[i].id << ',' << labels[i] << ',' << best;
-    for (int k = 0; k < classes; ++k) csv << ',' << probs[i * classes + k];
+    for (int k = 0; k < classes; ++k) {  // the fp32 softmax output, in its shortest exact form
+      char buf[32];
+      const auto res = std::to_chars(buf, buf + sizeof buf, static_cast<float>(probs[i * classes + k]));
+      csv << ',' << std::string_view(buf, static_cast<std::size_t>(res.ptr - buf));
+    }
     csv << "\n";
   }
   io::write_file_atomically(dir / "predictions.csv", csv.str());
@@ -751,6 +755,9 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   EvalSummary s;
   s.images = static_cast<std::int64_t>(d.size());
   s.excluded = static_cast<std::int64_t>(d.excluded.size());
+  for (const auto& sample : d.samples) s.ids.push_back(sample.id);
+  s.labels = d.labels(), s.probs = probs, s.classes = classes;
+  s.referable_threshold = r.referable_threshold, s.resamples = a.bootstrap, s.seed = a.seed;
   for (auto [name, c] : {std::pair{"kappa", r.kappa}, {"auc", r.referable_auc}, {"accuracy", r.accuracy}}) {
     s.point[name] = c.point;
     s.low[name] = c.low;

@@ -1,7 +1,8 @@
 // tools/fovea/main.cpp: the `fovea` command-line program: model summaries (`fovea summary`), randomly
 // initialised torchvision-keyed weights (`fovea init`), classification of image files with a
-// safetensors checkpoint (`fovea predict`, JSON output) and per-layer feature statistics
-// (`fovea features`, cmd_features.hpp). docs/cli.md documents every flag.
+// safetensors checkpoint (`fovea predict`, JSON output), per-layer feature statistics
+// (`fovea features`, cmd_features.hpp) and paired comparisons of two evaluations (`fovea compare`,
+// cmd_compare.hpp). docs/cli.md documents every flag.
 //
 // Exit codes: 0 success; 1 a run failed (unreadable image or weights, weights that do not fit the
 // model, no CUDA device, unwritable output); 2 the command line is wrong (unknown subcommand or flag,
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cmd_compare.hpp"
 #include "cmd_drivers.hpp"
 #include "cmd_features.hpp"
 #include "cmd_generate.hpp"
@@ -337,6 +339,7 @@ int main(int argc, char** argv) {
   fovea::tools::add_generate_command(app);
   fovea::tools::add_driver_commands(app);
   fovea::tools::add_features_command(app);
+  fovea::tools::add_compare_command(app);
 
   try {
     try {
