@@ -892,6 +892,13 @@ def case_saliency(tmp):
     for name in ("saliency.csv", "saliency_by_size.csv", "saliency.json"):
         with open(os.path.join(out, name)) as f1, open(os.path.join(again, name)) as f2:
             check(f1.read() == f2.read(), f"{name} differs after resuming")
+    # A finished run started again reads its randomisation check back instead of running it again.
+    code, stdout, _ = run(*base, "--out", out, expect=0)
+    check("randomisation check read back" in stdout and "3 images already scored" in stdout,
+          "a finished run redid its randomisation check:\n" + stdout)
+    for name in ("saliency.json", "randomization.csv"):
+        with open(os.path.join(out, name)) as f1, open(os.path.join(again, name)) as f2:
+            check(f1.read() == f2.read(), f"{name} differs after resuming a finished run")
     code, _, err = run(*base, "--method", "gradcam", "--out", os.path.join(tmp, "bad"))
     check(code == 2 and "gradcam" in err, f"unknown method: exit {code}\n{err}")
 

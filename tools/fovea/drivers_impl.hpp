@@ -2,6 +2,7 @@
 // ResNet backbone; included only by drivers_resnet*.cpp, each instantiating one architecture.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -1389,7 +1390,8 @@ SaliencySummary saliency(const SaliencyArgs& a) {
   std::vector<SaliencyRow> rows;
   std::vector<std::pair<std::string, std::string>> size_rows;  // (image, line)
   std::set<std::string> done;
-  if (resumes_partial_results(a, config, "saliency", csv)) {
+  const bool resumed = resumes_partial_results(a, config, "saliency", csv);
+  if (resumed) {
     rows = read_saliency_csv(csv);
     for (const SaliencyRow& r : rows) done.insert(r.image);
     if (fs::exists(size_csv))
@@ -1536,7 +1538,34 @@ SaliencySummary saliency(const SaliencyArgs& a) {
   // after randomising the network from the logits down, compared with the trained network's.
   json randomization = json::object();
   std::map<std::string, double> randomized;
-  if (a.randomization > 0) {
+  // A resumed run whose earlier pass finished the check reads it back from its saliency.json (the
+  // check is seeded: the same settings give the same numbers) instead of running it again.
+  bool check_done = false;
+  if (a.randomization > 0 && resumed && fs::exists(fs::path(a.out) / "randomization.csv") &&
+      fs::exists(fs::path(a.out) / "saliency.json")) {
+    try {
+      std::ifstream in(fs::path(a.out) / "saliency.json");
+      const json before = json::parse(in);
+      if (before.contains("randomization") && before["randomization"].is_object()) {
+        const json& r = before["randomization"];
+        check_done = std::all_of(methods.begin(), methods.end(), [&](const std::string& m) {
+          return r.contains(m) && r[m].is_array() && !r[m].empty();
+        });
+        if (check_done)
+          for (const std::string& method : methods) {
+            randomization[method] = r[method];
+            const json& last = r[method].back().at("heatmap_spearman");
+            randomized[method] = last.is_number() ? last.get<double>() : eval::kNaN;
+          }
+      }
+    } catch (const json::exception&) {  // unreadable: run the check again
+      check_done = false;
+      randomization = json::object();
+      randomized.clear();
+    }
+    if (check_done) run.log("saliency: randomisation check read back from saliency.json (resumed)");
+  }
+  if (a.randomization > 0 && !check_done) {
     const std::int64_t n = std::min<std::int64_t>(a.randomization, static_cast<std::int64_t>(images.size()));
     Tensor batch(Shape{n, 3, a.size, a.size});
     std::vector<int> targets;
