@@ -57,6 +57,7 @@ void register_all(Device device) {
   register_attribution_benchmarks(device);
   register_features_benchmarks(device);
   register_corruption_benchmarks(device);
+  register_metrics_benchmarks(device);
 }
 
 int run(int argc, char** argv) {

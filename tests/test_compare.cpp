@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fovea/core/random.hpp"
@@ -24,6 +25,51 @@ TEST(NormalQuantile, KnownValues) {
   EXPECT_NEAR(normal_quantile(0.5), 0.0, 1e-14);
   EXPECT_NEAR(normal_quantile(0.025), -normal_quantile(0.975), 1e-13);
   EXPECT_NE(error_of([] { normal_quantile(1.0); }).find("(0, 1)"), std::string::npos);
+}
+
+TEST(StudentT, KnownQuantiles) {
+  // Closed forms: df 1 is Cauchy, t = tan(pi (p - 1/2)); df 2: t = (2p - 1) / sqrt(2 p (1 - p)).
+  const double pi = 3.14159265358979323846;
+  const double exact1 = std::tan(pi * 0.475), exact2 = 0.95 / std::sqrt(2 * 0.975 * 0.025);
+  EXPECT_NEAR(student_t_quantile(0.975, 1), exact1, 1e-12 * exact1);
+  EXPECT_NEAR(student_t_quantile(0.975, 2), exact2, 1e-12 * exact2);
+  EXPECT_NEAR(student_t_central(exact1, 1), 0.95, 1e-14);
+  EXPECT_NEAR(student_t_central(exact2, 2), 0.95, 1e-14);
+  EXPECT_NEAR(student_t_central(1.0, 1), 0.5, 1e-15);  // Cauchy: P(|T| <= 1) = 1/2
+  // scipy.stats.t.ppf(0.975, df) (itself good to about 1e-10), odd and even degrees of freedom
+  const std::pair<int, double> q975[] = {{3, 3.182446305284263},
+                                         {4, 2.7764451051977987},
+                                         {9, 2.2621571627409915},
+                                         {10, 2.2281388519649385},
+                                         {29, 2.045229642132703}};
+  for (auto [df, q] : q975) {
+    EXPECT_NEAR(student_t_quantile(0.975, df), q, 1e-9 * q) << df;
+    EXPECT_NEAR(student_t_quantile(0.025, df), -q, 1e-9 * q) << df;
+    EXPECT_NEAR(student_t_central(student_t_quantile(0.975, df), df), 0.95, 1e-13) << df;
+  }
+  EXPECT_NEAR(student_t_quantile(0.95, 3), 2.3533634348018264, 1e-9);
+  // many degrees of freedom approach the normal
+  EXPECT_NEAR(student_t_quantile(0.975, 2000), normal_quantile(0.975), 2e-3);
+  EXPECT_EQ(student_t_central(0.0, 5), 0.0);
+}
+
+TEST(MeanInterval, TIntervalAndOneSampleTest) {
+  // 0.1, 0.3, 0.2: mean 0.2, sd 0.1, se 0.1 / sqrt(3); t = 0.2 / se = 3.4641; p (df 2) = 0.0742
+  const MeanInterval m = mean_interval(std::vector<double>{0.1, 0.3, std::nan(""), 0.2});
+  EXPECT_EQ(m.n, 3);
+  EXPECT_NEAR(m.mean, 0.2, 1e-15);
+  EXPECT_NEAR(m.sd, 0.1, 1e-15);
+  const double half = 0.95 / std::sqrt(2 * 0.975 * 0.025) * 0.1 / std::sqrt(3.0);  // t_{2, 0.975}
+  EXPECT_NEAR(m.low, 0.2 - half, 1e-12);
+  EXPECT_NEAR(m.high, 0.2 + half, 1e-12);
+  EXPECT_NEAR(m.p_value, 0.07417990022744853, 1e-10);  // scipy.stats.ttest_1samp
+  const MeanInterval one = mean_interval(std::vector<double>{0.4});
+  EXPECT_EQ(one.mean, 0.4);
+  EXPECT_TRUE(std::isnan(one.sd) && std::isnan(one.low) && std::isnan(one.p_value));
+  const MeanInterval flat = mean_interval(std::vector<double>{0.0, 0.0});
+  EXPECT_EQ(flat.p_value, 1.0);
+  EXPECT_EQ(flat.low, 0.0);
+  EXPECT_EQ(mean_interval(std::vector<double>{}).n, 0);
 }
 
 TEST(BootstrapPValue, CountsTheOtherSideWithTheObservedSample) {

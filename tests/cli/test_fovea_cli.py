@@ -574,6 +574,16 @@ def case_study_seeds(tmp):
         check(r["values"] == values and r["seeds"] == len(vals) and abs(r["mean"] - mean) < 1e-12 and
               (sd is None and r["sd"] is None or abs(r["sd"] - sd) < 1e-12) and r["min"] == min(vals) and
               r["max"] == max(vals), f"{key}: {r} vs values {values}")
+        # the mean's 95 % t interval: t_{1, 0.975} = tan(0.475 pi) for two seeds
+        if len(vals) == 2 and sd > 0:
+            half = math.tan(0.475 * math.pi) * sd / math.sqrt(2)
+            check(abs(r["mean_low"] - (mean - half)) < 1e-9 and abs(r["mean_high"] - (mean + half)) < 1e-9,
+                  f"{key}: interval {r['mean_low']}, {r['mean_high']} vs {mean} -+ {half}")
+        if "_diff_vs_" in key[2] and len(vals) == 2 and sd > 0:
+            t = abs(mean) / (sd / math.sqrt(2))  # df 1: P(|T| > t) = 1 - 2 atan(t) / pi
+            check(abs(r["p_mean_zero"] - (1 - 2 * math.atan(t) / math.pi)) < 1e-9, f"{key}: p {r['p_mean_zero']}")
+        elif "_diff_vs_" not in key[2]:
+            check(r["p_mean_zero"] is None, f"{key}: a t test of 0 for a figure that is no difference")
 
     for regime in ("simclr", "random"):
         cells = [next(c for c in per_seed[s]["cells"] if c["regime"] == regime) for s in (0, 1)]
@@ -586,12 +596,18 @@ def case_study_seeds(tmp):
         ext_cells = [next(c for c in per_seed[s]["external"][0]["cells"] if c["regime"] == regime) for s in (0, 1)]
         expect((regime, "finetune", "external_synthetic_site1_kappa"),
                [c["metrics"]["kappa"]["point"] for c in ext_cells])
+        if regime == "simclr":  # the paired differences from the reference, on the test split and the external set
+            comps = [{c["set"]: c["comparison"] for c in per_seed[s]["comparisons"]} for s in (0, 1)]
+            expect((regime, "finetune", "kappa_diff_vs_random"),
+                   [c["test"]["quadratic_weighted_kappa"]["difference"]["point"] for c in comps])
+            expect((regime, "finetune", "external_synthetic_site1_referable_auc_diff_vs_random"),
+                   [c["synthetic_site1"]["referable"]["delong"]["difference"] for c in comps])
         expect((regime, None, "median_cn"), [per_seed[s]["features"][regime]["median_cn"] for s in (0, 1)])
         expect((regime, None, "mean_cka_reference"),
                [per_seed[s]["features"][regime]["mean_cka_reference"] for s in (0, 1)])
     csv_rows = read_csv(os.path.join(out, "study_seeds.csv"))
     check(csv_rows[0] == ["regime", "protocol", "label_fraction", "metric", "seeds", "mean", "sd", "min", "max",
-                          "values"] and len(csv_rows) == 1 + len(summary["rows"]), f"study_seeds.csv: {csv_rows[:2]}")
+                          "mean_low", "mean_high", "p_mean_zero", "values"] and len(csv_rows) == 1 + len(summary["rows"]), f"study_seeds.csv: {csv_rows[:2]}")
     code, _, err = run("study", "--out", os.path.join(tmp, "bad"), "--count", "8", "--device", "cpu", "--seeds", "0,x")
     check(code == 2 and "--seeds" in err and "'x'" in err, f"--seeds 0,x: exit {code}\n{err}")
     code, _, err = run("study", "--out", os.path.join(tmp, "bad"), "--count", "8", "--device", "cpu", "--seeds", "3,3")

@@ -216,11 +216,12 @@ inline std::vector<std::uint64_t> study_seed_list(const std::string& text) {
 
 // The spread of the study's summary figures over its replicates: reads <out>/seed_<k>/study.json
 // for every seed and writes <out>/study_seeds.json and study_seeds.csv (one row per regime, protocol,
-// label fraction and figure: the seeds' values, their mean, standard deviation (ddof 1), min and max)
-// and prints them. Figures: kappa, referable AUC and accuracy per cell, on the test split and on each
-// external set (external_<name>_kappa, ...); the mean corrupted error and
-// mCE per regime; the relevance mass inside the lesions per regime and method; the median CN and the
-// mean CKA with the reference per regime.
+// label fraction and figure: the seeds' values, their mean, standard deviation (ddof 1), min and max,
+// the mean's 95 % t interval and, for the paired differences from the reference, the one-sample t
+// test of a mean difference of 0) and prints them. Figures: kappa, referable AUC and accuracy per cell, on
+// the test split and on each external set (external_<name>_kappa, ...); the mean corrupted error and mCE per
+// regime; the relevance mass inside the lesions per regime and method; the median CN and the mean CKA with
+// the reference per regime.
 inline void summarise_study_replicates(const std::string& out, const std::vector<std::uint64_t>& seeds) {
   namespace fs = std::filesystem;
   using json = nlohmann::json;
@@ -295,31 +296,32 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
   }
   auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   json j_rows = json::array();
-  std::string csv = "regime,protocol,label_fraction,metric,seeds,mean,sd,min,max,values\n";
+  std::string csv =
+      "regime,protocol,label_fraction,metric,seeds,mean,sd,min,max,mean_low,mean_high,p_mean_zero,values\n";
   std::printf("\nstudy: %zu replicates (seeds", seeds.size());
   for (std::size_t k = 0; k < seeds.size(); ++k)
     std::printf("%s%llu", k ? "," : " ", static_cast<unsigned long long>(seeds[k]));
-  std::printf("): mean, standard deviation and range over the seeds\n");
-  std::printf("%-16s %-9s %-7s %-36s %-5s %-9s %-9s %-9s %-9s\n", "regime", "protocol", "labels", "figure",
-              "seeds", "mean", "sd", "min", "max");
+  std::printf(
+      "): mean, standard deviation, range and the mean's 95%% t interval over the seeds; for the paired "
+      "differences (_diff_vs_) the one-sample t test of a mean difference of 0\n");
+  std::printf("%-16s %-9s %-7s %-36s %-5s %-9s %-9s %-9s %-9s %-20s %s\n", "regime", "protocol", "labels",
+              "figure", "seeds", "mean", "sd", "min", "max", "mean, 95% CI", "p");
   for (const Row& r : rows) {
     std::vector<double> v;
     for (double x : r.values)
       if (std::isfinite(x)) v.push_back(x);
     if (v.empty()) continue;  // undefined in every replicate (the reference's mCE and CKA with itself)
-    double mean = 0, sd = std::nan("");
-    for (double x : v) mean += x;
-    mean /= static_cast<double>(v.size());
-    if (v.size() > 1) {
-      double ss = 0;
-      for (double x : v) ss += (x - mean) * (x - mean);
-      sd = std::sqrt(ss / static_cast<double>(v.size() - 1));
-    }
+    const eval::MeanInterval m = eval::mean_interval(v);
+    const double mean = m.mean, sd = m.sd;
+    // the t test of 0 is a question only for differences (a kappa of 0 is no null hypothesis)
+    const double p = r.metric.find("_diff_vs_") != std::string::npos ? m.p_value : std::nan("");
     const double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
-    char labels[32] = "";
+    char labels[32] = "", interval[64] = "";
     if (!std::isnan(r.fraction)) std::snprintf(labels, sizeof labels, "%g%%", 100.0 * r.fraction);
-    std::printf("%-16s %-9s %-7s %-36s %-5zu %-9.4f %-9.4f %-9.4f %-9.4f\n", r.regime.c_str(),
-                r.protocol.c_str(), labels, r.metric.c_str(), v.size(), mean, sd, lo, hi);
+    if (!std::isnan(m.low)) std::snprintf(interval, sizeof interval, "[%.4f, %.4f]", m.low, m.high);
+    std::printf("%-16s %-9s %-7s %-36s %-5zu %-9.4f %-9.4f %-9.4f %-9.4f %-20s %s\n", r.regime.c_str(),
+                r.protocol.c_str(), labels, r.metric.c_str(), v.size(), mean, sd, lo, hi, interval,
+                std::isnan(p) ? "" : p_text(p).c_str());
     json values = json::array();
     std::string joined;
     for (std::size_t k = 0; k < r.values.size(); ++k) {
@@ -331,8 +333,9 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
     char fraction[40] = "";
     if (!std::isnan(r.fraction)) std::snprintf(fraction, sizeof fraction, "%.17g", r.fraction);
     char line[512];
-    std::snprintf(line, sizeof line, "%s,%s,%s,%s,%zu,%.17g,%.17g,%.17g,%.17g,%s\n", r.regime.c_str(),
-                  r.protocol.c_str(), fraction, r.metric.c_str(), v.size(), mean, sd, lo, hi, joined.c_str());
+    std::snprintf(line, sizeof line, "%s,%s,%s,%s,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%s\n",
+                  r.regime.c_str(), r.protocol.c_str(), fraction, r.metric.c_str(), v.size(), mean, sd, lo,
+                  hi, m.low, m.high, p, joined.c_str());
     csv += line;
     j_rows.push_back(json{{"regime", r.regime},
                           {"protocol", r.protocol.empty() ? json(nullptr) : json(r.protocol)},
@@ -343,7 +346,10 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
                           {"mean", number(mean)},
                           {"sd", number(sd)},
                           {"min", number(lo)},
-                          {"max", number(hi)}});
+                          {"max", number(hi)},
+                          {"mean_low", number(m.low)},
+                          {"mean_high", number(m.high)},
+                          {"p_mean_zero", number(p)}});
   }
   const json summary{{"seeds", seeds}, {"replicates", seeds.size()}, {"rows", j_rows}};
   io::write_file_atomically(fs::path(out) / "study_seeds.json", summary.dump(2) + "\n");

@@ -7,7 +7,9 @@
 //   - DeLong's test (DeLong, DeLong & Clarke-Pearson 1988) for the difference of two correlated ROC
 //     AUCs, with the midrank computation of Sun & Xu (2014): the standard test of medical-imaging
 //     papers;
-//   - McNemar's exact test for the difference of two accuracies (the discordant images).
+//   - McNemar's exact test for the difference of two accuracies (the discordant images);
+//   - across independent replicates (a study's seeds): the t interval of a figure's mean and the
+//     one-sample t test of a mean difference (mean_interval).
 // compare_predictions bundles them for kappa, referable AUC and accuracy; to_json writes the result.
 // Host-side only, deterministic (docs/metrics.md, "Comparing two classifiers").
 #pragma once
@@ -94,6 +96,81 @@ inline double bootstrap_p_value(std::span<const double> differences) {
   if (valid == 0) return kNaN;
   return std::min(1.0,
                   2.0 * static_cast<double>(1 + std::min(below, above)) / static_cast<double>(valid + 1));
+}
+
+// student_t_central: P(|T| <= |t|) for Student's t with df degrees of freedom (df >= 1), exactly by
+// the finite series of Abramowitz & Stegun 26.7.3 / 26.7.4 in theta = atan(|t| / sqrt(df)).
+inline double student_t_central(double t, int df) {
+  FOVEA_CHECK(df >= 1, "student_t_central: df ", df, " must be >= 1");
+  if (std::isnan(t)) return kNaN;
+  if (std::isinf(t)) return 1.0;
+  const double theta = std::atan(std::fabs(t) / std::sqrt(static_cast<double>(df)));
+  const double c = std::cos(theta), s = std::sin(theta), c2 = c * c;
+  constexpr double kPi = 3.14159265358979323846;
+  if (df % 2 == 1) {  // (2/pi) (theta + sin(theta) (cos + 2/3 cos^3 + 2 4/(3 5) cos^5 + ... cos^(df-2)))
+    double sum = 0.0;
+    if (df > 1) {
+      double term = c;
+      sum = term;
+      for (int k = 2; k <= df - 3; k += 2) sum += term *= c2 * k / (k + 1);
+    }
+    return 2.0 / kPi * (theta + s * sum);
+  }
+  double sum = 1.0, term = 1.0;  // sin(theta) (1 + 1/2 cos^2 + 1 3/(2 4) cos^4 + ... cos^(df-2))
+  for (int k = 1; k <= df - 3; k += 2) sum += term *= c2 * k / (k + 1);
+  return s * sum;
+}
+
+// student_t_quantile: the t with P(T <= t) = p for df degrees of freedom (bisection, relative 1e-13).
+//   requires: 0 < p < 1, df >= 1.
+inline double student_t_quantile(double p, int df) {
+  FOVEA_CHECK(p > 0.0 && p < 1.0, "student_t_quantile: p ", p, " must lie in (0, 1)");
+  const double central = std::fabs(2.0 * p - 1.0);  // P(|T| <= |t|)
+  double lo = 0.0, hi = 1.0;
+  while (student_t_central(hi, df) < central && hi < 1e300) hi *= 2.0;
+  for (int i = 0; i < 400 && hi - lo > 1e-13 * hi; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (student_t_central(mid, df) < central ? lo : hi) = mid;
+  }
+  const double t = 0.5 * (lo + hi);
+  return p < 0.5 ? -t : t;
+}
+
+// The mean of independent replicates (e.g. a study's seeds) with its t interval.
+struct MeanInterval {
+  int n = 0;  // finite values
+  double mean = kNaN;
+  double sd = kNaN;                // ddof 1
+  double low = kNaN, high = kNaN;  // mean -+ t_{n-1, 1 - alpha/2} sd / sqrt(n)
+  double p_value = kNaN;           // two-sided one-sample t test of mean = 0
+};
+
+// mean_interval: NaNs are skipped; with one value only the mean; with sd 0 the interval is the mean
+// and p is 1 for a mean of 0, else 0. The mean is the values' sum (in order) over n.
+//   requires: 0 < alpha < 1.
+inline MeanInterval mean_interval(std::span<const double> values, double alpha = kDefaultAlpha) {
+  FOVEA_CHECK(alpha > 0.0 && alpha < 1.0, "alpha ", alpha, " must lie in (0, 1)");
+  MeanInterval m;
+  double sum = 0.0;
+  for (double v : values)
+    if (std::isfinite(v)) sum += v, ++m.n;
+  if (m.n == 0) return m;
+  m.mean = sum / static_cast<double>(m.n);
+  if (m.n < 2) return m;
+  double ss = 0.0;
+  for (double v : values)
+    if (std::isfinite(v)) ss += (v - m.mean) * (v - m.mean);
+  m.sd = std::sqrt(ss / static_cast<double>(m.n - 1));
+  const double se = m.sd / std::sqrt(static_cast<double>(m.n));
+  if (!(se > 0.0)) {
+    m.low = m.high = m.mean;
+    m.p_value = m.mean == 0.0 ? 1.0 : 0.0;
+    return m;
+  }
+  const double q = student_t_quantile(1.0 - alpha / 2.0, m.n - 1);
+  m.low = m.mean - q * se, m.high = m.mean + q * se;
+  m.p_value = 1.0 - student_t_central(m.mean / se, m.n - 1);
+  return m;
 }
 
 namespace detail {
