@@ -395,10 +395,11 @@ def case_study_smoke(tmp):
           f"fovea compare {cj} vs the study's {t}")
     check("DeLong" in cmp_stdout and "McNemar" in cmp_stdout, cmp_stdout)
     svg = read_svg(os.path.join(out, "study.svg"))
-    check(len(svg_elements(svg, "svg", "panel")) == 6,
-          "study.svg: kappa, external kappa, robustness, saliency, CN and CKA panels")
-    check(len(svg_elements(svg, "line", "errorbar")) == 6,
-          "study.svg: one kappa interval per regime, and per regime on the test split and the external set")
+    check(len(svg_elements(svg, "svg", "panel")) == 7,
+          "study.svg: kappa, external kappa, paired differences, robustness, saliency, CN and CKA panels")
+    check(len(svg_elements(svg, "line", "errorbar")) == 8,
+          "study.svg: one kappa interval per regime, per regime on the test split and the external set, and "
+          "the paired difference on each")
     # environment.json names the CPU GEMM, with OpenBLAS the kernel it picked for this CPU; pinned
     # with OPENBLAS_CORETYPE, another run records the pinned kernel (bitwise reproducibility across
     # machines needs the same kernel).
@@ -461,9 +462,28 @@ def case_study_grid(tmp):
     check(os.path.exists(os.path.join(out, "pretrain_moco", "backbone.safetensors")), "no MoCo backbone")
     check(not os.path.exists(os.path.join(out, "data_site1")), "--external m2=... also generated synthetic_site1")
     with open(os.path.join(out, "study.json")) as f:
-        ext = json.load(f)["external"]
+        grid = json.load(f)
+    ext = grid["external"]
     check([e["name"] for e in ext] == ["m2"] and ext[0]["images"] == 6 and ext[0]["excluded_rows"] == 1 and
           len(ext[0]["cells"]) == 12, f"study.json external: {ext}")
+    # Paired comparisons: each of the 8 imagenet and moco cells against random init's cell of the same
+    # protocol and fraction, on the test split and on m2.
+    comps = grid["comparisons"]
+    keys = sorted((c["set"], c["regime"], c["protocol"], c["label_fraction"]) for c in comps)
+    check(keys == sorted((s, r, p, f) for s in ("test", "m2") for r in ("imagenet", "moco")
+                         for p in ("finetune", "linear") for f in (1.0, 0.5)) and
+          all(c["reference"] == "random" for c in comps), f"grid comparisons: {keys}")
+    for c in comps:
+        if c["set"] != "m2":
+            continue
+        mine = next(x for x in ext[0]["cells"] if (x["regime"], x["protocol"], x["label_fraction"]) ==
+                    (c["regime"], c["protocol"], c["label_fraction"]))
+        ref = next(x for x in ext[0]["cells"] if (x["regime"], x["protocol"], x["label_fraction"]) ==
+                   ("random", c["protocol"], c["label_fraction"]))
+        d = c["comparison"]["quadratic_weighted_kappa"]
+        a, b = mine["metrics"]["kappa"]["point"], ref["metrics"]["kappa"]["point"]
+        check(c["comparison"]["n"] == 6 and (a is None or b is None or abs(d["difference"]["point"] - (a - b)) < 1e-12),
+              f"m2 comparison {c['regime']} {c['protocol']} {c['label_fraction']}: {d} vs {a} - {b}")
     with open(os.path.join(out, "external_m2_moco", "results.json")) as f:
         er = json.load(f)
     check(er["n"] == 6 and er["excluded_rows"] == 1, f"external_m2_moco/results.json: n {er['n']}, "
@@ -534,6 +554,8 @@ def case_study_grid(tmp):
     check(code == 2 and "twice" in err, f"duplicate external name: exit {code}\n{err}")
     code, _, err = run(*base, "--external", m2)
     check(code == 2 and "NAME=PATH" in err, f"external without a name: exit {code}\n{err}")
+    code, _, err = run(*base, "--external", "test=" + m2)
+    check(code == 2 and "'test'" in err, f"external set named test: exit {code}\n{err}")
     check(not os.path.exists(bad), "a rejected study wrote its output folder")
 
 

@@ -119,7 +119,7 @@ inline std::vector<double> align_predictions(const Predictions& a, const Predict
   return out;
 }
 
-// "+0.018 [-0.041, 0.077]"
+// "+0.018 [-0.041, +0.077]"
 inline std::string difference_text(double point, double low, double high) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%+.3f [%+.3f, %+.3f]", point, low, high);

@@ -161,7 +161,7 @@ inline constexpr std::uint64_t kStudyExternalSeedOffset = 7919;
 
 // --external NAME=PATH,...: PATH a folder (its labels.csv, trainLabels.csv, train.csv or
 // messidor_data.csv, or class folders) or a label CSV file (images looked up beside it). Names are
-// letters, digits, '_', '-' and '.', distinct.
+// letters, digits, '_', '-' and '.', distinct, and not "test" (the test split's name in the tables).
 inline std::vector<StudyExternal> study_external_list(const std::string& text) {
   namespace fs = std::filesystem;
   std::vector<StudyExternal> sets;
@@ -180,6 +180,9 @@ inline std::vector<StudyExternal> study_external_list(const std::string& text) {
     FOVEA_CHECK(
         std::none_of(sets.begin(), sets.end(), [&](const StudyExternal& o) { return o.name == e.name; }),
         "--external: the name '", e.name, "' appears twice");
+    FOVEA_CHECK(e.name != "test",
+                "--external: the name 'test' is the test split's in the study's tables; "
+                "choose another");
     std::error_code ec;
     if (fs::is_regular_file(path, ec)) {
       e.labels = path;
@@ -882,6 +885,44 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     for (const ExternalResult& er : external_results)
       series(er.set->name, [&](std::size_t c) -> const EvalSummary& { return er.cells[c]; });
     panels.push_back(std::move(x));
+  }
+  if (!comparisons.empty()) {  // the paired kappa differences from the reference: intervals around 0
+    io::LineChart d;
+    d.title = std::string("kappa difference from ") + regimes[reference].label + ", 95% CI (paired)";
+    d.width = 420, d.height = 320;
+    std::vector<const StudyRegime*> others;
+    for (const StudyRegime& r : regimes)
+      if (&r != &regimes[reference]) others.push_back(&r), d.x_labels.push_back(r.label);
+    auto series = [&](const std::string& set, const std::string& label, auto&& keep) {
+      io::PlotSeries s;
+      s.label = label;
+      s.line = false;
+      for (const ComparisonRow& row : comparisons) {
+        if (row.set != set || !keep(cells[row.cell])) continue;
+        const auto at = std::find(others.begin(), others.end(), cells[row.cell].regime) - others.begin();
+        s.x.push_back(static_cast<double>(at));
+        s.y.push_back(row.c.kappa.difference.point);
+        s.err_low.push_back(row.c.kappa.difference.low);
+        s.err_high.push_back(row.c.kappa.difference.high);
+      }
+      if (!s.x.empty()) d.series.push_back(std::move(s));
+    };
+    for (const std::string& protocol : protocols)
+      for (const double f : fractions) {
+        char label[64];
+        std::snprintf(label, sizeof label, "%s %g%%", protocol.c_str(), 100.0 * f);
+        series("test", label, [&](const Cell& c) { return c.protocol == protocol && c.fraction == f; });
+      }
+    for (const ExternalResult& er : external_results)
+      series(er.set->name, er.set->name + " (" + protocols.front() + ")",
+             [&](const Cell& c) { return c.protocol == protocols.front() && c.fraction == most; });
+    io::PlotSeries zero;
+    zero.label = "no difference";
+    zero.x = {-0.25, static_cast<double>(others.size()) - 0.75};
+    zero.y = {0.0, 0.0};
+    zero.markers = false, zero.dashed = true;
+    d.series.push_back(std::move(zero));
+    panels.push_back(std::move(d));
   }
   if (robustness) {
     io::LineChart e;
