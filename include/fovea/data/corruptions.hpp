@@ -1099,6 +1099,22 @@ inline Tensor corrupt(CView image, Corruption c, int severity, std::uint64_t see
 
 namespace detail::corruption {
 
+// out = images planes of hw values, plane n = make(n) (a vector of hw values), computed in parallel
+// over the images (fog's layers, glass_blur's sources: sequential work per image).
+template <class T, class Make>
+void per_image_planes(std::vector<T>& out, std::size_t images, std::int64_t hw, Make&& make) {
+  out.resize(images * static_cast<std::size_t>(hw));
+  parallel_for(
+      static_cast<std::int64_t>(images),
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t n = first; n < last; ++n) {
+          const std::vector<T> plane = make(static_cast<std::size_t>(n));
+          std::copy(plane.begin(), plane.end(), out.begin() + n * hw);
+        }
+      },
+      kParallelMinWork);
+}
+
 // The CUDA twin's plan of c at severity over a batch of (H, W) images whose random draws are keyed by
 // samples[n]; boxes[n]: image n's field-of-view box (fundus corruptions only). Every parameter comes
 // from the functions the CPU implementation calls, so both twins read the same bits. fog's layers
@@ -1171,34 +1187,16 @@ inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_
     case Corruption::glass_blur: {
       const Glass g = glass_params(severity, s);
       plan.kernel = gaussian_taps(g.sigma, static_cast<std::int64_t>(4.0 * g.sigma + 0.5));
-      const std::int64_t hw = h * w;
-      plan.source.resize(samples.size() * static_cast<std::size_t>(hw));
-      parallel_for(
-          static_cast<std::int64_t>(samples.size()),
-          [&](std::int64_t first, std::int64_t last) {
-            for (std::int64_t n = first; n < last; ++n) {
-              const std::vector<std::int32_t> src =
-                  glass_source(h, w, g.delta, g.iterations, plan.images[static_cast<std::size_t>(n)].key);
-              std::copy(src.begin(), src.end(), plan.source.begin() + n * hw);
-            }
-          },
-          kParallelMinWork);
+      per_image_planes(plan.source, samples.size(), h * w, [&](std::size_t n) {
+        return glass_source(h, w, g.delta, g.iterations, plan.images[n].key);
+      });
       break;
     }
     case Corruption::fog: {
       plan.a = kFog[i].a;
       const std::int64_t hw = h * w;
-      plan.layers.resize(samples.size() * static_cast<std::size_t>(hw));
-      parallel_for(
-          static_cast<std::int64_t>(samples.size()),
-          [&](std::int64_t first, std::int64_t last) {
-            for (std::int64_t n = first; n < last; ++n) {
-              const std::vector<float> layer =
-                  fog_layer(h, w, kFog[i].b, plan.images[static_cast<std::size_t>(n)].key);
-              std::copy(layer.begin(), layer.end(), plan.layers.begin() + n * hw);
-            }
-          },
-          kParallelMinWork);
+      per_image_planes(plan.layers, samples.size(), hw,
+                       [&](std::size_t n) { return fog_layer(h, w, kFog[i].b, plan.images[n].key); });
       for (std::size_t n = 0; n < samples.size(); ++n)
         plan.images[n].layer = static_cast<std::int64_t>(n) * hw;
       break;
