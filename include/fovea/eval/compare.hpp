@@ -55,13 +55,7 @@ struct McNemarTest {
 };
 
 // Everything compare_predictions computes.
-struct Comparison {
-  std::int64_t n = 0;
-  int num_classes = 0;
-  int referable_threshold = kDefaultReferableThreshold;
-  int resamples = 0;
-  std::uint64_t seed = 0;
-  double alpha = kDefaultAlpha;
+struct Comparison : EvaluationSettings {
   PairedDifference kappa;  // quadratic weighted kappa of the argmax predictions
   PairedDifference accuracy;
   PairedDifference referable_auc;  // bootstrap; DeLong below

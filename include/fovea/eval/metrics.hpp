@@ -492,14 +492,18 @@ struct OperatingPointReport {
   ConfidenceInterval specificity;
 };
 
-// Everything evaluate_predictions computes.
-struct MetricReport {
+// What a bootstrap evaluation was run on and with (shared by MetricReport and eval::Comparison).
+struct EvaluationSettings {
   std::int64_t n = 0;
   int num_classes = 0;
   int referable_threshold = kDefaultReferableThreshold;
   int resamples = 0;
   std::uint64_t seed = 0;
   double alpha = kDefaultAlpha;
+};
+
+// Everything evaluate_predictions computes.
+struct MetricReport : EvaluationSettings {
   int calibration_bins = kDefaultCalibrationBins;
   std::vector<std::int64_t> confusion;  // (K, K) row-major, rows true labels
   ConfidenceInterval accuracy;
