@@ -11,16 +11,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "fovea/core/error.hpp"
+#include "fovea/data/csv.hpp"
 #include "fovea/eval/compare.hpp"
 #include "fovea/io/atomic_file.hpp"
 
@@ -42,21 +41,10 @@ inline Predictions read_predictions(const std::string& where) {
   namespace fs = std::filesystem;
   Predictions p;
   p.path = fs::is_directory(where) ? (fs::path(where) / "predictions.csv").string() : where;
-  std::ifstream in(p.path);
-  FOVEA_CHECK(in.good(), "compare: cannot read '", p.path,
+  FOVEA_CHECK(fs::is_regular_file(p.path), "compare: cannot read '", p.path,
               "' (give an evaluation's predictions.csv or the run folder that holds it)");
-  auto split = [](const std::string& line) {
-    std::vector<std::string> f;
-    std::stringstream s(line);
-    std::string item;
-    while (std::getline(s, item, ',')) f.push_back(item);
-    if (!line.empty() && line.back() == ',') f.emplace_back();
-    return f;
-  };
-  std::string line;
-  FOVEA_CHECK(static_cast<bool>(std::getline(in, line)), "compare: '", p.path, "' is empty");
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  const std::vector<std::string> header = split(line);
+  const data::CsvTable t = data::read_csv(p.path);  // strict: quotes, field counts, file:line errors
+  const std::vector<std::string>& header = t.header;
   FOVEA_CHECK(header.size() >= 5 && header[0] == "image" && header[1] == "label" && header[2] == "pred",
               "compare: '", p.path,
               "' does not start with predictions.csv's header image,label,pred,p0,p1,...");
@@ -66,28 +54,20 @@ inline Predictions read_predictions(const std::string& where) {
                 "' header field ", 4 + k, " is '", header[static_cast<std::size_t>(3 + k)], "', expected p",
                 k);
   std::map<std::string, std::size_t> seen;
-  for (std::size_t number = 2; std::getline(in, line); ++number) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    const std::vector<std::string> f = split(line);
-    FOVEA_CHECK(f.size() == header.size(), "compare: '", p.path, "' line ", number, " has ", f.size(),
-                " fields, the header ", header.size());
-    FOVEA_CHECK(seen.emplace(f[0], number).second, "compare: '", p.path, "' line ", number, ": image '", f[0],
+  for (std::size_t r = 0; r < t.size(); ++r) {
+    const int line = t.lines[r];
+    const std::string& id = t.at(r, 0);
+    FOVEA_CHECK(seen.emplace(id, r).second, "compare: '", p.path, "' line ", line, ": image '", id,
                 "' appears twice");
-    int label = -1;
-    const auto [end, ec] = std::from_chars(f[1].data(), f[1].data() + f[1].size(), label);
-    FOVEA_CHECK(ec == std::errc() && end == f[1].data() + f[1].size() && label >= 0 && label < p.classes,
-                "compare: '", p.path, "' line ", number, ": label '", f[1], "' is not a class 0..",
-                p.classes - 1);
-    p.ids.push_back(f[0]);
-    p.labels.push_back(label);
+    p.ids.push_back(id);
+    p.labels.push_back(static_cast<int>(t.integer(r, 1, 0, p.classes - 1)));
     for (int k = 0; k < p.classes; ++k) {
-      const std::string& s = f[static_cast<std::size_t>(3 + k)];
+      const std::string& s = t.at(r, 3 + k);
       // read as fp32, as evaluate wrote it (its shortest exact form), so the values are the evaluation's
       float v = std::nanf("");
-      const auto [e2, ec2] = std::from_chars(s.data(), s.data() + s.size(), v);
-      FOVEA_CHECK(ec2 == std::errc() && e2 == s.data() + s.size() && v >= 0.0f && v <= 1.0f, "compare: '",
-                  p.path, "' line ", number, ": p", k, " '", s, "' is not a probability");
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      FOVEA_CHECK(ec == std::errc() && end == s.data() + s.size() && v >= 0.0f && v <= 1.0f, "compare: '",
+                  p.path, "' line ", line, ": p", k, " '", s, "' is not a probability");
       p.probs.push_back(static_cast<double>(v));
     }
   }
