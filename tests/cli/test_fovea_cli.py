@@ -270,6 +270,23 @@ def case_study_smoke(tmp):
         for f in ("config.json", "environment.json", "log.txt"):
             check(os.path.exists(os.path.join(out, sub, f)), f"{sub}/{f} missing")
     check(os.path.exists(os.path.join(out, "pretrain_simclr", "backbone.safetensors")), "no backbone weights")
+    # Every stage's config.json replays through `fovea <command> --config`: each key is one of that
+    # command's flags (names with '_' for '-').
+    flags = {}
+    for sub in sorted(os.listdir(out)):
+        path = os.path.join(out, sub, "config.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            config = json.load(f)
+        command = config["command"]
+        if command not in flags:
+            _, text, _ = run(command, "--help", expect=0)
+            flags[command] = set(re.findall(r"--([a-z0-9][a-z0-9-]*)", text))
+        unknown = [k for k in config if k != "command" and k.replace("_", "-") not in flags[command]]
+        check(not unknown, f"{sub}/config.json: keys that are not flags of `fovea {command}`: {unknown}")
+    check({"pretrain", "finetune", "evaluate", "robustness", "saliency"} <= set(flags),
+          f"stages with a config.json: {sorted(flags)}")
     for sub in ("finetune_simclr", "evaluate_random"):
         with open(os.path.join(out, sub, "results.json")) as f:
             r = json.load(f)
@@ -918,8 +935,9 @@ def case_saliency(tmp):
         for v in r[3:]:
             check(v == "nan" or -1.0 <= float(v) <= 1.0, f"randomization score: {r}")
     check(set(summary["randomization"]) == set(methods), f"randomization summary: {summary.get('randomization')}")
+    # The same settings again, read from the first run's config.json (every key a flag of saliency).
     again = os.path.join(tmp, "sal2")
-    run(*base, "--out", again, expect=0)
+    run("saliency", "--config", os.path.join(out, "config.json"), "--out", again, expect=0)
     with open(os.path.join(again, "saliency.csv")) as f:
         check(f.read() == text, "the same settings gave other scores (not deterministic)")
     # An interrupted run (only the first image's rows written) resumes and ends with the same files.

@@ -1111,7 +1111,7 @@ inline void add_driver_commands(CLI::App& app) {
   l->add_option("--masks", la->masks, "lesion-mask CSV: image,lesion_type,mask_path (required)");
   l->add_option("--label-scheme", la->label_scheme, "the classifier's classes: grades, referable[:t] or any")
       ->capture_default_str();
-  l->add_option("--method", la->methods,
+  l->add_option("--method,--methods", la->methods,
                 "gradient, gradient_x_input, smoothgrad, integrated_gradients, grad_cam, lrp (comma list)")
       ->capture_default_str();
   l->add_option("--target", la->target, "predicted or a class index")->capture_default_str();
@@ -1152,7 +1152,9 @@ inline void add_driver_commands(CLI::App& app) {
                 "images of the cascading parameter-randomisation check (0: off): randomization.csv")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  l->add_flag("!--no-overlays", la->overlays, "skip the PNG overlays and raw maps");
+  // `--overlays` is the name config.json records (key "overlays"), so a run's config.json replays it.
+  l->add_flag("--overlays,!--no-overlays", la->overlays,
+              "write (default) or skip the PNG overlays and raw maps");
   l->callback([la, l] {
     if (!la->config.empty()) apply_config_file(*l, la->config);
     if (la->split.empty()) reject_flags(*l, {"--split-name"}, "without --split");
