@@ -4,6 +4,9 @@
 // without the release members), and the image gradient is skipped when nobody needs it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -192,6 +195,46 @@ TEST(InputGradient, SkippedWhenNotNeededWithIdenticalParameterGradients) {
   set_input_grad(net, true);
   net.forward(x);
   EXPECT_EQ(host(net.backward(dy)), dx);
+}
+
+// set_param_grad(net, false): backward skips the backward-filter convolutions and the linear
+// layer's weight gradient, gives the same input gradient bit for bit and leaves every parameter
+// gradient as it was (here poisoned with NaN); back on, backward writes them again.
+TEST(ParameterGradient, SkippedWhenNotNeededWithIdenticalInputGradients) {
+  ResNet18 net(ResNetConfig{.num_classes = 3, .width = 0.125f, .small_stem = true});
+  const Shape in{3, 3, 16, 16};
+  net.setup(in, Device::cpu());
+  initialize(net, 8);
+  Tensor x = random_tensor(in, 9), dy = random_tensor(Shape{3, 3}, 10);
+  net.forward(x);
+  const auto dx = host(net.backward(dy));
+  const auto grads = parameter_grads(net);
+
+  int poisoned = 0;
+  net.visit_parameters("", [&](const std::string&, Parameter& p) {
+    fill(p.grad.view(), std::numeric_limits<float>::quiet_NaN());
+    ++poisoned;
+  });
+  set_param_grad(net, false);
+  net.forward(x);
+  EXPECT_EQ(host(net.backward(dy)), dx);
+  int untouched = 0, written = 0;
+  net.visit_parameters("", [&](const std::string& name, Parameter& p) {
+    const auto g = p.grad.to_vector();
+    const bool all_nan = std::all_of(g.begin(), g.end(), [](float v) { return std::isnan(v); });
+    // BatchNorm2d in training mode computes dgamma / dbeta with its input gradient (one kernel).
+    if (all_nan) ++untouched;
+    else {
+      ++written;
+      EXPECT_EQ(p.kind, ParamKind::norm) << name << ": written with set_param_grad(false)";
+    }
+  });
+  EXPECT_GT(untouched, 20) << "conv and fc parameters left alone: " << untouched << " of " << poisoned;
+
+  set_param_grad(net, true);
+  net.forward(x);
+  EXPECT_EQ(host(net.backward(dy)), dx);
+  EXPECT_EQ(parameter_grads(net), grads);
 }
 
 TEST(InputGradient, TrainingTasksSwitchItOff) {

@@ -5,8 +5,9 @@
 // The network: any Net with `CView forward(CView)` giving (N, K) logits and `CView backward(CView
 // dlogits)` giving the input gradient, e.g. models::Classifier. Every function here puts the net in
 // evaluation mode and turns its input gradient on (net.set_training(false), nn::set_input_grad(net,
-// true)) and leaves it so; BatchNorm2d's evaluation backward (nn/layers.hpp) makes the net a fixed
-// function of each image, independent of the other images of a batch.
+// true)) and leaves it so, and while it runs the backward passes skip the parameter gradients
+// (nn::set_param_grad(net, false), back on when it returns); BatchNorm2d's evaluation backward
+// (nn/layers.hpp) makes the net a fixed function of each image, independent of the other images of a batch.
 //
 // Data flow: images (N, 3, H, W) live on the net's device (or on the host); the forward and backward
 // passes run on images.device(), in chunks of at most `batch` inputs. SmoothGrad's noisy copies and
@@ -39,6 +40,7 @@
 #include "fovea/core/stream.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/cpu/augment.hpp"  // ChannelStats, kDrStats
+#include "fovea/nn/compose.hpp"   // set_param_grad
 #include "fovea/nn/layer.hpp"
 #include "fovea/ops/elementwise.hpp"
 #include "fovea/ops/random.hpp"
@@ -208,7 +210,11 @@ class GradientRunner {
       : net_(net), device_(device), c_(channels), h_(height), w_(width), input_grad_(input_grad) {
     net_.set_training(false);
     nn::set_input_grad(net_, input_grad);
+    nn::set_param_grad(net_, false);  // only input (and tap) gradients are wanted: no backward-filter
   }
+  ~GradientRunner() { nn::set_param_grad(net_, true); }
+  GradientRunner(const GradientRunner&) = delete;
+  GradientRunner& operator=(const GradientRunner&) = delete;
 
   // rows (b x C·H·W, host) -> grads (b x C·H·W, host; not written when null) of logit[target[i]]
   // and the target logits (not written when null).

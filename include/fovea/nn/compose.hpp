@@ -117,6 +117,15 @@ void visit_layers(L& layer, F&& f, const std::string& path = "") {
   }
 }
 
+// set_param_grad(net, needed): whether backward writes the parameter gradients, on every layer of
+// `net` that can skip them (Conv2d, Linear). Off, backward computes only what the input gradient
+// needs: an attribution map's backward pass skips the backward-filter convolutions. Training needs
+// it on (the default).
+template <class L>
+void set_param_grad(L& net, bool needed) {
+  visit_layers(net, [needed](const std::string&, auto& layer) { set_param_grad_of(layer, needed); });
+}
+
 // Layers run one after the other.
 template <class... Ls>
 class Sequential {

@@ -18,7 +18,9 @@
 //   - keeps_input() -> bool: false when, after forward returns, the layer holds no view of its
 //     input and its output does not alias it (so the producer of the input may release_output);
 //   - set_input_grad(bool): false when nobody needs the input gradient (the image gradient of the
-//     first layer): backward may then skip computing it and return a null view (data() nullptr).
+//     first layer): backward may then skip computing it and return a null view (data() nullptr);
+//   - set_param_grad(bool): false when nobody needs the parameter gradients (attribution maps):
+//     backward may then leave them unwritten. nn::set_param_grad(net, b) sets it on every layer.
 // Composites call these on their children as soon as a buffer is dead (nn/compose.hpp), so only
 // the views returned by the outermost forward and backward stay valid until the next call.
 #pragma once
@@ -173,6 +175,10 @@ bool keeps_input(const L& layer) {
 template <class L>
 void set_input_grad(L& layer, bool needed) {
   if constexpr (requires { layer.set_input_grad(needed); }) layer.set_input_grad(needed);
+}
+template <class L>
+void set_param_grad_of(L& layer, bool needed) {
+  if constexpr (requires { layer.set_param_grad(needed); }) layer.set_param_grad(needed);
 }
 
 }  // namespace fovea::nn

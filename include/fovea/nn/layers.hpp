@@ -70,8 +70,10 @@ class Conv2d {
     return y;
   }
   CView backward(CView dy) {
-    conv2d_backward_filter(act_.x, dy, weight_.grad, params_);
-    if (bias_) conv2d_backward_bias(dy, bias_param_.grad);
+    if (param_grad_) {
+      conv2d_backward_filter(act_.x, dy, weight_.grad, params_);
+      if (bias_) conv2d_backward_bias(dy, bias_param_.grad);
+    }
     if (!input_grad_) return CView();
     View dx = act_.input_grad_for(act_.x.shape(), dy.device());
     conv2d_backward_data(dy, weight_.value, dx, params_);
@@ -84,6 +86,9 @@ class Conv2d {
     input_grad_ = needed;
     if (!needed) act_.release_input_grad();
   }
+  // false: backward skips the backward-filter convolution and leaves the parameter gradients as
+  // they are (attribution needs only the input gradients).
+  void set_param_grad(bool needed) { param_grad_ = needed; }
   void set_training(bool) {}
   template <class F>
   void visit_parameters(const std::string& prefix, F&& f) {
@@ -106,7 +111,7 @@ class Conv2d {
   }
 
   int out_channels_ = 0, kernel_ = 1, in_channels_ = 0;
-  bool bias_ = false, input_grad_ = true;
+  bool bias_ = false, input_grad_ = true, param_grad_ = true;
   Conv2dParams params_{};
   Parameter weight_, bias_param_;
   Activations act_;
@@ -348,8 +353,10 @@ class Linear {
     return y;
   }
   CView backward(CView dy) {
-    linear_backward_weight(act_.x, dy, weight_.grad);
-    if (bias_) linear_backward_bias(dy, bias_param_.grad);
+    if (param_grad_) {
+      linear_backward_weight(act_.x, dy, weight_.grad);
+      if (bias_) linear_backward_bias(dy, bias_param_.grad);
+    }
     if (!input_grad_) return CView();
     View dx = act_.input_grad_for(act_.x.shape(), dy.device());
     linear_backward_data(dy, weight_.value, dx);
@@ -362,6 +369,8 @@ class Linear {
     input_grad_ = needed;
     if (!needed) act_.release_input_grad();
   }
+  // false: backward leaves the parameter gradients as they are.
+  void set_param_grad(bool needed) { param_grad_ = needed; }
   void set_training(bool) {}
   template <class F>
   void visit_parameters(const std::string& prefix, F&& f) {
@@ -375,7 +384,7 @@ class Linear {
  private:
   int out_features_ = 0;
   std::int64_t in_features_ = 0;
-  bool bias_ = true, input_grad_ = true;
+  bool bias_ = true, input_grad_ = true, param_grad_ = true;
   Init init_ = Init::pytorch_default;
   Parameter weight_, bias_param_;
   Activations act_;
