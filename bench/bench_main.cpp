@@ -95,6 +95,8 @@ int run(int argc, char** argv) {
 }  // namespace fovea::bench
 
 int main(int argc, char** argv) {
+  fovea::cpu::restart_with_short_blas_spin(argv);  // as the fovea program does (cpu/gemm.hpp)
+  fovea::reuse_freed_host_memory();                // and core/memory.hpp
   try {
     return fovea::bench::run(argc, argv);
   } catch (const std::exception& e) {

@@ -22,9 +22,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-#if defined(__linux__)
-#include <unistd.h>
-#endif
 
 #include "cmd_compare.hpp"
 #include "cmd_drivers.hpp"
@@ -281,24 +278,6 @@ int run_predict(const PredictArgs& a) {
   return kExitOk;
 }
 
-// OpenBLAS's idle worker threads spin (sched_yield) for 2^28 cycles, a tenth of a second, after each
-// multithreaded call before they sleep. fovea's own thread pool runs its image-parallel loops between
-// those calls, so on a laptop's few cores the spinning workers take cores from it: a fifth of the CPU
-// main job's pretraining time was spent in the scheduler (docs/decisions.md). OpenBLAS reads
-// OPENBLAS_THREAD_TIMEOUT (log2 of the spin in cycles) once, when it loads, so the program sets it
-// to 2^12 cycles and starts itself again, before anything else happens. Only on Linux, only with
-// OpenBLAS, and only when the variable is unset (a value the user sets wins; any value turns this
-// off). The spin does not touch the arithmetic: every result is the same bits either way.
-void restart_with_short_blas_spin(char** argv) {
-#if defined(__linux__) && defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
-  if (openblas_get_config == nullptr || std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr) return;
-  if (setenv("OPENBLAS_THREAD_TIMEOUT", "12", 1) != 0) return;
-  execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
-#else
-  (void)argv;
-#endif
-}
-
 int usage_error(const std::string& message) {
   std::cerr << "fovea: error: " << message << "\nRun 'fovea --help' or 'fovea <command> --help' for usage.\n";
   return kExitUsage;
@@ -307,8 +286,8 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  restart_with_short_blas_spin(argv);
-  fovea::reuse_freed_host_memory();  // freed activations stay in the heap (core/memory.hpp)
+  fovea::cpu::restart_with_short_blas_spin(argv);  // cpu/gemm.hpp: same bits, less time
+  fovea::reuse_freed_host_memory();                // freed activations stay in the heap (core/memory.hpp)
   CLI::App app{
       "fovea: ResNet classifiers for fundus images: model summaries, initial weights, predictions.\n"
       "Exit codes: 0 success, 1 runtime error, 2 usage error.",

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -16,6 +17,9 @@
 #if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS
 #include <cblas.h>
 #define FOVEA_CPU_GEMM_BACKEND "cblas"
+#if defined(__linux__)
+#include <unistd.h>  // execv
+#endif
 // OpenBLAS's thread setting; weak, since other CBLAS libraries lack it (then the pointers are null).
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 extern "C" int openblas_get_num_threads(void) __attribute__((weak));
@@ -45,6 +49,27 @@ inline std::string gemm_kernel() {
   }
 #endif
   return gemm_backend();
+}
+
+// For programs, first thing in main: OpenBLAS's idle worker threads spin (sched_yield) for 2^28
+// cycles, about a tenth of a second, after each multithreaded call before they sleep. fovea's own
+// thread pool runs its image-parallel loops between such calls, so on a laptop's few cores the
+// spinning workers take cores from it: a fifth of the CPU main job's pretraining time went to the
+// scheduler (docs/decisions.md). OpenBLAS reads OPENBLAS_THREAD_TIMEOUT (log2 of the spin in cycles)
+// only when it loads, so this sets it to 12 (2^12 cycles) and starts the program again with the same
+// arguments (execv of /proc/self/exe: the same process id, so signals and waiting parents see no
+// difference). It returns at once, doing nothing, when the variable is already set (a value the user
+// sets wins, and the restarted program finds it set), when the BLAS is not OpenBLAS, off Linux, or
+// when the restart fails. The spin does not touch the arithmetic: results are the same bits.
+inline void restart_with_short_blas_spin(char** argv) {
+#if defined(FOVEA_WITH_BLAS) && FOVEA_WITH_BLAS && defined(__linux__)
+  if (argv == nullptr || openblas_get_config == nullptr || std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr)
+    return;
+  if (setenv("OPENBLAS_THREAD_TIMEOUT", "12", 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+#else
+  (void)argv;
+#endif
 }
 
 }  // namespace fovea::cpu
