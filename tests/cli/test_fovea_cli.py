@@ -424,6 +424,13 @@ def case_study_smoke(tmp):
         gemm = json.load(f)["cpu_gemm"]
     check(gemm in ("cblas", "fovea blocked loop") or re.fullmatch(r"OpenBLAS .*, kernel \S+", gemm),
           f"environment.json cpu_gemm: {gemm!r}")
+    # OpenBLAS's idle spin: fovea restarts itself with OPENBLAS_THREAD_TIMEOUT=12 when it is unset,
+    # and keeps a value the caller sets (the pinned run below sets 20).
+    with open(os.path.join(out, "evaluate_simclr", "environment.json")) as f:
+        timeout = json.load(f)["openblas_thread_timeout"]
+    if gemm.startswith("OpenBLAS") and sys.platform.startswith("linux"):
+        check(timeout == os.environ.get("OPENBLAS_THREAD_TIMEOUT", "12"),
+              f"environment.json openblas_thread_timeout: {timeout!r}")
     with open("/proc/cpuinfo") as f:
         avx2 = " avx2" in f.read()
     if gemm.startswith("OpenBLAS") and "DYNAMIC_ARCH" in gemm and avx2:
@@ -433,12 +440,15 @@ def case_study_smoke(tmp):
                             os.path.join(out, "finetune_simclr", "split.csv"), "--out", pinned, "--arch", "resnet18",
                             "--width", "0.25", "--small-stem", "--size", "32", "--batch-size", "8", "--threads", "1",
                             "--device", "cpu"], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "OPENBLAS_CORETYPE": "Haswell"})
+                           env={**os.environ, "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_THREAD_TIMEOUT": "20"})
         check(p.returncode == 0, f"evaluate with OPENBLAS_CORETYPE=Haswell: exit {p.returncode}\n{p.stderr}")
         with open(os.path.join(pinned, "environment.json")) as f:
             pinned_gemm = json.load(f)["cpu_gemm"]
         check(pinned_gemm.lower().endswith("kernel haswell") and "CPU GEMM: OpenBLAS" in p.stdout,
               f"OPENBLAS_CORETYPE=Haswell recorded as {pinned_gemm!r}")
+        with open(os.path.join(pinned, "environment.json")) as f:
+            pinned_timeout = json.load(f)["openblas_thread_timeout"]
+        check(pinned_timeout == "20", f"OPENBLAS_THREAD_TIMEOUT=20 recorded as {pinned_timeout!r}")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
         before = f.read()

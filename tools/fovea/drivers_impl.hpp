@@ -166,6 +166,10 @@ class RunDir {
         {"device", device.str()},
         {"cpu_threads", cpu_threads()},
         {"cpu_gemm", cpu::gemm_kernel()},
+        // OpenBLAS's idle spin (log2 cycles; cpu::restart_with_short_blas_spin sets 12): speed only.
+        {"openblas_thread_timeout", std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr
+                                        ? json(std::getenv("OPENBLAS_THREAD_TIMEOUT"))
+                                        : json(nullptr)},
         {"gpu_math",
          json{{"tf32", math_settings().allow_tf32}, {"deterministic", math_settings().deterministic}}},
         {"git_revision", FOVEA_GIT_REVISION},
