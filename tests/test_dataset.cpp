@@ -255,6 +255,58 @@ TEST(Dataset, Messidor2AdjudicatedGrades) {
                   "flag.csv:2: field 'adjudicated_gradable' is 'yes', not an integer 0-1");
 }
 
+// Messidor-1's annotation sheet as CSV: it shares IDRiD's "Image name,Retinopathy grade" columns, so
+// its department column must route it to the Messidor-1 loader, whose grades are Messidor's 0-3 scale:
+// map_labels gives only the binary schemes (referable >= 2 or 3, any DR) and refuses the ICDR grades.
+TEST(Dataset, Messidor1GradesAreNotIcdrGrades) {
+  TempDir dir;
+  const fs::path d = dir.path();
+  write_text(d / "Annotation_Base11.csv",
+             "Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \n"
+             "20051019_38557_0100_PP.tif,Service Ophtalmologie Lariboisi\xc3\xa8re,0,0\n"
+             "20051020_43808_0100_PP.tif,Service Ophtalmologie Lariboisi\xc3\xa8re,1,0\n"
+             "20051020_43832_0100_PP.tif,Service Ophtalmologie Lariboisi\xc3\xa8re,2,1\n"
+             "20051020_44261_0100_PP.tif,Service Ophtalmologie Lariboisi\xc3\xa8re,3,2\n");
+  for (const char* name : {"20051019_38557_0100_PP.tif", "20051020_43808_0100_PP.tif",
+                           "20051020_43832_0100_PP.tif", "20051020_44261_0100_PP.tif"})
+    touch(d / "Base11" / name);
+  DatasetOptions opt;
+  opt.image_dir = d / "Base11";
+  const Dataset m = load_labels_csv(d / "Annotation_Base11.csv", opt);
+  EXPECT_EQ(m.format, DatasetFormat::messidor1);
+  EXPECT_STREQ(format_name(m.format), "messidor1");
+  EXPECT_EQ(m.num_classes, kMessidor1Grades);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m.labels(), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(m[0].id, "20051019_38557_0100_PP");
+  EXPECT_EQ(m[0].path, d / "Base11" / "20051019_38557_0100_PP.tif");
+  EXPECT_EQ(m[1].patient, "20051020_43808_0100_PP");  // not the date before the first '_'
+  EXPECT_EQ(m.class_counts(), (std::vector<std::size_t>{1, 1, 1, 1}));
+
+  EXPECT_EQ(map_labels(m, LabelScheme::referable(2)).labels(), (std::vector<int>{0, 0, 1, 1}));
+  EXPECT_EQ(map_labels(m, LabelScheme::referable(3)).labels(), (std::vector<int>{0, 0, 0, 1}));
+  EXPECT_EQ(map_labels(m, LabelScheme::any_dr()).labels(), (std::vector<int>{0, 1, 1, 1}));
+  EXPECT_EQ(map_labels(m, LabelScheme::any_dr()).num_classes, 2);
+  const std::string grades = error_of([&] { map_labels(m, LabelScheme::grades()); });
+  EXPECT_CONTAINS(grades, "Annotation_Base11.csv holds Messidor-1 grades (0-3, Messidor's own scale)");
+  EXPECT_CONTAINS(grades, "--as-binary");
+  EXPECT_CONTAINS(error_of([&] { map_labels(m, LabelScheme::referable(4)); }), "referable>=4");
+
+  // A grade 4 does not exist on Messidor-1's scale.
+  write_text(d / "four.csv",
+             "Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema\n"
+             "20051019_38557_0100_PP.tif,CHU de St Etienne,4,0\n");
+  EXPECT_CONTAINS(error_of([&] { load_labels_csv(d / "four.csv", opt); }),
+                  "four.csv:2: field 'Retinopathy grade' is '4', not an integer 0-3");
+  // The same columns without the department are IDRiD's grading file, on the ICDR scale.
+  write_text(d / "idrid.csv",
+             "Image name,Retinopathy grade,Risk of macular edema\n20051019_38557_0100_PP.tif,4,0\n");
+  const Dataset i = load_labels_csv(d / "idrid.csv", opt);
+  EXPECT_EQ(i.format, DatasetFormat::idrid_grading);
+  EXPECT_EQ(i.num_classes, kNumGrades);
+  EXPECT_EQ(map_labels(i, LabelScheme::grades()).labels(), (std::vector<int>{4}));
+}
+
 TEST(Dataset, ClassFoldersAndUnlabelledFolders) {
   TempDir dir;
   const fs::path d = dir.path() / "classes";

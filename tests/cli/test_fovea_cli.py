@@ -478,26 +478,50 @@ def case_study_grid(tmp):
     lines.append("IM000999.JPG,,,0")
     with open(os.path.join(m2, "messidor_data.csv"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    # The same images as a Messidor-1 annotation sheet (grades 0-3: ICDR 4 becomes Messidor 3, the
+    # referable ones stay referable), named by its CSV file: scored as referable >= 2.
+    m1 = os.path.join(m2, "IMAGES", "Annotation_Base11.csv")
+    with open(m1, "w") as f:
+        f.write("Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \n")
+        for name, level in read_csv(os.path.join(tmp, "site1", "labels.csv"))[1:]:
+            f.write(f"{name}.png,CHU de St Etienne,{min(int(level), 3)},0\n")
     out = os.path.join(tmp, "grid")
     args = ["study", "--out", out, "--count", "32", "--size", "32", "--pretrain-epochs", "1", "--finetune-epochs",
             "1", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--regimes", "random,imagenet,moco",
             "--protocols", "finetune,linear", "--label-fractions", "1,0.5", "--imagenet-weights", weights,
             "--corruptions", "gaussian_noise", "--severities", "1", "--saliency", "grad_cam", "--saliency-count", "2",
             "--saliency-randomization", "0", "--features", "conv1,layer4.1.bn2,fc", "--features-count", "3",
-            "--external", "m2=" + m2]
+            "--external", "m2=" + m2 + ",m1=" + m1]
     _, stdout, _ = run(*args, expect=0)
     check(os.path.exists(os.path.join(out, "pretrain_moco", "backbone.safetensors")), "no MoCo backbone")
     check(not os.path.exists(os.path.join(out, "data_site1")), "--external m2=... also generated synthetic_site1")
     with open(os.path.join(out, "study.json")) as f:
         grid = json.load(f)
     ext = grid["external"]
-    check([e["name"] for e in ext] == ["m2"] and ext[0]["images"] == 6 and ext[0]["excluded_rows"] == 1 and
+    check([e["name"] for e in ext] == ["m2", "m1"] and ext[0]["images"] == 6 and ext[0]["excluded_rows"] == 1 and
           len(ext[0]["cells"]) == 12, f"study.json external: {ext}")
+    # Messidor-1: every graded model scored as a referable >= 2 classifier. Its referable AUC is the
+    # Messidor-2 layout's (the same images, scores and referable labels); no kappa change from the
+    # test split (a binary kappa is not the graded one).
+    check(ext[0]["scored_as"] == "grades" and ext[1]["scored_as"] == "referable>=2" and ext[1]["images"] == 6,
+          f"study.json external scored_as: {[(e['name'], e.get('scored_as')) for e in ext]}")
+    check("external set m1 holds Messidor-1 grades" in stdout and
+          "the grades scored as referable>=2" in stdout, "Messidor-1 heading:\n" + stdout)
+    for m1_cell, m2_cell in zip(ext[1]["cells"], ext[0]["cells"]):
+        a1, a2 = m1_cell["metrics"]["referable_auc"]["point"], m2_cell["metrics"]["referable_auc"]["point"]
+        check(m1_cell["kappa_change"] is None and (a1 == a2 or (a1 is None and a2 is None)),
+              f"m1 cell {m1_cell} against m2 cell {m2_cell}")
+    with open(os.path.join(out, "external_m1_moco", "results.json")) as f:
+        r1 = json.load(f)
+    with open(os.path.join(out, "external_m1_moco", "predictions.csv")) as f:
+        check(f.readline().strip() == "image,label,pred,p0,p1", "external_m1_moco/predictions.csv header")
+    check(r1["as_binary"] == "referable>=2" and r1["num_classes"] == 2 and r1["n"] == 6,
+          f"external_m1_moco/results.json: {r1}")
     # Paired comparisons: each of the 8 imagenet and moco cells against random init's cell of the same
     # protocol and fraction, on the test split and on m2.
     comps = grid["comparisons"]
     keys = sorted((c["set"], c["regime"], c["protocol"], c["label_fraction"]) for c in comps)
-    check(keys == sorted((s, r, p, f) for s in ("test", "m2") for r in ("imagenet", "moco")
+    check(keys == sorted((s, r, p, f) for s in ("test", "m2", "m1") for r in ("imagenet", "moco")
                          for p in ("finetune", "linear") for f in (1.0, 0.5)) and
           all(c["reference"] == "random" for c in comps), f"grid comparisons: {keys}")
     for c in comps:
@@ -519,7 +543,8 @@ def case_study_grid(tmp):
           "external table heading:\n" + stdout)
     check(os.path.exists(os.path.join(out, "external_m2_linear_moco_f0.5", "results.json")),
           f"external run folders: {sorted(d for d in os.listdir(out) if d.startswith('external'))}")
-    check(len([d for d in os.listdir(out) if d.startswith("external_m2_")]) == 12, "one external run per cell")
+    check(len([d for d in os.listdir(out) if d.startswith("external_m2_")]) == 12 and
+          len([d for d in os.listdir(out) if d.startswith("external_m1_")]) == 12, "one external run per cell")
     check("1 rows of" in stdout and "ungradable" in stdout, "the ungradable Messidor-2 row is not reported")
     check(not os.path.exists(os.path.join(out, "pretrain_random")), "random init was pretrained")
     # MoCo's queue is sized to the 32 images: half of them in whole batches of 8.
@@ -710,6 +735,67 @@ def case_compare(tmp):
     check(code == 1 and "missing" in err, f"missing file: exit {code}\n{err}")
     code, _, err = run("compare", a, b, "--names", "one")
     check(code == 2 and "--names" in err, f"bad --names: exit {code}\n{err}")
+
+
+def case_evaluate_as_binary(tmp):
+    """evaluate --as-binary: a classifier of the 5 grades scored as a referable or any-DR one, with
+    P(grade >= t) against labels >= t: the same referable AUC as the graded evaluation; Messidor-1's
+    0-3 grades are refused on the grade scale and scored as binary; bad values are errors."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "8", "--balanced", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small, expect=0)
+    base = ["evaluate", "--data", data, "--weights", os.path.join(ft, "best.safetensors"), *small]
+    graded = os.path.join(tmp, "graded")
+    run(*base, "--out", graded, expect=0)
+
+    def outputs(folder):
+        with open(os.path.join(folder, "results.json")) as f:
+            results = json.load(f)
+        rows = read_csv(os.path.join(folder, "predictions.csv"))
+        return results, rows[0], {r[0]: r[1:] for r in rows[1:]}
+
+    g_res, g_head, g_rows = outputs(graded)
+    check(g_head == ["image", "label", "pred", "p0", "p1", "p2", "p3", "p4"] and "as_binary" not in g_res,
+          f"graded run: {g_head}, {sorted(g_res)}")
+    for scheme, t, extra in (("referable>=2", 2, ["--as-binary", "referable"]),
+                             ("referable>=3", 3, ["--as-binary", "referable", "--referable-threshold", "3"]),
+                             ("referable>=3", 3, ["--as-binary", "referable>=3"]),
+                             ("any_dr", 1, ["--as-binary", "any_dr"])):
+        folder = os.path.join(tmp, "b" + "".join(c for c in "_".join(extra) if c.isalnum()))
+        _, stdout, _ = run(*base, "--out", folder, *extra, expect=0)
+        res, head, rows = outputs(folder)
+        check(res["as_binary"] == scheme and res["num_classes"] == 2 and res["n"] == g_res["n"] and
+              head == ["image", "label", "pred", "p0", "p1"], f"{extra}: {res.get('as_binary')}, {head}")
+        check(f"the grades scored as {scheme}" in stdout, f"{extra}: log line\n{stdout}")
+        for image, (label, pred, p0, p1) in rows.items():
+            gl, gp = int(g_rows[image][0]), [float(v) for v in g_rows[image][2:]]
+            s = sum(gp[t:])
+            check(int(label) == int(gl >= t) and abs(float(p1) - s) < 2e-7 and abs(float(p0) - (1 - s)) < 2e-7
+                  and int(pred) == int(float(p1) > float(p0)), f"{extra} {image}: {label, pred, p0, p1} vs {g_rows[image]}")
+        if t == 2:  # the graded run's referable AUC is of the same score against the same labels
+            check(res["referable"]["auc"]["point"] == g_res["referable"]["auc"]["point"],
+                  f"AUC {res['referable']['auc']} vs the graded run's {g_res['referable']['auc']}")
+    code, _, err = run(*base, "--out", os.path.join(tmp, "bad1"), "--as-binary", "grades")
+    check(code == 1 and "--as-binary must be referable" in err, f"--as-binary grades: exit {code}\n{err}")
+    code, _, err = run(*base, "--out", os.path.join(tmp, "bad2"), "--as-binary", "referable", "--label-scheme", "any")
+    check(code == 1 and "scores a classifier of the 5 grades" in err, f"binary model: exit {code}\n{err}")
+    # Messidor-1: the same images graded on its 0-3 scale.
+    m1 = os.path.join(data, "Annotation_Base11.csv")
+    with open(m1, "w") as f:
+        f.write("Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \n")
+        for name, level in read_csv(os.path.join(data, "labels.csv"))[1:]:
+            f.write(f"{name}.png,Service Ophtalmologie Lariboisiere,{min(int(level), 3)},0\n")
+    code, _, err = run(*base, "--labels", m1, "--out", os.path.join(tmp, "m1_grades"))
+    check(code == 1 and "holds Messidor-1 grades (0-3" in err and "--as-binary" in err,
+          f"Messidor-1 on the grade scale: exit {code}\n{err}")
+    m1_out = os.path.join(tmp, "m1")
+    run(*base, "--labels", m1, "--out", m1_out, "--as-binary", "referable", expect=0)
+    res, _, _ = outputs(m1_out)
+    check(res["as_binary"] == "referable>=2" and res["referable"]["auc"]["point"] == g_res["referable"]["auc"]["point"],
+          f"Messidor-1 as referable: {res}")
 
 
 def case_robustness(tmp):

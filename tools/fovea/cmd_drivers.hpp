@@ -451,11 +451,20 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
   std::vector<ExternalResult> external_results;
   for (const StudyExternal& e : externals) {
     ExternalResult er{&e, {}};
+    std::string scored_as;  // Messidor-1's 0-3 grades: the graded models scored as referable (>= 2)
     for (const Cell& c : cells) {
       EvaluateArgs ev;
       base(ev, "external_" + e.name + "_" + study_run_tag(c.regime->key, c.protocol, c.fraction));
       ev.data = e.data, ev.labels = e.labels;
       ev.weights = c.weights;
+      if (er.cells.empty() && drivers::load_data(ev).num_classes == data::kMessidor1Grades) {
+        scored_as = "referable";
+        std::printf(
+            "study: external set %s holds Messidor-1 grades (0-3, not ICDR): the models are scored as "
+            "referable >= %d classifiers there (kappa and accuracy of that binary decision)\n",
+            e.name.c_str(), ev.referable_threshold);
+      }
+      ev.as_binary = scored_as;
       er.cells.push_back(run_evaluate(ev));
     }
     external_results.push_back(std::move(er));
@@ -539,11 +548,14 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     if (er.cells.front().excluded > 0)
       std::snprintf(left_out, sizeof left_out, "; %lld rows left out (ungradable)",
                     static_cast<long long>(er.cells.front().excluded));
+    const std::string binary = er.cells.front().as_binary;
     std::printf(
-        "\nstudy: external test set %s (%lld images, %s%s), 95%% bootstrap CIs; kappa change from the "
-        "test split\n",
-        er.set->name.c_str(), static_cast<long long>(er.cells.front().images),
-        (er.set->labels.empty() ? er.set->data : er.set->labels).c_str(), left_out);
+        "\nstudy: external test set %s (%lld images, %s%s), 95%% bootstrap CIs; %s\n", er.set->name.c_str(),
+        static_cast<long long>(er.cells.front().images),
+        (er.set->labels.empty() ? er.set->data : er.set->labels).c_str(), left_out,
+        binary.empty()
+            ? "kappa change from the test split"
+            : ("the grades scored as " + binary + ": kappa and accuracy of that binary decision").c_str());
     std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %s\n", "regime", "protocol", "labels", "quadratic kappa",
                 "referable AUC", "accuracy", "kappa change");
     for (std::size_t i = 0; i < cells.size(); ++i) {
@@ -552,9 +564,11 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
       auto cell = [&](const char* k) { return study_interval(r, k); };
       char labels[16];
       std::snprintf(labels, sizeof labels, "%g%%", 100.0 * c.fraction);
-      std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %+.3f\n", c.regime->label, c.protocol.c_str(), labels,
-                  cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str(),
-                  r.point.at("kappa") - c.result.point.at("kappa"));
+      char change[32] = "n/a";  // a binary kappa is not comparable with the test split's graded one
+      if (r.as_binary.empty())
+        std::snprintf(change, sizeof change, "%+.3f", r.point.at("kappa") - c.result.point.at("kappa"));
+      std::printf("%-18s %-9s %-7s %-24s %-24s %-24s %s\n", c.regime->label, c.protocol.c_str(), labels,
+                  cell("kappa").c_str(), cell("auc").c_str(), cell("accuracy").c_str(), change);
     }
   }
   // Paired comparisons: each cell against the reference regime's cell with the same protocol and
@@ -718,7 +732,8 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                     c.protocol.c_str(), c.fraction, static_cast<long long>(r.images));
       external_csv += line;
       const json metrics = study_metrics(r, external_csv);
-      const double change = r.point.at("kappa") - c.result.point.at("kappa");
+      const double change =
+          r.as_binary.empty() ? r.point.at("kappa") - c.result.point.at("kappa") : std::nan("");
       std::snprintf(line, sizeof line, ",%.17g\n", change);
       external_csv += line;
       set_cells.push_back(json{{"regime", c.regime->key},
@@ -728,12 +743,14 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
                                {"metrics", metrics},
                                {"kappa_change", number(change)}});
     }
-    j_external.push_back(json{{"name", er.set->name},
-                              {"data", er.set->data},
-                              {"labels", er.set->labels.empty() ? json(nullptr) : json(er.set->labels)},
-                              {"images", er.cells.front().images},
-                              {"excluded_rows", er.cells.front().excluded},
-                              {"cells", set_cells}});
+    j_external.push_back(json{
+        {"name", er.set->name},
+        {"scored_as", er.cells.front().as_binary.empty() ? json("grades") : json(er.cells.front().as_binary)},
+        {"data", er.set->data},
+        {"labels", er.set->labels.empty() ? json(nullptr) : json(er.set->labels)},
+        {"images", er.cells.front().images},
+        {"excluded_rows", er.cells.front().excluded},
+        {"cells", set_cells}});
   }
   // Paired comparisons: study.json "comparisons" and study_comparisons.csv.
   json j_comparisons = json::array();
@@ -883,7 +900,9 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     };
     series("test split", [&](std::size_t c) -> const EvalSummary& { return cells[c].result; });
     for (const ExternalResult& er : external_results)
-      series(er.set->name, [&](std::size_t c) -> const EvalSummary& { return er.cells[c]; });
+      series(
+          er.set->name + (er.cells.front().as_binary.empty() ? "" : " (" + er.cells.front().as_binary + ")"),
+          [&](std::size_t c) -> const EvalSummary& { return er.cells[c]; });
     panels.push_back(std::move(x));
   }
   if (!comparisons.empty()) {  // the paired kappa differences from the reference: intervals around 0
@@ -1055,6 +1074,10 @@ inline void add_driver_commands(CLI::App& app) {
   e->add_option("--label-scheme", ea->label_scheme, "grades, referable[:t] or any")->capture_default_str();
   e->add_option("--referable-threshold", ea->referable_threshold, "referable DR: grade >= t")->capture_default_str()->check(CLI::Range(1, 4));
   e->add_option("--bootstrap", ea->bootstrap, "bootstrap resamples")->capture_default_str()->check(CLI::Range(1, 100000));
+  e->add_option(
+      "--as-binary", ea->as_binary,
+      "score the 5-grade classifier as a binary one: referable (grade >= --referable-threshold), "
+      "referable>=N or any_dr; P(grade >= t) against labels >= t (Messidor-1's 0-3 grades need it)");
   e->add_option("--split", ea->split, "split file (image,split) to pick a part of the data");
   e->add_option("--split-name", ea->split_name, "train, validation or test")->capture_default_str();
   e->callback([ea, e] {

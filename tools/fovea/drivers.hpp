@@ -21,6 +21,7 @@
 #include "fovea/core/error.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/data/corruptions.hpp"
+#include "fovea/data/dataset.hpp"
 
 namespace fovea::tools {
 
@@ -78,6 +79,9 @@ struct EvaluateArgs : RunArgs {
   std::string weights;
   std::string label_scheme = "grades";
   int referable_threshold = 2;
+  // Non-empty (referable, referable>=N, any_dr): evaluate the classifier of the 5 grades as a binary
+  // one, P(grade >= t) against labels >= t (the only way to score it on Messidor-1's 0-3 grades).
+  std::string as_binary;
   int bootstrap = 1000;
   std::string split;        // optional split file (image,split); with split_name: evaluate that part
   std::string split_name = "test";
@@ -217,6 +221,7 @@ struct EvalSummary {
   std::vector<double> probs;
   int classes = 0, referable_threshold = 0, resamples = 0;
   std::uint64_t seed = 0;
+  std::string as_binary;  // the binary scheme the graded classifier was scored under, or empty
 };
 
 // The corruptions --corruptions names: all (ImageNet-C's 16, then the 5 fundus ones), imagenet_c,
@@ -341,6 +346,30 @@ inline std::string study_run_tag(const std::string& regime, const std::string& p
 }
 
 namespace drivers {
+// The labelled images of --data (and --labels); rows the format leaves out (Messidor-2's ungradable
+// images) are counted on stdout with the first of them named.
+inline data::Dataset load_data(const RunArgs& a) {
+  FOVEA_CHECK(!a.data.empty(),
+              "--data is required (a folder of fundus images with labels.csv, or of class folders)");
+  FOVEA_CHECK(std::filesystem::is_directory(a.data), "data folder '", a.data,
+              "' does not exist or is not a folder");
+  data::Dataset d;
+  if (!a.labels.empty()) {
+    FOVEA_CHECK(std::filesystem::exists(a.labels), "label file '", a.labels, "' does not exist");
+    data::DatasetOptions o;
+    o.image_dir = a.data;
+    d = data::load_labels_csv(a.labels, o);
+  } else if (std::filesystem::exists(std::filesystem::path(a.data) / "labels.csv")) {
+    d = data::load_labels_csv(std::filesystem::path(a.data) / "labels.csv");
+  } else {
+    d = data::load_dataset(a.data);
+  }
+  if (!d.excluded.empty())
+    std::printf("data: %zu rows of %s left out (%s%s)\n", d.excluded.size(), d.labels_file.c_str(),
+                d.excluded.front().c_str(), d.excluded.size() > 1 ? ", ..." : "");
+  return d;
+}
+
 template <class Backbone>
 int pretrain(const PretrainArgs& a);
 template <class Backbone>

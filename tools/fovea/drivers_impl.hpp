@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <span>
 #include <sstream>
@@ -68,28 +69,6 @@ inline ChannelStats stats_for(const std::string& name) {
 
 // The side the loader decodes to, so the test transform's centre crop (0.875) gives `size` (256 -> 224).
 inline int decode_size(int size) { return static_cast<int>(std::lround(size / 0.875)); }
-
-// The labelled images of --data (and --labels); rows the format leaves out (Messidor-2's ungradable
-// images) are counted on stdout with the first of them named.
-inline data::Dataset load_data(const RunArgs& a) {
-  FOVEA_CHECK(!a.data.empty(), "--data is required (a folder of fundus images with labels.csv, or of class folders)");
-  FOVEA_CHECK(fs::is_directory(a.data), "data folder '", a.data, "' does not exist or is not a folder");
-  data::Dataset d;
-  if (!a.labels.empty()) {
-    FOVEA_CHECK(fs::exists(a.labels), "label file '", a.labels, "' does not exist");
-    data::DatasetOptions o;
-    o.image_dir = a.data;
-    d = data::load_labels_csv(a.labels, o);
-  } else if (fs::exists(fs::path(a.data) / "labels.csv")) {
-    d = data::load_labels_csv(fs::path(a.data) / "labels.csv");
-  } else {
-    d = data::load_dataset(a.data);
-  }
-  if (!d.excluded.empty())
-    std::printf("data: %zu rows of %s left out (%s%s)\n", d.excluded.size(), d.labels_file.c_str(),
-                d.excluded.front().c_str(), d.excluded.size() > 1 ? ", ..." : "");
-  return d;
-}
 
 // Settings a resumed run may change without changing what it computes (where it runs, how it logs).
 inline bool resume_may_change(const std::string& key) {
@@ -354,10 +333,12 @@ inline void write_evaluation_figures(const fs::path& dir, std::span<const int> l
 // results.json and predictions.csv for a labelled set.
 // results.json, predictions.csv and the figures; `excluded`: label-file rows the format left out
 // (Messidor-2's ungradable images), recorded in results.json as excluded_rows when there are any.
+// `as_binary`: the binary scheme a graded classifier's probabilities were collapsed to (evaluate
+// --as-binary), recorded in results.json as as_binary when set.
 inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Dataset& d,
                                            const std::vector<double>& probs, int classes,
                                            int referable_threshold, int resamples, std::uint64_t seed,
-                                           std::size_t excluded = 0) {
+                                           std::size_t excluded = 0, const std::string& as_binary = "") {
   const std::vector<int> labels = d.labels();
   for (std::size_t i = 0; i < labels.size(); ++i)
     FOVEA_CHECK(labels[i] >= 0 && labels[i] < classes, "evaluate: image '", d.samples[i].id, "' has label ",
@@ -366,6 +347,7 @@ inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Data
   eval::MetricReport r = eval::evaluate_predictions(labels, probs, threshold, resamples, seed);
   std::string report = eval::to_json(r);  // one object: the key goes before its closing brace
   if (excluded > 0) report.insert(report.size() - 1, ",\"excluded_rows\":" + std::to_string(excluded));
+  if (!as_binary.empty()) report.insert(report.size() - 1, ",\"as_binary\":" + json(as_binary).dump());
   io::write_file_atomically(dir / "results.json", report + "\n");
   std::ostringstream csv;
   csv << "image,label,pred";
@@ -737,31 +719,61 @@ inline data::Dataset evaluation_set(const EvaluateArgs& a, const data::LabelSche
   return d;
 }
 
+// --as-binary: the binary scheme a classifier of the 5 grades is scored under ("referable" takes
+// --referable-threshold), or nothing when the flag is empty.
+inline std::optional<data::LabelScheme> binary_scheme(const EvaluateArgs& a, const data::LabelScheme& model) {
+  if (a.as_binary.empty()) return std::nullopt;
+  const data::LabelScheme b = a.as_binary == "referable" ? data::LabelScheme::referable(a.referable_threshold)
+                                                         : data::parse_label_scheme(a.as_binary);
+  FOVEA_CHECK(b.kind != data::LabelKind::grades,
+              "--as-binary must be referable, referable>=N or any_dr, not '", a.as_binary, "'");
+  FOVEA_CHECK(model.kind == data::LabelKind::grades,
+              "--as-binary scores a classifier of the 5 grades; this one ",
+              "has the classes of --label-scheme ", a.label_scheme, " already");
+  return b;
+}
+
+// (N, 5) grade probabilities -> (N, 2) of the binary scheme: [1 - s, s], s = P(grade >= t) summed in
+// double (eval::referable_score).
+inline std::vector<double> binary_probabilities(const std::vector<double>& probs,
+                                                const data::LabelScheme& b) {
+  const std::vector<double> score = eval::referable_score(probs, data::kNumGrades, b.threshold);
+  std::vector<double> out(2 * score.size());
+  for (std::size_t i = 0; i < score.size(); ++i) out[2 * i] = 1.0 - score[i], out[2 * i + 1] = score[i];
+  return out;
+}
+
 template <class Backbone>
 EvalSummary evaluate(const EvaluateArgs& a) {
   const Device device = resolve_device(a.device);
   json config = common_config(a);
   config.update(json{{"weights", a.weights}, {"label_scheme", a.label_scheme}, {"referable_threshold", a.referable_threshold},
                      {"bootstrap", a.bootstrap}, {"split", a.split}, {"split_name", a.split_name}});
+  if (!a.as_binary.empty()) config["as_binary"] = a.as_binary;  // only when set: older runs still resume
   FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
   FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
-  RunDir run(a, "evaluate", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
-  const data::Dataset d = evaluation_set(a, scheme, "evaluate");
+  const std::optional<data::LabelScheme> binary = binary_scheme(a, scheme);
+  RunDir run(a, "evaluate", config, device);
+  const data::Dataset d = evaluation_set(a, binary ? *binary : scheme, "evaluate");
   const int classes = scheme.num_classes();
   models::Classifier<Backbone> net(resnet_config(a, classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);  // strict: every key of this architecture, right shapes
-  const auto probs = predict_probabilities(net, d, a, device);
-  const auto r = write_evaluation(a.out, d, probs, classes, a.referable_threshold, a.bootstrap, a.seed,
-                                  d.excluded.size());
-  run.log("evaluate (" + std::to_string(d.size()) + " images): kappa " + ci(r.kappa) + ", referable AUC " +
-          ci(r.referable_auc) + ", accuracy " + ci(r.accuracy));
+  std::vector<double> probs = predict_probabilities(net, d, a, device);
+  if (binary) probs = binary_probabilities(probs, *binary);
+  const int scored = binary ? 2 : classes;
+  const auto r = write_evaluation(a.out, d, probs, scored, a.referable_threshold, a.bootstrap, a.seed,
+                                  d.excluded.size(), binary ? binary->name() : std::string());
+  run.log("evaluate (" + std::to_string(d.size()) + " images" +
+          (binary ? ", the grades scored as " + binary->name() : std::string()) + "): kappa " + ci(r.kappa) +
+          ", referable AUC " + ci(r.referable_auc) + ", accuracy " + ci(r.accuracy));
   EvalSummary s;
+  s.as_binary = binary ? binary->name() : std::string();
   s.images = static_cast<std::int64_t>(d.size());
   s.excluded = static_cast<std::int64_t>(d.excluded.size());
   for (const auto& sample : d.samples) s.ids.push_back(sample.id);
-  s.labels = d.labels(), s.probs = probs, s.classes = classes;
+  s.labels = d.labels(), s.probs = probs, s.classes = scored;
   s.referable_threshold = r.referable_threshold, s.resamples = a.bootstrap, s.seed = a.seed;
   for (auto [name, c] : {std::pair{"kappa", r.kappa}, {"auc", r.referable_auc}, {"accuracy", r.accuracy}}) {
     s.point[name] = c.point;

@@ -5,6 +5,10 @@
 // Format detection (load_dataset / load_labels_csv), by the CSV header:
 //   image,level                                  EyePACS / Kaggle 2015   grades 0-4, extension .jpeg first
 //   id_code,diagnosis                            APTOS 2019              grades 0-4, extension .png first
+//   Image name,Ophthalmologic department,Retinopathy grade[,...]
+//                                                Messidor-1              Messidor's own grades 0-3 (not
+//                                                ICDR: map_labels gives only referable >= 2 or 3 and any
+//                                                DR), extension .tif first
 //   Image name,Retinopathy grade[,...]           IDRiD grading set       grades 0-4, extension .jpg first
 //   image_id,adjudicated_dr_grade[,...]          Messidor-2 (Krause et al. grades 0-4, also written 2.0;
 //                                                rows with adjudicated_gradable 0 are left out and listed
@@ -23,8 +27,9 @@
 //
 // Patient rule (PatientRule): EyePACS, folder and unlabelled data: the part of the file name
 // (directories dropped) before the first '_' ("10_left" -> "10", "sub/7_right" -> "7"; a name
-// without '_' is its own patient). APTOS, IDRiD and Messidor-2: every image is its own patient (their
-// ids carry no patient; Messidor-2's grade file does not link a patient's two eyes).
+// without '_' is its own patient). APTOS, IDRiD, Messidor-1 and Messidor-2: every image is its own
+// patient (their ids carry no patient; Messidor's files do not link a patient's two eyes, and a
+// Messidor-1 name begins with a date, not a patient).
 // DatasetOptions::patient replaces the rule.
 #pragma once
 
@@ -52,6 +57,7 @@ namespace fovea::data {
 
 inline constexpr int kUnlabelled = -1;
 inline constexpr int kNumGrades = 5;  // ICDR: 0 no DR, 1 mild, 2 moderate, 3 severe NPDR, 4 PDR
+inline constexpr int kMessidor1Grades = 4;  // Messidor-1's own scale, 0-3 (load_messidor1)
 
 // One image: its id (unique within a data set), file, label (kUnlabelled = -1 when none) and patient.
 struct Sample {
@@ -68,7 +74,8 @@ enum class DatasetFormat {
   idrid_lesions,
   class_folders,
   unlabelled_folder,
-  messidor2
+  messidor2,
+  messidor1
 };
 
 inline const char* format_name(DatasetFormat f) {
@@ -80,6 +87,7 @@ inline const char* format_name(DatasetFormat f) {
     case DatasetFormat::class_folders: return "class_folders";
     case DatasetFormat::unlabelled_folder: return "unlabelled_folder";
     case DatasetFormat::messidor2: return "messidor2";
+    case DatasetFormat::messidor1: return "messidor1";
   }
   return "unknown";
 }
@@ -91,6 +99,7 @@ struct Dataset {
   std::string labels_file;  // the CSV read, or empty
   DatasetFormat format = DatasetFormat::unlabelled_folder;
   int num_classes = kNumGrades;      // labels lie in [0, num_classes) or are kUnlabelled; 0 = no labels
+                                     // (kMessidor1Grades for Messidor-1's own 0-3 scale)
   std::vector<std::string> missing;  // with skip_missing: one message per dropped image
   std::vector<std::string> excluded;  // rows the format leaves out (Messidor-2: ungradable), one message each
 
@@ -255,7 +264,7 @@ class ImageFinder {
 
 // ---- CSV label files ----------------------------------------------------------------------------
 
-enum class CsvKind { eyepacs, aptos, idrid_grading, messidor2, lesion_masks, split, unknown };
+enum class CsvKind { eyepacs, aptos, idrid_grading, messidor1, messidor2, lesion_masks, split, unknown };
 
 // detect_csv_kind: the kind of a CSV file from its header (see the top of this file; split files
 // are `image,split`).
@@ -263,6 +272,9 @@ inline CsvKind detect_csv_kind(const CsvTable& t) {
   if (t.has_columns({"image", "lesion_type", "mask_path"})) return CsvKind::lesion_masks;
   if (t.has_columns({"image", "level"})) return CsvKind::eyepacs;
   if (t.has_columns({"id_code", "diagnosis"})) return CsvKind::aptos;
+  // Messidor-1's annotation sheets share IDRiD's two columns; their department column tells them apart.
+  if (t.has_columns({"Image name", "Ophthalmologic department", "Retinopathy grade"}))
+    return CsvKind::messidor1;
   if (t.has_columns({"Image name", "Retinopathy grade"})) return CsvKind::idrid_grading;
   if (t.has_columns({"image_id", "adjudicated_dr_grade"})) return CsvKind::messidor2;
   if (t.has_columns({"image", "split"})) return CsvKind::split;
@@ -277,6 +289,7 @@ struct CsvLayout {
   const char* label_column;  // nullptr: unlabelled
   const char* first_extension;
   PatientRule default_patient;
+  int grades = kNumGrades;  // labels lie in [0, grades)
 };
 
 inline Dataset dataset_from_table(const CsvTable& t, const CsvLayout& layout, const DatasetOptions& options) {
@@ -291,14 +304,14 @@ inline Dataset dataset_from_table(const CsvTable& t, const CsvLayout& layout, co
   d.root = base.string();
   d.labels_file = t.source;
   d.format = layout.format;
-  d.num_classes = layout.label_column ? kNumGrades : 0;
+  d.num_classes = layout.label_column ? layout.grades : 0;
   const int image_col = t.require_column(layout.image_column);
   const int label_col = layout.label_column ? t.require_column(layout.label_column) : -1;
   std::unordered_map<std::string, int> first_line;  // id -> line
   for (std::size_t r = 0; r < t.size(); ++r) {
     const std::string name = t.nonempty(r, image_col);
     const int label =
-        label_col >= 0 ? static_cast<int>(t.integer(r, label_col, 0, kNumGrades - 1)) : kUnlabelled;
+        label_col >= 0 ? static_cast<int>(t.integer(r, label_col, 0, layout.grades - 1)) : kUnlabelled;
     std::string id = image_id(name);
     const auto [it, inserted] = first_line.emplace(id, t.lines[r]);
     if (!inserted) {
@@ -371,6 +384,19 @@ inline Dataset load_messidor2(const CsvTable& t, const DatasetOptions& options =
   d.excluded = std::move(excluded);
   return d;
 }
+// load_messidor1: a Messidor-1 annotation sheet saved as CSV (`Image name,Ophthalmologic department,
+// Retinopathy grade,Risk of macular edema`, one per base or concatenated; names with their .tif
+// extension). Messidor-1 grades on its own 0-3 scale (0 normal; 1 up to 5 microaneurysms, no
+// haemorrhage; 2 5-15 microaneurysms or 1-4 haemorrhages, no neovascularisation; 3 more, or
+// neovascularisation), not on the ICDR 0-4 scale fovea's graded classifiers predict, so the data set
+// keeps num_classes = kMessidor1Grades and map_labels allows only the binary schemes both scales
+// share (referable >= 2 or >= 3, any DR). Throws "file:line: ..." for a grade outside 0-3.
+inline Dataset load_messidor1(const CsvTable& t, const DatasetOptions& options = {}) {
+  return detail::dataset_from_table(t,
+                                    {DatasetFormat::messidor1, "Image name", "Retinopathy grade", ".tif",
+                                     patient_is_image, kMessidor1Grades},
+                                    options);
+}
 // load_lesion_images: the distinct images of a lesion-mask file `image,lesion_type,mask_path,...`, as
 // an unlabelled data set in first-appearance order (the masks themselves: load_lesion_masks).
 inline Dataset load_lesion_images(const CsvTable& t, const DatasetOptions& options = {}) {
@@ -385,6 +411,7 @@ inline Dataset load_labels_csv(const std::filesystem::path& csv, const DatasetOp
     case CsvKind::eyepacs: return load_eyepacs(t, options);
     case CsvKind::aptos: return load_aptos(t, options);
     case CsvKind::idrid_grading: return load_idrid_grading(t, options);
+    case CsvKind::messidor1: return load_messidor1(t, options);
     case CsvKind::messidor2: return load_messidor2(t, options);
     case CsvKind::lesion_masks: return load_lesion_images(t, options);
     case CsvKind::split:
@@ -395,8 +422,8 @@ inline Dataset load_labels_csv(const std::filesystem::path& csv, const DatasetOp
   throw Error(
       t.source + ": unrecognised label file header " + t.header_text() +
       "; expected 'image,level' (EyePACS), 'id_code,diagnosis' (APTOS), 'Image name,Retinopathy grade' "
-      "(IDRiD), 'image_id,adjudicated_dr_grade' (Messidor-2) or 'image,lesion_type,mask_path' (lesion "
-      "masks)");
+      "(IDRiD), 'Image name,Ophthalmologic department,Retinopathy grade' (Messidor-1), "
+      "'image_id,adjudicated_dr_grade' (Messidor-2) or 'image,lesion_type,mask_path' (lesion masks)");
 }
 
 // ---- folders ------------------------------------------------------------------------------------
@@ -624,8 +651,28 @@ inline LabelScheme parse_label_scheme(std::string_view text) {
 }
 
 // map_labels: a copy of `d` with every grade mapped by `scheme` (unlabelled samples stay unlabelled).
-// requires: d holds grades (num_classes == 5, as every loader of graded data makes it).
+// requires: d holds grades (num_classes == 5, as every loader of graded data makes it), or Messidor-1's
+// 0-3 grades (num_classes == kMessidor1Grades) under referable >= 2, referable >= 3 or any DR, the
+// binary questions both scales can answer: any DR is grade >= 1 on both; Messidor 2-3 are the eyes
+// usually taken as referable; Messidor 3 (15 or more microaneurysms, 5 or more haemorrhages, or new
+// vessels) is close to, and broader than, ICDR's severe NPDR and PDR. Grades and referable >= 4 on
+// Messidor-1 are errors (referable >= 1 is any DR).
 inline Dataset map_labels(const Dataset& d, const LabelScheme& scheme) {
+  if (d.num_classes == kMessidor1Grades) {
+    FOVEA_CHECK(
+        scheme.kind == LabelKind::any_dr ||
+            (scheme.kind == LabelKind::referable && scheme.threshold >= 1 && scheme.threshold <= 3),
+        "map_labels: ", d.labels_file.empty() ? std::string("the data set") : d.labels_file,
+        " holds Messidor-1 grades (0-3, Messidor's own scale), which are not the ICDR grades 0-4 ",
+        "the label scheme '", scheme.name(),
+        "' needs: use referable>=2 (Messidor 2-3), referable>=3 or any_dr; to evaluate a classifier of the ",
+        "5 grades on it, run fovea evaluate --as-binary referable (or any_dr)");
+    Dataset out = d;
+    for (Sample& s : out.samples)
+      if (s.label != kUnlabelled) s.label = scheme.map(s.label);
+    out.num_classes = scheme.num_classes();
+    return out;
+  }
   FOVEA_CHECK(d.num_classes == kNumGrades, "map_labels: the data set holds ", d.num_classes,
               "-class labels, not the 5 DR grades (labels already mapped?)");
   Dataset out = d;
