@@ -1052,7 +1052,7 @@ inline void add_driver_commands(CLI::App& app) {
   f->add_flag("--linear", fa->linear, "linear evaluation: frozen backbone (batch norm in eval mode)");
   f->add_option("--label-fraction", fa->label_fraction, "fraction of training labels (stratified, by patient)")
       ->capture_default_str()->check(CLI::Range(1e-6, 1.0));
-  f->add_option("--label-scheme", fa->label_scheme, "grades, referable[:t] or any")->capture_default_str();
+  f->add_option("--label-scheme", fa->label_scheme, "grades, referable (grade >= 2), referable>=N or any_dr")->capture_default_str();
   f->add_option("--val-fraction", fa->val_fraction, "validation share of patients")->capture_default_str();
   f->add_option("--test-fraction", fa->test_fraction, "test share of patients")->capture_default_str();
   f->add_option("--sampler", fa->sampler, "shuffled, or balanced: every class equally often (draws with replacement)")
@@ -1071,7 +1071,7 @@ inline void add_driver_commands(CLI::App& app) {
   auto* e = app.add_subcommand("evaluate", "metrics with bootstrap 95% CIs on a labelled set: results.json, predictions.csv");
   detail::add_run_flags(e, *ea);
   e->add_option("--weights", ea->weights, "classifier weights (safetensors; required)");
-  e->add_option("--label-scheme", ea->label_scheme, "grades, referable[:t] or any")->capture_default_str();
+  e->add_option("--label-scheme", ea->label_scheme, "grades, referable (grade >= 2), referable>=N or any_dr")->capture_default_str();
   e->add_option("--referable-threshold", ea->referable_threshold, "referable DR: grade >= t")->capture_default_str()->check(CLI::Range(1, 4));
   e->add_option("--bootstrap", ea->bootstrap, "bootstrap resamples")->capture_default_str()->check(CLI::Range(1, 100000));
   e->add_option(
@@ -1092,7 +1092,7 @@ inline void add_driver_commands(CLI::App& app) {
                                "robustness.csv, robustness.json (mCE against --reference)");
   detail::add_run_flags(r, *ra);
   r->add_option("--weights", ra->weights, "classifier weights (safetensors; required)");
-  r->add_option("--label-scheme", ra->label_scheme, "grades, referable[:t] or any")->capture_default_str();
+  r->add_option("--label-scheme", ra->label_scheme, "grades, referable (grade >= 2), referable>=N or any_dr")->capture_default_str();
   r->add_option("--referable-threshold", ra->referable_threshold, "referable DR: grade >= t")
       ->capture_default_str()
       ->check(CLI::Range(1, 4));
@@ -1132,7 +1132,7 @@ inline void add_driver_commands(CLI::App& app) {
   detail::add_run_flags(l, *la);
   l->add_option("--weights", la->weights, "classifier weights (safetensors; required)");
   l->add_option("--masks", la->masks, "lesion-mask CSV: image,lesion_type,mask_path (required)");
-  l->add_option("--label-scheme", la->label_scheme, "the classifier's classes: grades, referable[:t] or any")
+  l->add_option("--label-scheme", la->label_scheme, "the classifier's classes: grades, referable (grade >= 2), referable>=N or any_dr")
       ->capture_default_str();
   l->add_option("--method,--methods", la->methods,
                 "gradient, gradient_x_input, smoothgrad, integrated_gradients, grad_cam, lrp (comma list)")

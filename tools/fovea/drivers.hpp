@@ -68,7 +68,7 @@ struct FinetuneArgs : RunArgs {
   std::string init = "random";    // random | weights file (torchvision, fovea backbone or checkpoint)
   bool linear = false;            // linear evaluation: frozen backbone
   double label_fraction = 1.0;
-  std::string label_scheme = "grades";  // grades | referable[:t] | any
+  std::string label_scheme = "grades";  // grades | referable | referable>=N | any_dr (data::parse_label_scheme)
   double val_fraction = 0.2, test_fraction = 0.2;
   std::string sampler = "shuffled";     // shuffled | balanced (class-balanced draws with replacement)
   std::string class_weights = "none";   // none | inverse (n / (K n_k)) | comma-separated weights
