@@ -796,6 +796,21 @@ def case_evaluate_as_binary(tmp):
     res, _, _ = outputs(m1_out)
     check(res["as_binary"] == "referable>=2" and res["referable"]["auc"]["point"] == g_res["referable"]["auc"]["point"],
           f"Messidor-1 as referable: {res}")
+    # robustness --as-binary on Messidor-1: the clean row's AUC is the evaluation's; on the grade
+    # scale it is the same error as evaluate's.
+    base_rob = ["robustness", "--data", data, "--labels", m1, "--weights", os.path.join(ft, "best.safetensors"),
+                "--corruptions", "gaussian_noise", "--severities", "1", *small]
+    code, _, err = run(*base_rob, "--out", os.path.join(tmp, "rob_grades"))
+    check(code == 1 and "holds Messidor-1 grades (0-3" in err, f"robustness on Messidor-1 grades: exit {code}\n{err}")
+    rob = os.path.join(tmp, "rob")
+    run(*base_rob, "--out", rob, "--as-binary", "referable", expect=0)
+    rows = read_csv(os.path.join(rob, "robustness.csv"))
+    clean = dict(zip(rows[0], next(r for r in rows[1:] if r[0] == "clean")))
+    with open(os.path.join(rob, "config.json")) as f:
+        check(json.load(f)["as_binary"] == "referable", "robustness config.json: as_binary")
+    check(abs(float(clean["referable_auc"]) - g_res["referable"]["auc"]["point"]) < 1e-12 and
+          abs(float(clean["kappa"]) - res["quadratic_weighted_kappa"]["point"]) < 1e-12,
+          f"robustness --as-binary clean row {clean} vs evaluate {res['referable']['auc']}")
 
 
 def case_robustness(tmp):

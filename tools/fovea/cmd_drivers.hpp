@@ -1096,6 +1096,9 @@ inline void add_driver_commands(CLI::App& app) {
   r->add_option("--referable-threshold", ra->referable_threshold, "referable DR: grade >= t")
       ->capture_default_str()
       ->check(CLI::Range(1, 4));
+  r->add_option("--as-binary", ra->as_binary,
+                "score the 5-grade classifier as a binary one (as fovea evaluate --as-binary): referable, "
+                "referable>=N or any_dr");
   r->add_option("--split", ra->split, "split file (image,split) to pick a part of the data");
   r->add_option("--split-name", ra->split_name, "train, validation or test")->capture_default_str();
   r->add_option("--corruptions", ra->corruptions, "all, imagenet_c, fundus or comma-separated names")

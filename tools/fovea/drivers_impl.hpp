@@ -995,6 +995,7 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
                      {"corruptions", a.corruptions},
                      {"severities", a.severities},
                      {"reference", a.reference}});
+  if (!a.as_binary.empty()) config["as_binary"] = a.as_binary;  // only when set: older runs still resume
   FOVEA_CHECK(!a.weights.empty(), "--weights is required (the classifier's safetensors file)");
   FOVEA_CHECK(fs::exists(a.weights), "--weights: file '", a.weights, "' does not exist");
   FOVEA_CHECK(a.decode_cache_mb >= 0, "--decode-cache-mb must be >= 0, got ", a.decode_cache_mb);
@@ -1005,11 +1006,17 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
   const fs::path csv = fs::path(a.out) / "robustness.csv";
   std::vector<RobustnessRow> rows;
   if (resumes_partial_results(a, config, "robustness", csv)) rows = read_robustness_csv(csv);
-  RunDir run(a, "robustness", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
-  const data::Dataset d = evaluation_set(a, scheme, "robustness");
-  const int classes = scheme.num_classes();
-  models::Classifier<Backbone> net(resnet_config(a, classes));
+  const std::optional<data::LabelScheme> binary = binary_scheme(a, scheme);  // --as-binary
+  RunDir run(a, "robustness", config, device);
+  const data::Dataset d = evaluation_set(a, binary ? *binary : scheme, "robustness");
+  const int model_classes = scheme.num_classes(), classes = binary ? 2 : model_classes;
+  // The classifier's probabilities, collapsed to the binary scheme's under --as-binary.
+  const auto scored = [&](std::vector<double> probs) {
+    return binary ? binary_probabilities(probs, *binary) : probs;
+  };
+  if (binary) run.log("robustness: the grades scored as " + binary->name());
+  models::Classifier<Backbone> net(resnet_config(a, model_classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);
   const std::vector<int> labels = d.labels();
@@ -1048,7 +1055,7 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
     const data::DecodeFn decode = [&decoded](const data::Sample& sample, const data::DecodeContext& ctx) {
       return decoded(sample, ctx.index);
     };
-    add(robustness_row("clean", 0, labels, predict_probabilities(net, d, a, device, decode), classes,
+    add(robustness_row("clean", 0, labels, scored(predict_probabilities(net, d, a, device, decode)), classes,
                        a.referable_threshold));
   }
   for (data::Corruption c : corruptions)
@@ -1097,8 +1104,8 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
                           host);
         }
       };
-      add(robustness_row(name, s, labels, predict_probabilities(net, d, a, device, decode, before), classes,
-                         a.referable_threshold));
+      add(robustness_row(name, s, labels, scored(predict_probabilities(net, d, a, device, decode, before)),
+                         classes, a.referable_threshold));
     }
   RobustnessSummary summary;
   summary.images = static_cast<std::int64_t>(d.size());
