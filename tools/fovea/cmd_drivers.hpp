@@ -457,7 +457,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
       base(ev, "external_" + e.name + "_" + study_run_tag(c.regime->key, c.protocol, c.fraction));
       ev.data = e.data, ev.labels = e.labels;
       ev.weights = c.weights;
-      if (er.cells.empty() && drivers::load_data(ev).num_classes == data::kMessidor1Grades) {
+      if (er.cells.empty() && drivers::read_data(ev).num_classes == data::kMessidor1Grades) {
         scored_as = "referable";
         std::printf(
             "study: external set %s holds Messidor-1 grades (0-3, not ICDR): the models are scored as "

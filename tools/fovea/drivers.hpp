@@ -346,9 +346,8 @@ inline std::string study_run_tag(const std::string& regime, const std::string& p
 }
 
 namespace drivers {
-// The labelled images of --data (and --labels); rows the format leaves out (Messidor-2's ungradable
-// images) are counted on stdout with the first of them named.
-inline data::Dataset load_data(const RunArgs& a) {
+// The labelled images of --data (and --labels), read without a word on stdout (load_data reports).
+inline data::Dataset read_data(const RunArgs& a) {
   FOVEA_CHECK(!a.data.empty(),
               "--data is required (a folder of fundus images with labels.csv, or of class folders)");
   FOVEA_CHECK(std::filesystem::is_directory(a.data), "data folder '", a.data,
@@ -364,6 +363,13 @@ inline data::Dataset load_data(const RunArgs& a) {
   } else {
     d = data::load_dataset(a.data);
   }
+  return d;
+}
+
+// read_data, then rows the format leaves out (Messidor-2's ungradable images) are counted on stdout
+// with the first of them named.
+inline data::Dataset load_data(const RunArgs& a) {
+  data::Dataset d = read_data(a);
   if (!d.excluded.empty())
     std::printf("data: %zu rows of %s left out (%s%s)\n", d.excluded.size(), d.labels_file.c_str(),
                 d.excluded.front().c_str(), d.excluded.size() > 1 ? ", ..." : "");
