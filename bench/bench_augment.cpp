@@ -98,10 +98,35 @@ double sampled_pixels(std::span<const AugmentParams> params) {
 
 using PixelOp = void (*)(CView, std::span<const AugmentParams>, View);
 
-void register_pixel_op(const std::string& op, PixelOp fn, std::vector<AugmentParams> params, Device device) {
+#if FOVEA_WITH_CUDA
+// Sets cuda::blur_tile_kernel_choice() for a scope: the _vector4 rows time the four-tap blur tiles
+// next to the default rows in the same run (cuda/augment.hpp).
+class ScopedBlurTiles {
+ public:
+  explicit ScopedBlurTiles(bool vector4) : previous_(cuda::blur_tile_kernel_choice()) {
+    cuda::blur_tile_kernel_choice() = vector4 ? cuda::BlurTileKernel::vector4 : cuda::BlurTileKernel::scalar;
+  }
+  ScopedBlurTiles(const ScopedBlurTiles&) = delete;
+  ScopedBlurTiles& operator=(const ScopedBlurTiles&) = delete;
+  ~ScopedBlurTiles() { cuda::blur_tile_kernel_choice() = previous_; }
+
+ private:
+  cuda::BlurTileKernel previous_;
+};
+#else
+struct ScopedBlurTiles {
+  explicit ScopedBlurTiles(bool) {}
+};
+#endif
+
+// One op on every sample of the kernel batch; vector4: with the four-tap blur tiles (name suffix
+// _vector4), else with the default choice.
+void register_pixel_op(const std::string& op, PixelOp fn, std::vector<AugmentParams> params, Device device,
+                       bool vector4 = false) {
   const std::int64_t n = kKernelBatch, side = kKernelSide;
   const double bytes = 2 * float_bytes(n * 3 * side * side);
-  register_timed(op + "/cuda/256x224", [=](benchmark::State& state) {
+  register_timed(op + (vector4 ? "_vector4" : "") + "/cuda/256x224", [=](benchmark::State& state) {
+    const ScopedBlurTiles tiles(vector4);
     const Tensor x = uniform_batch(n, side, device);
     Tensor out(Shape{n, 3, side, side}, device);
     time_bandwidth(state, device, reference_size(device), bytes, [&] { fn(x, params, out); });
@@ -157,6 +182,7 @@ void register_augment_kernel_benchmarks(Device device) {
   data::AugmentConfig blur = data::simclr(static_cast<int>(kKernelSide));
   blur.blur_p = 1.0f;
   register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device);
+  register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device, true);
   register_pixel_op("aug_solarize", solarize,
                     neutral_batch([](AugmentParams& p, std::size_t) { p.solarize = 1; }), device);
   register_timed("aug_normalize/cuda/256x224", [device](benchmark::State& state) {
@@ -167,17 +193,22 @@ void register_augment_kernel_benchmarks(Device device) {
                    [&] { normalize_channels(x, kDrStats, out); });
     add_rates(state, n, 1);
   });
-  // The fused pipeline of one SimCLR view (crop, flip, jitter, grayscale, blur, normalise) for scale.
-  register_timed("aug_simclr_view/cuda/256x224", [device](benchmark::State& state) {
-    const std::int64_t n = kKernelBatch, side = kKernelSide;
-    const data::AugmentConfig c = data::simclr(static_cast<int>(side));
-    const auto params = drawn_params(c);
-    const Tensor x = uniform_batch(n, side, device);
-    Tensor out(Shape{n, 3, side, side}, device);
-    time_bandwidth(state, device, reference_size(device), 2 * float_bytes(n * 3 * side * side),
-                   [&] { augment_images(x, params, c.stats, out); });
-    add_rates(state, n, 1);
-  });
+  // The fused pipeline of one SimCLR view (crop, flip, jitter, grayscale, blur, normalise) for scale,
+  // with the default blur tiles and with the four-tap ones.
+  for (const bool vector4 : {false, true})
+    register_timed(std::string("aug_simclr_view") + (vector4 ? "_vector4" : "") + "/cuda/256x224",
+                   [device, vector4](benchmark::State& state) {
+                     const ScopedBlurTiles tiles(vector4);
+                     const std::int64_t n = kKernelBatch, side = kKernelSide;
+                     const data::AugmentConfig c = data::simclr(static_cast<int>(side));
+                     const auto params = drawn_params(c);
+                     const Tensor x = uniform_batch(n, side, device);
+                     Tensor out(Shape{n, 3, side, side}, device);
+                     time_bandwidth(state, device, reference_size(device),
+                                    2 * float_bytes(n * 3 * side * side),
+                                    [&] { augment_images(x, params, c.stats, out); });
+                     add_rates(state, n, 1);
+                   });
 }
 
 }  // namespace

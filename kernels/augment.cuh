@@ -18,6 +18,9 @@
 //     tile plus its reflected halo into shared memory, runs the row pass into shared memory and the
 //     column pass to the output (each thread kBlurRun outputs from a register window), then solarize
 //     and normalise when asked;
+//   blur_vec4_kernel: the same blur with taps rounded up to a multiple of four (zero weights), the tap
+//     loop unrolled per four-tap group count and 16-byte shared-memory loads (opt-in:
+//     cuda::blur_tile_kernel_choice(); batches with kernels of at most kVec4MaxTaps taps);
 //   blur_rows_kernel / blur_cols_kernel: the two-pass fallback (when the halo does not fit in shared
 //     memory, or the blur runs in place), through a compact scratch of the blurred samples;
 //   copy_unblurred_kernel: gaussian_blur's copy of the samples it does not blur.
@@ -572,6 +575,197 @@ __global__ void __launch_bounds__(kBlock, 4)
   }
 }
 
+// ---- the four-tap blur tiles (BlurTileKernel::vector4) ----
+// blur_vec4_kernel computes what blur_tile_kernel computes (the same taps summed in the same order),
+// with fewer instructions per output: the tap count of a plane is rounded up to a multiple of four
+// (zero weights past the sample's kernel, whose terms add an exact 0 to a finite sum) and the tap loop
+// is unrolled at compile time for each such count up to kVec4MaxTaps, so there is no per-tap test;
+// every shared-memory load reads four floats (a window quarter, or four weights), where the scalar
+// tiles read one per tap. The row pass writes its result transposed, so the column pass also reads
+// contiguous, 16-byte aligned windows. Pitches are odd multiples of four floats: the eight lanes of a
+// quarter-warp (the unit of a 16-byte shared load) then touch eight different groups of four banks.
+inline constexpr int kVec4MaxTaps = 32;
+
+struct BlurVec4Layout {
+  int taps = 0;       // the kernel rounded up to a multiple of four
+  int pitch_in = 0;   // input tile row pitch (floats): >= kBlurTile + taps, an odd multiple of 4
+  int pitch_mid = 0;  // row-pass result, one row per tile column: >= kBlurTile + taps, likewise
+  int mid = 0, weights = 0, floats = 0;
+};
+
+__host__ __device__ inline int odd_multiple_of_four_at_least(int n) {
+  const int m = (n + 3) / 4 * 4;
+  return m % 8 == 4 ? m : m + 4;
+}
+
+// Shared memory of one plane of radius `radius`: in ((kBlurTile + 2 radius) x pitch_in), mid
+// (kBlurTile x pitch_mid), then the taps weights (16-byte aligned).
+__host__ __device__ inline BlurVec4Layout blur_vec4_layout(int radius) {
+  BlurVec4Layout l;
+  l.taps = (2 * radius + 1 + 3) / 4 * 4;
+  l.pitch_in = odd_multiple_of_four_at_least(kBlurTile + l.taps);
+  l.pitch_mid = l.pitch_in;
+  l.mid = (kBlurTile + 2 * radius) * l.pitch_in;
+  l.weights = l.mid + kBlurTile * l.pitch_mid;
+  l.floats = l.weights + l.taps;
+  return l;
+}
+
+// acc[j] = sum over taps k < 4 G (in order) of weights[k] * line[j + k], j < kBlurRun. line and weights
+// are 16-byte aligned; line[0 .. kBlurRun + 4 G) is read.
+template <int G>
+__device__ __forceinline__ void blur_vec4_run(const float* line, const float* weights, float acc[kBlurRun]) {
+  constexpr int kWindow = kBlurRun + 4 * G;
+  float x[kWindow];
+#pragma unroll
+  for (int q = 0; q < kWindow / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(line)[q];
+    x[4 * q] = v.x, x[4 * q + 1] = v.y, x[4 * q + 2] = v.z, x[4 * q + 3] = v.w;
+  }
+#pragma unroll
+  for (int j = 0; j < kBlurRun; ++j) acc[j] = 0.0f;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    const float4 wv = reinterpret_cast<const float4*>(weights)[g];
+    const float wk[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j) acc[j] += wk[t] * x[j + 4 * g + t];
+  }
+}
+
+// Row and column passes of one plane whose taps round up to 4 G, the tile (th x tw outputs, rows =
+// th + 2 radius input rows) already in `in`. mid rows at or past `rows` are written as zeros: the
+// column pass's windows reach them only with zero weights or for outputs it does not store.
+// The finish: solarize at `threshold` when `solarize`, then normalise with (mean, std) when `normalize`
+// (block-uniform, loaded once per plane).
+struct BlurFinish {
+  bool solarize = false, normalize = false;
+  float threshold = 0.0f, mean = 0.0f, std = 1.0f;
+};
+
+template <int G>
+__device__ __forceinline__ void blur_vec4_passes(const float* in, float* mid, const float* weights,
+                                                 const BlurVec4Layout& l, int rows, int th, int tw, int tid,
+                                                 float* dst, int w, const BlurFinish f) {
+  constexpr int kTaps = 4 * G;
+  const int runs_x = (tw + kBlurRun - 1) / kBlurRun, runs_y = (th + kBlurRun - 1) / kBlurRun;
+  // Row pass: item = (run of kBlurRun columns, mid row r), consecutive lanes on consecutive rows.
+  const int mid_rows = runs_y * kBlurRun + kTaps;
+  {
+    const int step_run = kBlock / mid_rows, step_r = kBlock - step_run * mid_rows;
+    int run = tid / mid_rows, r = tid - run * mid_rows;
+    for (int item = tid; item < mid_rows * runs_x; item += kBlock) {
+      float acc[kBlurRun];
+      if (r < rows) {
+        blur_vec4_run<G>(in + r * l.pitch_in + run * kBlurRun, weights, acc);
+      } else {
+#pragma unroll
+        for (int j = 0; j < kBlurRun; ++j) acc[j] = 0.0f;
+      }
+      float* m = mid + run * kBlurRun * l.pitch_mid + r;
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j) m[j * l.pitch_mid] = acc[j];
+      run += step_run, r += step_r;
+      if (r >= mid_rows) r -= mid_rows, ++run;
+    }
+  }
+  __syncthreads();
+  // Column pass: item = (column col < tw, run of kBlurRun rows), consecutive lanes on consecutive
+  // columns; stores are coalesced rows of the output.
+  {
+    const int step_run = kBlock / tw, step_col = kBlock - step_run * tw;
+    int run = tid / tw, col = tid - run * tw;
+    for (int item = tid; item < tw * runs_y; item += kBlock) {
+      float acc[kBlurRun];
+      blur_vec4_run<G>(mid + col * l.pitch_mid + run * kBlurRun, weights, acc);
+      float* o = dst + static_cast<std::int64_t>(run * kBlurRun) * w + col;
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j, o += w) {
+        if (run * kBlurRun + j >= th) break;
+        float v = acc[j];
+        if (f.solarize) v = math::augment::solarize_value(v, f.threshold);
+        if (f.normalize) v = math::augment::normalize_value(v, f.mean, f.std);
+        *o = v;
+      }
+      run += step_run, col += step_col;
+      if (col >= tw) col -= tw, ++run;
+    }
+  }
+}
+
+// The four-tap twin of blur_tile_kernel: same grid, arguments and results; dynamic shared memory
+// blur_vec4_layout(the largest radius).floats, which must be at most (kVec4MaxTaps - 1) / 2.
+__global__ void __launch_bounds__(kBlock, 4)
+    blur_vec4_kernel(const float* x, float* out, int h, int w, DevicePlan plan, std::int64_t blurred,
+                     int compact, ChannelStats stats, int stages) {
+  extern __shared__ float4 blur_vec4_smem[];
+  const int tiles_x = (w + kBlurTile - 1) / kBlurTile;
+  const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
+  const int y0 = ty * kBlurTile, x0 = tx * kBlurTile;
+  const int th = min(kBlurTile, h - y0), tw = min(kBlurTile, w - x0);
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  constexpr int kWarps = kBlock / 32;
+  const std::int64_t hw = static_cast<std::int64_t>(h) * w;
+  float* smem = reinterpret_cast<float*>(blur_vec4_smem);
+  for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
+    const std::int64_t b = plane / 3;
+    const int c = static_cast<int>(plane - 3 * b);
+    const int n = plan.blurred[b];
+    const AugmentPlan& p = plan.plans[n];
+    const int kernel = p.blur_kernel, radius = kernel / 2;
+    const BlurVec4Layout l = blur_vec4_layout(radius);
+    float* in = smem;
+    float* mid = smem + l.mid;
+    float* weights = smem + l.weights;
+    for (int k = tid; k < l.taps; k += kBlock)
+      weights[k] = k < kernel ? __ldg(plan.weights + p.blur_offset + k) : 0.0f;
+    const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
+    // Tile + halo as blur_tile_kernel loads it; the columns past the halo up to the row pitch are
+    // zeros (zero-weight taps read them).
+    const int rows = th + 2 * radius, cols = tw + 2 * radius, row0 = y0 - radius;
+    const bool rows_inside = row0 >= 0 && row0 + rows <= h;
+    for (int col = lane; col < l.pitch_in; col += 32) {
+      if (col >= cols) {
+        for (int r = warp; r < rows; r += kWarps) in[r * l.pitch_in + col] = 0.0f;
+        continue;
+      }
+      const float* column = src + math::augment::reflect_index(x0 - radius + col, w);
+      if (rows_inside) {
+        const float* q = column + static_cast<std::int64_t>(row0 + warp) * w;
+        const std::int64_t step = static_cast<std::int64_t>(kWarps) * w;
+#pragma unroll 8
+        for (int r = warp; r < rows; r += kWarps, q += step) in[r * l.pitch_in + col] = __ldg(q);
+      } else {
+#pragma unroll 8
+        for (int r = warp; r < rows; r += kWarps)
+          in[r * l.pitch_in + col] =
+              __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(row0 + r, h)) * w);
+      }
+    }
+    __syncthreads();
+    float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + static_cast<std::int64_t>(y0) * w + x0;
+    BlurFinish f;
+    f.solarize = (stages & kStageSolarize) && p.solarize;
+    f.threshold = p.threshold;
+    f.normalize = (stages & kStageNormalize) != 0;
+    f.mean = stats.mean[c];
+    f.std = stats.std[c];
+    switch (l.taps / 4) {  // block-uniform
+      case 1: blur_vec4_passes<1>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      case 2: blur_vec4_passes<2>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      case 3: blur_vec4_passes<3>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      case 4: blur_vec4_passes<4>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      case 5: blur_vec4_passes<5>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      case 6: blur_vec4_passes<6>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      case 7: blur_vec4_passes<7>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+      default: blur_vec4_passes<8>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
+    }
+    __syncthreads();  // before the next plane overwrites shared memory
+  }
+}
+
 // Copies the samples of x the plan does not blur into out, 4 floats per thread where aligned.
 // Grid: (chunks of one sample, samples).
 __global__ void __launch_bounds__(kBlock)
@@ -627,35 +821,63 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
   FOVEA_CHECK_LAUNCH("pixel_kernel", op, ", output ", out.shape().str(), ", input ", g.in_h, "x", g.in_w);
 }
 
-// The dynamic shared memory blur_tile_kernel needs for the plan's widest kernel, or 0 when that
-// exceeds what a block may have on out's device (then the two-pass path runs).
-inline std::size_t blur_tile_bytes(const AugmentBatchPlan& plan, Device device) {
+// The setting behind fovea::cuda::blur_tile_kernel_choice(), first read from FOVEA_BLUR_TILES (unset,
+// "auto" or "scalar": scalar; "vector4": vector4).
+inline BlurTileKernel& blur_tile_kernel_setting() {
+  static BlurTileKernel choice = [] {
+    const char* v = std::getenv("FOVEA_BLUR_TILES");
+    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "scalar") == 0)
+      return BlurTileKernel::scalar;
+    if (std::strcmp(v, "vector4") == 0) return BlurTileKernel::vector4;
+    FOVEA_FAIL("FOVEA_BLUR_TILES must be auto, scalar or vector4, got '", v, "'");
+  }();
+  return choice;
+}
+
+// Which tile kernel blurs the plan's samples and with how much dynamic shared memory: smem 0 when
+// the tiles of the plan's widest kernel exceed what a block may have on `device` (then the two-pass
+// path runs). The four-tap kernel runs when chosen and every kernel has at most kVec4MaxTaps taps.
+struct BlurTiles {
+  std::size_t smem = 0;
+  bool vector4 = false;
+};
+
+inline BlurTiles blur_tiles_for(const AugmentBatchPlan& plan, Device device) {
   int radius = 0;
   for (const std::int32_t n : plan.blurred) radius = std::max(radius, plan.samples[n].blur_kernel / 2);
-  const std::size_t bytes = static_cast<std::size_t>(blur_tile_layout(radius).floats) * sizeof(float);
-  return bytes <= device_properties(device.index()).sharedMemPerBlockOptin ? bytes : 0;
+  BlurTiles t;
+  t.vector4 = blur_tile_kernel_setting() == BlurTileKernel::vector4 && 2 * radius + 1 <= kVec4MaxTaps;
+  const int floats = t.vector4 ? blur_vec4_layout(radius).floats : blur_tile_layout(radius).floats;
+  const std::size_t bytes = static_cast<std::size_t>(floats) * sizeof(float);
+  t.smem = bytes <= device_properties(device.index()).sharedMemPerBlockOptin ? bytes : 0;
+  return t;
 }
 
 // The fused blur of the plan's blurred samples: x (compact: only the blurred samples, in plan order)
 // into out, which must not alias x.
-inline void launch_blur_tiles(const float* x, bool compact, View out, std::size_t smem,
+inline void launch_blur_tiles(const float* x, bool compact, View out, const BlurTiles& tiles,
                               const AugmentBatchPlan& plan, const DevicePlan& dplan,
                               const ChannelStats& stats, int stages, cudaStream_t stream, const char* op) {
   const std::int64_t blurred = static_cast<std::int64_t>(plan.blurred.size());
   const int h = static_cast<int>(out.shape().h()), w = static_cast<int>(out.shape().w());
   if (blurred == 0 || h == 0 || w == 0) return;
+  const auto kernel = tiles.vector4 ? blur_vec4_kernel : blur_tile_kernel;
+  const std::size_t smem = tiles.smem;
   if (smem > 48 * 1024)
-    FOVEA_CHECK_CUDA(cudaFuncSetAttribute(blur_tile_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)),
-                     op, ": ", smem, " bytes of shared memory for the blur tiles");
-  const std::int64_t tiles =
+    FOVEA_CHECK_CUDA(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), op,
+        ": ", smem, " bytes of shared memory for the blur tiles");
+  const std::int64_t tiles_n =
       static_cast<std::int64_t>((w + kBlurTile - 1) / kBlurTile) * ((h + kBlurTile - 1) / kBlurTile);
   const std::int64_t planes = 3 * blurred;
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(planes < 65535 ? planes : 65535));
-  blur_tile_kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0,
-                                                   stats, stages);
-  FOVEA_CHECK_LAUNCH("blur_tile_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
-                     ", shared bytes ", smem);
+  const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(planes < 65535 ? planes : 65535));
+  kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0, stats, stages);
+  if (tiles.vector4)
+    FOVEA_CHECK_LAUNCH("blur_vec4_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
+                       ", shared bytes ", smem);
+  else
+    FOVEA_CHECK_LAUNCH("blur_tile_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
+                       ", shared bytes ", smem);
 }
 
 // The two-pass blur of the plan's blurred samples of x into out (row pass into scratch, column pass
@@ -701,6 +923,8 @@ inline void run_pixel_op(CView x, const AugmentBatchPlan& plan, View out, const 
 
 namespace fovea::cuda {
 
+BlurTileKernel& blur_tile_kernel_choice() { return detail::blur_tile_kernel_setting(); }
+
 void random_resized_crop_flip(CView images, const ::fovea::detail::AugmentBatchPlan& plan, View out) {
   detail::run_pixel_op(images, plan, out, kIdentityStats, detail::kStageGeometry, "random_resized_crop_flip");
 }
@@ -744,9 +968,9 @@ void gaussian_blur(CView x, const ::fovea::detail::AugmentBatchPlan& plan, View 
                                                                        dplan.view());
     FOVEA_CHECK_LAUNCH("copy_unblurred_kernel", "gaussian_blur, shape ", x.shape().str());
   }
-  const std::size_t smem = in_place ? 0 : detail::blur_tile_bytes(plan, out.device());
-  if (smem > 0)
-    detail::launch_blur_tiles(x.data(), false, out, smem, plan, dplan.view(), kIdentityStats, 0, stream,
+  const detail::BlurTiles tiles = in_place ? detail::BlurTiles{} : detail::blur_tiles_for(plan, out.device());
+  if (tiles.smem > 0)
+    detail::launch_blur_tiles(x.data(), false, out, tiles, plan, dplan.view(), kIdentityStats, 0, stream,
                               "gaussian_blur");
   else detail::launch_blur(x.data(), out, plan, dplan.view(), kIdentityStats, 0, stream, "gaussian_blur");
 }
@@ -760,8 +984,9 @@ void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan,
                            detail::kStageSolarize | detail::kStageNormalize | detail::kStageDeferBlurred;
   const int blur_stages = detail::kStageSolarize | detail::kStageNormalize;
   const detail::PixelGeometry g = detail::pixel_geometry(images, out);
-  const std::size_t smem = plan.blurred.empty() ? 0 : detail::blur_tile_bytes(plan, out.device());
-  if (smem > 0) {
+  const detail::BlurTiles tiles =
+      plan.blurred.empty() ? detail::BlurTiles{} : detail::blur_tiles_for(plan, out.device());
+  if (tiles.smem > 0) {
     // The blurred samples after geometry, jitter and grayscale go to a compact scratch; the fused blur
     // reads it and writes out, finishing with solarize + normalise.
     const std::size_t floats =
@@ -770,7 +995,7 @@ void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan,
     float* deferred = reinterpret_cast<float*>(scratch.bytes());
     detail::launch_pixel_stages(images.data(), out, deferred, g, plan, dplan.view(), stats, pixel_stages,
                                 stream, "augment_images");
-    detail::launch_blur_tiles(deferred, true, out, smem, plan, dplan.view(), stats, blur_stages, stream,
+    detail::launch_blur_tiles(deferred, true, out, tiles, plan, dplan.view(), stats, blur_stages, stream,
                               "augment_images");
     return;
   }

@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -228,6 +229,64 @@ TEST(AugmentCuda, FusedPipelineBlurPathsMatchCpu) {
     Tensor gpu = full(Shape{3, 3, 100, 100}, kNaN, Device::cuda());
     augment_images(x.to(Device::cuda()), params, kDrStats, gpu);
     EXPECT_TRUE(close("augment_images blur " + std::to_string(kernel), gpu, cpu, &kDrStats));
+  }
+}
+
+// Sets cuda::blur_tile_kernel_choice() for a scope.
+class ScopedBlurTiles {
+ public:
+  explicit ScopedBlurTiles(cuda::BlurTileKernel k) : previous_(cuda::blur_tile_kernel_choice()) {
+    cuda::blur_tile_kernel_choice() = k;
+  }
+  ScopedBlurTiles(const ScopedBlurTiles&) = delete;
+  ScopedBlurTiles& operator=(const ScopedBlurTiles&) = delete;
+  ~ScopedBlurTiles() { cuda::blur_tile_kernel_choice() = previous_; }
+
+ private:
+  cuda::BlurTileKernel previous_;
+};
+
+// The four-tap tile kernel (BlurTileKernel::vector4) against the CPU twin, at every four-tap group
+// count (1 to 31 taps) and on partial tiles, and against the scalar tile kernel: both add the same
+// products in the same order (a zero-weight tap adds an exact 0 to the fused multiply-add), so they
+// must agree bitwise. Then the fused pipeline through it, and a batch too wide for it (scalar tiles).
+TEST(AugmentCuda, FourTapBlurTilesMatchCpuAndScalarTiles) {
+  FOVEA_REQUIRE_GPU();
+  const std::vector<int> every{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  for (const auto& [h, w] : std::vector<std::array<int, 2>>{{70, 90}, {224, 224}, {9, 130}, {1, 1}}) {
+    const Tensor x = random_images(16, h, w, static_cast<std::uint64_t>(h * 7 + w));
+    const std::vector<AugmentParams> params = blur_params(16, h, w, every, {1, 1, 0}, true);
+    Tensor scalar = full(x.shape(), kNaN, Device::cuda()), vec4 = full(x.shape(), kNaN, Device::cuda());
+    const Tensor xg = x.to(Device::cuda());
+    {
+      const ScopedBlurTiles tiles(cuda::BlurTileKernel::scalar);
+      gaussian_blur(xg, params, scalar);
+    }
+    {
+      const ScopedBlurTiles tiles(cuda::BlurTileKernel::vector4);
+      check_pixel_op(("gaussian_blur vector4 " + std::to_string(h) + "x" + std::to_string(w)).c_str(),
+                     gaussian_blur, x, params);
+      gaussian_blur(xg, params, vec4);
+    }
+    const std::vector<float> a = scalar.to_vector(), b = vec4.to_vector();
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    EXPECT_EQ(differ, 0u) << h << "x" << w << ": values where the two tile kernels differ";
+  }
+  const ScopedBlurTiles tiles(cuda::BlurTileKernel::vector4);
+  const Tensor x = random_images(3, 150, 130, 23);
+  for (const int kernel : {23, 31, 33}) {  // 33 taps: the batch runs the scalar tiles
+    std::vector<AugmentParams> params = varied_params(3, 150, 130, 100, kernel);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      params[i].blur = i != 1;
+      params[i].blur_kernel = kernel;
+      params[i].blur_sigma = static_cast<float>(kernel) / 6.0f;
+    }
+    Tensor cpu(Shape{3, 3, 100, 100});
+    augment_images(x, params, kDrStats, cpu);
+    Tensor gpu = full(Shape{3, 3, 100, 100}, kNaN, Device::cuda());
+    augment_images(x.to(Device::cuda()), params, kDrStats, gpu);
+    EXPECT_TRUE(close("augment_images vector4 blur " + std::to_string(kernel), gpu, cpu, &kDrStats));
   }
 }
 

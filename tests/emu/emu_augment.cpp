@@ -97,8 +97,17 @@ static std::vector<AugmentParams> varied(int n, int h, int w, int s, int epoch, 
   return p;
 }
 
-// gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel).
-static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params) {
+// The widest blur radius of the plan, and whether the four-tap tile kernel takes it.
+static int max_radius(const AugmentBatchPlan& plan) {
+  int radius = 0;
+  for (int b : plan.blurred) radius = std::max(radius, plan.samples[b].blur_kernel / 2);
+  return radius;
+}
+static bool vec4_takes(const AugmentBatchPlan& plan) { return 2 * max_radius(plan) + 1 <= kVec4MaxTaps; }
+
+// gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel: the scalar one, or
+// with vec4 the four-tap one).
+static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params, bool vec4) {
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 131 + w);
   Plan plan(detail::make_augment_plan(params, h, w, h, w, false));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
@@ -108,15 +117,24 @@ static void blur_case(const char* what, int n, int h, int w, std::vector<Augment
   const std::int64_t sf = 3LL * h * w;
   launch(dim3(2, n), kBlock, 0, false, [&] { copy_unblurred_kernel(x.data(), out.data(), sf, n, d); });
   const int tiles = ((w + kBlurTile - 1) / kBlurTile) * ((h + kBlurTile - 1) / kBlurTile);
-  int radius = 0;
-  for (int b : plan.host.blurred) radius = std::max(radius, plan.host.samples[b].blur_kernel / 2);
-  const std::size_t smem = sizeof(float) * blur_tile_layout(radius).floats;
+  const int radius = max_radius(plan.host);
+  const std::size_t smem =
+      sizeof(float) * (vec4 ? blur_vec4_layout(radius).floats : blur_tile_layout(radius).floats);
   const std::int64_t blurred = plan.host.blurred.size();
   const unsigned planes =
       static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, 4));  // exercise the stride
-  launch(dim3(tiles, planes), kBlock, smem, true,
-         [&] { blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0); });
-  compare(what, out, ref.to_vector());
+  launch(dim3(tiles, planes), kBlock, smem, true, [&] {
+    if (vec4) blur_vec4_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
+    else blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
+  });
+  compare((std::string(what) + (vec4 ? " vec4" : "")).c_str(), out, ref.to_vector());
+}
+
+// blur_case with the scalar tile kernel, and with the four-tap one where it takes the plan.
+static void blur_cases(const char* what, int n, int h, int w, const std::vector<AugmentParams>& params) {
+  blur_case(what, n, h, w, params, false);
+  if (vec4_takes(detail::make_augment_plan(params, h, w, h, w, false)))
+    blur_case(what, n, h, w, params, true);
 }
 
 // Output tiles of pixel_kernel for an h x w output.
@@ -144,8 +162,10 @@ static void crop_case(const char* what, int n, int h, int w, int s) {
   geometry_check(what, x, varied(n, h, w, s, 1, 5), n, h, w, s);
 }
 
-// augment_images as the CUDA twin runs it with the fused blur.
-static void pipeline_case(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
+// augment_images as the CUDA twin runs it with the fused blur (the scalar tile kernel, or with vec4
+// the four-tap one).
+static void pipeline_case(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel,
+                          bool vec4) {
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 3 + w + epoch);
   const auto params = varied(n, h, w, s, epoch, blur_kernel);
   Plan plan(detail::make_augment_plan(params, h, w, s, s));
@@ -164,15 +184,22 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
     pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.means, kDrStats, stages);
   });
   const int btiles = ((s + kBlurTile - 1) / kBlurTile) * ((s + kBlurTile - 1) / kBlurTile);
-  int radius = 0;
-  for (int b : plan.host.blurred) radius = std::max(radius, plan.host.samples[b].blur_kernel / 2);
-  const std::size_t smem = sizeof(float) * blur_tile_layout(radius).floats;
+  const int radius = max_radius(plan.host);
+  const std::size_t smem =
+      sizeof(float) * (vec4 ? blur_vec4_layout(radius).floats : blur_tile_layout(radius).floats);
   const std::int64_t blurred = plan.host.blurred.size();
+  const int finish = kStageSolarize | kStageNormalize;
   launch(dim3(btiles, 3 * blurred), kBlock, smem, true, [&] {
-    blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats,
-                     kStageSolarize | kStageNormalize);
+    if (vec4) blur_vec4_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish);
+    else blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish);
   });
-  compare(what, out, ref.to_vector());
+  compare((std::string(what) + (vec4 ? " vec4" : "")).c_str(), out, ref.to_vector());
+}
+
+// pipeline_case with both tile kernels (the four-tap one where it takes the plan).
+static void pipeline_cases(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
+  pipeline_case(what, n, h, w, s, epoch, blur_kernel, false);
+  if (blur_kernel <= kVec4MaxTaps) pipeline_case(what, n, h, w, s, epoch, blur_kernel, true);
 }
 
 // Flips alone (whole-image crop: every tap of weight 0 or 1) through the gather; square images.
@@ -223,14 +250,18 @@ static std::vector<AugmentParams> blur_params(int n, int h, int w, std::vector<i
 
 int main(int argc, char** argv) {
   const bool big = argc > 1 && std::string(argv[1]) == "big";
-  blur_case("blur 3x37x41 k3/5/23 some off", 3, 37, 41, blur_params(3, 37, 41, {3, 5, 23}, {1, 0, 1}));
-  blur_case("blur 3x37x41 k1/23/7 all on", 3, 37, 41, blur_params(3, 37, 41, {1, 23, 7}, {1}));
-  blur_case("blur 3x5x40 k7/23 wide", 3, 5, 40, blur_params(3, 5, 40, {7, 23, 11}, {1, 0, 1}));
-  blur_case("blur 2x1x1 k5", 2, 1, 1, blur_params(2, 1, 1, {5}, {1}));
-  blur_case("blur 3x7x33 k9", 3, 7, 33, blur_params(3, 7, 33, {9, 3}, {1}));
-  blur_case("blur 2x67x129 k15/29", 2, 67, 129, blur_params(2, 67, 129, {15, 29}, {1}, true));
-  blur_case("blur 3x70x90 k61/7", 3, 70, 90, blur_params(3, 70, 90, {61, 7}, {1}, true));
-  pipeline_case("pipeline 3x150x130->100 k61", 3, 150, 130, 100, 3, 61);
+  blur_cases("blur 3x37x41 k3/5/23 some off", 3, 37, 41, blur_params(3, 37, 41, {3, 5, 23}, {1, 0, 1}));
+  blur_cases("blur 3x37x41 k1/23/7 all on", 3, 37, 41, blur_params(3, 37, 41, {1, 23, 7}, {1}));
+  blur_cases("blur 3x5x40 k7/23 wide", 3, 5, 40, blur_params(3, 5, 40, {7, 23, 11}, {1, 0, 1}));
+  blur_cases("blur 2x1x1 k5", 2, 1, 1, blur_params(2, 1, 1, {5}, {1}));
+  blur_cases("blur 3x7x33 k9", 3, 7, 33, blur_params(3, 7, 33, {9, 3}, {1}));
+  blur_cases("blur 2x67x129 k15/29", 2, 67, 129, blur_params(2, 67, 129, {15, 29}, {1}, true));
+  blur_cases("blur 3x70x90 k61/7", 3, 70, 90, blur_params(3, 70, 90, {61, 7}, {1}, true));
+  // every tap count the four-tap kernel unrolls for (1 to 31: four-tap groups 1 to 8), all taps kept
+  blur_cases("blur 16x70x90 k1..31", 16, 70, 90,
+             blur_params(16, 70, 90, {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}, {1}, true));
+  blur_cases("blur 3x9x130 k31/29/27", 3, 9, 130, blur_params(3, 9, 130, {31, 29, 27}, {1}, true));
+  pipeline_cases("pipeline 3x150x130->100 k61", 3, 150, 130, 100, 3, 61);
   flip_case("flip 5x37x37", 5, 37);
   flip_case("flip 4x70x70", 4, 70);
   jitter_case("jitter 6x37x41 contrast", 6, 37, 41, true);
@@ -243,16 +274,16 @@ int main(int argc, char** argv) {
   crop_case("crop 5x7x9->1", 5, 7, 9, 1);
   crop_case("crop 3x70x90->41", 3, 70, 90, 41);
   crop_case("crop 4x200x180->40", 4, 200, 180, 40);  // downscaling crops
-  pipeline_case("pipeline 5x37x41->32 k5 e0", 5, 37, 41, 32, 0, 5);
-  pipeline_case("pipeline 5x37x41->32 k3 e1", 5, 37, 41, 32, 1, 3);
-  pipeline_case("pipeline 5x37x41->32 k23 e2", 5, 37, 41, 32, 2, 23);
-  pipeline_case("pipeline 2x150x140->130 k23 e3", 2, 150, 140, 130, 3, 23);
+  pipeline_cases("pipeline 5x37x41->32 k5 e0", 5, 37, 41, 32, 0, 5);
+  pipeline_cases("pipeline 5x37x41->32 k3 e1", 5, 37, 41, 32, 1, 3);
+  pipeline_cases("pipeline 5x37x41->32 k23 e2", 5, 37, 41, 32, 2, 23);
+  pipeline_cases("pipeline 2x150x140->130 k23 e3", 2, 150, 140, 130, 3, 23);
   if (big) {
-    blur_case("blur 2x224x224 k23", 2, 224, 224, blur_params(2, 224, 224, {23}, {1}));
+    blur_cases("blur 2x224x224 k23", 2, 224, 224, blur_params(2, 224, 224, {23}, {1}));
     crop_case("crop 3x256x256->224", 3, 256, 256, 224);
     flip_case("flip 3x224x224", 3, 224);
     jitter_case("jitter 3x224x224 contrast", 3, 224, 224, true);
-    pipeline_case("pipeline 3x256x256->224 k23", 3, 256, 256, 224, 0, 23);
+    pipeline_cases("pipeline 3x256x256->224 k23", 3, 256, 256, 224, 0, 23);
   }
   std::printf("%s\n", failures ? "FAILURES" : "all ok");
   return failures ? 1 : 0;

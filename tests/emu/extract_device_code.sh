@@ -8,7 +8,7 @@ set -eu
 k=$1
 out=$2
 mkdir -p "$out"
-smem='s/extern __shared__ \(float4\|float\) \([a-z_]*\)\[\];/\1* \2 = reinterpret_cast<\1*>(::fovea::emu::emu_smem());/'
+smem='s/extern __shared__ \(float4\|float\) \([a-z0-9_]*\)\[\];/\1* \2 = reinterpret_cast<\1*>(::fovea::emu::emu_smem());/'
 
 section() {  # section FILE START_REGEX END_REGEX: lines from START through END (inclusive)
   sed -n "/$2/,/$3/p" "$1"
