@@ -491,6 +491,25 @@ __device__ __forceinline__ void blur_run(const float* line, int stride, const fl
   }
 }
 
+// The blur's finish: solarize at `threshold` when `solarize`, then normalise with (mean, std) when
+// `normalize`; block-uniform, read once per plane (per output, nvcc reloaded the plan's fields and
+// selected the channel's statistics from the kernel parameters).
+struct BlurFinish {
+  bool solarize = false, normalize = false;
+  float threshold = 0.0f, mean = 0.0f, std = 1.0f;
+};
+
+__device__ __forceinline__ BlurFinish blur_finish(const AugmentPlan& p, int c, const ChannelStats& stats,
+                                                  int stages) {
+  BlurFinish f;
+  f.solarize = (stages & kStageSolarize) && p.solarize;
+  f.threshold = p.threshold;
+  f.normalize = (stages & kStageNormalize) != 0;
+  f.mean = stats.mean[c];
+  f.std = stats.std[c];
+  return f;
+}
+
 // The blur of the planes of the blurred samples: input plane 3 b + c of x when compact (x holds only
 // the blurred samples), else plane 3 blurred[b] + c; output plane 3 blurred[b] + c of out, then
 // solarize / normalise as `stages` say. Grid: (64 x 64 output tiles, blurred planes); dynamic shared
@@ -558,6 +577,7 @@ __global__ void __launch_bounds__(kBlock, 4)
     // columns (a partial tile keeps every thread busy); (run, col) advance as in the row pass.
     const int runs_y = (th + kBlurRun - 1) / kBlurRun;
     float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + x0;
+    const BlurFinish f = blur_finish(p, c, stats, stages);
     {
       const int step_run = kBlock / tw, step_col = kBlock - step_run * tw;
       int run = tid / tw, col = tid - run * tw;
@@ -569,8 +589,8 @@ __global__ void __launch_bounds__(kBlock, 4)
         for (int j = 0; j < kBlurRun; ++j, o += w) {
           if (run * kBlurRun + j >= th) break;
           float v = acc[j];
-          if ((stages & kStageSolarize) && p.solarize) v = math::augment::solarize_value(v, p.threshold);
-          if (stages & kStageNormalize) v = math::augment::normalize_value(v, stats.mean[c], stats.std[c]);
+          if (f.solarize) v = math::augment::solarize_value(v, f.threshold);
+          if (f.normalize) v = math::augment::normalize_value(v, f.mean, f.std);
           *o = v;
         }
         run += step_run, col += step_col;
@@ -644,13 +664,6 @@ __device__ __forceinline__ void blur_vec4_run(const float* line, const float* we
 // Row and column passes of one plane whose taps round up to 4 G, the tile (th x tw outputs, rows =
 // th + 2 radius input rows) already in `in`. mid rows at or past `rows` are written as zeros: the
 // column pass's windows reach them only with zero weights or for outputs it does not store.
-// The finish: solarize at `threshold` when `solarize`, then normalise with (mean, std) when `normalize`
-// (block-uniform, loaded once per plane).
-struct BlurFinish {
-  bool solarize = false, normalize = false;
-  float threshold = 0.0f, mean = 0.0f, std = 1.0f;
-};
-
 template <int G>
 __device__ __forceinline__ void blur_vec4_passes(const float* in, float* mid, const float* weights,
                                                  const BlurVec4Layout& l, int rows, int th, int tw, int tid,
@@ -752,12 +765,7 @@ __global__ void __launch_bounds__(kBlock, 4)
     }
     __syncthreads();
     float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + static_cast<std::int64_t>(y0) * w + x0;
-    BlurFinish f;
-    f.solarize = (stages & kStageSolarize) && p.solarize;
-    f.threshold = p.threshold;
-    f.normalize = (stages & kStageNormalize) != 0;
-    f.mean = stats.mean[c];
-    f.std = stats.std[c];
+    const BlurFinish f = blur_finish(p, c, stats, stages);
     switch (l.taps / 4) {  // block-uniform
       case 1: blur_vec4_passes<1>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
       case 2: blur_vec4_passes<2>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
