@@ -491,6 +491,37 @@ __device__ __forceinline__ void blur_run(const float* line, int stride, const fl
   }
 }
 
+// Loads a blur tile's input into `in` (rows th + 2 radius, row pitch `pitch`): the th x tw output tile
+// at (y0, x0) of plane `src` with its halo, reflected at the image border as math::augment::blur_tap_sum
+// does per tap; away from the top and bottom borders (block-uniform) the rows are read without
+// reflection. kZeroPad: the columns past the halo up to the pitch are written as zeros. Lanes along
+// columns, warps along rows.
+template <bool kZeroPad>
+__device__ __forceinline__ void blur_load_tile(const float* src, float* in, int pitch, int x0, int y0, int th,
+                                               int tw, int radius, int h, int w, int lane, int warp) {
+  constexpr int kWarps = kBlock / 32;
+  const int rows = th + 2 * radius, cols = tw + 2 * radius, row0 = y0 - radius;
+  const bool rows_inside = row0 >= 0 && row0 + rows <= h;
+  for (int col = lane; col < (kZeroPad ? pitch : cols); col += 32) {
+    if (kZeroPad && col >= cols) {
+      for (int r = warp; r < rows; r += kWarps) in[r * pitch + col] = 0.0f;
+      continue;
+    }
+    const float* column = src + math::augment::reflect_index(x0 - radius + col, w);
+    if (rows_inside) {
+      const float* q = column + static_cast<std::int64_t>(row0 + warp) * w;
+      const std::int64_t step = static_cast<std::int64_t>(kWarps) * w;
+#pragma unroll 8
+      for (int r = warp; r < rows; r += kWarps, q += step) in[r * pitch + col] = __ldg(q);
+    } else {
+#pragma unroll 8
+      for (int r = warp; r < rows; r += kWarps)
+        in[r * pitch + col] =
+            __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(row0 + r, h)) * w);
+    }
+  }
+}
+
 // The blur's finish: solarize at `threshold` when `solarize`, then normalise with (mean, std) when
 // `normalize`; block-uniform, read once per plane (per output, nvcc reloaded the plan's fields and
 // selected the channel's statistics from the kernel parameters).
@@ -524,7 +555,6 @@ __global__ void __launch_bounds__(kBlock, 4)
   const int y0 = ty * kBlurTile, x0 = tx * kBlurTile;
   const int th = min(kBlurTile, h - y0), tw = min(kBlurTile, w - x0);
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
-  constexpr int kWarps = kBlock / 32;
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
   for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
     const std::int64_t b = plane / 3;
@@ -538,24 +568,8 @@ __global__ void __launch_bounds__(kBlock, 4)
     float* weights = blur_smem + l.weights;
     for (int k = tid; k < kernel; k += kBlock) weights[k] = __ldg(plan.weights + p.blur_offset + k);
     const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
-    // Tile + halo, reflected at the image border as math::augment::blur_tap_sum does per tap; away
-    // from the top and bottom borders (block-uniform) the rows are read without reflection.
-    const int rows = th + 2 * radius, cols = tw + 2 * radius, row0 = y0 - radius;
-    const bool rows_inside = row0 >= 0 && row0 + rows <= h;
-    for (int col = lane; col < cols; col += 32) {
-      const float* column = src + math::augment::reflect_index(x0 - radius + col, w);
-      if (rows_inside) {
-        const float* q = column + static_cast<std::int64_t>(row0 + warp) * w;
-        const std::int64_t step = static_cast<std::int64_t>(kWarps) * w;
-#pragma unroll 8
-        for (int r = warp; r < rows; r += kWarps, q += step) in[r * l.pitch_in + col] = __ldg(q);
-      } else {
-#pragma unroll 8
-        for (int r = warp; r < rows; r += kWarps)
-          in[r * l.pitch_in + col] =
-              __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(row0 + r, h)) * w);
-      }
-    }
+    const int rows = th + 2 * radius;
+    blur_load_tile<false>(src, in, l.pitch_in, x0, y0, th, tw, radius, h, w, lane, warp);
     __syncthreads();
     // Row pass: item = (row r, run of kBlurRun columns), consecutive lanes on consecutive rows; (run, r)
     // advance by kBlock items without a division per item.
@@ -725,7 +739,6 @@ __global__ void __launch_bounds__(kBlock, 4)
   const int y0 = ty * kBlurTile, x0 = tx * kBlurTile;
   const int th = min(kBlurTile, h - y0), tw = min(kBlurTile, w - x0);
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
-  constexpr int kWarps = kBlock / 32;
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
   float* smem = reinterpret_cast<float*>(blur_vec4_smem);
   for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
@@ -741,28 +754,9 @@ __global__ void __launch_bounds__(kBlock, 4)
     for (int k = tid; k < l.taps; k += kBlock)
       weights[k] = k < kernel ? __ldg(plan.weights + p.blur_offset + k) : 0.0f;
     const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
-    // Tile + halo as blur_tile_kernel loads it; the columns past the halo up to the row pitch are
-    // zeros (zero-weight taps read them).
-    const int rows = th + 2 * radius, cols = tw + 2 * radius, row0 = y0 - radius;
-    const bool rows_inside = row0 >= 0 && row0 + rows <= h;
-    for (int col = lane; col < l.pitch_in; col += 32) {
-      if (col >= cols) {
-        for (int r = warp; r < rows; r += kWarps) in[r * l.pitch_in + col] = 0.0f;
-        continue;
-      }
-      const float* column = src + math::augment::reflect_index(x0 - radius + col, w);
-      if (rows_inside) {
-        const float* q = column + static_cast<std::int64_t>(row0 + warp) * w;
-        const std::int64_t step = static_cast<std::int64_t>(kWarps) * w;
-#pragma unroll 8
-        for (int r = warp; r < rows; r += kWarps, q += step) in[r * l.pitch_in + col] = __ldg(q);
-      } else {
-#pragma unroll 8
-        for (int r = warp; r < rows; r += kWarps)
-          in[r * l.pitch_in + col] =
-              __ldg(column + static_cast<std::int64_t>(math::augment::reflect_index(row0 + r, h)) * w);
-      }
-    }
+    // The columns past the halo up to the row pitch are zeros (zero-weight taps read them).
+    const int rows = th + 2 * radius;
+    blur_load_tile<true>(src, in, l.pitch_in, x0, y0, th, tw, radius, h, w, lane, warp);
     __syncthreads();
     float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + static_cast<std::int64_t>(y0) * w + x0;
     const BlurFinish f = blur_finish(p, c, stats, stages);
