@@ -541,6 +541,19 @@ __device__ __forceinline__ BlurFinish blur_finish(const AugmentPlan& p, int c, c
   return f;
 }
 
+// Stores a column run: o[j w] = the finish of acc[j] for j < min(kBlurRun, rows).
+__device__ __forceinline__ void blur_store_run(float* o, int w, int rows, const float acc[kBlurRun],
+                                               const BlurFinish& f) {
+#pragma unroll
+  for (int j = 0; j < kBlurRun; ++j, o += w) {
+    if (j >= rows) break;
+    float v = acc[j];
+    if (f.solarize) v = math::augment::solarize_value(v, f.threshold);
+    if (f.normalize) v = math::augment::normalize_value(v, f.mean, f.std);
+    *o = v;
+  }
+}
+
 // The blur of the planes of the blurred samples: input plane 3 b + c of x when compact (x holds only
 // the blurred samples), else plane 3 blurred[b] + c; output plane 3 blurred[b] + c of out, then
 // solarize / normalise as `stages` say. Grid: (64 x 64 output tiles, blurred planes); dynamic shared
@@ -598,15 +611,8 @@ __global__ void __launch_bounds__(kBlock, 4)
       for (int item = tid; item < tw * runs_y; item += kBlock) {
         float acc[kBlurRun];
         blur_run(mid + run * kBlurRun * kBlurMidPitch + col, kBlurMidPitch, weights, kernel, acc);
-        float* o = dst + static_cast<std::int64_t>(y0 + run * kBlurRun) * w + col;
-#pragma unroll
-        for (int j = 0; j < kBlurRun; ++j, o += w) {
-          if (run * kBlurRun + j >= th) break;
-          float v = acc[j];
-          if (f.solarize) v = math::augment::solarize_value(v, f.threshold);
-          if (f.normalize) v = math::augment::normalize_value(v, f.mean, f.std);
-          *o = v;
-        }
+        blur_store_run(dst + static_cast<std::int64_t>(y0 + run * kBlurRun) * w + col, w, th - run * kBlurRun,
+                       acc, f);
         run += step_run, col += step_col;
         if (col >= tw) col -= tw, ++run;
       }
@@ -713,15 +719,8 @@ __device__ __forceinline__ void blur_vec4_passes(const float* in, float* mid, co
     for (int item = tid; item < tw * runs_y; item += kBlock) {
       float acc[kBlurRun];
       blur_vec4_run<G>(mid + col * l.pitch_mid + run * kBlurRun, weights, acc);
-      float* o = dst + static_cast<std::int64_t>(run * kBlurRun) * w + col;
-#pragma unroll
-      for (int j = 0; j < kBlurRun; ++j, o += w) {
-        if (run * kBlurRun + j >= th) break;
-        float v = acc[j];
-        if (f.solarize) v = math::augment::solarize_value(v, f.threshold);
-        if (f.normalize) v = math::augment::normalize_value(v, f.mean, f.std);
-        *o = v;
-      }
+      blur_store_run(dst + static_cast<std::int64_t>(run * kBlurRun) * w + col, w, th - run * kBlurRun, acc,
+                     f);
       run += step_run, col += step_col;
       if (col >= tw) col -= tw, ++run;
     }
