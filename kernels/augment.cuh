@@ -491,6 +491,20 @@ __device__ __forceinline__ void blur_run(const float* line, int stride, const fl
   }
 }
 
+// The output tile of this block (blockIdx.x over 64 x 64 tiles in row-major order): origin and size.
+struct BlurTile {
+  int y0 = 0, x0 = 0, th = 0, tw = 0;
+};
+
+__device__ __forceinline__ BlurTile blur_tile_of_block(int h, int w) {
+  const int tiles_x = (w + kBlurTile - 1) / kBlurTile;
+  const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
+  BlurTile t;
+  t.y0 = ty * kBlurTile, t.x0 = tx * kBlurTile;
+  t.th = min(kBlurTile, h - t.y0), t.tw = min(kBlurTile, w - t.x0);
+  return t;
+}
+
 // Loads a blur tile's input into `in` (rows th + 2 radius, row pitch `pitch`): the th x tw output tile
 // at (y0, x0) of plane `src` with its halo, reflected at the image border as math::augment::blur_tap_sum
 // does per tap; away from the top and bottom borders (block-uniform) the rows are read without
@@ -563,10 +577,8 @@ __global__ void __launch_bounds__(kBlock, 4)
     blur_tile_kernel(const float* x, float* out, int h, int w, DevicePlan plan, std::int64_t blurred,
                      int compact, ChannelStats stats, int stages) {
   extern __shared__ float blur_smem[];
-  const int tiles_x = (w + kBlurTile - 1) / kBlurTile;
-  const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
-  const int y0 = ty * kBlurTile, x0 = tx * kBlurTile;
-  const int th = min(kBlurTile, h - y0), tw = min(kBlurTile, w - x0);
+  const BlurTile t = blur_tile_of_block(h, w);
+  const int y0 = t.y0, x0 = t.x0, th = t.th, tw = t.tw;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
   for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
@@ -733,10 +745,8 @@ __global__ void __launch_bounds__(kBlock, 4)
     blur_vec4_kernel(const float* x, float* out, int h, int w, DevicePlan plan, std::int64_t blurred,
                      int compact, ChannelStats stats, int stages) {
   extern __shared__ float4 blur_vec4_smem[];
-  const int tiles_x = (w + kBlurTile - 1) / kBlurTile;
-  const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
-  const int y0 = ty * kBlurTile, x0 = tx * kBlurTile;
-  const int th = min(kBlurTile, h - y0), tw = min(kBlurTile, w - x0);
+  const BlurTile t = blur_tile_of_block(h, w);
+  const int y0 = t.y0, x0 = t.x0, th = t.th, tw = t.tw;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
   float* smem = reinterpret_cast<float*>(blur_vec4_smem);
