@@ -1,6 +1,8 @@
 // tests/test_conv.cpp: conv2d and linear on the CPU beyond the harness cases (tests/cases/conv.hpp,
 // linear.hpp, run from test_ops.cpp): cpu::gemm against a naive product, accumulation, shape errors.
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -110,6 +112,51 @@ TEST(Conv2d, BackwardFilterAccumulatesAndEmptyBatchZeroes) {
 }
 
 // A default CView() and a view of 0 elements both mean "no bias".
+// im2col, including the block-copy path of "same" convolutions (stride 1, output width = input width),
+// against direct indexing with a bounds test, bitwise: pixel values are distinct, padding must read
+// +0 (the buffer starts as NaN), over kernels 1 to 5, pads 0 to 3 (wider than the kernel's reach),
+// dilations 1 and 2, strides 1 and 2, rectangular images and single rows and columns.
+TEST(Conv2d, Im2colMatchesDirectIndexing) {
+  int cases = 0, same_cases = 0;
+  for (const auto& [C, H, W] :
+       std::vector<std::array<std::int64_t, 3>>{{1, 1, 1}, {2, 5, 7}, {3, 8, 8}, {1, 1, 9}, {2, 9, 1}})
+    for (std::int64_t k = 1; k <= 5; ++k)
+      for (int pad = 0; pad <= 3; ++pad)
+        for (int dil = 1; dil <= 2; ++dil)
+          for (int stride = 1; stride <= 2; ++stride) {
+            Conv2dParams p;
+            p.stride_h = p.stride_w = stride;
+            p.pad_h = p.pad_w = pad;
+            p.dilation_h = p.dilation_w = dil;
+            const std::int64_t span = dil * (k - 1) + 1;
+            if (H + 2 * pad < span || W + 2 * pad < span) continue;
+            const auto g = conv2d_geometry("im2col test", Shape{1, C, H, W}, Shape{1, C, k, k}, p);
+            std::vector<float> image(static_cast<std::size_t>(C * H * W));
+            for (std::size_t i = 0; i < image.size(); ++i) image[i] = 1.0f + static_cast<float>(i);
+            std::vector<float> got(static_cast<std::size_t>(C * k * k * g.P * g.Q),
+                                   std::numeric_limits<float>::quiet_NaN());
+            ::fovea::detail::conv2d_im2col(image.data(), g, got.data());
+            std::size_t bad = 0;
+            for (std::int64_t c = 0; c < C; ++c)
+              for (std::int64_t r = 0; r < k; ++r)
+                for (std::int64_t s = 0; s < k; ++s)
+                  for (std::int64_t oh = 0; oh < g.P; ++oh)
+                    for (std::int64_t ow = 0; ow < g.Q; ++ow) {
+                      const std::int64_t ih = oh * stride - pad + r * dil, iw = ow * stride - pad + s * dil;
+                      const float want =
+                          ih >= 0 && ih < H && iw >= 0 && iw < W ? image[(c * H + ih) * W + iw] : 0.0f;
+                      const float v = got[(((c * k + r) * k + s) * g.P + oh) * g.Q + ow];
+                      bad += std::memcmp(&v, &want, sizeof(float)) != 0;
+                    }
+            EXPECT_EQ(bad, 0u) << "C " << C << " H " << H << " W " << W << " kernel " << k << " pad " << pad
+                               << " dilation " << dil << " stride " << stride;
+            ++cases;
+            same_cases += stride == 1 && g.Q == W;
+          }
+  EXPECT_GE(same_cases, 30);  // the block-copy path ran, on many geometries
+  EXPECT_GT(cases, 200);
+}
+
 TEST(ConvLinear, DefaultViewMeansNoBias) {
   const Conv2dParams p{1, 1, 1, 1};
   Tensor x = random_tensor({2, 3, 5, 5}, 1), w = random_tensor({4, 3, 3, 3}, 2), none(Shape{0});

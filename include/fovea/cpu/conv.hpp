@@ -99,16 +99,60 @@ inline Conv2dColumnRange conv2d_column_range(const Conv2dGeometry& g, std::int64
   return c;
 }
 
+// GCC turns copy loops into memmove calls; for the long copies below, shifted by one float against
+// their destination, glibc's memmove runs at half the speed of the vectorised loop on the AMD EPYC
+// VMs (docs/benchmarks.md), so GCC keeps the loops here. Other compilers get the plain loops.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define FOVEA_NO_LOOP_TO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FOVEA_NO_LOOP_TO_MEMCPY
+#endif
+
+// The im2col row of kernel tap (r, s) when the output has the input's width and both strides are 1
+// (a "same" convolution): output pixel (oh, ow) reads input (oh - pad_h + r dil_h, ow + offset), one
+// constant shift of the flat index, so the valid output rows are one block copy of the plane
+// (short rows no longer cost a library call each). The columns that read padding took the
+// neighbouring row's pixels in that copy and are zeroed after it.
+FOVEA_NO_LOOP_TO_MEMCPY inline void conv2d_im2col_same_row(const float* plane, const Conv2dGeometry& g,
+                                                           std::int64_t r, const Conv2dColumnRange& cols,
+                                                           float* row) {
+  const auto& p = g.params;
+  const std::int64_t shift = r * p.dilation_h - p.pad_h;  // ih - oh
+  const std::int64_t first = std::clamp<std::int64_t>(-shift, 0, g.P);
+  const std::int64_t last = std::clamp<std::int64_t>(g.H - shift, first, g.P);  // valid rows [first, last)
+  std::fill(row, row + first * g.Q, 0.0f);
+  std::fill(row + last * g.Q, row + g.P * g.Q, 0.0f);
+  if (last == first || cols.hi == cols.lo) {
+    std::fill(row + first * g.Q, row + last * g.Q, 0.0f);
+    return;
+  }
+  // Flat output index i reads plane[i + shift * W + offset] (Q == W); copy from the first valid
+  // column of row `first` to the last valid column of row last - 1, both inside the plane.
+  const std::int64_t begin = first * g.Q + cols.lo, end = (last - 1) * g.Q + cols.hi;
+  const std::int64_t delta = shift * g.W + cols.offset;  // i + delta >= 0 from i = begin on
+  for (std::int64_t i = begin; i < end; ++i) row[i] = plane[i + delta];
+  for (std::int64_t oh = first; oh < last; ++oh) {
+    float* out = row + oh * g.Q;
+    for (std::int64_t i = 0; i < cols.lo; ++i) out[i] = 0.0f;
+    for (std::int64_t i = cols.hi; i < g.Q; ++i) out[i] = 0.0f;
+  }
+}
+
 // col (C * R * S, P * Q) from one image (C, H, W); padding reads as zero.
 inline void conv2d_im2col(const float* image, const Conv2dGeometry& g, float* col) {
   const auto& p = g.params;
   const std::int64_t sw = p.stride_w;
+  const bool same = p.stride_h == 1 && sw == 1 && g.Q == g.W;
   for (std::int64_t c = 0; c < g.C; ++c)
     for (std::int64_t r = 0; r < g.R; ++r)
       for (std::int64_t s = 0; s < g.S; ++s) {
         float* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
         const float* plane = image + c * g.H * g.W;
         const Conv2dColumnRange cols = conv2d_column_range(g, s);
+        if (same) {
+          conv2d_im2col_same_row(plane, g, r, cols, row);
+          continue;
+        }
         for (std::int64_t oh = 0; oh < g.P; ++oh) {
           float* out = row + oh * g.Q;
           const std::int64_t ih = oh * p.stride_h - p.pad_h + r * p.dilation_h;
