@@ -121,15 +121,32 @@ class ScopedTcBlocks {
   int previous_;
 };
 
+// Sets cuda::nt_xent_tc_forward_tiles() for a scope.
+class ScopedTcForward {
+ public:
+  explicit ScopedTcForward(cuda::NtXentForwardTiles tiles) : previous_(cuda::nt_xent_tc_forward_tiles()) {
+    cuda::nt_xent_tc_forward_tiles() = tiles;
+  }
+  ScopedTcForward(const ScopedTcForward&) = delete;
+  ScopedTcForward& operator=(const ScopedTcForward&) = delete;
+  ~ScopedTcForward() { cuda::nt_xent_tc_forward_tiles() = previous_; }
+
+ private:
+  cuda::NtXentForwardTiles previous_;
+};
+
 // NT-Xent with the fp32 SIMT kernel (nt_xent_fwd_bwd) or the TF32 tensor-core kernel
 // (nt_xent_fwd_bwd_tc; counter tensor_cores = 1 when it really ran, 0 when it fell back), the latter
-// also with two blocks per SM (nt_xent_fwd_bwd_tc_2blocks: tc_blocks = 2, cuda/contrastive.hpp).
-void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc_blocks = 1) {
+// also with two blocks per SM (nt_xent_fwd_bwd_tc_2blocks: tc_blocks = 2, cuda/contrastive.hpp) and with
+// the symmetric forward (nt_xent_fwd_bwd_tc_sym: symmetric; counter tc_symmetric_forward).
+void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc_blocks = 1,
+                      bool symmetric = false) {
   const std::int64_t M = 2 * N, D = 128;
   const bool tc = kernel == NtXentKernel::tensor_core;
   const std::string name = std::string(tc ? "nt_xent_fwd_bwd_tc" : "nt_xent_fwd_bwd") +
-                           (tc && tc_blocks == 2 ? "_2blocks" : "") + "/cuda/N" + std::to_string(N);
-  register_timed(name, [device, M, D, kernel, tc, tc_blocks](benchmark::State& state) {
+                           (tc && tc_blocks == 2 ? "_2blocks" : "") + (tc && symmetric ? "_sym" : "") +
+                           "/cuda/N" + std::to_string(N);
+  register_timed(name, [device, M, D, kernel, tc, tc_blocks, symmetric](benchmark::State& state) {
     Tensor z = make_input({M, D}, device, 1), zn({M, D}, device), lse({M}, device), loss(Shape{}, device),
            dz({M, D}, device);
     Tensor s({M, M}, device), dzhat({M, D}, device);  // the composition's similarity matrix
@@ -141,6 +158,9 @@ void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc
     state.counters["tc_blocks_setting"] = tc ? tc_blocks : 0;
     ScopedNtXentKernel scoped_kernel(kernel);
     ScopedTcBlocks scoped_blocks(tc_blocks);
+    ScopedTcForward scoped_forward(symmetric ? cuda::NtXentForwardTiles::symmetric
+                                             : cuda::NtXentForwardTiles::split);
+    state.counters["tc_symmetric_forward"] = tc && symmetric ? 1 : 0;
     time_against_composition(
         state, device, work,
         [&] {
@@ -198,6 +218,8 @@ void register_contrastive_benchmarks(Device device) {
   for (const NtXentKernel kernel : {NtXentKernel::simt, NtXentKernel::tensor_core})
     for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, kernel);
   for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, NtXentKernel::tensor_core, 2);
+  for (const std::int64_t N : {256, 1024, 4096, 8192})
+    register_nt_xent(device, N, NtXentKernel::tensor_core, 1, true);
   register_infonce(device, 256, 65536);
   register_timed("sgemm_rate/cuda/8192", [device](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1e-3);

@@ -542,6 +542,7 @@ void l2_normalize_rows(CView z, View zn) {
 bool nt_xent_tensor_cores_supported(std::int64_t D, int device) { return detail::tc_supported(D, device); }
 
 int& nt_xent_tc_blocks_per_sm() { return detail::nt_xent_tc_blocks_per_sm_setting(); }
+NtXentForwardTiles& nt_xent_tc_forward_tiles() { return detail::nt_xent_tc_forward_tiles_setting(); }
 
 void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, bool tensor_cores) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];

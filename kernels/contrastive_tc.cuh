@@ -303,16 +303,17 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
   tc_cp_wait<0>();
 }
 
-// s = this warp's 16 x 64 slice of A Bᵀ: rows 16 warp .. + 15 of the A panel against the 64 panel
-// rows, over `padded` dims (operands already TF32). Lane (g, t) = (lane / 4, lane % 4) gets
-// s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}. With stride and
-// padded known at compile time (the kernels' D = 128 instances) every fragment load is a base register
-// plus an immediate offset; with run-time values the compiler spends more instructions on addresses
-// than on the loads and MMAs themselves.
-__device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, int stride, int padded,
-                                              float (&s)[kTcNTiles][4]) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const float* a = As + (warp * 16 + g) * stride + t;
+// s = a warp's 16 x 64 slice of A Bᵀ: rows 16 group .. + 15 of the A panel against the 64 panel rows,
+// over `padded` dims (operands already TF32), for the 8-column tiles n >= n_first (the others are
+// left 0; the symmetric forward's diagonal tiles skip those another warp covers). Lane (g, t) =
+// (lane / 4, lane % 4) gets s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}.
+// With stride and padded known at compile time (the kernels' D = 128 instances) every fragment load is
+// a base register plus an immediate offset; with run-time values the compiler spends more instructions
+// on addresses than on the loads and MMAs themselves.
+__device__ __forceinline__ void tc_similarity_rows(const float* As, const float* Bs, int stride, int padded,
+                                                   int group, int n_first, float (&s)[kTcNTiles][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const float* a = As + (group * 16 + g) * stride + t;
   const float* b = Bs + g * stride + t;
 #pragma unroll
   for (int n = 0; n < kTcNTiles; ++n)
@@ -324,8 +325,15 @@ __device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, 
                                  __float_as_uint(a[k + 4]), __float_as_uint(a[8 * stride + k + 4])};
 #pragma unroll
     for (int n = 0; n < kTcNTiles; ++n)
-      tc_mma(s[n], af, __float_as_uint(b[8 * n * stride + k]), __float_as_uint(b[8 * n * stride + k + 4]));
+      if (n >= n_first)
+        tc_mma(s[n], af, __float_as_uint(b[8 * n * stride + k]), __float_as_uint(b[8 * n * stride + k + 4]));
   }
+}
+
+// This warp's slice (rows 16 warp ..) of the whole panel.
+__device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, int stride, int padded,
+                                              float (&s)[kTcNTiles][4]) {
+  tc_similarity_rows(As, Bs, stride, padded, static_cast<int>(threadIdx.x >> 5), 0, s);
 }
 
 // Whether this warp's slice of the panel at c0 holds a diagonal entry or columns past the end.
@@ -359,6 +367,22 @@ __device__ __forceinline__ bool tc_last_arrival(unsigned* counter, unsigned expe
   __syncthreads();
   if (last) __threadfence();
   return last;
+}
+
+// The end of a forward's merge of row tile `tile` (of `tiles`), in the block that merged it: the
+// block's sum of this thread's row_lse_i - s_pos[i] terms becomes tile_terms[tile], and the last of the
+// tiles to get there adds them in tile order into loss = their total / rows (counters[tiles] counts
+// the tiles). Uniform over the block; sums: kTcThreads / 32 doubles of shared memory.
+__device__ __forceinline__ void tc_loss_tail(double term, unsigned tile, unsigned tiles, std::int64_t rows,
+                                             double* tile_terms, unsigned* counters, float* loss,
+                                             double* sums) {
+  term = tc_block_sum(term, sums);
+  if (threadIdx.x == 0) tile_terms[tile] = term;
+  if (!tc_last_arrival(counters + tiles, tiles)) return;
+  double total = 0.0;
+  for (unsigned x = threadIdx.x; x < tiles; x += kTcThreads) total += __ldcg(tile_terms + x);
+  total = tc_block_sum(total, sums);
+  if (threadIdx.x == 0) loss[0] = static_cast<float>(total / static_cast<double>(rows));
 }
 
 // Forward: partial (max, sum) of exp(s_ij) over j != i in this block's column panels, per row i,
@@ -452,13 +476,7 @@ __global__ void __launch_bounds__(kTcThreads, 1)
     row_lse[i] = lse;
     term = static_cast<double>(lse) - s_pos[i];
   }
-  term = tc_block_sum(term, sums);
-  if (threadIdx.x == 0) tile_terms[blockIdx.x] = term;
-  if (!tc_last_arrival(counters + gridDim.x, gridDim.x)) return;
-  double total = 0.0;
-  for (unsigned x = threadIdx.x; x < gridDim.x; x += kTcThreads) total += __ldcg(tile_terms + x);
-  total = tc_block_sum(total, sums);
-  if (threadIdx.x == 0) loss[0] = static_cast<float>(total / static_cast<double>(rows));
+  tc_loss_tail(term, blockIdx.x, gridDim.x, rows, tile_terms, counters, loss, sums);
 }
 
 // Backward: part[split][i][d] = sum_j G_ij zt_j[d] over this block's column panels, for dims
@@ -529,6 +547,227 @@ __global__ void __launch_bounds__(kTcThreads, kMinBlocks)
       const int d = d0 + 8 * n + 2 * t + (e & 1);
       if (n < dim_tiles && i < rows && d < D) part[(blockIdx.y * rows + i) * D + d] = acc[n][e];
     }
+}
+
+// ---- symmetric forward (opt-in: nt_xent_tc_forward_tiles() = symmetric) ----
+// S = zhat zhatᵀ is symmetric, so each pair of 128-row tiles (I < J) is computed once: its
+// exponentials go into the row sums of tile I's rows (over tile J's columns) and, as column sums,
+// into those of tile J's rows (over tile I's). A diagonal tile computes, per warp of 16 rows, only
+// the columns from its own 16 x 16 diagonal block on (row sums there, column sums past it); two
+// diagonal tiles P and R - 1 - P share a block with warp w on P's rows 16 w .. and R - 1 - P's rows
+// 16 (7 - w) .., so every warp walks 18 eight-column tiles where an off-diagonal block's walk 16.
+// Half the MMAs and exponentials of the split forward, in R (R - 1) / 2 + ceil(R / 2) blocks for R row
+// tiles (N = 1024: 128 blocks). A fixed shift replaces the running max: with unit rows, s_ij <= 1
+// (TF32 rounding moves that by ~1e-3) so 2^(s_ij log2(e) / tau - log2(e) / tau) never overflows, and
+// with log2(e) / tau <= kTcSymMaxScale2 it stays above 2^-126 (no term flushes to zero); one
+// exponential then serves a row sum and a column sum. Each row's R partial sums (one per tile it was
+// paired with) go to part[tile][row] and the last block to contribute to a row tile (an arrival
+// counter per tile, R contributions each) adds them in tile order: deterministic.
+constexpr int kTcSymWarps = kTcThreads / 32;
+constexpr float kTcSymMaxScale2 = 60.0f;      // log2(e) / tau: tau >= 0.024
+constexpr std::int64_t kTcSymMaxTiles = 128;  // row tiles (N <= 8192): the partials are R x 2N floats
+
+// Shared memory of the symmetric forward for row stride `stride`: two 128-row panels (tiles I and J,
+// or P and Q), then the column sums [2][warps][128] and row sums [2][128] of up to two tiles.
+inline std::size_t tc_sym_smem_bytes(int stride) {
+  return sizeof(float) * (2 * static_cast<std::size_t>(kTcRows) * static_cast<std::size_t>(stride) +
+                          2 * kTcSymWarps * kTcRows + 2 * kTcRows);
+}
+// Blocks of the symmetric forward for R row tiles: the diagonal pairs, then the tile pairs I < J.
+inline std::int64_t tc_sym_blocks(std::int64_t R) { return (R + 1) / 2 + R * (R - 1) / 2; }
+
+// Block b's tiles: b < ceil(R / 2): the diagonal tiles first = b and second = R - 1 - b (equal for the
+// middle tile of an odd R); then the tile pairs first < second in row-major order.
+struct TcSymItem {
+  int first = 0, second = 0;
+  bool diagonal = false;
+};
+__device__ __forceinline__ TcSymItem tc_sym_item(int b, int R) {
+  const int diagonals = (R + 1) / 2;
+  if (b < diagonals) return {b, R - 1 - b, true};
+  int left = b - diagonals, first = 0;
+  while (left >= R - 1 - first) left -= R - 1 - first++;
+  return {first, first + 1 + left, false};
+}
+
+// One warp's part of a symmetric tile: rows 16 group .. + 15 of A (global rows row0 ..) against the
+// 64-row panel Bp (global rows col0 ..), from eight-column tile n_first on; the tiles diag and diag + 1
+// (-2: none) are the warp's diagonal 16 x 16 block (the diagonal j = i masked, row sums only). Adds
+// 2^(s scale2 - scale2) to this lane's row sums rs[h] (rows g, g + 8) and writes each other
+// tile's column sums over the 16 rows to col[8n + 2t + e] (lanes g = 0). Entries past `rows`, in
+// either direction, count 0.
+__device__ __forceinline__ void tc_sym_slice(const float* A, const float* Bp, int stride, int padded,
+                                             int group, int n_first, int diag, std::int64_t row0,
+                                             std::int64_t col0, std::int64_t rows, float scale2,
+                                             float (&rs)[2], float* col) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float s[kTcNTiles][4];
+  tc_similarity_rows(A, Bp, stride, padded, group, n_first, s);
+  const std::int64_t i0 = row0 + group * 16 + g;
+  const bool edge = col0 + kTcCols > rows || row0 + group * 16 + 16 > rows;
+#pragma unroll
+  for (int n = 0; n < kTcNTiles; ++n) {
+    if (n < n_first) continue;
+    const bool in_diag = n == diag || n == diag + 1;
+    float e[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      e[q] = tc_exp2(fmaf(s[n][q], scale2, -scale2));
+      if (edge || in_diag) {
+        const std::int64_t i = i0 + (q >> 1) * 8, j = col0 + 8 * n + 2 * t + (q & 1);
+        if (i >= rows || j >= rows || j == i) e[q] = 0.0f;
+      }
+    }
+    rs[0] += e[0] + e[1];
+    rs[1] += e[2] + e[3];
+    if (!in_diag) {
+      float c0 = e[0] + e[2], c1 = e[1] + e[3];
+#pragma unroll
+      for (int off = 4; off < 32; off <<= 1) {
+        c0 += __shfl_xor_sync(0xffffffffu, c0, off);
+        c1 += __shfl_xor_sync(0xffffffffu, c1, off);
+      }
+      if (g == 0) {
+        col[8 * n + 2 * t] = c0;
+        col[8 * n + 2 * t + 1] = c1;
+      }
+    }
+  }
+}
+
+// A diagonal tile's two panels for the warp with row group `group`: the 64-column panels from the
+// warp's diagonal block on. T: the tile's rows in shared memory (also its columns), row0 its first
+// global row, col: the tile's column sums of this row group (128 floats).
+__device__ __forceinline__ void tc_sym_diagonal(const float* T, int stride, int padded, int group,
+                                                std::int64_t row0, std::int64_t rows, float scale2,
+                                                float (&rs)[2], float* col) {
+#pragma unroll 1
+  for (int p = 0; p < 2; ++p) {
+    const int first = 2 * group - kTcNTiles * p;  // the diagonal block's first 8-column tile in panel p
+    if (first >= kTcNTiles) continue;
+    tc_sym_slice(T, T + p * kTcCols * stride, stride, padded, group, first > 0 ? first : 0,
+                 first >= 0 ? first : -2, row0, row0 + p * kTcCols, rows, scale2, rs, col + p * kTcCols);
+  }
+}
+
+// Row tile `tile`'s merge, by the last block to contribute to it: row_lse_i = (scale2 + log2 sum of
+// the R partials in tile order) ln 2, then the loss tail.
+__device__ __forceinline__ void tc_sym_merge(int tile, int R, const float* part, std::int64_t rows,
+                                             float scale2, const float* s_pos, double* tile_terms,
+                                             unsigned* counters, float* row_lse, float* loss, double* sums) {
+  double term = 0.0;
+  const std::int64_t i = static_cast<std::int64_t>(tile) * kTcRows + threadIdx.x;
+  if (threadIdx.x < kTcRows && i < rows) {
+    float sum = 0.0f;
+    for (int s0 = 0; s0 < R; s0 += static_cast<int>(kTcMergeBatch)) {
+      float v[kTcMergeBatch];
+#pragma unroll
+      for (int u = 0; u < static_cast<int>(kTcMergeBatch); ++u)
+        v[u] = s0 + u < R ? __ldcg(part + static_cast<std::int64_t>(s0 + u) * rows + i) : 0.0f;
+#pragma unroll
+      for (int u = 0; u < static_cast<int>(kTcMergeBatch); ++u)
+        if (s0 + u < R) sum += v[u];
+    }
+    const float lse = (scale2 + log2f(sum)) * kTcLn2;
+    row_lse[i] = lse;
+    term = static_cast<double>(lse) - s_pos[i];
+  }
+  tc_loss_tail(term, static_cast<unsigned>(tile), static_cast<unsigned>(R), rows, tile_terms, counters, loss,
+               sums);
+}
+
+// The symmetric forward: one block per tile pair or diagonal pair (tc_sym_item), grid tc_sym_blocks(R).
+// zt: zhat rounded to TF32 (rows, D); scale2 = log2(e) / tau <= kTcSymMaxScale2; part (R, rows);
+// counters: R + 1, zero before the launch. kD as in tc_lse_partial_kernel.
+template <int kD>
+__global__ void __launch_bounds__(kTcThreads, 1)
+    tc_lse_sym_kernel(const float* zt, std::int64_t rows, std::int64_t D, int padded, int stride,
+                      float scale2, int row_tiles, float* part, const float* s_pos, double* tile_terms,
+                      unsigned* counters, float* row_lse, float* loss) {
+  extern __shared__ float4 tc_smem[];
+  if constexpr (kD > 0) D = kD, padded = tc_padded(kD), stride = tc_stride(kD);
+  pdl_trigger();
+  pdl_wait();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  float* As = reinterpret_cast<float*>(tc_smem);
+  float* Bs = As + kTcRows * stride;
+  float* cols = Bs + kTcRows * stride;               // [2][kTcSymWarps][kTcRows]
+  float* rowsum = cols + 2 * kTcSymWarps * kTcRows;  // [2][kTcRows]
+  const TcSymItem item = tc_sym_item(static_cast<int>(blockIdx.x), row_tiles);
+  const bool pair = item.first != item.second;
+  const std::int64_t r0 = static_cast<std::int64_t>(item.first) * kTcRows;
+  const std::int64_t c0 = static_cast<std::int64_t>(item.second) * kTcRows;
+  for (int e = threadIdx.x; e < 2 * kTcSymWarps * kTcRows; e += kTcThreads) cols[e] = 0.0f;
+  const bool vec = tc_vector_rows(zt, D);
+  float rs[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};  // [tile][h]
+  tc_stage_rows(As, zt, rows, D, padded, stride, r0, kTcRows, vec);
+  if (item.diagonal) {
+    tc_cp_commit();
+    if (pair) tc_stage_rows(Bs, zt, rows, D, padded, stride, c0, kTcRows, vec);
+    tc_cp_commit();
+    tc_cp_wait<1>();
+    __syncthreads();
+    tc_sym_diagonal(As, stride, padded, warp, r0, rows, scale2, rs[0], cols + warp * kTcRows);
+    if (pair) {
+      tc_cp_wait<0>();
+      __syncthreads();
+      const int group = kTcSymWarps - 1 - warp;
+      tc_sym_diagonal(Bs, stride, padded, group, c0, rows, scale2, rs[1],
+                      cols + (kTcSymWarps + group) * kTcRows);
+    }
+  } else {
+    tc_stage_rows(Bs, zt, rows, D, padded, stride, c0, kTcCols, vec);
+    tc_cp_commit();
+    tc_stage_rows(Bs + kTcCols * stride, zt, rows, D, padded, stride, c0 + kTcCols, kTcCols, vec);
+    tc_cp_commit();
+#pragma unroll 1
+    for (int p = 0; p < 2; ++p) {
+      if (p == 0) tc_cp_wait<1>();
+      else tc_cp_wait<0>();
+      __syncthreads();
+      tc_sym_slice(As, Bs + p * kTcCols * stride, stride, padded, warp, 0, -2, r0, c0 + p * kTcCols, rows,
+                   scale2, rs[0], cols + warp * kTcRows + p * kTcCols);
+    }
+  }
+  tc_cp_wait<0>();
+  // row sums: the 4 lanes of a row, then one lane per row into shared memory
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int group = k == 0 ? warp : kTcSymWarps - 1 - warp;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float v = rs[k][h];
+      v += __shfl_xor_sync(0xffffffffu, v, 1);
+      v += __shfl_xor_sync(0xffffffffu, v, 2);
+      if (t == 0 && (k == 0 || (item.diagonal && pair))) rowsum[k * kTcRows + group * 16 + g + 8 * h] = v;
+    }
+  }
+  __syncthreads();
+  // partials: a row's sum over the other tile of its pair goes to that tile's slot
+  {
+    const int k = static_cast<int>(threadIdx.x) / kTcRows, c = static_cast<int>(threadIdx.x) % kTcRows;
+    if (item.diagonal) {  // k = 0: tile first, k = 1: tile second (when it is another tile)
+      const std::int64_t i = (k == 0 ? r0 : c0) + c;
+      if ((k == 0 || pair) && i < rows) {
+        float colsum = 0.0f;
+        for (int w = 0; w < kTcSymWarps; ++w) colsum += cols[(k * kTcSymWarps + w) * kTcRows + c];
+        part[static_cast<std::int64_t>(k == 0 ? item.first : item.second) * rows + i] =
+            rowsum[k * kTcRows + c] + colsum;
+      }
+    } else if (k == 0) {  // tile first's rows, over tile second's columns
+      part[static_cast<std::int64_t>(item.second) * rows + r0 + c] = rowsum[c];
+    } else if (c0 + c < rows) {  // tile second's rows: the column sums over tile first's rows
+      float colsum = 0.0f;
+      for (int w = 0; w < kTcSymWarps; ++w) colsum += cols[w * kTcRows + c];
+      part[static_cast<std::int64_t>(item.first) * rows + c0 + c] = colsum;
+    }
+  }
+  __shared__ double sums[kTcThreads / 32];
+  if (tc_last_arrival(counters + item.first, static_cast<unsigned>(row_tiles)))
+    tc_sym_merge(item.first, row_tiles, part, rows, scale2, s_pos, tile_terms, counters, row_lse, loss, sums);
+  if (pair && tc_last_arrival(counters + item.second, static_cast<unsigned>(row_tiles)))
+    tc_sym_merge(item.second, row_tiles, part, rows, scale2, s_pos, tile_terms, counters, row_lse, loss,
+                 sums);
 }
 
 // ---- host side ----
@@ -624,6 +863,19 @@ inline bool tc_supported(std::int64_t D, int device) {
   return p.major >= 8 && tc_layout(D, p.sharedMemPerBlockOptin, true).stages > 0;
 }
 
+// The setting behind fovea::cuda::nt_xent_tc_forward_tiles(), first read from FOVEA_NTXENT_TC_FORWARD
+// (unset, "auto" or "split": split; "symmetric").
+inline NtXentForwardTiles& nt_xent_tc_forward_tiles_setting() {
+  static NtXentForwardTiles tiles = [] {
+    const char* v = std::getenv("FOVEA_NTXENT_TC_FORWARD");
+    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "split") == 0)
+      return NtXentForwardTiles::split;
+    if (std::strcmp(v, "symmetric") == 0) return NtXentForwardTiles::symmetric;
+    FOVEA_FAIL("FOVEA_NTXENT_TC_FORWARD must be auto, split or symmetric, got '", v, "'");
+  }();
+  return tiles;
+}
+
 // Grid of a tensor-core pass: raises `kernel`'s shared-memory limit and sizes the column splits from
 // its occupancy.
 struct TcLaunch {
@@ -704,8 +956,46 @@ inline std::int64_t tc_copy_floats(std::int64_t rows, std::int64_t D) { return (
 
 // Two launches: the normalisation (which also zeroes the arrival counters), then the partial
 // log-sum-exps whose last blocks merge them into row_lse and the loss.
+// The symmetric forward's launch (nt_xent_tc_forward_tiles() = symmetric) where it applies: R row tiles
+// at most kTcSymMaxTiles, log2(e) / tau at most kTcSymMaxScale2 and its shared memory within the
+// device's limit; returns false (nothing launched) otherwise.
+inline bool tc_nt_xent_forward_symmetric(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
+                                         cudaStream_t stream) {
+  const std::int64_t M = z.shape()[0], D = z.shape()[1];
+  const std::int64_t R = (M + kTcRows - 1) / kTcRows;
+  const float inv_tau = 1.0f / tau, scale2 = kTcLog2e * inv_tau;
+  const cudaDeviceProp& p = device_properties(dev.index());
+  const int stride = tc_stride(static_cast<int>(D));
+  const std::size_t smem = tc_sym_smem_bytes(stride);
+  if (nt_xent_tc_forward_tiles_setting() != NtXentForwardTiles::symmetric || R > kTcSymMaxTiles ||
+      !(scale2 <= kTcSymMaxScale2) || smem + kTcStaticSmem > p.sharedMemPerBlockOptin)
+    return false;
+  const auto kernel = D == kTcFixedDim ? tc_lse_sym_kernel<kTcFixedDim> : tc_lse_sym_kernel<0>;
+  tc_blocks_per_sm(kernel, smem, dev.index());  // raises the kernel's shared-memory limit
+  // scratch, in floats: the TF32 copy, part (R x M), s_pos (M), then, 8-byte aligned, one double per
+  // row tile and R + 1 counters
+  const std::int64_t copy = tc_copy_floats(M, D);
+  const std::int64_t terms_at = (copy + (R + 1) * M + 1) / 2 * 2;
+  const std::int64_t n_counters = R + 1;
+  Tensor scratch(Shape{terms_at + 2 * R + n_counters}, dev);
+  float* zt = scratch.data();
+  float* part = zt + copy;
+  float* s_pos = part + R * M;
+  auto* tile_terms = reinterpret_cast<double*>(scratch.data() + terms_at);
+  auto* counters = reinterpret_cast<unsigned*>(scratch.data() + terms_at + 2 * R);
+  launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
+                   z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
+  FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
+  launch_dependent(dev.index(), kernel, dim3(static_cast<unsigned>(tc_sym_blocks(R))), kTcThreads, smem,
+                   stream, zt, M, D, tc_padded(static_cast<int>(D)), stride, scale2, static_cast<int>(R),
+                   part, s_pos, tile_terms, counters, row_lse.data(), loss.data());
+  FOVEA_CHECK_LAUNCH("tc_lse_sym_kernel", "z ", z.shape().str(), ", ", R, " row tiles");
+  return true;
+}
+
 inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
                                cudaStream_t stream) {
+  if (tc_nt_xent_forward_symmetric(z, tau, loss, row_lse, znorm, dev, stream)) return;
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
   // (96 registers: two blocks fit an SM without a separate instance)
   const auto kernel = D == kTcFixedDim ? tc_lse_partial_kernel<kTcFixedDim> : tc_lse_partial_kernel<0>;

@@ -199,6 +199,36 @@ TEST(CudaNtXentTensorCore, TwoBlocksPerSmMatchesCpu) {
   blocks = previous;
 }
 
+// The symmetric forward (cuda::nt_xent_tc_forward_tiles() = symmetric: each pair of row tiles once,
+// a fixed shift instead of the running max) at 1 to 16 row tiles, odd and even counts, partial last
+// tiles, tau at the edge of its range (0.03) and a D whose panels do not fit (256: the split forward
+// runs); against the CPU with the default's tolerances (and bitwise equal from one call to the next),
+// and at N = 1024 within float rounding of the split forward.
+TEST(CudaNtXentTensorCore, SymmetricForwardMatchesCpu) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  cuda::NtXentForwardTiles& tiles = cuda::nt_xent_tc_forward_tiles();
+  const cuda::NtXentForwardTiles previous = tiles;
+  tiles = cuda::NtXentForwardTiles::symmetric;
+  for (const std::int64_t N : {1, 64, 70, 192, 257, 1024})
+    for (const float tau : {0.03f, 0.2f}) expect_tensor_core_matches_cpu(N, 128, tau);
+  expect_tensor_core_matches_cpu(300, 64, 0.1f);
+  expect_tensor_core_matches_cpu(300, 256, 0.1f);
+  const Device gpu = Device::cuda(0);
+  const Shape s{2048, 128};
+  const Tensor z = Tensor::from(random_values(s.numel(), InputKind::normal, 77), s).to(gpu);
+  const NtXentRun first = run_nt_xent(z, 0.1f);
+  tiles = cuda::NtXentForwardTiles::split;
+  const NtXentRun split = run_nt_xent(z, 0.1f);
+  tiles = previous;
+  ASSERT_EQ(split.lse.size(), first.lse.size());
+  for (std::size_t i = 0; i < split.lse.size(); ++i)
+    ASSERT_NEAR(first.lse[i], split.lse[i], 2e-5f * (1.0f + std::fabs(split.lse[i]))) << "row " << i;
+  EXPECT_NEAR(first.loss[0], split.loss[0], 2e-5f * (1.0f + std::fabs(split.loss[0])));
+}
+
 // z, znorm and dz as views one float past a 16-byte boundary: the backward stages the caller's znorm
 // with 4-byte copies instead of 16-byte ones (and rounds it to TF32 in shared memory either way), so
 // every output must be bitwise the aligned run's.

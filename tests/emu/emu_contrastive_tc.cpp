@@ -8,7 +8,9 @@
 // NaN); ex2.approx as exp2 flushed to zero below 2^-126. Sizes cover one and two stages, 1 to 9
 // column splits, one and two dim chunks, single- and multi-panel walks, D not a multiple of 4 and a
 // misaligned znorm view, and the host's plan for two blocks per SM (one stage, the backward's
-// 128-register instance). Argument `big` adds N = 257. Exit status 1 on any failure.
+// 128-register instance), and the symmetric forward (1, 2, 3 and 5 row tiles, partial last tiles,
+// tau 0.03, the D = 128 instance bitwise equal to the general one; tau 0.02 falls back to the split forward).
+// Argument `big` adds N = 257. Exit status 1 on any failure.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -122,8 +124,11 @@ struct Run {
 // fixed: run the kernels compiled for D = kTcFixedDim (as the host does for that D) instead of the
 // general ones. two_blocks: the host's plan for nt_xent_tc_blocks_per_sm() = 2 (one stage, twice the
 // resident blocks; the backward's two-block instance only with fixed, else its default plan).
+// sym: the symmetric forward (nt_xent_tc_forward_tiles() = symmetric) where the host would run it
+// (sym_ran tells whether it did), else the split forward.
 static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, float tau, float dloss,
-                  std::int64_t resident, int zn_offset, bool fixed, bool two_blocks = false) {
+                  std::int64_t resident, int zn_offset, bool fixed, bool two_blocks = false, bool sym = false,
+                  bool* sym_ran = nullptr) {
   if (fixed && D != kTcFixedDim) die("the fixed-D kernels need D = kTcFixedDim");
   const std::size_t limit = 232448;
   Run out;
@@ -134,7 +139,37 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
   out.dz.assign(M * D, kNaN);
   const float inv_tau = 1.0f / tau;
   const std::int64_t row_tiles = (M + kTcRows - 1) / kTcRows, col_tiles = (M + kTcCols - 1) / kTcCols;
-  {  // forward
+  const float scale2 = kTcLog2e * inv_tau;
+  const int stride = tc_stride(static_cast<int>(D));
+  sym = sym && row_tiles <= kTcSymMaxTiles && scale2 <= kTcSymMaxScale2 &&
+        tc_sym_smem_bytes(stride) + kTcStaticSmem <= limit;
+  if (sym_ran) *sym_ran = sym;
+  if (sym) {  // the symmetric forward, as tc_nt_xent_forward_symmetric
+    const std::int64_t R = row_tiles;
+    const std::int64_t copy = (M * D + 3) / 4 * 4;
+    const std::int64_t terms_at = (copy + (R + 1) * M + 1) / 2 * 2;
+    const std::int64_t n_counters = R + 1;
+    std::vector<float4> scratch_store((terms_at + 2 * R + n_counters + 3) / 4 + 1,
+                                      float4{kNaN, kNaN, kNaN, kNaN});
+    float* scratch = reinterpret_cast<float*>(scratch_store.data());
+    float* zt = scratch;
+    float* part = zt + copy;
+    float* s_pos = part + R * M;
+    auto* tile_terms = reinterpret_cast<double*>(scratch + terms_at);
+    auto* counters = reinterpret_cast<unsigned*>(scratch + terms_at + 2 * R);
+    launch(dim3(grid_for(M * 32)), 0,
+           [&] { tc_normalize_kernel(z.data(), M, D, M / 2, inv_tau, zn, zt, s_pos, counters, n_counters); });
+    launch(dim3(static_cast<unsigned>(tc_sym_blocks(R))), tc_sym_smem_bytes(stride), [&] {
+      const auto kernel = fixed ? tc_lse_sym_kernel<kTcFixedDim> : tc_lse_sym_kernel<0>;
+      kernel(zt, M, D, tc_padded(static_cast<int>(D)), stride, scale2, static_cast<int>(R), part, s_pos,
+             tile_terms, counters, out.lse.data(), out.loss.data());
+    });
+    // every row tile got R contributions, and each tile's merge arrived once
+    for (std::int64_t c = 0; c < n_counters; ++c)
+      if (counters[c] != static_cast<unsigned>(R)) die("symmetric forward: arrival count");
+    std::printf("  forward: symmetric, %lld row tiles, %lld blocks\n", static_cast<long long>(R),
+                static_cast<long long>(tc_sym_blocks(R)));
+  } else {  // forward
     const TcLayout l = tc_layout(D, limit, false, two_blocks ? 1 : 2);
     const std::size_t smem = tc_smem_bytes(l.stride, l.stages, false);
     const int splits = tc_splits(row_tiles, col_tiles, two_blocks ? 2 * resident : resident);
@@ -163,7 +198,7 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     std::printf("  forward: %lld row tiles x %d splits, %d stage(s)\n", static_cast<long long>(row_tiles),
                 splits, l.stages);
   }
-  {  // backward
+  if (!sym) {  // backward (the symmetric forward's runs check the forward alone: the backward is the same)
     const bool two = two_blocks && fixed;
     const TcLayout l = tc_layout(D, limit, true, two ? 1 : 2);
     const std::size_t smem = tc_smem_bytes(l.stride, l.stages, true);
@@ -212,7 +247,9 @@ int main(int argc, char** argv) {
   std::vector<Case> cases = {{1, 3, 132, 0.5f, 0},  {3, 3, 132, 0.1f, 1},   {8, 64, 132, 0.5f, 0},
                              {70, 128, 6, 0.2f, 0}, {70, 128, 6, 0.2f, 1},  {40, 200, 4, 0.1f, 0},
                              {45, 129, 5, 0.5f, 0}, {70, 128, 1, 0.2f, 1},  {100, 200, 2, 0.1f, 0},
-                             {100, 7, 3, 0.5f, 0},  {300, 64, 132, 0.2f, 0}};  // last: 10 splits
+                             {100, 7, 3, 0.5f, 0},  {300, 64, 132, 0.2f, 0},  // 10 splits
+                             // the symmetric forward at 1 and 3 row tiles, and below its tau range
+                             {64, 128, 132, 0.03f, 0}, {130, 128, 132, 0.07f, 0}, {40, 128, 132, 0.02f, 0}};
   if (argc > 1 && std::string(argv[1]) == "big") cases.push_back({257, 128, 132, 0.2f, 0});
   bool ok = true;
   for (const Case& c : cases) {
@@ -256,6 +293,23 @@ int main(int argc, char** argv) {
       ok &= close_all("dz", run.dz, dz.to_vector(), 2e-3 * unit, 1e-2);
     };
     check(r);
+    bool sym_ran = false;
+    const Run sym = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, false, true, &sym_ran);
+    if (sym_ran) {
+      std::printf(" symmetric forward:\n");
+      ok &= close_all("loss", sym.loss, loss.to_vector(), 1e-3 / c.tau, 1e-3);
+      ok &= close_all("lse", sym.lse, lse.to_vector(), 3e-4 / c.tau, 3e-4 / c.tau);
+      ok &= close_all("zn", sym.zn, zn.to_vector(), 1e-7, 1e-5);
+      if (fixed && c.zn_offset == 0) {  // the D = 128 instance gives the general one's bits
+        const Run general = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, false, false, true);
+        const bool equal = sym.loss == general.loss && sym.lse == general.lse && sym.zn == general.zn;
+        std::printf("  symmetric forward, fixed-D kernel %s the general kernel bitwise\n",
+                    equal ? "matches" : "DIFFERS FROM");
+        ok &= equal;
+      }
+    } else {
+      std::printf(" symmetric forward: not applicable (the split forward runs)\n");
+    }
     if (fixed || c.N >= 100) {  // two blocks per SM: other splits and stages, the same tolerances
       std::printf(" two blocks per SM:\n");
       check(run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, true));

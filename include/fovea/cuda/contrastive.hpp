@@ -24,6 +24,17 @@ bool nt_xent_tensor_cores_supported(std::int64_t D, int device);
 // environment variable FOVEA_NTXENT_TC_BLOCKS (auto | 1 | 2); set it between ops, not while other
 // threads launch NT-Xent. docs/losses.md has the measurements behind the default.
 int& nt_xent_tc_blocks_per_sm();
+// How the tensor-core forward covers S = zhat zhatᵀ: split (the default) walks every row tile against
+// all columns in column splits; symmetric computes each pair of 128-row tiles once (S is symmetric),
+// feeding one exponential into a row sum and a column sum, and merges each row's per-tile partial
+// sums: half the MMAs and exponentials in R (R - 1) / 2 + ceil(R / 2) blocks for R = ceil(2N / 128)
+// row tiles (N = 1024: 128 blocks). symmetric applies where R <= 128 (N <= 8192), tau >= 0.024 (a fixed
+// shift replaces the running max: no term may flush to zero) and two 128-row panels fit the
+// device's shared memory (D <= 200 or so); elsewhere the split forward runs. Results agree within
+// float rounding, not bitwise, across settings; each is deterministic. First read from the
+// environment variable FOVEA_NTXENT_TC_FORWARD (auto | split | symmetric); set it between ops.
+enum class NtXentForwardTiles { split, symmetric };
+NtXentForwardTiles& nt_xent_tc_forward_tiles();
 void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, bool tensor_cores);
 void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz, bool tensor_cores);
 void contrastive_accuracy(CView znorm, View accuracy);
