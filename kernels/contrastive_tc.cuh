@@ -304,14 +304,15 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
 }
 
 // s = a warp's 16 x 64 slice of A Bᵀ: rows 16 group .. + 15 of the A panel against the 64 panel rows,
-// over `padded` dims (operands already TF32), for the 8-column tiles n >= n_first (the others are
+// over `padded` dims (operands already TF32), for the 8-column tiles n >= kFirst (the others are
 // left 0; the symmetric forward's diagonal tiles skip those another warp covers). Lane (g, t) =
 // (lane / 4, lane % 4) gets s[n] = {(g, 8n + 2t), (g, 8n + 2t + 1), (g + 8, 8n + 2t), (g + 8, 8n + 2t + 1)}.
 // With stride and padded known at compile time (the kernels' D = 128 instances) every fragment load is
 // a base register plus an immediate offset; with run-time values the compiler spends more instructions
 // on addresses than on the loads and MMAs themselves.
+template <int kFirst>
 __device__ __forceinline__ void tc_similarity_rows(const float* As, const float* Bs, int stride, int padded,
-                                                   int group, int n_first, float (&s)[kTcNTiles][4]) {
+                                                   int group, float (&s)[kTcNTiles][4]) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const float* a = As + (group * 16 + g) * stride + t;
   const float* b = Bs + g * stride + t;
@@ -325,7 +326,7 @@ __device__ __forceinline__ void tc_similarity_rows(const float* As, const float*
                                  __float_as_uint(a[k + 4]), __float_as_uint(a[8 * stride + k + 4])};
 #pragma unroll
     for (int n = 0; n < kTcNTiles; ++n)
-      if (n >= n_first)
+      if (n >= kFirst)
         tc_mma(s[n], af, __float_as_uint(b[8 * n * stride + k]), __float_as_uint(b[8 * n * stride + k + 4]));
   }
 }
@@ -333,7 +334,7 @@ __device__ __forceinline__ void tc_similarity_rows(const float* As, const float*
 // This warp's slice (rows 16 warp ..) of the whole panel.
 __device__ __forceinline__ void tc_similarity(const float* As, const float* Bs, int stride, int padded,
                                               float (&s)[kTcNTiles][4]) {
-  tc_similarity_rows(As, Bs, stride, padded, static_cast<int>(threadIdx.x >> 5), 0, s);
+  tc_similarity_rows<0>(As, Bs, stride, padded, static_cast<int>(threadIdx.x >> 5), s);
 }
 
 // Whether this warp's slice of the panel at c0 holds a diagonal entry or columns past the end.
@@ -591,24 +592,24 @@ __device__ __forceinline__ TcSymItem tc_sym_item(int b, int R) {
 }
 
 // One warp's part of a symmetric tile: rows 16 group .. + 15 of A (global rows row0 ..) against the
-// 64-row panel Bp (global rows col0 ..), from eight-column tile n_first on; the tiles diag and diag + 1
-// (-2: none) are the warp's diagonal 16 x 16 block (the diagonal j = i masked, row sums only). Adds
-// 2^(s scale2 - scale2) to this lane's row sums rs[h] (rows g, g + 8) and writes each other
-// tile's column sums over the 16 rows to col[8n + 2t + e] (lanes g = 0). Entries past `rows`, in
-// either direction, count 0.
+// 64-row panel Bp (global rows col0 ..), from eight-column tile kFirst on; with kDiag the tiles kFirst
+// and kFirst + 1 are the warp's diagonal 16 x 16 block (the diagonal j = i masked, row sums only).
+// Compile-time bounds: no per-tile test in the MMA loop. Adds 2^(s scale2 - scale2) to this lane's
+// row sums rs[h] (rows g, g + 8) and writes each other tile's column sums over the 16 rows to
+// col[8n + 2t + e] (lanes g = 0). Entries past `rows`, in either direction, count 0.
+template <int kFirst, bool kDiag>
 __device__ __forceinline__ void tc_sym_slice(const float* A, const float* Bp, int stride, int padded,
-                                             int group, int n_first, int diag, std::int64_t row0,
-                                             std::int64_t col0, std::int64_t rows, float scale2,
-                                             float (&rs)[2], float* col) {
+                                             int group, std::int64_t row0, std::int64_t col0,
+                                             std::int64_t rows, float scale2, float (&rs)[2], float* col) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   float s[kTcNTiles][4];
-  tc_similarity_rows(A, Bp, stride, padded, group, n_first, s);
+  tc_similarity_rows<kFirst>(A, Bp, stride, padded, group, s);
   const std::int64_t i0 = row0 + group * 16 + g;
   const bool edge = col0 + kTcCols > rows || row0 + group * 16 + 16 > rows;
 #pragma unroll
   for (int n = 0; n < kTcNTiles; ++n) {
-    if (n < n_first) continue;
-    const bool in_diag = n == diag || n == diag + 1;
+    if (n < kFirst) continue;
+    const bool in_diag = kDiag && (n == kFirst || n == kFirst + 1);
     float e[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
@@ -644,9 +645,17 @@ __device__ __forceinline__ void tc_sym_diagonal(const float* T, int stride, int 
 #pragma unroll 1
   for (int p = 0; p < 2; ++p) {
     const int first = 2 * group - kTcNTiles * p;  // the diagonal block's first 8-column tile in panel p
-    if (first >= kTcNTiles) continue;
-    tc_sym_slice(T, T + p * kTcCols * stride, stride, padded, group, first > 0 ? first : 0,
-                 first >= 0 ? first : -2, row0, row0 + p * kTcCols, rows, scale2, rs, col + p * kTcCols);
+    const float* Bp = T + p * kTcCols * stride;
+    const std::int64_t col0 = row0 + p * kTcCols;
+    float* c = col + p * kTcCols;
+    switch (first) {  // warp-uniform
+      case 0: tc_sym_slice<0, true>(T, Bp, stride, padded, group, row0, col0, rows, scale2, rs, c); break;
+      case 2: tc_sym_slice<2, true>(T, Bp, stride, padded, group, row0, col0, rows, scale2, rs, c); break;
+      case 4: tc_sym_slice<4, true>(T, Bp, stride, padded, group, row0, col0, rows, scale2, rs, c); break;
+      case 6: tc_sym_slice<6, true>(T, Bp, stride, padded, group, row0, col0, rows, scale2, rs, c); break;
+      default:  // the diagonal block lies in an earlier panel (first < 0) or a later one (first >= 8)
+        if (first < 0) tc_sym_slice<0, false>(T, Bp, stride, padded, group, row0, col0, rows, scale2, rs, c);
+    }
   }
 }
 
@@ -705,15 +714,25 @@ __global__ void __launch_bounds__(kTcThreads, 1)
     tc_cp_commit();
     if (pair) tc_stage_rows(Bs, zt, rows, D, padded, stride, c0, kTcRows, vec);
     tc_cp_commit();
-    tc_cp_wait<1>();
-    __syncthreads();
-    tc_sym_diagonal(As, stride, padded, warp, r0, rows, scale2, rs[0], cols + warp * kTcRows);
-    if (pair) {
-      tc_cp_wait<0>();
+    // tile first (warp w: rows 16 w ..), then tile second (rows 16 (7 - w) ..): one loop, so the
+    // slices' code exists once
+#pragma unroll 1
+    for (int k = 0; k < (pair ? 2 : 1); ++k) {
+      if (k == 0) {
+        tc_cp_wait<1>();
+      } else {
+        tc_cp_wait<0>();
+      }
       __syncthreads();
-      const int group = kTcSymWarps - 1 - warp;
-      tc_sym_diagonal(Bs, stride, padded, group, c0, rows, scale2, rs[1],
-                      cols + (kTcSymWarps + group) * kTcRows);
+      const int group = k == 0 ? warp : kTcSymWarps - 1 - warp;
+      float r[2] = {0.0f, 0.0f};
+      tc_sym_diagonal(k == 0 ? As : Bs, stride, padded, group, k == 0 ? r0 : c0, rows, scale2, r,
+                      cols + (k * kTcSymWarps + group) * kTcRows);
+      if (k == 0) {
+        rs[0][0] = r[0], rs[0][1] = r[1];
+      } else {
+        rs[1][0] = r[0], rs[1][1] = r[1];
+      }
     }
   } else {
     tc_stage_rows(Bs, zt, rows, D, padded, stride, c0, kTcCols, vec);
@@ -725,8 +744,8 @@ __global__ void __launch_bounds__(kTcThreads, 1)
       if (p == 0) tc_cp_wait<1>();
       else tc_cp_wait<0>();
       __syncthreads();
-      tc_sym_slice(As, Bs + p * kTcCols * stride, stride, padded, warp, 0, -2, r0, c0 + p * kTcCols, rows,
-                   scale2, rs[0], cols + warp * kTcRows + p * kTcCols);
+      tc_sym_slice<0, false>(As, Bs + p * kTcCols * stride, stride, padded, warp, r0, c0 + p * kTcCols, rows,
+                             scale2, rs[0], cols + warp * kTcRows + p * kTcCols);
     }
   }
   tc_cp_wait<0>();
