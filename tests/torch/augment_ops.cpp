@@ -9,6 +9,11 @@
 // O holds "geometry" (random_resized_crop_flip, N x 3 x S x S), "color_jitter", "grayscale",
 // "gaussian_blur", "solarize" (each N x 3 x H x W, on x), "normalize" (normalize_channels on x) and
 // "pipeline" (augment_images, N x 3 x S x S).
+//
+// Draw mode: fovea_augment_ops --draw simclr|moco_v2 --count N --height H --width W --size S --seed K
+//   --out O.safetensors writes "params" (N, 23): data::draw_batch_params of the preset for samples
+//   0 .. N - 1 of H x W images (epoch 0, view 0), in the same columns, for the comparison of the
+//   parameter distributions with torchvision's samplers.
 // Exit status: 0 done, 77 the device cannot be used (skip), 2 bad arguments, 1 any other error
 // (bad parameters included: fovea's own message names the sample and the field).
 #include <array>
@@ -24,6 +29,7 @@
 #include "fovea/core/device.hpp"
 #include "fovea/core/stream.hpp"
 #include "fovea/core/tensor.hpp"
+#include "fovea/data/augment.hpp"
 #include "fovea/io/safetensors.hpp"
 #include "fovea/ops/augment.hpp"
 
@@ -41,20 +47,25 @@ constexpr std::array<std::string_view, 23> kColumns = {
 
 struct Options {
   std::string input, out, device = "cpu";
+  std::string draw, count, height, width, size, seed;  // draw mode
 };
 
 [[noreturn]] void usage(const std::string& problem) {
-  std::fprintf(stderr,
-               "fovea_augment_ops: %s\nusage: fovea_augment_ops --input X.safetensors --device cpu|cuda "
-               "--out O.safetensors\n",
-               problem.c_str());
+  std::fprintf(
+      stderr,
+      "fovea_augment_ops: %s\nusage: fovea_augment_ops --input X.safetensors --device cpu|cuda "
+      "--out O.safetensors\n   or: fovea_augment_ops --draw simclr|moco_v2 --count N --height H --width W "
+      "--size S --seed K --out O.safetensors\n",
+      problem.c_str());
   std::exit(kExitUsage);
 }
 
 Options parse(int argc, char** argv) {
   Options o;
   std::map<std::string_view, std::string*> strings = {
-      {"--input", &o.input}, {"--out", &o.out}, {"--device", &o.device}};
+      {"--input", &o.input}, {"--out", &o.out},     {"--device", &o.device},
+      {"--draw", &o.draw},   {"--count", &o.count}, {"--height", &o.height},
+      {"--width", &o.width}, {"--size", &o.size},   {"--seed", &o.seed}};
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(flag));
@@ -62,7 +73,7 @@ Options parse(int argc, char** argv) {
     if (it == strings.end()) usage("unknown argument '" + std::string(flag) + "'");
     *it->second = argv[++i];
   }
-  if (o.input.empty() || o.out.empty()) usage("--input and --out are required");
+  if (o.out.empty() || (o.input.empty() && o.draw.empty())) usage("--out and --input or --draw are required");
   return o;
 }
 
@@ -103,6 +114,64 @@ std::vector<fovea::AugmentParams> params_of(const fovea::Tensor& table) {
     p.solarize = u8(21), p.solarize_threshold = v[22];
   }
   return out;
+}
+
+// A positive integer argument of draw mode, at most `most`.
+std::int64_t positive(const std::string& flag, const std::string& value, std::int64_t most) {
+  char* end = nullptr;
+  const long long v = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || v < 1 || v > most) usage("bad " + flag + " '" + value + "'");
+  return v;
+}
+
+// Draw mode: the preset's parameters for samples 0 .. count - 1, one row each.
+void draw(const Options& o) {
+  using namespace fovea;
+  const std::int64_t count = positive("--count", o.count, 1 << 22),
+                     height = positive("--height", o.height, 1 << 14),
+                     width = positive("--width", o.width, 1 << 14),
+                     size = positive("--size", o.size, 1 << 14);
+  const auto seed = static_cast<std::uint64_t>(positive("--seed", o.seed.empty() ? "1" : o.seed, 1ll << 62));
+  data::AugmentConfig config;
+  if (o.draw == "simclr") config = data::simclr(static_cast<int>(size));
+  else if (o.draw == "moco_v2") config = data::moco_v2(static_cast<int>(size));
+  else usage("--draw must be simclr or moco_v2, got '" + o.draw + "'");
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(count));
+  for (std::int64_t i = 0; i < count; ++i) ids[static_cast<std::size_t>(i)] = i;
+  const std::vector<AugmentParams> params = data::draw_batch_params(config, ids, 0, 0, seed, height, width);
+  Tensor table(Shape{count, static_cast<std::int64_t>(kColumns.size())}, Device::cpu());
+  float* v = table.data();
+  for (const AugmentParams& p : params) {
+    const float row[] = {static_cast<float>(p.crop_top),
+                         static_cast<float>(p.crop_left),
+                         static_cast<float>(p.crop_height),
+                         static_cast<float>(p.crop_width),
+                         static_cast<float>(p.hflip),
+                         static_cast<float>(p.vflip),
+                         p.rotation_degrees,
+                         static_cast<float>(p.jitter),
+                         static_cast<float>(p.jitter_ops),
+                         static_cast<float>(p.order[0]),
+                         static_cast<float>(p.order[1]),
+                         static_cast<float>(p.order[2]),
+                         static_cast<float>(p.order[3]),
+                         p.brightness,
+                         p.contrast,
+                         p.saturation,
+                         p.hue,
+                         static_cast<float>(p.grayscale),
+                         static_cast<float>(p.blur),
+                         static_cast<float>(p.blur_kernel),
+                         p.blur_sigma,
+                         static_cast<float>(p.solarize),
+                         p.solarize_threshold};
+    static_assert(sizeof(row) / sizeof(row[0]) == kColumns.size());
+    for (const float x : row) *v++ = x;
+  }
+  io::write_safetensors(o.out, {{"params", table.cview()}}, {{"preset", o.draw}});
+  std::printf("fovea_augment_ops: %lld %s draws for %lldx%lld -> %lld px, wrote %s\n",
+              static_cast<long long>(count), o.draw.c_str(), static_cast<long long>(height),
+              static_cast<long long>(width), static_cast<long long>(size), o.out.c_str());
 }
 
 fovea::Tensor host_copy(fovea::CView v) {
@@ -166,7 +235,8 @@ int main(int argc, char** argv) {
                   fovea::cuda_unavailable_reason().c_str());
       return kExitSkip;
     }
-    run(o, device);
+    if (!o.draw.empty()) draw(o);
+    else run(o, device);
     if (device.is_cuda()) fovea::synchronize(device);
     return 0;
   } catch (const std::exception& e) {

@@ -17,6 +17,13 @@
 # rotates the resized image with grid_sample, which blends border pixels with the zero fill;
 # compared where torchvision's rotated all-ones image is 1 (every tap inside), and fovea must be
 # 0 where it is 0.
+# Third, the parameter draws: 20,000 views of the SimCLR and MoCo v2 presets for 300 x 400 images
+# (`fovea_augment_ops --draw`) against as many from torchvision's own samplers with the recipes'
+# settings (RandomResizedCrop.get_params, ColorJitter.get_params, the RandomApply / flip / grayscale
+# coins, GaussianBlur's sigma): two-sample Kolmogorov-Smirnov distances of the crop's area fraction,
+# log aspect ratio and offsets, the jitter factors and the blur sigma (limit: the 0.001 level), the
+# frequencies of every coin and of each op at each place of the jitter order (|z| < 4.5), and the
+# blur kernel (10 % of the side, made odd).
 # Exit status: 0 all within tolerance, 1 a mismatch or an error, 77 skipped (torch or torchvision
 # not importable; for --device cuda: no GPU for torch or fovea).
 import argparse
@@ -206,6 +213,115 @@ def run_batch(torch, F, IM, args, folder, tag, x, params, table, size, failures,
     return 0
 
 
+# ---- the parameter draws -------------------------------------------------------------------------
+DRAWS, DRAW_H, DRAW_W, DRAW_S = 20000, 300, 400, 224
+RECIPES = {  # torchvision's arguments of the two recipes (fovea's data::simclr / data::moco_v2)
+    "simclr": {"scale": (0.08, 1.0), "jitter": (0.8, 0.8, 0.8, 0.2)},
+    "moco_v2": {"scale": (0.2, 1.0), "jitter": (0.4, 0.4, 0.4, 0.1)},
+}
+
+
+def torchvision_draws(torch, T, recipe, n, seed):
+    """n parameter rows (dicts of COLUMNS' names) drawn with torchvision's samplers, in the order
+    its Compose would draw them: crop, flip, RandomApply(jitter), grayscale, RandomApply(blur)."""
+    torch.manual_seed(seed)
+    img = torch.empty(3, DRAW_H, DRAW_W)
+    b, c, s, h = recipe["jitter"]
+    ranges = ([max(0.0, 1 - b), 1 + b], [max(0.0, 1 - c), 1 + c], [max(0.0, 1 - s), 1 + s], [-h, h])
+    rows = []
+    for _ in range(n):
+        top, left, ch, cw = T.RandomResizedCrop.get_params(img, list(recipe["scale"]), [3 / 4, 4 / 3])
+        row = {"crop_top": top, "crop_left": left, "crop_height": ch, "crop_width": cw,
+               "hflip": int(torch.rand(1).item() < 0.5), "jitter": int(torch.rand(1).item() < 0.8)}
+        if row["jitter"]:
+            order, bf, cf, sf, hf = T.ColorJitter.get_params(*ranges)
+            row.update({f"order{k}": int(order[k]) for k in range(4)})
+            row.update({"brightness": bf, "contrast": cf, "saturation": sf, "hue": hf})
+        row["grayscale"] = int(torch.rand(1).item() < 0.2)
+        row["blur"] = int(torch.rand(1).item() < 0.5)
+        if row["blur"]:
+            row["blur_sigma"] = T.GaussianBlur.get_params(0.1, 2.0)
+        rows.append(row)
+    return rows
+
+
+def ks_distance(a, b):
+    """The two-sample Kolmogorov-Smirnov statistic sup |F_a - F_b| (ties handled)."""
+    a, b = sorted(a), sorted(b)
+    i = j = 0
+    d = 0.0
+    while i < len(a) and j < len(b):
+        x = min(a[i], b[j])
+        while i < len(a) and a[i] <= x:
+            i += 1
+        while j < len(b) and b[j] <= x:
+            j += 1
+        d = max(d, abs(i / len(a) - j / len(b)))
+    return d
+
+
+def compare_draws(name, fovea_rows, tv_rows, failures, rows):
+    def ks(what, f, t):
+        d = ks_distance(f, t)
+        limit = 1.95 * math.sqrt((len(f) + len(t)) / (len(f) * len(t)))  # the 0.001 level
+        ok = d <= limit
+        rows.append([f"{name} {what}", "ok" if ok else "FAIL", f"{len(f)}/{len(t)}", f"KS {d:.4f}",
+                     f"{limit:.4f}"])
+        if not ok:
+            failures.append(f"{name} {what}: KS distance {d:.4f} > {limit:.4f}")
+
+    def freq(what, f, t):
+        pf, pt = sum(f) / len(f), sum(t) / len(t)
+        pooled = (sum(f) + sum(t)) / (len(f) + len(t))
+        se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / len(f) + 1 / len(t)))
+        z = (pf - pt) / se
+        ok = abs(z) < 4.5
+        rows.append([f"{name} {what}", "ok" if ok else "FAIL", f"{pf:.4f}/{pt:.4f}", f"z {z:+.2f}", "4.5"])
+        if not ok:
+            failures.append(f"{name} {what}: frequency {pf:.4f} (fovea) vs {pt:.4f} (torchvision), z {z:+.2f}")
+
+    area = lambda r: r["crop_height"] * r["crop_width"] / (DRAW_H * DRAW_W)
+    ratio = lambda r: math.log(r["crop_width"] / r["crop_height"])
+    ks("crop area fraction", [area(r) for r in fovea_rows], [area(r) for r in tv_rows])
+    ks("crop log aspect ratio", [ratio(r) for r in fovea_rows], [ratio(r) for r in tv_rows])
+    for pos, side, size in (("crop_top", "crop_height", DRAW_H), ("crop_left", "crop_width", DRAW_W)):
+        rel = lambda rs: [r[pos] / (size - r[side]) for r in rs if r[side] < size]
+        ks(f"{pos} / room", rel(fovea_rows), rel(tv_rows))
+    for coin in ("hflip", "jitter", "grayscale", "blur"):
+        freq(coin, [r[coin] for r in fovea_rows], [r[coin] for r in tv_rows])
+    jf, jt = [r for r in fovea_rows if r["jitter"]], [r for r in tv_rows if r["jitter"]]
+    for factor in ("brightness", "contrast", "saturation", "hue"):
+        ks(factor, [r[factor] for r in jf], [r[factor] for r in jt])
+    for k in range(4):
+        for op in range(4):
+            freq(f"jitter order[{k}] = {op}", [int(r[f"order{k}"] == op) for r in jf],
+                 [int(r[f"order{k}"] == op) for r in jt])
+    bf, bt = [r for r in fovea_rows if r["blur"]], [r for r in tv_rows if r["blur"]]
+    ks("blur sigma", [r["blur_sigma"] for r in bf], [r["blur_sigma"] for r in bt])
+    kernel = int(0.1 * DRAW_S) + (1 - int(0.1 * DRAW_S) % 2)
+    bad = sorted({int(r["blur_kernel"]) for r in bf} - {kernel})
+    rows.append([f"{name} blur kernel", "ok" if not bad else "FAIL", f"{len(bf)}", f"{kernel} taps", "-"])
+    if bad:
+        failures.append(f"{name} blur kernel: fovea drew {bad}, the recipe's is {kernel}")
+    others = [c for c in ("vflip", "rotation_degrees", "solarize") if any(r[c] for r in fovea_rows)]
+    if others:
+        failures.append(f"{name}: fovea drew {others}, which the recipe does not use")
+
+
+def run_draws(torch, T, args, folder, failures, rows):
+    for k, (name, recipe) in enumerate(RECIPES.items()):
+        out = os.path.join(folder, f"draws_{name}.safetensors")
+        status, _ = run_fovea([args.exe, "--draw", name, "--count", str(DRAWS), "--height", str(DRAW_H),
+                               "--width", str(DRAW_W), "--size", str(DRAW_S), "--seed", str(args.seed + 1 + k),
+                               "--out", out])
+        if status != 0:
+            return status
+        table = read_safetensors(out, torch)["params"]
+        fovea_rows = [dict(zip(COLUMNS, t.tolist())) for t in table]
+        compare_draws(name, fovea_rows, torchvision_draws(torch, T, recipe, DRAWS, args.seed + 1 + k), failures, rows)
+    return 0
+
+
 def main():
     args = parse_args()
     imported = import_torch(args.device)
@@ -224,6 +340,11 @@ def main():
             x = images(torch, n, h, w, gen)
             params, table = draw_params(torch, n, h, w, gen, rotate)
             status = run_batch(torch, F, IM, args, folder, tag, x, params, table, size, failures, rows)
+            if status != 0:
+                return status
+        if args.device == "cpu":  # the draws run on the host: once is enough
+            import torchvision.transforms as T
+            status = run_draws(torch, T, args, folder, failures, rows)
             if status != 0:
                 return status
     print(f"fovea vs torchvision {torchvision.__version__} augmentation ops on {args.device}:")
