@@ -749,36 +749,39 @@ __global__ void __launch_bounds__(kTcThreads, 1)
     }
   }
   tc_cp_wait<0>();
-  // row sums: the 4 lanes of a row, then one lane per row into shared memory
+  // row sums: the 4 lanes of a row, then one lane per row into shared memory (a diagonal pair has
+  // two tiles of row sums, any other block one)
+  const int row_tiles_here = item.diagonal && pair ? 2 : 1;
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
+    if (k >= row_tiles_here) break;
     const int group = k == 0 ? warp : kTcSymWarps - 1 - warp;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float v = rs[k][h];
       v += __shfl_xor_sync(0xffffffffu, v, 1);
       v += __shfl_xor_sync(0xffffffffu, v, 2);
-      if (t == 0 && (k == 0 || (item.diagonal && pair))) rowsum[k * kTcRows + group * 16 + g + 8 * h] = v;
+      if (t == 0) rowsum[k * kTcRows + group * 16 + g + 8 * h] = v;
     }
   }
   __syncthreads();
   // partials: a row's sum over the other tile of its pair goes to that tile's slot
   {
     const int k = static_cast<int>(threadIdx.x) / kTcRows, c = static_cast<int>(threadIdx.x) % kTcRows;
+    const auto column_sum = [&](int slot) {  // over the warps, in warp order
+      float sum = 0.0f;
+      for (int w = 0; w < kTcSymWarps; ++w) sum += cols[(slot * kTcSymWarps + w) * kTcRows + c];
+      return sum;
+    };
     if (item.diagonal) {  // k = 0: tile first, k = 1: tile second (when it is another tile)
       const std::int64_t i = (k == 0 ? r0 : c0) + c;
-      if ((k == 0 || pair) && i < rows) {
-        float colsum = 0.0f;
-        for (int w = 0; w < kTcSymWarps; ++w) colsum += cols[(k * kTcSymWarps + w) * kTcRows + c];
+      if (k < row_tiles_here && i < rows)
         part[static_cast<std::int64_t>(k == 0 ? item.first : item.second) * rows + i] =
-            rowsum[k * kTcRows + c] + colsum;
-      }
+            rowsum[k * kTcRows + c] + column_sum(k);
     } else if (k == 0) {  // tile first's rows, over tile second's columns
       part[static_cast<std::int64_t>(item.second) * rows + r0 + c] = rowsum[c];
     } else if (c0 + c < rows) {  // tile second's rows: the column sums over tile first's rows
-      float colsum = 0.0f;
-      for (int w = 0; w < kTcSymWarps; ++w) colsum += cols[w * kTcRows + c];
-      part[static_cast<std::int64_t>(item.first) * rows + c0 + c] = colsum;
+      part[static_cast<std::int64_t>(item.first) * rows + c0 + c] = column_sum(0);
     }
   }
   __shared__ double sums[kTcThreads / 32];
@@ -973,8 +976,37 @@ TcLaunch tc_plan(Kernel one, Kernel two, std::int64_t rows, std::int64_t D, bool
 // Floats of a TF32 copy of zhat at the start of a scratch buffer, keeping what follows 16-byte aligned.
 inline std::int64_t tc_copy_floats(std::int64_t rows, std::int64_t D) { return (rows * D + 3) / 4 * 4; }
 
-// Two launches: the normalisation (which also zeroes the arrival counters), then the partial
-// log-sum-exps whose last blocks merge them into row_lse and the loss.
+// A forward's scratch, in floats: the TF32 copy of zhat, `partial_floats` of per-row partials, s_pos
+// (rows), then, 8-byte aligned, one double per row tile and row tiles + 1 arrival counters.
+struct TcForwardScratch {
+  Tensor buffer;
+  float *zt = nullptr, *part = nullptr, *s_pos = nullptr;
+  double* tile_terms = nullptr;
+  unsigned* counters = nullptr;
+  std::int64_t n_counters = 0;
+  TcForwardScratch(std::int64_t rows, std::int64_t D, std::int64_t partial_floats, std::int64_t row_tiles,
+                   Device dev) {
+    const std::int64_t copy = tc_copy_floats(rows, D);
+    const std::int64_t terms_at = (copy + partial_floats + rows + 1) / 2 * 2;
+    n_counters = row_tiles + 1;
+    buffer = Tensor(Shape{terms_at + 2 * row_tiles + n_counters}, dev);
+    zt = buffer.data();
+    part = zt + copy;
+    s_pos = part + partial_floats;
+    tile_terms = reinterpret_cast<double*>(buffer.data() + terms_at);
+    counters = reinterpret_cast<unsigned*>(buffer.data() + terms_at + 2 * row_tiles);
+  }
+};
+
+// The normalisation both forwards start with (zn, the TF32 copy, s_pos; it zeroes the counters).
+inline void tc_launch_normalize(CView z, float inv_tau, View znorm, const TcForwardScratch& s, Device dev,
+                                cudaStream_t stream) {
+  const std::int64_t M = z.shape()[0], D = z.shape()[1];
+  launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
+                   z.data(), M, D, M / 2, inv_tau, znorm.data(), s.zt, s.s_pos, s.counters, s.n_counters);
+  FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
+}
+
 // The symmetric forward's launch (nt_xent_tc_forward_tiles() = symmetric) where it applies: R row tiles
 // at most kTcSymMaxTiles, log2(e) / tau at most kTcSymMaxScale2 and its shared memory within the
 // device's limit; returns false (nothing launched) otherwise.
@@ -991,27 +1023,17 @@ inline bool tc_nt_xent_forward_symmetric(CView z, float tau, View loss, View row
     return false;
   const auto kernel = D == kTcFixedDim ? tc_lse_sym_kernel<kTcFixedDim> : tc_lse_sym_kernel<0>;
   tc_blocks_per_sm(kernel, smem, dev.index());  // raises the kernel's shared-memory limit
-  // scratch, in floats: the TF32 copy, part (R x M), s_pos (M), then, 8-byte aligned, one double per
-  // row tile and R + 1 counters
-  const std::int64_t copy = tc_copy_floats(M, D);
-  const std::int64_t terms_at = (copy + (R + 1) * M + 1) / 2 * 2;
-  const std::int64_t n_counters = R + 1;
-  Tensor scratch(Shape{terms_at + 2 * R + n_counters}, dev);
-  float* zt = scratch.data();
-  float* part = zt + copy;
-  float* s_pos = part + R * M;
-  auto* tile_terms = reinterpret_cast<double*>(scratch.data() + terms_at);
-  auto* counters = reinterpret_cast<unsigned*>(scratch.data() + terms_at + 2 * R);
-  launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
-                   z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
-  FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
+  const TcForwardScratch s(M, D, R * M, R, dev);  // part: R x M
+  tc_launch_normalize(z, inv_tau, znorm, s, dev, stream);
   launch_dependent(dev.index(), kernel, dim3(static_cast<unsigned>(tc_sym_blocks(R))), kTcThreads, smem,
-                   stream, zt, M, D, tc_padded(static_cast<int>(D)), stride, scale2, static_cast<int>(R),
-                   part, s_pos, tile_terms, counters, row_lse.data(), loss.data());
+                   stream, s.zt, M, D, tc_padded(static_cast<int>(D)), stride, scale2, static_cast<int>(R),
+                   s.part, s.s_pos, s.tile_terms, s.counters, row_lse.data(), loss.data());
   FOVEA_CHECK_LAUNCH("tc_lse_sym_kernel", "z ", z.shape().str(), ", ", R, " row tiles");
   return true;
 }
 
+// Two launches: the normalisation (which also zeroes the arrival counters), then the partial
+// log-sum-exps whose last blocks merge them into row_lse and the loss.
 inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, Device dev,
                                cudaStream_t stream) {
   if (tc_nt_xent_forward_symmetric(z, tau, loss, row_lse, znorm, dev, stream)) return;
@@ -1020,25 +1042,12 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
   const auto kernel = D == kTcFixedDim ? tc_lse_partial_kernel<kTcFixedDim> : tc_lse_partial_kernel<0>;
   bool two = false;
   const TcLaunch l = tc_plan(kernel, kernel, M, D, false, 1, dev.index(), &two);
-  // scratch, in floats: the TF32 copy, part_m and part_l (splits x M each), s_pos (M), then, 8-byte
-  // aligned, one double per row tile and (row tiles + 1) counters
-  const std::int64_t copy = tc_copy_floats(M, D);
-  const std::int64_t terms_at = (copy + (2 * l.splits + 1) * M + 1) / 2 * 2;
-  const std::int64_t n_counters = l.row_tiles + 1;
-  Tensor scratch(Shape{terms_at + 2 * l.row_tiles + n_counters}, dev);
-  float* zt = scratch.data();
-  float* part_m = zt + copy;
-  float* part_l = part_m + l.splits * M;
-  float* s_pos = part_l + l.splits * M;
-  auto* tile_terms = reinterpret_cast<double*>(scratch.data() + terms_at);
-  auto* counters = reinterpret_cast<unsigned*>(scratch.data() + terms_at + 2 * l.row_tiles);
+  const TcForwardScratch s(M, D, 2 * l.splits * M, l.row_tiles, dev);  // part_m, part_l: splits x M each
   const float inv_tau = 1.0f / tau;
-  launch_dependent(dev.index(), tc_normalize_kernel, grid_for(M * 32, dev.index()), kBlock, 0, stream,
-                   z.data(), M, D, M / 2, inv_tau, znorm.data(), zt, s_pos, counters, n_counters);
-  FOVEA_CHECK_LAUNCH("tc_normalize_kernel", "z ", z.shape().str());
-  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, zt, M, D, l.layout.padded,
-                   l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, part_m, part_l, s_pos,
-                   tile_terms, counters, row_lse.data(), loss.data());
+  tc_launch_normalize(z, inv_tau, znorm, s, dev, stream);
+  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, s.zt, M, D, l.layout.padded,
+                   l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, s.part,
+                   s.part + l.splits * M, s.s_pos, s.tile_terms, s.counters, row_lse.data(), loss.data());
   FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
 }
 

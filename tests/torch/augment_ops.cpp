@@ -193,9 +193,9 @@ void run(const Options& o, fovea::Device device) {
               stats_t.shape().str());
   ChannelStats stats;
   for (int c = 0; c < 3; ++c) stats.mean[c] = stats_t.data()[c], stats.std[c] = stats_t.data()[3 + c];
-  const Tensor size_t_ = io::to_tensor(stored(input, "size", o.input), Device::cpu());
-  FOVEA_CHECK(size_t_.numel() == 1, o.input, ": \"size\" must hold one value");
-  const auto S = whole<std::int64_t>(size_t_.data()[0], 1, 1 << 14, 0, "size");
+  const Tensor size_table = io::to_tensor(stored(input, "size", o.input), Device::cpu());
+  FOVEA_CHECK(size_table.numel() == 1, o.input, ": \"size\" must hold one value");
+  const auto S = whole<std::int64_t>(size_table.data()[0], 1, 1 << 14, 0, "size");
   const std::int64_t N = x.shape().n();
 
   std::map<std::string, Tensor> results;
