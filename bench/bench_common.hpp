@@ -18,6 +18,21 @@
 
 namespace fovea::bench {
 
+// Sets a process-wide setting (a reference such as cuda::nt_xent_tc_blocks_per_sm()) for a scope,
+// so that variant rows time a kernel choice next to the default in the same run.
+template <class T>
+class ScopedValue {
+ public:
+  ScopedValue(T& slot, T value) : slot_(slot), previous_(slot) { slot_ = value; }
+  ScopedValue(const ScopedValue&) = delete;
+  ScopedValue& operator=(const ScopedValue&) = delete;
+  ~ScopedValue() { slot_ = previous_; }
+
+ private:
+  T& slot_;
+  T previous_;
+};
+
 inline constexpr std::int64_t kMi = std::int64_t{1} << 20;
 // 64 Mi floats = 256 MiB per tensor: far beyond the L2 of any GPU, so every iteration reads from
 // and writes to device memory.

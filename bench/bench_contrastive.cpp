@@ -107,34 +107,6 @@ void time_against_composition(benchmark::State& state, Device device, Work work,
   state.counters["frac_of_tf32_roofline"] = roof_tf32 / t;
 }
 
-// Sets cuda::nt_xent_tc_blocks_per_sm() for a scope.
-class ScopedTcBlocks {
- public:
-  explicit ScopedTcBlocks(int blocks) : previous_(cuda::nt_xent_tc_blocks_per_sm()) {
-    cuda::nt_xent_tc_blocks_per_sm() = blocks;
-  }
-  ScopedTcBlocks(const ScopedTcBlocks&) = delete;
-  ScopedTcBlocks& operator=(const ScopedTcBlocks&) = delete;
-  ~ScopedTcBlocks() { cuda::nt_xent_tc_blocks_per_sm() = previous_; }
-
- private:
-  int previous_;
-};
-
-// Sets cuda::nt_xent_tc_forward_tiles() for a scope.
-class ScopedTcForward {
- public:
-  explicit ScopedTcForward(cuda::NtXentForwardTiles tiles) : previous_(cuda::nt_xent_tc_forward_tiles()) {
-    cuda::nt_xent_tc_forward_tiles() = tiles;
-  }
-  ScopedTcForward(const ScopedTcForward&) = delete;
-  ScopedTcForward& operator=(const ScopedTcForward&) = delete;
-  ~ScopedTcForward() { cuda::nt_xent_tc_forward_tiles() = previous_; }
-
- private:
-  cuda::NtXentForwardTiles previous_;
-};
-
 // NT-Xent with the fp32 SIMT kernel (nt_xent_fwd_bwd) or the TF32 tensor-core kernel
 // (nt_xent_fwd_bwd_tc; counter tensor_cores = 1 when it really ran, 0 when it fell back), the latter
 // also with two blocks per SM (nt_xent_fwd_bwd_tc_2blocks: tc_blocks = 2, cuda/contrastive.hpp) and with
@@ -157,9 +129,10 @@ void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc
     state.counters["tensor_cores"] = tc && cuda::nt_xent_tensor_cores_supported(D, device.index()) ? 1.0 : 0.0;
     state.counters["tc_blocks_setting"] = tc ? tc_blocks : 0;
     ScopedNtXentKernel scoped_kernel(kernel);
-    ScopedTcBlocks scoped_blocks(tc_blocks);
-    ScopedTcForward scoped_forward(symmetric ? cuda::NtXentForwardTiles::symmetric
-                                             : cuda::NtXentForwardTiles::split);
+    ScopedValue<int> scoped_blocks(cuda::nt_xent_tc_blocks_per_sm(), tc_blocks);
+    ScopedValue<cuda::NtXentForwardTiles> scoped_forward(
+        cuda::nt_xent_tc_forward_tiles(),
+        symmetric ? cuda::NtXentForwardTiles::symmetric : cuda::NtXentForwardTiles::split);
     state.counters["tc_symmetric_forward"] = tc && symmetric ? 1 : 0;
     time_against_composition(
         state, device, work,
