@@ -108,16 +108,18 @@ void time_against_composition(benchmark::State& state, Device device, Work work,
 }
 
 // NT-Xent with the fp32 SIMT kernel (nt_xent_fwd_bwd) or the TF32 tensor-core kernel
-// (nt_xent_fwd_bwd_tc; counter tensor_cores = 1 when it really ran, 0 when it fell back), the latter
-// also with two blocks per SM (nt_xent_fwd_bwd_tc_2blocks: tc_blocks = 2, cuda/contrastive.hpp) and with
-// the symmetric forward (nt_xent_fwd_bwd_tc_sym: symmetric; counter tc_symmetric_forward).
-void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc_blocks = 1,
+// (nt_xent_fwd_bwd_tc: the default plan, tc_blocks = 0 = auto; counter tensor_cores = 1 when it really
+// ran, 0 when it fell back), the latter also with one and two blocks per SM forced
+// (nt_xent_fwd_bwd_tc_1block, _2blocks: tc_blocks = 1, 2, cuda/contrastive.hpp) and with the symmetric
+// forward (nt_xent_fwd_bwd_tc_sym: symmetric with the automatic backward; counter tc_symmetric_forward).
+void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc_blocks = 0,
                       bool symmetric = false) {
   const std::int64_t M = 2 * N, D = 128;
   const bool tc = kernel == NtXentKernel::tensor_core;
+  const char* blocks_suffix = tc_blocks == 1 ? "_1block" : tc_blocks == 2 ? "_2blocks" : "";
   const std::string name = std::string(tc ? "nt_xent_fwd_bwd_tc" : "nt_xent_fwd_bwd") +
-                           (tc && tc_blocks == 2 ? "_2blocks" : "") + (tc && symmetric ? "_sym" : "") +
-                           "/cuda/N" + std::to_string(N);
+                           (tc ? blocks_suffix : "") + (tc && symmetric ? "_sym" : "") + "/cuda/N" +
+                           std::to_string(N);
   register_timed(name, [device, M, D, kernel, tc, tc_blocks, symmetric](benchmark::State& state) {
     Tensor z = make_input({M, D}, device, 1), zn({M, D}, device), lse({M}, device), loss(Shape{}, device),
            dz({M, D}, device);
@@ -188,11 +190,13 @@ void register_infonce(Device device, std::int64_t N, std::int64_t K) {
 void register_contrastive_benchmarks(Device device) {
   if (!device.is_cuda()) return;
 #if FOVEA_WITH_CUDA
-  for (const NtXentKernel kernel : {NtXentKernel::simt, NtXentKernel::tensor_core})
-    for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, kernel);
-  for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, NtXentKernel::tensor_core, 2);
-  for (const std::int64_t N : {256, 1024, 4096, 8192})
-    register_nt_xent(device, N, NtXentKernel::tensor_core, 1, true);
+  for (const std::int64_t N : {256, 1024, 4096, 8192}) register_nt_xent(device, N, NtXentKernel::simt);
+  // N = 2048 besides issue 4's sizes: where the automatic plan switches to two blocks per SM
+  for (const int blocks : {0, 1, 2})
+    for (const std::int64_t N : {256, 1024, 2048, 4096, 8192})
+      register_nt_xent(device, N, NtXentKernel::tensor_core, blocks);
+  for (const std::int64_t N : {256, 1024, 2048, 4096, 8192})
+    register_nt_xent(device, N, NtXentKernel::tensor_core, 0, true);
   register_infonce(device, 256, 65536);
   register_timed("sgemm_rate/cuda/8192", [device](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1e-3);

@@ -867,15 +867,26 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 // The setting behind fovea::cuda::nt_xent_tc_blocks_per_sm(), first read from FOVEA_NTXENT_TC_BLOCKS
-// (unset, "auto" or "1": 1; "2": 2).
+// (unset or "auto": 0; "1": 1; "2": 2).
 inline int& nt_xent_tc_blocks_per_sm_setting() {
   static int blocks = [] {
     const char* v = std::getenv("FOVEA_NTXENT_TC_BLOCKS");
-    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "1") == 0) return 1;
+    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0) return 0;
+    if (std::strcmp(v, "1") == 0) return 1;
     if (std::strcmp(v, "2") == 0) return 2;
     FOVEA_FAIL("FOVEA_NTXENT_TC_BLOCKS must be auto, 1 or 2, got '", v, "'");
   }();
   return blocks;
+}
+
+// The rows (2N) from which the automatic plan (setting 0) asks for two blocks per SM. Measured on the
+// H200 (2026-11-28, docs/benchmarks.md): two blocks took 15-16 % off a forward + backward at N = 4096 and
+// 8192 and added 9 % at N = 1024 and 23 % at N = 256, where each of their blocks walks only 2 panels.
+inline constexpr std::int64_t kTcTwoBlocksMinRows = 8192;
+
+// The residency the tile passes aim for at `rows` rows under `setting` (0 auto, 1, 2).
+constexpr int tc_wanted_blocks_per_sm(int setting, std::int64_t rows) {
+  return setting == 0 ? (rows >= kTcTwoBlocksMinRows ? 2 : 1) : setting;
 }
 
 // Whether the tensor-core kernels run for row length D on `device` (compute capability 8.0 or later,
@@ -956,14 +967,15 @@ TcLaunch tc_launch(Kernel kernel, std::int64_t rows, std::int64_t D, bool with_l
   return l;
 }
 
-// The launch of a pass as nt_xent_tc_blocks_per_sm() asks: with 2, one stage of column panels through
-// `two` (the kernel compiled for two blocks per SM) when two of its blocks then really fit an SM;
-// otherwise the default, one block per SM with two stages, through `one`. Sets *use_two accordingly.
+// The launch of a pass as nt_xent_tc_blocks_per_sm() asks for `rows` rows (tc_wanted_blocks_per_sm):
+// with 2, one stage of column panels through `two` (the kernel compiled for two blocks per SM) when two
+// of its blocks then really fit an SM; otherwise one block per SM with two stages, through `one`.
+// Sets *use_two accordingly.
 template <class Kernel>
 TcLaunch tc_plan(Kernel one, Kernel two, std::int64_t rows, std::int64_t D, bool with_lse,
                  std::int64_t dim_chunks, int device, bool* use_two) {
   *use_two = false;
-  if (nt_xent_tc_blocks_per_sm_setting() == 2) {
+  if (tc_wanted_blocks_per_sm(nt_xent_tc_blocks_per_sm_setting(), rows) == 2) {
     const TcLaunch l = tc_launch(two, rows, D, with_lse, dim_chunks, device, 1);
     if (l.per_sm >= 2) {
       *use_two = true;

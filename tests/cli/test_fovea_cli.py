@@ -942,9 +942,12 @@ def case_robustness_devices(tmp):
         run("robustness", "--data", data, "--weights", weights, "--size", "48", "--width", "0.25", "--small-stem",
             "--batch-size", "4", "--threads", "2", "--device", device, "--corruptions", "all", "--severities", "1,5",
             "--save-examples", "3", "--out", outs[device], expect=0)
+    with open(os.path.join(outs["cpu"], "robustness.json")) as f:
+        corruptions = len(json.load(f)["corruptions"])
+    check(corruptions >= 20, f"--corruptions all ran {corruptions} corruptions")
     names = sorted(os.listdir(os.path.join(outs["cpu"], "examples")))
-    check(names == sorted(os.listdir(os.path.join(outs["cuda"], "examples"))) and len(names) == 3 * (1 + 20 * 2),
-          f"examples: {len(names)}")
+    check(names == sorted(os.listdir(os.path.join(outs["cuda"], "examples"))) and
+          len(names) == 3 * (1 + corruptions * 2), f"examples: {len(names)} for {corruptions} corruptions")
     for name in names:
         a = read_png(os.path.join(outs["cpu"], "examples", name))
         b = read_png(os.path.join(outs["cuda"], "examples", name))

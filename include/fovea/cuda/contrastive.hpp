@@ -15,14 +15,15 @@ void l2_normalize_rows(CView z, View zn);
 // nt_xent_tensor_cores_supported(D, device) (compute capability >= 8.0, D <= 256); the fp32 kernels
 // otherwise. The caller decides from nt_xent_kernel() and math_settings() (ops/contrastive.hpp).
 bool nt_xent_tensor_cores_supported(std::int64_t D, int device);
-// The residency the tensor-core kernels' tile passes aim for: 1 (the default) is one block of 8 warps
-// per SM with a two-stage pipeline of column panels; 2 is two blocks per SM with one stage each and
-// twice the column splits (twice the warps to hide latency, for small N where the passes are
-// latency-bound; D = 128 only for the backward, and where two blocks do not fit an SM the passes run
-// as with 1). Results agree within the TF32 tolerances but not bitwise across settings (the split
-// count changes the order of the partial sums); each setting is deterministic. First read from the
-// environment variable FOVEA_NTXENT_TC_BLOCKS (auto | 1 | 2); set it between ops, not while other
-// threads launch NT-Xent. docs/losses.md has the measurements behind the default.
+// The residency the tensor-core kernels' tile passes aim for: 1 is one block of 8 warps per SM with a
+// two-stage pipeline of column panels; 2 is two blocks per SM with one stage each and twice the column
+// splits (twice the warps to hide latency; D = 128 only for the backward, and where two blocks do not
+// fit an SM the passes run as with 1); 0 (auto, the default) is 2 from 2N = 8192 rows (N >= 4096), 1
+// below (measured: two blocks win by 15 % at N = 4096 and lose by 9 % at N = 1024). Results agree
+// within the TF32 tolerances but not bitwise across settings (the split count changes the order of the
+// partial sums); each setting is deterministic. First read from the environment variable
+// FOVEA_NTXENT_TC_BLOCKS (auto | 1 | 2); set it between ops, not while other threads launch NT-Xent.
+// docs/losses.md has the measurements behind the default.
 int& nt_xent_tc_blocks_per_sm();
 // How the tensor-core forward covers S = zhat zhatᵀ: split (the default) walks every row tile against
 // all columns in column splits; symmetric computes each pair of 128-row tiles once (S is symmetric),
