@@ -99,12 +99,12 @@ double sampled_pixels(std::span<const AugmentParams> params) {
 using PixelOp = void (*)(CView, std::span<const AugmentParams>, View);
 
 #if FOVEA_WITH_CUDA
-// Sets cuda::blur_tile_kernel_choice() for a scope: the _vector4 rows time the four-tap blur tiles
-// next to the default rows in the same run (cuda/augment.hpp).
+// Sets cuda::blur_tile_kernel_choice() for a scope when `scalar`: the _scalar rows time the scalar blur
+// tiles next to the default (four-tap) rows in the same run (cuda/augment.hpp).
 class ScopedBlurTiles {
  public:
-  explicit ScopedBlurTiles(bool vector4) : previous_(cuda::blur_tile_kernel_choice()) {
-    cuda::blur_tile_kernel_choice() = vector4 ? cuda::BlurTileKernel::vector4 : cuda::BlurTileKernel::scalar;
+  explicit ScopedBlurTiles(bool scalar) : previous_(cuda::blur_tile_kernel_choice()) {
+    if (scalar) cuda::blur_tile_kernel_choice() = cuda::BlurTileKernel::scalar;
   }
   ScopedBlurTiles(const ScopedBlurTiles&) = delete;
   ScopedBlurTiles& operator=(const ScopedBlurTiles&) = delete;
@@ -119,14 +119,14 @@ struct ScopedBlurTiles {
 };
 #endif
 
-// One op on every sample of the kernel batch; vector4: with the four-tap blur tiles (name suffix
-// _vector4), else with the default choice.
+// One op on every sample of the kernel batch; scalar: with the scalar blur tiles (name suffix
+// _scalar), else with the default choice.
 void register_pixel_op(const std::string& op, PixelOp fn, std::vector<AugmentParams> params, Device device,
-                       bool vector4 = false) {
+                       bool scalar = false) {
   const std::int64_t n = kKernelBatch, side = kKernelSide;
   const double bytes = 2 * float_bytes(n * 3 * side * side);
-  register_timed(op + (vector4 ? "_vector4" : "") + "/cuda/256x224", [=](benchmark::State& state) {
-    const ScopedBlurTiles tiles(vector4);
+  register_timed(op + (scalar ? "_scalar" : "") + "/cuda/256x224", [=](benchmark::State& state) {
+    const ScopedBlurTiles tiles(scalar);
     const Tensor x = uniform_batch(n, side, device);
     Tensor out(Shape{n, 3, side, side}, device);
     time_bandwidth(state, device, reference_size(device), bytes, [&] { fn(x, params, out); });
@@ -194,11 +194,11 @@ void register_augment_kernel_benchmarks(Device device) {
     add_rates(state, n, 1);
   });
   // The fused pipeline of one SimCLR view (crop, flip, jitter, grayscale, blur, normalise) for scale,
-  // with the default blur tiles and with the four-tap ones.
-  for (const bool vector4 : {false, true})
-    register_timed(std::string("aug_simclr_view") + (vector4 ? "_vector4" : "") + "/cuda/256x224",
-                   [device, vector4](benchmark::State& state) {
-                     const ScopedBlurTiles tiles(vector4);
+  // with the default (four-tap) blur tiles and with the scalar ones.
+  for (const bool scalar : {false, true})
+    register_timed(std::string("aug_simclr_view") + (scalar ? "_scalar" : "") + "/cuda/256x224",
+                   [device, scalar](benchmark::State& state) {
+                     const ScopedBlurTiles tiles(scalar);
                      const std::int64_t n = kKernelBatch, side = kKernelSide;
                      const data::AugmentConfig c = data::simclr(static_cast<int>(side));
                      const auto params = drawn_params(c);

@@ -21,14 +21,14 @@ void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan,
                     View out);
 
 // The shared-memory tile kernel behind the Gaussian blur (gaussian_blur and augment_images' fused
-// blur). scalar (the default): one shared-memory load per tap and per kBlurRun outputs, any tap count.
-// vector4: taps rounded up to a multiple of four with zero weights, the tap loop unrolled at compile
-// time, 16-byte shared-memory loads; batches whose widest kernel has more than 32 taps run the scalar
-// kernel. Both sum the same taps in the same order (results equal for finite images; a padded tap
+// blur). vector4 (the default): taps rounded up to a multiple of four with zero weights, the tap loop
+// unrolled at compile time, 16-byte shared-memory loads; batches whose widest kernel has more than 32
+// taps run the scalar kernel. scalar: one shared-memory load per tap and per kBlurRun outputs, any tap
+// count. Both sum the same taps in the same order (results equal for finite images; a padded tap
 // multiplies a pixel by zero, so an Inf within four pixels of a sample's kernel reach gives NaN).
 // First read from the environment variable FOVEA_BLUR_TILES (auto | scalar | vector4); set it
-// between ops, not while other threads launch blurs. The default stays scalar until a GPU run times
-// both (docs/decisions.md); docs/augmentations.md describes the two kernels.
+// between ops, not while other threads launch blurs. vector4 became the default when a GPU run timed
+// it 9 % faster (H200, 2026-11-28; docs/decisions.md); docs/augmentations.md describes the kernels.
 enum class BlurTileKernel { scalar, vector4 };
 BlurTileKernel& blur_tile_kernel_choice();
 
