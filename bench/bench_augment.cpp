@@ -98,35 +98,40 @@ double sampled_pixels(std::span<const AugmentParams> params) {
 
 using PixelOp = void (*)(CView, std::span<const AugmentParams>, View);
 
+// The blur tiles a row times (cuda/augment.hpp): the defaults, the scalar tiles (name suffix _scalar)
+// or the four-tap tiles in fitted tiles (BlurTileShape::fit, suffix _fit), next to each other in one run.
+enum class BlurRow { defaults, scalar, fit };
+const char* blur_suffix(BlurRow r) {
+  return r == BlurRow::scalar ? "_scalar" : r == BlurRow::fit ? "_fit" : "";
+}
+
 #if FOVEA_WITH_CUDA
-// Sets cuda::blur_tile_kernel_choice() for a scope when `scalar`: the _scalar rows time the scalar blur
-// tiles next to the default (four-tap) rows in the same run (cuda/augment.hpp).
 class ScopedBlurTiles {
  public:
-  explicit ScopedBlurTiles(bool scalar) : previous_(cuda::blur_tile_kernel_choice()) {
-    if (scalar) cuda::blur_tile_kernel_choice() = cuda::BlurTileKernel::scalar;
-  }
-  ScopedBlurTiles(const ScopedBlurTiles&) = delete;
-  ScopedBlurTiles& operator=(const ScopedBlurTiles&) = delete;
-  ~ScopedBlurTiles() { cuda::blur_tile_kernel_choice() = previous_; }
+  explicit ScopedBlurTiles(BlurRow row)
+      : kernel_(cuda::blur_tile_kernel_choice(), row == BlurRow::scalar ? cuda::BlurTileKernel::scalar
+                                                 : row == BlurRow::fit  ? cuda::BlurTileKernel::vector4
+                                                                        : cuda::blur_tile_kernel_choice()),
+        shape_(cuda::blur_tile_shape(),
+               row == BlurRow::fit ? cuda::BlurTileShape::fit : cuda::blur_tile_shape()) {}
 
  private:
-  cuda::BlurTileKernel previous_;
+  ScopedValue<cuda::BlurTileKernel> kernel_;
+  ScopedValue<cuda::BlurTileShape> shape_;
 };
 #else
 struct ScopedBlurTiles {
-  explicit ScopedBlurTiles(bool) {}
+  explicit ScopedBlurTiles(BlurRow) {}
 };
 #endif
 
-// One op on every sample of the kernel batch; scalar: with the scalar blur tiles (name suffix
-// _scalar), else with the default choice.
+// One op on every sample of the kernel batch, with the blur tiles of `row`.
 void register_pixel_op(const std::string& op, PixelOp fn, std::vector<AugmentParams> params, Device device,
-                       bool scalar = false) {
+                       BlurRow row = BlurRow::defaults) {
   const std::int64_t n = kKernelBatch, side = kKernelSide;
   const double bytes = 2 * float_bytes(n * 3 * side * side);
-  register_timed(op + (scalar ? "_scalar" : "") + "/cuda/256x224", [=](benchmark::State& state) {
-    const ScopedBlurTiles tiles(scalar);
+  register_timed(op + blur_suffix(row) + "/cuda/256x224", [=](benchmark::State& state) {
+    const ScopedBlurTiles tiles(row);
     const Tensor x = uniform_batch(n, side, device);
     Tensor out(Shape{n, 3, side, side}, device);
     time_bandwidth(state, device, reference_size(device), bytes, [&] { fn(x, params, out); });
@@ -182,7 +187,8 @@ void register_augment_kernel_benchmarks(Device device) {
   data::AugmentConfig blur = data::simclr(static_cast<int>(kKernelSide));
   blur.blur_p = 1.0f;
   register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device);
-  register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device, true);
+  for (const BlurRow row : {BlurRow::scalar, BlurRow::fit})
+    register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device, row);
   register_pixel_op("aug_solarize", solarize,
                     neutral_batch([](AugmentParams& p, std::size_t) { p.solarize = 1; }), device);
   register_timed("aug_normalize/cuda/256x224", [device](benchmark::State& state) {
@@ -194,11 +200,11 @@ void register_augment_kernel_benchmarks(Device device) {
     add_rates(state, n, 1);
   });
   // The fused pipeline of one SimCLR view (crop, flip, jitter, grayscale, blur, normalise) for scale,
-  // with the default (four-tap) blur tiles and with the scalar ones.
-  for (const bool scalar : {false, true})
-    register_timed(std::string("aug_simclr_view") + (scalar ? "_scalar" : "") + "/cuda/256x224",
-                   [device, scalar](benchmark::State& state) {
-                     const ScopedBlurTiles tiles(scalar);
+  // with the default (four-tap, square) blur tiles, the scalar ones and the fitted four-tap ones.
+  for (const BlurRow row : {BlurRow::defaults, BlurRow::scalar, BlurRow::fit})
+    register_timed(std::string("aug_simclr_view") + blur_suffix(row) + "/cuda/256x224",
+                   [device, row](benchmark::State& state) {
+                     const ScopedBlurTiles tiles(row);
                      const std::int64_t n = kKernelBatch, side = kKernelSide;
                      const data::AugmentConfig c = data::simclr(static_cast<int>(side));
                      const auto params = drawn_params(c);

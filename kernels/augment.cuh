@@ -496,12 +496,14 @@ struct BlurTile {
   int y0 = 0, x0 = 0, th = 0, tw = 0;
 };
 
-__device__ __forceinline__ BlurTile blur_tile_of_block(int h, int w) {
-  const int tiles_x = (w + kBlurTile - 1) / kBlurTile;
+// Tiles of tile_w x tile_h outputs (the scalar tiles: kBlurTile x kBlurTile).
+__device__ __forceinline__ BlurTile blur_tile_of_block(int h, int w, int tile_w = kBlurTile,
+                                                       int tile_h = kBlurTile) {
+  const int tiles_x = (w + tile_w - 1) / tile_w;
   const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
   BlurTile t;
-  t.y0 = ty * kBlurTile, t.x0 = tx * kBlurTile;
-  t.th = min(kBlurTile, h - t.y0), t.tw = min(kBlurTile, w - t.x0);
+  t.y0 = ty * tile_h, t.x0 = tx * tile_w;
+  t.th = min(tile_h, h - t.y0), t.tw = min(tile_w, w - t.x0);
   return t;
 }
 
@@ -646,25 +648,48 @@ inline constexpr int kVec4MaxTaps = 32;
 
 struct BlurVec4Layout {
   int taps = 0;       // the kernel rounded up to a multiple of four
-  int pitch_in = 0;   // input tile row pitch (floats): >= kBlurTile + taps, an odd multiple of 4
-  int pitch_mid = 0;  // row-pass result, one row per tile column: >= kBlurTile + taps, likewise
+  int pitch_in = 0;   // input tile row pitch (floats): >= tile_w + taps, an odd multiple of 4
+  int pitch_mid = 0;  // row-pass result, one row per tile column: >= tile_h + taps, likewise
   int mid = 0, weights = 0, floats = 0;
 };
+
+// The output tile of the four-tap kernel: tile_w x tile_h outputs, both multiples of kBlurRun.
+// square: kBlurTile x kBlurTile, as the scalar tiles. fit (BlurTileShape::fit): the fewest tiles of at
+// most kBlurTile columns and kVec4FitRows rows, their sides as even as the image allows (224 px: 56 x
+// 112, eight whole tiles per plane, where square cuts 16 tiles of 64, 64, 64 and 32; fewer halo rows
+// for the row pass to blur: 24 per 112 rows instead of per 64 at 23 taps).
+struct BlurVec4Shape {
+  int tile_w = kBlurTile, tile_h = kBlurTile;
+};
+inline constexpr int kVec4FitRows = 2 * kBlurTile;
+
+__host__ __device__ inline int blur_even_side(int n, int most) {
+  const int tiles = (n + most - 1) / most;
+  const int side = (n + tiles - 1) / tiles;
+  return side < kBlurRun ? kBlurRun : (side + kBlurRun - 1) / kBlurRun * kBlurRun;
+}
+
+__host__ __device__ inline BlurVec4Shape blur_vec4_fit(int h, int w) {
+  BlurVec4Shape s;
+  s.tile_w = blur_even_side(w, kBlurTile);
+  s.tile_h = blur_even_side(h, kVec4FitRows);
+  return s;
+}
 
 __host__ __device__ inline int odd_multiple_of_four_at_least(int n) {
   const int m = (n + 3) / 4 * 4;
   return m % 8 == 4 ? m : m + 4;
 }
 
-// Shared memory of one plane of radius `radius`: in ((kBlurTile + 2 radius) x pitch_in), mid
-// (kBlurTile x pitch_mid), then the taps weights (16-byte aligned).
-__host__ __device__ inline BlurVec4Layout blur_vec4_layout(int radius) {
+// Shared memory of one plane of radius `radius` in tiles of `shape`: in ((tile_h + 2 radius) x
+// pitch_in), mid (tile_w x pitch_mid), then the taps weights (16-byte aligned).
+__host__ __device__ inline BlurVec4Layout blur_vec4_layout(int radius, BlurVec4Shape shape = {}) {
   BlurVec4Layout l;
   l.taps = (2 * radius + 1 + 3) / 4 * 4;
-  l.pitch_in = odd_multiple_of_four_at_least(kBlurTile + l.taps);
-  l.pitch_mid = l.pitch_in;
-  l.mid = (kBlurTile + 2 * radius) * l.pitch_in;
-  l.weights = l.mid + kBlurTile * l.pitch_mid;
+  l.pitch_in = odd_multiple_of_four_at_least(shape.tile_w + l.taps);
+  l.pitch_mid = odd_multiple_of_four_at_least(shape.tile_h + l.taps);
+  l.mid = (shape.tile_h + 2 * radius) * l.pitch_in;
+  l.weights = l.mid + shape.tile_w * l.pitch_mid;
   l.floats = l.weights + l.taps;
   return l;
 }
@@ -739,13 +764,14 @@ __device__ __forceinline__ void blur_vec4_passes(const float* in, float* mid, co
   }
 }
 
-// The four-tap twin of blur_tile_kernel: same grid, arguments and results; dynamic shared memory
-// blur_vec4_layout(the largest radius).floats, which must be at most (kVec4MaxTaps - 1) / 2.
+// The four-tap twin of blur_tile_kernel: the same arguments and results, in output tiles of `shape`
+// (grid: (tiles of that shape, blurred planes)); dynamic shared memory blur_vec4_layout(the largest
+// radius, shape).floats, the radius at most (kVec4MaxTaps - 1) / 2.
 __global__ void __launch_bounds__(kBlock, 4)
     blur_vec4_kernel(const float* x, float* out, int h, int w, DevicePlan plan, std::int64_t blurred,
-                     int compact, ChannelStats stats, int stages) {
+                     int compact, ChannelStats stats, int stages, BlurVec4Shape shape) {
   extern __shared__ float4 blur_vec4_smem[];
-  const BlurTile t = blur_tile_of_block(h, w);
+  const BlurTile t = blur_tile_of_block(h, w, shape.tile_w, shape.tile_h);
   const int y0 = t.y0, x0 = t.x0, th = t.th, tw = t.tw;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
@@ -756,7 +782,7 @@ __global__ void __launch_bounds__(kBlock, 4)
     const int n = plan.blurred[b];
     const AugmentPlan& p = plan.plans[n];
     const int kernel = p.blur_kernel, radius = kernel / 2;
-    const BlurVec4Layout l = blur_vec4_layout(radius);
+    const BlurVec4Layout l = blur_vec4_layout(radius, shape);
     float* in = smem;
     float* mid = smem + l.mid;
     float* weights = smem + l.weights;
@@ -852,22 +878,43 @@ inline BlurTileKernel& blur_tile_kernel_setting() {
   return choice;
 }
 
-// Which tile kernel blurs the plan's samples and with how much dynamic shared memory: smem 0 when
-// the tiles of the plan's widest kernel exceed what a block may have on `device` (then the two-pass
-// path runs). The four-tap kernel runs when chosen and every kernel has at most kVec4MaxTaps taps.
+// The setting behind fovea::cuda::blur_tile_shape(), first read from FOVEA_BLUR_TILE_SHAPE (unset,
+// "auto" or "square": square; "fit": fit).
+inline BlurTileShape& blur_tile_shape_setting() {
+  static BlurTileShape shape = [] {
+    const char* v = std::getenv("FOVEA_BLUR_TILE_SHAPE");
+    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "square") == 0)
+      return BlurTileShape::square;
+    if (std::strcmp(v, "fit") == 0) return BlurTileShape::fit;
+    FOVEA_FAIL("FOVEA_BLUR_TILE_SHAPE must be auto, square or fit, got '", v, "'");
+  }();
+  return shape;
+}
+
+// Which tile kernel blurs the plan's samples of h x w, in which tiles and with how much dynamic shared
+// memory: smem 0 when the tiles of the plan's widest kernel exceed what a block may have on `device`
+// (then the two-pass path runs). The four-tap kernel runs when chosen and every kernel has at most
+// kVec4MaxTaps taps; its tiles are blur_tile_shape()'s when they fit the device, else square.
 struct BlurTiles {
   std::size_t smem = 0;
   bool vector4 = false;
+  BlurVec4Shape shape;
 };
 
-inline BlurTiles blur_tiles_for(const AugmentBatchPlan& plan, Device device) {
+inline BlurTiles blur_tiles_for(const AugmentBatchPlan& plan, int h, int w, Device device) {
   int radius = 0;
   for (const std::int32_t n : plan.blurred) radius = std::max(radius, plan.samples[n].blur_kernel / 2);
   BlurTiles t;
   t.vector4 = blur_tile_kernel_setting() == BlurTileKernel::vector4 && 2 * radius + 1 <= kVec4MaxTaps;
-  const int floats = t.vector4 ? blur_vec4_layout(radius).floats : blur_tile_layout(radius).floats;
-  const std::size_t bytes = static_cast<std::size_t>(floats) * sizeof(float);
-  t.smem = bytes <= device_properties(device.index()).sharedMemPerBlockOptin ? bytes : 0;
+  const std::size_t limit = device_properties(device.index()).sharedMemPerBlockOptin;
+  const auto bytes = [](int floats) { return static_cast<std::size_t>(floats) * sizeof(float); };
+  if (t.vector4 && blur_tile_shape_setting() == BlurTileShape::fit) {
+    const BlurVec4Shape fit = blur_vec4_fit(h, w);
+    if (bytes(blur_vec4_layout(radius, fit).floats) <= limit) t.shape = fit;
+  }
+  const std::size_t need =
+      bytes(t.vector4 ? blur_vec4_layout(radius, t.shape).floats : blur_tile_layout(radius).floats);
+  t.smem = need <= limit ? need : 0;
   return t;
 }
 
@@ -879,23 +926,32 @@ inline void launch_blur_tiles(const float* x, bool compact, View out, const Blur
   const std::int64_t blurred = static_cast<std::int64_t>(plan.blurred.size());
   const int h = static_cast<int>(out.shape().h()), w = static_cast<int>(out.shape().w());
   if (blurred == 0 || h == 0 || w == 0) return;
-  const auto kernel = tiles.vector4 ? blur_vec4_kernel : blur_tile_kernel;
   const std::size_t smem = tiles.smem;
-  if (smem > 48 * 1024)
-    FOVEA_CHECK_CUDA(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), op,
-        ": ", smem, " bytes of shared memory for the blur tiles");
+  const auto raise_limit = [&](auto kernel) {
+    if (smem > 48 * 1024)
+      FOVEA_CHECK_CUDA(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          op, ": ", smem, " bytes of shared memory for the blur tiles");
+  };
+  const int tile_w = tiles.vector4 ? tiles.shape.tile_w : kBlurTile;
+  const int tile_h = tiles.vector4 ? tiles.shape.tile_h : kBlurTile;
   const std::int64_t tiles_n =
-      static_cast<std::int64_t>((w + kBlurTile - 1) / kBlurTile) * ((h + kBlurTile - 1) / kBlurTile);
+      static_cast<std::int64_t>((w + tile_w - 1) / tile_w) * ((h + tile_h - 1) / tile_h);
   const std::int64_t planes = 3 * blurred;
   const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(planes < 65535 ? planes : 65535));
-  kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0, stats, stages);
-  if (tiles.vector4)
+  if (tiles.vector4) {
+    raise_limit(blur_vec4_kernel);
+    blur_vec4_kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0,
+                                                     stats, stages, tiles.shape);
     FOVEA_CHECK_LAUNCH("blur_vec4_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
-                       ", shared bytes ", smem);
-  else
+                       ", tiles ", tile_w, "x", tile_h, ", shared bytes ", smem);
+  } else {
+    raise_limit(blur_tile_kernel);
+    blur_tile_kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0,
+                                                     stats, stages);
     FOVEA_CHECK_LAUNCH("blur_tile_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
                        ", shared bytes ", smem);
+  }
 }
 
 // The two-pass blur of the plan's blurred samples of x into out (row pass into scratch, column pass
@@ -942,6 +998,7 @@ inline void run_pixel_op(CView x, const AugmentBatchPlan& plan, View out, const 
 namespace fovea::cuda {
 
 BlurTileKernel& blur_tile_kernel_choice() { return detail::blur_tile_kernel_setting(); }
+BlurTileShape& blur_tile_shape() { return detail::blur_tile_shape_setting(); }
 
 void random_resized_crop_flip(CView images, const ::fovea::detail::AugmentBatchPlan& plan, View out) {
   detail::run_pixel_op(images, plan, out, kIdentityStats, detail::kStageGeometry, "random_resized_crop_flip");
@@ -986,7 +1043,10 @@ void gaussian_blur(CView x, const ::fovea::detail::AugmentBatchPlan& plan, View 
                                                                        dplan.view());
     FOVEA_CHECK_LAUNCH("copy_unblurred_kernel", "gaussian_blur, shape ", x.shape().str());
   }
-  const detail::BlurTiles tiles = in_place ? detail::BlurTiles{} : detail::blur_tiles_for(plan, out.device());
+  const detail::BlurTiles tiles =
+      in_place ? detail::BlurTiles{}
+               : detail::blur_tiles_for(plan, static_cast<int>(out.shape().h()),
+                                        static_cast<int>(out.shape().w()), out.device());
   if (tiles.smem > 0)
     detail::launch_blur_tiles(x.data(), false, out, tiles, plan, dplan.view(), kIdentityStats, 0, stream,
                               "gaussian_blur");
@@ -1002,8 +1062,9 @@ void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan,
                            detail::kStageSolarize | detail::kStageNormalize | detail::kStageDeferBlurred;
   const int blur_stages = detail::kStageSolarize | detail::kStageNormalize;
   const detail::PixelGeometry g = detail::pixel_geometry(images, out);
-  const detail::BlurTiles tiles =
-      plan.blurred.empty() ? detail::BlurTiles{} : detail::blur_tiles_for(plan, out.device());
+  const detail::BlurTiles tiles = plan.blurred.empty()
+                                      ? detail::BlurTiles{}
+                                      : detail::blur_tiles_for(plan, g.out_h, g.out_w, out.device());
   if (tiles.smem > 0) {
     // The blurred samples after geometry, jitter and grayscale go to a compact scratch; the fused blur
     // reads it and writes out, finishing with solarize + normalise.

@@ -246,34 +246,55 @@ class ScopedBlurTiles {
   cuda::BlurTileKernel previous_;
 };
 
+// Sets cuda::blur_tile_shape() for a scope.
+class ScopedBlurShape {
+ public:
+  explicit ScopedBlurShape(cuda::BlurTileShape s) : previous_(cuda::blur_tile_shape()) {
+    cuda::blur_tile_shape() = s;
+  }
+  ScopedBlurShape(const ScopedBlurShape&) = delete;
+  ScopedBlurShape& operator=(const ScopedBlurShape&) = delete;
+  ~ScopedBlurShape() { cuda::blur_tile_shape() = previous_; }
+
+ private:
+  cuda::BlurTileShape previous_;
+};
+
 // The four-tap tile kernel (BlurTileKernel::vector4) against the CPU twin, at every four-tap group
 // count (1 to 31 taps) and on partial tiles, and against the scalar tile kernel: both add the same
 // products in the same order (a zero-weight tap adds an exact 0 to the fused multiply-add), so they
-// must agree bitwise. Then the fused pipeline through it, and a batch too wide for it (scalar tiles).
+// must agree bitwise, in square and in fitted tiles (BlurTileShape::fit). Then the fused pipeline
+// through it, and a batch too wide for it (scalar tiles).
 TEST(AugmentCuda, FourTapBlurTilesMatchCpuAndScalarTiles) {
   FOVEA_REQUIRE_GPU();
   const std::vector<int> every{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-  for (const auto& [h, w] : std::vector<std::array<int, 2>>{{70, 90}, {224, 224}, {9, 130}, {1, 1}}) {
+  for (const auto& [h, w] :
+       std::vector<std::array<int, 2>>{{70, 90}, {224, 224}, {9, 130}, {1, 1}, {300, 200}}) {
     const Tensor x = random_images(16, h, w, static_cast<std::uint64_t>(h * 7 + w));
     const std::vector<AugmentParams> params = blur_params(16, h, w, every, {1, 1, 0}, true);
-    Tensor scalar = full(x.shape(), kNaN, Device::cuda()), vec4 = full(x.shape(), kNaN, Device::cuda());
+    Tensor scalar = full(x.shape(), kNaN, Device::cuda());
     const Tensor xg = x.to(Device::cuda());
     {
       const ScopedBlurTiles tiles(cuda::BlurTileKernel::scalar);
       gaussian_blur(xg, params, scalar);
     }
-    {
+    const std::vector<float> a = scalar.to_vector();
+    for (const cuda::BlurTileShape shape : {cuda::BlurTileShape::square, cuda::BlurTileShape::fit}) {
+      const std::string name = std::string(shape == cuda::BlurTileShape::fit ? "fit " : "square ") +
+                               std::to_string(h) + "x" + std::to_string(w);
       const ScopedBlurTiles tiles(cuda::BlurTileKernel::vector4);
-      check_pixel_op(("gaussian_blur vector4 " + std::to_string(h) + "x" + std::to_string(w)).c_str(),
-                     gaussian_blur, x, params);
+      const ScopedBlurShape shaped(shape);
+      check_pixel_op(("gaussian_blur vector4 " + name).c_str(), gaussian_blur, x, params);
+      Tensor vec4 = full(x.shape(), kNaN, Device::cuda());
       gaussian_blur(xg, params, vec4);
+      const std::vector<float> b = vec4.to_vector();
+      std::size_t differ = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+      EXPECT_EQ(differ, 0u) << name << ": values where the two tile kernels differ";
     }
-    const std::vector<float> a = scalar.to_vector(), b = vec4.to_vector();
-    std::size_t differ = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
-    EXPECT_EQ(differ, 0u) << h << "x" << w << ": values where the two tile kernels differ";
   }
   const ScopedBlurTiles tiles(cuda::BlurTileKernel::vector4);
+  const ScopedBlurShape shaped(cuda::BlurTileShape::fit);
   const Tensor x = random_images(3, 150, 130, 23);
   for (const int kernel : {23, 31, 33}) {  // 33 taps: the batch runs the scalar tiles
     std::vector<AugmentParams> params = varied_params(3, 150, 130, 100, kernel);

@@ -105,9 +105,19 @@ static int max_radius(const AugmentBatchPlan& plan) {
 }
 static bool vec4_takes(const AugmentBatchPlan& plan) { return 2 * max_radius(plan) + 1 <= kVec4MaxTaps; }
 
-// gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel: the scalar one, or
-// with vec4 the four-tap one).
-static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params, bool vec4) {
+// The tile kernel a case runs: the scalar one, or the four-tap one in square or fitted tiles.
+enum class Tiles { scalar, vec4, vec4_fit };
+static const char* tiles_name(Tiles t) {
+  return t == Tiles::scalar ? "" : t == Tiles::vec4 ? " vec4" : " vec4 fit";
+}
+static BlurVec4Shape vec4_shape(Tiles t, int h, int w) {
+  return t == Tiles::vec4_fit ? blur_vec4_fit(h, w) : BlurVec4Shape{};
+}
+
+// gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel).
+static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params, Tiles kind) {
+  const bool vec4 = kind != Tiles::scalar;
+  const BlurVec4Shape shape = vec4_shape(kind, h, w);
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 131 + w);
   Plan plan(detail::make_augment_plan(params, h, w, h, w, false));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
@@ -116,25 +126,26 @@ static void blur_case(const char* what, int n, int h, int w, std::vector<Augment
   DevicePlan d = plan.view();
   const std::int64_t sf = 3LL * h * w;
   launch(dim3(2, n), kBlock, 0, false, [&] { copy_unblurred_kernel(x.data(), out.data(), sf, n, d); });
-  const int tiles = ((w + kBlurTile - 1) / kBlurTile) * ((h + kBlurTile - 1) / kBlurTile);
+  const int tiles = ((w + shape.tile_w - 1) / shape.tile_w) * ((h + shape.tile_h - 1) / shape.tile_h);
   const int radius = max_radius(plan.host);
   const std::size_t smem =
-      sizeof(float) * (vec4 ? blur_vec4_layout(radius).floats : blur_tile_layout(radius).floats);
+      sizeof(float) * (vec4 ? blur_vec4_layout(radius, shape).floats : blur_tile_layout(radius).floats);
   const std::int64_t blurred = plan.host.blurred.size();
   const unsigned planes =
       static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, 4));  // exercise the stride
   launch(dim3(tiles, planes), kBlock, smem, true, [&] {
-    if (vec4) blur_vec4_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
+    if (vec4) blur_vec4_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0, shape);
     else blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
   });
-  compare((std::string(what) + (vec4 ? " vec4" : "")).c_str(), out, ref.to_vector());
+  compare((std::string(what) + tiles_name(kind)).c_str(), out, ref.to_vector());
 }
 
-// blur_case with the scalar tile kernel, and with the four-tap one where it takes the plan.
+// blur_case with the scalar tile kernel, and with the four-tap one (square and fitted tiles) where it
+// takes the plan.
 static void blur_cases(const char* what, int n, int h, int w, const std::vector<AugmentParams>& params) {
-  blur_case(what, n, h, w, params, false);
+  blur_case(what, n, h, w, params, Tiles::scalar);
   if (vec4_takes(detail::make_augment_plan(params, h, w, h, w, false)))
-    blur_case(what, n, h, w, params, true);
+    for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit}) blur_case(what, n, h, w, params, t);
 }
 
 // Output tiles of pixel_kernel for an h x w output.
@@ -162,10 +173,11 @@ static void crop_case(const char* what, int n, int h, int w, int s) {
   geometry_check(what, x, varied(n, h, w, s, 1, 5), n, h, w, s);
 }
 
-// augment_images as the CUDA twin runs it with the fused blur (the scalar tile kernel, or with vec4
-// the four-tap one).
+// augment_images as the CUDA twin runs it with the fused blur.
 static void pipeline_case(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel,
-                          bool vec4) {
+                          Tiles kind) {
+  const bool vec4 = kind != Tiles::scalar;
+  const BlurVec4Shape shape = vec4_shape(kind, s, s);
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 3 + w + epoch);
   const auto params = varied(n, h, w, s, epoch, blur_kernel);
   Plan plan(detail::make_augment_plan(params, h, w, s, s));
@@ -183,23 +195,25 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   launch(dim3(tiles, n), kBlock, 0, false, [&] {
     pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.means, kDrStats, stages);
   });
-  const int btiles = ((s + kBlurTile - 1) / kBlurTile) * ((s + kBlurTile - 1) / kBlurTile);
+  const int btiles = ((s + shape.tile_w - 1) / shape.tile_w) * ((s + shape.tile_h - 1) / shape.tile_h);
   const int radius = max_radius(plan.host);
   const std::size_t smem =
-      sizeof(float) * (vec4 ? blur_vec4_layout(radius).floats : blur_tile_layout(radius).floats);
+      sizeof(float) * (vec4 ? blur_vec4_layout(radius, shape).floats : blur_tile_layout(radius).floats);
   const std::int64_t blurred = plan.host.blurred.size();
   const int finish = kStageSolarize | kStageNormalize;
   launch(dim3(btiles, 3 * blurred), kBlock, smem, true, [&] {
-    if (vec4) blur_vec4_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish);
+    if (vec4) blur_vec4_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish, shape);
     else blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish);
   });
-  compare((std::string(what) + (vec4 ? " vec4" : "")).c_str(), out, ref.to_vector());
+  compare((std::string(what) + tiles_name(kind)).c_str(), out, ref.to_vector());
 }
 
 // pipeline_case with both tile kernels (the four-tap one where it takes the plan).
 static void pipeline_cases(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
-  pipeline_case(what, n, h, w, s, epoch, blur_kernel, false);
-  if (blur_kernel <= kVec4MaxTaps) pipeline_case(what, n, h, w, s, epoch, blur_kernel, true);
+  pipeline_case(what, n, h, w, s, epoch, blur_kernel, Tiles::scalar);
+  if (blur_kernel <= kVec4MaxTaps)
+    for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit})
+      pipeline_case(what, n, h, w, s, epoch, blur_kernel, t);
 }
 
 // Flips alone (whole-image crop: every tap of weight 0 or 1) through the gather; square images.
