@@ -880,9 +880,10 @@ inline int& nt_xent_tc_blocks_per_sm_setting() {
 }
 
 // The rows (2N) from which the automatic plan (setting 0) asks for two blocks per SM. Measured on the
-// H200 (2026-11-28, docs/benchmarks.md): two blocks took 15-16 % off a forward + backward at N = 4096 and
-// 8192 and added 9 % at N = 1024 and 23 % at N = 256, where each of their blocks walks only 2 panels.
-inline constexpr std::int64_t kTcTwoBlocksMinRows = 8192;
+// H200 (2026-11-28, docs/benchmarks.md): two blocks took 9 % off a forward + backward at N = 2048 and
+// 15-16 % at N = 4096 and 8192, and added 8-9 % at N = 1024 and 23-27 % at N = 256, where each of
+// their blocks walks only 2 panels.
+inline constexpr std::int64_t kTcTwoBlocksMinRows = 4096;
 
 // The residency the tile passes aim for at `rows` rows under `setting` (0 auto, 1, 2).
 constexpr int tc_wanted_blocks_per_sm(int setting, std::int64_t rows) {

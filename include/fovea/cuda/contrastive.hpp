@@ -18,9 +18,9 @@ bool nt_xent_tensor_cores_supported(std::int64_t D, int device);
 // The residency the tensor-core kernels' tile passes aim for: 1 is one block of 8 warps per SM with a
 // two-stage pipeline of column panels; 2 is two blocks per SM with one stage each and twice the column
 // splits (twice the warps to hide latency; D = 128 only for the backward, and where two blocks do not
-// fit an SM the passes run as with 1); 0 (auto, the default) is 2 from 2N = 8192 rows (N >= 4096), 1
-// below (measured: two blocks win by 15 % at N = 4096 and lose by 9 % at N = 1024). Results agree
-// within the TF32 tolerances but not bitwise across settings (the split count changes the order of the
+// fit an SM the passes run as with 1); 0 (auto, the default) is 2 from 2N = 4096 rows (N >= 2048), 1
+// below (measured: two blocks win by 9 % at N = 2048 and 15 % at 4096, and lose by 8 % at N = 1024). Results
+// agree within the TF32 tolerances but not bitwise across settings (the split count changes the order of the
 // partial sums); each setting is deterministic. First read from the environment variable
 // FOVEA_NTXENT_TC_BLOCKS (auto | 1 | 2); set it between ops, not while other threads launch NT-Xent.
 // docs/losses.md has the measurements behind the default.
