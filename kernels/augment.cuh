@@ -657,7 +657,7 @@ struct BlurVec4Layout {
 // square: kBlurTile x kBlurTile, as the scalar tiles. fit (BlurTileShape::fit): the fewest tiles of at
 // most kBlurTile columns and kVec4FitRows rows, their sides as even as the image allows (224 px: 56 x
 // 112, eight whole tiles per plane, where square cuts 16 tiles of 64, 64, 64 and 32; fewer halo rows
-// for the row pass to blur: 24 per 112 rows instead of per 64 at 23 taps).
+// for the row pass to blur: 22 per 112 rows instead of per 64 at 23 taps).
 struct BlurVec4Shape {
   int tile_w = kBlurTile, tile_h = kBlurTile;
 };

@@ -34,7 +34,7 @@ BlurTileKernel& blur_tile_kernel_choice();
 // The output tiles of the four-tap kernel. square (the default): 64 x 64, as the scalar tiles (a
 // 224-px plane in 16 tiles of 64, 64, 64 and 32 rows and columns). fit: the fewest tiles of at most 64
 // columns and 128 rows, their sides as even as the image allows (224 px: 8 tiles of 56 x 112), so no
-// tile is a sliver and the row pass blurs fewer halo rows (24 per 112 rows at 23 taps), at the cost of
+// tile is a sliver and the row pass blurs fewer halo rows (22 per 112 rows at 23 taps), at the cost of
 // more shared memory per block (77 KB at 23 taps: two blocks per SM instead of four); timed on the
 // H200 it was no faster (0.269 against 0.265 ms at 23 taps), so square stays the default. Same bits
 // either way (each output sums the same taps in the same order). First read from
