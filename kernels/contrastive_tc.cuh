@@ -107,6 +107,11 @@ __device__ __forceinline__ float tc_exp2(float x) {
 
 #undef FOVEA_TC_UNSUPPORTED_ARCH
 
+// One 8-byte store of (a, b) at p, which must be 8-byte aligned (the emulator checks that).
+__device__ __forceinline__ void tc_store_pair(float* p, float a, float b) {
+  *reinterpret_cast<float2*>(p) = make_float2(a, b);
+}
+
 // ---- tiles ----
 
 constexpr int kTcRows = 128;  // rows of zhat per block (8 warps x 16)
@@ -540,13 +545,25 @@ __global__ void __launch_bounds__(kTcThreads, kMinBlocks)
               tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
         }
       });
+  // Lane (g, t) holds dims 2t and 2t + 1 of each 8-dim tile for rows g and g + 8: one 8-byte store per
+  // pair where D is even (then every pair starts at an even float offset of the buffer), two 4-byte
+  // ones otherwise. (Scalar stores of all 64 values showed as the pass's third stall reason,
+  // lg_throttle, on the H200.)
+  const bool pairs = kD > 0 ? kD % 2 == 0 : D % 2 == 0;
 #pragma unroll
   for (int n = 0; n < kTcDimTiles; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const std::int64_t i = row[e >> 1];
-      const int d = d0 + 8 * n + 2 * t + (e & 1);
-      if (n < dim_tiles && i < rows && d < D) part[(blockIdx.y * rows + i) * D + d] = acc[n][e];
+    for (int h = 0; h < 2; ++h) {
+      const std::int64_t i = row[h];
+      const int d = d0 + 8 * n + 2 * t;
+      if (n >= dim_tiles || i >= rows || d >= D) continue;
+      float* p = part + (blockIdx.y * rows + i) * D + d;
+      if (pairs) {
+        tc_store_pair(p, acc[n][2 * h], acc[n][2 * h + 1]);
+      } else {
+        p[0] = acc[n][2 * h];
+        if (d + 1 < D) p[1] = acc[n][2 * h + 1];
+      }
     }
 }
 

@@ -33,6 +33,12 @@ __device__ __forceinline__ std::uint32_t tc_tf32(float x) {
   u += 0x1000u;                                    // half a TF32 ulp: ties away from zero
   return u & 0xffffe000u;
 }
+// The 8-byte store, refusing a misaligned address (the device would fault).
+__device__ __forceinline__ void tc_store_pair(float* p, float a, float b) {
+  if (reinterpret_cast<std::uintptr_t>(p) % 8 != 0) die("8-byte store to a misaligned address");
+  p[0] = a;
+  p[1] = b;
+}
 __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
                                        std::uint32_t b1) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
