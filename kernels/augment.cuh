@@ -868,26 +868,18 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
 // "auto" or "vector4": vector4; "scalar": scalar). vector4 is the default since the H200 run of
 // 2026-11-28: 9 % faster at 23 taps (docs/benchmarks.md).
 inline BlurTileKernel& blur_tile_kernel_setting() {
-  static BlurTileKernel choice = [] {
-    const char* v = std::getenv("FOVEA_BLUR_TILES");
-    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "vector4") == 0)
-      return BlurTileKernel::vector4;
-    if (std::strcmp(v, "scalar") == 0) return BlurTileKernel::scalar;
-    FOVEA_FAIL("FOVEA_BLUR_TILES must be auto, scalar or vector4, got '", v, "'");
-  }();
+  using K = BlurTileKernel;
+  static K choice = env_choice<K>("FOVEA_BLUR_TILES",
+                                  {{"auto", K::vector4}, {"scalar", K::scalar}, {"vector4", K::vector4}});
   return choice;
 }
 
 // The setting behind fovea::cuda::blur_tile_shape(), first read from FOVEA_BLUR_TILE_SHAPE (unset,
 // "auto" or "square": square; "fit": fit).
 inline BlurTileShape& blur_tile_shape_setting() {
-  static BlurTileShape shape = [] {
-    const char* v = std::getenv("FOVEA_BLUR_TILE_SHAPE");
-    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "square") == 0)
-      return BlurTileShape::square;
-    if (std::strcmp(v, "fit") == 0) return BlurTileShape::fit;
-    FOVEA_FAIL("FOVEA_BLUR_TILE_SHAPE must be auto, square or fit, got '", v, "'");
-  }();
+  using S = BlurTileShape;
+  static S shape =
+      env_choice<S>("FOVEA_BLUR_TILE_SHAPE", {{"auto", S::square}, {"square", S::square}, {"fit", S::fit}});
   return shape;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "check.cuh"
+#include "fovea/core/env.hpp"
 #include "fovea/core/stream.hpp"
 #include "fovea/core/tensor.hpp"
 

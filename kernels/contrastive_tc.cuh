@@ -886,13 +886,7 @@ __global__ void __launch_bounds__(kBlock)
 // The setting behind fovea::cuda::nt_xent_tc_blocks_per_sm(), first read from FOVEA_NTXENT_TC_BLOCKS
 // (unset or "auto": 0; "1": 1; "2": 2).
 inline int& nt_xent_tc_blocks_per_sm_setting() {
-  static int blocks = [] {
-    const char* v = std::getenv("FOVEA_NTXENT_TC_BLOCKS");
-    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0) return 0;
-    if (std::strcmp(v, "1") == 0) return 1;
-    if (std::strcmp(v, "2") == 0) return 2;
-    FOVEA_FAIL("FOVEA_NTXENT_TC_BLOCKS must be auto, 1 or 2, got '", v, "'");
-  }();
+  static int blocks = env_choice<int>("FOVEA_NTXENT_TC_BLOCKS", {{"auto", 0}, {"1", 1}, {"2", 2}});
   return blocks;
 }
 
@@ -917,13 +911,9 @@ inline bool tc_supported(std::int64_t D, int device) {
 // The setting behind fovea::cuda::nt_xent_tc_forward_tiles(), first read from FOVEA_NTXENT_TC_FORWARD
 // (unset, "auto" or "split": split; "symmetric").
 inline NtXentForwardTiles& nt_xent_tc_forward_tiles_setting() {
-  static NtXentForwardTiles tiles = [] {
-    const char* v = std::getenv("FOVEA_NTXENT_TC_FORWARD");
-    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0 || std::strcmp(v, "split") == 0)
-      return NtXentForwardTiles::split;
-    if (std::strcmp(v, "symmetric") == 0) return NtXentForwardTiles::symmetric;
-    FOVEA_FAIL("FOVEA_NTXENT_TC_FORWARD must be auto, split or symmetric, got '", v, "'");
-  }();
+  using F = NtXentForwardTiles;
+  static F tiles = env_choice<F>("FOVEA_NTXENT_TC_FORWARD",
+                                 {{"auto", F::split}, {"split", F::split}, {"symmetric", F::symmetric}});
   return tiles;
 }
 

@@ -125,6 +125,30 @@ TEST(Error, CheckMacroNamesConditionFileAndDetails) {
   }
 }
 
+// env_choice: unset or empty gives the first choice, a listed name its value, anything else an error
+// naming the variable, the accepted names and the value.
+TEST(Env, ChoiceFromTheListOrAnErrorNamingIt) {
+  enum class Pick { a, b };
+  const char* name = "FOVEA_TEST_ENV_CHOICE";
+  const auto read = [&] {
+    return env_choice<Pick>(name, {{"auto", Pick::b}, {"a", Pick::a}, {"b", Pick::b}});
+  };
+  ::unsetenv(name);
+  EXPECT_EQ(read(), Pick::b);
+  ::setenv(name, "", 1);
+  EXPECT_EQ(read(), Pick::b);
+  ::setenv(name, "a", 1);
+  EXPECT_EQ(read(), Pick::a);
+  ::setenv(name, "c", 1);
+  try {
+    read();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "FOVEA_TEST_ENV_CHOICE must be auto, a or b, got 'c'")) << e.what();
+  }
+  ::unsetenv(name);
+}
+
 // A raw allocator that hands out host memory and counts calls.
 class FakeRaw final : public RawAllocator {
  public:

@@ -4,6 +4,7 @@
 
 #include "fovea/core/config.hpp"
 #include "fovea/core/device.hpp"
+#include "fovea/core/env.hpp"
 #include "fovea/core/error.hpp"
 #include "fovea/core/memory.hpp"
 #include "fovea/core/parallel.hpp"

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "emu_cuda.hpp"
+#include "fovea/core/env.hpp"
 #include "fovea/cpu/contrastive.hpp"
 
 namespace fovea::emu {
