@@ -2,8 +2,8 @@
 // include/fovea/cuda/corruptions.hpp; the batch entry point is data::corrupt_batch in
 // include/fovea/data/corruptions.hpp, which resolves the plan on the host). The per-pixel math is the
 // FOVEA_HD code of include/fovea/data/corruption_math.hpp, the plan (per-image random parameters,
-// taps, spots, fog layers) is the host's, so both twins read the same bits; they differ only where
-// nvcc fuses a multiply and an add (an ulp or so before clipping).
+// taps, spots, fog layers where they need a resize) is the host's, so both twins read the same bits;
+// they differ only where nvcc fuses a multiply and an add (an ulp or so before clipping).
 //
 // Kernels, one thread per output pixel (all three channels) of the batch, grid-stride:
 //   corrupt_pixel_kernel<C>: every corruption but the separable Gaussian blur's two passes: the
@@ -12,6 +12,9 @@
 //     copied);
 //   corrupt_stats_kernel: one block per (image, channel): the channel mean in double (contrast) or
 //     the maximum (fog);
+//   fog_plasma_kernel: one block per image: fog's plasma map (diamond-square, level by level, in
+//     double, bitwise plasma_fractal's) and its minimum and range, where the layer is the map's
+//     top-left corner unresized (224-px images and the like; other sizes take layers from the host);
 //   corrupt_rows_kernel / corrupt_cols_kernel: a separable filter's passes with a border rule, over
 //     planes (gaussian_blur, glass_blur's two blurs; the smoothing of elastic_transform's displacement
 //     noise), with unfused multiplies and adds, so they give the CPU's bits (glass_blur's 8-bit step
@@ -53,6 +56,9 @@ struct CorruptDevice {
   const std::int64_t* index = nullptr;
   const Spot* spots = nullptr;
   const float* layers = nullptr;
+  const double* plasma = nullptr;       // fog: the images' plasma maps (plasma_m^2 each), unnormalised
+  const double* plasma_norm = nullptr;  // fog: per image the map's minimum and range
+  std::int64_t plasma_m = 0;
   const float* masks = nullptr;  // (N, 1, H, W), nonzero inside the field of view
   const float* field = nullptr;  // elastic: the smoothed displacements (N, 2, H, W): dx, dy
   const std::int32_t* source = nullptr;  // glass_blur: per image, each pixel's source pixel (N, H, W)
@@ -119,7 +125,11 @@ __global__ void __launch_bounds__(kBlock)
       const float hi = hi01 > s[2] ? hi01 : s[2];
       const auto c0 = static_cast<float>(d.a);
       const float scale = hi / (hi + c0);
-      const float layer = d.layers[img.layer + q];
+      const float layer =
+          d.plasma != nullptr
+              ? m::plasma_layer_value(d.plasma[(n * d.plasma_m + y) * d.plasma_m + xx], d.plasma_norm[2 * n],
+                                      d.plasma_norm[2 * n + 1])
+              : d.layers[img.layer + q];
       for (int ch = 0; ch < 3; ++ch) v[ch] = m::fog_at(src[ch * hw + q], c0, layer, scale);
     } else if constexpr (c == Corruption::defocus_blur || c == Corruption::motion_blur) {
       constexpr Border border = c == Corruption::defocus_blur ? Border::reflect101 : Border::clamp;
@@ -242,6 +252,47 @@ __global__ void __launch_bounds__(kBlock)
   }
   if (threadIdx.x == 0)
     stats[blockIdx.x] = mode == 0 ? static_cast<float>(sums[0] / static_cast<double>(hw)) : maxima[0];
+}
+
+// fog's plasma maps, one block per image b of images[0 .. gridDim.x): maps + b m^2 gets
+// plasma_fractal(m, decay, images[b].key) before its normalisation (the passes of corruption_math.hpp,
+// each pass's points spread over the threads, a barrier between passes), norms[2 b] and
+// norms[2 b + 1] its minimum and range. The map lives in global memory (256 x 256 doubles at 224 px:
+// 512 KB, too much for shared memory); __syncthreads makes each pass's writes visible to the next.
+__global__ void __launch_bounds__(kBlock)
+    fog_plasma_kernel(double* maps, double* norms, std::int64_t m, double decay, const CorruptImagePlan* images) {
+  namespace m_ = ::fovea::data::detail::corruption;
+  __shared__ double lows[kBlock], highs[kBlock];
+  double* map = maps + static_cast<std::int64_t>(blockIdx.x) * m * m;
+  const RandomKey key = images[blockIdx.x].key;
+  const auto tid = static_cast<std::int64_t>(threadIdx.x), threads = static_cast<std::int64_t>(blockDim.x);
+  if (tid == 0) map[0] = 0.0;  // every other point is set once, before any point reads it
+  __syncthreads();
+  double wibble = 100.0;
+  for (std::int64_t step = m; step >= 2; step /= 2) {
+    const std::int64_t cells = (m / step) * (m / step);
+    for (std::int64_t k = tid; k < cells; k += threads) m_::plasma_square(map, m, step, k, wibble, key);
+    __syncthreads();
+    for (std::int64_t k = tid; k < 2 * cells; k += threads) m_::plasma_diamond(map, m, step, k, wibble, key);
+    __syncthreads();
+    wibble /= decay;
+  }
+  double lo = map[0], hi = map[0];
+  for (std::int64_t i = tid; i < m * m; i += threads) {
+    lo = map[i] < lo ? map[i] : lo;
+    hi = map[i] > hi ? map[i] : hi;
+  }
+  lows[threadIdx.x] = lo, highs[threadIdx.x] = hi;
+  __syncthreads();
+  for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) {
+      lows[threadIdx.x] = lows[threadIdx.x + half] < lows[threadIdx.x] ? lows[threadIdx.x + half] : lows[threadIdx.x];
+      highs[threadIdx.x] =
+          highs[threadIdx.x + half] > highs[threadIdx.x] ? highs[threadIdx.x + half] : highs[threadIdx.x];
+    }
+    __syncthreads();
+  }
+  if (tid == 0) norms[2 * blockIdx.x] = lows[0], norms[2 * blockIdx.x + 1] = highs[0] - lows[0];
 }
 
 // The row pass of a separable filter over `planes` planes (h, w): out = sum_t k[t] in(y, x + t - r)
@@ -415,6 +466,33 @@ void launch_corrupt_pixels(const float* x, float* out, const CorruptDevice& d, i
   FOVEA_CHECK_LAUNCH("corrupt_pixel_kernel", ", corruption ", C, ", batch ", d.n, "x3x", d.h, "x", d.w);
 }
 
+// Scratch bound of fog's plasma maps: images run in chunks whose maps fit it (at 224 px, 256 maps of
+// 512 KB, one chunk; at least one image per chunk).
+inline constexpr std::int64_t kPlasmaScratchBytes = std::int64_t{128} << 20;
+
+// fog with the plasma maps computed on the device (plan.fog_map > 0), chunk by chunk: the maps of a
+// chunk's images, then its pixels (the channel maxima, d.stats, are already queued).
+inline void launch_fog_on_device(const float* x, float* out, const CorruptDevice& d,
+                                 const ::fovea::data::detail::corruption::CorruptBatchPlan& plan, Device device,
+                                 cudaStream_t stream, std::int64_t scratch_bytes = kPlasmaScratchBytes) {
+  const std::int64_t m = plan.fog_map, map_bytes = m * m * static_cast<std::int64_t>(sizeof(double));
+  const std::int64_t chunk = std::clamp<std::int64_t>(scratch_bytes / map_bytes, 1, std::min<std::int64_t>(d.n, 65535));
+  AugmentScratch scratch(device, static_cast<std::size_t>(chunk * (map_bytes + 2 * sizeof(double))));
+  auto* maps = reinterpret_cast<double*>(scratch.bytes());
+  double* norms = maps + chunk * m * m;
+  const std::int64_t image_floats = 3 * d.h * d.w;
+  for (std::int64_t first = 0; first < d.n; first += chunk) {
+    CorruptDevice part = d;
+    part.n = std::min(chunk, d.n - first);
+    part.images = d.images + first;
+    part.stats = d.stats + 3 * first;
+    part.plasma = maps, part.plasma_norm = norms, part.plasma_m = m;
+    fog_plasma_kernel<<<static_cast<unsigned>(part.n), kBlock, 0, stream>>>(maps, norms, m, plan.b, part.images);
+    FOVEA_CHECK_LAUNCH("fog_plasma_kernel", ", images ", first, "..", first + part.n, " of ", d.n, ", map ", m, "x", m);
+    launch_corrupt_pixels<14>(x + first * image_floats, out + first * image_floats, part, device.index(), stream);
+  }
+}
+
 // A separable filter (kernel k of 2 radius + 1 taps on the device) over `planes` planes of in into
 // out, through a row scratch.
 inline void launch_separable(const float* in, float* out, std::int64_t planes, std::int64_t h, std::int64_t w,
@@ -466,7 +544,8 @@ void corrupt_batch(CView images, CView masks, const ::fovea::data::detail::corru
           x, d.stats, d.h * d.w, plan.corruption == Corruption::contrast ? 0 : 1);
       FOVEA_CHECK_LAUNCH("corrupt_stats_kernel", ", batch ", d.n, "x3x", d.h, "x", d.w);
       if (plan.corruption == Corruption::contrast) launch_corrupt_pixels<9>(x, y, d, dev, stream);
-      else launch_corrupt_pixels<14>(x, y, d, dev, stream);
+      else if (plan.fog_map == 0) launch_corrupt_pixels<14>(x, y, d, dev, stream);  // layers from the host
+      else launch_fog_on_device(x, y, d, plan, device, stream);
       break;
     case Corruption::saturate: launch_corrupt_pixels<10>(x, y, d, dev, stream); break;
     case Corruption::pixelate: launch_corrupt_pixels<12>(x, y, d, dev, stream); break;

@@ -579,6 +579,45 @@ TEST(CorruptFormula, FogFollowsImageNetC) {
   EXPECT_EQ(*std::max_element(map.begin(), map.end()), 1.0);
 }
 
+// The premise of fog_plasma_kernel: within a pass of the diamond-square the points are independent,
+// so computing them in another order (here backwards, squares and diamonds each) gives plasma_fractal's
+// bits. And the sides whose maps the device makes (the layer is the map's corner, unresized).
+TEST(CorruptFormula, FogPlasmaPassesInAnyOrderAndTheDeviceRoute) {
+  namespace dc = data::detail::corruption;
+  for (std::int64_t m : {2, 8, 64, 256})
+    for (double decay : {1.4, 2.0}) {
+      const RandomKey key = data::corruption_key(3, 40 + m, Corruption::fog, 2);
+      std::vector<double> map(static_cast<std::size_t>(m * m), 0.0);
+      double wibble = 100.0;
+      for (std::int64_t step = m; step >= 2; step /= 2) {
+        const std::int64_t cells = (m / step) * (m / step);
+        for (std::int64_t k = cells - 1; k >= 0; --k) dc::plasma_square(map.data(), m, step, k, wibble, key);
+        for (std::int64_t k = 2 * cells - 1; k >= 0; --k) dc::plasma_diamond(map.data(), m, step, k, wibble, key);
+        wibble /= decay;
+      }
+      const auto [lo, hi] = std::minmax_element(map.begin(), map.end());
+      const double min = *lo, range = *hi - *lo;
+      const std::vector<double> ref = dc::plasma_fractal(m, decay, key);
+      for (std::size_t i = 0; i < map.size(); ++i)
+        ASSERT_EQ(dc::plasma_layer_value(map[i], min, range), static_cast<float>(ref[i]))
+            << "m " << m << " decay " << decay << " point " << i;
+    }
+  struct Side {
+    std::int64_t h, w, m;
+    bool unresized;
+  };
+  for (const Side& c : {Side{224, 224, 256, true}, Side{112, 84, 128, true}, Side{448, 300, 512, true},
+                        Side{72, 90, 128, false}, Side{64, 64, 128, false}, Side{225, 225, 512, false}}) {
+    const dc::FogMap f = dc::fog_map(c.h, c.w);
+    EXPECT_EQ(f.m, c.m) << c.h << "x" << c.w;
+    EXPECT_EQ(f.unresized(c.h, c.w), c.unresized) << c.h << "x" << c.w << ": region " << f.rh << "x" << f.rw;
+    const std::vector<std::int64_t> samples{1, 2};
+    const dc::CorruptBatchPlan plan = dc::corruption_plan(Corruption::fog, 4, 9, samples, c.h, c.w);
+    EXPECT_EQ(plan.fog_map, c.unresized ? c.m : 0) << c.h << "x" << c.w;
+    EXPECT_EQ(plan.layers.size(), c.unresized ? 0u : static_cast<std::size_t>(2 * c.h * c.w)) << c.h << "x" << c.w;
+  }
+}
+
 // glass_blur against ImageNet-C's code run literally on 8-bit values: blur, np.uint8(v * 255), the
 // pass of tuple assignments on NumPy views (x[y, x] takes x[y + dy, x + dx], which keeps its value),
 // blur of the 8-bit image / 255, clip. The draws are fovea's (glass_offset of Philox words 0, 1);

@@ -3,7 +3,8 @@
 // poisoned with NaN first, within |gpu - cpu| <= 1e-5 + 1e-5 |cpu| (nvcc fuses multiply-adds the CPU
 // does not; shot noise may move a Poisson draw across an inversion step in a rare element, so up to
 // 1e-4 of its elements may differ); the fundus ones with masks given and detected, an empty field of
-// view copied bitwise, and the masks' bounding boxes. Skips without a CUDA device.
+// view copied bitwise, and the masks' bounding boxes; fog with its plasma maps made on the device.
+// Skips without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -82,6 +83,37 @@ TEST(CudaCorruptions, EveryCorruptionAndSeverityMatchesTheCpu) {
       data::corrupt_batch(dev, c, severity, 99, samples, gpu_out);
       EXPECT_TRUE(close(what, gpu_out, cpu_out, c == Corruption::shot_noise ? 1e-4 : 0.0));
     }
+}
+
+// fog where the layer is the plasma map's corner unresized (longer side 112 or 224): the device
+// computes the maps (fog_plasma_kernel). Every severity on 112 x 84 images (maps of 128), and at
+// 224 px a batch of 257, whose maps (512 KB each) take two chunks of the 128 MB scratch.
+TEST(CudaCorruptions, FogPlasmaMapsOnTheDeviceMatchTheCpu) {
+  FOVEA_REQUIRE_GPU();
+  namespace dc = data::detail::corruption;
+  const Device gpu = Device::cuda(0);
+  {
+    const std::vector<std::int64_t> samples{3, 17, 0, 4096, 12345};
+    ASSERT_EQ(dc::corruption_plan(Corruption::fog, 2, 99, samples, 112, 84).fog_map, 128);
+    const Tensor host = batch_of(5, 112, 84, false), dev = host.to(gpu);
+    Tensor cpu_out(host.shape()), gpu_out(host.shape(), gpu);
+    for (int severity = 1; severity <= 5; ++severity) {
+      data::corrupt_batch(host, Corruption::fog, severity, 99, samples, cpu_out);
+      fill(gpu_out, std::numeric_limits<float>::quiet_NaN());
+      data::corrupt_batch(dev, Corruption::fog, severity, 99, samples, gpu_out);
+      EXPECT_TRUE(close("fog 112x84 " + std::to_string(severity), gpu_out, cpu_out));
+    }
+  }
+  const std::int64_t n = 257;
+  std::vector<std::int64_t> samples;
+  for (std::int64_t k = 0; k < n; ++k) samples.push_back(1000 + 7 * k);
+  ASSERT_EQ(dc::corruption_plan(Corruption::fog, 3, 5, samples, 224, 224).fog_map, 256);
+  const Tensor host = batch_of(n, 224, 224, false), dev = host.to(gpu);
+  Tensor cpu_out(host.shape()), gpu_out(host.shape(), gpu);
+  data::corrupt_batch(host, Corruption::fog, 3, 5, samples, cpu_out);
+  fill(gpu_out, std::numeric_limits<float>::quiet_NaN());
+  data::corrupt_batch(dev, Corruption::fog, 3, 5, samples, gpu_out);
+  EXPECT_TRUE(close("fog 257 x 224 px", gpu_out, cpu_out));
 }
 
 TEST(CudaCorruptions, FundusWithMasksGivenAndEmptyFieldOfView) {

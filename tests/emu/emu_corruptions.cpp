@@ -4,7 +4,8 @@
 // image. Host code without fused multiply-adds gives the CPU's bits, so every corruption (but
 // jpeg_compression, which has no kernel) at every severity must match bitwise on a batch of a fundus-like
 // image, an image without a dark surround (all field of view) and, for the fundus ones, an all-black
-// image (an empty field of view: copied). Argument `big` adds a 224-px batch. Exit status 1 on any failure.
+// image (an empty field of view: copied), and a batch of 56-px-wide images (fog's plasma maps made by
+// the device, in chunks). Argument `big` adds a 224-px batch. Exit status 1 on any failure.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -124,8 +125,26 @@ static std::vector<float> run_emulated(const std::vector<float>& batch, const st
       const int mode = c == Corruption::contrast ? 0 : 1;
       launch(dim3(static_cast<unsigned>(3 * n)), kBlock, 0, true,
              [&] { corrupt_stats_kernel(batch.data(), stats.data(), hw, mode); });
-      if (mode == 0) pixels(corrupt_pixel_kernel<9>);
-      else pixels(corrupt_pixel_kernel<14>);
+      if (mode == 0) {
+        pixels(corrupt_pixel_kernel<9>);
+      } else if (plan.fog_map == 0) {  // layers from the host
+        pixels(corrupt_pixel_kernel<14>);
+      } else {  // as launch_fog_on_device, in chunks of 2 images (a batch of 3 has a second one)
+        const std::int64_t m = plan.fog_map, chunk = 2;
+        std::vector<double> maps(static_cast<std::size_t>(chunk * m * m), nan), norms(2 * chunk, nan);
+        for (std::int64_t first = 0; first < n; first += chunk) {
+          CorruptDevice part = d;
+          part.n = std::min(chunk, n - first);
+          part.images = d.images + first;
+          part.stats = d.stats + 3 * first;
+          part.plasma = maps.data(), part.plasma_norm = norms.data(), part.plasma_m = m;
+          launch(dim3(static_cast<unsigned>(part.n)), kBlock, 0, true,
+                 [&] { fog_plasma_kernel(maps.data(), norms.data(), m, plan.b, part.images); });
+          launch(grid, kBlock, 0, false, [&] {
+            corrupt_pixel_kernel<14>(batch.data() + first * 3 * hw, out.data() + first * 3 * hw, part);
+          });
+        }
+      }
       break;
     }
     case Corruption::saturate: pixels(corrupt_pixel_kernel<10>); break;
@@ -216,6 +235,8 @@ int main(int argc, char** argv) {
   check_batch("small", batch(fundus_like(45, 61, 1), plain(45, 61), fundus_like(45, 61, 2), std::move(black)),
               7);
   check_batch("tall", batch(fundus_like(70, 33, 3), plain(70, 33)), 1234567);
+  // longer side 56: fog's plasma maps (64 x 64) on the device, in two chunks
+  check_batch("56", batch(fundus_like(40, 56, 5), plain(40, 56), fundus_like(40, 56, 6)), 77);
   if (argc > 1 && std::string(argv[1]) == "big")
     check_batch("224", batch(fundus_like(224, 224, 4), plain(224, 224)), 3);
   std::printf("%s\n", failures == 0 ? "all corruption kernels match the CPU bitwise" : "FAILURES");

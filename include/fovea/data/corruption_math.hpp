@@ -13,6 +13,7 @@
 
 #include "fovea/core/config.hpp"
 #include "fovea/core/random.hpp"
+#include "fovea/ops/math.hpp"  // dmul_rn
 
 namespace fovea::data {
 
@@ -202,6 +203,55 @@ FOVEA_HD float fog_at(float x, float c0, float layer, float scale) {
   return clip01((x + c0 * layer) * scale);
 }
 
+// fog's plasma fractal (ImageNet-C's diamond-square; plasma_fractal in data/corruptions.hpp runs it on
+// the CPU, fog_plasma_kernel on a GPU). The map is m x m doubles (m a power of two), row-major, on a
+// torus. The level of side `step` first sets the centre of each of its (m / step)^2 squares, then
+// each square's two diamond points (y, x + half) and (y + half, x). A square's centre reads only
+// points of earlier levels, a diamond point those and this level's centres: within a pass the points
+// are independent, so they may be computed in any order or in parallel.
+FOVEA_HD double plasma_at(const double* map, std::int64_t m, std::int64_t y, std::int64_t x) {
+  return map[(y & (m - 1)) * m + (x & (m - 1))];  // y, x modulo m (two's complement)
+}
+
+// Point (y, x) of the map: the mean of a, b, c, d (added in this order) plus wibble^2 (2u - 1) with
+// u = uniform(key, y m + x); the products rounded on their own, so nvcc and g++ give the same bits.
+FOVEA_HD double plasma_value(double a, double b, double c, double d, double wibble, const RandomKey& key,
+                             std::int64_t m, std::int64_t y, std::int64_t x) {
+  const double u = uniform(key, static_cast<std::uint64_t>(y * m + x));
+  return (a + b + c + d) / 4.0 + math::dmul_rn(math::dmul_rn(wibble, wibble), 2.0 * u - 1.0);
+}
+
+// Square k (row-major, k < (m / step)^2) of the level of side step: sets its centre.
+FOVEA_HD void plasma_square(double* map, std::int64_t m, std::int64_t step, std::int64_t k, double wibble,
+                            const RandomKey& key) {
+  const std::int64_t cells = m / step, half = step / 2;
+  const std::int64_t y = k / cells * step, x = k % cells * step;
+  map[(y + half) * m + x + half] =
+      plasma_value(plasma_at(map, m, y, x), plasma_at(map, m, y + step, x), plasma_at(map, m, y, x + step),
+                   plasma_at(map, m, y + step, x + step), wibble, key, m, y + half, x + half);
+}
+
+// Diamond point k (k < 2 (m / step)^2) of the level of side step: of square k / 2, the point
+// (y, x + half) when k is even, (y + half, x) when odd.
+FOVEA_HD void plasma_diamond(double* map, std::int64_t m, std::int64_t step, std::int64_t k, double wibble,
+                             const RandomKey& key) {
+  const std::int64_t cells = m / step, half = step / 2, square = k / 2;
+  const std::int64_t y = square / cells * step, x = square % cells * step;
+  if (k % 2 == 0)
+    map[y * m + x + half] = plasma_value(plasma_at(map, m, y - half, x + half), plasma_at(map, m, y + half, x + half),
+                                         plasma_at(map, m, y, x), plasma_at(map, m, y, x + step), wibble, key, m,
+                                         y, x + half);
+  else
+    map[(y + half) * m + x] = plasma_value(plasma_at(map, m, y + half, x - half),
+                                           plasma_at(map, m, y + half, x + half), plasma_at(map, m, y, x),
+                                           plasma_at(map, m, y + step, x), wibble, key, m, y + half, x);
+}
+
+// A map value normalised to [0, 1] by the map's minimum and range (0 for a flat map), as a float.
+FOVEA_HD float plasma_layer_value(double v, double lo, double range) {
+  return static_cast<float>(range > 0.0 ? (v - lo) / range : 0.0);
+}
+
 // ---- the fundus degradations ---------------------------------------------------------------------
 
 // The field of view as a disc: centre (cx, cy) in continuous pixel coordinates (pixel (y, x) spans
@@ -294,7 +344,9 @@ struct CorruptBatchPlan {
                                     // column, then the box groups (first, count) of rows and columns
   std::int64_t small_h = 0, small_w = 0;
   std::vector<Spot> spots;
-  std::vector<float> layers;  // fog: one (H, W) layer per image
+  std::vector<float> layers;  // fog: one (H, W) layer per image, when its map needs a resize
+  std::int64_t fog_map = 0;   // fog: the plasma maps' side m when the device computes them (the
+                              // image is the map's top-left H x W, unresized; layers is empty)
   std::vector<std::int32_t> source;  // glass_blur: per image, the pixel (y W + x) each pixel copies
   bool needs_mask = false;    // fundus: the kernel reads the mask (N, 1, H, W)
 };

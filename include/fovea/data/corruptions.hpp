@@ -377,30 +377,11 @@ inline std::vector<Tap> disk_taps(double radius, double alias, double s) {
 inline std::vector<double> plasma_fractal(std::int64_t m, double decay, const RandomKey& key) {
   FOVEA_CHECK(m >= 2 && (m & (m - 1)) == 0, "plasma_fractal: map size ", m, " must be a power of two >= 2");
   std::vector<double> map(static_cast<std::size_t>(m * m), 0.0);
-  auto at = [&](std::int64_t y, std::int64_t x) -> double& {
-    return map[static_cast<std::size_t>(((y % m + m) % m) * m + (x % m + m) % m)];
-  };
   double wibble = 100.0;
-  auto perturb = [&](std::int64_t y, std::int64_t x) {
-    const double u = uniform(key, static_cast<std::uint64_t>(y * m + x));
-    return wibble * wibble * (2.0 * u - 1.0);
-  };
-  for (std::int64_t step = m; step >= 2; step /= 2) {
-    const std::int64_t half = step / 2;
-    for (std::int64_t y = 0; y < m; y += step)  // squares
-      for (std::int64_t x = 0; x < m; x += step)
-        at(y + half, x + half) =
-            (at(y, x) + at(y + step, x) + at(y, x + step) + at(y + step, x + step)) / 4.0 +
-            perturb(y + half, x + half);
-    for (std::int64_t y = 0; y < m; y += step)  // diamonds: (y, x + half), then (y + half, x)
-      for (std::int64_t x = 0; x < m; x += step) {
-        at(y, x + half) =
-            (at(y - half, x + half) + at(y + half, x + half) + at(y, x) + at(y, x + step)) / 4.0 +
-            perturb(y, x + half);
-        at(y + half, x) =
-            (at(y + half, x - half) + at(y + half, x + half) + at(y, x) + at(y + step, x)) / 4.0 +
-            perturb(y + half, x);
-      }
+  for (std::int64_t step = m; step >= 2; step /= 2) {  // the points of corruption_math.hpp's passes
+    const std::int64_t cells = (m / step) * (m / step);
+    for (std::int64_t k = 0; k < cells; ++k) plasma_square(map.data(), m, step, k, wibble, key);
+    for (std::int64_t k = 0; k < 2 * cells; ++k) plasma_diamond(map.data(), m, step, k, wibble, key);
     wibble /= decay;
   }
   const auto [lo, hi] = std::minmax_element(map.begin(), map.end());
@@ -803,24 +784,35 @@ inline Tensor elastic_transform(CView x, double alpha, double sigma, const Rando
 // The largest fog map (side); larger images upsample a map of this side.
 inline constexpr std::int64_t kMaxFogMap = 2048;
 
-// The fog layer for an h x w image, values in [0, 1]: the top-left 7/8 of a plasma map of side
-// m = the smallest power of two >= max(h, w) * 256 / 224 (capped at kMaxFogMap), resized to h x w
-// (antialiased bilinear); at 224 x 224 this is ImageNet-C's plasma_fractal(256)[:224, :224].
-inline std::vector<float> fog_layer(std::int64_t h, std::int64_t w, double decay, const RandomKey& key) {
+// The plasma map of an h x w image's fog: side m, the smallest power of two >= max(h, w) * 256 / 224
+// (capped at kMaxFogMap), and the top-left rh x rw of it (7/8 of the map's side along the longer
+// side) that the layer is made of. rh == h and rw == w (the sides whose longer one is 224 * 2^k /
+// 2^j: 224, 448, 112, ...) use the region as it is; others resize it.
+struct FogMap {
+  std::int64_t m = 2, rh = 1, rw = 1;
+  bool unresized(std::int64_t h, std::int64_t w) const { return rh == h && rw == w; }
+};
+inline FogMap fog_map(std::int64_t h, std::int64_t w) {
   const double side = static_cast<double>(std::max(h, w));
-  std::int64_t m = 2;
-  while (m < kMaxFogMap && static_cast<double>(m) < side * 256.0 / 224.0 - 1e-9) m *= 2;
-  const std::vector<double> map = plasma_fractal(m, decay, key);
-  const double region = static_cast<double>(m) * 224.0 / 256.0;
-  const std::int64_t rh =
-      std::clamp<std::int64_t>(std::llround(region * static_cast<double>(h) / side), 1, m);
-  const std::int64_t rw =
-      std::clamp<std::int64_t>(std::llround(region * static_cast<double>(w) / side), 1, m);
-  Tensor crop(Shape{1, rh, rw});
-  for (std::int64_t y = 0; y < rh; ++y)
-    for (std::int64_t xx = 0; xx < rw; ++xx)
-      crop.data()[y * rw + xx] = static_cast<float>(map[static_cast<std::size_t>(y * m + xx)]);
-  if (rh != h || rw != w) crop = resize_antialiased(crop, static_cast<int>(h), static_cast<int>(w));
+  FogMap f;
+  while (f.m < kMaxFogMap && static_cast<double>(f.m) < side * 256.0 / 224.0 - 1e-9) f.m *= 2;
+  const double region = static_cast<double>(f.m) * 224.0 / 256.0;
+  f.rh = std::clamp<std::int64_t>(std::llround(region * static_cast<double>(h) / side), 1, f.m);
+  f.rw = std::clamp<std::int64_t>(std::llround(region * static_cast<double>(w) / side), 1, f.m);
+  return f;
+}
+
+// The fog layer for an h x w image, values in [0, 1]: the region fog_map(h, w) of a plasma map,
+// resized to h x w (antialiased bilinear) unless it already is; at 224 x 224 this is ImageNet-C's
+// plasma_fractal(256)[:224, :224].
+inline std::vector<float> fog_layer(std::int64_t h, std::int64_t w, double decay, const RandomKey& key) {
+  const FogMap f = fog_map(h, w);
+  const std::vector<double> map = plasma_fractal(f.m, decay, key);
+  Tensor crop(Shape{1, f.rh, f.rw});
+  for (std::int64_t y = 0; y < f.rh; ++y)
+    for (std::int64_t xx = 0; xx < f.rw; ++xx)
+      crop.data()[y * f.rw + xx] = static_cast<float>(map[static_cast<std::size_t>(y * f.m + xx)]);
+  if (!f.unresized(h, w)) crop = resize_antialiased(crop, static_cast<int>(h), static_cast<int>(w));
   return std::vector<float>(crop.data(), crop.data() + crop.numel());
 }
 
@@ -1193,7 +1185,12 @@ inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_
       break;
     }
     case Corruption::fog: {
-      plan.a = kFog[i].a;
+      plan.a = kFog[i].a, plan.b = kFog[i].b;
+      const FogMap f = fog_map(h, w);
+      if (f.unresized(h, w)) {  // the device computes the maps (fog_plasma_kernel)
+        plan.fog_map = f.m;
+        break;
+      }
       const std::int64_t hw = h * w;
       per_image_planes(plan.layers, samples.size(), hw,
                        [&](std::size_t n) { return fog_layer(h, w, kFog[i].b, plan.images[n].key); });
