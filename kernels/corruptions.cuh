@@ -69,18 +69,34 @@ struct CorruptDevice {
   double a = 0, b = 0;
 };
 
-// Sum over taps t of weight * in(y + dy, x + dx), positions beyond the plane read through border
-// (zero: skipped), in tap order (filter_taps' order).
-__device__ __forceinline__ float taps_at(const float* in, std::int64_t h, std::int64_t w, const Tap* taps,
-                                         int count, Border border, std::int64_t y, std::int64_t x) {
-  float acc = 0.0f;
-  for (int t = 0; t < count; ++t) {
-    const std::int64_t sy = border_index(y + taps[t].dy, h, border);
-    const std::int64_t sx = border_index(x + taps[t].dx, w, border);
-    const float v = (sy < 0 || sx < 0) ? 0.0f : in[sy * w + sx];
-    acc += taps[t].weight * v;
+// acc[ch] = the sum over taps t of weight * in_ch(y + dy, x + dx) for the three channel planes of src
+// (hw apart), positions beyond the plane read through border (zero: skipped), in tap order
+// (filter_taps' order). Each tap's offset and weight are read once for the three channels, and where
+// all taps land inside the plane (reach: the taps' largest |dy| or |dx|) without border arithmetic.
+__device__ __forceinline__ void taps_at(const float* src, std::int64_t hw, std::int64_t h, std::int64_t w,
+                                        const Tap* taps, int count, int reach, Border border, std::int64_t y,
+                                        std::int64_t x, float acc[3]) {
+  acc[0] = 0.0f, acc[1] = 0.0f, acc[2] = 0.0f;
+  if (y >= reach && y + reach < h && x >= reach && x + reach < w) {
+    const float* p = src + y * w + x;
+    const int row = static_cast<int>(w);  // 3 h w < 2^32 (corrupt_batch), so offsets fit an int
+    for (int t = 0; t < count; ++t) {
+      const Tap tap = taps[t];
+      const int o = tap.dy * row + tap.dx;
+      acc[0] += tap.weight * p[o];
+      acc[1] += tap.weight * p[hw + o];
+      acc[2] += tap.weight * p[2 * hw + o];
+    }
+    return;
   }
-  return acc;
+  for (int t = 0; t < count; ++t) {
+    const Tap tap = taps[t];
+    const std::int64_t sy = border_index(y + tap.dy, h, border);
+    const std::int64_t sx = border_index(x + tap.dx, w, border);
+    const bool zero = sy < 0 || sx < 0;
+    const std::int64_t o = sy * w + sx;
+    for (int ch = 0; ch < 3; ++ch) acc[ch] += tap.weight * (zero ? 0.0f : src[ch * hw + o]);
+  }
 }
 
 template <int C>
@@ -133,9 +149,8 @@ __global__ void __launch_bounds__(kBlock)
       for (int ch = 0; ch < 3; ++ch) v[ch] = m::fog_at(src[ch * hw + q], c0, layer, scale);
     } else if constexpr (c == Corruption::defocus_blur || c == Corruption::motion_blur) {
       constexpr Border border = c == Corruption::defocus_blur ? Border::reflect101 : Border::clamp;
-      for (int ch = 0; ch < 3; ++ch)
-        v[ch] = m::clip01(
-            taps_at(src + ch * hw, d.h, d.w, d.taps + img.taps_begin, img.taps_count, border, y, xx));
+      taps_at(src, hw, d.h, d.w, d.taps + img.taps_begin, img.taps_count, img.taps_reach, border, y, xx, v);
+      for (int ch = 0; ch < 3; ++ch) v[ch] = m::clip01(v[ch]);
     } else if constexpr (c == Corruption::zoom_blur) {
       float acc[3] = {src[q], src[hw + q], src[2 * hw + q]};
       for (int f = 0; f < d.factors; ++f) {

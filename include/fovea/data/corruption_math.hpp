@@ -91,6 +91,18 @@ struct Tap {
   float weight;
 };
 
+// The largest |dy| or |dx| of taps[0 .. count).
+inline std::int32_t taps_reach(const Tap* taps, std::size_t count) {
+  std::int32_t reach = 0;
+  for (std::size_t t = 0; t < count; ++t) {
+    const std::int32_t dy = taps[t].dy < 0 ? -taps[t].dy : taps[t].dy,
+                       dx = taps[t].dx < 0 ? -taps[t].dx : taps[t].dx;
+    reach = dy > reach ? dy : reach;
+    reach = dx > reach ? dx : reach;
+  }
+  return reach;
+}
+
 // Bilinear sampling positions along one axis: output o reads in[i0] * (1 - lambda) + in[i1] * lambda.
 struct LinearTap {
   std::int64_t i0, i1;
@@ -326,6 +338,7 @@ struct CorruptImagePlan {
   FovDisc disc;                   // fundus: the field of view
   int has_fov = 0;                // fundus: 0 when the mask is empty (the image is copied)
   std::int32_t taps_begin = 0, taps_count = 0;    // 2-D taps (defocus, motion, fundus_defocus)
+  std::int32_t taps_reach = 0;                    // the largest |dy| or |dx| of those taps
   std::int32_t spots_begin = 0, spots_count = 0;  // spots
   std::int64_t layer = -1;                        // fog: offset of the (H, W) layer in `layers`
 };

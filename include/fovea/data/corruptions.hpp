@@ -1127,6 +1127,7 @@ inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_
   auto per_image_taps = [&](std::size_t n, const std::vector<Tap>& taps) {
     plan.images[n].taps_begin = static_cast<std::int32_t>(plan.taps.size());
     plan.images[n].taps_count = static_cast<std::int32_t>(taps.size());
+    plan.images[n].taps_reach = taps_reach(taps.data(), taps.size());
     plan.taps.insert(plan.taps.end(), taps.begin(), taps.end());
   };
   switch (c) {
@@ -1141,7 +1142,9 @@ inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_
     }
     case Corruption::defocus_blur: {
       plan.taps = disk_taps(kDefocusBlur[i].a * s, kDefocusBlur[i].b * s, s);
-      for (CorruptImagePlan& img : plan.images) img.taps_count = static_cast<std::int32_t>(plan.taps.size());
+      const std::int32_t reach = taps_reach(plan.taps.data(), plan.taps.size());
+      for (CorruptImagePlan& img : plan.images)
+        img.taps_count = static_cast<std::int32_t>(plan.taps.size()), img.taps_reach = reach;
       break;
     }
     case Corruption::motion_blur:
