@@ -141,11 +141,10 @@ __global__ void __launch_bounds__(kBlock)
       const float hi = hi01 > s[2] ? hi01 : s[2];
       const auto c0 = static_cast<float>(d.a);
       const float scale = hi / (hi + c0);
-      const float layer =
-          d.plasma != nullptr
-              ? m::plasma_layer_value(d.plasma[(n * d.plasma_m + y) * d.plasma_m + xx], d.plasma_norm[2 * n],
-                                      d.plasma_norm[2 * n + 1])
-              : d.layers[img.layer + q];
+      const float layer = d.plasma != nullptr
+                              ? m::plasma_layer_value(d.plasma[(n * d.plasma_m + y) * d.plasma_m + xx],
+                                                      d.plasma_norm[2 * n], d.plasma_norm[2 * n + 1])
+                              : d.layers[img.layer + q];
       for (int ch = 0; ch < 3; ++ch) v[ch] = m::fog_at(src[ch * hw + q], c0, layer, scale);
     } else if constexpr (c == Corruption::defocus_blur || c == Corruption::motion_blur) {
       constexpr Border border = c == Corruption::defocus_blur ? Border::reflect101 : Border::clamp;
@@ -274,8 +273,8 @@ __global__ void __launch_bounds__(kBlock)
 // each pass's points spread over the threads, a barrier between passes), norms[2 b] and
 // norms[2 b + 1] its minimum and range. The map lives in global memory (256 x 256 doubles at 224 px:
 // 512 KB, too much for shared memory); __syncthreads makes each pass's writes visible to the next.
-__global__ void __launch_bounds__(kBlock)
-    fog_plasma_kernel(double* maps, double* norms, std::int64_t m, double decay, const CorruptImagePlan* images) {
+__global__ void __launch_bounds__(kBlock) fog_plasma_kernel(double* maps, double* norms, std::int64_t m,
+                                                            double decay, const CorruptImagePlan* images) {
   namespace m_ = ::fovea::data::detail::corruption;
   __shared__ double lows[kBlock], highs[kBlock];
   double* map = maps + static_cast<std::int64_t>(blockIdx.x) * m * m;
@@ -301,7 +300,8 @@ __global__ void __launch_bounds__(kBlock)
   __syncthreads();
   for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
     if (threadIdx.x < half) {
-      lows[threadIdx.x] = lows[threadIdx.x + half] < lows[threadIdx.x] ? lows[threadIdx.x + half] : lows[threadIdx.x];
+      lows[threadIdx.x] =
+          lows[threadIdx.x + half] < lows[threadIdx.x] ? lows[threadIdx.x + half] : lows[threadIdx.x];
       highs[threadIdx.x] =
           highs[threadIdx.x + half] > highs[threadIdx.x] ? highs[threadIdx.x + half] : highs[threadIdx.x];
     }
@@ -488,10 +488,12 @@ inline constexpr std::int64_t kPlasmaScratchBytes = std::int64_t{128} << 20;
 // fog with the plasma maps computed on the device (plan.fog_map > 0), chunk by chunk: the maps of a
 // chunk's images, then its pixels (the channel maxima, d.stats, are already queued).
 inline void launch_fog_on_device(const float* x, float* out, const CorruptDevice& d,
-                                 const ::fovea::data::detail::corruption::CorruptBatchPlan& plan, Device device,
-                                 cudaStream_t stream, std::int64_t scratch_bytes = kPlasmaScratchBytes) {
+                                 const ::fovea::data::detail::corruption::CorruptBatchPlan& plan,
+                                 Device device, cudaStream_t stream,
+                                 std::int64_t scratch_bytes = kPlasmaScratchBytes) {
   const std::int64_t m = plan.fog_map, map_bytes = m * m * static_cast<std::int64_t>(sizeof(double));
-  const std::int64_t chunk = std::clamp<std::int64_t>(scratch_bytes / map_bytes, 1, std::min<std::int64_t>(d.n, 65535));
+  const std::int64_t chunk =
+      std::clamp<std::int64_t>(scratch_bytes / map_bytes, 1, std::min<std::int64_t>(d.n, 65535));
   AugmentScratch scratch(device, static_cast<std::size_t>(chunk * (map_bytes + 2 * sizeof(double))));
   auto* maps = reinterpret_cast<double*>(scratch.bytes());
   double* norms = maps + chunk * m * m;
@@ -502,9 +504,12 @@ inline void launch_fog_on_device(const float* x, float* out, const CorruptDevice
     part.images = d.images + first;
     part.stats = d.stats + 3 * first;
     part.plasma = maps, part.plasma_norm = norms, part.plasma_m = m;
-    fog_plasma_kernel<<<static_cast<unsigned>(part.n), kBlock, 0, stream>>>(maps, norms, m, plan.b, part.images);
-    FOVEA_CHECK_LAUNCH("fog_plasma_kernel", ", images ", first, "..", first + part.n, " of ", d.n, ", map ", m, "x", m);
-    launch_corrupt_pixels<14>(x + first * image_floats, out + first * image_floats, part, device.index(), stream);
+    fog_plasma_kernel<<<static_cast<unsigned>(part.n), kBlock, 0, stream>>>(maps, norms, m, plan.b,
+                                                                            part.images);
+    FOVEA_CHECK_LAUNCH("fog_plasma_kernel", ", images ", first, "..", first + part.n, " of ", d.n, ", map ",
+                       m, "x", m);
+    launch_corrupt_pixels<14>(x + first * image_floats, out + first * image_floats, part, device.index(),
+                              stream);
   }
 }
 

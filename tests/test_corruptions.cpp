@@ -592,7 +592,8 @@ TEST(CorruptFormula, FogPlasmaPassesInAnyOrderAndTheDeviceRoute) {
       for (std::int64_t step = m; step >= 2; step /= 2) {
         const std::int64_t cells = (m / step) * (m / step);
         for (std::int64_t k = cells - 1; k >= 0; --k) dc::plasma_square(map.data(), m, step, k, wibble, key);
-        for (std::int64_t k = 2 * cells - 1; k >= 0; --k) dc::plasma_diamond(map.data(), m, step, k, wibble, key);
+        for (std::int64_t k = 2 * cells - 1; k >= 0; --k)
+          dc::plasma_diamond(map.data(), m, step, k, wibble, key);
         wibble /= decay;
       }
       const auto [lo, hi] = std::minmax_element(map.begin(), map.end());
@@ -614,7 +615,8 @@ TEST(CorruptFormula, FogPlasmaPassesInAnyOrderAndTheDeviceRoute) {
     const std::vector<std::int64_t> samples{1, 2};
     const dc::CorruptBatchPlan plan = dc::corruption_plan(Corruption::fog, 4, 9, samples, c.h, c.w);
     EXPECT_EQ(plan.fog_map, c.unresized ? c.m : 0) << c.h << "x" << c.w;
-    EXPECT_EQ(plan.layers.size(), c.unresized ? 0u : static_cast<std::size_t>(2 * c.h * c.w)) << c.h << "x" << c.w;
+    EXPECT_EQ(plan.layers.size(), c.unresized ? 0u : static_cast<std::size_t>(2 * c.h * c.w))
+        << c.h << "x" << c.w;
   }
 }
 

@@ -250,13 +250,13 @@ FOVEA_HD void plasma_diamond(double* map, std::int64_t m, std::int64_t step, std
   const std::int64_t cells = m / step, half = step / 2, square = k / 2;
   const std::int64_t y = square / cells * step, x = square % cells * step;
   if (k % 2 == 0)
-    map[y * m + x + half] = plasma_value(plasma_at(map, m, y - half, x + half), plasma_at(map, m, y + half, x + half),
-                                         plasma_at(map, m, y, x), plasma_at(map, m, y, x + step), wibble, key, m,
-                                         y, x + half);
+    map[y * m + x + half] =
+        plasma_value(plasma_at(map, m, y - half, x + half), plasma_at(map, m, y + half, x + half),
+                     plasma_at(map, m, y, x), plasma_at(map, m, y, x + step), wibble, key, m, y, x + half);
   else
-    map[(y + half) * m + x] = plasma_value(plasma_at(map, m, y + half, x - half),
-                                           plasma_at(map, m, y + half, x + half), plasma_at(map, m, y, x),
-                                           plasma_at(map, m, y + step, x), wibble, key, m, y + half, x);
+    map[(y + half) * m + x] =
+        plasma_value(plasma_at(map, m, y + half, x - half), plasma_at(map, m, y + half, x + half),
+                     plasma_at(map, m, y, x), plasma_at(map, m, y + step, x), wibble, key, m, y + half, x);
 }
 
 // A map value normalised to [0, 1] by the map's minimum and range (0 for a flat map), as a float.
@@ -357,9 +357,9 @@ struct CorruptBatchPlan {
                                     // column, then the box groups (first, count) of rows and columns
   std::int64_t small_h = 0, small_w = 0;
   std::vector<Spot> spots;
-  std::vector<float> layers;  // fog: one (H, W) layer per image, when its map needs a resize
-  std::int64_t fog_map = 0;   // fog: the plasma maps' side m when the device computes them (the
-                              // image is the map's top-left H x W, unresized; layers is empty)
+  std::vector<float> layers;         // fog: one (H, W) layer per image, when its map needs a resize
+  std::int64_t fog_map = 0;          // fog: the plasma maps' side m when the device computes them (the
+                                     // image is the map's top-left H x W, unresized; layers is empty)
   std::vector<std::int32_t> source;  // glass_blur: per image, the pixel (y W + x) each pixel copies
   bool needs_mask = false;    // fundus: the kernel reads the mask (N, 1, H, W)
 };
