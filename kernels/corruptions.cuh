@@ -19,6 +19,7 @@
 //     planes (gaussian_blur, glass_blur's two blurs; the smoothing of elastic_transform's displacement
 //     noise), with unfused multiplies and adds, so they give the CPU's bits (glass_blur's 8-bit step
 //     would turn an ulp into 1/255);
+//   glass_source_kernel: glass_blur's sources, each pixel's chain of copies followed on its own;
 //   glass_shuffle_kernel: glass_blur's 8-bit step and copy of each pixel from its source pixel;
 //   elastic_noise_kernel: the two U(-1, 1) displacement noise planes of each image;
 //   fov_box_kernel: one block per image: the bounding box of its field-of-view mask.
@@ -62,6 +63,7 @@ struct CorruptDevice {
   const float* masks = nullptr;  // (N, 1, H, W), nonzero inside the field of view
   const float* field = nullptr;  // elastic: the smoothed displacements (N, 2, H, W): dx, dy
   const std::int32_t* source = nullptr;  // glass_blur: per image, each pixel's source pixel (N, H, W)
+  int glass_delta = 0, glass_iterations = 0;
   float* stats = nullptr;        // (N, 3): contrast's channel means, fog's channel maxima
   std::int64_t n = 0, h = 0, w = 0;
   std::int64_t small_h = 0, small_w = 0;
@@ -366,6 +368,20 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// glass_blur's sources, source (N, H, W): for each image and pixel the pixel it holds after the
+// shuffle's passes (glass_source_at: glass_source's values, each pixel on its own thread).
+__global__ void __launch_bounds__(kBlock)
+    glass_source_kernel(std::int32_t* __restrict__ source, CorruptDevice d) {
+  const std::int64_t hw = d.h * d.w, total = d.n * hw,
+                     stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
+    const std::int64_t n = e / hw;
+    source[e] = ::fovea::data::detail::corruption::glass_source_at(e - n * hw, d.h, d.w, d.glass_delta,
+                                                                   d.glass_iterations, d.images[n].key);
+  }
+}
+
 // noise (N, 2, H, W): plane 0 of image n is 2 uniform(key, pixel) - 1, plane 1 the same from key2.
 __global__ void __launch_bounds__(kBlock) elastic_noise_kernel(float* __restrict__ noise, CorruptDevice d) {
   const std::int64_t hw = d.h * d.w, total = d.n * 2 * hw,
@@ -428,7 +444,6 @@ class CorruptPlanBuffer {
     reserve(plan.index.size() * sizeof(std::int64_t));
     reserve(plan.spots.size() * sizeof(Spot));
     reserve(plan.layers.size() * sizeof(float));
-    reserve(plan.source.size() * sizeof(std::int32_t));
     reserve(plan.images.size() * 3 * sizeof(float));  // stats, written on the device
     scratch_ = std::make_unique<AugmentScratch>(device, total);
     std::vector<char> host(total, 0);
@@ -442,11 +457,10 @@ class CorruptPlanBuffer {
     put(4, plan.index.data(), plan.index.size() * sizeof(std::int64_t));
     put(5, plan.spots.data(), plan.spots.size() * sizeof(Spot));
     put(6, plan.layers.data(), plan.layers.size() * sizeof(float));
-    put(7, plan.source.data(), plan.source.size() * sizeof(std::int32_t));
     char* base = scratch_->bytes();
     if (total <= kStagedBytes) {
       HostStaging::of(device.index()).upload(base, host.data(), total, stream);
-    } else {  // fog layers, glass_blur's sources: from pageable memory (returns once the driver has them)
+    } else {  // fog's resized layers: from pageable memory (returns once the driver has them)
       FOVEA_CHECK_CUDA(cudaMemcpyAsync(base, host.data(), total, cudaMemcpyHostToDevice, stream), total,
                        " bytes of corruption plan to ", device.str());
     }
@@ -458,13 +472,13 @@ class CorruptPlanBuffer {
     view_.index = reinterpret_cast<const std::int64_t*>(at(4));
     view_.spots = reinterpret_cast<const Spot*>(at(5));
     view_.layers = reinterpret_cast<const float*>(at(6));
-    view_.source = reinterpret_cast<const std::int32_t*>(at(7));
-    view_.stats = reinterpret_cast<float*>(at(8));
+    view_.stats = reinterpret_cast<float*>(at(7));
     view_.n = static_cast<std::int64_t>(plan.images.size());
     view_.h = plan.height, view_.w = plan.width;
     view_.small_h = plan.small_h, view_.small_w = plan.small_w;
     view_.factors = static_cast<int>(plan.zoom.size() / static_cast<std::size_t>(plan.height + plan.width));
     view_.a = plan.a, view_.b = plan.b;
+    view_.glass_delta = plan.glass_delta, view_.glass_iterations = plan.glass_iterations;
   }
   CorruptDevice view() const { return view_; }
 
@@ -589,9 +603,14 @@ void corrupt_batch(CView images, CView masks, const ::fovea::data::detail::corru
     case Corruption::spots: launch_corrupt_pixels<18>(x, y, d, dev, stream); break;
     case Corruption::fundus_defocus: launch_corrupt_pixels<19>(x, y, d, dev, stream); break;
     case Corruption::glass_blur: {
-      // blur x into scratch, step and shuffle it into y, blur y in place (the row pass reads all of y
-      // into its own scratch before the column pass writes y) and clip
+      // the sources; blur x into scratch, step and shuffle it into y, blur y in place (the row pass
+      // reads all of y into its own scratch before the column pass writes y) and clip
       const std::int64_t elements = d.n * 3 * d.h * d.w;
+      AugmentScratch sources(device, static_cast<std::size_t>(d.n * d.h * d.w) * sizeof(std::int32_t));
+      auto* src = reinterpret_cast<std::int32_t*>(sources.bytes());
+      glass_source_kernel<<<grid_for(d.n * d.h * d.w, dev), kBlock, 0, stream>>>(src, d);
+      FOVEA_CHECK_LAUNCH("glass_source_kernel", ", batch ", d.n, "x3x", d.h, "x", d.w);
+      d.source = src;
       AugmentScratch blurred(device, static_cast<std::size_t>(elements) * sizeof(float));
       float* b = reinterpret_cast<float*>(blurred.bytes());
       const int radius = static_cast<int>(plan.kernel.size() / 2);

@@ -579,6 +579,39 @@ TEST(CorruptFormula, FogFollowsImageNetC) {
   EXPECT_EQ(*std::max_element(map.begin(), map.end()), 1.0);
 }
 
+// glass_source_at, the GPU's way to glass_blur's sources (each pixel follows its chain of copies on its
+// own), against glass_source's pass over the image: every pixel, at deltas whose draws point forward
+// (delta >= 2, chains longer than one step) or never (delta 1), empty and one-pixel visited regions.
+TEST(CorruptFormula, GlassSourcePerPixelEqualsThePass) {
+  namespace dc = data::detail::corruption;
+  struct Case {
+    std::int64_t h, w;
+    int delta, iterations;
+  };
+  std::size_t longest = 0;
+  for (const Case& c : {Case{30, 40, 1, 2}, Case{50, 37, 2, 3}, Case{64, 64, 4, 2}, Case{224, 224, 4, 2},
+                        Case{224, 200, 3, 3}, Case{20, 9, 3, 1}, Case{5, 5, 3, 1}, Case{3, 3, 1, 1}}) {
+    const RandomKey key =
+        data::corruption_key(11, static_cast<std::uint64_t>(c.h * c.w), Corruption::glass_blur, 3);
+    const std::vector<std::int32_t> ref = dc::glass_source(c.h, c.w, c.delta, c.iterations, key);
+    std::size_t moved = 0;
+    for (std::int64_t p = 0; p < c.h * c.w; ++p) {
+      ASSERT_EQ(dc::glass_source_at(p, c.h, c.w, c.delta, c.iterations, key),
+                ref[static_cast<std::size_t>(p)])
+          << c.h << "x" << c.w << " delta " << c.delta << " iterations " << c.iterations << " pixel " << p;
+      moved += ref[static_cast<std::size_t>(p)] != p;
+    }
+    if (c.h >= 20 && c.w >= 20)
+      EXPECT_GT(moved, static_cast<std::size_t>(c.h * c.w / 4)) << c.h << "x" << c.w;
+    // how far the chains reach: a copy of a copy moves a value more than delta
+    for (std::int64_t p = 0; p < c.h * c.w; ++p) {
+      const std::int64_t q = ref[static_cast<std::size_t>(p)];
+      longest = std::max<std::size_t>(longest, static_cast<std::size_t>(std::abs(q / c.w - p / c.w)));
+    }
+  }
+  EXPECT_GT(longest, 4u) << "no chain of copies longer than one step was exercised";
+}
+
 // The premise of fog_plasma_kernel: within a pass of the diamond-square the points are independent,
 // so computing them in another order (here backwards, squares and diamonds each) gives plasma_fractal's
 // bits. And the sides whose maps the device makes (the layer is the map's corner, unresized).

@@ -90,7 +90,7 @@ static std::vector<float> run_emulated(const std::vector<float>& batch, const st
   d.index = plan.index.data();
   d.spots = plan.spots.data();
   d.layers = plan.layers.data();
-  d.source = plan.source.data();
+  d.glass_delta = plan.glass_delta, d.glass_iterations = plan.glass_iterations;
   d.masks = plan.needs_mask ? masks.data() : nullptr;
   d.stats = stats.data();
   d.n = n, d.h = h, d.w = w, d.small_h = plan.small_h, d.small_w = plan.small_w;
@@ -163,6 +163,9 @@ static std::vector<float> run_emulated(const std::vector<float>& batch, const st
     case Corruption::spots: pixels(corrupt_pixel_kernel<18>); break;
     case Corruption::fundus_defocus: pixels(corrupt_pixel_kernel<19>); break;
     case Corruption::glass_blur: {
+      std::vector<std::int32_t> source(static_cast<std::size_t>(n * hw), -1);
+      launch(grid, kBlock, 0, false, [&] { glass_source_kernel(source.data(), d); });
+      d.source = source.data();
       std::vector<float> blurred(batch.size(), nan);
       separable(batch.data(), blurred.data(), 3 * n, Border::clamp, false);
       launch(grid, kBlock, 0, false, [&] { glass_shuffle_kernel(blurred.data(), out.data(), d); });

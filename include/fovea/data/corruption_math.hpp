@@ -264,6 +264,42 @@ FOVEA_HD float plasma_layer_value(double v, double lo, double range) {
   return static_cast<float>(range > 0.0 ? (v - lo) / range : 0.0);
 }
 
+// np.random.randint(-delta, delta)'s range from 32 random bits: an integer in [-delta, delta - 1].
+FOVEA_HD int glass_offset(std::uint32_t bits, int delta) {
+  const std::uint64_t span = static_cast<std::uint64_t>(2 * delta);
+  return static_cast<int>((static_cast<std::uint64_t>(bits) * span) >> 32) - delta;
+}
+
+// glass_blur's pass of copies number `it` (glass_source in data/corruptions.hpp runs the passes in
+// order over the whole image) seen from one pixel p: the pixel whose value, as the pass found it, p
+// ends the pass with. The pass visits delta < y <= h - delta, delta < x <= w - delta in descending
+// raster order, and a visited pixel takes the value of the pixel its draw points at, q, as it is at
+// that moment. q was visited earlier in the pass exactly when it is visited at all and comes after p
+// in raster order; then it holds what it took itself, so the chain continues from q. Its indices rise,
+// so it ends (after about two steps on average).
+FOVEA_HD std::int64_t glass_pass_source(std::int64_t p, std::int64_t h, std::int64_t w, int delta, int it,
+                                        const RandomKey& key) {
+  std::int64_t y = p / w, x = p - y * w;
+  const auto visited = [&](std::int64_t yy, std::int64_t xx) {
+    return yy > delta && yy <= h - delta && xx > delta && xx <= w - delta;
+  };
+  if (!visited(y, x)) return p;
+  for (;;) {
+    const U32x4 b = random_block(key, static_cast<std::uint32_t>((it * h + y) * w + x));
+    const std::int64_t qy = y + glass_offset(b.v[1], delta), qx = x + glass_offset(b.v[0], delta);
+    if (!visited(qy, qx) || qy < y || (qy == y && qx <= x)) return qy * w + qx;
+    y = qy, x = qx;
+  }
+}
+
+// glass_source(h, w, delta, iterations, key)[p]: pass `iterations` - 1 maps p to the pixel it read,
+// the pass before maps that one, and so on down to pass 0.
+FOVEA_HD std::int32_t glass_source_at(std::int64_t p, std::int64_t h, std::int64_t w, int delta,
+                                      int iterations, const RandomKey& key) {
+  for (int it = iterations - 1; it >= 0; --it) p = glass_pass_source(p, h, w, delta, it, key);
+  return static_cast<std::int32_t>(p);
+}
+
 // ---- the fundus degradations ---------------------------------------------------------------------
 
 // The field of view as a disc: centre (cx, cy) in continuous pixel coordinates (pixel (y, x) spans
@@ -360,7 +396,7 @@ struct CorruptBatchPlan {
   std::vector<float> layers;         // fog: one (H, W) layer per image, when its map needs a resize
   std::int64_t fog_map = 0;          // fog: the plasma maps' side m when the device computes them (the
                                      // image is the map's top-left H x W, unresized; layers is empty)
-  std::vector<std::int32_t> source;  // glass_blur: per image, the pixel (y W + x) each pixel copies
+  int glass_delta = 0, glass_iterations = 0;  // glass_blur: max_delta and passes of its shuffle
   bool needs_mask = false;    // fundus: the kernel reads the mask (N, 1, H, W)
 };
 

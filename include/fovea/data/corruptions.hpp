@@ -454,12 +454,6 @@ inline Glass glass_params(int severity, double s) {
   return {g.sigma * s, std::max(1, static_cast<int>(std::lround(g.delta * s))), g.iterations};
 }
 
-// np.random.randint(-delta, delta)'s range from 32 random bits: an integer in [-delta, delta - 1].
-inline int glass_offset(std::uint32_t bits, int delta) {
-  const std::uint64_t span = static_cast<std::uint64_t>(2 * delta);
-  return static_cast<int>((static_cast<std::uint64_t>(bits) * span) >> 32) - delta;
-}
-
 // glass_blur's local shuffle as ImageNet-C runs it on an (H, W) image: for each iteration, for
 // y = H - delta down to delta + 1, for x = W - delta down to delta + 1, (dx, dy) = randint(-delta,
 // delta, 2) and `x[y, x], x[y + dy, x + dx] = x[y + dy, x + dx], x[y, x]`. On NumPy views that tuple
@@ -468,6 +462,7 @@ inline int glass_offset(std::uint32_t bits, int delta) {
 // its draw points at, now (a pixel visited before it in this pass already holds a copied value).
 // Returned as each pixel's source: the shuffled image's pixel p = y W + x is the input's pixel
 // source[p]. Draws: Philox block (iteration H + y) W + x of key, word 0 -> dx, word 1 -> dy.
+// glass_source_at (corruption_math.hpp) gives the same sources one pixel at a time (the GPU's way).
 inline std::vector<std::int32_t> glass_source(std::int64_t h, std::int64_t w, int delta, int iterations,
                                               const RandomKey& key) {
   FOVEA_CHECK(h > 0 && w > 0 && delta > 0 && iterations > 0 &&
@@ -1092,7 +1087,7 @@ inline Tensor corrupt(CView image, Corruption c, int severity, std::uint64_t see
 namespace detail::corruption {
 
 // out = images planes of hw values, plane n = make(n) (a vector of hw values), computed in parallel
-// over the images (fog's layers, glass_blur's sources: sequential work per image).
+// over the images (fog's resized layers: sequential work per image).
 template <class T, class Make>
 void per_image_planes(std::vector<T>& out, std::size_t images, std::int64_t hw, Make&& make) {
   out.resize(images * static_cast<std::size_t>(hw));
@@ -1109,9 +1104,10 @@ void per_image_planes(std::vector<T>& out, std::size_t images, std::int64_t hw, 
 
 // The CUDA twin's plan of c at severity over a batch of (H, W) images whose random draws are keyed by
 // samples[n]; boxes[n]: image n's field-of-view box (fundus corruptions only). Every parameter comes
-// from the functions the CPU implementation calls, so both twins read the same bits. fog's layers
-// and glass_blur's shuffles are computed here, on the host (a sequential diamond-square or pass of
-// copies per image, parallel over images).
+// from the functions the CPU implementation calls, so both twins read the same bits. fog's layers,
+// where they need a resize, are computed here, on the host (a diamond-square per image, parallel over
+// images); the device makes the others (fog_plasma_kernel) and glass_blur's sources
+// (glass_source_kernel).
 inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_t seed,
                                         std::span<const std::int64_t> samples, std::int64_t h, std::int64_t w,
                                         std::span<const BoundingBox> boxes = {}) {
@@ -1182,9 +1178,10 @@ inline CorruptBatchPlan corruption_plan(Corruption c, int severity, std::uint64_
     case Corruption::glass_blur: {
       const Glass g = glass_params(severity, s);
       plan.kernel = gaussian_taps(g.sigma, static_cast<std::int64_t>(4.0 * g.sigma + 0.5));
-      per_image_planes(plan.source, samples.size(), h * w, [&](std::size_t n) {
-        return glass_source(h, w, g.delta, g.iterations, plan.images[n].key);
-      });
+      FOVEA_CHECK(static_cast<std::int64_t>(g.iterations) * h * w <= static_cast<std::int64_t>(UINT32_MAX),
+                  "corruption_plan: glass_blur's ", g.iterations, " iterations over ", h, "x", w,
+                  " pixels exceed the random stream (2^32 draws)");
+      plan.glass_delta = g.delta, plan.glass_iterations = g.iterations;  // sources: glass_source_kernel
       break;
     }
     case Corruption::fog: {
@@ -1285,7 +1282,8 @@ inline void corrupt_batch_cpu(CView images, Corruption c, int severity, std::uin
 // inside); nullptr: fov_mask of each image.
 // On the CPU the images run in parallel through corrupt. On a CUDA device the work is queued on the
 // current stream (kernels/corruptions.cuh) except: jpeg_compression (stb's codec) runs on the host
-// (the batch is copied there and back), fog's plasma layers are computed on the host, the fundus
+// (the batch is copied there and back), fog's layers are computed on the host where they need a
+// resize (sides other than 224 * 2^k / 2^j along the longer side), the fundus
 // corruptions wait for the fields of view's bounding boxes (a small device-to-host copy) and, without
 // masks, copy the batch to the host for fov_mask. Throws fovea::Error for shapes, devices, a severity
 // outside 1..5, a sample count other than N or a sample outside [0, 2^32).
