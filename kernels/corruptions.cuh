@@ -21,6 +21,8 @@
 //     would turn an ulp into 1/255);
 //   glass_source_kernel: glass_blur's sources, each pixel's chain of copies followed on its own;
 //   glass_shuffle_kernel: glass_blur's 8-bit step and copy of each pixel from its source pixel;
+//   jpeg_pack_kernel / jpeg_unpack_kernel: jpeg_compression's 8-bit pixels, to and from the host's
+//     codec;
 //   elastic_noise_kernel: the two U(-1, 1) displacement noise planes of each image;
 //   fov_box_kernel: one block per image: the bounding box of its field-of-view mask.
 #pragma once
@@ -382,6 +384,31 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// jpeg_compression's 8-bit pixels: x (N, 3, H, W) -> bytes (N, H, W, 3), jpeg_byte of each value.
+__global__ void __launch_bounds__(kBlock)
+    jpeg_pack_kernel(const float* __restrict__ x, unsigned char* __restrict__ bytes, std::int64_t n,
+                     std::int64_t hw) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * hw;
+       e += stride) {
+    const std::int64_t k = e / hw, p = e - k * hw;
+    for (int c = 0; c < 3; ++c)
+      bytes[3 * e + c] = ::fovea::data::detail::corruption::jpeg_byte(x[(3 * k + c) * hw + p]);
+  }
+}
+
+// ... and back: bytes (N, H, W, 3) -> out (N, 3, H, W), jpeg_value of each byte.
+__global__ void __launch_bounds__(kBlock)
+    jpeg_unpack_kernel(const unsigned char* __restrict__ bytes, float* __restrict__ out, std::int64_t n,
+                       std::int64_t hw) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < 3 * n * hw;
+       e += stride) {
+    const std::int64_t plane = e / hw, p = e - plane * hw, k = plane / 3, c = plane - 3 * k;
+    out[e] = ::fovea::data::detail::corruption::jpeg_value(bytes[3 * (k * hw + p) + c]);
+  }
+}
+
 // noise (N, 2, H, W): plane 0 of image n is 2 uniform(key, pixel) - 1, plane 1 the same from key2.
 __global__ void __launch_bounds__(kBlock) elastic_noise_kernel(float* __restrict__ noise, CorruptDevice d) {
   const std::int64_t hw = d.h * d.w, total = d.n * 2 * hw,
@@ -624,6 +651,41 @@ void corrupt_batch(CView images, CView masks, const ::fovea::data::detail::corru
       FOVEA_FAIL(
           "cuda::corrupt_batch: jpeg_compression has no CUDA twin (data::corrupt_batch runs it on the host)");
   }
+}
+
+void jpeg_pack(CView images, unsigned char* pixels) {
+  using namespace detail;
+  const Device device = images.device();
+  DeviceGuard guard(device.index());
+  cudaStream_t stream = stream_for(device);
+  const std::int64_t n = images.shape()[0], hw = images.shape()[2] * images.shape()[3];
+  if (n * hw == 0) return;
+  const auto bytes = static_cast<std::size_t>(3 * n * hw);
+  AugmentScratch scratch(device, bytes);
+  auto* b = reinterpret_cast<unsigned char*>(scratch.bytes());
+  jpeg_pack_kernel<<<grid_for(n * hw, device.index()), kBlock, 0, stream>>>(images.data(), b, n, hw);
+  FOVEA_CHECK_LAUNCH("jpeg_pack_kernel", ", batch ", images.shape().str());
+  FOVEA_CHECK_CUDA(cudaMemcpyAsync(pixels, b, bytes, cudaMemcpyDeviceToHost, stream), bytes,
+                   " bytes of 8-bit pixels from ", device.str());
+  FOVEA_CHECK_CUDA(cudaStreamSynchronize(stream), "8-bit pixels of a ", images.shape().str(), " batch on ",
+                   device.str());
+}
+
+void jpeg_unpack(const unsigned char* pixels, View out) {
+  using namespace detail;
+  const Device device = out.device();
+  DeviceGuard guard(device.index());
+  cudaStream_t stream = stream_for(device);
+  const std::int64_t n = out.shape()[0], hw = out.shape()[2] * out.shape()[3];
+  if (n * hw == 0) return;
+  const auto bytes = static_cast<std::size_t>(3 * n * hw);
+  AugmentScratch scratch(device, bytes);
+  auto* b = reinterpret_cast<unsigned char*>(scratch.bytes());
+  // from pageable memory: returns once the driver has the bytes
+  FOVEA_CHECK_CUDA(cudaMemcpyAsync(b, pixels, bytes, cudaMemcpyHostToDevice, stream), bytes,
+                   " bytes of 8-bit pixels to ", device.str());
+  jpeg_unpack_kernel<<<grid_for(3 * n * hw, device.index()), kBlock, 0, stream>>>(b, out.data(), n, hw);
+  FOVEA_CHECK_LAUNCH("jpeg_unpack_kernel", ", batch ", out.shape().str());
 }
 
 std::vector<std::array<std::int64_t, 4>> fov_boxes(CView masks) {

@@ -1,11 +1,12 @@
 // tests/emu/emu_corruptions.cpp: the corruption kernels' device code (kernels/corruptions.cuh) run
 // on the CPU by the emulation layer (emu_cuda.hpp), launched as cuda::corrupt_batch launches them,
 // on the plan data::detail::corruption::corruption_plan resolves, against data::corrupt image by
-// image. Host code without fused multiply-adds gives the CPU's bits, so every corruption (but
-// jpeg_compression, which has no kernel) at every severity must match bitwise on a batch of a fundus-like
-// image, an image without a dark surround (all field of view) and, for the fundus ones, an all-black
-// image (an empty field of view: copied), and a batch of 56-px-wide images (fog's plasma maps made by
-// the device, in chunks). Argument `big` adds a 224-px batch. Exit status 1 on any failure.
+// image. Host code without fused multiply-adds gives the CPU's bits, so every corruption (for
+// jpeg_compression, its 8-bit packing kernels around stb's codec) at every severity must match
+// bitwise on a batch of a fundus-like image, an image without a dark surround (all field of view)
+// and, for the fundus ones, an all-black image (an empty field of view: copied), and a batch of
+// 56-px-wide images (fog's plasma maps made by the device, in chunks). Argument `big` adds a 224-px batch.
+// Exit status 1 on any failure.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -172,7 +173,15 @@ static std::vector<float> run_emulated(const std::vector<float>& batch, const st
       separable(out.data(), out.data(), 3 * n, Border::clamp, true);
       break;
     }
-    case Corruption::jpeg_compression: break;
+    case Corruption::jpeg_compression: {  // as data::corrupt_batch's device route
+      std::vector<unsigned char> pixels(static_cast<std::size_t>(3 * n * hw), 0xA5);
+      launch(grid, kBlock, 0, false, [&] { jpeg_pack_kernel(batch.data(), pixels.data(), n, hw); });
+      for (std::int64_t k = 0; k < n; ++k)
+        dc::jpeg_roundtrip(pixels.data() + k * 3 * hw, h, w,
+                           dc::kJpegQuality[static_cast<std::size_t>(severity - 1)], "emulated");
+      launch(grid, kBlock, 0, false, [&] { jpeg_unpack_kernel(pixels.data(), out.data(), n, hw); });
+      break;
+    }
   }
   return out;
 }
@@ -194,7 +203,6 @@ static void check_batch(const char* label, const std::vector<Tensor>& images, st
     return s;
   }();
   for (Corruption c : data::all_corruptions()) {
-    if (c == Corruption::jpeg_compression) continue;
     for (int severity = 1; severity <= 5; ++severity) {
       const std::vector<float> got = run_emulated(batch, masks, n, h, w, c, severity, seed, samples);
       std::size_t differ = 0, bad = 0;

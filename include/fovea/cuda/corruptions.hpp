@@ -20,6 +20,13 @@ namespace fovea::cuda {
 void corrupt_batch(CView images, CView masks, const ::fovea::data::detail::corruption::CorruptBatchPlan& plan,
                    View out);
 
+// jpeg_compression's device ends. jpeg_pack: images (N, 3, H, W) on a CUDA device to interleaved
+// 8-bit RGB, pixels[((n H + y) W + x) 3 + c] = jpeg_byte(images[n, c, y, x]), in host memory of
+// N H W 3 bytes; waits for them. jpeg_unpack: those bytes back, out[n, c, y, x] = jpeg_value(...),
+// into out (N, 3, H, W) on a CUDA device; queued (pixels may be reused when it returns).
+void jpeg_pack(CView images, unsigned char* pixels);
+void jpeg_unpack(const unsigned char* pixels, View out);
+
 // The bounding box {x0, y0, x1, y1} (half-open) of the nonzero pixels of each mask of masks
 // (N, 1, H, W) on a CUDA device, {0, 0, 0, 0} for an empty one. Waits for the stream.
 std::vector<std::array<std::int64_t, 4>> fov_boxes(CView masks);

@@ -85,6 +85,11 @@ inline constexpr double kPi = 3.14159265358979323846;
 
 FOVEA_HD float clip01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
+// jpeg_compression's 8-bit pixels: a value in [0, 1] to the byte stb encodes (PIL's rounding of
+// v * 255, halves away from zero), and a decoded byte back to [0, 1].
+FOVEA_HD unsigned char jpeg_byte(float v) { return static_cast<unsigned char>(lroundf(clip01(v) * 255.0f)); }
+FOVEA_HD float jpeg_value(unsigned char b) { return static_cast<float>(b) / 255.0f; }
+
 // One weight of a sparse 2-D filter: out(y, x) += weight * in(y + dy, x + dx).
 struct Tap {
   int dy, dx;

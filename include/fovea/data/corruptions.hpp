@@ -619,25 +619,23 @@ inline Tensor contrast(CView x, double c) {
   return out;
 }
 
-inline Tensor jpeg_compression(CView x, int quality) {
-  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
-  FOVEA_CHECK(h <= 65535 && w <= 65535, "jpeg_compression: image ", x.shape().str(),
+// Encodes an h x w image of interleaved 8-bit RGB `pixels` with stb_image_write at `quality` and
+// decodes it with stb_image into `pixels` (the codec's round trip of jpeg_compression; what names the
+// image in errors).
+inline void jpeg_roundtrip(unsigned char* pixels, std::int64_t h, std::int64_t w, int quality,
+                           const std::string& what) {
+  FOVEA_CHECK(h <= 65535 && w <= 65535, "jpeg_compression: image ", what,
               " is larger than JPEG allows (65535 px a side)");
 #if FOVEA_WITH_STB
-  std::vector<unsigned char> pixels(static_cast<std::size_t>(3 * plane));
-  for (std::int64_t p = 0; p < plane; ++p)
-    for (std::int64_t c = 0; c < 3; ++c)
-      pixels[static_cast<std::size_t>(p * 3 + c)] =
-          static_cast<unsigned char>(std::lround(clip01(x.data()[c * plane + p]) * 255.0f));
   std::string encoded;
   auto sink = [](void* context, void* data, int size) {
     static_cast<std::string*>(context)->append(static_cast<const char*>(data),
                                                static_cast<std::size_t>(size));
   };
-  const int ok = stbi_write_jpg_to_func(sink, &encoded, static_cast<int>(w), static_cast<int>(h), 3,
-                                        pixels.data(), quality);
-  FOVEA_CHECK(ok != 0 && !encoded.empty(), "jpeg_compression: stb_image_write failed to encode a ",
-              x.shape().str(), " image at quality ", quality);
+  const int ok =
+      stbi_write_jpg_to_func(sink, &encoded, static_cast<int>(w), static_cast<int>(h), 3, pixels, quality);
+  FOVEA_CHECK(ok != 0 && !encoded.empty(), "jpeg_compression: stb_image_write failed to encode a ", what,
+              " image at quality ", quality);
   int dw = 0, dh = 0, channels = 0;
   unsigned char* decoded = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(encoded.data()),
                                                  static_cast<int>(encoded.size()), &dw, &dh, &channels, 3);
@@ -648,17 +646,26 @@ inline Tensor jpeg_compression(CView x, int quality) {
     ~Freer() { stbi_image_free(p); }
   } freer{decoded};
   FOVEA_CHECK(dw == w && dh == h, "jpeg_compression: decoded ", dw, "x", dh, " from a ", w, "x", h, " image");
-  Tensor out(x.shape());
-  for (std::int64_t p = 0; p < plane; ++p)
-    for (std::int64_t c = 0; c < 3; ++c)
-      out.data()[c * plane + p] = static_cast<float>(decoded[p * 3 + c]) / 255.0f;
-  return out;
+  std::copy(decoded, decoded + 3 * h * w, pixels);
 #else
-  (void)plane;
-  (void)quality;
+  (void)pixels, (void)quality, (void)what;
   FOVEA_FAIL("jpeg_compression needs stb_image_write, and this program was ",
              fovea::data::detail::kNoStbMessage);
 #endif
+}
+
+inline Tensor jpeg_compression(CView x, int quality) {
+  const std::int64_t h = x.shape()[1], w = x.shape()[2], plane = plane_of(x);
+  std::vector<unsigned char> pixels(static_cast<std::size_t>(3 * plane));
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (std::int64_t c = 0; c < 3; ++c)
+      pixels[static_cast<std::size_t>(p * 3 + c)] = jpeg_byte(x.data()[c * plane + p]);
+  jpeg_roundtrip(pixels.data(), h, w, quality, x.shape().str());
+  Tensor out(x.shape());
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (std::int64_t c = 0; c < 3; ++c)
+      out.data()[c * plane + p] = jpeg_value(pixels[static_cast<std::size_t>(p * 3 + c)]);
+  return out;
 }
 
 // PIL's BOX resampling along one axis when shrinking n -> m: output i averages the input pixels
@@ -1282,8 +1289,8 @@ inline void corrupt_batch_cpu(CView images, Corruption c, int severity, std::uin
 // inside); nullptr: fov_mask of each image.
 // On the CPU the images run in parallel through corrupt. On a CUDA device the work is queued on the
 // current stream (kernels/corruptions.cuh) except: jpeg_compression (stb's codec) runs on the host
-// (the batch is copied there and back), fog's layers are computed on the host where they need a
-// resize (sides other than 224 * 2^k / 2^j along the longer side), the fundus
+// (the batch's 8-bit pixels are copied there and back; it waits for them), fog's layers are computed on the
+// host where they need a resize (sides other than 224 * 2^k / 2^j along the longer side), the fundus
 // corruptions wait for the fields of view's bounding boxes (a small device-to-host copy) and, without
 // masks, copy the batch to the host for fov_mask. Throws fovea::Error for shapes, devices, a severity
 // outside 1..5, a sample count other than N or a sample outside [0, 2^32).
@@ -1320,10 +1327,21 @@ inline void corrupt_batch(CView images, Corruption c, int severity, std::uint64_
   }
 #if FOVEA_WITH_CUDA
   if (c == Corruption::jpeg_compression) {
-    Tensor host(s), result(s);
-    copy(images, host.view());
-    d::corrupt_batch_cpu(host, c, severity, seed, samples, result.view(), nullptr);
-    copy(result, out);
+    // stb's codec on the host; the 8-bit pixels travel (a quarter of the floats' bytes), packed and
+    // unpacked on the device
+    const std::int64_t hw = s[2] * s[3];
+    std::vector<unsigned char> pixels(static_cast<std::size_t>(s[0] * 3 * hw));
+    FOVEA_CUDA_CALL(cuda::jpeg_pack(images, pixels.data()));
+    const int quality = d::kJpegQuality[static_cast<std::size_t>(severity - 1)];
+    const std::string what = Shape{3, s[2], s[3]}.str();
+    parallel_for(
+        s[0],
+        [&](std::int64_t first, std::int64_t last) {
+          for (std::int64_t k = first; k < last; ++k)
+            d::jpeg_roundtrip(pixels.data() + k * 3 * hw, s[2], s[3], quality, what);
+        },
+        kParallelMinWork);
+    FOVEA_CUDA_CALL(cuda::jpeg_unpack(pixels.data(), out));
     return;
   }
   std::vector<BoundingBox> boxes;
