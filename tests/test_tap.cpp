@@ -2,7 +2,7 @@
 // the conv / BN / linear layers in network order with their state-dict paths, the captured fc
 // output is the logits, a captured conv output is the convolution of the captured values before it
 // (BN outputs are captured before their ReLU), observing does not change the forward, selection
-// and detaching work, and (with a GPU) CUDA outputs are copied to the host.
+// and detaching work (cuda/test_tap_cuda.cpp: CUDA outputs copied to the host).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,33 +16,14 @@
 #include "fovea/nn/state.hpp"
 #include "fovea/nn/summary.hpp"
 #include "fovea/nn/tap.hpp"
+#include "tap_helpers.hpp"
 
 namespace fovea {
 namespace {
 
 using namespace fovea::nn;
 using namespace fovea::models;
-
-// A width-0.125 ResNet-18 (8 stem channels) on 32 px inputs, with running statistics away from
-// their initial 0 / 1 (one training-mode forward), in evaluation mode.
-struct TinyNet {
-  ResNet18 net{ResNetConfig{.num_classes = 5, .width = 0.125f}};
-  Tensor input;
-
-  explicit TinyNet(Device device = Device::cpu(), std::int64_t n = 3) {
-    const Shape in{n, 3, 32, 32};
-    net.setup(in, device);
-    nn::initialize(net, 4);
-    Tensor x(in);
-    random_normal(x, RandomKey{.seed = 17}, 0.0f, 1.0f);
-    input = x.to(device);
-    Tensor warm(in);
-    random_normal(warm, RandomKey{.seed = 18}, 0.5f, 2.0f);
-    const Tensor warm_d = warm.to(device);
-    net.forward(warm_d);
-    nn::set_training(net, false);
-  }
-};
+using namespace fovea::tap_test;
 
 // The conv, BN and linear paths of a ResNet-18 in torchvision's module order, written out.
 std::vector<std::string> expected_resnet18_paths() {
@@ -58,42 +39,6 @@ std::vector<std::string> expected_resnet18_paths() {
     }
   p.push_back("fc");
   return p;
-}
-
-std::vector<float> host_copy(CView y) {
-  std::vector<float> v(static_cast<std::size_t>(y.numel()));
-  copy(y, View(v.data(), y.shape(), Device::cpu()));
-  return v;
-}
-
-struct Captured {
-  TapSite site;
-  Shape shape, input_shape;
-  std::vector<float> y, x;
-};
-
-// A tap that keeps host copies of every selected output (and input).
-struct Recorder {
-  std::vector<Captured> seen;
-  ActivationTap tap;
-  explicit Recorder(TapSelector select = {})
-      : tap(
-            [this](const TapSite& site, CView x, CView y) {
-              seen.push_back(Captured{site, y.shape(), x.shape(), host_copy(y), host_copy(x)});
-            },
-            std::move(select)) {}
-  const Captured& at(const std::string& path) const {
-    for (const auto& c : seen)
-      if (c.site.path == path) return c;
-    ADD_FAILURE() << "no capture of " << path;
-    static const Captured none{};
-    return none;
-  }
-};
-
-TapSelector kinds(std::initializer_list<LayerKind> ks) {
-  std::vector<LayerKind> v(ks);
-  return [v](const TapSite& s) { return std::find(v.begin(), v.end(), s.kind) != v.end(); };
 }
 
 TEST(ActivationTap, CapturesConvBnLinearInNetworkOrder) {
@@ -252,36 +197,6 @@ TEST(ActivationTap, CopyToHostFeatureRanges) {
   std::vector<float> all(v.size());
   copy_to_host(g, 0, 12, all.data(), 12);
   EXPECT_EQ(all, v);
-}
-
-// On a GPU the callback gets device views (copied to the host here); fp32 (TF32 off) outputs agree
-// with the CPU's to 1e-3 of each layer's largest value, and the captured fc output is the logits.
-TEST(ActivationTap, CudaOutputsMatchTheCpu) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason();
-  ScopedMathSettings fp32(MathSettings{.allow_tf32 = false, .deterministic = true});
-  TinyNet cpu_net(Device::cpu()), gpu_net(Device::cuda(0));
-  load_state(gpu_net.net, state_dict(cpu_net.net));  // the same weights and running statistics
-  gpu_net.input = cpu_net.input.to(Device::cuda(0));
-  const TapSelector select = kinds({LayerKind::conv, LayerKind::bn, LayerKind::linear});
-  Recorder rc(select), rg(select);
-  rc.tap.attach(cpu_net.net);
-  rg.tap.attach(gpu_net.net);
-  cpu_net.net.forward(cpu_net.input);
-  const CView logits = gpu_net.net.forward(gpu_net.input);
-  ASSERT_EQ(rc.seen.size(), rg.seen.size());
-  for (std::size_t i = 0; i < rc.seen.size(); ++i) {
-    const Captured &c = rc.seen[i], &g = rg.seen[i];
-    EXPECT_EQ(c.site.path, g.site.path);
-    EXPECT_EQ(c.shape, g.shape) << c.site.path;
-    ASSERT_EQ(c.y.size(), g.y.size());
-    double largest = 0, worst = 0;
-    for (std::size_t j = 0; j < c.y.size(); ++j) {
-      largest = std::max(largest, std::abs(static_cast<double>(c.y[j])));
-      worst = std::max(worst, std::abs(static_cast<double>(c.y[j]) - g.y[j]));
-    }
-    EXPECT_LE(worst, 1e-3 * largest + 1e-6) << c.site.path << ": largest |y| " << largest;
-  }
-  EXPECT_EQ(rg.at("fc").y, host_copy(logits));
 }
 
 }  // namespace
