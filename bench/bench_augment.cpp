@@ -98,20 +98,22 @@ double sampled_pixels(std::span<const AugmentParams> params) {
 
 using PixelOp = void (*)(CView, std::span<const AugmentParams>, View);
 
-// The blur tiles a row times (cuda/augment.hpp): the defaults, the scalar tiles (name suffix _scalar)
-// or the four-tap tiles in fitted tiles (BlurTileShape::fit, suffix _fit), next to each other in one run.
-enum class BlurRow { defaults, scalar, fit };
+// The blur tiles a row times (cuda/augment.hpp): the defaults, the scalar tiles (name suffix _scalar),
+// the four-tap tiles in fitted tiles (BlurTileShape::fit, suffix _fit) or the streaming strips
+// (BlurTileKernel::strip, suffix _strip), next to each other in one run.
+enum class BlurRow { defaults, scalar, fit, strip };
 const char* blur_suffix(BlurRow r) {
-  return r == BlurRow::scalar ? "_scalar" : r == BlurRow::fit ? "_fit" : "";
+  return r == BlurRow::scalar ? "_scalar" : r == BlurRow::fit ? "_fit" : r == BlurRow::strip ? "_strip" : "";
 }
 
 #if FOVEA_WITH_CUDA
 class ScopedBlurTiles {
  public:
   explicit ScopedBlurTiles(BlurRow row)
-      : kernel_(cuda::blur_tile_kernel_choice(), row == BlurRow::scalar ? cuda::BlurTileKernel::scalar
-                                                 : row == BlurRow::fit  ? cuda::BlurTileKernel::vector4
-                                                                        : cuda::blur_tile_kernel_choice()),
+      : kernel_(cuda::blur_tile_kernel_choice(), row == BlurRow::scalar  ? cuda::BlurTileKernel::scalar
+                                                 : row == BlurRow::fit   ? cuda::BlurTileKernel::vector4
+                                                 : row == BlurRow::strip ? cuda::BlurTileKernel::strip
+                                                                         : cuda::blur_tile_kernel_choice()),
         shape_(cuda::blur_tile_shape(),
                row == BlurRow::fit ? cuda::BlurTileShape::fit : cuda::blur_tile_shape()) {}
 
@@ -187,7 +189,7 @@ void register_augment_kernel_benchmarks(Device device) {
   data::AugmentConfig blur = data::simclr(static_cast<int>(kKernelSide));
   blur.blur_p = 1.0f;
   register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device);
-  for (const BlurRow row : {BlurRow::scalar, BlurRow::fit})
+  for (const BlurRow row : {BlurRow::scalar, BlurRow::fit, BlurRow::strip})
     register_pixel_op("aug_gaussian_blur", gaussian_blur, drawn_params(blur), device, row);
   register_pixel_op("aug_solarize", solarize,
                     neutral_batch([](AugmentParams& p, std::size_t) { p.solarize = 1; }), device);
@@ -200,8 +202,9 @@ void register_augment_kernel_benchmarks(Device device) {
     add_rates(state, n, 1);
   });
   // The fused pipeline of one SimCLR view (crop, flip, jitter, grayscale, blur, normalise) for scale,
-  // with the default (four-tap, square) blur tiles, the scalar ones and the fitted four-tap ones.
-  for (const BlurRow row : {BlurRow::defaults, BlurRow::scalar, BlurRow::fit})
+  // with the default (four-tap, square) blur tiles, the scalar ones, the fitted four-tap ones and the
+  // strips.
+  for (const BlurRow row : {BlurRow::defaults, BlurRow::scalar, BlurRow::fit, BlurRow::strip})
     register_timed(std::string("aug_simclr_view") + blur_suffix(row) + "/cuda/256x224",
                    [device, row](benchmark::State& state) {
                      const ScopedBlurTiles tiles(row);

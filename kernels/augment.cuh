@@ -809,6 +809,162 @@ __global__ void __launch_bounds__(kBlock, 4)
   }
 }
 
+// ---- the streaming strip blur (BlurTileKernel::strip) ----
+// blur_strip_kernel computes what blur_vec4_kernel computes (the same four-tap runs over the same
+// values, so the same bits) without blurring halo rows twice: a block owns a strip of strip_w columns
+// of a plane and walks down it in steps of kStripRows rows. Step s row-blurs the input rows
+// kStripRows s - radius + i (i < kStripRows, reflected at the border) once each, into a ring of the
+// last three steps' blurred rows; the column pass turns the rows of steps s - 2 and s - 1 into output
+// rows kStripRows (s - 2) .. + kStripRows - 1 in the same phase, and the input rows of step s + 1 are
+// copied into the other of two staging buffers meanwhile (cp.async). So a phase is one row run and
+// one column run per thread and ends in one barrier, and a 224-px plane's row pass blurs 256 rows for
+// 224 outputs (the 64 x 64 tiles blur 1.34 rows per output row at 23 taps). The ring is stored
+// transposed (one ring row of kStripRing + taps floats per strip column), and its first `taps`
+// positions are also written past the ring's end, so the column pass's windows are contiguous,
+// 16-byte aligned runs even where they wrap. Input rows past h - 1 + radius are zeros: only outputs
+// that are never stored, or zero-weight taps, read them.
+inline constexpr int kStripRows = 32;
+inline constexpr int kStripRing = 3 * kStripRows;
+static_assert(kVec4MaxTaps <= kStripRows, "a column window must end within the next step's rows");
+
+struct BlurStripLayout {
+  int taps = 0;       // the kernel rounded up to a multiple of four
+  int pitch_in = 0;   // staging row pitch (floats): >= strip_w + taps, an odd multiple of 4
+  int pitch_mid = 0;  // ring row pitch: >= kStripRing + taps, likewise
+  int in = 0;         // floats of one staging buffer (two at the start of shared memory)
+  int mid = 0, weights = 0, floats = 0;
+};
+
+// The strip width: at most kBlurTile columns, as even as the image allows (224 px: four strips of 56).
+__host__ __device__ inline int blur_strip_width(int w) { return blur_even_side(w, kBlurTile); }
+
+__host__ __device__ inline BlurStripLayout blur_strip_layout(int radius, int strip_w) {
+  BlurStripLayout l;
+  l.taps = (2 * radius + 1 + 3) / 4 * 4;
+  l.pitch_in = odd_multiple_of_four_at_least(strip_w + l.taps);
+  l.pitch_mid = odd_multiple_of_four_at_least(kStripRing + l.taps);
+  l.in = kStripRows * l.pitch_in;
+  l.mid = 2 * l.in;
+  l.weights = l.mid + strip_w * l.pitch_mid;
+  l.floats = l.weights + l.taps;
+  return l;
+}
+
+// Issues (without committing) the copies of step s's input rows into `in`: row i holds plane row
+// kStripRows s - radius + i at columns x0 - radius + col for col < tw + 2 radius, reflected, and zeros
+// past those columns up to the pitch and in rows past h - 1 + radius. Lanes along columns, warps along
+// rows.
+__device__ __forceinline__ void blur_strip_load(const float* src, float* in, int pitch, int x0, int tw, int s,
+                                                int radius, int h, int w, int lane, int warp) {
+  constexpr int kWarps = kBlock / 32, kPerWarp = kStripRows / kWarps;
+  static_assert(kStripRows % kWarps == 0, "whole rows per warp");
+  const int cols = tw + 2 * radius, g0 = kStripRows * s - radius;
+  std::int64_t row_offset[kPerWarp];
+  bool row_ok[kPerWarp];
+#pragma unroll
+  for (int m = 0; m < kPerWarp; ++m) {
+    const int g = g0 + warp + m * kWarps;
+    row_ok[m] = g <= h - 1 + radius;
+    row_offset[m] = row_ok[m] ? static_cast<std::int64_t>(math::augment::reflect_index(g, h)) * w : 0;
+  }
+  for (int col = lane; col < pitch; col += 32) {
+    const bool col_ok = col < cols;
+    const float* column = src + (col_ok ? math::augment::reflect_index(x0 - radius + col, w) : 0);
+#pragma unroll
+    for (int m = 0; m < kPerWarp; ++m)
+      cp_async4(in + (warp + m * kWarps) * pitch + col, column + row_offset[m], col_ok && row_ok[m]);
+  }
+}
+
+// The phases of one plane whose taps round up to 4 G, step 0's input rows already in staging buffer
+// 0 and the weights in `weights` (both visible to the block). Ends after a barrier.
+template <int G>
+__device__ __forceinline__ void blur_strip_phases(const float* src, float* smem, const BlurStripLayout& l,
+                                                  const float* weights, int x0, int tw, int radius, int h,
+                                                  int w, int tid, float* dst, const BlurFinish f) {
+  constexpr int kRunsPerStep = kStripRows / kBlurRun;
+  const int lane = tid % 32, warp = tid / 32;
+  const int runs_x = (tw + kBlurRun - 1) / kBlurRun;
+  const int steps = (h + kStripRows - 1) / kStripRows + 1;
+  float* mid = smem + l.mid;
+  // Row-pass item: lane = row of the step, warp = run of kBlurRun columns (runs_x <= 8 warps).
+  const bool row_item = warp < runs_x;
+  float* ring = mid + warp * kBlurRun * l.pitch_mid + lane;
+  // Column-pass item: consecutive threads on consecutive columns, then runs of kBlurRun rows.
+  const int col_run = tid / tw, col = tid - col_run * tw;
+  const bool col_item = col_run < kRunsPerStep;
+  for (int s = 0; s <= steps; ++s) {
+    if (s + 1 < steps) {
+      blur_strip_load(src, smem + ((s + 1) & 1) * l.in, l.pitch_in, x0, tw, s + 1, radius, h, w, lane, warp);
+      cp_commit();
+    }
+    if (s < steps && row_item) {
+      float acc[kBlurRun];
+      blur_vec4_run<G>(smem + (s & 1) * l.in + lane * l.pitch_in + warp * kBlurRun, weights, acc);
+      const int slot = s % 3;
+      float* m = ring + slot * kStripRows;
+#pragma unroll
+      for (int j = 0; j < kBlurRun; ++j) m[j * l.pitch_mid] = acc[j];
+      if (slot == 0 && lane < l.taps) {  // the copy past the ring's end
+#pragma unroll
+        for (int j = 0; j < kBlurRun; ++j) m[j * l.pitch_mid + kStripRing] = acc[j];
+      }
+    }
+    if (s >= 2 && col_item) {
+      const int k = s - 2, y = k * kStripRows + col_run * kBlurRun;
+      if (y < h) {
+        float acc[kBlurRun];
+        blur_vec4_run<G>(mid + col * l.pitch_mid + (k % 3) * kStripRows + col_run * kBlurRun, weights, acc);
+        blur_store_run(dst + static_cast<std::int64_t>(y) * w + col, w, h - y, acc, f);
+      }
+    }
+    cp_wait<0>();
+    __syncthreads();
+  }
+}
+
+// The strip twin of blur_tile_kernel: the same arguments and results (for finite images, as
+// blur_vec4_kernel), in strips of strip_w = blur_strip_width(w) columns (grid: (strips, blurred
+// planes)); dynamic shared memory blur_strip_layout(the largest radius, strip_w).floats, the radius at
+// most (kVec4MaxTaps - 1) / 2.
+__global__ void __launch_bounds__(kBlock, 4)
+    blur_strip_kernel(const float* x, float* out, int h, int w, DevicePlan plan, std::int64_t blurred,
+                      int compact, ChannelStats stats, int stages, int strip_w) {
+  extern __shared__ float4 blur_strip_smem[];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int x0 = static_cast<int>(blockIdx.x) * strip_w, tw = min(strip_w, w - x0);
+  const std::int64_t hw = static_cast<std::int64_t>(h) * w;
+  float* smem = reinterpret_cast<float*>(blur_strip_smem);
+  for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
+    const std::int64_t b = plane / 3;
+    const int c = static_cast<int>(plane - 3 * b);
+    const int n = plan.blurred[b];
+    const AugmentPlan& p = plan.plans[n];
+    const int kernel = p.blur_kernel, radius = kernel / 2;
+    const BlurStripLayout l = blur_strip_layout(radius, strip_w);
+    float* weights = smem + l.weights;
+    for (int k = tid; k < l.taps; k += kBlock)
+      weights[k] = k < kernel ? __ldg(plan.weights + p.blur_offset + k) : 0.0f;
+    const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
+    float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + x0;
+    const BlurFinish f = blur_finish(p, c, stats, stages);
+    blur_strip_load(src, smem, l.pitch_in, x0, tw, 0, radius, h, w, lane, warp);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    switch (l.taps / 4) {  // block-uniform
+      case 1: blur_strip_phases<1>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      case 2: blur_strip_phases<2>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      case 3: blur_strip_phases<3>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      case 4: blur_strip_phases<4>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      case 5: blur_strip_phases<5>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      case 6: blur_strip_phases<6>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      case 7: blur_strip_phases<7>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+      default: blur_strip_phases<8>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
+    }
+  }
+}
+
 // Copies the samples of x the plan does not blur into out, 4 floats per thread where aligned.
 // Grid: (chunks of one sample, samples).
 __global__ void __launch_bounds__(kBlock)
@@ -865,12 +1021,13 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
 }
 
 // The setting behind fovea::cuda::blur_tile_kernel_choice(), first read from FOVEA_BLUR_TILES (unset,
-// "auto" or "vector4": vector4; "scalar": scalar). vector4 is the default since the H200 run of
-// 2026-11-28: 9 % faster at 23 taps (docs/benchmarks.md).
+// "auto" or "vector4": vector4; "scalar": scalar; "strip": strip). vector4 is the default since the H200 run
+// of 2026-11-28: 9 % faster at 23 taps (docs/benchmarks.md).
 inline BlurTileKernel& blur_tile_kernel_setting() {
   using K = BlurTileKernel;
-  static K choice = env_choice<K>("FOVEA_BLUR_TILES",
-                                  {{"auto", K::vector4}, {"scalar", K::scalar}, {"vector4", K::vector4}});
+  static K choice = env_choice<K>(
+      "FOVEA_BLUR_TILES",
+      {{"auto", K::vector4}, {"scalar", K::scalar}, {"vector4", K::vector4}, {"strip", K::strip}});
   return choice;
 }
 
@@ -885,21 +1042,34 @@ inline BlurTileShape& blur_tile_shape_setting() {
 
 // Which tile kernel blurs the plan's samples of h x w, in which tiles and with how much dynamic shared
 // memory: smem 0 when the tiles of the plan's widest kernel exceed what a block may have on `device`
-// (then the two-pass path runs). The four-tap kernel runs when chosen and every kernel has at most
-// kVec4MaxTaps taps; its tiles are blur_tile_shape()'s when they fit the device, else square.
+// (then the two-pass path runs). The four-tap and strip kernels run when chosen and every kernel has
+// at most kVec4MaxTaps taps (else the scalar tiles); the four-tap tiles are blur_tile_shape()'s when
+// they fit the device, else square.
 struct BlurTiles {
   std::size_t smem = 0;
   bool vector4 = false;
   BlurVec4Shape shape;
+  int strip_w = 0;  // > 0: blur_strip_kernel in strips of strip_w columns
 };
 
 inline BlurTiles blur_tiles_for(const AugmentBatchPlan& plan, int h, int w, Device device) {
   int radius = 0;
   for (const std::int32_t n : plan.blurred) radius = std::max(radius, plan.samples[n].blur_kernel / 2);
   BlurTiles t;
-  t.vector4 = blur_tile_kernel_setting() == BlurTileKernel::vector4 && 2 * radius + 1 <= kVec4MaxTaps;
+  const BlurTileKernel kernel = blur_tile_kernel_setting();
+  const bool four_tap = 2 * radius + 1 <= kVec4MaxTaps;
   const std::size_t limit = device_properties(device.index()).sharedMemPerBlockOptin;
   const auto bytes = [](int floats) { return static_cast<std::size_t>(floats) * sizeof(float); };
+  if (kernel == BlurTileKernel::strip && four_tap) {
+    const int strip_w = blur_strip_width(w);
+    const std::size_t need = bytes(blur_strip_layout(radius, strip_w).floats);
+    if (need <= limit) {
+      t.strip_w = strip_w;
+      t.smem = need;
+      return t;
+    }
+  }
+  t.vector4 = kernel != BlurTileKernel::scalar && four_tap;
   if (t.vector4 && blur_tile_shape_setting() == BlurTileShape::fit) {
     const BlurVec4Shape fit = blur_vec4_fit(h, w);
     if (bytes(blur_vec4_layout(radius, fit).floats) <= limit) t.shape = fit;
@@ -925,12 +1095,22 @@ inline void launch_blur_tiles(const float* x, bool compact, View out, const Blur
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           op, ": ", smem, " bytes of shared memory for the blur tiles");
   };
+  const std::int64_t planes = 3 * blurred;
+  const unsigned grid_y = static_cast<unsigned>(planes < 65535 ? planes : 65535);
+  if (tiles.strip_w > 0) {
+    raise_limit(blur_strip_kernel);
+    const dim3 grid(static_cast<unsigned>((w + tiles.strip_w - 1) / tiles.strip_w), grid_y);
+    blur_strip_kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0,
+                                                      stats, stages, tiles.strip_w);
+    FOVEA_CHECK_LAUNCH("blur_strip_kernel", op, ", shape ", out.shape().str(), ", blurred samples ", blurred,
+                       ", strips of ", tiles.strip_w, " columns, shared bytes ", smem);
+    return;
+  }
   const int tile_w = tiles.vector4 ? tiles.shape.tile_w : kBlurTile;
   const int tile_h = tiles.vector4 ? tiles.shape.tile_h : kBlurTile;
   const std::int64_t tiles_n =
       static_cast<std::int64_t>((w + tile_w - 1) / tile_w) * ((h + tile_h - 1) / tile_h);
-  const std::int64_t planes = 3 * blurred;
-  const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(planes < 65535 ? planes : 65535));
+  const dim3 grid(static_cast<unsigned>(tiles_n), grid_y);
   if (tiles.vector4) {
     raise_limit(blur_vec4_kernel);
     blur_vec4_kernel<<<grid, kBlock, smem, stream>>>(x, out.data(), h, w, dplan, blurred, compact ? 1 : 0,

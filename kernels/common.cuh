@@ -80,6 +80,42 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// Asynchronous global -> shared copies (cp.async, compute capability 8.0 and later) of 16 or 4 bytes;
+// valid = false writes zeros instead (src is not read, but must be a valid address). A thread's copies
+// form a group at cp_commit(); cp_wait<k>() returns once at most k of its committed groups are still
+// in flight, which makes the landed copies visible to that thread (others see them after a barrier).
+// 16-byte copies need 16-byte aligned addresses on both sides. On older devices the copies are
+// ordinary loads and stores, done at once.
+__device__ __forceinline__ void cp_async16(float* dst, const float* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  *reinterpret_cast<float4*>(dst) = valid ? *reinterpret_cast<const float4*>(src) : float4{0, 0, 0, 0};
+#else
+  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  *dst = valid ? *src : 0.0f;
+#else
+  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(src), "r"(valid ? 4 : 0)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_commit() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int kPending>
+__device__ __forceinline__ void cp_wait() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+#endif
+}
+
 // Launches kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch where
 // the device supports it (compute capability 9.0+), else the ordinary way. The kernel must begin
 // with pdl_wait() (see above) before any global memory access.

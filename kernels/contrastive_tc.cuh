@@ -66,38 +66,6 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4
 #endif
 }
 
-// Asynchronous global -> shared copies of 16 or 4 bytes; valid = false writes zeros instead.
-__device__ __forceinline__ void tc_cp_async16(float* dst, const float* src, bool valid) {
-#ifdef FOVEA_TC_UNSUPPORTED_ARCH
-  __trap();
-#else
-  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
-#endif
-}
-__device__ __forceinline__ void tc_cp_async4(float* dst, const float* src, bool valid) {
-#ifdef FOVEA_TC_UNSUPPORTED_ARCH
-  __trap();
-#else
-  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(src), "r"(valid ? 4 : 0)
-               : "memory");
-#endif
-}
-__device__ __forceinline__ void tc_cp_commit() {
-#ifndef FOVEA_TC_UNSUPPORTED_ARCH
-  asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-// Waits until at most kPending of this thread's committed copy groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void tc_cp_wait() {
-#ifndef FOVEA_TC_UNSUPPORTED_ARCH
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-#endif
-}
-
 // 2^x (MUFU.EX2, ~2 ulp; results below 2^-126 flush to zero, which only drops negligible terms).
 __device__ __forceinline__ float tc_exp2(float x) {
   float y;
@@ -212,8 +180,8 @@ __device__ __forceinline__ void tc_stage_rows(float* dst, const float* x, std::i
     const std::int64_t gr = row0 + r, d = static_cast<std::int64_t>(c) * width;
     const bool ok = gr < rows && d < D;
     const float* src = ok ? x + gr * D + d : x;
-    if (vec) tc_cp_async16(dst + r * stride + c * 4, src, ok);
-    else tc_cp_async4(dst + r * stride + c, src, ok);
+    if (vec) cp_async16(dst + r * stride + c * 4, src, ok);
+    else cp_async4(dst + r * stride + c, src, ok);
     r += step_r;
     c += step_c;
     if (c >= per_row) {
@@ -275,21 +243,21 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
     if constexpr (kWithLse) {
       for (int e = threadIdx.x; e < kTcCols; e += kTcThreads) {
         const bool ok = c0 + e < rows;
-        tc_cp_async4(Ls + buf * kTcCols + e, ok ? lse + c0 + e : lse, ok);
+        cp_async4(Ls + buf * kTcCols + e, ok ? lse + c0 + e : lse, ok);
       }
     }
   };
   tc_stage_rows(As, zt, rows, D, padded, stride, r0, kTcRows, vec);
   if (begin < end) stage_panel(begin, 0);
-  tc_cp_commit();
+  cp_commit();
   for (std::int64_t ct = begin; ct < end; ++ct) {
     const int it = static_cast<int>(ct - begin);
     if (stages == 2 && ct + 1 < end) {
       stage_panel(ct + 1, (it + 1) & 1);
-      tc_cp_commit();
-      tc_cp_wait<1>();
+      cp_commit();
+      cp_wait<1>();
     } else {
-      tc_cp_wait<0>();
+      cp_wait<0>();
     }
     const int buf = stages == 2 ? (it & 1) : 0;
     if constexpr (kRound) {
@@ -302,10 +270,10 @@ __device__ __forceinline__ void tc_walk_columns(const float* zt, const float* ls
     __syncthreads();
     if (stages == 1 && ct + 1 < end) {
       stage_panel(ct + 1, 0);
-      tc_cp_commit();
+      cp_commit();
     }
   }
-  tc_cp_wait<0>();
+  cp_wait<0>();
 }
 
 // s = a warp's 16 x 64 slice of A Bᵀ: rows 16 group .. + 15 of the A panel against the 64 panel rows,
@@ -728,17 +696,17 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   float rs[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};  // [tile][h]
   tc_stage_rows(As, zt, rows, D, padded, stride, r0, kTcRows, vec);
   if (item.diagonal) {
-    tc_cp_commit();
+    cp_commit();
     if (pair) tc_stage_rows(Bs, zt, rows, D, padded, stride, c0, kTcRows, vec);
-    tc_cp_commit();
+    cp_commit();
     // tile first (warp w: rows 16 w ..), then tile second (rows 16 (7 - w) ..): one loop, so the
     // slices' code exists once
 #pragma unroll 1
     for (int k = 0; k < (pair ? 2 : 1); ++k) {
       if (k == 0) {
-        tc_cp_wait<1>();
+        cp_wait<1>();
       } else {
-        tc_cp_wait<0>();
+        cp_wait<0>();
       }
       __syncthreads();
       const int group = k == 0 ? warp : kTcSymWarps - 1 - warp;
@@ -753,19 +721,19 @@ __global__ void __launch_bounds__(kTcThreads, 1)
     }
   } else {
     tc_stage_rows(Bs, zt, rows, D, padded, stride, c0, kTcCols, vec);
-    tc_cp_commit();
+    cp_commit();
     tc_stage_rows(Bs + kTcCols * stride, zt, rows, D, padded, stride, c0 + kTcCols, kTcCols, vec);
-    tc_cp_commit();
+    cp_commit();
 #pragma unroll 1
     for (int p = 0; p < 2; ++p) {
-      if (p == 0) tc_cp_wait<1>();
-      else tc_cp_wait<0>();
+      if (p == 0) cp_wait<1>();
+      else cp_wait<0>();
       __syncthreads();
       tc_sym_slice<0, false>(As, Bs + p * kTcCols * stride, stride, padded, warp, r0, c0 + p * kTcCols, rows,
                              scale2, rs[0], cols + warp * kTcRows + p * kTcCols);
     }
   }
-  tc_cp_wait<0>();
+  cp_wait<0>();
   // row sums: the 4 lanes of a row, then one lane per row into shared memory (a diagonal pair has
   // two tiles of row sums, any other block one)
   const int row_tiles_here = item.diagonal && pair ? 2 : 1;

@@ -260,11 +260,23 @@ class ScopedBlurShape {
   cuda::BlurTileShape previous_;
 };
 
-// The four-tap tile kernel (BlurTileKernel::vector4) against the CPU twin, at every four-tap group
-// count (1 to 31 taps) and on partial tiles, and against the scalar tile kernel: both add the same
-// products in the same order (a zero-weight tap adds an exact 0 to the fused multiply-add), so they
-// must agree bitwise, in square and in fitted tiles (BlurTileShape::fit). Then the fused pipeline
-// through it, and a batch too wide for it (scalar tiles).
+// The four-tap kernels and tiles the tests below run, with a label for messages.
+struct FourTapKernel {
+  cuda::BlurTileKernel kernel;
+  cuda::BlurTileShape shape;
+  std::string label;
+};
+std::vector<FourTapKernel> four_tap_kernels() {
+  return {{cuda::BlurTileKernel::vector4, cuda::BlurTileShape::square, "vector4 square "},
+          {cuda::BlurTileKernel::vector4, cuda::BlurTileShape::fit, "vector4 fit "},
+          {cuda::BlurTileKernel::strip, cuda::BlurTileShape::square, "strip "}};
+}
+
+// The four-tap kernels (BlurTileKernel::vector4 in square and fitted tiles, BlurTileKernel::strip)
+// against the CPU twin, at every four-tap group count (1 to 31 taps) and on partial tiles, and
+// against the scalar tile kernel: all add the same products in the same order (a zero-weight tap adds
+// an exact 0 to the fused multiply-add), so they must agree bitwise. Then the fused pipeline through
+// them, and a batch too wide for them (scalar tiles).
 TEST(AugmentCuda, FourTapBlurTilesMatchCpuAndScalarTiles) {
   FOVEA_REQUIRE_GPU();
   const std::vector<int> every{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
@@ -279,12 +291,11 @@ TEST(AugmentCuda, FourTapBlurTilesMatchCpuAndScalarTiles) {
       gaussian_blur(xg, params, scalar);
     }
     const std::vector<float> a = scalar.to_vector();
-    for (const cuda::BlurTileShape shape : {cuda::BlurTileShape::square, cuda::BlurTileShape::fit}) {
-      const std::string name = std::string(shape == cuda::BlurTileShape::fit ? "fit " : "square ") +
-                               std::to_string(h) + "x" + std::to_string(w);
-      const ScopedBlurTiles tiles(cuda::BlurTileKernel::vector4);
+    for (const auto& [kernel, shape, label] : four_tap_kernels()) {
+      const std::string name = label + std::to_string(h) + "x" + std::to_string(w);
+      const ScopedBlurTiles tiles(kernel);
       const ScopedBlurShape shaped(shape);
-      check_pixel_op(("gaussian_blur vector4 " + name).c_str(), gaussian_blur, x, params);
+      check_pixel_op(("gaussian_blur " + name).c_str(), gaussian_blur, x, params);
       Tensor vec4 = full(x.shape(), kNaN, Device::cuda());
       gaussian_blur(xg, params, vec4);
       const std::vector<float> b = vec4.to_vector();
@@ -293,21 +304,24 @@ TEST(AugmentCuda, FourTapBlurTilesMatchCpuAndScalarTiles) {
       EXPECT_EQ(differ, 0u) << name << ": values where the two tile kernels differ";
     }
   }
-  const ScopedBlurTiles tiles(cuda::BlurTileKernel::vector4);
-  const ScopedBlurShape shaped(cuda::BlurTileShape::fit);
   const Tensor x = random_images(3, 150, 130, 23);
-  for (const int kernel : {23, 31, 33}) {  // 33 taps: the batch runs the scalar tiles
-    std::vector<AugmentParams> params = varied_params(3, 150, 130, 100, kernel);
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      params[i].blur = i != 1;
-      params[i].blur_kernel = kernel;
-      params[i].blur_sigma = static_cast<float>(kernel) / 6.0f;
+  for (const auto& [kernel_choice, shape, label] : four_tap_kernels()) {
+    if (kernel_choice == cuda::BlurTileKernel::vector4 && shape == cuda::BlurTileShape::square) continue;
+    const ScopedBlurTiles tiles(kernel_choice);
+    const ScopedBlurShape shaped(shape);
+    for (const int kernel : {23, 31, 33}) {  // 33 taps: the batch runs the scalar tiles
+      std::vector<AugmentParams> params = varied_params(3, 150, 130, 100, kernel);
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        params[i].blur = i != 1;
+        params[i].blur_kernel = kernel;
+        params[i].blur_sigma = static_cast<float>(kernel) / 6.0f;
+      }
+      Tensor cpu(Shape{3, 3, 100, 100});
+      augment_images(x, params, kDrStats, cpu);
+      Tensor gpu = full(Shape{3, 3, 100, 100}, kNaN, Device::cuda());
+      augment_images(x.to(Device::cuda()), params, kDrStats, gpu);
+      EXPECT_TRUE(close("augment_images blur " + label + std::to_string(kernel), gpu, cpu, &kDrStats));
     }
-    Tensor cpu(Shape{3, 3, 100, 100});
-    augment_images(x, params, kDrStats, cpu);
-    Tensor gpu = full(Shape{3, 3, 100, 100}, kNaN, Device::cuda());
-    augment_images(x.to(Device::cuda()), params, kDrStats, gpu);
-    EXPECT_TRUE(close("augment_images vector4 blur " + std::to_string(kernel), gpu, cpu, &kDrStats));
   }
 }
 

@@ -105,19 +105,44 @@ static int max_radius(const AugmentBatchPlan& plan) {
 }
 static bool vec4_takes(const AugmentBatchPlan& plan) { return 2 * max_radius(plan) + 1 <= kVec4MaxTaps; }
 
-// The tile kernel a case runs: the scalar one, or the four-tap one in square or fitted tiles.
-enum class Tiles { scalar, vec4, vec4_fit };
+// The tile kernel a case runs: the scalar one, the four-tap one in square or fitted tiles, or the
+// streaming strips.
+enum class Tiles { scalar, vec4, vec4_fit, strip };
 static const char* tiles_name(Tiles t) {
-  return t == Tiles::scalar ? "" : t == Tiles::vec4 ? " vec4" : " vec4 fit";
+  return t == Tiles::scalar ? "" : t == Tiles::vec4 ? " vec4" : t == Tiles::vec4_fit ? " vec4 fit" : " strip";
 }
-static BlurVec4Shape vec4_shape(Tiles t, int h, int w) {
-  return t == Tiles::vec4_fit ? blur_vec4_fit(h, w) : BlurVec4Shape{};
+
+// Launches the blur kernel of `kind` on the plan's blurred planes of x (h x w) as launch_blur_tiles
+// does, with at most max_planes blocks along y (fewer than the planes exercises the kernels' stride).
+static void run_blur_tiles(Tiles kind, const float* x, float* out, int h, int w, const Plan& plan,
+                           const DevicePlan& d, int compact, const ChannelStats& stats, int stages,
+                           std::int64_t max_planes) {
+  const int radius = max_radius(plan.host);
+  const std::int64_t blurred = plan.host.blurred.size();
+  const unsigned planes = static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, max_planes));
+  if (kind == Tiles::strip) {
+    const int strip_w = blur_strip_width(w);
+    const std::size_t smem = sizeof(float) * blur_strip_layout(radius, strip_w).floats;
+    launch(dim3((w + strip_w - 1) / strip_w, planes), kBlock, smem, true, [&] {
+      cp_begin();
+      blur_strip_kernel(x, out, h, w, d, blurred, compact, stats, stages, strip_w);
+      cp_check_drained();
+    });
+    return;
+  }
+  const BlurVec4Shape shape = kind == Tiles::vec4_fit ? blur_vec4_fit(h, w) : BlurVec4Shape{};
+  const int tiles = ((w + shape.tile_w - 1) / shape.tile_w) * ((h + shape.tile_h - 1) / shape.tile_h);
+  const bool vec4 = kind != Tiles::scalar;
+  const std::size_t smem =
+      sizeof(float) * (vec4 ? blur_vec4_layout(radius, shape).floats : blur_tile_layout(radius).floats);
+  launch(dim3(tiles, planes), kBlock, smem, true, [&] {
+    if (vec4) blur_vec4_kernel(x, out, h, w, d, blurred, compact, stats, stages, shape);
+    else blur_tile_kernel(x, out, h, w, d, blurred, compact, stats, stages);
+  });
 }
 
 // gaussian_blur as the CUDA twin runs it out of place (copy kernel + tile kernel).
 static void blur_case(const char* what, int n, int h, int w, std::vector<AugmentParams> params, Tiles kind) {
-  const bool vec4 = kind != Tiles::scalar;
-  const BlurVec4Shape shape = vec4_shape(kind, h, w);
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 131 + w);
   Plan plan(detail::make_augment_plan(params, h, w, h, w, false));
   Tensor xt = Tensor::from(x, Shape{n, 3, h, w}), ref(Shape{n, 3, h, w});
@@ -126,26 +151,16 @@ static void blur_case(const char* what, int n, int h, int w, std::vector<Augment
   DevicePlan d = plan.view();
   const std::int64_t sf = 3LL * h * w;
   launch(dim3(2, n), kBlock, 0, false, [&] { copy_unblurred_kernel(x.data(), out.data(), sf, n, d); });
-  const int tiles = ((w + shape.tile_w - 1) / shape.tile_w) * ((h + shape.tile_h - 1) / shape.tile_h);
-  const int radius = max_radius(plan.host);
-  const std::size_t smem =
-      sizeof(float) * (vec4 ? blur_vec4_layout(radius, shape).floats : blur_tile_layout(radius).floats);
-  const std::int64_t blurred = plan.host.blurred.size();
-  const unsigned planes =
-      static_cast<unsigned>(std::min<std::int64_t>(3 * blurred, 4));  // exercise the stride
-  launch(dim3(tiles, planes), kBlock, smem, true, [&] {
-    if (vec4) blur_vec4_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0, shape);
-    else blur_tile_kernel(x.data(), out.data(), h, w, d, blurred, 0, kIdentityStats, 0);
-  });
+  run_blur_tiles(kind, x.data(), out.data(), h, w, plan, d, 0, kIdentityStats, 0, 4);
   compare((std::string(what) + tiles_name(kind)).c_str(), out, ref.to_vector());
 }
 
-// blur_case with the scalar tile kernel, and with the four-tap one (square and fitted tiles) where it
-// takes the plan.
+// blur_case with the scalar tile kernel, and with the four-tap ones (square and fitted tiles, strips)
+// where they take the plan.
 static void blur_cases(const char* what, int n, int h, int w, const std::vector<AugmentParams>& params) {
   blur_case(what, n, h, w, params, Tiles::scalar);
   if (vec4_takes(detail::make_augment_plan(params, h, w, h, w, false)))
-    for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit}) blur_case(what, n, h, w, params, t);
+    for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit, Tiles::strip}) blur_case(what, n, h, w, params, t);
 }
 
 // Output tiles of pixel_kernel for an h x w output.
@@ -176,8 +191,6 @@ static void crop_case(const char* what, int n, int h, int w, int s) {
 // augment_images as the CUDA twin runs it with the fused blur.
 static void pipeline_case(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel,
                           Tiles kind) {
-  const bool vec4 = kind != Tiles::scalar;
-  const BlurVec4Shape shape = vec4_shape(kind, s, s);
   const std::vector<float> x = random_vec(static_cast<std::size_t>(n) * 3 * h * w, h * 3 + w + epoch);
   const auto params = varied(n, h, w, s, epoch, blur_kernel);
   Plan plan(detail::make_augment_plan(params, h, w, s, s));
@@ -195,16 +208,8 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   launch(dim3(tiles, n), kBlock, 0, false, [&] {
     pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.means, kDrStats, stages);
   });
-  const int btiles = ((s + shape.tile_w - 1) / shape.tile_w) * ((s + shape.tile_h - 1) / shape.tile_h);
-  const int radius = max_radius(plan.host);
-  const std::size_t smem =
-      sizeof(float) * (vec4 ? blur_vec4_layout(radius, shape).floats : blur_tile_layout(radius).floats);
-  const std::int64_t blurred = plan.host.blurred.size();
-  const int finish = kStageSolarize | kStageNormalize;
-  launch(dim3(btiles, 3 * blurred), kBlock, smem, true, [&] {
-    if (vec4) blur_vec4_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish, shape);
-    else blur_tile_kernel(scratch.data(), out.data(), s, s, d, blurred, 1, kDrStats, finish);
-  });
+  run_blur_tiles(kind, scratch.data(), out.data(), s, s, plan, d, 1, kDrStats,
+                 kStageSolarize | kStageNormalize, 65535);
   compare((std::string(what) + tiles_name(kind)).c_str(), out, ref.to_vector());
 }
 
@@ -212,7 +217,7 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
 static void pipeline_cases(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
   pipeline_case(what, n, h, w, s, epoch, blur_kernel, Tiles::scalar);
   if (blur_kernel <= kVec4MaxTaps)
-    for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit})
+    for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit, Tiles::strip})
       pipeline_case(what, n, h, w, s, epoch, blur_kernel, t);
 }
 

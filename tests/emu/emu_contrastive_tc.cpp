@@ -67,35 +67,6 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4
   w.bar.arrive_and_wait();
   for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
-// cp.async: a thread's copies land only when its cp.async.wait_group retires their group.
-struct PendingCopy {
-  float* dst;
-  float v[4];
-  int n;
-};
-thread_local std::vector<std::vector<PendingCopy>> t_groups(1);
-__device__ __forceinline__ void tc_cp_async16(float* dst, const float* src, bool valid) {
-  check_smem(dst, 16);
-  if (reinterpret_cast<std::uintptr_t>(dst) & 15) die("cp.async 16: misaligned shared address");
-  if (valid && (reinterpret_cast<std::uintptr_t>(src) & 15)) die("cp.async 16: misaligned global address");
-  PendingCopy c{dst, {0, 0, 0, 0}, 4};
-  if (valid) std::memcpy(c.v, src, 16);
-  t_groups.back().push_back(c);
-}
-__device__ __forceinline__ void tc_cp_async4(float* dst, const float* src, bool valid) {
-  check_smem(dst, 4);
-  t_groups.back().push_back(PendingCopy{dst, {valid ? *src : 0.0f, 0, 0, 0}, 1});
-}
-__device__ __forceinline__ void tc_cp_commit() { t_groups.emplace_back(); }
-template <int kPending>
-__device__ __forceinline__ void tc_cp_wait() {
-  // committed groups: all but the open last one; land all but the newest kPending of them
-  const int committed = static_cast<int>(t_groups.size()) - 1;
-  const int land = committed - kPending;
-  for (int gi = 0; gi < land; ++gi)
-    for (const PendingCopy& c : t_groups[gi]) std::memcpy(c.dst, c.v, sizeof(float) * c.n);
-  if (land > 0) t_groups.erase(t_groups.begin(), t_groups.begin() + land);
-}
 __device__ __forceinline__ float tc_exp2(float x) {
   const float y = std::exp2(x);
   return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
@@ -111,9 +82,9 @@ const float kNaN = std::numeric_limits<float>::quiet_NaN();
 // Every launch here is threaded (barriers, shuffles, MMAs); each thread must leave no copy in flight.
 static void launch(dim3 grid, std::size_t smem_bytes, const std::function<void()>& fn) {
   fovea::emu::launch(grid, 256, smem_bytes, true, [&] {
-    t_groups.assign(1, {});
+    cp_begin();
     fn();
-    if (t_groups.size() != 1 || !t_groups[0].empty()) die("cp.async copies left in flight at exit");
+    cp_check_drained();
   });
 }
 

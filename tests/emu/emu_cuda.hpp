@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -86,6 +87,42 @@ inline void check_smem(const void* p, std::size_t bytes) {
   const auto* c = static_cast<const char*>(p);
   const auto* s = reinterpret_cast<const char*>(state().smem.data());
   if (c < s || c + bytes > s + state().smem_bytes) die("shared-memory access out of bounds");
+}
+
+// cp.async (kernels/common.cuh): a thread's copies land only when its cp_wait retires their group.
+// A launch whose kernel copies asynchronously calls cp_begin() before and cp_check_drained() after
+// each thread's run.
+struct PendingCopy {
+  float* dst;
+  float v[4];
+  int n;
+};
+inline thread_local std::vector<std::vector<PendingCopy>> t_copy_groups(1);
+inline void cp_async16(float* dst, const float* src, bool valid) {
+  check_smem(dst, 16);
+  if (reinterpret_cast<std::uintptr_t>(dst) & 15) die("cp.async 16: misaligned shared address");
+  if (valid && (reinterpret_cast<std::uintptr_t>(src) & 15)) die("cp.async 16: misaligned global address");
+  PendingCopy c{dst, {0, 0, 0, 0}, 4};
+  if (valid) std::memcpy(c.v, src, 16);
+  t_copy_groups.back().push_back(c);
+}
+inline void cp_async4(float* dst, const float* src, bool valid) {
+  check_smem(dst, 4);
+  t_copy_groups.back().push_back(PendingCopy{dst, {valid ? *src : 0.0f, 0, 0, 0}, 1});
+}
+inline void cp_commit() { t_copy_groups.emplace_back(); }
+template <int kPending>
+void cp_wait() {
+  // committed groups: all but the open last one; land all but the newest kPending of them
+  const int committed = static_cast<int>(t_copy_groups.size()) - 1;
+  const int land = committed - kPending;
+  for (int gi = 0; gi < land; ++gi)
+    for (const PendingCopy& c : t_copy_groups[gi]) std::memcpy(c.dst, c.v, sizeof(float) * c.n);
+  if (land > 0) t_copy_groups.erase(t_copy_groups.begin(), t_copy_groups.begin() + land);
+}
+inline void cp_begin() { t_copy_groups.assign(1, {}); }
+inline void cp_check_drained() {
+  if (t_copy_groups.size() != 1 || !t_copy_groups[0].empty()) die("cp.async copies left in flight at exit");
 }
 
 // Runs fn as every thread of every block of grid (blocks in x, then y, then z order) with `threads`

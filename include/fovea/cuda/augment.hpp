@@ -26,10 +26,13 @@ void augment_images(CView images, const ::fovea::detail::AugmentBatchPlan& plan,
 // taps run the scalar kernel. scalar: one shared-memory load per tap and per kBlurRun outputs, any tap
 // count. Both sum the same taps in the same order (results equal for finite images; a padded tap
 // multiplies a pixel by zero, so an Inf within four pixels of a sample's kernel reach gives NaN).
-// First read from the environment variable FOVEA_BLUR_TILES (auto | scalar | vector4); set it
+// First read from the environment variable FOVEA_BLUR_TILES (auto | scalar | vector4 | strip); set it
 // between ops, not while other threads launch blurs. vector4 became the default when a GPU run timed
 // it 9 % faster (H200, 2026-11-28; docs/decisions.md); docs/augmentations.md describes the kernels.
-enum class BlurTileKernel { scalar, vector4 };
+// strip (opt-in, not yet timed on a GPU): blur_strip_kernel, the four-tap runs without halo rows: a
+// block walks down a strip of at most 64 columns, row-blurring each input row once into a ring of
+// blurred rows that the column pass reads; same bits as vector4, same tap limit (FOVEA_BLUR_TILES=strip).
+enum class BlurTileKernel { scalar, vector4, strip };
 BlurTileKernel& blur_tile_kernel_choice();
 // The output tiles of the four-tap kernel. square (the default): 64 x 64, as the scalar tiles (a
 // 224-px plane in 16 tiles of 64, 64, 64 and 32 rows and columns). fit: the fewest tiles of at most 64
