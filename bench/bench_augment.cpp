@@ -141,8 +141,24 @@ void register_pixel_op(const std::string& op, PixelOp fn, std::vector<AugmentPar
   });
 }
 
-void register_geometry_op(const std::string& op, std::vector<AugmentParams> params, Device device) {
-  register_timed(op + "/cuda/256x224", [=](benchmark::State& state) {
+#if FOVEA_WITH_CUDA
+// The pixel kernel's row mapping for a scope (cuda::pixel_rows(): strided, or consecutive rows per
+// thread, name suffix _consecutive).
+struct ScopedPixelRows {
+  explicit ScopedPixelRows(bool consecutive)
+      : rows(cuda::pixel_rows(), consecutive ? cuda::PixelRows::consecutive : cuda::pixel_rows()) {}
+  ScopedValue<cuda::PixelRows> rows;
+};
+#else
+struct ScopedPixelRows {
+  explicit ScopedPixelRows(bool) {}
+};
+#endif
+
+void register_geometry_op(const std::string& op, std::vector<AugmentParams> params, Device device,
+                          bool consecutive = false) {
+  register_timed(op + (consecutive ? "_consecutive" : "") + "/cuda/256x224", [=](benchmark::State& state) {
+    const ScopedPixelRows rows(consecutive);
     const std::int64_t n = kKernelBatch, side = kKernelSide;
     const double bytes =
         float_bytes(3 * static_cast<std::int64_t>(sampled_pixels(params))) + float_bytes(n * 3 * side * side);
@@ -161,6 +177,7 @@ void register_augment_kernel_benchmarks(Device device) {
   data::AugmentConfig crop = data::supervised_train(static_cast<int>(kKernelSide));
   crop.hflip_p = 0.0f;
   register_geometry_op("aug_crop_resize", drawn_params(crop), device);
+  register_geometry_op("aug_crop_resize", drawn_params(crop), device, true);
   // Flips alone: every sample mirrored horizontally, every other one vertically too.
   register_geometry_op("aug_flip", neutral_batch([](AugmentParams& p, std::size_t i) {
                          p.hflip = 1;
@@ -203,11 +220,13 @@ void register_augment_kernel_benchmarks(Device device) {
   });
   // The fused pipeline of one SimCLR view (crop, flip, jitter, grayscale, blur, normalise) for scale,
   // with the default (four-tap, square) blur tiles, the scalar ones, the fitted four-tap ones and the
-  // strips.
-  for (const BlurRow row : {BlurRow::defaults, BlurRow::scalar, BlurRow::fit, BlurRow::strip})
-    register_timed(std::string("aug_simclr_view") + blur_suffix(row) + "/cuda/256x224",
-                   [device, row](benchmark::State& state) {
+  // strips; then with the default tiles and consecutive pixel rows.
+  const auto register_view = [device](BlurRow row, bool consecutive) {
+    register_timed(std::string("aug_simclr_view") + blur_suffix(row) + (consecutive ? "_consecutive" : "") +
+                       "/cuda/256x224",
+                   [device, row, consecutive](benchmark::State& state) {
                      const ScopedBlurTiles tiles(row);
+                     const ScopedPixelRows rows(consecutive);
                      const std::int64_t n = kKernelBatch, side = kKernelSide;
                      const data::AugmentConfig c = data::simclr(static_cast<int>(side));
                      const auto params = drawn_params(c);
@@ -218,6 +237,10 @@ void register_augment_kernel_benchmarks(Device device) {
                                     [&] { augment_images(x, params, c.stats, out); });
                      add_rates(state, n, 1);
                    });
+  };
+  for (const BlurRow row : {BlurRow::defaults, BlurRow::scalar, BlurRow::fit, BlurRow::strip})
+    register_view(row, false);
+  register_view(BlurRow::defaults, true);
 }
 
 }  // namespace

@@ -134,6 +134,21 @@ class DevicePlanBuffer {
   DevicePlan view_;
 };
 
+// The setting behind fovea::cuda::pixel_rows(), first read from FOVEA_PIXEL_ROWS (unset, "auto" or
+// "strided": strided; "consecutive": consecutive).
+inline PixelRows& pixel_rows_setting() {
+  using R = PixelRows;
+  static R rows = env_choice<R>(
+      "FOVEA_PIXEL_ROWS", {{"auto", R::strided}, {"strided", R::strided}, {"consecutive", R::consecutive}});
+  return rows;
+}
+
+// pixel_kernel's tiling: lanes along x, the block's 8 warps along y, kPixelRows rows per thread.
+inline constexpr int kPixelTileW = 32;
+inline constexpr int kPixelRowStep = kBlock / kPixelTileW;
+inline constexpr int kPixelRows = 4;
+inline constexpr int kPixelTileH = kPixelRowStep * kPixelRows;
+
 // Sizes of one pixel-stage launch.
 struct PixelGeometry {
   int in_h = 0, in_w = 0;  // input planes (== output planes without the geometry stage)
@@ -222,17 +237,16 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// pixel_kernel's tiling: lanes along x, the block's 8 warps along y, kPixelRows rows per thread.
-inline constexpr int kPixelTileW = 32;
-inline constexpr int kPixelRowStep = kBlock / kPixelTileW;
-inline constexpr int kPixelRows = 4;
-inline constexpr int kPixelTileH = kPixelRowStep * kPixelRows;
-
-// The separable gather (no rotation) of rows oy0 + k * kPixelRowStep at column ox: the x taps once,
+// The separable gather (no rotation) of rows oy0 + k * kStep at column ox: the x taps once,
 // the y taps per row; the same expressions as math::augment::geometry_pixel. All 12 x kPixelRows loads
 // are independent, so they are in flight together. A tap of weight 0 (the upper tap where the source
 // coordinate is a whole pixel, as everywhere in a flip or an unscaled crop) is not loaded: its term is
-// 0 * v = 0 either way, so the result is the same for finite pixels.
+// 0 * v = 0 either way, so the result is the same for finite pixels. kStep is kPixelRowStep
+// (PixelRows::strided) or 1 (PixelRows::consecutive); with consecutive rows a source row that the
+// previous row also read (an upscaling crop advances less than one source row per output row) is
+// taken from registers instead of loaded again: keyed on the row's offset, so the values are the
+// same, and warp-uniform, since the y taps depend on the row alone.
+template <int kStep>
 __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometry& g, const AugmentPlan& p,
                                             int ox, int oy0, float rgb[kPixelRows][3]) {
   const int plane = g.in_h * g.in_w;
@@ -244,7 +258,7 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
     const float* src = img + p.crop_left + (p.hflip ? last - ox : ox);
 #pragma unroll
     for (int k = 0; k < kPixelRows; ++k) {
-      const int oy = min(oy0 + k * kPixelRowStep, last);
+      const int oy = min(oy0 + k * kStep, last);
       const float* row = src + (p.crop_top + (p.vflip ? last - oy : oy)) * g.in_w;
 #pragma unroll
       for (int c = 0; c < 3; ++c) rgb[k][c] = __ldg(row + c * plane);
@@ -265,10 +279,13 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
   // (four instructions per address where one widening multiply-add does).
   asm("" : "+l"(img));
 #endif
+  constexpr bool reuse = kStep == 1;
+  int ra = -1, rb = -1;  // the previous row's source rows (offsets into a plane); -1: none
+  float a0[3] = {}, a1[3] = {}, b0[3] = {}, b1[3] = {};  // their values at col0 and col1
 #pragma unroll
   for (int k = 0; k < kPixelRows; ++k) {
     // Rows past the output repeat the last one (not stored), so every load issues unconditionally.
-    const int oy = min(oy0 + k * kPixelRowStep, g.out_h - 1);
+    const int oy = min(oy0 + k * kStep, g.out_h - 1);
     float fy = static_cast<float>(oy);
     if (p.vflip) fy = last - fy;
     int y0, y1;
@@ -277,17 +294,33 @@ __device__ __forceinline__ void gather_rows(const float* img, const PixelGeometr
     const float hy = 1.0f - ly;
     const int r0 = (p.crop_top + y0) * g.in_w, r1 = (p.crop_top + y1) * g.in_w;
     const bool use_y1 = ly != 0.0f;
+    const bool r0_in_a = r0 == ra, r0_in_b = r0 == rb, r1_in_a = r1 == ra, r1_in_b = r1 == rb;
 #pragma unroll
     for (int c = 0; c < 3; ++c) {
       // Whole 32-bit offsets into the sample (3 planes fit in int: launch_pixel_stages), one widening
       // multiply-add per load instead of 64-bit pointer steps.
       const int o0 = c * plane + r0, o1 = c * plane + r1;
-      const float v00 = __ldg(img + (o0 + col0));
-      const float v01 = use_x1 ? __ldg(img + (o0 + col1)) : 0.0f;
-      const float v10 = use_y1 ? __ldg(img + (o1 + col0)) : 0.0f;
-      const float v11 = use_x1 && use_y1 ? __ldg(img + (o1 + col1)) : 0.0f;
-      rgb[k][c] = hy * (hx * v00 + lx * v01) + ly * (hx * v10 + lx * v11);
+      if constexpr (!reuse) {
+        const float v00 = __ldg(img + (o0 + col0));
+        const float v01 = use_x1 ? __ldg(img + (o0 + col1)) : 0.0f;
+        const float v10 = use_y1 ? __ldg(img + (o1 + col0)) : 0.0f;
+        const float v11 = use_x1 && use_y1 ? __ldg(img + (o1 + col1)) : 0.0f;
+        rgb[k][c] = hy * (hx * v00 + lx * v01) + ly * (hx * v10 + lx * v11);
+      } else {
+        float v00, v01, v10 = 0.0f, v11 = 0.0f;
+        if (r0_in_a) v00 = a0[c], v01 = a1[c];
+        else if (r0_in_b) v00 = b0[c], v01 = b1[c];
+        else v00 = __ldg(img + (o0 + col0)), v01 = use_x1 ? __ldg(img + (o0 + col1)) : 0.0f;
+        if (use_y1) {
+          if (r1_in_a) v10 = a0[c], v11 = a1[c];
+          else if (r1_in_b) v10 = b0[c], v11 = b1[c];
+          else v10 = __ldg(img + (o1 + col0)), v11 = use_x1 ? __ldg(img + (o1 + col1)) : 0.0f;
+        }
+        rgb[k][c] = hy * (hx * v00 + lx * v01) + ly * (hx * v10 + lx * v11);
+        a0[c] = v00, a1[c] = v01, b0[c] = v10, b1[c] = v11;
+      }
     }
+    ra = r0, rb = use_y1 ? r1 : -1;
   }
 }
 
@@ -339,17 +372,20 @@ __device__ __forceinline__ void jitter_rows(const AugmentPlan& p, float mean, fl
 // plans and means (contrast_mean_kernel's) are the DevicePlan's, passed apart so that __restrict__
 // lets the plan's fields stay in registers across the stores to out. kStages >= 0 fixes the stages
 // at compile time (the single-op kernels: no registers or branches for the other stages); -1 takes
-// them from `stages`.
-template <int kStages>
+// them from `stages`. kStep: the rows between a thread's pixels, kPixelRowStep (strided: warp w of a
+// tile has rows w, w + 8, ...) or 1 (consecutive: rows 4 w .. 4 w + 3, whose gathers share source
+// rows; gather_rows).
+template <int kStages, int kStep = kPixelRowStep>
 __global__ void __launch_bounds__(kBlock)
     pixel_kernel(const float* x, float* out, float* deferred, PixelGeometry g,
-                 const AugmentPlan* __restrict__ plans, const float* __restrict__ means,
-                 ChannelStats stats, int runtime_stages) {
+                 const AugmentPlan* __restrict__ plans, const float* __restrict__ means, ChannelStats stats,
+                 int runtime_stages) {
   const int stages = kStages >= 0 ? kStages : runtime_stages;
   const int tiles_x = (g.out_w + kPixelTileW - 1) / kPixelTileW;
   const int ty = static_cast<int>(blockIdx.x) / tiles_x, tx = static_cast<int>(blockIdx.x) - ty * tiles_x;
   const int ox = tx * kPixelTileW + static_cast<int>(threadIdx.x) % kPixelTileW;
-  const int oy0 = ty * kPixelTileH + static_cast<int>(threadIdx.x) / kPixelTileW;
+  const int warp_row = static_cast<int>(threadIdx.x) / kPixelTileW;
+  const int oy0 = ty * kPixelTileH + (kStep == 1 ? warp_row * kPixelRows : warp_row);
   if (ox >= g.out_w || oy0 >= g.out_h) return;
   const std::int64_t in_sample = 3 * static_cast<std::int64_t>(g.in_h) * g.in_w;
   const std::int64_t hw = static_cast<std::int64_t>(g.out_h) * g.out_w;
@@ -361,12 +397,12 @@ __global__ void __launch_bounds__(kBlock)
     const AugmentPlan& p = plans[n];
     float rgb[kPixelRows][3];
     if ((stages & kStageGeometry) && !p.rotate) {
-      gather_rows(x + n * in_sample, g, p, ox, oy0, rgb);
+      gather_rows<kStep>(x + n * in_sample, g, p, ox, oy0, rgb);
     } else {
 #pragma unroll
       for (int k = 0; k < kPixelRows; ++k) {
         // rows past the output: a copy of the first (computed on, never stored)
-        const int oy = oy0 + k * kPixelRowStep;
+        const int oy = oy0 + k * kStep;
         load_pixel(x, g, p, stages, n, oy < g.out_h ? oy : oy0, ox, rgb[k]);
       }
     }
@@ -376,7 +412,7 @@ __global__ void __launch_bounds__(kBlock)
     float* o = defer && deferred != nullptr ? deferred + p.blur_slot * 3 * hw : out + n * 3 * hw;
 #pragma unroll
     for (int k = 0; k < kPixelRows; ++k) {
-      const int oy = oy0 + k * kPixelRowStep;
+      const int oy = oy0 + k * kStep;
       if (oy >= g.out_h) break;
       float* v = rgb[k];
       if (stages & kStageGray) math::augment::grayscale_pixel(p, v[0], v[1], v[2]);
@@ -1009,13 +1045,20 @@ inline void launch_pixel_stages(const float* x, View out, float* deferred, const
   auto launch = [&](auto kernel) {
     kernel<<<grid, kBlock, 0, stream>>>(x, out.data(), deferred, g, dplan.plans, dplan.means, stats, stages);
   };
+  const bool consecutive = pixel_rows_setting() == PixelRows::consecutive;
   switch (stages) {  // the single ops get kernels compiled for their one stage
-    case kStageGeometry: launch(pixel_kernel<kStageGeometry>); break;
+    case kStageGeometry:
+      if (consecutive) launch(pixel_kernel<kStageGeometry, 1>);
+      else launch(pixel_kernel<kStageGeometry>);
+      break;
     case kStageJitter: launch(pixel_kernel<kStageJitter>); break;
     case kStageGray: launch(pixel_kernel<kStageGray>); break;
     case kStageSolarize: launch(pixel_kernel<kStageSolarize>); break;
     case kStageNormalize: launch(pixel_kernel<kStageNormalize>); break;
-    default: launch(pixel_kernel<-1>); break;
+    default:
+      if (consecutive && (stages & kStageGeometry)) launch(pixel_kernel<-1, 1>);
+      else launch(pixel_kernel<-1>);
+      break;
   }
   FOVEA_CHECK_LAUNCH("pixel_kernel", op, ", output ", out.shape().str(), ", input ", g.in_h, "x", g.in_w);
 }
@@ -1171,6 +1214,7 @@ namespace fovea::cuda {
 
 BlurTileKernel& blur_tile_kernel_choice() { return detail::blur_tile_kernel_setting(); }
 BlurTileShape& blur_tile_shape() { return detail::blur_tile_shape_setting(); }
+PixelRows& pixel_rows() { return detail::pixel_rows_setting(); }
 
 void random_resized_crop_flip(CView images, const ::fovea::detail::AugmentBatchPlan& plan, View out) {
   detail::run_pixel_op(images, plan, out, kIdentityStats, detail::kStageGeometry, "random_resized_crop_flip");

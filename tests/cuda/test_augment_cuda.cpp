@@ -117,6 +117,46 @@ TEST(AugmentCuda, RandomResizedCropFlipMatchesCpu) {
   }
 }
 
+// Consecutive rows per thread (cuda::PixelRows::consecutive, whose gathers take a source row the
+// previous row read from registers) give the strided rows' bits: the crop alone (upscaling,
+// downscaling, whole-pixel) and the fused pipeline (rotation, flips, jitter, blur), and both are
+// within tolerance of the CPU.
+TEST(AugmentCuda, ConsecutivePixelRowsMatchStridedRowsAndCpu) {
+  FOVEA_REQUIRE_GPU();
+  const auto bits_equal = [](const Tensor& a, const Tensor& b) {
+    const std::vector<float> u = a.to_vector(), v = b.to_vector();
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < u.size(); ++i) differ += std::memcmp(&u[i], &v[i], sizeof(float)) != 0;
+    return differ;
+  };
+  const cuda::PixelRows previous = cuda::pixel_rows();
+  for (const auto& [h, w, s] : std::vector<std::array<int, 3>>{
+           {37, 41, 32}, {40, 50, 130}, {200, 180, 40}, {7, 9, 1}, {256, 256, 224}}) {
+    const std::string name = std::to_string(h) + "x" + std::to_string(w) + "->" + std::to_string(s);
+    const Tensor x = random_images(6, h, w, static_cast<std::uint64_t>(h * w + 5));
+    const Tensor xg = x.to(Device::cuda());
+    std::vector<AugmentParams> params = varied_params(6, h, w, s, 2);
+    for (std::size_t i = 0; i < params.size(); i += 2)
+      params[i].rotation_degrees = 0.0f;  // separable gathers
+    Tensor crop_cpu(Shape{6, 3, s, s}), view_cpu(Shape{6, 3, s, s});
+    random_resized_crop_flip(x, params, crop_cpu);
+    augment_images(x, params, kDrStats, view_cpu);
+    Tensor crop[2], view[2];
+    for (int consecutive = 0; consecutive < 2; ++consecutive) {
+      cuda::pixel_rows() = consecutive ? cuda::PixelRows::consecutive : cuda::PixelRows::strided;
+      crop[consecutive] = full(Shape{6, 3, s, s}, kNaN, Device::cuda());
+      view[consecutive] = full(Shape{6, 3, s, s}, kNaN, Device::cuda());
+      random_resized_crop_flip(xg, params, crop[consecutive]);
+      augment_images(xg, params, kDrStats, view[consecutive]);
+    }
+    cuda::pixel_rows() = previous;
+    EXPECT_TRUE(close("random_resized_crop_flip consecutive " + name, crop[1], crop_cpu));
+    EXPECT_TRUE(close("augment_images consecutive " + name, view[1], view_cpu, &kDrStats));
+    EXPECT_EQ(bits_equal(crop[0], crop[1]), 0u) << name << ": crop values where the row mappings differ";
+    EXPECT_EQ(bits_equal(view[0], view[1]), 0u) << name << ": pipeline values where the row mappings differ";
+  }
+}
+
 TEST(AugmentCuda, FlipIsExactOnTheDevice) {
   FOVEA_REQUIRE_GPU();
   const Tensor x = random_images(3, 33, 33, 5);

@@ -163,6 +163,17 @@ static void blur_cases(const char* what, int n, int h, int w, const std::vector<
     for (const Tiles t : {Tiles::vec4, Tiles::vec4_fit, Tiles::strip}) blur_case(what, n, h, w, params, t);
 }
 
+// The row mapping of the geometry launches: strided, or consecutive rows per thread
+// (cuda::PixelRows::consecutive: pixel_kernel<stages, 1>), whose gathers reuse source rows.
+static bool g_consecutive = false;
+static const char* rows_name() { return g_consecutive ? " consecutive" : ""; }
+template <int kStages>
+static void pixel_launch(const float* x, float* out, float* deferred, const PixelGeometry& g,
+                         const DevicePlan& d, const ChannelStats& stats, int stages) {
+  if (g_consecutive) pixel_kernel<kStages, 1>(x, out, deferred, g, d.plans, d.means, stats, stages);
+  else pixel_kernel<kStages>(x, out, deferred, g, d.plans, d.means, stats, stages);
+}
+
 // Output tiles of pixel_kernel for an h x w output.
 static int pixel_tiles(int h, int w) {
   return ((w + kPixelTileW - 1) / kPixelTileW) * ((h + kPixelTileH - 1) / kPixelTileH);
@@ -177,10 +188,9 @@ static void geometry_check(const char* what, const std::vector<float>& x,
   std::vector<float> out(static_cast<std::size_t>(n) * 3 * s * s, kNaN);
   DevicePlan d = plan.view();
   PixelGeometry g{h, w, s, s, n};
-  launch(dim3(pixel_tiles(s, s), std::min(n, 2)), kBlock, 0, false, [&] {
-    pixel_kernel<kStageGeometry>(x.data(), out.data(), nullptr, g, d.plans, d.means, kIdentityStats, 0);
-  });
-  compare(what, out, ref.to_vector());
+  launch(dim3(pixel_tiles(s, s), std::min(n, 2)), kBlock, 0, false,
+         [&] { pixel_launch<kStageGeometry>(x.data(), out.data(), nullptr, g, d, kIdentityStats, 0); });
+  compare((std::string(what) + rows_name()).c_str(), out, ref.to_vector());
 }
 
 static void crop_case(const char* what, int n, int h, int w, int s) {
@@ -205,15 +215,14 @@ static void pipeline_case(const char* what, int n, int h, int w, int s, int epoc
   launch(dim3(kMeanChunks, std::min(n, 2)), kBlock, 0, true,
          [&] { contrast_mean_kernel(x.data(), g, d.plans, d.mean_parts, d.arrivals, d.means, stages); });
   const int tiles = pixel_tiles(s, s);
-  launch(dim3(tiles, n), kBlock, 0, false, [&] {
-    pixel_kernel<-1>(x.data(), out.data(), scratch.data(), g, d.plans, d.means, kDrStats, stages);
-  });
+  launch(dim3(tiles, n), kBlock, 0, false,
+         [&] { pixel_launch<-1>(x.data(), out.data(), scratch.data(), g, d, kDrStats, stages); });
   run_blur_tiles(kind, scratch.data(), out.data(), s, s, plan, d, 1, kDrStats,
                  kStageSolarize | kStageNormalize, 65535);
-  compare((std::string(what) + tiles_name(kind)).c_str(), out, ref.to_vector());
+  compare((std::string(what) + tiles_name(kind) + rows_name()).c_str(), out, ref.to_vector());
 }
 
-// pipeline_case with both tile kernels (the four-tap one where it takes the plan).
+// pipeline_case with each blur kernel (the four-tap ones where they take the plan).
 static void pipeline_cases(const char* what, int n, int h, int w, int s, int epoch, int blur_kernel) {
   pipeline_case(what, n, h, w, s, epoch, blur_kernel, Tiles::scalar);
   if (blur_kernel <= kVec4MaxTaps)
@@ -297,12 +306,27 @@ int main(int argc, char** argv) {
   pipeline_cases("pipeline 5x37x41->32 k3 e1", 5, 37, 41, 32, 1, 3);
   pipeline_cases("pipeline 5x37x41->32 k23 e2", 5, 37, 41, 32, 2, 23);
   pipeline_cases("pipeline 2x150x140->130 k23 e3", 2, 150, 140, 130, 3, 23);
+  // The same gathers with consecutive rows per thread (source rows reused from registers).
+  g_consecutive = true;
+  flip_case("flip 5x37x37", 5, 37);
+  crop_case("crop 5x37x41->32", 5, 37, 41, 32);
+  crop_case("crop 5x7x9->1", 5, 7, 9, 1);
+  crop_case("crop 3x70x90->41", 3, 70, 90, 41);
+  crop_case("crop 4x200x180->40", 4, 200, 180, 40);
+  crop_case("crop 3x40x50->130", 3, 40, 50, 130);  // every crop upscales
+  pipeline_case("pipeline 5x37x41->32 k23 e2", 5, 37, 41, 32, 2, 23, Tiles::vec4);
+  pipeline_case("pipeline 2x150x140->130 k23 e3", 2, 150, 140, 130, 3, 23, Tiles::vec4);
+  g_consecutive = false;
   if (big) {
     blur_cases("blur 2x224x224 k23", 2, 224, 224, blur_params(2, 224, 224, {23}, {1}));
     crop_case("crop 3x256x256->224", 3, 256, 256, 224);
     flip_case("flip 3x224x224", 3, 224);
     jitter_case("jitter 3x224x224 contrast", 3, 224, 224, true);
     pipeline_cases("pipeline 3x256x256->224 k23", 3, 256, 256, 224, 0, 23);
+    g_consecutive = true;
+    crop_case("crop 3x256x256->224", 3, 256, 256, 224);
+    pipeline_case("pipeline 3x256x256->224 k23", 3, 256, 256, 224, 0, 23, Tiles::vec4);
+    g_consecutive = false;
   }
   std::printf("%s\n", failures ? "FAILURES" : "all ok");
   return failures ? 1 : 0;

@@ -18,12 +18,12 @@ check() {  # check FILE: fail when a section came out empty
 }
 
 # augment.cuh: the stage enum, kMeanChunks and kMeanUnroll, DevicePlan, and every kernel with its helpers from the
-# pixel geometry up to the host side (not the allocation helpers between them).
+# pixel tiling and geometry up to the host side (not the allocation helpers between them).
 {
   section "$k/augment.cuh" '^enum AugmentStage' '^};'
   sed -n '/^inline constexpr int kMean\(Chunks\|Unroll\)/p' "$k/augment.cuh"
   section "$k/augment.cuh" '^struct DevicePlan {' '^};'
-  section "$k/augment.cuh" '^\/\/ Sizes of one pixel-stage launch' '^\/\/ Runs the pixel stages' | sed '$d'
+  section "$k/augment.cuh" '^\/\/ pixel_kernel.s tiling:' '^\/\/ Runs the pixel stages' | sed '$d'
 } | sed "$smem" > "$out/augment_device.inc"
 check "$out/augment_device.inc"
 

@@ -44,6 +44,14 @@ BlurTileKernel& blur_tile_kernel_choice();
 // FOVEA_BLUR_TILE_SHAPE (auto | square | fit); set it between ops. docs/augmentations.md has the figures.
 enum class BlurTileShape { square, fit };
 BlurTileShape& blur_tile_shape();
+// Which output rows a thread of the pixel kernel (crop, flips, rotation, colour ops, normalise) takes:
+// strided (the default, measured): rows w, w + 8, w + 16, w + 24 of a 32-row tile for warp w;
+// consecutive (opt-in, not yet timed on a GPU): rows 4 w .. 4 w + 3, so that a crop's gather takes a
+// source row the previous row also read from registers instead of loading it again (an upscaling
+// crop, as most of SimCLR's are, advances less than one source row per output row). Same results
+// either way. First read from FOVEA_PIXEL_ROWS (auto | strided | consecutive); set it between ops.
+enum class PixelRows { strided, consecutive };
+PixelRows& pixel_rows();
 
 }  // namespace fovea::cuda
 #endif
