@@ -9,11 +9,11 @@
 //     output pixels; the last of a sample's blocks to finish adds the kMeanChunks partial sums in a
 //     fixed order into the sample's mean;
 //   pixel_kernel: blockIdx.y a sample, blockIdx.x a 32 x 32 output tile, each thread one column of
-//     kPixelRows pixels with all three channels: an optional gather (crop + flips + rotation; without
-//     rotation the x taps are computed once per thread, the y taps once per row, and taps of weight 0,
-//     as all of a flip's are, are not loaded), then the enabled stages (jitter op by op over the
-//     thread's rows, grayscale, solarize, normalise). In the fused pipeline blurred samples skip
-//     solarize and normalise and go to a compact scratch for the blur;
+//     kPixelRows pixels (rows 8 apart, or consecutive: cuda::pixel_rows()) with all three channels: an
+//     optional gather (crop + flips + rotation; without rotation the x taps are computed once per thread, the
+//     y taps once per row, and taps of weight 0, as all of a flip's are, are not loaded), then the enabled
+//     stages (jitter op by op over the thread's rows, grayscale, solarize, normalise). In the fused pipeline
+//     blurred samples skip solarize and normalise and go to a compact scratch for the blur;
 //   blur_tile_kernel: the fused blur: one block per (64 x 64 output tile, blurred plane) loads the
 //     tile plus its reflected halo into shared memory, runs the row pass into shared memory and the
 //     column pass to the output (each thread kBlurRun outputs from a register window), then solarize
@@ -21,6 +21,8 @@
 //   blur_vec4_kernel: the same blur with taps rounded up to a multiple of four (zero weights), the tap
 //     loop unrolled per four-tap group count and 16-byte shared-memory loads (opt-in:
 //     cuda::blur_tile_kernel_choice(); batches with kernels of at most kVec4MaxTaps taps);
+//   blur_strip_kernel: the same four-tap runs in strips of at most 64 columns that a block walks down,
+//     row-blurring each input row once into a ring of blurred rows (opt-in: BlurTileKernel::strip);
 //   blur_rows_kernel / blur_cols_kernel: the two-pass fallback (when the halo does not fit in shared
 //     memory, or the blur runs in place), through a compact scratch of the blurred samples;
 //   copy_unblurred_kernel: gaussian_blur's copy of the samples it does not blur.
