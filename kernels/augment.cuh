@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common.cuh"
@@ -756,6 +757,48 @@ __device__ __forceinline__ void blur_vec4_run(const float* line, const float* we
   }
 }
 
+// Blurred plane `plane` of a launch (3 b + c over the plan's blurred samples): b, the channel c, the
+// sample n, its plan and its kernel's radius.
+struct BlurPlane {
+  std::int64_t b = 0;
+  int c = 0, n = 0, kernel = 0, radius = 0;
+  const AugmentPlan* p = nullptr;
+};
+__device__ __forceinline__ BlurPlane blur_plane(const DevicePlan& plan, std::int64_t plane) {
+  BlurPlane bp;
+  bp.b = plane / 3;
+  bp.c = static_cast<int>(plane - 3 * bp.b);
+  bp.n = plan.blurred[bp.b];
+  bp.p = &plan.plans[bp.n];
+  bp.kernel = bp.p->blur_kernel;
+  bp.radius = bp.kernel / 2;
+  return bp;
+}
+
+// The four-tap kernels' weights of bp's sample: its kernel's taps, then zeros up to `taps`.
+__device__ __forceinline__ void blur_vec4_weights(float* weights, const DevicePlan& plan, const BlurPlane& bp,
+                                                  int taps, int tid) {
+  for (int k = tid; k < taps; k += kBlock)
+    weights[k] = k < bp.kernel ? __ldg(plan.weights + bp.p->blur_offset + k) : 0.0f;
+}
+
+// Calls f(std::integral_constant<int, G>{}) for G = groups, the four-tap groups of a plane (1 to
+// kVec4MaxTaps / 4; block-uniform), so that each count runs its own unrolled tap loop.
+template <class F>
+__device__ __forceinline__ void blur_vec4_dispatch(int groups, F&& f) {
+  static_assert(kVec4MaxTaps == 32, "one case per four-tap group count");
+  switch (groups) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
+}
+
 // Row and column passes of one plane whose taps round up to 4 G, the tile (th x tw outputs, rows =
 // th + 2 radius input rows) already in `in`. mid rows at or past `rows` are written as zeros: the
 // column pass's windows reach them only with zero weights or for outputs it does not store.
@@ -815,17 +858,15 @@ __global__ void __launch_bounds__(kBlock, 4)
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
   float* smem = reinterpret_cast<float*>(blur_vec4_smem);
   for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
-    const std::int64_t b = plane / 3;
-    const int c = static_cast<int>(plane - 3 * b);
-    const int n = plan.blurred[b];
-    const AugmentPlan& p = plan.plans[n];
-    const int kernel = p.blur_kernel, radius = kernel / 2;
+    const BlurPlane bp = blur_plane(plan, plane);
+    const std::int64_t b = bp.b;
+    const int c = bp.c, n = bp.n, radius = bp.radius;
+    const AugmentPlan& p = *bp.p;
     const BlurVec4Layout l = blur_vec4_layout(radius, shape);
     float* in = smem;
     float* mid = smem + l.mid;
     float* weights = smem + l.weights;
-    for (int k = tid; k < l.taps; k += kBlock)
-      weights[k] = k < kernel ? __ldg(plan.weights + p.blur_offset + k) : 0.0f;
+    blur_vec4_weights(weights, plan, bp, l.taps, tid);
     const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
     // The columns past the halo up to the row pitch are zeros (zero-weight taps read them).
     const int rows = th + 2 * radius;
@@ -833,16 +874,9 @@ __global__ void __launch_bounds__(kBlock, 4)
     __syncthreads();
     float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + static_cast<std::int64_t>(y0) * w + x0;
     const BlurFinish f = blur_finish(p, c, stats, stages);
-    switch (l.taps / 4) {  // block-uniform
-      case 1: blur_vec4_passes<1>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      case 2: blur_vec4_passes<2>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      case 3: blur_vec4_passes<3>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      case 4: blur_vec4_passes<4>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      case 5: blur_vec4_passes<5>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      case 6: blur_vec4_passes<6>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      case 7: blur_vec4_passes<7>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-      default: blur_vec4_passes<8>(in, mid, weights, l, rows, th, tw, tid, dst, w, f); break;
-    }
+    blur_vec4_dispatch(l.taps / 4, [&](auto groups) {
+      blur_vec4_passes<decltype(groups)::value>(in, mid, weights, l, rows, th, tw, tid, dst, w, f);
+    });
     __syncthreads();  // before the next plane overwrites shared memory
   }
 }
@@ -974,15 +1008,13 @@ __global__ void __launch_bounds__(kBlock, 4)
   const std::int64_t hw = static_cast<std::int64_t>(h) * w;
   float* smem = reinterpret_cast<float*>(blur_strip_smem);
   for (std::int64_t plane = blockIdx.y; plane < 3 * blurred; plane += gridDim.y) {
-    const std::int64_t b = plane / 3;
-    const int c = static_cast<int>(plane - 3 * b);
-    const int n = plan.blurred[b];
-    const AugmentPlan& p = plan.plans[n];
-    const int kernel = p.blur_kernel, radius = kernel / 2;
+    const BlurPlane bp = blur_plane(plan, plane);
+    const std::int64_t b = bp.b;
+    const int c = bp.c, n = bp.n, radius = bp.radius;
+    const AugmentPlan& p = *bp.p;
     const BlurStripLayout l = blur_strip_layout(radius, strip_w);
     float* weights = smem + l.weights;
-    for (int k = tid; k < l.taps; k += kBlock)
-      weights[k] = k < kernel ? __ldg(plan.weights + p.blur_offset + k) : 0.0f;
+    blur_vec4_weights(weights, plan, bp, l.taps, tid);
     const float* src = x + ((compact ? b : static_cast<std::int64_t>(n)) * 3 + c) * hw;
     float* dst = out + (static_cast<std::int64_t>(n) * 3 + c) * hw + x0;
     const BlurFinish f = blur_finish(p, c, stats, stages);
@@ -990,16 +1022,9 @@ __global__ void __launch_bounds__(kBlock, 4)
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    switch (l.taps / 4) {  // block-uniform
-      case 1: blur_strip_phases<1>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      case 2: blur_strip_phases<2>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      case 3: blur_strip_phases<3>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      case 4: blur_strip_phases<4>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      case 5: blur_strip_phases<5>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      case 6: blur_strip_phases<6>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      case 7: blur_strip_phases<7>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-      default: blur_strip_phases<8>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f); break;
-    }
+    blur_vec4_dispatch(l.taps / 4, [&](auto groups) {
+      blur_strip_phases<decltype(groups)::value>(src, smem, l, weights, x0, tw, radius, h, w, tid, dst, f);
+    });
   }
 }
 
