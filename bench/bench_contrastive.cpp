@@ -111,16 +111,18 @@ void time_against_composition(benchmark::State& state, Device device, Work work,
 // (nt_xent_fwd_bwd_tc: the default plan, tc_blocks = 0 = auto; counter tensor_cores = 1 when it really
 // ran, 0 when it fell back), the latter also with one and two blocks per SM forced
 // (nt_xent_fwd_bwd_tc_1block, _2blocks: tc_blocks = 1, 2, cuda/contrastive.hpp) and with the symmetric
-// forward (nt_xent_fwd_bwd_tc_sym: symmetric with the automatic backward; counter tc_symmetric_forward).
+// forward (nt_xent_fwd_bwd_tc_sym: symmetric with the automatic backward; counter tc_symmetric_forward)
+// and with the backward finished in clusters (nt_xent_fwd_bwd_tc_cluster: counter tc_cluster_finish =
+// 1 where the plan really ran it, 0 where it fell back to the finish kernel).
 void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc_blocks = 0,
-                      bool symmetric = false) {
+                      bool symmetric = false, bool cluster = false) {
   const std::int64_t M = 2 * N, D = 128;
   const bool tc = kernel == NtXentKernel::tensor_core;
   const char* blocks_suffix = tc_blocks == 1 ? "_1block" : tc_blocks == 2 ? "_2blocks" : "";
   const std::string name = std::string(tc ? "nt_xent_fwd_bwd_tc" : "nt_xent_fwd_bwd") +
-                           (tc ? blocks_suffix : "") + (tc && symmetric ? "_sym" : "") + "/cuda/N" +
-                           std::to_string(N);
-  register_timed(name, [device, M, D, kernel, tc, tc_blocks, symmetric](benchmark::State& state) {
+                           (tc ? blocks_suffix : "") + (tc && symmetric ? "_sym" : "") +
+                           (tc && cluster ? "_cluster" : "") + "/cuda/N" + std::to_string(N);
+  register_timed(name, [device, M, D, kernel, tc, tc_blocks, symmetric, cluster](benchmark::State& state) {
     Tensor z = make_input({M, D}, device, 1), zn({M, D}, device), lse({M}, device), loss(Shape{}, device),
            dz({M, D}, device);
     Tensor s({M, M}, device), dzhat({M, D}, device);  // the composition's similarity matrix
@@ -136,6 +138,11 @@ void register_nt_xent(Device device, std::int64_t N, NtXentKernel kernel, int tc
         cuda::nt_xent_tc_forward_tiles(),
         symmetric ? cuda::NtXentForwardTiles::symmetric : cuda::NtXentForwardTiles::split);
     state.counters["tc_symmetric_forward"] = tc && symmetric ? 1 : 0;
+    ScopedValue<cuda::NtXentBackwardFinish> scoped_finish(
+        cuda::nt_xent_tc_backward_finish(),
+        cluster ? cuda::NtXentBackwardFinish::cluster : cuda::NtXentBackwardFinish::kernel);
+    state.counters["tc_cluster_finish"] =
+        tc && cuda::nt_xent_tc_backward_in_clusters(M, D, device.index()) ? 1.0 : 0.0;
     time_against_composition(
         state, device, work,
         [&] {
@@ -197,6 +204,8 @@ void register_contrastive_benchmarks(Device device) {
       register_nt_xent(device, N, NtXentKernel::tensor_core, blocks);
   for (const std::int64_t N : {256, 1024, 2048, 4096, 8192})
     register_nt_xent(device, N, NtXentKernel::tensor_core, 0, true);
+  for (const std::int64_t N : {256, 1024, 2048, 4096, 8192})
+    register_nt_xent(device, N, NtXentKernel::tensor_core, 0, false, true);
   register_infonce(device, 256, 65536);
   register_timed("sgemm_rate/cuda/8192", [device](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1e-3);

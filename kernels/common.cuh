@@ -116,6 +116,34 @@ __device__ __forceinline__ void cp_wait() {
 #endif
 }
 
+// Thread block clusters (compute capability 9.0 and later). cluster_sync(): a barrier over every thread
+// of the block's cluster, with release / acquire semantics, so shared-memory writes made before it
+// by any block of the cluster are visible after it to all of them (it is also a block barrier). Every
+// thread of every block of the cluster must reach it. cluster_peer(p, rank): p, an address in this
+// block's shared memory, mapped to the same offset in the shared memory of the cluster's block
+// `rank` (distributed shared memory, read with ordinary loads while that block is alive: a block
+// must not exit while others may still read its shared memory). Both trap on older devices, where
+// the host never launches clusters.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();
+#else
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
+                   : "memory");
+#endif
+}
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* p, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();
+  return p;
+#else
+  std::uint64_t mapped = 0;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(mapped) : "l"(reinterpret_cast<std::uint64_t>(p)), "r"(rank));
+  return reinterpret_cast<const T*>(mapped);
+#endif
+}
+
 // Launches kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch where
 // the device supports it (compute capability 9.0+), else the ordinary way. The kernel must begin
 // with pdl_wait() (see above) before any global memory access.
@@ -135,6 +163,39 @@ void launch_dependent(int device, void (*kernel)(Params...), dim3 grid, dim3 blo
     config.numAttrs = 1;
   }
   // The launch's error, if any, is what the caller's FOVEA_CHECK_LAUNCH reads back.
+  (void)cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+// The launch configuration of launch_clustered(): grid in clusters of `cluster` blocks (the grid's
+// size a multiple of it in each dimension), a programmatic dependent launch as launch_dependent's.
+// Compute capability 9.0 and later only. attrs must outlive the returned config.
+inline cudaLaunchConfig_t clustered_config(dim3 grid, dim3 cluster, dim3 block, std::size_t smem,
+                                           cudaStream_t stream, cudaLaunchAttribute (&attrs)[2]) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  attrs[0] = cudaLaunchAttribute{};
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = cluster.x;
+  attrs[0].val.clusterDim.y = cluster.y;
+  attrs[0].val.clusterDim.z = cluster.z;
+  attrs[1] = cudaLaunchAttribute{};
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attrs;
+  config.numAttrs = 2;
+  return config;
+}
+
+// Launches kernel in clusters (clustered_config); the kernel must begin with pdl_wait() as for
+// launch_dependent.
+template <class... Params, class... Args>
+void launch_clustered(void (*kernel)(Params...), dim3 grid, dim3 cluster, dim3 block, std::size_t smem,
+                      cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t config = clustered_config(grid, cluster, block, smem, stream, attrs);
   (void)cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 

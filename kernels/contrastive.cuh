@@ -347,11 +347,61 @@ __global__ void __launch_bounds__(kCtThreads)
   }
 }
 
+// Dims per lane-chunk of ct_finish_row4: rows of up to 128 kCtFinishCache dims.
+constexpr int kCtFinishCache = 2;
+
+// The finish of one row of up to 128 kCtFinishCache dims, a multiple of 4, by one warp: dzhat = scale
+// (alpha v + the splits' partials in split order), then dz (the row dzi) through the normalisation
+// of the row (zi, its zhat ni). Lane l takes dims 4 l + 128 c .. + 3 and keeps them in registers
+// between the two passes (the partials are read once); part4(s, d) gives split s's partial of dims
+// d .. d + 3. vec: v, zi, ni and dzi are read and written as float4 (16-byte aligned), else one float
+// at a time in the same order (a misaligned view gives the same bits). ct_grad_finish_kernel reads
+// the partials from global memory, the tensor-core backward's clusters (contrastive_tc.cuh) from
+// their blocks' shared memory: the same operations in the same order, so the same bits.
+template <class Part4>
+__device__ __forceinline__ void ct_finish_row4(std::int64_t D, int splits, float alpha, const float* v,
+                                               const float* zi, const float* ni, float scale, bool vec,
+                                               float* dzi, Part4&& part4) {
+  const int lane = threadIdx.x & 31;
+  float dot = 0.0f, ss = 0.0f;
+  float4 cache[kCtFinishCache] = {}, nc[kCtFinishCache] = {};
+#pragma unroll
+  for (int c = 0; c < kCtFinishCache; ++c) {
+    const std::int64_t d = 4 * lane + 128 * c;
+    if (d < D) {
+      const float4 vv = ct_load4(v + d, vec);
+      float4 g = make_float4(alpha * vv.x, alpha * vv.y, alpha * vv.z, alpha * vv.w);
+#pragma unroll 8
+      for (int s = 0; s < splits; ++s) {
+        const float4 q = part4(s, d);
+        g.x += q.x, g.y += q.y, g.z += q.z, g.w += q.w;
+      }
+      g = make_float4(scale * g.x, scale * g.y, scale * g.z, scale * g.w);
+      const float4 n = ct_load4(ni + d, vec), zz = ct_load4(zi + d, vec);
+      dot = fmaf(n.x, g.x, dot), dot = fmaf(n.y, g.y, dot), dot = fmaf(n.z, g.z, dot);
+      dot = fmaf(n.w, g.w, dot);
+      ss = fmaf(zz.x, zz.x, ss), ss = fmaf(zz.y, zz.y, ss), ss = fmaf(zz.z, zz.z, ss);
+      ss = fmaf(zz.w, zz.w, ss);
+      cache[c] = g;
+      nc[c] = n;
+    }
+  }
+  const math::NormalizeBackward f{sqrtf(ct_warp_sum(ss)), ct_warp_sum(dot)};
+#pragma unroll
+  for (int c = 0; c < kCtFinishCache; ++c) {
+    const std::int64_t d = 4 * lane + 128 * c;
+    if (d < D)
+      ct_store4(dzi + d,
+                make_float4(f(nc[c].x, cache[c].x), f(nc[c].y, cache[c].y), f(nc[c].z, cache[c].z),
+                            f(nc[c].w, cache[c].w)),
+                vec);
+  }
+}
+
 // One warp per row i: dzhat = scale (sum over splits of part + alpha v), v = other[(i + shift) mod rows]
 // (NT-Xent: the positive's zhat, alpha = -2; InfoNCE: khat_i, alpha = p_i0 - 1), then dz through the
 // normalisation of row i. Rows of up to 128 kCtFinishCache dims, a multiple of 4, with every row
-// 16-byte aligned, are read as float4 and keep dzhat in registers.
-constexpr int kCtFinishCache = 2;
+// 16-byte aligned, are read as float4 and keep dzhat in registers (ct_finish_row4).
 template <PairMode kMode>
 __global__ void __launch_bounds__(kBlock)
     ct_grad_finish_kernel(const float* part, int splits, std::int64_t rows, std::int64_t D, const float* z,
@@ -381,46 +431,13 @@ __global__ void __launch_bounds__(kBlock)
       for (int s = 0; s < splits; ++s) g += __ldcg(part + (s * rows + i) * D + d);
       return scale * g;
     };
-    float dot = 0.0f, ss = 0.0f;
     if (chunked) {
-      // Rows of up to 128 kCtFinishCache dims, a multiple of 4: lane l takes dims 4 l + 128 c .. + 3 and
-      // keeps them in registers between the two passes (the partials are read once); as float4 where
-      // every row is 16-byte aligned (one load per partial instead of four), else one float at a time
-      // in the same order (a misaligned view gives the same bits).
-      float4 cache[kCtFinishCache] = {}, nc[kCtFinishCache] = {};
-#pragma unroll
-      for (int c = 0; c < kCtFinishCache; ++c) {
-        const std::int64_t d = 4 * lane + 128 * c;
-        if (d < D) {
-          const float4 vv = ct_load4(v + d, vec);
-          float4 g = make_float4(alpha * vv.x, alpha * vv.y, alpha * vv.z, alpha * vv.w);
-#pragma unroll 8
-          for (int s = 0; s < splits; ++s) {
-            const float4 q = ct_load4(part + (s * rows + i) * D + d, vec, true);
-            g.x += q.x, g.y += q.y, g.z += q.z, g.w += q.w;
-          }
-          g = make_float4(scale * g.x, scale * g.y, scale * g.z, scale * g.w);
-          const float4 n = ct_load4(ni + d, vec), zz = ct_load4(zi + d, vec);
-          dot = fmaf(n.x, g.x, dot), dot = fmaf(n.y, g.y, dot), dot = fmaf(n.z, g.z, dot);
-          dot = fmaf(n.w, g.w, dot);
-          ss = fmaf(zz.x, zz.x, ss), ss = fmaf(zz.y, zz.y, ss), ss = fmaf(zz.z, zz.z, ss);
-          ss = fmaf(zz.w, zz.w, ss);
-          cache[c] = g;
-          nc[c] = n;
-        }
-      }
-      const math::NormalizeBackward f{sqrtf(ct_warp_sum(ss)), ct_warp_sum(dot)};
-#pragma unroll
-      for (int c = 0; c < kCtFinishCache; ++c) {
-        const std::int64_t d = 4 * lane + 128 * c;
-        if (d < D)
-          ct_store4(dz + i * D + d,
-                    make_float4(f(nc[c].x, cache[c].x), f(nc[c].y, cache[c].y), f(nc[c].z, cache[c].z),
-                                f(nc[c].w, cache[c].w)),
-                    vec);
-      }
+      ct_finish_row4(D, splits, alpha, v, zi, ni, scale, vec, dz + i * D, [&](int s, std::int64_t d) {
+        return ct_load4(part + (s * rows + i) * D + d, vec, true);
+      });
       continue;
     }
+    float dot = 0.0f, ss = 0.0f;
     for (std::int64_t d = lane; d < D; d += 32) {
       dot = fmaf(ni[d], dzhat(d), dot);
       ss = fmaf(zi[d], zi[d], ss);
@@ -543,6 +560,11 @@ bool nt_xent_tensor_cores_supported(std::int64_t D, int device) { return detail:
 
 int& nt_xent_tc_blocks_per_sm() { return detail::nt_xent_tc_blocks_per_sm_setting(); }
 NtXentForwardTiles& nt_xent_tc_forward_tiles() { return detail::nt_xent_tc_forward_tiles_setting(); }
+NtXentBackwardFinish& nt_xent_tc_backward_finish() { return detail::nt_xent_tc_backward_finish_setting(); }
+bool nt_xent_tc_backward_in_clusters(std::int64_t rows, std::int64_t D, int device) {
+  detail::DeviceGuard guard(device);
+  return detail::tc_backward_plan(rows, D, device).cluster;
+}
 
 void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, bool tensor_cores) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];

@@ -453,15 +453,58 @@ __global__ void __launch_bounds__(kTcThreads, 1)
   tc_loss_tail(term, blockIdx.x, gridDim.x, rows, tile_terms, counters, loss, sums);
 }
 
+// The backward's finish inside a cluster of a row tile's split blocks (opt-in:
+// nt_xent_tc_backward_finish() = cluster; D = kTcGradDims, one dim chunk; compute capability 9.0):
+// in place of part and ct_grad_finish_kernel, each block leaves its partial sums acc (the tile's 128
+// rows x 128 dims) in its own shared memory, in the A panel's space (free after the walk), and after a
+// cluster barrier block y of the S = gridDim.y splits finishes rows [128 y / S, 128 (y + 1) / S) of
+// the tile, warp w every 8th row from the w-th. ct_finish_row4 reads each row's S partials from
+// the S blocks' shared memory in split order: ct_grad_finish_kernel's operations in its order, so
+// its bits. A second cluster barrier keeps every block's shared memory alive until the others have
+// read it. z, zn: the raw rows and their zhat (zn = zt, unrounded); positive of row i:
+// (i + shift) mod rows; scale = dloss / (tau rows); dz: (rows, kTcGradDims).
+constexpr int kTcMaxClusterSplits = 8;  // the portable cluster size
+__device__ __forceinline__ void tc_cluster_finish(const float (&acc)[kTcDimTiles][4], float* smem, int stride,
+                                                  std::int64_t r0, std::int64_t rows, const float* z,
+                                                  const float* zn, std::int64_t shift, float scale,
+                                                  float* dz) {
+  constexpr int D = kTcGradDims;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  __syncthreads();  // every thread's copies into the A panel have landed
+#pragma unroll
+  for (int n = 0; n < kTcDimTiles; ++n)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      tc_store_pair(smem + (warp * 16 + g + 8 * h) * stride + 8 * n + 2 * t, acc[n][2 * h],
+                    acc[n][2 * h + 1]);
+  cluster_sync();
+  const int S = static_cast<int>(gridDim.y), y = static_cast<int>(blockIdx.y);  // rank y in the cluster
+  const int lo = kTcRows * y / S, hi = kTcRows * (y + 1) / S;
+  const bool vec = ct_aligned16(z) && ct_aligned16(zn) && ct_aligned16(dz);
+  for (int r = lo + warp; r < hi && r0 + r < rows; r += kTcThreads / 32) {
+    const std::int64_t i = r0 + r;
+    ct_finish_row4(D, S, -2.0f, zn + ((i + shift) % rows) * D, z + i * D, zn + i * D, scale, vec, dz + i * D,
+                   [&](int s, std::int64_t d) {
+                     return *reinterpret_cast<const float4*>(cluster_peer(smem, static_cast<unsigned>(s)) +
+                                                             r * stride + d);
+                   });
+  }
+  cluster_sync();
+}
+
 // Backward: part[split][i][d] = sum_j G_ij zt_j[d] over this block's column panels, for dims
 // [128 blockIdx.z, + 128): G_ij = exp(s_ij - lse_i) + exp(s_ij - lse_j), 0 on the diagonal and past
 // the end. zt as in the forward; lse (rows) natural units; scale2 = log2(e) / tau.
 // kD as in tc_lse_partial_kernel. kMinBlocks = 2: at most 128 registers, so two blocks fit an SM (with
 // one stage of column panels); ptxas then spills a few scalars of the staging code, none in the MMA loop.
-template <int kD, int kMinBlocks = 1>
+// kCluster (kD = kTcGradDims only; launched in clusters of gridDim.y blocks): the blocks of a row tile
+// finish dz together (tc_cluster_finish, with z, shift, scale and dz) instead of writing part.
+template <int kD, int kMinBlocks = 1, bool kCluster = false>
 __global__ void __launch_bounds__(kTcThreads, kMinBlocks)
     tc_grad_partial_kernel(const float* zt, const float* lse, std::int64_t rows, std::int64_t D, int padded,
-                           int stride, int stages, float scale2, std::int64_t col_tiles, float* part) {
+                           int stride, int stages, float scale2, std::int64_t col_tiles, float* part,
+                           const float* z, std::int64_t shift, float scale, float* dz) {
+  static_assert(!kCluster || kD == kTcGradDims, "the clustered finish is compiled for D = kTcGradDims");
   extern __shared__ float4 tc_smem[];
   if constexpr (kD > 0) D = kD, padded = tc_padded(kD), stride = tc_stride(kD);
   pdl_trigger();
@@ -513,6 +556,10 @@ __global__ void __launch_bounds__(kTcThreads, kMinBlocks)
               tc_mma(acc[n], af, __float_as_uint(zb[8 * n]), __float_as_uint(zb[stride + 8 * n]));
         }
       });
+  if constexpr (kCluster) {
+    tc_cluster_finish(acc, reinterpret_cast<float*>(tc_smem), stride, r0, rows, z, zt, shift, scale, dz);
+    return;
+  }
   // Lane (g, t) holds dims 2t and 2t + 1 of each 8-dim tile for rows g and g + 8: one 8-byte store per
   // pair where D is even (then every pair starts at an even float offset of the buffer), two 4-byte
   // ones otherwise. (Scalar stores of all 64 values showed as the pass's third stall reason,
@@ -885,6 +932,15 @@ inline NtXentForwardTiles& nt_xent_tc_forward_tiles_setting() {
   return tiles;
 }
 
+// The setting behind fovea::cuda::nt_xent_tc_backward_finish(), first read from FOVEA_NTXENT_TC_FINISH
+// (unset, "auto" or "kernel": kernel; "cluster").
+inline NtXentBackwardFinish& nt_xent_tc_backward_finish_setting() {
+  using F = NtXentBackwardFinish;
+  static F finish = env_choice<F>("FOVEA_NTXENT_TC_FINISH",
+                                  {{"auto", F::kernel}, {"kernel", F::kernel}, {"cluster", F::cluster}});
+  return finish;
+}
+
 // Grid of a tensor-core pass: raises `kernel`'s shared-memory limit and sizes the column splits from
 // its occupancy.
 struct TcLaunch {
@@ -1039,25 +1095,86 @@ inline void tc_nt_xent_forward(CView z, float tau, View loss, View row_lse, View
   FOVEA_CHECK_LAUNCH("tc_lse_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
 }
 
+// Clusters of `kernel` (launched as clustered_config(l.grid(), (1, l.splits, 1), ...)) resident on
+// `device` at once, after raising its shared-memory limit; cached per (kernel, device, smem, splits).
+// 0 where such clusters cannot run.
+template <class Kernel>
+int tc_resident_clusters(Kernel kernel, const TcLaunch& l, int device) {
+  using Key = std::tuple<const void*, int, std::size_t, int>;
+  static std::mutex mutex;
+  static std::map<Key, int> cache;
+  tc_blocks_per_sm(kernel, l.smem, device);  // raises the limit
+  const Key key{reinterpret_cast<const void*>(kernel), device, l.smem, l.splits};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t config = clustered_config(l.grid(), dim3(1, static_cast<unsigned>(l.splits), 1),
+                                                     kTcThreads, l.smem, nullptr, attrs);
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();  // an unsupported configuration: no clusters, the plain launch runs
+    clusters = 0;
+  }
+  cache.emplace(key, clusters);
+  return clusters;
+}
+
+// The backward's launch: the partial kernel's instance and grid, and whether it finishes in clusters
+// (nt_xent_tc_backward_finish() = cluster, D = kTcFixedDim, compute capability 9.0, at most
+// kTcMaxClusterSplits splits, and the clusters take no more waves than the plain launch's blocks).
+using TcGradKernel = void (*)(const float*, const float*, std::int64_t, std::int64_t, int, int, int, float,
+                              std::int64_t, float*, const float*, std::int64_t, float, float*);
+struct TcBackwardPlan {
+  TcLaunch launch;
+  TcGradKernel kernel = nullptr;
+  bool cluster = false;
+};
+inline TcBackwardPlan tc_backward_plan(std::int64_t M, std::int64_t D, int device) {
+  // Two blocks per SM only for D = kTcFixedDim: the general instance needs more than 128 registers.
+  const bool fixed = D == kTcFixedDim;
+  const TcGradKernel one = fixed ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
+  const TcGradKernel two_blocks = fixed ? tc_grad_partial_kernel<kTcFixedDim, 2> : one;
+  bool two = false;
+  TcBackwardPlan p;
+  p.launch = tc_plan(one, two_blocks, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, device, &two);
+  p.kernel = two ? two_blocks : one;
+  const TcLaunch& l = p.launch;
+  if (nt_xent_tc_backward_finish_setting() != NtXentBackwardFinish::cluster || !fixed || l.dim_chunks != 1 ||
+      l.splits > kTcMaxClusterSplits || device_properties(device).major < 9)
+    return p;
+  const TcGradKernel clustered =
+      two ? tc_grad_partial_kernel<kTcFixedDim, 2, true> : tc_grad_partial_kernel<kTcFixedDim, 1, true>;
+  const int clusters = tc_resident_clusters(clustered, l, device);
+  const std::int64_t blocks = l.row_tiles * l.splits;
+  const std::int64_t resident =
+      static_cast<std::int64_t>(l.per_sm) * device_properties(device).multiProcessorCount;
+  if (clusters > 0 && (l.row_tiles + clusters - 1) / clusters <= (blocks + resident - 1) / resident) {
+    p.kernel = clustered;
+    p.cluster = true;
+  }
+  return p;
+}
+
 inline void tc_nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz,
                                 Device dev, cudaStream_t stream) {
   const std::int64_t M = z.shape()[0], D = z.shape()[1];
-  // Two blocks per SM only for D = kTcFixedDim: the general instance needs more than 128 registers.
-  const bool fixed = D == kTcFixedDim;
-  const auto one = fixed ? tc_grad_partial_kernel<kTcFixedDim> : tc_grad_partial_kernel<0>;
-  const auto two_blocks = fixed ? tc_grad_partial_kernel<kTcFixedDim, 2> : one;
-  bool two = false;
-  const TcLaunch l =
-      tc_plan(one, two_blocks, M, D, true, (D + kTcGradDims - 1) / kTcGradDims, dev.index(), &two);
-  const auto kernel = two ? two_blocks : one;
-  Tensor part(Shape{l.splits * M * D}, dev);
-  const float inv_tau = 1.0f / tau;
+  const TcBackwardPlan p = tc_backward_plan(M, D, dev.index());
+  const TcLaunch& l = p.launch;
+  const float inv_tau = 1.0f / tau, scale = dloss * inv_tau / static_cast<float>(M);
   // reads znorm itself: the partial kernel rounds each staged panel to TF32 in shared memory
-  launch_dependent(dev.index(), kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(), row_lse.data(), M,
-                   D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles,
-                   part.data());
+  if (p.cluster) {
+    launch_clustered(p.kernel, l.grid(), dim3(1, static_cast<unsigned>(l.splits), 1), kTcThreads, l.smem,
+                     stream, znorm.data(), row_lse.data(), M, D, l.layout.padded, l.layout.stride,
+                     l.layout.stages, kTcLog2e * inv_tau, l.col_tiles, nullptr, z.data(), M / 2, scale,
+                     dz.data());
+    FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel (clusters)", "z ", z.shape().str(), ", ", l.splits, " splits");
+    return;
+  }
+  Tensor part(Shape{l.splits * M * D}, dev);
+  launch_dependent(dev.index(), p.kernel, l.grid(), kTcThreads, l.smem, stream, znorm.data(), row_lse.data(),
+                   M, D, l.layout.padded, l.layout.stride, l.layout.stages, kTcLog2e * inv_tau, l.col_tiles,
+                   part.data(), nullptr, std::int64_t{0}, 0.0f, nullptr);
   FOVEA_CHECK_LAUNCH("tc_grad_partial_kernel", "z ", z.shape().str(), ", ", l.splits, " splits");
-  const float scale = dloss * inv_tau / static_cast<float>(M);
   launch_dependent(dev.index(), ct_grad_finish_kernel<PairMode::symmetric>, grid_for(M * 32, dev.index()),
                    kBlock, 0, stream, part.data(), l.splits, M, D, z.data(), znorm.data(), znorm.data(),
                    M / 2, row_lse.data(), inv_tau, scale, dz.data());

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "fovea/cuda/runtime.hpp"
 #include "fovea/ops/blas.hpp"
 #include "fovea/ops/contrastive.hpp"
 #include "op_harness.hpp"
@@ -226,6 +227,54 @@ TEST(CudaNtXentTensorCore, AutomaticBlocksPlanPicksTheMeasuredResidency) {
     EXPECT_TRUE(norm_close("dz", automatic.dz, other.dz, 5e-3));
   }
   blocks = previous;
+}
+
+// The backward's finish in clusters (cuda::nt_xent_tc_backward_finish() = cluster: each row tile's
+// split blocks add their partial gradients from one another's shared memory and finish dz in the same
+// launch) gives the finish kernel's bits: at 1 to 32 row tiles, partial last tiles, 1 to 8 splits,
+// one and two blocks per SM, and (falling back to the finish kernel) D = 64; and it ran somewhere
+// on a device with clusters. Also within the default's tolerances of the CPU at N = 257 and 1024.
+TEST(CudaNtXentTensorCore, ClusterFinishMatchesFinishKernelBitwise) {
+  FOVEA_REQUIRE_GPU();
+  if (!tensor_cores_usable()) GTEST_SKIP() << "needs compute capability 8.0 or later";
+  ScopedNtXentKernel kernel(NtXentKernel::tensor_core);
+  ScopedMathSettings tf32({true, false});
+  cuda::NtXentBackwardFinish& finish = cuda::nt_xent_tc_backward_finish();
+  const cuda::NtXentBackwardFinish previous_finish = finish;
+  int& blocks = cuda::nt_xent_tc_blocks_per_sm();
+  const int previous_blocks = blocks;
+  const Device gpu = Device::cuda(0);
+  int clustered = 0;
+  for (const int b : {1, 2})
+    for (const auto& [N, D] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+             {1, 128}, {3, 128}, {70, 128}, {257, 128}, {1024, 128}, {2048, 128}, {257, 64}}) {
+      SCOPED_TRACE("blocks " + std::to_string(b) + " N " + std::to_string(N) + " D " + std::to_string(D));
+      blocks = b;
+      const Shape s{2 * N, D};
+      const Tensor z = Tensor::from(random_values(s.numel(), InputKind::normal, 91 + N + D), s).to(gpu);
+      finish = cuda::NtXentBackwardFinish::kernel;
+      EXPECT_FALSE(cuda::nt_xent_tc_backward_in_clusters(2 * N, D, 0));
+      const NtXentRun plain = run_nt_xent(z, 0.2f);
+      finish = cuda::NtXentBackwardFinish::cluster;
+      const bool ran = cuda::nt_xent_tc_backward_in_clusters(2 * N, D, 0);
+      if (D != 128) {
+        EXPECT_FALSE(ran);
+      }
+      clustered += ran ? 1 : 0;
+      const NtXentRun cl = run_nt_xent(z, 0.2f);
+      EXPECT_EQ(cl.loss, plain.loss);
+      EXPECT_EQ(cl.lse, plain.lse);
+      EXPECT_EQ(cl.dz, plain.dz);
+    }
+  blocks = previous_blocks;
+  expect_tensor_core_matches_cpu(257, 128, 0.2f);
+  expect_tensor_core_matches_cpu(1024, 128, 0.1f);
+  finish = previous_finish;
+  if (cuda::device_info(0).major >= 9) {
+    EXPECT_GT(clustered, 0) << "no size ran the clustered finish on this device";
+  } else {
+    EXPECT_EQ(clustered, 0);
+  }
 }
 
 // The symmetric forward (cuda::nt_xent_tc_forward_tiles() = symmetric: each pair of row tiles once,

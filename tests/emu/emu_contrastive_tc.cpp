@@ -9,8 +9,9 @@
 // column splits, one and two dim chunks, single- and multi-panel walks, D not a multiple of 4 and a
 // misaligned znorm view, and the host's plan for two blocks per SM (one stage, the backward's
 // 128-register instance), and the symmetric forward (1, 2, 3 and 5 row tiles, partial last tiles,
-// tau 0.03, the D = 128 instance bitwise equal to the general one; tau 0.02 falls back to the split forward).
-// Argument `big` adds N = 257. Exit status 1 on any failure.
+// tau 0.03, the D = 128 instance bitwise equal to the general one; tau 0.02 falls back to the split forward),
+// and the backward finished in clusters (1, 3 and 8 splits, one and two blocks per SM: dz bitwise the
+// finish kernel's). Argument `big` adds N = 257. Exit status 1 on any failure.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -88,6 +89,16 @@ static void launch(dim3 grid, std::size_t smem_bytes, const std::function<void()
   });
 }
 
+// The same for a launch in clusters of (1, cluster_y, 1) blocks.
+static void launch_clusters(dim3 grid, unsigned cluster_y, std::size_t smem_bytes,
+                            const std::function<void()>& fn) {
+  fovea::emu::launch_clusters(grid, cluster_y, 256, smem_bytes, [&] {
+    cp_begin();
+    fn();
+    cp_check_drained();
+  });
+}
+
 static unsigned grid_for(std::int64_t needed) {
   const std::int64_t blocks = (needed + 255) / 256, cap = 132 * 16;
   return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(blocks, cap)));
@@ -104,9 +115,11 @@ struct Run {
 // resident blocks; the backward's two-block instance only with fixed, else its default plan).
 // sym: the symmetric forward (nt_xent_tc_forward_tiles() = symmetric) where the host would run it
 // (sym_ran tells whether it did), else the split forward.
+// cluster: the backward's finish in clusters (nt_xent_tc_backward_finish() = cluster) where the host
+// would run it (D = kTcFixedDim, at most kTcMaxClusterSplits splits; cluster_ran tells whether it did).
 static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, float tau, float dloss,
                   std::int64_t resident, int zn_offset, bool fixed, bool two_blocks = false, bool sym = false,
-                  bool* sym_ran = nullptr) {
+                  bool* sym_ran = nullptr, bool cluster = false, bool* cluster_ran = nullptr) {
   if (fixed && D != kTcFixedDim) die("the fixed-D kernels need D = kTcFixedDim");
   const std::size_t limit = 232448;
   Run out;
@@ -182,21 +195,33 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     const std::size_t smem = tc_smem_bytes(l.stride, l.stages, true);
     const std::int64_t dim_chunks = (D + kTcGradDims - 1) / kTcGradDims;
     const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, two ? 2 * resident : resident);
-    std::vector<float> part(splits * M * D, kNaN);
-    launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
-      const auto kernel = two     ? tc_grad_partial_kernel<kTcFixedDim, 2>
-                          : fixed ? tc_grad_partial_kernel<kTcFixedDim>
-                                  : tc_grad_partial_kernel<0>;
-      kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles,
-             part.data());
-    });
     const float scale = dloss * inv_tau / static_cast<float>(M);
-    launch(dim3(grid_for(M * 32)), 0, [&] {
-      ct_grad_finish_kernel<PairMode::symmetric>(part.data(), splits, M, D, z.data(), zn, zn, M / 2,
-                                                 out.lse.data(), inv_tau, scale, out.dz.data());
-    });
-    std::printf("  backward: %lld row tiles x %d splits x %lld dim chunks, %d stage(s)\n",
-                static_cast<long long>(row_tiles), splits, static_cast<long long>(dim_chunks), l.stages);
+    cluster = cluster && fixed && dim_chunks == 1 && splits <= kTcMaxClusterSplits;
+    if (cluster_ran) *cluster_ran = cluster;
+    if (cluster) {  // as tc_nt_xent_backward with a clustered plan: one launch, no partials in memory
+      launch_clusters(dim3(row_tiles, splits, 1), static_cast<unsigned>(splits), smem, [&] {
+        const auto kernel =
+            two ? tc_grad_partial_kernel<kTcFixedDim, 2, true> : tc_grad_partial_kernel<kTcFixedDim, 1, true>;
+        kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles, nullptr,
+               z.data(), M / 2, scale, out.dz.data());
+      });
+    } else {
+      std::vector<float> part(splits * M * D, kNaN);
+      launch(dim3(row_tiles, splits, dim_chunks), smem, [&] {
+        const auto kernel = two     ? tc_grad_partial_kernel<kTcFixedDim, 2>
+                            : fixed ? tc_grad_partial_kernel<kTcFixedDim>
+                                    : tc_grad_partial_kernel<0>;
+        kernel(zn, out.lse.data(), M, D, l.padded, l.stride, l.stages, kTcLog2e * inv_tau, col_tiles,
+               part.data(), nullptr, 0, 0.0f, nullptr);
+      });
+      launch(dim3(grid_for(M * 32)), 0, [&] {
+        ct_grad_finish_kernel<PairMode::symmetric>(part.data(), splits, M, D, z.data(), zn, zn, M / 2,
+                                                   out.lse.data(), inv_tau, scale, out.dz.data());
+      });
+    }
+    std::printf("  backward: %lld row tiles x %d splits x %lld dim chunks, %d stage(s)%s\n",
+                static_cast<long long>(row_tiles), splits, static_cast<long long>(dim_chunks), l.stages,
+                cluster ? ", finished in clusters" : "");
   }
   out.zn.assign(zn, zn + M * D);
   return out;
@@ -222,15 +247,28 @@ int main(int argc, char** argv) {
     float tau;
     int zn_offset;
     int sym;  // 1: also the symmetric forward; 2: only the symmetric forward (no split run)
+    bool lean = false;  // only the default run against the CPU and the clustered finish against it
   };
-  std::vector<Case> cases = {{1, 3, 132, 0.5f, 0, 1},  {3, 3, 132, 0.1f, 1, 0},   {8, 64, 132, 0.5f, 0, 0},
-                             {70, 128, 6, 0.2f, 0, 1}, {70, 128, 6, 0.2f, 1, 0},  {40, 200, 4, 0.1f, 0, 0},
-                             {45, 129, 5, 0.5f, 0, 0}, {70, 128, 1, 0.2f, 1, 0},  {100, 200, 2, 0.1f, 0, 0},
-                             {100, 7, 3, 0.5f, 0, 1},  {300, 64, 132, 0.2f, 0, 1},  // 10 splits
-                             // the symmetric forward alone: 1 and 3 row tiles, and below its tau range
-                             {64, 128, 132, 0.03f, 0, 2}, {130, 128, 132, 0.07f, 0, 2}, {40, 128, 132, 0.02f, 0, 2}};
+  std::vector<Case> cases = {
+      {1, 3, 132, 0.5f, 0, 1},
+      {3, 3, 132, 0.1f, 1, 0},
+      {8, 64, 132, 0.5f, 0, 0},
+      {70, 128, 6, 0.2f, 0, 1},
+      {70, 128, 6, 0.2f, 1, 0},
+      {40, 200, 4, 0.1f, 0, 0},
+      {45, 129, 5, 0.5f, 0, 0},
+      {70, 128, 1, 0.2f, 1, 0},
+      {100, 200, 2, 0.1f, 0, 0},
+      {100, 7, 3, 0.5f, 0, 1},
+      {300, 64, 132, 0.2f, 0, 1},        // 10 splits
+      {225, 128, 32, 0.2f, 0, 0, true},  // 8 splits (clusters of 8), partial last tiles
+      // the symmetric forward alone: 1 and 3 row tiles, and below its tau range
+      {64, 128, 132, 0.03f, 0, 2},
+      {130, 128, 132, 0.07f, 0, 2},
+      {40, 128, 132, 0.02f, 0, 2}};
   if (argc > 1 && std::string(argv[1]) == "big") cases.push_back({257, 128, 132, 0.2f, 0, 1});
   bool ok = true;
+  int clustered_runs = 0;
   for (const Case& c : cases) {
     const std::int64_t M = 2 * c.N;
     std::printf("N %lld D %lld tau %g resident %lld znorm offset %d\n", static_cast<long long>(c.N),
@@ -253,7 +291,7 @@ int main(int argc, char** argv) {
       std::printf("  misaligned znorm %s the aligned run bitwise\n", equal ? "matches" : "DIFFERS FROM");
       ok &= equal;
     }
-    if (c.sym != 2 && fixed) {  // the D = 128 kernels must give the general kernels' bits
+    if (c.sym != 2 && fixed && !c.lean) {  // the D = 128 kernels must give the general kernels' bits
       const bool equal = same(r, run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, false));
       std::printf("  fixed-D kernels %s the general kernels bitwise\n", equal ? "match" : "DIFFER FROM");
       ok &= equal;
@@ -291,10 +329,36 @@ int main(int argc, char** argv) {
       std::printf(" symmetric forward: not applicable (the split forward runs)\n");
       ok &= close_all("lse", sym.lse, lse.to_vector(), 3e-4 / c.tau, 3e-4 / c.tau);
     }
-    if (c.sym != 2 && (fixed || c.N >= 100)) {  // two blocks per SM: other splits and stages, the same tolerances
+    if (c.sym != 2 && !c.lean &&
+        (fixed || c.N >= 100)) {  // two blocks per SM: other splits and stages, the same tolerances
       std::printf(" two blocks per SM:\n");
-      check(run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, true));
+      const Run two = run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, true);
+      check(two);
+      if (fixed) {  // the clustered finish gives the two-block plan's bits too
+        bool ran = false;
+        const Run cl =
+            run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, true, false, nullptr, true, &ran);
+        const bool equal = same(cl, two);
+        std::printf("  finish in clusters %s the finish kernel bitwise%s\n",
+                    equal ? "matches" : "DIFFERS FROM",
+                    ran ? "" : " (not applicable: it ran the finish kernel)");
+        ok &= equal;
+      }
     }
+    if (c.sym != 2 && fixed) {  // the backward's finish in clusters gives the finish kernel's bits
+      bool ran = false;
+      const Run cl =
+          run_tc(z, M, c.D, c.tau, dloss, c.resident, c.zn_offset, fixed, false, false, nullptr, true, &ran);
+      const bool equal = same(cl, r);
+      std::printf("  finish in clusters %s the finish kernel bitwise%s\n", equal ? "matches" : "DIFFERS FROM",
+                  ran ? "" : " (not applicable: it ran the finish kernel)");
+      ok &= equal;
+      clustered_runs += ran ? 1 : 0;
+    }
+  }
+  if (clustered_runs < 3) {  // the cases must exercise the clustered finish
+    std::printf("only %d runs finished in clusters\n", clustered_runs);
+    ok = false;
   }
   std::printf(ok ? "ALL PASSED\n" : "FAILURES\n");
   return ok ? 0 : 1;

@@ -68,9 +68,12 @@ struct State {
   std::vector<float4> smem;
   std::size_t smem_bytes = 0;
 };
+// The running block's state: the one block of an ordinary launch, or this thread's block of a cluster
+// (launch_clusters: its blocks run at once, each with its own shared memory).
+inline thread_local State* t_block = nullptr;
 inline State& state() {
   static State s;
-  return s;
+  return t_block != nullptr ? *t_block : s;
 }
 inline thread_local Warp* t_warp = nullptr;
 inline Warp& emu_warp() { return *t_warp; }
@@ -167,7 +170,88 @@ inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool thr
       }
 }
 
+// A cluster of blocks run at once by launch_clusters: their states, a barrier over all their threads,
+// and which blocks have exited (their shared memory is then NaN and may no longer be mapped).
+struct Cluster {
+  std::vector<std::unique_ptr<State>> blocks;
+  std::unique_ptr<std::barrier<>> bar;
+  std::vector<std::unique_ptr<std::atomic<unsigned>>> exited_threads;
+  unsigned threads = 0;
+  bool exited(unsigned rank) const { return exited_threads[rank]->load() == threads; }
+};
+inline thread_local Cluster* t_cluster = nullptr;
+inline thread_local unsigned t_rank = 0;
+
+// Runs fn as every thread of every block of grid, in clusters of (1, cluster_y, 1) blocks (grid.y a
+// multiple of cluster_y): the clusters one after another, the blocks of a cluster at once, every
+// thread a std::thread, each block with its own shared memory (NaN at the start, and again once
+// every thread of the block has returned). Kernels run this way may not declare static __shared__
+// variables (the emulator's __shared__ is one static for all blocks).
+inline void launch_clusters(dim3 grid, unsigned cluster_y, unsigned threads, std::size_t smem_bytes,
+                            const std::function<void()>& fn,
+                            const std::function<void()>& per_thread_exit = {}) {
+  if (cluster_y == 0 || grid.y % cluster_y != 0) die("launch_clusters: grid.y not a multiple of the cluster");
+  gridDim = grid;
+  blockDim = dim3(threads);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned cy = 0; cy < grid.y; cy += cluster_y)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        Cluster cluster;
+        cluster.threads = threads;
+        cluster.bar = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(threads * cluster_y));
+        std::vector<std::unique_ptr<std::barrier<>>> block_bars;
+        std::vector<std::unique_ptr<Warp>> warps;
+        for (unsigned r = 0; r < cluster_y; ++r) {
+          auto st = std::make_unique<State>();
+          st->smem.assign(smem_bytes / 16 + 1, float4{nan, nan, nan, nan});
+          st->smem_bytes = smem_bytes;
+          block_bars.push_back(std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(threads)));
+          st->block_barrier = block_bars.back().get();
+          cluster.blocks.push_back(std::move(st));
+          cluster.exited_threads.push_back(std::make_unique<std::atomic<unsigned>>(0u));
+          for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<Warp>());
+        }
+        const unsigned warps_per_block = (threads + 31) / 32;
+        std::vector<std::thread> pool;
+        for (unsigned r = 0; r < cluster_y; ++r)
+          for (unsigned t = 0; t < threads; ++t)
+            pool.emplace_back([&, r, t] {
+              blockIdx = dim3(bx, cy + r, bz);
+              threadIdx = dim3(t);
+              t_block = cluster.blocks[r].get();
+              t_cluster = &cluster;
+              t_rank = r;
+              t_warp = warps[r * warps_per_block + t / 32].get();
+              fn();
+              if (per_thread_exit) per_thread_exit();
+              if (cluster.exited_threads[r]->fetch_add(1u) + 1u == threads)  // the block's last thread
+                for (float4& v : cluster.blocks[r]->smem) v = float4{nan, nan, nan, nan};
+              t_block = nullptr;
+              t_cluster = nullptr;
+            });
+        for (auto& th : pool) th.join();
+      }
+}
+
 }  // namespace fovea::emu
+
+// kernels/common.cuh's cluster primitives, for kernels run by launch_clusters.
+inline void cluster_sync() {
+  if (fovea::emu::t_cluster == nullptr) fovea::emu::die("cluster_sync outside a cluster launch");
+  fovea::emu::t_cluster->bar->arrive_and_wait();
+}
+template <class T>
+const T* cluster_peer(const T* p, unsigned rank) {
+  using namespace fovea::emu;
+  if (t_cluster == nullptr) die("cluster_peer outside a cluster launch");
+  if (rank >= t_cluster->blocks.size()) die("cluster_peer: rank outside the cluster");
+  if (t_cluster->exited(rank)) die("distributed shared memory of a block that has exited");
+  check_smem(p, sizeof(T));
+  const auto offset = reinterpret_cast<const char*>(p) - reinterpret_cast<const char*>(state().smem.data());
+  return reinterpret_cast<const T*>(reinterpret_cast<const char*>(t_cluster->blocks[rank]->smem.data()) +
+                                    offset);
+}
 
 inline void __syncthreads() {
   if (fovea::emu::state().block_barrier == nullptr) fovea::emu::die("__syncthreads in an unthreaded launch");

@@ -39,11 +39,12 @@ section "$k/optim.cuh" '^__device__ __forceinline__ float4 load4' '^inline unsig
 check "$out/optim_device.inc"
 
 # contrastive_tc.cuh: tiles, kernels and launch-shape helpers, the normalisation kernel; from
-# contrastive.cuh the warp sum, the row helpers (ct_load4, ct_store4, ct_aligned16) and the finish
-# kernel the tensor-core backward reuses.
+# contrastive.cuh the warp sum, the row helpers (ct_load4, ct_store4, ct_aligned16), the finish of a
+# row (ct_finish_row4) and the finish kernel the tensor-core backward reuses.
 {
   section "$k/contrastive.cuh" '^__device__ __forceinline__ float ct_warp_sum' '^}'
   section "$k/contrastive.cuh" '^\/\/ Four consecutive floats at p' '^\/\/ acc\[r\]\[c\] = a\[r0' | sed '$d'
+  section "$k/contrastive.cuh" '^\/\/ Dims per lane-chunk of ct_finish_row4' '^}'
   section "$k/contrastive_tc.cuh" '^\/\/ ---- tiles ----' '^\/\/ ---- host side ----'
   section "$k/contrastive_tc.cuh" '^\/\/ One warp per row i: zn_i' '^\/\/ Whether the tensor-core kernels run'
   section "$k/contrastive.cuh" '^\/\/ One warp per row i: dzhat = scale' '^}'

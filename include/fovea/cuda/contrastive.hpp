@@ -36,6 +36,20 @@ int& nt_xent_tc_blocks_per_sm();
 // environment variable FOVEA_NTXENT_TC_FORWARD (auto | split | symmetric); set it between ops.
 enum class NtXentForwardTiles { split, symmetric };
 NtXentForwardTiles& nt_xent_tc_forward_tiles();
+// How the tensor-core backward sums its column splits' partial gradients and finishes dz: kernel (the
+// default) writes each split's partial (splits x 2N x D floats) to device memory and a second kernel
+// adds them and applies the normalisation's backward; cluster launches each row tile's split blocks as
+// one thread block cluster that adds the partials from the blocks' shared memory and finishes dz in
+// the same launch (no partials in device memory, one launch fewer). cluster applies where D = 128, the
+// device has clusters (compute capability 9.0), the splits are at most 8 and the clusters fit the
+// device in as many waves as the plain launch's blocks; elsewhere kernel runs. The two give the same
+// bits (the same additions in the same order). First read from the environment variable
+// FOVEA_NTXENT_TC_FINISH (auto | kernel | cluster); set it between ops.
+enum class NtXentBackwardFinish { kernel, cluster };
+NtXentBackwardFinish& nt_xent_tc_backward_finish();
+// Whether a tensor-core backward of `rows` (2N) rows of D dims on `device` would finish in clusters
+// under the current settings.
+bool nt_xent_tc_backward_in_clusters(std::int64_t rows, std::int64_t D, int device);
 void nt_xent_forward(CView z, float tau, View loss, View row_lse, View znorm, bool tensor_cores);
 void nt_xent_backward(CView z, CView znorm, CView row_lse, float tau, float dloss, View dz, bool tensor_cores);
 void contrastive_accuracy(CView znorm, View accuracy);
