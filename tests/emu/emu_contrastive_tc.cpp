@@ -11,7 +11,8 @@
 // 128-register instance), and the symmetric forward (1, 2, 3 and 5 row tiles, partial last tiles,
 // tau 0.03, the D = 128 instance bitwise equal to the general one; tau 0.02 falls back to the split forward),
 // and the backward finished in clusters (1, 3 and 8 splits, one and two blocks per SM: dz bitwise the
-// finish kernel's). Argument `big` adds N = 257. Exit status 1 on any failure.
+// finish kernel's). Argument `big` adds N = 257 and N = 225 (8 splits by the host's rule). Exit status 1
+// on any failure.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -117,9 +118,12 @@ struct Run {
 // (sym_ran tells whether it did), else the split forward.
 // cluster: the backward's finish in clusters (nt_xent_tc_backward_finish() = cluster) where the host
 // would run it (D = kTcFixedDim, at most kTcMaxClusterSplits splits; cluster_ran tells whether it did).
+// backward_splits > 0: the backward's column splits, in place of the host's rule (more than the column
+// panels leaves some splits without panels: clusters of 8 at a size the emulator runs quickly).
 static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, float tau, float dloss,
                   std::int64_t resident, int zn_offset, bool fixed, bool two_blocks = false, bool sym = false,
-                  bool* sym_ran = nullptr, bool cluster = false, bool* cluster_ran = nullptr) {
+                  bool* sym_ran = nullptr, bool cluster = false, bool* cluster_ran = nullptr,
+                  int backward_splits = 0) {
   if (fixed && D != kTcFixedDim) die("the fixed-D kernels need D = kTcFixedDim");
   const std::size_t limit = 232448;
   Run out;
@@ -194,7 +198,9 @@ static Run run_tc(const std::vector<float>& z, std::int64_t M, std::int64_t D, f
     const TcLayout l = tc_layout(D, limit, true, two ? 1 : 2);
     const std::size_t smem = tc_smem_bytes(l.stride, l.stages, true);
     const std::int64_t dim_chunks = (D + kTcGradDims - 1) / kTcGradDims;
-    const int splits = tc_splits(row_tiles * dim_chunks, col_tiles, two ? 2 * resident : resident);
+    const int splits = backward_splits > 0
+                           ? backward_splits
+                           : tc_splits(row_tiles * dim_chunks, col_tiles, two ? 2 * resident : resident);
     const float scale = dloss * inv_tau / static_cast<float>(M);
     cluster = cluster && fixed && dim_chunks == 1 && splits <= kTcMaxClusterSplits;
     if (cluster_ran) *cluster_ran = cluster;
@@ -249,24 +255,25 @@ int main(int argc, char** argv) {
     int sym;  // 1: also the symmetric forward; 2: only the symmetric forward (no split run)
     bool lean = false;  // only the default run against the CPU and the clustered finish against it
   };
-  std::vector<Case> cases = {
-      {1, 3, 132, 0.5f, 0, 1},
-      {3, 3, 132, 0.1f, 1, 0},
-      {8, 64, 132, 0.5f, 0, 0},
-      {70, 128, 6, 0.2f, 0, 1},
-      {70, 128, 6, 0.2f, 1, 0},
-      {40, 200, 4, 0.1f, 0, 0},
-      {45, 129, 5, 0.5f, 0, 0},
-      {70, 128, 1, 0.2f, 1, 0},
-      {100, 200, 2, 0.1f, 0, 0},
-      {100, 7, 3, 0.5f, 0, 1},
-      {300, 64, 132, 0.2f, 0, 1},        // 10 splits
-      {225, 128, 32, 0.2f, 0, 0, true},  // 8 splits (clusters of 8), partial last tiles
-      // the symmetric forward alone: 1 and 3 row tiles, and below its tau range
-      {64, 128, 132, 0.03f, 0, 2},
-      {130, 128, 132, 0.07f, 0, 2},
-      {40, 128, 132, 0.02f, 0, 2}};
-  if (argc > 1 && std::string(argv[1]) == "big") cases.push_back({257, 128, 132, 0.2f, 0, 1});
+  std::vector<Case> cases = {{1, 3, 132, 0.5f, 0, 1},
+                             {3, 3, 132, 0.1f, 1, 0},
+                             {8, 64, 132, 0.5f, 0, 0},
+                             {70, 128, 6, 0.2f, 0, 1},
+                             {70, 128, 6, 0.2f, 1, 0},
+                             {40, 200, 4, 0.1f, 0, 0},
+                             {45, 129, 5, 0.5f, 0, 0},
+                             {70, 128, 1, 0.2f, 1, 0},
+                             {100, 200, 2, 0.1f, 0, 0},
+                             {100, 7, 3, 0.5f, 0, 1},
+                             {300, 64, 132, 0.2f, 0, 1},  // 10 splits
+                             // the symmetric forward alone: 1 and 3 row tiles, and below its tau range
+                             {64, 128, 132, 0.03f, 0, 2},
+                             {130, 128, 132, 0.07f, 0, 2},
+                             {40, 128, 132, 0.02f, 0, 2}};
+  if (argc > 1 && std::string(argv[1]) == "big") {
+    cases.push_back({257, 128, 132, 0.2f, 0, 1});
+    cases.push_back({225, 128, 32, 0.2f, 0, 0, true});  // 8 splits by the host's rule (clusters of 8)
+  }
   bool ok = true;
   int clustered_runs = 0;
   for (const Case& c : cases) {
@@ -354,6 +361,18 @@ int main(int argc, char** argv) {
                   ran ? "" : " (not applicable: it ran the finish kernel)");
       ok &= equal;
       clustered_runs += ran ? 1 : 0;
+      if (!c.lean && c.zn_offset == 0 && c.N == 70) {  // clusters of 8 (3 column panels: 5 splits walk none)
+        const Run plain8 = run_tc(z, M, c.D, c.tau, dloss, c.resident, 0, fixed, false, false, nullptr, false,
+                                  nullptr, kTcMaxClusterSplits);
+        check(plain8);
+        const Run cl8 = run_tc(z, M, c.D, c.tau, dloss, c.resident, 0, fixed, false, false, nullptr, true,
+                               &ran, kTcMaxClusterSplits);
+        const bool equal8 = ran && same(cl8, plain8);
+        std::printf("  8 splits: finish in clusters %s the finish kernel bitwise\n",
+                    equal8 ? "matches" : "DIFFERS FROM");
+        ok &= equal8;
+        clustered_runs += ran ? 1 : 0;
+      }
     }
   }
   if (clustered_runs < 3) {  // the cases must exercise the clustered finish
