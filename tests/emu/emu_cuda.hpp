@@ -2,16 +2,23 @@
 // GPU) checks the kernels' indexing, tiling, synchronisation and arithmetic against the CPU twins.
 //
 // A launch runs the blocks one after another. Within a block, `threaded` launches give each CUDA
-// thread a std::thread: __syncthreads is a std::barrier over the block, and warp collectives
-// (shuffles, and whatever a test builds on emu_warp()) exchange values through a per-warp barrier.
-// Launches of kernels without barriers or warp collectives may run the threads one after another.
-// Shared memory (emu_smem()) and, by the tests' convention, outputs start as NaN, so a read before a
-// write shows up. What this cannot check: speed, the hardware's own behaviour (instruction fragment
-// layouts are taken from the PTX ISA), and races that sequential blocks hide.
+// thread a fiber (a ucontext with its own stack) on the launching thread: a fiber runs until it waits
+// at a barrier (__syncthreads over the block; the per-warp barrier of shuffles and whatever a test
+// builds on emu_warp(); the cluster barrier) or returns, then the lowest-numbered thread that can run
+// goes on (the highest in every other block: run_fibers). So threads run as far apart as the barriers
+// allow, and a missing barrier shows as a read of a value not yet written (NaN) or already replaced.
+// A run is deterministic, a barrier that can never complete is reported as a deadlock instead of
+// hanging, and a barrier is a swapcontext on one OS thread (OS threads on std::barrier spent most of
+// the emulation in futex waits and scheduling). Launches of kernels without barriers or warp
+// collectives may run the threads one after another. Shared memory (emu_smem()) and, by the tests'
+// convention, outputs start as NaN, so a read before a write shows up. What this cannot check: speed, the
+// hardware's own behaviour (instruction fragment layouts are taken from the PTX ISA), and races that
+// sequential blocks or this fixed interleaving hide.
 #pragma once
 
+#include <ucontext.h>
+
 #include <atomic>
-#include <barrier>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -21,7 +28,6 @@
 #include <functional>
 #include <limits>
 #include <memory>
-#include <thread>
 #include <vector>
 
 struct dim3 {
@@ -55,16 +61,30 @@ inline bool isfinite(double v) { return std::isfinite(v); }
 inline void pdl_wait() {}
 inline void pdl_trigger() {}
 
+struct Fiber;
+
+// A barrier between fibers (below): arrive_and_wait suspends the calling fiber until `count` fibers
+// have arrived; the last to arrive goes on at once, as with std::barrier.
+class FiberBarrier {
+ public:
+  explicit FiberBarrier(std::ptrdiff_t count) : count_(count) {}
+  void arrive_and_wait();
+
+ private:
+  std::ptrdiff_t count_, arrived_ = 0;
+  std::vector<Fiber*> waiting_;
+};
+
 // A warp's exchange area.
 struct Warp {
-  std::barrier<> bar{32};
+  FiberBarrier bar{32};
   float f[32];
   double d[32];
   std::uint32_t u[32][6];
 };
 
 struct State {
-  std::barrier<>* block_barrier = nullptr;
+  FiberBarrier* block_barrier = nullptr;
   std::vector<float4> smem;
   std::size_t smem_bytes = 0;
 };
@@ -76,6 +96,55 @@ inline State& state() {
   return t_block != nullptr ? *t_block : s;
 }
 inline thread_local Warp* t_warp = nullptr;
+struct Cluster;
+inline thread_local Cluster* t_cluster = nullptr;
+inline thread_local unsigned t_rank = 0;
+
+struct PendingCopy {  // a cp.async copy in flight (below)
+  float* dst;
+  float v[4];
+  int n;
+};
+using CopyGroups = std::vector<std::vector<PendingCopy>>;
+
+// One CUDA thread of a threaded launch: its context and stack, and the per-thread state that the
+// scheduler installs in the thread-local variables above whenever the fiber resumes.
+struct Fiber {
+  ucontext_t context{};
+  std::unique_ptr<char[]> stack;
+  std::function<void()> body;
+  bool done = false;
+  std::size_t index = 0;  // in the launch's fibers
+  dim3 thread, block;
+  Warp* warp = nullptr;
+  State* block_state = nullptr;  // nullptr: the launch's one block state
+  Cluster* cluster = nullptr;
+  unsigned rank = 0;
+  CopyGroups copies = CopyGroups(1);
+};
+inline constexpr std::size_t kFiberStack = 256 * 1024;  // bytes; untouched pages cost nothing
+// The fibers of a launch and which of them may run (a bit per fiber: not waiting, not done).
+struct Scheduler {
+  ucontext_t main{};
+  Fiber* current = nullptr;
+  std::vector<std::uint64_t> ready;
+  void set_ready(std::size_t k, bool on) {
+    if (on) ready[k / 64] |= std::uint64_t{1} << (k % 64);
+    else ready[k / 64] &= ~(std::uint64_t{1} << (k % 64));
+  }
+  // The lowest (or highest) ready fiber, or -1.
+  std::ptrdiff_t pick(bool highest) const {
+    const std::size_t words = ready.size();
+    for (std::size_t i = 0; i < words; ++i) {
+      const std::size_t w = highest ? words - 1 - i : i;
+      if (ready[w] != 0)
+        return static_cast<std::ptrdiff_t>(64 * w) +
+               (highest ? 63 - std::countl_zero(ready[w]) : std::countr_zero(ready[w]));
+    }
+    return -1;
+  }
+};
+inline thread_local Scheduler* t_scheduler = nullptr;
 inline Warp& emu_warp() { return *t_warp; }
 
 [[noreturn]] inline void die(const char* what) {
@@ -95,37 +164,121 @@ inline void check_smem(const void* p, std::size_t bytes) {
 // cp.async (kernels/common.cuh): a thread's copies land only when its cp_wait retires their group.
 // A launch whose kernel copies asynchronously calls cp_begin() before and cp_check_drained() after
 // each thread's run.
-struct PendingCopy {
-  float* dst;
-  float v[4];
-  int n;
-};
-inline thread_local std::vector<std::vector<PendingCopy>> t_copy_groups(1);
+// This thread's copies in flight, grouped by cp_commit (the fiber's when one runs).
+inline CopyGroups& copy_groups() {
+  static thread_local CopyGroups own(1);
+  return t_scheduler != nullptr && t_scheduler->current != nullptr ? t_scheduler->current->copies : own;
+}
 inline void cp_async16(float* dst, const float* src, bool valid) {
   check_smem(dst, 16);
   if (reinterpret_cast<std::uintptr_t>(dst) & 15) die("cp.async 16: misaligned shared address");
   if (valid && (reinterpret_cast<std::uintptr_t>(src) & 15)) die("cp.async 16: misaligned global address");
   PendingCopy c{dst, {0, 0, 0, 0}, 4};
   if (valid) std::memcpy(c.v, src, 16);
-  t_copy_groups.back().push_back(c);
+  copy_groups().back().push_back(c);
 }
 inline void cp_async4(float* dst, const float* src, bool valid) {
   check_smem(dst, 4);
-  t_copy_groups.back().push_back(PendingCopy{dst, {valid ? *src : 0.0f, 0, 0, 0}, 1});
+  copy_groups().back().push_back(PendingCopy{dst, {valid ? *src : 0.0f, 0, 0, 0}, 1});
 }
-inline void cp_commit() { t_copy_groups.emplace_back(); }
+inline void cp_commit() { copy_groups().emplace_back(); }
 template <int kPending>
 void cp_wait() {
   // committed groups: all but the open last one; land all but the newest kPending of them
-  const int committed = static_cast<int>(t_copy_groups.size()) - 1;
+  CopyGroups& groups = copy_groups();
+  const int committed = static_cast<int>(groups.size()) - 1;
   const int land = committed - kPending;
   for (int gi = 0; gi < land; ++gi)
-    for (const PendingCopy& c : t_copy_groups[gi]) std::memcpy(c.dst, c.v, sizeof(float) * c.n);
-  if (land > 0) t_copy_groups.erase(t_copy_groups.begin(), t_copy_groups.begin() + land);
+    for (const PendingCopy& c : groups[gi]) std::memcpy(c.dst, c.v, sizeof(float) * c.n);
+  if (land > 0) groups.erase(groups.begin(), groups.begin() + land);
 }
-inline void cp_begin() { t_copy_groups.assign(1, {}); }
+inline void cp_begin() { copy_groups().assign(1, {}); }
 inline void cp_check_drained() {
-  if (t_copy_groups.size() != 1 || !t_copy_groups[0].empty()) die("cp.async copies left in flight at exit");
+  const CopyGroups& groups = copy_groups();
+  if (groups.size() != 1 || !groups[0].empty()) die("cp.async copies left in flight at exit");
+}
+
+// The fiber that runs now goes back to the scheduler (run_fibers) until it is resumed.
+inline void fiber_yield() {
+  Fiber* f = t_scheduler->current;
+  if (swapcontext(&f->context, &t_scheduler->main) != 0) die("swapcontext failed");
+}
+inline void FiberBarrier::arrive_and_wait() {
+  if (t_scheduler == nullptr || t_scheduler->current == nullptr) die("a barrier outside a threaded launch");
+  if (++arrived_ == count_) {  // the last to arrive releases the others and goes on
+    arrived_ = 0;
+    for (Fiber* f : waiting_) t_scheduler->set_ready(f->index, true);
+    waiting_.clear();
+    return;
+  }
+  Fiber* f = t_scheduler->current;
+  t_scheduler->set_ready(f->index, false);
+  waiting_.push_back(f);
+  fiber_yield();
+}
+inline void fiber_entry() {
+  Fiber* f = t_scheduler->current;
+  f->body();
+  f->done = true;
+}  // returns to uc_link: the scheduler's context as saved by its last switch into this fiber
+
+// Gives fiber f its stack and a context that starts in fiber_entry and returns to the scheduler.
+// (getcontext, too, returns twice.)
+[[gnu::noinline]] inline void fiber_prepare(Fiber& f, Scheduler& scheduler) {
+  f.stack.reset(new char[kFiberStack]);
+  if (getcontext(&f.context) != 0) die("getcontext failed");
+  f.context.uc_stack.ss_sp = f.stack.get();
+  f.context.uc_stack.ss_size = kFiberStack;
+  f.context.uc_link = &scheduler.main;
+  makecontext(&f.context, fiber_entry, 0);
+}
+
+// Runs fiber f until it waits or returns. A function of its own: swapcontext returns twice, as setjmp
+// does, and nothing of the caller's may live across it.
+[[gnu::noinline]] inline void fiber_resume(Scheduler& scheduler, Fiber* f) {
+  scheduler.current = f;
+  if (swapcontext(&scheduler.main, &f->context) != 0) die("swapcontext failed");
+  scheduler.current = nullptr;
+}
+
+// Runs the fibers to completion, always resuming the lowest-numbered fiber that can run (the highest
+// where `highest`), until it waits or returns. So threads run as far ahead of one another as the
+// barriers allow (a warp runs its whole phase before the next warp starts), which turns a missing
+// barrier into a read of a value not yet written, or already overwritten; launches alternate the
+// direction between blocks. Dies when every unfinished fiber waits (a barrier that cannot complete).
+inline void run_fibers(std::vector<std::unique_ptr<Fiber>>& fibers, bool highest) {
+  Scheduler scheduler;
+  Scheduler* outer = t_scheduler;
+  t_scheduler = &scheduler;
+  const std::size_t n = fibers.size();
+  scheduler.ready.assign((n + 63) / 64, 0);
+  for (std::size_t k = 0; k < n; ++k) {
+    fibers[k]->index = k;
+    fiber_prepare(*fibers[k], scheduler);
+    scheduler.set_ready(k, true);
+  }
+  std::size_t done = 0;
+  while (done < n) {
+    const std::ptrdiff_t k = scheduler.pick(highest);
+    if (k < 0) die("deadlock: every unfinished thread waits at a barrier that cannot complete");
+    Fiber* f = fibers[static_cast<std::size_t>(k)].get();
+    threadIdx = f->thread;
+    blockIdx = f->block;
+    t_warp = f->warp;
+    t_block = f->block_state;
+    t_cluster = f->cluster;
+    t_rank = f->rank;
+    fiber_resume(scheduler, f);
+    if (f->done) {
+      scheduler.set_ready(f->index, false);
+      f->stack.reset();
+      ++done;
+    }
+  }
+  t_block = nullptr;
+  t_cluster = nullptr;
+  t_warp = nullptr;
+  t_scheduler = outer;
 }
 
 // Runs fn as every thread of every block of grid (blocks in x, then y, then z order) with `threads`
@@ -152,20 +305,23 @@ inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool thr
           }
           continue;
         }
-        std::barrier<> bar(static_cast<std::ptrdiff_t>(threads));
+        FiberBarrier bar(static_cast<std::ptrdiff_t>(threads));
         st.block_barrier = &bar;
         std::vector<std::unique_ptr<Warp>> warps;
         for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<Warp>());
-        std::vector<std::thread> pool;
-        for (unsigned t = 0; t < threads; ++t)
-          pool.emplace_back([&, t] {
-            blockIdx = dim3(bx, by, bz);
-            threadIdx = dim3(t);
-            t_warp = warps[t / 32].get();
+        std::vector<std::unique_ptr<Fiber>> fibers;
+        for (unsigned t = 0; t < threads; ++t) {
+          auto f = std::make_unique<Fiber>();
+          f->thread = dim3(t);
+          f->block = dim3(bx, by, bz);
+          f->warp = warps[t / 32].get();
+          f->body = [&] {
             fn();
             if (per_thread_exit) per_thread_exit();
-          });
-        for (auto& th : pool) th.join();
+          };
+          fibers.push_back(std::move(f));
+        }
+        run_fibers(fibers, ((bx + by + bz) & 1) != 0);
         st.block_barrier = nullptr;
       }
 }
@@ -174,17 +330,15 @@ inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool thr
 // and which blocks have exited (their shared memory is then NaN and may no longer be mapped).
 struct Cluster {
   std::vector<std::unique_ptr<State>> blocks;
-  std::unique_ptr<std::barrier<>> bar;
-  std::vector<std::unique_ptr<std::atomic<unsigned>>> exited_threads;
+  std::unique_ptr<FiberBarrier> bar;
+  std::vector<unsigned> exited_threads;
   unsigned threads = 0;
-  bool exited(unsigned rank) const { return exited_threads[rank]->load() == threads; }
+  bool exited(unsigned rank) const { return exited_threads[rank] == threads; }
 };
-inline thread_local Cluster* t_cluster = nullptr;
-inline thread_local unsigned t_rank = 0;
 
 // Runs fn as every thread of every block of grid, in clusters of (1, cluster_y, 1) blocks (grid.y a
 // multiple of cluster_y): the clusters one after another, the blocks of a cluster at once, every
-// thread a std::thread, each block with its own shared memory (NaN at the start, and again once
+// thread a fiber, each block with its own shared memory (NaN at the start, and again once
 // every thread of the block has returned). Kernels run this way may not declare static __shared__
 // variables (the emulator's __shared__ is one static for all blocks).
 inline void launch_clusters(dim3 grid, unsigned cluster_y, unsigned threads, std::size_t smem_bytes,
@@ -199,38 +353,39 @@ inline void launch_clusters(dim3 grid, unsigned cluster_y, unsigned threads, std
       for (unsigned bx = 0; bx < grid.x; ++bx) {
         Cluster cluster;
         cluster.threads = threads;
-        cluster.bar = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(threads * cluster_y));
-        std::vector<std::unique_ptr<std::barrier<>>> block_bars;
+        cluster.bar = std::make_unique<FiberBarrier>(static_cast<std::ptrdiff_t>(threads * cluster_y));
+        std::vector<std::unique_ptr<FiberBarrier>> block_bars;
         std::vector<std::unique_ptr<Warp>> warps;
         for (unsigned r = 0; r < cluster_y; ++r) {
           auto st = std::make_unique<State>();
           st->smem.assign(smem_bytes / 16 + 1, float4{nan, nan, nan, nan});
           st->smem_bytes = smem_bytes;
-          block_bars.push_back(std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(threads)));
+          block_bars.push_back(std::make_unique<FiberBarrier>(static_cast<std::ptrdiff_t>(threads)));
           st->block_barrier = block_bars.back().get();
           cluster.blocks.push_back(std::move(st));
-          cluster.exited_threads.push_back(std::make_unique<std::atomic<unsigned>>(0u));
+          cluster.exited_threads.push_back(0u);
           for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<Warp>());
         }
         const unsigned warps_per_block = (threads + 31) / 32;
-        std::vector<std::thread> pool;
+        std::vector<std::unique_ptr<Fiber>> fibers;
         for (unsigned r = 0; r < cluster_y; ++r)
-          for (unsigned t = 0; t < threads; ++t)
-            pool.emplace_back([&, r, t] {
-              blockIdx = dim3(bx, cy + r, bz);
-              threadIdx = dim3(t);
-              t_block = cluster.blocks[r].get();
-              t_cluster = &cluster;
-              t_rank = r;
-              t_warp = warps[r * warps_per_block + t / 32].get();
+          for (unsigned t = 0; t < threads; ++t) {
+            auto f = std::make_unique<Fiber>();
+            f->thread = dim3(t);
+            f->block = dim3(bx, cy + r, bz);
+            f->warp = warps[r * warps_per_block + t / 32].get();
+            f->block_state = cluster.blocks[r].get();
+            f->cluster = &cluster;
+            f->rank = r;
+            f->body = [&, r] {
               fn();
               if (per_thread_exit) per_thread_exit();
-              if (cluster.exited_threads[r]->fetch_add(1u) + 1u == threads)  // the block's last thread
+              if (++cluster.exited_threads[r] == threads)  // the block's last thread
                 for (float4& v : cluster.blocks[r]->smem) v = float4{nan, nan, nan, nan};
-              t_block = nullptr;
-              t_cluster = nullptr;
-            });
-        for (auto& th : pool) th.join();
+            };
+            fibers.push_back(std::move(f));
+          }
+        run_fibers(fibers, ((bx + cy + bz) & 1) != 0);
       }
 }
 
