@@ -49,16 +49,17 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4
     if (a[e] & 0x1fffu) die("mma A operand is not TF32");
   if ((b0 | b1) & 0x1fffu) die("mma B operand is not TF32");
   Warp& w = emu_warp();
-  for (int e = 0; e < 4; ++e) w.u[lane][e] = a[e];
-  w.u[lane][4] = b0;
-  w.u[lane][5] = b1;
+  auto& u = w.u[w.slot(static_cast<unsigned>(lane))];  // double-buffered: one barrier (emu_cuda.hpp)
+  for (int e = 0; e < 4; ++e) u[lane][e] = a[e];
+  u[lane][4] = b0;
+  u[lane][5] = b1;
   w.bar.arrive_and_wait();
   // PTX ISA fragments of m16n8k8 .tf32: lane (g, t) holds A (g, t), (g + 8, t), (g, t + 4),
   // (g + 8, t + 4); B (k = t, n = g), (t + 4, g); C/D (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1)
-  const auto A = [&w](int r, int k) {
-    return std::bit_cast<float>(w.u[(r % 8) * 4 + k % 4][(r >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+  const auto A = [&u](int r, int k) {
+    return std::bit_cast<float>(u[(r % 8) * 4 + k % 4][(r >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
   };
-  const auto B = [&w](int k, int c) { return std::bit_cast<float>(w.u[c * 4 + k % 4][k >= 4 ? 5 : 4]); };
+  const auto B = [&u](int k, int c) { return std::bit_cast<float>(u[c * 4 + k % 4][k >= 4 ? 5 : 4]); };
   const int rr[4] = {g, g, g + 8, g + 8}, cc[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
   float out[4];
   for (int e = 0; e < 4; ++e) {
@@ -66,7 +67,6 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4
     for (int k = 0; k < 8; ++k) s += static_cast<double>(A(rr[e], k)) * B(k, cc[e]);
     out[e] = static_cast<float>(d[e] + s);
   }
-  w.bar.arrive_and_wait();
   for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 __device__ __forceinline__ float tc_exp2(float x) {

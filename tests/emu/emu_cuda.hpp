@@ -75,12 +75,22 @@ class FiberBarrier {
   std::vector<Fiber*> waiting_;
 };
 
-// A warp's exchange area.
+// A warp's exchange area, double-buffered: collective k of a lane uses buffer k % 2 (slot()), so one
+// barrier per collective suffices. A lane writes buffer b again only in collective k + 2, after
+// every lane has arrived at collective k + 1's barrier, so after every lane has read collective k's.
+// (Every lane of a warp calls the same sequence of collectives, so the lanes agree on k % 2.)
 struct Warp {
   FiberBarrier bar{32};
-  float f[32];
-  double d[32];
-  std::uint32_t u[32][6];
+  float f[2][32];
+  double d[2][32];
+  std::uint32_t u[2][32][6];
+  unsigned char next[32] = {};  // each lane's buffer for its next collective
+  // The buffer for this lane's collective, which it advances.
+  int slot(unsigned lane) {
+    const int b = next[lane];
+    next[lane] = static_cast<unsigned char>(b ^ 1);
+    return b;
+  }
 };
 
 struct State {
@@ -123,6 +133,11 @@ struct Fiber {
   CopyGroups copies = CopyGroups(1);
 };
 inline constexpr std::size_t kFiberStack = 256 * 1024;  // bytes; untouched pages cost nothing
+// Stacks of finished fibers, reused by the next launch's (fewer mappings and page faults).
+inline std::vector<std::unique_ptr<char[]>>& fiber_stack_pool() {
+  static thread_local std::vector<std::unique_ptr<char[]>> pool;
+  return pool;
+}
 // The fibers of a launch and which of them may run (a bit per fiber: not waiting, not done).
 struct Scheduler {
   ucontext_t main{};
@@ -225,7 +240,13 @@ inline void fiber_entry() {
 // Gives fiber f its stack and a context that starts in fiber_entry and returns to the scheduler.
 // (getcontext, too, returns twice.)
 [[gnu::noinline]] inline void fiber_prepare(Fiber& f, Scheduler& scheduler) {
-  f.stack.reset(new char[kFiberStack]);
+  auto& pool = fiber_stack_pool();
+  if (pool.empty()) {
+    f.stack.reset(new char[kFiberStack]);
+  } else {
+    f.stack = std::move(pool.back());
+    pool.pop_back();
+  }
   if (getcontext(&f.context) != 0) die("getcontext failed");
   f.context.uc_stack.ss_sp = f.stack.get();
   f.context.uc_stack.ss_size = kFiberStack;
@@ -271,7 +292,7 @@ inline void run_fibers(std::vector<std::unique_ptr<Fiber>>& fibers, bool highest
     fiber_resume(scheduler, f);
     if (f->done) {
       scheduler.set_ready(f->index, false);
-      f->stack.reset();
+      fiber_stack_pool().push_back(std::move(f->stack));
       ++done;
     }
   }
@@ -419,14 +440,13 @@ T emu_shuffle(T v, Source source) {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8);
   fovea::emu::Warp& w = fovea::emu::emu_warp();
   const unsigned lane = threadIdx.x & 31, from = source(lane);
+  const int b = w.slot(lane);
   T* slot;
-  if constexpr (sizeof(T) == 8) slot = reinterpret_cast<T*>(w.d);
-  else slot = reinterpret_cast<T*>(w.f);
+  if constexpr (sizeof(T) == 8) slot = reinterpret_cast<T*>(w.d[b]);
+  else slot = reinterpret_cast<T*>(w.f[b]);
   slot[lane] = v;
   w.bar.arrive_and_wait();
-  const T r = from < 32 ? slot[from] : v;
-  w.bar.arrive_and_wait();
-  return r;
+  return from < 32 ? slot[from] : v;
 }
 template <class T>
 T emu_shfl_xor(T v, int off) {
