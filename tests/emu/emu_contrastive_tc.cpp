@@ -61,13 +61,11 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const std::uint32_t (&a)[4
   };
   const auto B = [&u](int k, int c) { return std::bit_cast<float>(u[c * 4 + k % 4][k >= 4 ? 5 : 4]); };
   const int rr[4] = {g, g, g + 8, g + 8}, cc[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
-  float out[4];
   for (int e = 0; e < 4; ++e) {
     double s = 0.0;
     for (int k = 0; k < 8; ++k) s += static_cast<double>(A(rr[e], k)) * B(k, cc[e]);
-    out[e] = static_cast<float>(d[e] + s);
+    d[e] = static_cast<float>(d[e] + s);
   }
-  for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 __device__ __forceinline__ float tc_exp2(float x) {
   const float y = std::exp2(x);

@@ -302,6 +302,22 @@ inline void run_fibers(std::vector<std::unique_ptr<Fiber>>& fibers, bool highest
   t_scheduler = outer;
 }
 
+// A fiber for thread t of block `block`, running body, with its warp's exchange area, its block's
+// state (nullptr: the launch's one block state) and, in a cluster launch, its cluster and rank.
+inline std::unique_ptr<Fiber> make_fiber(unsigned t, dim3 block, Warp* warp, std::function<void()> body,
+                                         State* block_state = nullptr, Cluster* cluster = nullptr,
+                                         unsigned rank = 0) {
+  auto f = std::make_unique<Fiber>();
+  f->thread = dim3(t);
+  f->block = block;
+  f->warp = warp;
+  f->body = std::move(body);
+  f->block_state = block_state;
+  f->cluster = cluster;
+  f->rank = rank;
+  return f;
+}
+
 // Runs fn as every thread of every block of grid (blocks in x, then y, then z order) with `threads`
 // threads per block and smem_bytes of dynamic shared memory. threaded = false runs a block's threads
 // one after another (kernels without __syncthreads or warp collectives only). per_thread_exit runs in
@@ -331,17 +347,11 @@ inline void launch(dim3 grid, unsigned threads, std::size_t smem_bytes, bool thr
         std::vector<std::unique_ptr<Warp>> warps;
         for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<Warp>());
         std::vector<std::unique_ptr<Fiber>> fibers;
-        for (unsigned t = 0; t < threads; ++t) {
-          auto f = std::make_unique<Fiber>();
-          f->thread = dim3(t);
-          f->block = dim3(bx, by, bz);
-          f->warp = warps[t / 32].get();
-          f->body = [&] {
+        for (unsigned t = 0; t < threads; ++t)
+          fibers.push_back(make_fiber(t, dim3(bx, by, bz), warps[t / 32].get(), [&] {
             fn();
             if (per_thread_exit) per_thread_exit();
-          };
-          fibers.push_back(std::move(f));
-        }
+          }));
         run_fibers(fibers, ((bx + by + bz) & 1) != 0);
         st.block_barrier = nullptr;
       }
@@ -390,22 +400,16 @@ inline void launch_clusters(dim3 grid, unsigned cluster_y, unsigned threads, std
         const unsigned warps_per_block = (threads + 31) / 32;
         std::vector<std::unique_ptr<Fiber>> fibers;
         for (unsigned r = 0; r < cluster_y; ++r)
-          for (unsigned t = 0; t < threads; ++t) {
-            auto f = std::make_unique<Fiber>();
-            f->thread = dim3(t);
-            f->block = dim3(bx, cy + r, bz);
-            f->warp = warps[r * warps_per_block + t / 32].get();
-            f->block_state = cluster.blocks[r].get();
-            f->cluster = &cluster;
-            f->rank = r;
-            f->body = [&, r] {
-              fn();
-              if (per_thread_exit) per_thread_exit();
-              if (++cluster.exited_threads[r] == threads)  // the block's last thread
-                for (float4& v : cluster.blocks[r]->smem) v = float4{nan, nan, nan, nan};
-            };
-            fibers.push_back(std::move(f));
-          }
+          for (unsigned t = 0; t < threads; ++t)
+            fibers.push_back(make_fiber(
+                t, dim3(bx, cy + r, bz), warps[r * warps_per_block + t / 32].get(),
+                [&, r] {
+                  fn();
+                  if (per_thread_exit) per_thread_exit();
+                  if (++cluster.exited_threads[r] == threads)  // the block's last thread
+                    for (float4& v : cluster.blocks[r]->smem) v = float4{nan, nan, nan, nan};
+                },
+                cluster.blocks[r].get(), &cluster, r));
         run_fibers(fibers, ((bx + cy + bz) & 1) != 0);
       }
 }
