@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,220 @@ TEST(Image, MissingTruncatedAndNonImageFilesNameTheFile) {
   EXPECT_TRUE(contains(empty, "empty.png") && contains(empty, "empty")) << empty;
   const std::string directory = message_of(dir.path());
   EXPECT_TRUE(contains(directory, "directory")) << directory;
+}
+
+std::vector<unsigned char> file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string decode_error(const std::vector<unsigned char>& bytes, const std::string& source = "mem.img") {
+  try {
+    decode_image(bytes, source);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// Sets an environment variable for one scope, restoring the previous value (or its absence).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() { had_ ? (void)::setenv(name_, old_.c_str(), 1) : (void)::unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
+
+void put_le(std::vector<unsigned char>& b, std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
+}
+void put_be(std::vector<unsigned char>& b, std::uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; --i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
+}
+
+TEST(Image, DecodeImageFromMemoryEqualsLoadImage) {
+  SKIP_WITHOUT_STB();
+  TempDir dir;
+  std::vector<float> v(3 * 5 * 7);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 37) % 256) / 255.0f;
+  write_png(dir.path() / "a.png", image_from(v, 3, 5, 7));
+  const Tensor from_file = load_image(dir.path() / "a.png");
+  const Tensor from_memory = decode_image(file_bytes(dir.path() / "a.png"), "a.png");
+  ASSERT_EQ(from_memory.shape(), from_file.shape());
+  for (std::int64_t i = 0; i < from_file.numel(); ++i)
+    ASSERT_EQ(from_memory.data()[i], from_file.data()[i]) << i;
+  EXPECT_TRUE(contains(decode_error({}, "nothing.png"), "nothing.png")) << decode_error({}, "nothing.png");
+}
+
+// stb 2.27 overruns its tables on a JPEG Huffman table of more than 256 codes; fovea rejects the
+// file first (tests/fuzz/regressions/image holds the fuzzer's inputs that found it).
+TEST(Image, JpegHuffmanTablesOfMoreThan256CodesAreRejectedBeforeDecoding) {
+  SKIP_WITHOUT_STB();
+  auto jpeg_with_dht = [](int fill, int segment_length, std::vector<unsigned char> counts) {
+    std::vector<unsigned char> b(static_cast<std::size_t>(fill), 0xFF);
+    b.insert(b.end(), {0xFF, 0xD8, 0xFF, 0xC4});
+    put_be(b, static_cast<std::uint64_t>(segment_length), 2);
+    b.push_back(0x10);  // AC table 0
+    b.insert(b.end(), counts.begin(), counts.end());
+    b.resize(b.size() + 300, 0x01);  // the symbols
+    return b;
+  };
+  std::vector<unsigned char> over(16, 0);
+  over[15] = 200, over[14] = 100;  // 300 codes
+  for (const int fill : {0, 5}) {
+    const std::string m = decode_error(jpeg_with_dht(fill, 2 + 17 + 300, over), "dht.jpg");
+    EXPECT_TRUE(contains(m, "dht.jpg") && contains(m, "Huffman table") && contains(m, "300 codes")) << m;
+  }
+  // The table's header runs past a too-short segment, as stb reads it anyway.
+  const std::string past = decode_error(jpeg_with_dht(0, 3, over), "short.jpg");
+  EXPECT_TRUE(contains(past, "Huffman table") && contains(past, "300 codes")) << past;
+  // 256 codes is legal as far as this check goes (stb then rejects the file for other reasons).
+  std::vector<unsigned char> full(16, 0);
+  full[15] = 200, full[14] = 56;
+  const std::string ok = decode_error(jpeg_with_dht(0, 2 + 17 + 256, full), "full.jpg");
+  EXPECT_FALSE(contains(ok, "Huffman table")) << ok;
+}
+
+// BMP, binary PNM and uncompressed TGA: a file shorter than its header's pixels is an error, where
+// stb alone would return the missing pixels as zeros.
+TEST(Image, TruncatedUncompressedImagesAreRejected) {
+  SKIP_WITHOUT_STB();
+  // PPM, 4 x 3 RGB.
+  std::vector<unsigned char> ppm = {'P', '6', '\n', '#', ' ', 'c', '\n', '4',
+                                    ' ', '3', '\n', '2', '5', '5', '\n'};
+  for (int i = 0; i < 36; ++i) ppm.push_back(static_cast<unsigned char>(7 * i));
+  const Tensor p = decode_image(ppm, "a.ppm");
+  ASSERT_EQ(p.shape(), (Shape{3, 3, 4}));
+  EXPECT_EQ(p.data()[1 * 12 + 0], 7.0f / 255.0f);  // green of pixel (0, 0): byte 1
+  std::vector<unsigned char> short_ppm(ppm.begin(), ppm.end() - 1);
+  const std::string pm = decode_error(short_ppm, "a.ppm");
+  EXPECT_TRUE(contains(pm, "a.ppm") && contains(pm, "PNM file is truncated") && contains(pm, "51 bytes"))
+      << pm;
+
+  // BMP, 24 bits, 2 x 2, bottom-up: rows of 6 bytes padded to 8.
+  std::vector<unsigned char> bmp = {'B', 'M'};
+  put_le(bmp, 54 + 16, 4), put_le(bmp, 0, 4), put_le(bmp, 54, 4);
+  put_le(bmp, 40, 4), put_le(bmp, 2, 4), put_le(bmp, 2, 4), put_le(bmp, 1, 2), put_le(bmp, 24, 2);
+  put_le(bmp, 0, 4), put_le(bmp, 16, 4), put_le(bmp, 2835, 4), put_le(bmp, 2835, 4), put_le(bmp, 0, 4),
+      put_le(bmp, 0, 4);
+  for (int row = 0; row < 2; ++row) {
+    for (int i = 0; i < 6; ++i) bmp.push_back(static_cast<unsigned char>(10 * row + i));
+    bmp.push_back(0), bmp.push_back(0);
+  }
+  ASSERT_EQ(bmp.size(), 70u);
+  EXPECT_EQ(decode_image(bmp, "a.bmp").shape(), (Shape{3, 2, 2}));
+  const std::vector<unsigned char> no_last_padding(bmp.begin(), bmp.end() - 2);
+  EXPECT_EQ(decode_image(no_last_padding, "a.bmp").shape(), (Shape{3, 2, 2}));
+  const std::vector<unsigned char> short_bmp(bmp.begin(), bmp.end() - 3);
+  const std::string bm = decode_error(short_bmp, "a.bmp");
+  EXPECT_TRUE(contains(bm, "a.bmp") && contains(bm, "BMP file is truncated") && contains(bm, "68 bytes"))
+      << bm;
+
+  // TGA, type 2 (true colour), 24 bits, 2 x 2.
+  std::vector<unsigned char> tga = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  put_le(tga, 2, 2), put_le(tga, 2, 2), tga.push_back(24), tga.push_back(0);
+  for (int i = 0; i < 12; ++i) tga.push_back(static_cast<unsigned char>(20 * i));
+  EXPECT_EQ(decode_image(tga, "a.tga").shape(), (Shape{3, 2, 2}));
+  const std::vector<unsigned char> short_tga(tga.begin(), tga.end() - 4);
+  const std::string tm = decode_error(short_tga, "a.tga");
+  EXPECT_TRUE(contains(tm, "a.tga") && contains(tm, "TGA file is truncated") && contains(tm, "30 bytes"))
+      << tm;
+}
+
+// A PNG of a few dozen bytes declaring 14000 x 14000 pixels is refused from its header, before any
+// memory is taken; FOVEA_MAX_IMAGE_PIXELS moves or lifts the limit.
+TEST(Image, DeclaredSizeAboveThePixelLimitIsRefused) {
+  SKIP_WITHOUT_STB();
+  auto png_header = [](std::uint32_t w, std::uint32_t h) {
+    std::vector<unsigned char> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    put_be(b, 13, 4);
+    b.insert(b.end(), {'I', 'H', 'D', 'R'});
+    put_be(b, w, 4), put_be(b, h, 4);
+    b.insert(b.end(), {8, 2, 0, 0, 0, 0, 0, 0, 0});  // 8-bit RGB; a CRC stb does not check
+    return b;
+  };
+  ::unsetenv("FOVEA_MAX_IMAGE_PIXELS");
+  EXPECT_EQ(max_image_pixels(), kDefaultMaxImagePixels);
+  const std::string bomb = decode_error(png_header(14000, 14000), "bomb.png");
+  EXPECT_TRUE(contains(bomb, "bomb.png") && contains(bomb, "14000x14000 = 196000000 pixels") &&
+              contains(bomb, "FOVEA_MAX_IMAGE_PIXELS"))
+      << bomb;
+
+  TempDir dir;
+  write_png(dir.path() / "small.png", image_from(std::vector<float>(3 * 3 * 4, 0.5f), 3, 3, 4));  // 12 pixels
+  const std::vector<unsigned char> small = file_bytes(dir.path() / "small.png");
+  {
+    ScopedEnv limit("FOVEA_MAX_IMAGE_PIXELS", "11");
+    EXPECT_TRUE(contains(decode_error(small), "more than the limit of 11")) << decode_error(small);
+  }
+  {
+    ScopedEnv limit("FOVEA_MAX_IMAGE_PIXELS", "12");
+    EXPECT_EQ(decode_image(small).shape(), (Shape{3, 3, 4}));
+  }
+  {
+    ScopedEnv limit("FOVEA_MAX_IMAGE_PIXELS", "0");  // no limit: the bomb gets past the check
+    EXPECT_FALSE(contains(decode_error(png_header(14000, 14000)), "limit"));
+  }
+  for (const char* bad : {"-1", "1e6", "many"}) {
+    ScopedEnv limit("FOVEA_MAX_IMAGE_PIXELS", bad);
+    const std::string m = decode_error(small);
+    EXPECT_TRUE(contains(m, "FOVEA_MAX_IMAGE_PIXELS must be") && contains(m, bad)) << m;
+  }
+}
+
+// A minimal uncompressed 8-bit grayscale TIFF (little-endian, one strip), decoded from memory, from
+// a file, and through decode_image's magic test: the same pixels; a truncated copy names the source.
+TEST(Tiff, DecodeTiffFromMemoryEqualsLoadTiff) {
+  if (!kHaveTiff) GTEST_SKIP() << "built without libtiff (apt-get install libtiff-dev)";
+  const int w = 3, h = 2;
+  std::vector<unsigned char> b = {'I', 'I', 42, 0};
+  const int entries = 9;
+  const std::uint32_t ifd = 8, pixels = ifd + 2 + 12 * entries + 4;
+  put_le(b, ifd, 4);
+  put_le(b, entries, 2);
+  auto tag = [&](int id, int type, std::uint32_t value) {
+    put_le(b, static_cast<std::uint64_t>(id), 2), put_le(b, static_cast<std::uint64_t>(type), 2),
+        put_le(b, 1, 4);
+    put_le(b, value, type == 3 ? 2 : 4);
+    if (type == 3) put_le(b, 0, 2);
+  };
+  tag(256, 3, w), tag(257, 3, h), tag(258, 3, 8), tag(259, 3, 1), tag(262, 3, 1);  // min-is-black
+  tag(273, 4, pixels), tag(277, 3, 1), tag(278, 3, h), tag(279, 4, w * h);
+  put_le(b, 0, 4);  // no next IFD
+  ASSERT_EQ(b.size(), pixels);
+  for (int i = 0; i < w * h; ++i) b.push_back(static_cast<unsigned char>(40 * i + 5));
+
+  const Tensor m = decode_tiff(b, "gray.tif");
+  ASSERT_EQ(m.shape(), (Shape{3, h, w}));
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < w * h; ++i)
+      EXPECT_EQ(m.data()[c * w * h + i], static_cast<float>(40 * i + 5) / 255.0f);
+  TempDir dir;
+  {
+    std::ofstream out(dir.path() / "gray.tif", std::ios::binary);
+    out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  }
+  const Tensor f = load_tiff(dir.path() / "gray.tif");
+  ASSERT_EQ(f.shape(), m.shape());
+  for (std::int64_t i = 0; i < m.numel(); ++i) EXPECT_EQ(f.data()[i], m.data()[i]);
+  if (kHaveImageIo) {
+    const Tensor d = decode_image(b, "sniffed");
+    for (std::int64_t i = 0; i < m.numel(); ++i) EXPECT_EQ(d.data()[i], m.data()[i]);
+  }
+  const std::vector<unsigned char> cut(b.begin(), b.begin() + 20);
+  try {
+    decode_tiff(cut, "cut.tif");
+    ADD_FAILURE() << "a truncated TIFF decoded";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "cut.tif")) << e.what();
+  }
 }
 
 TEST(Image, WritePngLeavesNoFileOnBadInput) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -19,11 +20,14 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fovea/core/error.hpp"
 #include "fovea/core/tensor.hpp"
+#include "fovea/data/image_limits.hpp"
 #include "fovea/data/tiff.hpp"
 #include "fovea/io/atomic_file.hpp"
 
@@ -76,6 +80,103 @@ inline std::vector<unsigned char> read_whole_file(const std::filesystem::path& p
   return bytes;
 }
 
+// stb_image 2.27 (Debian bookworm's libstb) writes past its Huffman tables when a JPEG's DHT segment
+// declares more than 256 codes in one table (nothings/stb issues 1289 and 1291, fixed in stb 2.28):
+// a crafted file corrupts memory. This walk over the JPEG's segments, as stb reads them (entropy-coded
+// data skipped up to the next marker), rejects such a table first. Anything else it does not judge:
+// stb reports truncation and other defects itself.
+inline void check_jpeg_huffman_tables(std::span<const unsigned char> b, const std::string& source) {
+  std::size_t pos = 0;  // stb takes fill bytes before the start-of-image marker, too
+  while (pos < b.size() && b[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= b.size() || b[pos] != 0xD8) return;  // not a JPEG
+  ++pos;
+  while (pos < b.size()) {
+    if (b[pos] != 0xFF) {  // entropy-coded data: on to the next 0xFF
+      const void* next = std::memchr(b.data() + pos, 0xFF, b.size() - pos);
+      if (next == nullptr) return;
+      pos = static_cast<std::size_t>(static_cast<const unsigned char*>(next) - b.data());
+      continue;
+    }
+    while (pos < b.size() && b[pos] == 0xFF) ++pos;  // fill bytes
+    if (pos >= b.size()) return;
+    const unsigned marker = b[pos++];
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // no length
+    if (marker == 0xD9 || pos + 2 > b.size()) return;                                      // end of image
+    const std::size_t length = (std::size_t{b[pos]} << 8) | b[pos + 1];
+    if (marker == 0xC4) {
+      // As stb does: tables follow each other while the segment has bytes left, a table's header read
+      // even where it runs past the segment's end (past the file's end stb reads zeros).
+      auto at = [&](std::size_t i) -> std::size_t { return i < b.size() ? b[i] : 0; };
+      std::size_t t = pos + 2;
+      for (std::ptrdiff_t left = static_cast<std::ptrdiff_t>(length) - 2; left > 0 && t < b.size();) {
+        std::size_t codes = 0;
+        for (std::size_t i = 1; i <= 16; ++i) codes += at(t + i);
+        FOVEA_CHECK(codes <= 256, "cannot decode image '", source,
+                    "': corrupt JPEG: the Huffman table at byte ", t, " declares ", codes,
+                    " codes (at most 256)");
+        t += 17 + codes;
+        left -= static_cast<std::ptrdiff_t>(17 + codes);
+      }
+    }
+    pos += length;
+  }
+}
+
+// stb_image decodes a truncated BMP, binary PNM (P5, P6) or uncompressed TGA without complaint: the
+// missing pixels read as zeros. These formats store their pixels uncompressed, so the bytes a file
+// must have follow from its header; a shorter file is rejected, naming both sizes. (JPEG and PNG
+// report truncation themselves; GIF, PSD and RLE-coded TGA are not checked.)
+inline void check_uncompressed_size(std::span<const unsigned char> b, const std::string& source) {
+  auto le = [&](std::size_t at, int n) -> std::uint64_t {
+    std::uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | (at + i < b.size() ? b[at + i] : 0);
+    return v;
+  };
+  auto need = [&](std::uint64_t bytes, const char* format) {
+    FOVEA_CHECK(b.size() >= bytes, "cannot decode image '", source, "': the ", format,
+                " file is truncated: its ", "header needs ", bytes, " bytes, the file has ", b.size());
+  };
+  auto starts = [&](std::string_view magic) {
+    return b.size() >= magic.size() && std::memcmp(b.data(), magic.data(), magic.size()) == 0;
+  };
+  if (starts("BM")) {
+    const std::uint64_t offset = le(10, 4), hsz = le(14, 4);
+    const bool core = hsz == 12;
+    const std::uint64_t w = le(18, core ? 2 : 4), bpp = le(core ? 24 : 28, 2);
+    // A negative height (top-down rows) only in the 32-bit fields of the newer headers.
+    const std::int64_t h = core ? static_cast<std::int64_t>(le(20, 2)) : static_cast<std::int32_t>(le(22, 4));
+    const std::uint64_t compression = core ? 0 : le(30, 4);
+    if ((compression != 0 && compression != 3) || bpp == 0 || w == 0 || h == 0 || w > (1u << 24)) return;
+    const std::uint64_t rows = static_cast<std::uint64_t>(h < 0 ? -h : h), row = (bpp * w + 31) / 32 * 4;
+    need(offset + row * (rows - 1) + (bpp * w + 7) / 8, "BMP");  // the last row's padding may be missing
+  } else if (starts("P5") || starts("P6")) {
+    std::size_t pos = 2;
+    auto number = [&]() -> std::uint64_t {  // whitespace and # comments, then digits
+      while (pos < b.size() && (std::isspace(b[pos]) || b[pos] == '#')) {
+        if (b[pos] == '#')
+          while (pos < b.size() && b[pos] != '\n' && b[pos] != '\r') ++pos;
+        else ++pos;
+      }
+      std::uint64_t v = 0;
+      while (pos < b.size() && b[pos] >= '0' && b[pos] <= '9' && v < (1u << 30))
+        v = v * 10 + (b[pos++] - '0');
+      return v;
+    };
+    const std::uint64_t w = number(), h = number(), maxval = number();
+    if (w == 0 || h == 0 || maxval == 0 || pos >= b.size()) return;  // stb rejects these itself
+    const std::uint64_t channels = b[1] == '6' ? 3 : 1, depth = maxval > 255 ? 2 : 1;
+    need(pos + 1 + w * h * channels * depth, "PNM");
+  } else if (b.size() >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1) {
+    // TGA has no magic; stb tries it last, so only a file no other format claims gets here.
+    if (starts("\x89PNG") || starts("GIF8") || starts("8BPS") || starts("#?") || starts("S\x80\xf6\x34") ||
+        b[0] == 0xFF)
+      return;
+    const std::uint64_t id = b[0], cmap = b[1] ? le(5, 2) * ((le(7, 1) + 7) / 8) : 0;
+    const std::uint64_t w = le(12, 2), h = le(14, 2), bpp = b[16];
+    need(18 + id + cmap + w * h * ((bpp + 7) / 8), "TGA");
+  }
+}
+
 // One axis of a separable resize: output i reads inputs [first[i], first[i] + count[i]) with the
 // weights in row i of `weights` (stride `stride`), which sum to 1.
 struct ResampleTaps {
@@ -126,20 +227,30 @@ inline void check_image(const char* op, CView image) {
 
 }  // namespace detail
 
-// load_image: decodes a JPEG, PNG, BMP or GIF (first frame) file (also TGA, PSD, PNM, HDR, PIC).
+// decode_image: decodes a JPEG, PNG, BMP or GIF (first frame) held in memory (also TGA, PSD, PNM,
+// HDR, PIC; a TIFF, recognised by its first four bytes, goes to decode_tiff). `source` names the bytes
+// in errors (a file name, an archive member).
 // ensures: a CPU tensor (3, H, W) of RGB values k / 255 in [0, 1] (16-bit PNGs are reduced to 8 bits);
 //          grayscale is replicated into the three channels, alpha is dropped.
-// Throws fovea::Error naming the file and the reason (missing or unreadable file, empty, truncated
-// or corrupt data, unsupported format) or, in a build without stb, naming the package to install.
-// Files ending in .tif / .tiff go to load_tiff (data/tiff.hpp, libtiff), with the same contract.
-inline Tensor load_image(const std::filesystem::path& path) {
-  if (detail::has_tiff_extension(path)) return load_tiff(path);
+// Throws fovea::Error naming `source` and the reason: no data, truncated or corrupt data, an
+// unsupported format, an image larger than max_image_pixels() (data/image_limits.hpp: the declared
+// size is checked before decoding), or, in a build without stb, the package to install.
+inline Tensor decode_image(std::span<const unsigned char> bytes, const std::string& source = "<memory>") {
+  FOVEA_CHECK(!bytes.empty(), "cannot decode image '", source, "': the file is empty");
+  if (bytes.size() >= 4 && ((bytes[0] == 'I' && bytes[1] == 'I' && bytes[2] == 42 && bytes[3] == 0) ||
+                            (bytes[0] == 'M' && bytes[1] == 'M' && bytes[2] == 0 && bytes[3] == 42)))
+    return decode_tiff(bytes, source);
 #if FOVEA_WITH_STB
-  const std::vector<unsigned char> bytes = detail::read_whole_file(path);
-  FOVEA_CHECK(!bytes.empty(), "cannot decode image '", path.string(), "': the file is empty");
+  FOVEA_CHECK(bytes.size() <= static_cast<std::size_t>(INT_MAX), "cannot decode image '", source,
+              "': ", bytes.size(), " bytes is more than the decoder accepts (2 GiB)");
+  const int size = static_cast<int>(bytes.size());
+  detail::check_jpeg_huffman_tables(bytes, source);
   int w = 0, h = 0, channels = 0;
-  unsigned char* pixels =
-      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 3);
+  if (stbi_info_from_memory(bytes.data(), size, &w, &h, &channels) != 0) {
+    detail::check_image_size("image '" + source + "'", w, h);
+    detail::check_uncompressed_size(bytes, source);
+  }
+  unsigned char* pixels = stbi_load_from_memory(bytes.data(), size, &w, &h, &channels, 3);
   if (pixels == nullptr) {
     const char* why = stbi_failure_reason();
     std::string reason = why != nullptr ? why : "unknown failure";
@@ -147,18 +258,33 @@ inline Tensor load_image(const std::filesystem::path& path) {
       reason += " (stb_image decodes JPEG, PNG, BMP, GIF, TGA, PSD, PNM, HDR and PIC; not TIFF or WebP)";
     else if (reason != "outofmem")
       reason = "stb_image says '" + reason + "': the file is truncated, corrupt or an unsupported variant";
-    FOVEA_FAIL("cannot decode image '", path.string(), "': ", reason);
+    FOVEA_FAIL("cannot decode image '", source, "': ", reason);
   }
   struct Freer {
     unsigned char* p;
     ~Freer() { stbi_image_free(p); }
   } freer{pixels};
+  // The info call and the decoder read the same header; check again what was decoded.
+  detail::check_image_size("image '" + source + "'", w, h);
   Tensor image(Shape{3, h, w});  // (3, H, W)
   float* out = image.data();
   const std::size_t plane = static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
   for (std::size_t p = 0; p < plane; ++p)
     for (std::size_t c = 0; c < 3; ++c) out[c * plane + p] = static_cast<float>(pixels[p * 3 + c]) / 255.0f;
   return image;
+#else
+  FOVEA_FAIL("cannot decode image '", source, "': ", detail::kNoStbMessage);
+#endif
+}
+
+// load_image: decode_image of a file's bytes, errors naming the file (also a missing or unreadable
+// file, a directory). Files ending in .tif / .tiff go to load_tiff (data/tiff.hpp, libtiff), with the
+// same contract.
+inline Tensor load_image(const std::filesystem::path& path) {
+  if (detail::has_tiff_extension(path)) return load_tiff(path);
+#if FOVEA_WITH_STB
+  const std::vector<unsigned char> bytes = detail::read_whole_file(path);
+  return decode_image(bytes, path.string());
 #else
   FOVEA_FAIL("cannot read image '", path.string(), "': ", detail::kNoStbMessage);
 #endif

@@ -245,10 +245,9 @@ struct SplitFile {
   }
 };
 
-// read_split: reads a CSV `image,split` (split: train, validation or val, test). Throws "file:line: ..."
-// for an unknown split name or a repeated image.
-inline SplitFile read_split(const std::filesystem::path& path) {
-  const CsvTable t = read_csv(path);
+// split_from_table: a parsed CSV `image,split` (split: train, validation or val, test) as a split
+// file. Throws "file:line: ..." for a missing column, an unknown split name or a repeated image.
+inline SplitFile split_from_table(const CsvTable& t) {
   const int image_col = t.require_column("image");
   const int split_col = t.require_column("split");
   SplitFile f;
@@ -262,5 +261,8 @@ inline SplitFile read_split(const std::filesystem::path& path) {
   }
   return f;
 }
+
+// read_split: split_from_table of the CSV file at `path` (its errors name the file and line).
+inline SplitFile read_split(const std::filesystem::path& path) { return split_from_table(read_csv(path)); }
 
 }  // namespace fovea::data

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -61,22 +62,29 @@ inline std::filesystem::path save_checkpoint(const std::filesystem::path& dir, c
   return path;
 }
 
+// Sets c.position from c.metadata's fovea.step, fovea.epoch and fovea.batch_in_epoch. Throws
+// fovea::Error naming c.path and the field when one is missing, not an integer, or negative.
+inline void read_checkpoint_position(Checkpoint& c) {
+  auto get = [&](const char* key) -> std::int64_t {
+    auto it = c.metadata.find(key);
+    FOVEA_CHECK(it != c.metadata.end(), "checkpoint ", c.path.string(), " has no metadata field ", key);
+    const std::string& text = it->second;
+    std::int64_t v = -1;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    FOVEA_CHECK(ec == std::errc() && end == text.data() + text.size() && v >= 0, "checkpoint ",
+                c.path.string(), ": metadata field ", key, " is not a non-negative integer: '", text, "'");
+    return v;
+  };
+  c.position = LoopPosition{get("fovea.step"), get("fovea.epoch"), get("fovea.batch_in_epoch")};
+}
+
 inline Checkpoint read_checkpoint(const std::filesystem::path& path) {
   io::SafeTensors file = io::read_safetensors(path);
   Checkpoint c;
   c.path = path;
   c.metadata = file.metadata;
   c.tensors = std::move(file.tensors);
-  auto get = [&](const char* key) -> std::int64_t {
-    auto it = c.metadata.find(key);
-    FOVEA_CHECK(it != c.metadata.end(), "checkpoint ", path.string(), " has no metadata field ", key);
-    try {
-      return std::stoll(it->second);
-    } catch (...) {
-      FOVEA_FAIL("checkpoint ", path.string(), ": metadata field ", key, " is not an integer: '", it->second, "'");
-    }
-  };
-  c.position = LoopPosition{get("fovea.step"), get("fovea.epoch"), get("fovea.batch_in_epoch")};
+  read_checkpoint_position(c);
   return c;
 }
 
