@@ -192,6 +192,11 @@ TEST(Image, TruncatedUncompressedImagesAreRejected) {
   const std::string pm = decode_error(short_ppm, "a.ppm");
   EXPECT_TRUE(contains(pm, "a.ppm") && contains(pm, "PNM file is truncated") && contains(pm, "51 bytes"))
       << pm;
+  // stb 2.27 would overflow an int reading this maxval (undefined behaviour): refused before stb.
+  const std::string big = "P6\n4 3\n28888888888\n";
+  const std::string om = decode_error(std::vector<unsigned char>(big.begin(), big.end()), "big.ppm");
+  EXPECT_TRUE(contains(om, "big.ppm") && contains(om, "corrupt PNM header") && contains(om, "28888888888"))
+      << om;
 
   // BMP, 24 bits, 2 x 2, bottom-up: rows of 6 bytes padded to 8.
   std::vector<unsigned char> bmp = {'B', 'M'};
@@ -302,6 +307,15 @@ TEST(Tiff, DecodeTiffFromMemoryEqualsLoadTiff) {
   if (kHaveImageIo) {
     const Tensor d = decode_image(b, "sniffed");
     for (std::int64_t i = 0; i < m.numel(); ++i) EXPECT_EQ(d.data()[i], m.data()[i]);
+  }
+  // 987 samples per pixel: refused before libtiff sizes a buffer from it.
+  std::vector<unsigned char> many = b;
+  many[ifd + 2 + 12 * 6 + 8] = 0xDB, many[ifd + 2 + 12 * 6 + 9] = 0x03;  // tag 277's value
+  try {
+    decode_tiff(many, "many.tif");
+    ADD_FAILURE() << "987 samples per pixel decoded";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "many.tif") && contains(e.what(), "987 samples per pixel")) << e.what();
   }
   const std::vector<unsigned char> cut(b.begin(), b.begin() + 20);
   try {

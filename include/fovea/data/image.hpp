@@ -122,6 +122,47 @@ inline void check_jpeg_huffman_tables(std::span<const unsigned char> b, const st
   }
 }
 
+// The header of a binary PNM (P5 gray, P6 RGB), parsed as stb parses it: whitespace and # comments,
+// then decimal numbers. Numbers saturate at 2^40 instead of overflowing.
+struct PnmHeader {
+  bool binary = false;  // starts with P5 or P6
+  std::uint64_t channels = 0, width = 0, height = 0, maxval = 0;
+  std::size_t data = 0;  // where the pixels start: one whitespace byte after maxval
+};
+
+inline PnmHeader pnm_header(std::span<const unsigned char> b) {
+  PnmHeader p;
+  if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return p;
+  p.binary = true;
+  p.channels = b[1] == '6' ? 3 : 1;
+  std::size_t pos = 2;
+  auto number = [&]() -> std::uint64_t {
+    while (pos < b.size() && (std::isspace(b[pos]) || b[pos] == '#')) {
+      if (b[pos] == '#')
+        while (pos < b.size() && b[pos] != '\n' && b[pos] != '\r') ++pos;
+      else ++pos;
+    }
+    std::uint64_t v = 0;
+    for (; pos < b.size() && b[pos] >= '0' && b[pos] <= '9'; ++pos)
+      v = std::min<std::uint64_t>(v * 10 + (b[pos] - '0'), std::uint64_t{1} << 40);
+    return v;
+  };
+  p.width = number(), p.height = number(), p.maxval = number();
+  p.data = pos + 1;
+  return p;
+}
+
+// stb_image 2.27 reads a PNM header's numbers into an int without an overflow check (undefined
+// behaviour; fixed in 2.28): refuse numbers above INT_MAX before stb reads them.
+inline void check_pnm_numbers(std::span<const unsigned char> b, const std::string& source) {
+  const PnmHeader p = pnm_header(b);
+  if (!p.binary) return;
+  for (const std::uint64_t v : {p.width, p.height, p.maxval})
+    FOVEA_CHECK(v <= static_cast<std::uint64_t>(INT_MAX), "cannot decode image '", source,
+                "': corrupt PNM header: the number ",
+                v >= (std::uint64_t{1} << 40) ? "(over 2^40)" : std::to_string(v), " is out of range");
+}
+
 // stb_image decodes a truncated BMP, binary PNM (P5, P6) or uncompressed TGA without complaint: the
 // missing pixels read as zeros. These formats store their pixels uncompressed, so the bytes a file
 // must have follow from its header; a shorter file is rejected, naming both sizes. (JPEG and PNG
@@ -149,23 +190,10 @@ inline void check_uncompressed_size(std::span<const unsigned char> b, const std:
     if ((compression != 0 && compression != 3) || bpp == 0 || w == 0 || h == 0 || w > (1u << 24)) return;
     const std::uint64_t rows = static_cast<std::uint64_t>(h < 0 ? -h : h), row = (bpp * w + 31) / 32 * 4;
     need(offset + row * (rows - 1) + (bpp * w + 7) / 8, "BMP");  // the last row's padding may be missing
-  } else if (starts("P5") || starts("P6")) {
-    std::size_t pos = 2;
-    auto number = [&]() -> std::uint64_t {  // whitespace and # comments, then digits
-      while (pos < b.size() && (std::isspace(b[pos]) || b[pos] == '#')) {
-        if (b[pos] == '#')
-          while (pos < b.size() && b[pos] != '\n' && b[pos] != '\r') ++pos;
-        else ++pos;
-      }
-      std::uint64_t v = 0;
-      while (pos < b.size() && b[pos] >= '0' && b[pos] <= '9' && v < (1u << 30))
-        v = v * 10 + (b[pos++] - '0');
-      return v;
-    };
-    const std::uint64_t w = number(), h = number(), maxval = number();
-    if (w == 0 || h == 0 || maxval == 0 || pos >= b.size()) return;  // stb rejects these itself
-    const std::uint64_t channels = b[1] == '6' ? 3 : 1, depth = maxval > 255 ? 2 : 1;
-    need(pos + 1 + w * h * channels * depth, "PNM");
+  } else if (const PnmHeader pnm = pnm_header(b); pnm.binary) {
+    if (pnm.width == 0 || pnm.height == 0 || pnm.maxval == 0 || pnm.data > b.size())
+      return;  // stb refuses these
+    need(pnm.data + pnm.width * pnm.height * pnm.channels * (pnm.maxval > 255 ? 2 : 1), "PNM");
   } else if (b.size() >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1) {
     // TGA has no magic; stb tries it last, so only a file no other format claims gets here.
     if (starts("\x89PNG") || starts("GIF8") || starts("8BPS") || starts("#?") || starts("S\x80\xf6\x34") ||
@@ -245,6 +273,7 @@ inline Tensor decode_image(std::span<const unsigned char> bytes, const std::stri
               "': ", bytes.size(), " bytes is more than the decoder accepts (2 GiB)");
   const int size = static_cast<int>(bytes.size());
   detail::check_jpeg_huffman_tables(bytes, source);
+  detail::check_pnm_numbers(bytes, source);
   int w = 0, h = 0, channels = 0;
   if (stbi_info_from_memory(bytes.data(), size, &w, &h, &channels) != 0) {
     detail::check_image_size("image '" + source + "'", w, h);

@@ -97,6 +97,11 @@ inline Tensor decode_tiff_handle(TIFF* tif, const std::string& name) {
   TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
   TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric);
   check_image_size("TIFF '" + name + "'", w, h);
+  // libtiff sizes its buffers from these fields: a few hundred bytes declaring 987 samples per pixel
+  // made its RGBA reader ask for 3 GB. fovea reads at most RGBA plus extra samples, up to 16 bits.
+  FOVEA_CHECK(spp >= 1 && spp <= 8 && (bits == 1 || bits == 2 || bits == 4 || bits == 8 || bits == 16),
+              "cannot decode TIFF '", name, "': unsupported layout of ", spp, " samples per pixel of ", bits,
+              " bits (fovea reads 1 to 8 samples of 1, 2, 4, 8 or 16 bits)");
   Tensor image(Shape{3, static_cast<std::int64_t>(h), static_cast<std::int64_t>(w)});  // (3, H, W)
   float* out = image.data();
   const std::size_t plane = static_cast<std::size_t>(w) * h;
