@@ -65,6 +65,21 @@ def images():
     put("image", "truncated-rgb.png", encoded(rgb, "PNG")[:40])
 
 
+def fundus():
+    # A dark field with a bright, vignetted disc: what the field-of-view detection expects.
+    y, x = np.mgrid[0:40, 0:52]
+    r = np.hypot(y - 20, x - 27) / 18.0
+    disc = np.clip(1.0 - r * r, 0, 1)
+    rgb = np.stack([200 * disc, 90 * disc, 40 * disc], axis=-1).astype(np.uint8)
+    put("fundus", "disc.png", encoded(Image.fromarray(rgb), "PNG"))
+    put("fundus", "disc.jpg", encoded(Image.fromarray(rgb), "JPEG", quality=70))
+    put("fundus", "one-pixel.png", encoded(Image.fromarray(pixels(1, 1)), "PNG"))
+    put("fundus", "one-row.png", encoded(Image.fromarray(pixels(1, 60)), "PNG"))
+    put("fundus", "one-column.png", encoded(Image.fromarray(pixels(45, 1)), "PNG"))
+    put("fundus", "black.png", encoded(Image.fromarray(np.zeros((9, 9, 3), np.uint8)), "PNG"))
+    put("fundus", "white.png", encoded(Image.fromarray(np.full((9, 7, 3), 255, np.uint8)), "PNG"))
+
+
 def tiffs():
     rgb = Image.fromarray(pixels(6, 7))
     mask = Image.fromarray(pixels(9, 13, 1) > 128)  # mode "1"
@@ -139,6 +154,7 @@ def configs():
 
 def main():
     images()
+    fundus()
     tiffs()
     safetensors()
     csvs()

@@ -41,7 +41,7 @@ bool build_reads(const fovea::fuzz::Target& target, const fs::path& p) {
   const bool tiff_file = p.extension() == ".tif";
   if (target.run == fovea::fuzz::tiff || (target.run == fovea::fuzz::image && tiff_file))
     return fovea::data::kHaveTiff;
-  if (target.run == fovea::fuzz::image) return fovea::data::kHaveImageIo;
+  if (target.run == fovea::fuzz::image || target.run == fovea::fuzz::fundus) return fovea::data::kHaveImageIo;
   if (p.extension() == ".yaml") return FOVEA_WITH_YAML != 0;
   return true;
 }

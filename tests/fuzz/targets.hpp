@@ -5,6 +5,7 @@
 // test (replay.cpp), which runs every committed seed and regression input in every build.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -15,6 +16,7 @@
 #include "fovea/core/error.hpp"
 #include "fovea/data/csv.hpp"
 #include "fovea/data/dataset.hpp"
+#include "fovea/data/fundus.hpp"
 #include "fovea/data/image.hpp"
 #include "fovea/data/split.hpp"
 #include "fovea/data/tiff.hpp"
@@ -31,6 +33,26 @@ inline std::string_view text_of(Bytes in) { return {reinterpret_cast<const char*
 inline void image(Bytes in) {
   const Tensor t = data::decode_image(in, "fuzz-input");
   FOVEA_CHECK(t.shape().rank() == 3 && t.shape()[0] == 3, "decode_image returned ", t.shape().str());
+}
+
+// A decoded image of any size and content through fundus preprocessing: field of view, crop,
+// resize, Ben Graham, at a small output size, and the Otsu field-of-view mask. The output must be
+// (3, S, S) and finite.
+inline void fundus(Bytes in) {
+  const Tensor image = data::decode_image(in, "fuzz-input");
+  for (const bool crop : {true, false}) {
+    data::FundusPreprocess settings;
+    settings.size = 24;
+    settings.crop_to_fov = crop;
+    settings.ben_graham = crop;
+    const Tensor out = data::preprocess_fundus(image.clone(), settings);
+    FOVEA_CHECK(out.shape() == (Shape{3, 24, 24}), "preprocess_fundus returned ", out.shape().str());
+    for (std::int64_t i = 0; i < out.numel(); ++i)
+      FOVEA_CHECK(std::isfinite(out.data()[i]), "preprocess_fundus output ", i, " is ", out.data()[i]);
+  }
+  const Tensor mask = data::fov_mask(image);
+  FOVEA_CHECK(mask.shape()[1] == image.shape()[1] && mask.shape()[2] == image.shape()[2], "fov_mask returned ",
+              mask.shape().str(), " for ", image.shape().str());
 }
 
 // libtiff through fovea's memory stream, whatever the first bytes.
@@ -114,7 +136,7 @@ struct Target {
 };
 
 inline constexpr Target kTargets[] = {
-    {"image", image}, {"tiff", tiff}, {"safetensors", safetensors}, {"csv", csv}, {"config", config}};
+    {"image", image}, {"fundus", fundus}, {"tiff", tiff}, {"safetensors", safetensors}, {"csv", csv}, {"config", config}};
 
 // Runs `target` on `in`; fovea::Error is a rejection (returns false), success returns true, anything
 // else propagates.

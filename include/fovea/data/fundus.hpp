@@ -323,16 +323,19 @@ struct FundusPreprocess {
   std::array<float, 3> std{1.0f, 1.0f, 1.0f};
 };
 
-// preprocess_fundus: load_image(path) -> [field of view (fov_box_fast), square crop_to_fov] ->
+// preprocess_fundus: a decoded image (3, H, W) in [0, 1] (load_image, decode_image) -> [field of view
+// (fov_box_fast), square crop_to_fov] ->
 // antialiased resize to S x S (without the crop: torchvision's Resize(S) + CenterCrop(S)) ->
 // [ben_graham at size S, the field of view's box mapped through the crop and resize] ->
 // normalize(mean, std). Ben Graham runs after the resize so that sigma = r / 30 is measured at the
 // output resolution and the blur stays cheap.
 //   -> (3, S, S) on the cpu.
-inline Tensor preprocess_fundus(const std::filesystem::path& path, const FundusPreprocess& settings) {
+inline Tensor preprocess_fundus(Tensor image, const FundusPreprocess& settings) {
   const int s = settings.size;
   FOVEA_CHECK(s > 0, "preprocess_fundus: size must be positive, got ", s);
-  Tensor image = load_image(path);  // (3, H, W)
+  FOVEA_CHECK(image.device().is_cpu() && image.shape().rank() == 3 && image.shape()[0] == 3,
+              "preprocess_fundus: image must be (3, H, W) on the cpu, got ", image.shape().str(), " on ",
+              image.device().str());
   const std::int64_t h = image.shape()[1], w = image.shape()[2];
   BoundingBox box;
   if (settings.crop_to_fov || settings.ben_graham) box = fov_box_fast(image);
@@ -364,6 +367,12 @@ inline Tensor preprocess_fundus(const std::filesystem::path& path, const FundusP
   }
   normalize(image, settings.mean, settings.std);
   return image;
+}
+
+// The same for the image file at `path` (load_image's errors name it).
+inline Tensor preprocess_fundus(const std::filesystem::path& path, const FundusPreprocess& settings) {
+  FOVEA_CHECK(settings.size > 0, "preprocess_fundus: size must be positive, got ", settings.size);
+  return preprocess_fundus(load_image(path), settings);
 }
 
 }  // namespace fovea::data
