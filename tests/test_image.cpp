@@ -269,6 +269,22 @@ TEST(Image, DeclaredSizeAboveThePixelLimitIsRefused) {
   }
 }
 
+// stb names an unknown critical PNG chunk by its four bytes: they reach the message escaped, so an
+// error stays printable text.
+TEST(Image, FileBytesInDecoderReasonsAreEscaped) {
+  SKIP_WITHOUT_STB();
+  std::vector<unsigned char> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  put_be(b, 13, 4);
+  b.insert(b.end(), {'I', 'H', 'D', 'R'});
+  put_be(b, 2, 4), put_be(b, 2, 4);
+  b.insert(b.end(), {8, 2, 0, 0, 0, 0, 0, 0, 0});
+  put_be(b, 0, 4);
+  b.insert(b.end(), {0x0C, 0x85, 0xCF, 0xA1, 0, 0, 0, 0});  // an unknown critical chunk, empty
+  const std::string m = decode_error(b, "chunk.png");
+  EXPECT_TRUE(contains(m, "chunk.png") && contains(m, "\\x0c\\x85\\xcf\\xa1")) << m;
+  for (const char c : m) EXPECT_TRUE(c >= 0x20 || c == '\n') << static_cast<int>(c);
+}
+
 // A minimal uncompressed 8-bit grayscale TIFF (little-endian, one strip), decoded from memory, from
 // a file, and through decode_image's magic test: the same pixels; a truncated copy names the source.
 TEST(Tiff, DecodeTiffFromMemoryEqualsLoadTiff) {

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <span>
@@ -282,7 +283,17 @@ inline Tensor decode_image(std::span<const unsigned char> bytes, const std::stri
   unsigned char* pixels = stbi_load_from_memory(bytes.data(), size, &w, &h, &channels, 3);
   if (pixels == nullptr) {
     const char* why = stbi_failure_reason();
-    std::string reason = why != nullptr ? why : "unknown failure";
+    std::string reason;  // stb quotes bytes of the file in some reasons (an unknown PNG chunk's type)
+    for (const char* c = why != nullptr ? why : "unknown failure"; *c != '\0'; ++c) {
+      const auto u = static_cast<unsigned char>(*c);
+      if (u >= 0x20 && u < 0x7F) {
+        reason += *c;
+      } else {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", u);
+        reason += hex;
+      }
+    }
     if (reason == "unknown image type")
       reason += " (stb_image decodes JPEG, PNG, BMP, GIF, TGA, PSD, PNM, HDR and PIC; not TIFF or WebP)";
     else if (reason != "outofmem")
