@@ -192,6 +192,25 @@ TEST(Image, TruncatedUncompressedImagesAreRejected) {
   const std::string pm = decode_error(short_ppm, "a.ppm");
   EXPECT_TRUE(contains(pm, "a.ppm") && contains(pm, "PNM file is truncated") && contains(pm, "51 bytes"))
       << pm;
+  // 16-bit gray (stb 2.27 read past its buffer converting it), big-endian samples / maxval.
+  const std::string g16 = "P5 2 1 1000\n";
+  std::vector<unsigned char> pgm(g16.begin(), g16.end());
+  pgm.insert(pgm.end(), {0x01, 0xF4, 0x03, 0xE8});  // 500, 1000
+  const Tensor g = decode_image(pgm, "a.pgm");
+  ASSERT_EQ(g.shape(), (Shape{3, 1, 2}));
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(g.data()[2 * c], 0.5f) << c;
+    EXPECT_EQ(g.data()[2 * c + 1], 1.0f) << c;
+  }
+  // maxval 15: scaled to [0, 1]; a sample above maxval is an error naming its byte.
+  const std::string m15 = "P5 2 1 15\n";
+  std::vector<unsigned char> four(m15.begin(), m15.end());
+  four.insert(four.end(), {15, 3});
+  EXPECT_EQ(decode_image(four, "f.pgm").data()[0], 1.0f);
+  four.back() = 16;
+  const std::string above = decode_error(four, "f.pgm");
+  EXPECT_TRUE(contains(above, "f.pgm") && contains(above, "sample 16 at byte 11 is above maxval 15"))
+      << above;
   // stb 2.27 would overflow an int reading this maxval (undefined behaviour): refused before stb.
   const std::string big = "P6\n4 3\n28888888888\n";
   const std::string om = decode_error(std::vector<unsigned char>(big.begin(), big.end()), "big.ppm");

@@ -153,21 +153,51 @@ inline PnmHeader pnm_header(std::span<const unsigned char> b) {
   return p;
 }
 
-// stb_image 2.27 reads a PNM header's numbers into an int without an overflow check (undefined
-// behaviour; fixed in 2.28): refuse numbers above INT_MAX before stb reads them.
-inline void check_pnm_numbers(std::span<const unsigned char> b, const std::string& source) {
-  const PnmHeader p = pnm_header(b);
-  if (!p.binary) return;
+// Binary PNM (P5 gray, P6 RGB; 8 or 16 bits, big-endian) decoded here rather than by stb 2.27,
+// which overflows an int on a large header number and, for a 16-bit gray file, converts the samples
+// as 8-bit ones and then reads past its buffer. Values are sample / maxval, as the format defines
+// them (stb divided by 255 whatever the maxval). Errors name the source: a header number out of
+// range, a maxval above 65535, a sample above maxval, a file shorter than its pixels.
+inline Tensor decode_pnm(std::span<const unsigned char> b, const PnmHeader& p, const std::string& source) {
   for (const std::uint64_t v : {p.width, p.height, p.maxval})
-    FOVEA_CHECK(v <= static_cast<std::uint64_t>(INT_MAX), "cannot decode image '", source,
+    FOVEA_CHECK(v >= 1 && v <= static_cast<std::uint64_t>(INT_MAX), "cannot decode image '", source,
                 "': corrupt PNM header: the number ",
                 v >= (std::uint64_t{1} << 40) ? "(over 2^40)" : std::to_string(v), " is out of range");
+  FOVEA_CHECK(p.maxval <= 65535, "cannot decode image '", source, "': corrupt PNM header: maxval ", p.maxval,
+              " is above 65535");
+  FOVEA_CHECK(p.data - 1 < b.size() && std::isspace(b[p.data - 1]), "cannot decode image '", source,
+              "': corrupt PNM header: no whitespace after maxval");
+  check_image_size("image '" + source + "'", static_cast<std::int64_t>(p.width),
+                   static_cast<std::int64_t>(p.height));
+  const std::uint64_t depth = p.maxval > 255 ? 2 : 1, plane = p.width * p.height;
+  const std::uint64_t need = p.data + plane * p.channels * depth;
+  FOVEA_CHECK(b.size() >= need, "cannot decode image '", source,
+              "': the PNM file is truncated: its header needs ", need, " bytes, the file has ", b.size());
+  Tensor image(Shape{3, static_cast<std::int64_t>(p.height), static_cast<std::int64_t>(p.width)});
+  float* out = image.data();
+  const float scale = 1.0f / static_cast<float>(p.maxval);
+  const unsigned char* q = b.data() + p.data;
+  for (std::uint64_t i = 0; i < plane; ++i) {
+    for (std::uint64_t c = 0; c < p.channels; ++c, q += depth) {
+      const unsigned sample = depth == 1 ? q[0] : (unsigned{q[0]} << 8) | q[1];
+      FOVEA_CHECK(sample <= p.maxval, "cannot decode image '", source, "': PNM sample ", sample, " at byte ",
+                  q - b.data(), " is above maxval ", p.maxval);
+      // maxval 255: exactly k / 255, as the other decoders give
+      out[c * plane + i] =
+          p.maxval == 255 ? static_cast<float>(sample) / 255.0f : static_cast<float>(sample) * scale;
+    }
+  }
+  if (p.channels == 1) {
+    std::copy_n(out, plane, out + plane);
+    std::copy_n(out, plane, out + 2 * plane);
+  }
+  return image;
 }
 
-// stb_image decodes a truncated BMP, binary PNM (P5, P6) or uncompressed TGA without complaint: the
-// missing pixels read as zeros. These formats store their pixels uncompressed, so the bytes a file
-// must have follow from its header; a shorter file is rejected, naming both sizes. (JPEG and PNG
-// report truncation themselves; GIF, PSD and RLE-coded TGA are not checked.)
+// stb_image decodes a truncated BMP or uncompressed TGA without complaint: the missing pixels read as
+// zeros. These formats store their pixels uncompressed, so the bytes a file must have follow from its
+// header; a shorter file is rejected, naming both sizes. (JPEG and PNG report truncation themselves,
+// binary PNM is decode_pnm's; GIF, PSD and RLE-coded TGA are not checked.)
 inline void check_uncompressed_size(std::span<const unsigned char> b, const std::string& source) {
   auto le = [&](std::size_t at, int n) -> std::uint64_t {
     std::uint64_t v = 0;
@@ -191,10 +221,6 @@ inline void check_uncompressed_size(std::span<const unsigned char> b, const std:
     if ((compression != 0 && compression != 3) || bpp == 0 || w == 0 || h == 0 || w > (1u << 24)) return;
     const std::uint64_t rows = static_cast<std::uint64_t>(h < 0 ? -h : h), row = (bpp * w + 31) / 32 * 4;
     need(offset + row * (rows - 1) + (bpp * w + 7) / 8, "BMP");  // the last row's padding may be missing
-  } else if (const PnmHeader pnm = pnm_header(b); pnm.binary) {
-    if (pnm.width == 0 || pnm.height == 0 || pnm.maxval == 0 || pnm.data > b.size())
-      return;  // stb refuses these
-    need(pnm.data + pnm.width * pnm.height * pnm.channels * (pnm.maxval > 255 ? 2 : 1), "PNM");
   } else if (b.size() >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1) {
     // TGA has no magic; stb tries it last, so only a file no other format claims gets here.
     if (starts("\x89PNG") || starts("GIF8") || starts("8BPS") || starts("#?") || starts("S\x80\xf6\x34") ||
@@ -256,11 +282,11 @@ inline void check_image(const char* op, CView image) {
 
 }  // namespace detail
 
-// decode_image: decodes a JPEG, PNG, BMP or GIF (first frame) held in memory (also TGA, PSD, PNM,
-// HDR, PIC; a TIFF, recognised by its first four bytes, goes to decode_tiff). `source` names the bytes
-// in errors (a file name, an archive member).
-// ensures: a CPU tensor (3, H, W) of RGB values k / 255 in [0, 1] (16-bit PNGs are reduced to 8 bits);
-//          grayscale is replicated into the three channels, alpha is dropped.
+// decode_image: decodes a JPEG, PNG, BMP or GIF (first frame) held in memory (also TGA, PSD, HDR,
+// PIC; a TIFF, recognised by its first four bytes, goes to decode_tiff; binary PNM, P5 / P6, is
+// decoded by fovea itself). `source` names the bytes in errors (a file name, an archive member).
+// ensures: a CPU tensor (3, H, W) of RGB values k / 255 in [0, 1] (16-bit PNGs are reduced to 8 bits;
+//          PNM gives sample / maxval); grayscale is replicated into the three channels, alpha is dropped.
 // Throws fovea::Error naming `source` and the reason: no data, truncated or corrupt data, an
 // unsupported format, an image larger than max_image_pixels() (data/image_limits.hpp: the declared
 // size is checked before decoding), or, in a build without stb, the package to install.
@@ -269,12 +295,13 @@ inline Tensor decode_image(std::span<const unsigned char> bytes, const std::stri
   if (bytes.size() >= 4 && ((bytes[0] == 'I' && bytes[1] == 'I' && bytes[2] == 42 && bytes[3] == 0) ||
                             (bytes[0] == 'M' && bytes[1] == 'M' && bytes[2] == 0 && bytes[3] == 42)))
     return decode_tiff(bytes, source);
+  if (const detail::PnmHeader pnm = detail::pnm_header(bytes); pnm.binary)
+    return detail::decode_pnm(bytes, pnm, source);
 #if FOVEA_WITH_STB
   FOVEA_CHECK(bytes.size() <= static_cast<std::size_t>(INT_MAX), "cannot decode image '", source,
               "': ", bytes.size(), " bytes is more than the decoder accepts (2 GiB)");
   const int size = static_cast<int>(bytes.size());
   detail::check_jpeg_huffman_tables(bytes, source);
-  detail::check_pnm_numbers(bytes, source);
   int w = 0, h = 0, channels = 0;
   if (stbi_info_from_memory(bytes.data(), size, &w, &h, &channels) != 0) {
     detail::check_image_size("image '" + source + "'", w, h);
