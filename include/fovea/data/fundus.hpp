@@ -346,10 +346,11 @@ inline Tensor preprocess_fundus(Tensor image, const FundusPreprocess& settings) 
     const std::int64_t margin = static_cast<std::int64_t>(
         std::lround(settings.margin_fraction * static_cast<float>(std::max(box.width(), box.height()))));
     const BoundingBox sq = fov_square(box, margin);
-    image = crop_square(image, sq);
     ox = static_cast<double>(sq.x0), oy = static_cast<double>(sq.y0);
     sx = sy = static_cast<double>(s) / static_cast<double>(sq.width());
-    if (sq.width() != s) image = resize_antialiased(image, s, s);
+    // crop_square, then resize: in one pass, without the padded square (bitwise the same).
+    image = sq.width() != s ? resize_window_antialiased(image, sq.y0, sq.x0, sq.height(), sq.width(), s, s)
+                            : crop_square(image, sq);
   } else if (h != s || w != s) {
     const auto [rh, rw] = resized_shorter_side(h, w, s);
     if (rh != h || rw != w) image = resize_antialiased(image, rh, rw);

@@ -363,48 +363,84 @@ inline Tensor load_image(const std::filesystem::path& path) {
 // with edge clamping. Rows first, then columns; an axis whose size does not change is copied.
 // Differences from PIL: fp32 arithmetic, no rounding to 8 bits between the passes (within 1/255).
 //   image (C, H, W) on the cpu -> (C, out_h, out_w).
-inline Tensor resize_antialiased(CView image, int out_h, int out_w) {
-  detail::check_image("resize_antialiased", image);
+inline Tensor resize_antialiased(CView image, int out_h, int out_w);
+
+// resize_window_antialiased: resize_antialiased of the window of `image` with rows [y0, y0 + wh)
+// and columns [x0, x0 + ww), pixels outside the image read as 0 (the window may reach past any
+// border), without building the window: bitwise equal to cropping it out, zero-padded, and resizing
+// that, in time and memory linear in the image and the output, not in the window's area. A square
+// window around a 40 x 12,340 strip would otherwise take 1.8 GB.
+//   image (C, H, W) on the cpu -> (C, out_h, out_w).
+inline Tensor resize_window_antialiased(CView image, std::int64_t y0, std::int64_t x0, std::int64_t wh,
+                                        std::int64_t ww, int out_h, int out_w) {
+  detail::check_image("resize_window_antialiased", image);
   FOVEA_CHECK(out_h > 0 && out_w > 0, "resize_antialiased: output size ", out_h, "x", out_w,
               " must be positive");
+  FOVEA_CHECK(wh > 0 && ww > 0 && wh <= INT_MAX && ww <= INT_MAX, "resize_window_antialiased: window ", wh,
+              "x", ww, " must be positive");
   const std::int64_t channels = image.shape()[0], in_h = image.shape()[1], in_w = image.shape()[2];
   FOVEA_CHECK(in_h > 0 && in_w > 0, "resize_antialiased: empty image ", image.shape().str());
 
-  Tensor rows(Shape{channels, in_h, out_w});  // (C, H, out_w)
-  if (in_w == out_w) {
-    copy(image, rows.view());
-  } else {
-    const detail::ResampleTaps t = detail::bilinear_taps(static_cast<int>(in_w), out_w);
-    for (std::int64_t r = 0; r < channels * in_h; ++r) {
-      const float* src = image.data() + r * in_w;
-      float* dst = rows.data() + r * out_w;
+  // Horizontal pass over the window's rows (rows outside the image stay zero: a sum of w * 0).
+  Tensor rows(Shape{channels, wh, out_w});  // (C, wh, out_w)
+  std::fill(rows.data(), rows.data() + rows.numel(), 0.0f);
+  const std::int64_t ys = std::max<std::int64_t>(y0, 0), ye = std::min(y0 + wh, in_h);
+  const bool resize_w = ww != out_w;
+  const detail::ResampleTaps t = detail::bilinear_taps(static_cast<int>(ww), resize_w ? out_w : 1);
+  for (std::int64_t c = 0; c < channels; ++c) {
+    for (std::int64_t y = ys; y < ye; ++y) {
+      const float* src = image.data() + (c * in_h + y) * in_w;  // image column x is window column x - x0
+      float* dst = rows.data() + (c * wh + (y - y0)) * out_w;
+      if (!resize_w) {
+        for (std::int64_t i = 0; i < out_w; ++i) {
+          const std::int64_t x = x0 + i;
+          dst[i] = x >= 0 && x < in_w ? src[x] : 0.0f;
+        }
+        continue;
+      }
       for (int i = 0; i < out_w; ++i) {
         const float* w = t.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(t.stride);
-        const float* s = src + t.first[static_cast<std::size_t>(i)];
+        const std::int64_t first = x0 + t.first[static_cast<std::size_t>(i)];
+        const int n = t.count[static_cast<std::size_t>(i)];
         float acc = 0.0f;
-        for (int k = 0; k < t.count[static_cast<std::size_t>(i)]; ++k) acc += w[k] * s[k];
+        if (first >= 0 && first + n <= in_w) {
+          const float* s = src + first;
+          for (int k = 0; k < n; ++k) acc += w[k] * s[k];
+        } else {  // taps past the border read 0, added as the padded window would add them
+          for (int k = 0; k < n; ++k) {
+            const std::int64_t x = first + k;
+            acc += w[k] * (x >= 0 && x < in_w ? src[x] : 0.0f);
+          }
+        }
         dst[i] = acc;
       }
     }
   }
-  if (in_h == out_h) return rows;
+  if (wh == out_h) return rows;
 
   Tensor out(Shape{channels, out_h, out_w});  // (C, out_h, out_w)
-  const detail::ResampleTaps t = detail::bilinear_taps(static_cast<int>(in_h), out_h);
+  const detail::ResampleTaps v = detail::bilinear_taps(static_cast<int>(wh), out_h);
   for (std::int64_t c = 0; c < channels; ++c) {
-    const float* src = rows.data() + c * in_h * out_w;
+    const float* src = rows.data() + c * wh * out_w;
     float* dst = out.data() + c * out_h * out_w;
     for (int i = 0; i < out_h; ++i) {
-      const float* w = t.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(t.stride);
+      const float* w = v.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(v.stride);
       float* d = dst + static_cast<std::int64_t>(i) * out_w;
       std::fill(d, d + out_w, 0.0f);
-      for (int k = 0; k < t.count[static_cast<std::size_t>(i)]; ++k) {
-        const float* s = src + static_cast<std::int64_t>(t.first[static_cast<std::size_t>(i)] + k) * out_w;
+      for (int k = 0; k < v.count[static_cast<std::size_t>(i)]; ++k) {
+        const float* s = src + static_cast<std::int64_t>(v.first[static_cast<std::size_t>(i)] + k) * out_w;
         for (int x = 0; x < out_w; ++x) d[x] += w[k] * s[x];
       }
     }
   }
   return out;
+}
+
+inline Tensor resize_antialiased(CView image, int out_h, int out_w) {
+  detail::check_image("resize_antialiased", image);
+  FOVEA_CHECK(image.shape()[1] > 0 && image.shape()[2] > 0, "resize_antialiased: empty image ",
+              image.shape().str());
+  return resize_window_antialiased(image, 0, 0, image.shape()[1], image.shape()[2], out_h, out_w);
 }
 
 // The output size of torchvision's Resize(size) for an int `size`: the shorter side becomes `size`,
