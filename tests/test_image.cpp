@@ -280,6 +280,10 @@ TEST(Image, DeclaredSizeAboveThePixelLimitIsRefused) {
   {
     ScopedEnv limit("FOVEA_MAX_IMAGE_PIXELS", "0");  // no limit: the bomb gets past the check
     EXPECT_FALSE(contains(decode_error(png_header(14000, 14000)), "limit"));
+    // ... and a PNM whose pixel bytes would pass 2^64 is still refused as truncated, not read.
+    const std::string huge = "P6 2147483647 2147483647 65535\n" + std::string(64, '\x01');
+    const std::string m = decode_error(std::vector<unsigned char>(huge.begin(), huge.end()), "huge.ppm");
+    EXPECT_TRUE(contains(m, "huge.ppm") && contains(m, "PNM file is truncated")) << m;
   }
   for (const char* bad : {"-1", "1e6", "many"}) {
     ScopedEnv limit("FOVEA_MAX_IMAGE_PIXELS", bad);

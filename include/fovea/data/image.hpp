@@ -169,8 +169,11 @@ inline Tensor decode_pnm(std::span<const unsigned char> b, const PnmHeader& p, c
               "': corrupt PNM header: no whitespace after maxval");
   check_image_size("image '" + source + "'", static_cast<std::int64_t>(p.width),
                    static_cast<std::int64_t>(p.height));
-  const std::uint64_t depth = p.maxval > 255 ? 2 : 1, plane = p.width * p.height;
-  const std::uint64_t need = p.data + plane * p.channels * depth;
+  const std::uint64_t depth = p.maxval > 255 ? 2 : 1, plane = p.width * p.height,
+                      per_pixel = p.channels * depth;
+  // Saturating: with the pixel limit lifted, plane * per_pixel may pass 2^64.
+  const std::uint64_t need =
+      plane > (UINT64_MAX - p.data) / per_pixel ? UINT64_MAX : p.data + plane * per_pixel;
   FOVEA_CHECK(b.size() >= need, "cannot decode image '", source,
               "': the PNM file is truncated: its header needs ", need, " bytes, the file has ", b.size());
   Tensor image(Shape{3, static_cast<std::int64_t>(p.height), static_cast<std::int64_t>(p.width)});
@@ -218,7 +221,8 @@ inline void check_uncompressed_size(std::span<const unsigned char> b, const std:
     // A negative height (top-down rows) only in the 32-bit fields of the newer headers.
     const std::int64_t h = core ? static_cast<std::int64_t>(le(20, 2)) : static_cast<std::int32_t>(le(22, 4));
     const std::uint64_t compression = core ? 0 : le(30, 4);
-    if ((compression != 0 && compression != 3) || bpp == 0 || w == 0 || h == 0 || w > (1u << 24)) return;
+    if ((compression != 0 && compression != 3) || bpp == 0 || bpp > 32 || w == 0 || h == 0 || w > (1u << 24))
+      return;  // stb refuses these itself
     const std::uint64_t rows = static_cast<std::uint64_t>(h < 0 ? -h : h), row = (bpp * w + 31) / 32 * 4;
     need(offset + row * (rows - 1) + (bpp * w + 7) / 8, "BMP");  // the last row's padding may be missing
   } else if (b.size() >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1) {
