@@ -97,6 +97,8 @@ inline Tensor decode_tiff_handle(TIFF* tif, const std::string& name) {
   TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
   TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric);
   check_image_size("TIFF '" + name + "'", w, h);
+  FOVEA_CHECK(static_cast<std::uint64_t>(w) * h < (std::uint64_t{1} << 31), "cannot decode TIFF '", name,
+              "': ", w, "x", h, " pixels is more than libtiff's RGBA reader takes (2^31)");
   // libtiff sizes its buffers from these fields: a few hundred bytes declaring 987 samples per pixel
   // made its RGBA reader ask for 3 GB. fovea reads at most RGBA plus extra samples, up to 16 bits.
   FOVEA_CHECK(spp >= 1 && spp <= 8 && (bits == 1 || bits == 2 || bits == 4 || bits == 8 || bits == 16),
