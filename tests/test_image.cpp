@@ -177,6 +177,32 @@ TEST(Image, JpegHuffmanTablesOfMoreThan256CodesAreRejectedBeforeDecoding) {
   EXPECT_FALSE(contains(ok, "Huffman table")) << ok;
 }
 
+// A scan decoding with a Huffman table no DHT segment defined made stb 2.27 decode with uninitialised
+// memory (a crash under the fuzzer); the table references are checked first. A progressive DC
+// refinement scan reads no table, so an undefined one is allowed there.
+TEST(Image, JpegScansUsingUndefinedHuffmanTablesAreRejected) {
+  SKIP_WITHOUT_STB();
+  auto jpeg = [](unsigned char sof, unsigned char ss, unsigned char ahal) {
+    std::vector<unsigned char> b = {0xFF, 0xD8, 0xFF, sof, 0x00, 0x0B, 8, 0, 1, 0, 1, 1, 1, 0x11, 0};
+    b.insert(b.end(), {0xFF, 0xC4, 0x00, 0x14, 0x00, 1});  // DC table 0, one code of length 1
+    b.insert(b.end(), 15, 0);
+    b.push_back(0);
+    b.insert(b.end(),
+             {0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, ss, static_cast<unsigned char>(ss ? 63 : 0), ahal});
+    b.insert(b.end(), {0x00, 0xFF, 0xD9});
+    return b;
+  };
+  const std::string ac = decode_error(jpeg(0xC2, 1, 0x00), "ac.jpg");  // progressive AC scan, AC table 0
+  EXPECT_TRUE(contains(ac, "ac.jpg") && contains(ac, "AC Huffman table 0, which no DHT segment defined"))
+      << ac;
+  const std::string seq = decode_error(jpeg(0xC0, 0, 0x00), "seq.jpg");  // sequential: both tables
+  EXPECT_TRUE(contains(seq, "AC Huffman table 0")) << seq;
+  for (const unsigned char ahal : {0x00, 0x10}) {  // progressive DC scans: first (DC table 0), refinement
+    const std::string dc = decode_error(jpeg(0xC2, 0, ahal), "dc.jpg");
+    EXPECT_FALSE(contains(dc, "Huffman table")) << dc;
+  }
+}
+
 // BMP, binary PNM and uncompressed TGA: a file shorter than its header's pixels is an error, where
 // stb alone would return the missing pixels as zeros.
 TEST(Image, TruncatedUncompressedImagesAreRejected) {

@@ -81,16 +81,21 @@ inline std::vector<unsigned char> read_whole_file(const std::filesystem::path& p
   return bytes;
 }
 
-// stb_image 2.27 (Debian bookworm's libstb) writes past its Huffman tables when a JPEG's DHT segment
-// declares more than 256 codes in one table (nothings/stb issues 1289 and 1291, fixed in stb 2.28):
-// a crafted file corrupts memory. This walk over the JPEG's segments, as stb reads them (entropy-coded
-// data skipped up to the next marker), rejects such a table first. Anything else it does not judge:
-// stb reports truncation and other defects itself.
+// Two defects of stb_image 2.27 (Debian bookworm's libstb) that a JPEG's segments reveal before any
+// pixel is decoded, refused here first (both found by fuzzing, docs/testing.md):
+//   - a DHT segment declaring more than 256 codes in one table makes stb write past its Huffman
+//     tables (nothings/stb issues 1289 and 1291, fixed in 2.28);
+//   - a scan that decodes with a Huffman table no DHT segment defined before it makes stb decode with
+//     uninitialised memory, which crashed the process.
+// The walk follows the segments as stb reads them (entropy-coded data skipped up to the next
+// marker). Anything else it does not judge: stb reports truncation and other defects itself.
 inline void check_jpeg_huffman_tables(std::span<const unsigned char> b, const std::string& source) {
   std::size_t pos = 0;  // stb takes fill bytes before the start-of-image marker, too
   while (pos < b.size() && b[pos] == 0xFF) ++pos;
   if (pos == 0 || pos >= b.size() || b[pos] != 0xD8) return;  // not a JPEG
   ++pos;
+  bool defined[8] = {};  // Huffman tables defined so far: DC 0-3, then AC 0-3
+  bool progressive = false;
   while (pos < b.size()) {
     if (b[pos] != 0xFF) {  // entropy-coded data: on to the next 0xFF
       const void* next = std::memchr(b.data() + pos, 0xFF, b.size() - pos);
@@ -104,6 +109,26 @@ inline void check_jpeg_huffman_tables(std::span<const unsigned char> b, const st
     if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // no length
     if (marker == 0xD9 || pos + 2 > b.size()) return;                                      // end of image
     const std::size_t length = (std::size_t{b[pos]} << 8) | b[pos + 1];
+    if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) progressive = marker == 0xC2;
+    if (marker == 0xDA && pos + 3 <= b.size()) {  // start of scan: Ns, then (Cs, Td << 4 | Ta) per component
+      const std::size_t ns = b[pos + 2], tail = pos + 3 + 2 * ns;
+      if (tail + 3 <= b.size()) {
+        const unsigned ss = b[tail], ah = b[tail + 2] >> 4;
+        // What stb decodes with: both tables in a sequential scan; in a progressive one the DC table in
+        // a first DC scan, the AC table in any AC scan (DC refinement reads raw bits).
+        const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+        for (std::size_t i = 0; i < ns; ++i) {
+          const unsigned td = b[pos + 4 + 2 * i] >> 4, ta = b[pos + 4 + 2 * i] & 15;
+          if (td > 3 || ta > 3) continue;  // stb refuses these itself
+          FOVEA_CHECK(!dc || defined[td], "cannot decode image '", source,
+                      "': corrupt JPEG: the scan at byte ", pos, " decodes with DC Huffman table ", td,
+                      ", which no DHT segment defined before it");
+          FOVEA_CHECK(!ac || defined[4 + ta], "cannot decode image '", source,
+                      "': corrupt JPEG: the scan at byte ", pos, " decodes with AC Huffman table ", ta,
+                      ", which no DHT segment defined before it");
+        }
+      }
+    }
     if (marker == 0xC4) {
       // As stb does: tables follow each other while the segment has bytes left, a table's header read
       // even where it runs past the segment's end (past the file's end stb reads zeros).
@@ -115,6 +140,8 @@ inline void check_jpeg_huffman_tables(std::span<const unsigned char> b, const st
         FOVEA_CHECK(codes <= 256, "cannot decode image '", source,
                     "': corrupt JPEG: the Huffman table at byte ", t, " declares ", codes,
                     " codes (at most 256)");
+        const unsigned q = b[t], tc = q >> 4, th = q & 15;
+        if (tc <= 1 && th <= 3) defined[4 * tc + th] = true;  // stb refuses other ids itself
         t += 17 + codes;
         left -= static_cast<std::ptrdiff_t>(17 + codes);
       }
