@@ -399,8 +399,9 @@ inline Tensor resize_antialiased(CView image, int out_h, int out_w);
 // resize_window_antialiased: resize_antialiased of the window of `image` with rows [y0, y0 + wh)
 // and columns [x0, x0 + ww), pixels outside the image read as 0 (the window may reach past any
 // border), without building the window: bitwise equal to cropping it out, zero-padded, and resizing
-// that, in time and memory linear in the image and the output, not in the window's area. A square
-// window around a 40 x 12,340 strip would otherwise take 1.8 GB.
+// that, in time and memory linear in the image, the output and the window's sides, not in its area.
+// A square window around a 40 x 12,340 strip would otherwise take 1.8 GB; taps that fall past the
+// image are not visited (a 32,808 x 52 strip: 8.3 s with them).
 //   image (C, H, W) on the cpu -> (C, out_h, out_w).
 inline Tensor resize_window_antialiased(CView image, std::int64_t y0, std::int64_t x0, std::int64_t wh,
                                         std::int64_t ww, int out_h, int out_w) {
@@ -433,16 +434,12 @@ inline Tensor resize_window_antialiased(CView image, std::int64_t y0, std::int64
         const float* w = t.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(t.stride);
         const std::int64_t first = x0 + t.first[static_cast<std::size_t>(i)];
         const int n = t.count[static_cast<std::size_t>(i)];
+        // Taps past the border would add w * 0 = +0 to a sum that starts at +0 and so is never -0:
+        // leaving them out changes no bit. The taps inside are one contiguous run.
+        const int k0 = static_cast<int>(std::clamp<std::int64_t>(-first, 0, n));
+        const int k1 = static_cast<int>(std::clamp<std::int64_t>(in_w - first, k0, n));
         float acc = 0.0f;
-        if (first >= 0 && first + n <= in_w) {
-          const float* s = src + first;
-          for (int k = 0; k < n; ++k) acc += w[k] * s[k];
-        } else {  // taps past the border read 0, added as the padded window would add them
-          for (int k = 0; k < n; ++k) {
-            const std::int64_t x = first + k;
-            acc += w[k] * (x >= 0 && x < in_w ? src[x] : 0.0f);
-          }
-        }
+        for (int k = k0; k < k1; ++k) acc += w[k] * src[first + k];
         dst[i] = acc;
       }
     }
@@ -458,8 +455,13 @@ inline Tensor resize_window_antialiased(CView image, std::int64_t y0, std::int64
       const float* w = v.weights.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(v.stride);
       float* d = dst + static_cast<std::int64_t>(i) * out_w;
       std::fill(d, d + out_w, 0.0f);
-      for (int k = 0; k < v.count[static_cast<std::size_t>(i)]; ++k) {
-        const float* s = src + static_cast<std::int64_t>(v.first[static_cast<std::size_t>(i)] + k) * out_w;
+      // Window rows outside the image are zeros: skipped, as the horizontal pass skips its taps.
+      const std::int64_t first = v.first[static_cast<std::size_t>(i)],
+                         n = v.count[static_cast<std::size_t>(i)];
+      const std::int64_t k0 = std::clamp<std::int64_t>(ys - y0 - first, 0, n);
+      const std::int64_t k1 = std::clamp<std::int64_t>(ye - y0 - first, k0, n);
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const float* s = src + (first + k) * out_w;
         for (int x = 0; x < out_w; ++x) d[x] += w[k] * s[x];
       }
     }
