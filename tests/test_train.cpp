@@ -80,6 +80,55 @@ std::string read_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// A run stopped while a row was being appended (a full disk, a kill mid-write) leaves a record cut
+// short at the end of metrics.jsonl / metrics.csv; a garbled line may sit in the middle. Resuming
+// from a checkpoint drops them with the rows past its step, so the files then continue exactly as
+// an uninterrupted run's.
+TEST(MetricsLog, ResumeDropsRowsPastTheStepAndRecordsCutShort) {
+  const auto row = [](std::int64_t step) {
+    return MetricsRow{step, step / 2, "train", {{"loss", 1.0 / static_cast<double>(step)}, {"lr", 0.5}}};
+  };
+  const auto made_dir = [](const std::string& name) {
+    const auto d = fresh_dir(name);
+    std::filesystem::create_directories(d);
+    return d;
+  };
+  const auto whole = made_dir("metrics_whole");
+  {
+    MetricsLog log(whole);
+    for (std::int64_t s = 1; s <= 4; ++s) log.log(row(s));
+  }
+  const auto append = [](const std::filesystem::path& f, const std::string& text) {
+    std::ofstream(f, std::ios::app | std::ios::binary) << text;
+  };
+  for (const std::string& tail_json :
+       {std::string("{\"step\":"), std::string("{\"step\":1"), std::string("{\"st")}) {
+    const auto cut = made_dir("metrics_cut");
+    {
+      MetricsLog log(cut);
+      for (std::int64_t s = 1; s <= 2; ++s) log.log(row(s));
+      append(cut / "metrics.jsonl", "garbage line\n{\"step\":2x,\"epoch\":1}\n");
+      append(cut / "metrics.csv", "2x,1,train,0.5,0.5\n7,3,train\n");
+      log.log(row(3));  // past the checkpoint: dropped
+      append(cut / "metrics.jsonl", tail_json);
+      append(cut / "metrics.csv", "1");
+    }
+    MetricsLog resumed(cut);
+    ASSERT_NO_THROW(resumed.truncate_after(2)) << tail_json;
+    resumed.log(row(3));
+    resumed.log(row(4));
+    EXPECT_EQ(read_file(cut / "metrics.jsonl"), read_file(whole / "metrics.jsonl")) << tail_json;
+    EXPECT_EQ(read_file(cut / "metrics.csv"), read_file(whole / "metrics.csv")) << tail_json;
+  }
+  // A metrics.csv whose header was cut short is written again from the next row.
+  const auto header_cut = made_dir("metrics_header_cut");
+  append(header_cut / "metrics.csv", "step,epo");
+  MetricsLog log(header_cut);
+  log.truncate_after(0);
+  for (std::int64_t s = 1; s <= 4; ++s) log.log(row(s));
+  EXPECT_EQ(read_file(header_cut / "metrics.csv"), read_file(whole / "metrics.csv"));
+}
+
 TEST(Trainer, TinyResNetLearnsAToyTask) {
   auto data = toy_batches(64, 16, 16, 1);
   InMemorySource source(&data, 7);

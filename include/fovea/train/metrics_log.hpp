@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -14,10 +16,12 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "fovea/core/error.hpp"
+#include "fovea/io/atomic_file.hpp"
 
 namespace fovea::train {
 
@@ -56,37 +60,51 @@ inline void append_line(const std::filesystem::path& path, const std::string& li
   ::fsync(fd);
   ::close(fd);
 }
-// Keeps the lines of `path` for which keep(line) is true (rewritten atomically).
-template <class Keep>
-void filter_lines(const std::filesystem::path& path, Keep keep) {
-  if (!std::filesystem::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  bool first = true;
-  while (std::getline(in, line)) {
-    if (keep(line, first)) kept += line + "\n";
-    first = false;
-  }
-  in.close();
-  const auto tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << kept;
-    out.flush();
-    if (!out) FOVEA_FAIL("cannot rewrite ", path.string());
-  }
-  std::filesystem::rename(tmp, path);
+// The complete lines of a file fovea appends to, and whether a partial one followed them. Every
+// record is written with its line end in one write (append_line), so text after the last line end
+// is a record cut short (a full disk, a kill mid-write) and is not returned.
+struct FileLines {
+  std::vector<std::string> lines;
+  bool partial_tail = false;
+};
+inline FileLines complete_lines(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) FOVEA_FAIL("cannot read ", path.string());
+  std::ostringstream all;
+  all << in.rdbuf();
+  const std::string text = all.str();
+  FileLines out;
+  std::size_t begin = 0;
+  for (std::size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1)
+    out.lines.push_back(text.substr(begin, end - begin));
+  out.partial_tail = begin < text.size();
+  return out;
 }
-inline std::int64_t step_of_json_line(const std::string& line) {
-  const auto k = line.find("\"step\":");
-  return k == std::string::npos ? -1 : std::stoll(line.substr(k + 7));
+// Rewrites `path` atomically with `lines`, each ended by a line end.
+inline void rewrite_lines(const std::filesystem::path& path, const std::vector<std::string>& lines) {
+  std::string text;
+  for (const std::string& l : lines) text += l + "\n";
+  io::write_file_atomically(path, std::string_view(text));
 }
-inline std::int64_t step_of_csv_line(const std::string& line) {
-  try {
-    return std::stoll(line.substr(0, line.find(',')));
-  } catch (...) {
-    return -1;
-  }
+// The whole decimal integer s, or -1 when s is not one (empty, a sign, other characters).
+inline std::int64_t whole_step(std::string_view s) {
+  std::int64_t v = -1;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && end == s.data() + s.size() && v >= 0 ? v : -1;
+}
+// The step of a metrics.jsonl record `{"step":N,...}`, or -1 when the line is not a whole record
+// in the form log() writes.
+inline std::int64_t step_of_json_line(std::string_view line) {
+  constexpr std::string_view key = "{\"step\":";
+  if (line.size() < key.size() + 2 || line.substr(0, key.size()) != key || line.back() != '}') return -1;
+  const std::string_view rest = line.substr(key.size());
+  return whole_step(rest.substr(0, std::min(rest.find(','), rest.size() - 1)));
+}
+// The step of a metrics.csv row (its first field), or -1 when it is not a row of `fields` fields
+// whose first is a step.
+inline std::int64_t step_of_csv_line(std::string_view line, std::size_t fields) {
+  if (static_cast<std::size_t>(std::count(line.begin(), line.end(), ',')) + 1 != fields) return -1;
+  return whole_step(line.substr(0, line.find(',')));
 }
 }  // namespace detail
 
@@ -95,16 +113,37 @@ class MetricsLog {
   MetricsLog() = default;
   explicit MetricsLog(const std::filesystem::path& dir) : jsonl_(dir / "metrics.jsonl"), csv_(dir / "metrics.csv") {}
 
-  // Drops rows logged after `step` (resume from a checkpoint taken at `step`).
+  // Drops rows logged after `step` (resume from a checkpoint taken at `step`), and every line that
+  // is not a whole record: text after the last line end (a write cut short by a full disk or a
+  // kill) and lines that do not parse, so that rows appended next start on a line of their own.
+  // Each file is rewritten atomically. A metrics.csv whose header is cut short is removed (the next
+  // row writes the header again).
   void truncate_after(std::int64_t step) {
-    detail::filter_lines(jsonl_, [&](const std::string& l, bool) { return detail::step_of_json_line(l) <= step; });
-    detail::filter_lines(csv_, [&](const std::string& l, bool first) {
-      if (first) {
-        header_ = l;
-        return true;
+    namespace fs = std::filesystem;
+    if (fs::exists(jsonl_)) {
+      std::vector<std::string> kept;
+      for (const std::string& l : detail::complete_lines(jsonl_).lines) {
+        const std::int64_t s = detail::step_of_json_line(l);
+        if (s >= 0 && s <= step) kept.push_back(l);
       }
-      return detail::step_of_csv_line(l) <= step;
-    });
+      detail::rewrite_lines(jsonl_, kept);
+    }
+    header_.clear();
+    if (fs::exists(csv_)) {
+      const detail::FileLines file = detail::complete_lines(csv_);
+      if (file.lines.empty() || file.lines.front().rfind("step,epoch,phase", 0) != 0) {
+        fs::remove(csv_);
+        return;
+      }
+      header_ = file.lines.front();
+      const auto fields = static_cast<std::size_t>(std::count(header_.begin(), header_.end(), ',')) + 1;
+      std::vector<std::string> kept{header_};
+      for (std::size_t i = 1; i < file.lines.size(); ++i) {
+        const std::int64_t s = detail::step_of_csv_line(file.lines[i], fields);
+        if (s >= 0 && s <= step) kept.push_back(file.lines[i]);
+      }
+      detail::rewrite_lines(csv_, kept);
+    }
   }
 
   void log(const MetricsRow& row) {
