@@ -12,6 +12,7 @@
 
 #include "fovea/core/random.hpp"
 #include "fovea/eval/compare.hpp"
+#include "fovea/eval/predictions.hpp"
 #include "test_support.hpp"
 
 namespace fovea::eval {
@@ -327,6 +328,59 @@ TEST(ComparePredictions, JsonHasEveryTest) {
         "\"delong\":{\"positives\":", "\"standard_error\":", "\"referable\":{\"threshold\":2"})
     EXPECT_NE(j.find(key), std::string::npos) << key << " in " << j;
   EXPECT_EQ(j.find("nan"), std::string::npos);
+}
+
+// predictions.csv as evaluate writes it (ids through csv_field, fp32 probabilities in their
+// shortest form) reads back exactly; each malformed field is named by file, line and field.
+TEST(Predictions, ReadBackExactlyAndMalformedRowsAreNamed) {
+  const std::string header = "image,label,pred,p0,p1,p2\n";
+  const auto table = [&](const std::string& rows) { return data::parse_csv(header + rows, "p.csv"); };
+  const PredictionsFile p = predictions_from_table(
+      table("img0,0,0,0.7,0.2,0.1\n" + data::csv_field("left, \"1\"") + ",2,1,0.1,0.45000002,0.45\n"));
+  ASSERT_EQ(p.ids.size(), 2u);
+  EXPECT_EQ(p.ids[1], "left, \"1\"");
+  EXPECT_EQ(p.labels, (std::vector<int>{0, 2}));
+  EXPECT_EQ(p.predicted, (std::vector<int>{0, 1}));
+  EXPECT_EQ(p.classes, 3);
+  EXPECT_EQ(p.probs[4], static_cast<double>(0.45000002f));  // read as fp32, as written
+  EXPECT_EQ(p.path, "p.csv");
+  const auto error = [&](const std::string& rows) {
+    return error_of([&] { predictions_from_table(table(rows)); });
+  };
+  const std::string good = "img0,0,0,0.7,0.2,0.1\n";
+  EXPECT_NE(error(good + "img1,3,0,0.7,0.2,0.1\n").find("p.csv:3: field 'label' is '3'"), std::string::npos);
+  EXPECT_NE(error(good + "img1,0,0,0.7,0.2,0.1x\n").find("p.csv:3: p2 '0.1x' is not a probability"),
+            std::string::npos);
+  EXPECT_NE(error(good + "img1,0,0,0.7,0.2,nan\n").find("p2 'nan'"), std::string::npos);
+  EXPECT_NE(error(good + "img1,0,0,1.5,-0.2,-0.3\n").find("p0 '1.5'"), std::string::npos);
+  EXPECT_NE(error(good + "img1,0,0,0.7,0.2,0.2\n").find("p.csv:3: the probabilities p0..p2 sum to 1.1"),
+            std::string::npos);
+  EXPECT_NE(error(good + "img1,0,2,0.7,0.2,0.1\n").find("p.csv:3: pred 2 is not the class of the largest"),
+            std::string::npos);
+  EXPECT_NE(error(good + "img1,0,0,0.4,0.4,0.2\n" + "img0,0,0,0.7,0.2,0.1\n")
+                .find("p.csv:4: image 'img0' appears twice"),
+            std::string::npos);
+  EXPECT_NE(error("").find("no image rows"), std::string::npos);
+  EXPECT_NE(error_of([] {
+              predictions_from_table(data::parse_csv("image,label,pred,p0\na,0,0,1\n", "q.csv"));
+            }).find("header"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              predictions_from_table(data::parse_csv("image,label,pred,p0,p2\na,0,0,1,0\n", "q.csv"));
+            }).find("is 'p2', expected p1"),
+            std::string::npos);
+  // Ties: pred is the first largest probability, as evaluate picks it.
+  EXPECT_NO_THROW(predictions_from_table(table("img0,0,0,0.4,0.4,0.2\n")));
+  // B in A's order; other images or labels are named.
+  const PredictionsFile b = predictions_from_table(
+      table(data::csv_field("left, \"1\"") + ",2,2,0.1,0.1,0.8\nimg0,0,1,0.3,0.6,0.1\n"));
+  EXPECT_EQ(align_predictions(p, b),
+            (std::vector<double>{0.30000001192092896, 0.60000002384185791, 0.10000000149011612,
+                                 0.10000000149011612, 0.10000000149011612, 0.80000001192092896}));
+  const PredictionsFile c = predictions_from_table(table("img0,1,0,0.7,0.2,0.1\nimg9,2,0,0.7,0.2,0.1\n"));
+  EXPECT_NE(error_of([&] { align_predictions(p, c); }).find("image 'img0' has label 0"), std::string::npos);
+  const PredictionsFile d = predictions_from_table(table("img0,0,0,0.7,0.2,0.1\nimg9,2,0,0.7,0.2,0.1\n"));
+  EXPECT_NE(error_of([&] { align_predictions(p, d); }).find("is not in"), std::string::npos);
 }
 
 }  // namespace

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -71,6 +73,33 @@ TEST(Csv, FormatRoundTrips) {
   const CsvTable t = parse_csv(format_csv(header, rows), "rt.csv");
   EXPECT_EQ(t.header, header);
   EXPECT_EQ(t.rows, rows);
+}
+
+TEST(Csv, NumbersAreReadWholeAndOwnHeadersExactly) {
+  const CsvTable t = parse_csv("name,x\na,0.25\nb, -1e-3 \nc,nan\nd,inf\ne,-inf\nf,+2\n", "n.csv");
+  EXPECT_EQ(t.real(0, 1), 0.25);
+  EXPECT_EQ(t.real(1, 1), -1e-3);
+  EXPECT_TRUE(std::isnan(t.real(2, 1)));
+  EXPECT_EQ(t.real(3, 1), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(t.real(4, 1), -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(t.real(5, 1), 2.0);
+  // csv_row writes what real reads back, to the last bit
+  const double v = 0.1 + 0.2;
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  EXPECT_EQ(parse_csv("x\n" + csv_row({std::string_view(buf, static_cast<std::size_t>(end - buf))}), "r.csv")
+                .real(0, 0),
+            v);
+  for (const char* bad : {"0.5x", "", "1,5", "0x10", "--1", "1e", "."}) {
+    const CsvTable u = parse_csv("name,x\na," + csv_field(bad) + "\n", "u.csv");
+    EXPECT_CONTAINS(error_of([&] { u.real(0, 1); }),
+                    "u.csv:2: field 'x' is '" + std::string(bad) + "', not a number")
+        << bad;
+  }
+  EXPECT_NO_THROW(t.require_header("name,x"));
+  EXPECT_CONTAINS(error_of([&] { t.require_header("name,y"); }),
+                  "n.csv: header is 'name,x', expected 'name,y'");
+  EXPECT_EQ(csv_row({"a", "b,c", "d\"e", " f"}), "a,\"b,c\",\"d\"\"e\",\" f\"");
 }
 
 TEST(Csv, ErrorsNameFileLineAndField) {

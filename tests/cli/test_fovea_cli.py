@@ -728,7 +728,16 @@ def case_compare(tmp):
     check(code == 1 and "img5" in err and "label" in err, f"other labels: exit {code}\n{err}")
     broken = write("broken.csv", b_rows[:3] + [["img3", 0, 0, "0.5", "abc", "0.5"]] + b_rows[4:])
     code, _, err = run("compare", a, broken)
-    check(code == 1 and "line 5" in err and "abc" in err, f"malformed row: exit {code}\n{err}")
+    check(code == 1 and "broken.csv:5" in err and "abc" in err, f"malformed row: exit {code}\n{err}")
+    scores = write("scores.csv", b_rows[:5] + [["img5", 2, 2, "0.1", "0.2", "3.5"]] + b_rows[6:])
+    code, _, err = run("compare", a, scores)
+    check(code == 1 and "scores.csv:7" in err and "p2" in err, f"a probability above 1: exit {code}\n{err}")
+    unnormalised = write("sum.csv", b_rows[:5] + [["img5", 2, 2, "0.1", "0.2", "0.3"]] + b_rows[6:])
+    code, _, err = run("compare", a, unnormalised)
+    check(code == 1 and "sum.csv:7" in err and "sum to" in err, f"probabilities summing to 0.6: exit {code}\n{err}")
+    not_argmax = write("pred.csv", b_rows[:5] + [["img5", 2, 0, "0.1", "0.1", "0.8"]] + b_rows[6:])
+    code, _, err = run("compare", a, not_argmax)
+    check(code == 1 and "pred.csv:7" in err and "pred 0" in err, f"pred not the argmax: exit {code}\n{err}")
     code, _, err = run("compare", a, write("hdr.csv", b_rows, header="id,level,x,p0,p1,p2"))
     check(code == 1 and "header" in err, f"wrong header: exit {code}\n{err}")
     code, _, err = run("compare", a, os.path.join(tmp, "missing"))
@@ -896,6 +905,13 @@ def case_robustness(tmp):
     run(*args, "--decode-cache-mb", "1", "--out", uncached, expect=0)
     with open(os.path.join(uncached, "robustness.csv")) as f:
         check(f.read() == text, "a run resumed with another --decode-cache-mb changed its results")
+    # A number field that is not a number is refused on resume, naming the file, line and field
+    # (std::stod read "0.5x" as 0.5 before).
+    with open(os.path.join(uncached, "robustness.csv"), "w") as f:
+        f.write("\n".join(lines[:2]) + "\n" + lines[2].rsplit(",", 1)[0] + ",0.5x\n")
+    code, _, err = run(*args, "--out", uncached)
+    check(code == 1 and "robustness.csv:3" in err and "referable_auc" in err and "0.5x" in err,
+          f"a malformed robustness.csv: exit {code}\n{err}")
     code, _, err = run(*base, "--decode-cache-mb", "-1", "--out", os.path.join(tmp, "bad"))
     check(code == 2 and "decode-cache-mb" in err, f"negative --decode-cache-mb: exit {code}\n{err}")
     again = os.path.join(tmp, "rob_ref")
@@ -911,6 +927,82 @@ def case_robustness(tmp):
     check(code == 2 and "gaussian_nois" in err, f"unknown corruption: exit {code}\n{err}")
     code, _, err = run(*base, "--severities", "1,6", "--out", os.path.join(tmp, "bad"))
     check(code == 2 and "'6'" in err, f"bad severity: exit {code}\n{err}")
+
+
+def case_names_with_commas(tmp):
+    """Image names holding a comma and a quote (legal in file names and in a quoted labels.csv
+    field): the run folders' CSVs quote them (predictions.csv, split.csv, saliency.csv,
+    saliency_by_size.csv), so csv readers, `fovea compare` and a resumed saliency run read them back;
+    a saliency.csv or best.json that is not what fovea wrote is an error naming the file."""
+    import csv as csvmod
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", "--masks", expect=0)
+    old, new = "synthetic_1_left", 'synthetic_1 "a",left'
+    os.rename(os.path.join(data, "images", old + ".png"), os.path.join(data, "images", new + ".png"))
+    for kind in os.listdir(os.path.join(data, "masks")):
+        mask = os.path.join(data, "masks", kind, f"{old}_{kind}.png")
+        if os.path.exists(mask):
+            os.rename(mask, os.path.join(data, "masks", kind, f"{new}_{kind}.png"))
+    for name in ("labels.csv", "lesions.csv"):
+        with open(os.path.join(data, name), newline="") as f:
+            rows = [[field.replace(old, new) for field in r] for r in csvmod.reader(f)]
+        with open(os.path.join(data, name), "w", newline="") as f:
+            csvmod.writer(f, lineterminator="\n").writerows(rows)
+
+    def read_rows(path):
+        with open(path, newline="") as f:
+            return list(csvmod.reader(f))
+
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small, expect=0)
+    check(any(r[0] == new for r in read_rows(os.path.join(ft, "split.csv"))), "split.csv lacks the image")
+    ev = os.path.join(tmp, "ev")
+    run("evaluate", "--data", data, "--weights", os.path.join(ft, "best.safetensors"), "--out", ev, *small,
+        expect=0)
+    pred = read_rows(os.path.join(ev, "predictions.csv"))
+    check(all(len(r) == 8 for r in pred), f"predictions.csv rows of other lengths: {[len(r) for r in pred]}")
+    check([r[0] for r in pred].count(new) == 1, "predictions.csv: the image's name is not one field")
+    _, out, _ = run("compare", ev, ev, expect=0)
+    check("24" in out, f"compare of an evaluation with itself:\n{out}")
+
+    sal = os.path.join(tmp, "sal")
+    args = ["saliency", "--data", data, "--masks", os.path.join(data, "lesions.csv"), "--weights",
+            os.path.join(ft, "best.safetensors"), "--methods", "gradient", "--out", sal, *small]
+    run(*args, expect=0)
+    texts = {}
+    for name, fields in (("saliency.csv", 9), ("saliency_by_size.csv", 10)):
+        rows = read_rows(os.path.join(sal, name))
+        check(all(len(r) == fields for r in rows), f"{name}: rows of other lengths than {fields}")
+        check(any(r[0] == new for r in rows), f"{name}: no row of the image")
+        with open(os.path.join(sal, name)) as f:
+            texts[name] = f.read()
+    # Resumed (the same command again, and again after the last image's rows were cut off): the same
+    # files, byte for byte.
+    run(*args, expect=0)
+    for name, text in texts.items():
+        with open(os.path.join(sal, name)) as f:
+            check(f.read() == text, f"{name} changed when the finished run was run again")
+    lines = texts["saliency.csv"].splitlines()
+    last = next(csvmod.reader([lines[-1]]))[0]
+    with open(os.path.join(sal, "saliency.csv"), "w") as f:
+        f.write("".join(l + "\n" for l in lines if next(csvmod.reader([l]))[0] != last))
+    run(*args, expect=0)
+    for name, text in texts.items():
+        with open(os.path.join(sal, name)) as f:
+            check(f.read() == text, f"{name} differs after resuming without the image '{last}'")
+    # A number field that is not a number (read as its prefix before) is refused, naming file, line, field.
+    with open(os.path.join(sal, "saliency.csv"), "w") as f:
+        f.write(lines[0] + "\n" + lines[1].rsplit(",", 1)[0] + ",0.5x\n")
+    code, _, err = run(*args)
+    check(code == 1 and "saliency.csv:2" in err and "pointing_game" in err and "0.5x" in err,
+          f"a malformed saliency.csv: exit {code}\n{err}")
+    # A best.json that is not one: resuming the fine-tuning run names it.
+    with open(os.path.join(ft, "best.json"), "w") as f:
+        f.write('{"kappa": "high"}\n')
+    code, _, err = run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small)
+    check(code == 1 and "best.json" in err and "kappa" in err, f"a malformed best.json: exit {code}\n{err}")
 
 
 def require_gpu():

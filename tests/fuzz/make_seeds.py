@@ -141,6 +141,10 @@ def csvs():
         "IDRiD_01,EX,masks/IDRiD_01_EX.tif\n")
     put("csv", "split.csv", "image,split\n10_left,train\n10_right,val\n13_left,test\n")
     put("csv", "quoted-crlf.csv", 'image,level\r\n"a,b",1\r\n"say ""x""",0\r\n')
+    put("csv", "predictions.csv", 'image,label,pred,p0,p1,p2\n10_left,0,0,0.7,0.2,0.1\n'
+        '"left, ""1""",2,1,0.1,0.45000002,0.45\n13_left,1,2,1e-08,0.49999997,0.5\n')
+    put("csv", "robustness.csv", "corruption,severity,images,accuracy,error,kappa,referable_auc\n"
+        "clean,0,48,0.75,0.25,0.8125,nan\ngaussian_noise,5,48,0.2,0.8,-inf,1e-05\n")
 
 
 def configs():

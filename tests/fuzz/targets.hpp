@@ -15,6 +15,7 @@
 #include "fovea/config_file.hpp"
 #include "fovea/core/error.hpp"
 #include "fovea/data/csv.hpp"
+#include "fovea/eval/predictions.hpp"
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/fundus.hpp"
 #include "fovea/data/image.hpp"
@@ -107,6 +108,29 @@ inline void csv(Bytes in) {
   (void)data::detect_csv_kind(t);
   try {
     (void)data::split_from_table(t);
+  } catch (const Error&) {
+  }
+  // an evaluation's predictions.csv (fovea compare); typed fields
+  try {
+    const eval::PredictionsFile p = eval::predictions_from_table(t);
+    FOVEA_CHECK(p.probs.size() == p.ids.size() * static_cast<std::size_t>(p.classes), "predictions: ",
+                p.probs.size(), " probabilities for ", p.ids.size(), " images of ", p.classes, " classes");
+    (void)eval::align_predictions(p, p);
+  } catch (const Error&) {
+  }
+  for (std::size_t r = 0; r < t.size() && r < 64; ++r)
+    for (int c = 0; c < static_cast<int>(t.header.size()); ++c) {
+      try {
+        (void)t.real(r, c);
+      } catch (const Error&) {
+      }
+      try {
+        (void)t.integer(r, c, -1000, 1000);
+      } catch (const Error&) {
+      }
+    }
+  try {
+    t.require_header("image,label,pred,p0,p1");
   } catch (const Error&) {
   }
   // format_csv writes what parse_csv reads back exactly.

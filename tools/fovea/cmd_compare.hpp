@@ -21,83 +21,10 @@
 #include "fovea/core/error.hpp"
 #include "fovea/data/csv.hpp"
 #include "fovea/eval/compare.hpp"
+#include "fovea/eval/predictions.hpp"
 #include "fovea/io/atomic_file.hpp"
 
 namespace fovea::tools {
-
-// One evaluation's predictions.csv (`image,label,pred,p0,...,p{K-1}`, written by fovea evaluate).
-struct Predictions {
-  std::string path;
-  std::vector<std::string> ids;
-  std::vector<int> labels;
-  std::vector<double> probs;  // images x classes
-  int classes = 0;
-};
-
-// Reads `where`: a predictions.csv, or a run folder holding one. Throws fovea::Error naming the file,
-// line and field for a missing file, a header that is not predictions.csv's, a row with another
-// field count, a label outside 0..K-1, a probability that is not a number in [0, 1], or a repeated image.
-inline Predictions read_predictions(const std::string& where) {
-  namespace fs = std::filesystem;
-  Predictions p;
-  p.path = fs::is_directory(where) ? (fs::path(where) / "predictions.csv").string() : where;
-  FOVEA_CHECK(fs::is_regular_file(p.path), "compare: cannot read '", p.path,
-              "' (give an evaluation's predictions.csv or the run folder that holds it)");
-  const data::CsvTable t = data::read_csv(p.path);  // strict: quotes, field counts, file:line errors
-  const std::vector<std::string>& header = t.header;
-  FOVEA_CHECK(header.size() >= 5 && header[0] == "image" && header[1] == "label" && header[2] == "pred",
-              "compare: '", p.path,
-              "' does not start with predictions.csv's header image,label,pred,p0,p1,...");
-  p.classes = static_cast<int>(header.size()) - 3;
-  for (int k = 0; k < p.classes; ++k)
-    FOVEA_CHECK(header[static_cast<std::size_t>(3 + k)] == "p" + std::to_string(k), "compare: '", p.path,
-                "' header field ", 4 + k, " is '", header[static_cast<std::size_t>(3 + k)], "', expected p",
-                k);
-  std::map<std::string, std::size_t> seen;
-  for (std::size_t r = 0; r < t.size(); ++r) {
-    const int line = t.lines[r];
-    const std::string& id = t.at(r, 0);
-    FOVEA_CHECK(seen.emplace(id, r).second, "compare: '", p.path, "' line ", line, ": image '", id,
-                "' appears twice");
-    p.ids.push_back(id);
-    p.labels.push_back(static_cast<int>(t.integer(r, 1, 0, p.classes - 1)));
-    for (int k = 0; k < p.classes; ++k) {
-      const std::string& s = t.at(r, 3 + k);
-      // read as fp32, as evaluate wrote it (its shortest exact form), so the values are the evaluation's
-      float v = std::nanf("");
-      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      FOVEA_CHECK(ec == std::errc() && end == s.data() + s.size() && v >= 0.0f && v <= 1.0f, "compare: '",
-                  p.path, "' line ", line, ": p", k, " '", s, "' is not a probability");
-      p.probs.push_back(static_cast<double>(v));
-    }
-  }
-  FOVEA_CHECK(!p.ids.empty(), "compare: '", p.path, "' has no image rows");
-  return p;
-}
-
-// B's probability rows in A's image order. Throws fovea::Error when the two files do not hold the
-// same images with the same labels and classes (not the same evaluation set: nothing to pair).
-inline std::vector<double> align_predictions(const Predictions& a, const Predictions& b) {
-  FOVEA_CHECK(a.classes == b.classes, "compare: '", a.path, "' has ", a.classes, " classes, '", b.path, "' ",
-              b.classes);
-  FOVEA_CHECK(a.ids.size() == b.ids.size(), "compare: '", a.path, "' has ", a.ids.size(), " images, '",
-              b.path, "' ", b.ids.size(), ": the models must be evaluated on the same images");
-  std::map<std::string, std::size_t> row;
-  for (std::size_t i = 0; i < b.ids.size(); ++i) row[b.ids[i]] = i;
-  std::vector<double> out;
-  out.reserve(b.probs.size());
-  const auto k = static_cast<std::size_t>(a.classes);
-  for (std::size_t i = 0; i < a.ids.size(); ++i) {
-    const auto it = row.find(a.ids[i]);
-    FOVEA_CHECK(it != row.end(), "compare: image '", a.ids[i], "' of '", a.path, "' is not in '", b.path,
-                "'");
-    FOVEA_CHECK(b.labels[it->second] == a.labels[i], "compare: image '", a.ids[i], "' has label ",
-                a.labels[i], " in '", a.path, "' and ", b.labels[it->second], " in '", b.path, "'");
-    out.insert(out.end(), b.probs.begin() + static_cast<std::ptrdiff_t>(it->second * k),
-               b.probs.begin() + static_cast<std::ptrdiff_t>((it->second + 1) * k));
-  }
-  return out;
-}
 
 // "+0.018 [-0.041, +0.077]"
 inline std::string difference_text(double point, double low, double high) {
@@ -131,8 +58,8 @@ inline std::pair<std::string, std::string> compare_names(const std::string& name
 
 inline int run_compare(const CompareArgs& args) {
   const auto [name_a, name_b] = compare_names(args.names);
-  const Predictions a = read_predictions(args.a), b = read_predictions(args.b);
-  const std::vector<double> pb = align_predictions(a, b);
+  const eval::PredictionsFile a = eval::read_predictions(args.a), b = eval::read_predictions(args.b);
+  const std::vector<double> pb = eval::align_predictions(a, b);
   const int threshold = a.classes == 2 ? 1 : args.referable_threshold;
   FOVEA_CHECK(threshold < a.classes, "--referable-threshold ", threshold, " needs more than ", a.classes,
               " classes");

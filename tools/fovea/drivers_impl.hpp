@@ -357,7 +357,7 @@ inline eval::MetricReport write_evaluation(const fs::path& dir, const data::Data
     int best = 0;
     for (int k = 1; k < classes; ++k)
       if (probs[i * classes + k] > probs[i * classes + best]) best = k;
-    csv << d.samples[i].id << ',' << labels[i] << ',' << best;
+    csv << data::csv_field(d.samples[i].id) << ',' << labels[i] << ',' << best;
     for (int k = 0; k < classes; ++k) {  // the fp32 softmax output, in its shortest exact form
       char buf[32];
       const auto res = std::to_chars(buf, buf + sizeof buf, static_cast<float>(probs[i * classes + k]));
@@ -672,8 +672,16 @@ int finetune(const FinetuneArgs& a) {
   const fs::path best = fs::path(a.out) / "best.safetensors";
   double best_kappa = -2.0;
   if (fs::exists(fs::path(a.out) / "best.json")) {
-    std::ifstream in(fs::path(a.out) / "best.json");
-    best_kappa = json::parse(in).value("kappa", -2.0);
+    const fs::path file = fs::path(a.out) / "best.json";
+    std::ifstream in(file);
+    try {
+      const json j = json::parse(in);
+      if (!j.is_object() || !j.contains("kappa") || !j["kappa"].is_number()) throw Error("no number 'kappa'");
+      best_kappa = j["kappa"].get<double>();
+    } catch (const std::exception& e) {
+      FOVEA_FAIL(file.string(), " is not the best checkpoint's record {\"kappa\": ..., ...} (", e.what(),
+                 "); pass --no-resume to start over");
+    }
   }
   trainer.fit(source, [&](std::int64_t epoch, std::int64_t step, train::MetricsLog& log) {
     if (splits.validation.size() == 0) return;
@@ -836,35 +844,25 @@ inline std::string robustness_csv(const std::vector<RobustnessRow>& rows) {
   return out;
 }
 
+// A CSV fovea wrote with the fixed `header` (strict: quoted fields, field counts; errors name the
+// file and line).
+inline data::CsvTable read_own_csv(const fs::path& path, const char* header) {
+  FOVEA_CHECK(fs::is_regular_file(path), "cannot read '", path.string(), "'");
+  data::CsvTable t = data::read_csv(path);
+  t.require_header(header);
+  return t;
+}
+
 // Reads a robustness.csv; throws naming the file and line when it is not one.
 inline std::vector<RobustnessRow> read_robustness_csv(const fs::path& path) {
-  std::ifstream in(path);
-  FOVEA_CHECK(in.good(), "cannot read '", path.string(), "'");
-  std::string line;
-  FOVEA_CHECK(std::getline(in, line) && line == kRobustnessHeader, path.string(),
-              ": line 1 is not the header '", kRobustnessHeader, "'");
+  const data::CsvTable t = read_own_csv(path, kRobustnessHeader);
   std::vector<RobustnessRow> rows;
-  for (int number = 2; std::getline(in, line); ++number) {
-    if (line.empty()) continue;
-    std::vector<std::string> f;
-    std::stringstream fields(line);
-    std::string cell;
-    while (std::getline(fields, cell, ',')) f.push_back(cell);
+  for (std::size_t i = 0; i < t.size(); ++i) {
     RobustnessRow r;
-    bool ok = f.size() == 7;
-    try {
-      if (ok) {
-        r.corruption = f[0];
-        r.severity = std::stoi(f[1]);
-        r.images = std::stoll(f[2]);
-        r.accuracy = std::stod(f[3]), r.error = std::stod(f[4]), r.kappa = std::stod(f[5]);
-        r.referable_auc = std::stod(f[6]);
-      }
-    } catch (const std::exception&) {
-      ok = false;
-    }
-    FOVEA_CHECK(ok, path.string(), ": line ", number,
-                " is not 'corruption,severity,images,accuracy,error,kappa,", "referable_auc': '", line, "'");
+    r.corruption = t.nonempty(i, 0);
+    r.severity = static_cast<int>(t.integer(i, 1, 0, 5));
+    r.images = t.integer(i, 2, 0, std::numeric_limits<std::int64_t>::max());
+    r.accuracy = t.real(i, 3), r.error = t.real(i, 4), r.kappa = t.real(i, 5), r.referable_auc = t.real(i, 6);
     rows.push_back(r);
   }
   return rows;
@@ -1209,49 +1207,39 @@ struct SaliencyRow {
   std::int64_t lesion_pixels = 0, fov_pixels = 0;
   double mass_inside = 0, rank_accuracy = 0, pointing_game = 0;
   std::string line() const {
-    return image + "," + method + "," + std::to_string(target) + "," + lesion + "," +
-           std::to_string(lesion_pixels) + "," + std::to_string(fov_pixels) + "," + csv_number(mass_inside) +
-           "," + csv_number(rank_accuracy) + "," + csv_number(pointing_game);
+    return data::csv_row({image, method, std::to_string(target), lesion, std::to_string(lesion_pixels),
+                          std::to_string(fov_pixels), csv_number(mass_inside), csv_number(rank_accuracy),
+                          csv_number(pointing_game)});
   }
 };
 
-// The lines of a CSV after its header, which must be `header`; throws naming the file otherwise.
-inline std::vector<std::string> csv_lines(const fs::path& path, const char* header) {
-  std::ifstream in(path);
-  FOVEA_CHECK(in.good(), "cannot read '", path.string(), "'");
-  std::string line;
-  FOVEA_CHECK(std::getline(in, line) && line == header, path.string(), ": line 1 is not the header '", header,
-              "'");
-  std::vector<std::string> lines;
-  while (std::getline(in, line))
-    if (!line.empty()) lines.push_back(line);
-  return lines;
-}
-
 inline std::vector<SaliencyRow> read_saliency_csv(const fs::path& path) {
+  const data::CsvTable t = read_own_csv(path, kSaliencyHeader);
   std::vector<SaliencyRow> rows;
-  int number = 1;
-  for (const std::string& line : csv_lines(path, kSaliencyHeader)) {
-    ++number;
-    std::vector<std::string> f;
-    std::stringstream fields(line);
-    std::string cell;
-    while (std::getline(fields, cell, ',')) f.push_back(cell);
-    SaliencyRow r;
-    bool ok = f.size() == 9;
-    try {
-      if (ok) {
-        r.image = f[0], r.method = f[1], r.target = std::stoi(f[2]), r.lesion = f[3];
-        r.lesion_pixels = std::stoll(f[4]), r.fov_pixels = std::stoll(f[5]);
-        r.mass_inside = std::stod(f[6]), r.rank_accuracy = std::stod(f[7]), r.pointing_game = std::stod(f[8]);
-      }
-    } catch (const std::exception&) {
-      ok = false;
-    }
-    FOVEA_CHECK(ok, path.string(), ": line ", number, " is not '", kSaliencyHeader, "': '", line, "'");
-    rows.push_back(std::move(r));
+  for (std::size_t r = 0; r < t.size(); ++r) {
+    SaliencyRow row;
+    row.image = t.at(r, 0), row.method = t.at(r, 1), row.lesion = t.at(r, 3);
+    row.target = static_cast<int>(t.integer(r, 2, 0, 1 << 20));
+    row.lesion_pixels = t.integer(r, 4, 0, std::numeric_limits<std::int64_t>::max());
+    row.fov_pixels = t.integer(r, 5, 0, std::numeric_limits<std::int64_t>::max());
+    row.mass_inside = t.real(r, 6), row.rank_accuracy = t.real(r, 7), row.pointing_game = t.real(r, 8);
+    rows.push_back(std::move(row));
   }
   return rows;
+}
+
+// The rows of saliency_by_size.csv (fields as written), each checked: areas, counts and pixels
+// integers (max_area may be inf), the three scores numbers.
+inline std::vector<std::vector<std::string>> read_saliency_size_csv(const fs::path& path) {
+  const data::CsvTable t = read_own_csv(path, kSaliencySizeHeader);
+  constexpr auto most = std::numeric_limits<std::int64_t>::max();
+  for (std::size_t r = 0; r < t.size(); ++r) {
+    t.integer(r, 3, 0, most);
+    if (t.at(r, 4) != "inf") t.integer(r, 4, 0, most);
+    t.integer(r, 5, 0, most), t.integer(r, 6, 0, most);
+    t.real(r, 7), t.real(r, 8), t.real(r, 9);
+  }
+  return t.rows;
 }
 
 template <class Net>
@@ -1299,7 +1287,7 @@ analysis::AttributionMaps attribution(Net& net, const std::string& method, CView
 // vs large lesions"), and, when the randomisation check ran, the heatmap Spearman correlation with
 // the trained model's map as the network is randomised from the logits down.
 inline std::string saliency_svg(const std::vector<std::string>& methods, const json& summary,
-                                const std::vector<std::pair<std::string, std::string>>& size_rows,
+                                const std::vector<std::vector<std::string>>& size_rows,
                                 const json& randomization) {
   std::vector<io::LineChart> panels;
   io::LineChart mass;
@@ -1335,10 +1323,7 @@ inline std::string saliency_svg(const std::vector<std::string>& methods, const j
   sizes.title = "MA+HE+EX lesions hit, by size";
   sizes.width = 440, sizes.height = 320;
   std::map<std::pair<std::string, std::string>, std::pair<double, double>> hits;  // (method, bin) -> sum, n
-  for (const auto& [image, line] : size_rows) {
-    std::vector<std::string> f;
-    std::stringstream in(line);
-    for (std::string field; std::getline(in, field, ',');) f.push_back(field);
+  for (const std::vector<std::string>& f : size_rows) {
     if (f.size() < 10 || f[2] != "MA+HE+EX") continue;
     const std::string bin = f[4] == "inf" ? ">= " + f[3] + " px" : f[3] + "-" + f[4] + " px";
     if (std::find(sizes.x_labels.begin(), sizes.x_labels.end(), bin) == sizes.x_labels.end())
@@ -1411,16 +1396,15 @@ SaliencySummary saliency(const SaliencyArgs& a) {
   // in saliency.csv.
   const fs::path csv = fs::path(a.out) / "saliency.csv", size_csv = fs::path(a.out) / "saliency_by_size.csv";
   std::vector<SaliencyRow> rows;
-  std::vector<std::pair<std::string, std::string>> size_rows;  // (image, line)
+  std::vector<std::vector<std::string>> size_rows;  // saliency_by_size.csv's fields
   std::set<std::string> done;
   const bool resumed = resumes_partial_results(a, config, "saliency", csv);
   if (resumed) {
     rows = read_saliency_csv(csv);
     for (const SaliencyRow& r : rows) done.insert(r.image);
     if (fs::exists(size_csv))
-      for (const std::string& line : csv_lines(size_csv, kSaliencySizeHeader)) {
-        const std::string image = line.substr(0, line.find(','));
-        if (done.count(image)) size_rows.emplace_back(image, line);
+      for (std::vector<std::string>& f : read_saliency_size_csv(size_csv)) {
+        if (done.count(f[0])) size_rows.push_back(std::move(f));
       }
   }
   RunDir run(a, "saliency", config, device);
@@ -1516,12 +1500,12 @@ SaliencySummary saliency(const SaliencyArgs& a) {
         rows.push_back({id, method, lesion, target, sc.lesion_pixels, sc.fov_pixels, sc.mass_inside,
                         sc.rank_accuracy, sc.pointing_game});
         for (const analysis::SizeBinScores& b : analysis::score_by_lesion_size(heat, lm, fov_mask))
-          size_rows.emplace_back(
-              id, id + "," + method + "," + lesion + "," + std::to_string(b.min_area) + "," +
-                      (b.max_area == std::numeric_limits<std::int64_t>::max() ? std::string("inf")
-                                                                              : std::to_string(b.max_area)) +
-                      "," + std::to_string(b.components) + "," + std::to_string(b.lesion_pixels) + "," +
-                      frac(b.mass_inside) + "," + frac(b.rank_accuracy) + "," + frac(b.hit_rate));
+          size_rows.push_back({id, method, lesion, std::to_string(b.min_area),
+                               b.max_area == std::numeric_limits<std::int64_t>::max()
+                                   ? std::string("inf")
+                                   : std::to_string(b.max_area),
+                               std::to_string(b.components), std::to_string(b.lesion_pixels),
+                               frac(b.mass_inside), frac(b.rank_accuracy), frac(b.hit_rate)});
       }
       if (a.overlays)
         data::write_png(maps_dir / (id + "_" + method + ".png"),
@@ -1539,7 +1523,7 @@ SaliencySummary saliency(const SaliencyArgs& a) {
     }
     std::string size_text = std::string(kSaliencySizeHeader) + "\n",
                 text = std::string(kSaliencyHeader) + "\n";
-    for (const auto& [image, line] : size_rows) size_text += line + "\n";
+    for (const std::vector<std::string>& f : size_rows) size_text += data::csv_row(f) + "\n";
     for (const SaliencyRow& r : rows) text += r.line() + "\n";
     io::write_file_atomically(size_csv, size_text);
     io::write_file_atomically(csv, text);
@@ -1612,9 +1596,10 @@ SaliencySummary saliency(const SaliencyArgs& a) {
       for (std::size_t k = 0; k < r.stages.size(); ++k) {
         for (std::int64_t i = 0; i < n; ++i) {
           const analysis::RandomizationScores& sc = r.scores[k][static_cast<std::size_t>(i)];
-          text += method + "," + r.stages[k].name + "," + ids[static_cast<std::size_t>(i)] + "," +
-                  frac(sc.heatmap_spearman) + "," + frac(sc.signed_spearman) + "," + frac(sc.heatmap_ssim) +
-                  "\n";
+          text +=
+              data::csv_row({method, r.stages[k].name, ids[static_cast<std::size_t>(i)],
+                             frac(sc.heatmap_spearman), frac(sc.signed_spearman), frac(sc.heatmap_ssim)}) +
+              "\n";
         }
         stages.push_back(json{{"stage", r.stages[k].name},
                               {"heatmap_spearman", r.mean[k].heatmap_spearman},

@@ -92,6 +92,28 @@ struct CsvTable {
                     "' is '" + text + "', not an integer " + std::to_string(lo) + "-" + std::to_string(hi));
     return value;
   }
+  // Field (row, column) as a number: the whole field (surrounding spaces allowed) in decimal or
+  // scientific notation, or nan, inf, -inf (as to_chars writes them). Otherwise throws
+  // "file:line: field 'name' is 'x', not a number".
+  double real(std::size_t row, int column) const {
+    const std::string& text = at(row, column);
+    const std::string_view s = detail::trim_spaces(text);
+    double value = 0;
+    const char* end = s.data() + s.size();
+    const auto [ptr, ec] = std::from_chars(s.data() + (!s.empty() && s.front() == '+'), end, value);
+    if (s.empty() || ec != std::errc() || ptr != end)
+      fail(row, "field '" + std::string(detail::trim_spaces(header.at(static_cast<std::size_t>(column)))) +
+                    "' is '" + text + "', not a number");
+    return value;
+  }
+  // Throws "file: header is 'a,b', expected 'c,d'" unless the header is exactly `expected` (the
+  // names joined by commas), for files fovea writes with a fixed header.
+  void require_header(std::string_view expected) const {
+    std::string s;
+    for (std::size_t c = 0; c < header.size(); ++c) s += (c ? "," : "") + header[c];
+    if (s != expected)
+      throw Error(source + ": header is " + header_text() + ", expected '" + std::string(expected) + "'");
+  }
   // Field (row, column), which must not be empty (after removing surrounding spaces).
   std::string nonempty(std::size_t row, int column) const {
     const std::string_view s = detail::trim_spaces(at(row, column));
@@ -233,15 +255,29 @@ inline std::string csv_field(std::string_view value) {
   return s + '"';
 }
 
+// csv_row: `fields` as one CSV line (each through csv_field), without a line end.
+inline std::string csv_row(std::initializer_list<std::string_view> fields) {
+  std::string out;
+  bool first = true;
+  for (std::string_view f : fields) {
+    if (!first) out += ',';
+    out += csv_field(f);
+    first = false;
+  }
+  return out;
+}
+inline std::string csv_row(const std::vector<std::string>& fields) {
+  std::string out;
+  for (std::size_t c = 0; c < fields.size(); ++c) out += (c ? "," : "") + csv_field(fields[c]);
+  return out;
+}
+
 // format_csv: a header and rows as CSV text with LF line ends (parse_csv reads it back exactly).
 // requires: every row has header.size() fields.
 inline std::string format_csv(const std::vector<std::string>& header,
                               const std::vector<std::vector<std::string>>& rows) {
   std::string out;
-  const auto append = [&](const std::vector<std::string>& fields) {
-    for (std::size_t c = 0; c < fields.size(); ++c) out += (c ? "," : "") + csv_field(fields[c]);
-    out += '\n';
-  };
+  const auto append = [&](const std::vector<std::string>& fields) { out += csv_row(fields) + '\n'; };
   append(header);
   for (const auto& row : rows) {
     FOVEA_CHECK(row.size() == header.size(), "format_csv: a row of ", row.size(),
