@@ -102,6 +102,22 @@ TEST(Csv, NumbersAreReadWholeAndOwnHeadersExactly) {
   EXPECT_EQ(csv_row({"a", "b,c", "d\"e", " f"}), "a,\"b,c\",\"d\"\"e\",\" f\"");
 }
 
+TEST(Dataset, FileNameOfIdIsOneDistinctFileName) {
+  EXPECT_EQ(file_name_of_id("IDRiD_01"), "IDRiD_01");
+  EXPECT_EQ(file_name_of_id("0/abc"), "0%2Fabc");
+  EXPECT_EQ(file_name_of_id("a\\b%c"), "a%5Cb%25c");
+  EXPECT_EQ(file_name_of_id("left, \"1\""), "left, \"1\"");
+  EXPECT_EQ(file_name_of_id(".."), "%2E.");
+  EXPECT_EQ(file_name_of_id(".hidden/x"), "%2Ehidden%2Fx");
+  EXPECT_EQ(file_name_of_id(std::string("a\nb\0c", 5)), "a%0Ab%00c");
+  EXPECT_EQ(file_name_of_id(""), "%");
+  // distinct ids, distinct names: '%' is escaped too
+  std::set<std::string> names;
+  for (const char* id : {"a/b", "a%2Fb", "a%b", "a%25b", "a\\b", "a_b", "%", "%25", ""})
+    EXPECT_TRUE(names.insert(file_name_of_id(id)).second) << id;
+  for (const std::string& n : names) EXPECT_EQ(n.find('/'), std::string::npos) << n;
+}
+
 TEST(Csv, ErrorsNameFileLineAndField) {
   std::string text = "image,level\n";
   for (int i = 0; i < 15; ++i) text += std::to_string(i) + "_left,0\n";  // lines 2..16

@@ -931,21 +931,27 @@ def case_robustness(tmp):
 
 def case_names_with_commas(tmp):
     """Image names holding a comma and a quote (legal in file names and in a quoted labels.csv
-    field): the run folders' CSVs quote them (predictions.csv, split.csv, saliency.csv,
-    saliency_by_size.csv), so csv readers, `fovea compare` and a resumed saliency run read them back;
-    a saliency.csv or best.json that is not what fovea wrote is an error naming the file."""
+    field), in a subfolder: the run folders' CSVs quote them (predictions.csv, split.csv,
+    saliency.csv, saliency_by_size.csv), so csv readers, `fovea compare` and a resumed saliency run
+    read them back, and the files named after an image (saliency maps, robustness examples) are flat
+    names with '/' as %2F; a saliency.csv or best.json that is not what fovea wrote is an error naming
+    the file."""
     import csv as csvmod
     data = os.path.join(tmp, "data")
     run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", "--masks", expect=0)
-    old, new = "synthetic_1_left", 'synthetic_1 "a",left'
-    os.rename(os.path.join(data, "images", old + ".png"), os.path.join(data, "images", new + ".png"))
+    old, odd = "synthetic_1_left", 'synthetic_1 "a",left'
+    new = "sub/" + odd
+    os.makedirs(os.path.join(data, "sub"))
+    os.rename(os.path.join(data, "images", old + ".png"), os.path.join(data, new + ".png"))
     for kind in os.listdir(os.path.join(data, "masks")):
         mask = os.path.join(data, "masks", kind, f"{old}_{kind}.png")
         if os.path.exists(mask):
-            os.rename(mask, os.path.join(data, "masks", kind, f"{new}_{kind}.png"))
+            os.rename(mask, os.path.join(data, "masks", kind, f"{odd}_{kind}.png"))
     for name in ("labels.csv", "lesions.csv"):
         with open(os.path.join(data, name), newline="") as f:
-            rows = [[field.replace(old, new) for field in r] for r in csvmod.reader(f)]
+            rows = [[field.replace("masks/" + r[1] + "/" + old, "masks/" + r[1] + "/" + odd).replace(old, new)
+                     if len(r) > 1 else field for field in r] for r in csvmod.reader(f)]
+        rows = rows[:1] + sorted(rows[1:], key=lambda r: r[0].replace(".png", "") != new)  # the odd one first
         with open(os.path.join(data, name), "w", newline="") as f:
             csvmod.writer(f, lineterminator="\n").writerows(rows)
 
@@ -971,6 +977,15 @@ def case_names_with_commas(tmp):
     args = ["saliency", "--data", data, "--masks", os.path.join(data, "lesions.csv"), "--weights",
             os.path.join(ft, "best.safetensors"), "--methods", "gradient", "--out", sal, *small]
     run(*args, expect=0)
+    maps = os.path.join(sal, "maps", "sub%2F" + odd)
+    check(os.path.exists(maps + "_gradient.png") and os.path.exists(maps + ".safetensors"),
+          f"saliency maps of the image in sub/: {sorted(os.listdir(os.path.join(sal, 'maps')))}")
+    check(read_safetensors(maps + ".safetensors")[0].get("fovea.image") == new, "the maps' fovea.image")
+    rob = os.path.join(tmp, "rob")
+    run("robustness", "--data", data, "--weights", os.path.join(ft, "best.safetensors"), "--corruptions",
+        "halo", "--severities", "1", "--save-examples", "1", "--out", rob, *small, expect=0)
+    examples = sorted(os.listdir(os.path.join(rob, "examples")))
+    check(examples == ["clean_0_sub%2F" + odd + ".png", "halo_1_sub%2F" + odd + ".png"], f"examples: {examples}")
     texts = {}
     for name, fields in (("saliency.csv", 9), ("saliency_by_size.csv", 10)):
         rows = read_rows(os.path.join(sal, name))

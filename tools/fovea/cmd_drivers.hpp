@@ -258,44 +258,49 @@ inline void summarise_study_replicates(const std::string& out, const std::vector
     } catch (const json::exception& e) {
       FOVEA_FAIL("study: ", file.string(), " is not valid JSON: ", e.what());
     }
-    for (const json& c : j.at("cells"))
-      for (const char* m : {"kappa", "referable_auc", "accuracy"})
-        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), m,
-            c.at("metrics").at(m).at("point"));
-    if (j.contains("external") && j["external"].is_array())
-      for (const json& set : j["external"])
-        for (const json& c : set.at("cells"))
-          for (const char* m : {"kappa", "referable_auc", "accuracy"})
-            add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
-                "external_" + set.at("name").get<std::string>() + "_" + m, c.at("metrics").at(m).at("point"));
-    if (j.contains("comparisons") && j["comparisons"].is_array())
-      for (const json& c : j["comparisons"]) {
-        const std::string set = c.at("set").get<std::string>() == "test"
-                                    ? ""
-                                    : "external_" + c.at("set").get<std::string>() + "_";
-        const std::string vs = "_diff_vs_" + c.at("reference").get<std::string>();
-        const json& x = c.at("comparison");
-        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), set + "kappa" + vs,
-            x.at("quadratic_weighted_kappa").at("difference").at("point"));
-        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
-            set + "referable_auc" + vs, x.at("referable").at("delong").at("difference"));
-        add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), set + "accuracy" + vs,
-            x.at("accuracy").at("difference").at("point"));
-      }
-    if (j.contains("robustness") && j["robustness"].is_object())
-      for (const auto& [regime, r] : j["robustness"].items()) {
-        add(k, regime, "", std::nan(""), "mean_corrupted_error", r.at("mean_error"));
-        add(k, regime, "", std::nan(""), "mce", r.at("mce"));
-      }
-    if (j.contains("saliency") && j["saliency"].is_object())
-      for (const auto& [regime, r] : j["saliency"].items())
-        for (const auto& [method, sc] : r.at("methods").items())
-          add(k, regime, "", std::nan(""), "mass_inside_" + method, sc.at("mass_inside"));
-    if (j.contains("features") && j["features"].is_object())
-      for (const auto& [regime, r] : j["features"].items()) {
-        add(k, regime, "", std::nan(""), "median_cn", r.at("median_cn"));
-        add(k, regime, "", std::nan(""), "mean_cka_reference", r.at("mean_cka_reference"));
-      }
+    try {  // a key missing or of another type: name the file, not just the key
+      for (const json& c : j.at("cells"))
+        for (const char* m : {"kappa", "referable_auc", "accuracy"})
+          add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), m,
+              c.at("metrics").at(m).at("point"));
+      if (j.contains("external") && j["external"].is_array())
+        for (const json& set : j["external"])
+          for (const json& c : set.at("cells"))
+            for (const char* m : {"kappa", "referable_auc", "accuracy"})
+              add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
+                  "external_" + set.at("name").get<std::string>() + "_" + m, c.at("metrics").at(m).at("point"));
+      if (j.contains("comparisons") && j["comparisons"].is_array())
+        for (const json& c : j["comparisons"]) {
+          const std::string set = c.at("set").get<std::string>() == "test"
+                                      ? ""
+                                      : "external_" + c.at("set").get<std::string>() + "_";
+          const std::string vs = "_diff_vs_" + c.at("reference").get<std::string>();
+          const json& x = c.at("comparison");
+          add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), set + "kappa" + vs,
+              x.at("quadratic_weighted_kappa").at("difference").at("point"));
+          add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(),
+              set + "referable_auc" + vs, x.at("referable").at("delong").at("difference"));
+          add(k, c.at("regime"), c.at("protocol"), c.at("label_fraction").get<double>(), set + "accuracy" + vs,
+              x.at("accuracy").at("difference").at("point"));
+        }
+      if (j.contains("robustness") && j["robustness"].is_object())
+        for (const auto& [regime, r] : j["robustness"].items()) {
+          add(k, regime, "", std::nan(""), "mean_corrupted_error", r.at("mean_error"));
+          add(k, regime, "", std::nan(""), "mce", r.at("mce"));
+        }
+      if (j.contains("saliency") && j["saliency"].is_object())
+        for (const auto& [regime, r] : j["saliency"].items())
+          for (const auto& [method, sc] : r.at("methods").items())
+            add(k, regime, "", std::nan(""), "mass_inside_" + method, sc.at("mass_inside"));
+      if (j.contains("features") && j["features"].is_object())
+        for (const auto& [regime, r] : j["features"].items()) {
+          add(k, regime, "", std::nan(""), "median_cn", r.at("median_cn"));
+          add(k, regime, "", std::nan(""), "mean_cka_reference", r.at("mean_cka_reference"));
+        }
+    } catch (const json::exception& e) {
+      FOVEA_FAIL("study: ", file.string(), " is not a study.json this fovea wrote (", e.what(),
+                 "); rerun that seed's study");
+    }
   }
   auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   json j_rows = json::array();

@@ -1045,7 +1045,8 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
     for (std::size_t i = 0; i < d.size() && static_cast<std::int64_t>(i) < a.save_examples; ++i) {
       const Tensor image = decoded(d.samples[i], i);  // (1, 3, S, S)
       const Shape& is = image.shape();
-      data::write_png(fs::path(a.out) / "examples" / ("clean_0_" + data::image_id(d.samples[i].id) + ".png"),
+      data::write_png(fs::path(a.out) / "examples" /
+                          ("clean_0_" + data::file_name_of_id(data::image_id(d.samples[i].id)) + ".png"),
                       CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()));
     }
   }
@@ -1098,7 +1099,8 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
           copy(CView(out.data() + static_cast<std::int64_t>(k) * floats, host.shape(), out.device()),
                host.view());
           const std::string id = data::image_id(d.samples[static_cast<std::size_t>(ids[k])].id);
-          data::write_png(fs::path(a.out) / "examples" / (name + "_" + std::to_string(s) + "_" + id + ".png"),
+          data::write_png(fs::path(a.out) / "examples" /
+                              (name + "_" + std::to_string(s) + "_" + data::file_name_of_id(id) + ".png"),
                           host);
         }
       };
@@ -1508,7 +1510,7 @@ SaliencySummary saliency(const SaliencyArgs& a) {
                                frac(b.mass_inside), frac(b.rank_accuracy), frac(b.hit_rate)});
       }
       if (a.overlays)
-        data::write_png(maps_dir / (id + "_" + method + ".png"),
+        data::write_png(maps_dir / (data::file_name_of_id(id) + "_" + method + ".png"),
                         heatmap_overlay(resized.view(), m.heatmap_of(0)));
     }
     if (a.overlays) {
@@ -1518,7 +1520,7 @@ SaliencySummary saliency(const SaliencyArgs& a) {
         raw_maps.emplace(methods[k] + ".raw",
                          CView(kept[k].raw.data(), Shape{kept[k].channels, a.size, a.size}, Device::cpu()));
       }
-      io::write_safetensors(maps_dir / (id + ".safetensors"), raw_maps,
+      io::write_safetensors(maps_dir / (data::file_name_of_id(id) + ".safetensors"), raw_maps,
                             {{"fovea.image", id}, {"fovea.target", std::to_string(target)}});
     }
     std::string size_text = std::string(kSaliencySizeHeader) + "\n",

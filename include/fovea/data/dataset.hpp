@@ -203,6 +203,29 @@ inline std::string image_id(std::string_view name) {
   return std::string(name.substr(0, name.rfind('.')));
 }
 
+// file_name_of_id: an image id as one file name, for the files drivers write per image (saliency
+// maps, robustness examples). Ids may name subfolders ("0/abc" in a folder-per-class data set,
+// "sub/abc" in a labels.csv), which would otherwise need folders that do not exist; '/', '\\',
+// '%' and control bytes become %XX (so different ids stay different names and the id can be read
+// back), and a leading '.' becomes %2E (no hidden files, no "." or ".."). An empty id gives "%".
+inline std::string file_name_of_id(std::string_view id) {
+  if (id.empty()) return "%";
+  std::string out;
+  out.reserve(id.size());
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    const auto c = static_cast<unsigned char>(id[i]);
+    if (c == '/' || c == '\\' || c == '%' || c < 0x20 || c == 0x7f || (i == 0 && c == '.')) {
+      constexpr char hex[] = "0123456789ABCDEF";
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 // Finds the file of an image name: see the top of this file for the search order. Each folder is
 // listed once, so lookups cost no system calls (names with a '/' are checked on disk).
 class ImageFinder {
