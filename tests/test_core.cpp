@@ -1,12 +1,17 @@
 // tests/test_core.cpp: shapes, devices, tensors and views, transfers, the caching allocator (on a
 // fake raw allocator), host memory statistics, errors and the backend line.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "fovea/fovea.hpp"
+#include "fovea/io/folder_lock.hpp"
 
 namespace fovea {
 namespace {
@@ -233,6 +238,65 @@ TEST(CachingAllocator, ReleasesCacheThenThrowsOutOfMemory) {
   }
   a.deallocate(q);
   EXPECT_THROW(a.deallocate(reinterpret_cast<void*>(0x1234)), Error);
+}
+
+// A second process (here: a second open of the lock file, which flock treats alike) is refused while
+// the folder is held, with the holder named; the lock goes when its holder closes it or dies.
+TEST(FolderLock, OneHolderPerFolderReleasedWhenTheHolderEnds) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("fovea_lock_" + std::to_string(::getpid())) / "run";
+  std::filesystem::remove_all(dir.parent_path());
+  {
+    const io::FolderLock first(dir, "fovea finetune");  // creates the folder
+    EXPECT_TRUE(first.held());
+    EXPECT_TRUE(std::filesystem::exists(dir / ".fovea.lock"));
+    std::string message;
+    try {
+      io::FolderLock second(dir, "fovea evaluate");
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    EXPECT_NE(message.find("the run folder '" + dir.string() + "' is in use by another fovea process (pid " +
+                           std::to_string(::getpid()) + " on "),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find(": fovea finetune); wait for it to end, or choose another --out"),
+              std::string::npos)
+        << message;
+  }
+  EXPECT_NO_THROW(io::FolderLock(dir, "again"));  // released with the first
+  // A holder killed with SIGKILL leaves no stale lock.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const io::FolderLock held(dir, "child");
+    const char c = 'x';
+    (void)!::write(ready[1], &c, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  EXPECT_THROW(io::FolderLock(dir, "parent"), Error);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_NO_THROW(io::FolderLock(dir, "parent"));
+  ::close(ready[0]), ::close(ready[1]);
+  // A lock file that cannot be opened is named.
+  std::filesystem::create_directories(dir / "blocked" / ".fovea.lock");  // a folder where the file goes
+  try {
+    io::FolderLock(dir / "blocked", "x");
+    ADD_FAILURE() << "no error for an unopenable lock file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open the lock file '" +
+                                         (dir / "blocked" / ".fovea.lock").string()),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove_all(dir.parent_path());
 }
 
 TEST(Memory, HostStatsCountTensors) {

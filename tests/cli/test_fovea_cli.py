@@ -1020,6 +1020,41 @@ def case_names_with_commas(tmp):
     check(code == 1 and "best.json" in err and "kappa" in err, f"a malformed best.json: exit {code}\n{err}")
 
 
+def case_run_folder_in_use(tmp):
+    """A second run into a folder a running fovea process holds is refused at once (exit 1), naming
+    the holder's pid and command, whatever the second command is; the folder is usable again as soon
+    as the holder dies (SIGKILL: no stale lock)."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    long_run = [FOVEA, "finetune", "--data", data, "--out", ft, "--epochs", "100000", *small]
+    p = subprocess.Popen(long_run, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        lock = os.path.join(ft, ".fovea.lock")
+        deadline = time.time() + 60
+        while time.time() < deadline and p.poll() is None:
+            if os.path.exists(lock) and f"pid {p.pid} " in open(lock).read():
+                break
+            time.sleep(0.05)
+        if p.poll() is not None:
+            fail(f"the first run ended early (exit {p.returncode}): {p.stderr.read().decode()}")
+        for second in (["finetune", "--data", data, "--out", ft, "--epochs", "100000", *small],
+                       # any existing file passes evaluate's first check; the lock comes before the weights are read
+                       ["evaluate", "--data", data, "--weights", os.path.join(data, "labels.csv"), "--out", ft, *small]):
+            code, _, err = run(*second)
+            check(code == 1 and "is in use by another fovea process" in err and f"pid {p.pid} " in err and
+                  "fovea finetune" in err, f"a second {second[0]} into a busy folder: exit {code}\n{err}")
+        check(p.poll() is None, "the first run stopped when a second one was refused")
+        with open(os.path.join(ft, "config.json")) as f:
+            check(json.load(f)["command"] == "finetune", "the refused run rewrote config.json")
+    finally:
+        p.kill()
+        p.wait()
+    run("finetune", "--data", data, "--out", ft, "--epochs", "1", "--no-resume", *small, expect=0)
+
+
 def require_gpu():
     """Exits 77 (skipped) unless the fovea program was built and sees a usable GPU."""
     if not os.path.exists(FOVEA):

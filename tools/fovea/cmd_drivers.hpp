@@ -30,6 +30,7 @@
 #include "fovea/core/device.hpp"
 #include "fovea/core/error.hpp"
 #include "fovea/io/atomic_file.hpp"
+#include "fovea/io/folder_lock.hpp"
 #include "fovea/io/svg_plot.hpp"
 #include "fovea/models/resnet.hpp"
 
@@ -1323,6 +1324,8 @@ inline void add_driver_commands(CLI::App& app) {
     // Synthetic images at least as large as the decode side (size / 0.875), so nothing is upscaled.
     a.generate_size = std::max(96, static_cast<int>(std::lround(a.size / 0.875)));
     namespace fs = std::filesystem;
+    // One study per folder at a time (its drivers lock their own subfolders too).
+    const io::FolderLock lock(a.out, "fovea study");
     std::string data = a.data;
     if (data.empty()) {
       data = (fs::path(a.out) / "data").string();

@@ -55,6 +55,7 @@
 #include "fovea/data/split.hpp"
 #include "fovea/data/synthetic.hpp"
 #include "fovea/io/atomic_file.hpp"
+#include "fovea/io/folder_lock.hpp"
 #include "fovea/io/safetensors.hpp"
 #include "fovea/io/svg_plot.hpp"
 #include "fovea/nn/state.hpp"
@@ -787,7 +788,7 @@ inline void write_outputs(const FeaturesArgs& a, const Settings& s, const Loaded
                           Clock::time_point start) {
   const fs::path out(a.out);
   FOVEA_CHECK(!fs::exists(out) || fs::is_directory(out), "--out: '", a.out, "' exists and is not a folder");
-  fs::create_directories(out);
+  const io::FolderLock lock(out, "fovea features");  // the files below are one set
   const std::size_t count = r.layers.size();
   std::vector<std::string> paths;
   for (const auto& l : r.layers) paths.push_back(l.path);

@@ -36,6 +36,7 @@
 #include "fovea/eval/metrics.hpp"
 #include "fovea/fovea.hpp"
 #include "fovea/io/atomic_file.hpp"
+#include "fovea/io/folder_lock.hpp"
 #include "fovea/io/safetensors.hpp"
 #include "fovea/io/svg_plot.hpp"
 #include "fovea/models/resnet.hpp"
@@ -123,6 +124,9 @@ class RunDir {
  public:
   RunDir(const RunArgs& a, const std::string& command, json config, Device device) : root_(a.out) {
     FOVEA_CHECK(!a.out.empty(), "--out is required");
+    // One process per run folder: a second run into the same --out is refused before it writes
+    // anything there (io/folder_lock.hpp).
+    lock_ = io::FolderLock(root_, "fovea " + command);
     config["command"] = command;
     // A run that would resume checks its settings before anything in the folder is rewritten.
     if (a.resume && fs::exists(root_ / "checkpoints" / "latest") && fs::exists(root_ / "config.json")) {
@@ -167,6 +171,7 @@ class RunDir {
 
  private:
   fs::path root_;
+  io::FolderLock lock_;  // held while the driver runs
 };
 
 inline json common_config(const RunArgs& a) {
