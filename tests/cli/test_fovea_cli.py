@@ -1055,6 +1055,36 @@ def case_run_folder_in_use(tmp):
     run("finetune", "--data", data, "--out", ft, "--epochs", "1", "--no-resume", *small, expect=0)
 
 
+def case_full_disk_and_resume(tmp):
+    """A fine-tuning run whose disk fills (simulated with RLIMIT_FSIZE at 1 MB, which stops the first
+    weights file; SIGXFSZ ignored so the write fails instead of killing the process) stops with exit 1
+    naming the file and the system error, leaves no temp file behind, and run again with room ends
+    with the same metrics, weights and predictions as a run that never failed."""
+    import resource
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "1",
+             "--device", "cpu"]
+    full, whole = os.path.join(tmp, "full"), os.path.join(tmp, "whole")
+    command = ["finetune", "--data", data, "--epochs", "2", *small]
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    p = subprocess.run([FOVEA, *command, "--out", full], capture_output=True, text=True, timeout=300,
+                       preexec_fn=small_disk)
+    check(p.returncode == 1 and "cannot write" in p.stderr and ".safetensors" in p.stderr and
+          "File too large" in p.stderr, f"a full disk: exit {p.returncode}\n{p.stderr}")
+    left = [n for root, _, names in os.walk(full) for n in names if ".tmp." in n]
+    check(not left, f"temp files left behind: {left}")
+    run(*command, "--out", full, expect=0)
+    run(*command, "--out", whole, expect=0)
+    for name in ("metrics.jsonl", "metrics.csv", "best.safetensors", "predictions.csv", "results.json"):
+        with open(os.path.join(full, name), "rb") as a, open(os.path.join(whole, name), "rb") as b:
+            check(a.read() == b.read(), f"{name} differs from an uninterrupted run's after the disk filled")
+
+
 def require_gpu():
     """Exits 77 (skipped) unless the fovea program was built and sees a usable GPU."""
     if not os.path.exists(FOVEA):
