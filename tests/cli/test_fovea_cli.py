@@ -1085,6 +1085,53 @@ def case_full_disk_and_resume(tmp):
             check(a.read() == b.read(), f"{name} differs from an uninterrupted run's after the disk filled")
 
 
+def case_skip_bad_images(tmp):
+    """Without --skip-bad-images a missing or corrupt image stops the run, named; with it, the images
+    that are missing, not images or truncated are dropped before the split and listed in
+    skipped_images.csv, and an evaluation with the flag sees the same images."""
+    import csv as csvmod
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", expect=0)
+    images = os.path.join(data, "images")
+    with open(os.path.join(images, "synthetic_3_left.png"), "w") as f:
+        f.write("not an image")
+    with open(os.path.join(images, "synthetic_4_left.png"), "rb") as f:
+        head = f.read(300)
+    with open(os.path.join(images, "synthetic_4_left.png"), "wb") as f:
+        f.write(head)
+    os.remove(os.path.join(images, "synthetic_5_right.png"))
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "2",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    code, _, err = run("finetune", "--data", data, "--out", ft, "--epochs", "1", *small)
+    check(code == 1 and "synthetic_5_right" in err and "not found" in err, f"a missing image: exit {code}\n{err}")
+    _, out, _ = run("finetune", "--data", data, "--out", ft, "--epochs", "1", "--skip-bad-images", *small, expect=0)
+    check("3 of 24 images skipped" in out, f"no count of the skipped images:\n{out}")
+    with open(os.path.join(ft, "skipped_images.csv"), newline="") as f:
+        rows = list(csvmod.reader(f))
+    check(rows[0] == ["image", "reason"], f"skipped_images.csv header {rows[0]}")
+    reasons = {r[0]: r[1] for r in rows[1:]}
+    check(sorted(reasons) == ["synthetic_3_left", "synthetic_4_left", "synthetic_5_right"], f"skipped: {rows}")
+    check("not found" in reasons["synthetic_5_right"] and "unknown image type" in reasons["synthetic_3_left"] and
+          "truncated" in reasons["synthetic_4_left"] and not any(".hpp:" in r for r in reasons.values()),
+          f"reasons: {reasons}")
+    with open(os.path.join(ft, "split.csv"), newline="") as f:
+        split = {r[0]: r[1] for r in list(csvmod.reader(f))[1:]}
+    check(len(split) == 21 and not set(reasons) & set(split), f"split.csv: {len(split)} images")
+    with open(os.path.join(ft, "config.json")) as f:
+        check(json.load(f).get("skip_bad_images") is True, "config.json lacks skip_bad_images")
+    ev = os.path.join(tmp, "ev")
+    run("evaluate", "--data", data, "--weights", os.path.join(ft, "best.safetensors"), "--split",
+        os.path.join(ft, "split.csv"), "--out", ev, "--skip-bad-images", *small, expect=0)
+    with open(os.path.join(ev, "predictions.csv"), newline="") as f:
+        predicted = [r[0] for r in list(csvmod.reader(f))[1:]]
+    check(sorted(predicted) == sorted(i for i, s in split.items() if s == "test"),
+          f"evaluate saw {predicted}, the test split is {[i for i, s in split.items() if s == 'test']}")
+    code, _, err = run("evaluate", "--data", data, "--weights", os.path.join(ft, "best.safetensors"), "--split",
+                       os.path.join(ft, "split.csv"), "--out", os.path.join(tmp, "ev2"), *small)
+    check(code == 1 and "synthetic_5_right" in err, f"evaluate without the flag: exit {code}\n{err}")
+
+
 def require_gpu():
     """Exits 77 (skipped) unless the fovea program was built and sees a usable GPU."""
     if not os.path.exists(FOVEA):

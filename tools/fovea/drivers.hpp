@@ -14,14 +14,18 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fovea/core/error.hpp"
 #include "fovea/core/tensor.hpp"
 #include "fovea/data/corruptions.hpp"
 #include "fovea/data/dataset.hpp"
+#include "fovea/data/image.hpp"
+#include "fovea/io/atomic_file.hpp"
 
 namespace fovea::tools {
 
@@ -51,6 +55,9 @@ struct RunArgs {
   bool deterministic = false;
   bool tf32 = true;
   std::string config;          // --config FILE (applied by the command line; not part of config.json)
+  // Drop images that are missing or do not decode (each decoded once first) instead of stopping;
+  // they are listed in <out>/skipped_images.csv.
+  bool skip_bad_images = false;
 };
 
 struct PretrainArgs : RunArgs {
@@ -347,32 +354,112 @@ inline std::string study_run_tag(const std::string& regime, const std::string& p
 
 namespace drivers {
 // The labelled images of --data (and --labels), read without a word on stdout (load_data reports).
+// With --skip-bad-images, images the label file lists but the folder lacks are dropped (listed in
+// Dataset::missing) instead of stopping the run.
 inline data::Dataset read_data(const RunArgs& a) {
   FOVEA_CHECK(!a.data.empty(),
               "--data is required (a folder of fundus images with labels.csv, or of class folders)");
   FOVEA_CHECK(std::filesystem::is_directory(a.data), "data folder '", a.data,
               "' does not exist or is not a folder");
+  data::DatasetOptions o;
+  o.skip_missing = a.skip_bad_images;
   data::Dataset d;
   if (!a.labels.empty()) {
     FOVEA_CHECK(std::filesystem::exists(a.labels), "label file '", a.labels, "' does not exist");
-    data::DatasetOptions o;
     o.image_dir = a.data;
     d = data::load_labels_csv(a.labels, o);
   } else if (std::filesystem::exists(std::filesystem::path(a.data) / "labels.csv")) {
-    d = data::load_labels_csv(std::filesystem::path(a.data) / "labels.csv");
+    d = data::load_labels_csv(std::filesystem::path(a.data) / "labels.csv", o);
   } else {
-    d = data::load_dataset(a.data);
+    d = data::load_dataset(a.data, o);
   }
   return d;
 }
 
+namespace detail {
+// The outcome of decoding a file, remembered per (path, size, modification time) for the process, so
+// a study's stages decode each image once for the check: empty when it decodes, else the reason.
+inline std::string decode_problem(const std::filesystem::path& file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> seen;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  const auto time = std::filesystem::last_write_time(file, ec);
+  const std::string key = file.string() + '\n' + std::to_string(ec ? 0 : size) + '\n' +
+                          std::to_string(ec ? 0 : time.time_since_epoch().count());
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = seen.find(key); it != seen.end()) return it->second;
+  }
+  std::string problem;
+  try {
+    (void)data::load_image(file);
+  } catch (const std::exception& e) {  // fovea::Error, or std::bad_alloc for a file too large to hold
+    problem = e.what();
+    // "<header>:<line>: error: " locates fovea's source, not the image: the reason is what follows
+    if (const std::size_t at = problem.find(": error: ");
+        at != std::string::npos && problem.find(".hpp:") < at)
+      problem.erase(0, at + 9);
+    if (problem.empty()) problem = "cannot decode";
+  }
+  const std::lock_guard<std::mutex> lock(mutex);
+  seen.emplace(key, problem);
+  return problem;
+}
+}  // namespace detail
+
+// --skip-bad-images: decodes every image of `d` once (`threads` at a time) and drops those that do
+// not decode, so the split, training and every evaluation see the same images. Returns one
+// (image, reason) per dropped image, the missing ones (Dataset::missing) first.
+inline std::vector<std::vector<std::string>> drop_bad_images(data::Dataset& d, int threads) {
+  std::vector<std::vector<std::string>> dropped;
+  for (std::size_t i = 0; i < d.missing.size(); ++i)
+    dropped.push_back({i < d.missing_ids.size() ? d.missing_ids[i] : std::string(), d.missing[i]});
+  std::vector<std::string> problems(d.size());
+  std::atomic<std::size_t> next{0};
+  const auto work = [&] {
+    for (std::size_t i; (i = next.fetch_add(1)) < d.size();)
+      problems[i] = detail::decode_problem(d.samples[i].path);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(threads, 1); ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  std::vector<data::Sample> kept;
+  kept.reserve(d.size());
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    if (problems[i].empty()) kept.push_back(std::move(d.samples[i]));
+    else dropped.push_back({d.samples[i].id, problems[i]});
+  }
+  d.samples = std::move(kept);
+  return dropped;
+}
+
 // read_data, then rows the format leaves out (Messidor-2's ungradable images) are counted on stdout
-// with the first of them named.
+// with the first of them named. With --skip-bad-images, missing and undecodable images are dropped
+// (drop_bad_images), counted on stdout with the first named, and listed in <out>/skipped_images.csv
+// (image,reason; written atomically, and removed when a later run skips none).
 inline data::Dataset load_data(const RunArgs& a) {
   data::Dataset d = read_data(a);
   if (!d.excluded.empty())
     std::printf("data: %zu rows of %s left out (%s%s)\n", d.excluded.size(), d.labels_file.c_str(),
                 d.excluded.front().c_str(), d.excluded.size() > 1 ? ", ..." : "");
+  if (a.skip_bad_images) {
+    const std::size_t listed = d.size() + d.missing.size();
+    const std::vector<std::vector<std::string>> dropped = drop_bad_images(d, a.threads);
+    const std::filesystem::path list = std::filesystem::path(a.out) / "skipped_images.csv";
+    if (!dropped.empty()) {
+      std::printf("data: %zu of %zu images skipped (--skip-bad-images; %s): %s%s\n", dropped.size(), listed,
+                  list.string().c_str(), dropped.front()[1].c_str(), dropped.size() > 1 ? "; ..." : "");
+      if (!a.out.empty() && std::filesystem::is_directory(a.out))
+        data::write_csv(list, {"image", "reason"}, dropped);
+    } else if (!a.out.empty()) {
+      std::error_code ec;
+      std::filesystem::remove(list, ec);
+    }
+    FOVEA_CHECK(d.size() > 0, "data: none of the ", listed, " images of ", a.data,
+                " could be used (--skip-bad-images)");
+  }
   return d;
 }
 

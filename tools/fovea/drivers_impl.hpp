@@ -197,6 +197,7 @@ inline json common_config(const RunArgs& a) {
   // flags existed still resume (a run started with one of them resumes only with it).
   if (a.deterministic) c["deterministic"] = true;
   if (!a.tf32) c["tf32"] = false;
+  if (a.skip_bad_images) c["skip_bad_images"] = true;  // the same: only when set
   return c;
 }
 

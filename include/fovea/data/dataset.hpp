@@ -101,6 +101,7 @@ struct Dataset {
   int num_classes = kNumGrades;      // labels lie in [0, num_classes) or are kUnlabelled; 0 = no labels
                                      // (kMessidor1Grades for Messidor-1's own 0-3 scale)
   std::vector<std::string> missing;  // with skip_missing: one message per dropped image
+  std::vector<std::string> missing_ids;  // and its image id (index-aligned with missing)
   std::vector<std::string> excluded;  // rows the format leaves out (Messidor-2: ungradable), one message each
 
   std::size_t size() const { return samples.size(); }
@@ -346,6 +347,7 @@ inline Dataset dataset_from_table(const CsvTable& t, const CsvLayout& layout, co
       std::string message = t.where(r) + ": image '" + name + "' not found (" + finder.describe(name) + ")";
       if (!options.skip_missing) throw Error(message);
       d.missing.push_back(std::move(message));
+      d.missing_ids.push_back(id);
       continue;
     }
     d.samples.push_back(Sample{id, *path, label, patient(id)});
