@@ -1130,6 +1130,12 @@ def case_skip_bad_images(tmp):
     code, _, err = run("evaluate", "--data", data, "--weights", os.path.join(ft, "best.safetensors"), "--split",
                        os.path.join(ft, "split.csv"), "--out", os.path.join(tmp, "ev2"), *small)
     check(code == 1 and "synthetic_5_right" in err, f"evaluate without the flag: exit {code}\n{err}")
+    # fovea features (the study's feature stage) takes the flag too: the test split without the bad images
+    _, out, _ = run("features", "--arch", "resnet18", "--width", "0.25", "--small-stem", "--weights",
+                    os.path.join(ft, "best.safetensors"), "--data", data, "--split", os.path.join(ft, "split.csv"),
+                    "--size", "32", "--device", "cpu", "--skip-bad-images", "--out", os.path.join(tmp, "feat"),
+                    expect=0)
+    check("3 images skipped" in out, f"features: no count of the skipped images:\n{out}")
 
 
 def require_gpu():

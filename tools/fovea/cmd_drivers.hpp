@@ -537,7 +537,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
       fa.arch = a.arch, fa.width = a.width, fa.small_stem = small, fa.size = a.size;
       fa.weights = c.weights, fa.data = data, fa.split = c.split, fa.split_name = "test";
       fa.count = a.features_count, fa.layers = a.features, fa.batch_size = a.batch_size;
-      fa.threads = a.threads, fa.seed = a.seed, fa.device = a.device;
+      fa.threads = a.threads, fa.seed = a.seed, fa.device = a.device, fa.skip_bad_images = a.skip_bad_images;
       fa.out = (fs::path(a.out) / ("features_" + regimes[i].key)).string();
       if (i != reference) fa.compare = primary(regimes[reference]).weights;
       stats[regimes[i].key] = run_features(fa);

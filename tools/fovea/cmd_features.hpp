@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "drivers.hpp"
 #include "fovea/analysis/features.hpp"
 #include "fovea/analysis/features_device.hpp"
 #include "fovea/core/device.hpp"
@@ -88,6 +89,7 @@ struct FeaturesArgs {
   std::uint64_t seed = 0;
   std::string device = "auto";
   std::string out;
+  bool skip_bad_images = false;  // as the drivers' --skip-bad-images (counted on stdout)
 };
 
 // What `features` found, for the study's table (run_features' result; features.json holds it all).
@@ -338,15 +340,22 @@ inline Images load_images(const FeaturesArgs& a, std::ostream& log) {
   }
   FOVEA_CHECK(fs::is_directory(a.data), "--data: '", a.data, "' does not exist or is not a folder");
   data::Dataset d;
+  data::DatasetOptions o;
+  o.skip_missing = a.skip_bad_images;
   if (!a.labels.empty()) {
     FOVEA_CHECK(fs::exists(a.labels), "--labels: '", a.labels, "' does not exist");
-    data::DatasetOptions o;
     o.image_dir = a.data;
     d = data::load_labels_csv(a.labels, o);
   } else if (fs::exists(fs::path(a.data) / "labels.csv")) {
-    d = data::load_labels_csv(fs::path(a.data) / "labels.csv");
+    d = data::load_labels_csv(fs::path(a.data) / "labels.csv", o);
   } else {
-    d = data::load_dataset(a.data);
+    d = data::load_dataset(a.data, o);
+  }
+  if (a.skip_bad_images) {
+    const auto dropped = drivers::drop_bad_images(d, a.threads);
+    if (!dropped.empty())
+      log << "features: " << dropped.size() << " images skipped (--skip-bad-images): " << dropped.front()[0]
+          << ": " << dropped.front()[1] << (dropped.size() > 1 ? "; ..." : "") << "\n";
   }
   if (!a.split.empty()) {  // the part of the data set that --split assigns to --split-name
     FOVEA_CHECK(fs::exists(a.split), "--split: '", a.split, "' does not exist");
@@ -1015,6 +1024,8 @@ inline void add_features_command(CLI::App& app) {
   c->add_option("--threads", a->threads, "image decoding threads")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
+  c->add_flag("--skip-bad-images", a->skip_bad_images,
+              "drop images of --data that are missing or do not decode instead of stopping");
   c->add_option("--layers", a->layers,
                 "all (conv, bn, linear), conv, bn, linear, other, or comma-separated paths")
       ->capture_default_str();
