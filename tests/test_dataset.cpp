@@ -207,6 +207,35 @@ TEST(Dataset, MissingImagesFailOrAreSkipped) {
   EXPECT_EQ(ds[1].id, "3_left");
   ASSERT_EQ(ds.missing.size(), 1u);
   EXPECT_CONTAINS(ds.missing[0], "labels.csv:3: image '2_left' not found");
+  EXPECT_EQ(ds.missing_ids, (std::vector<std::string>{"2_left"}));
+}
+
+// The image extension matches in any case (Messidor-2 mixes IM002385.JPG with .png files) where no
+// file matches exactly; the stem stays case-sensitive; an exact name wins; of two case variants the
+// first in byte order.
+TEST(Dataset, ImageExtensionsMatchInAnyCase) {
+  TempDir dir;
+  const fs::path d = dir.path();
+  write_text(d / "labels.csv", "image,level\nIM01,0\nIM02.jpg,1\nim03,2\nIM04,3\nIM05.PNG,4\nIM06.jpeg,0\n");
+  touch(d / "images" / "IM01.JPG");
+  touch(d / "images" / "IM02.JPG");
+  touch(d / "images" / "IM03.png");  // 'im03' differs in the stem: not found
+  touch(d / "images" / "IM04.Png");
+  touch(d / "images" / "IM04.PNG");  // byte order: IM04.PNG < IM04.Png
+  touch(d / "images" / "IM05.png");
+  touch(d / "images" / "IM06.JPEG");
+  touch(d / "images" / "IM06.jpeg");  // exact
+  DatasetOptions skip;
+  skip.skip_missing = true;
+  const Dataset ds = load_labels_csv(d / "labels.csv", skip);
+  ASSERT_EQ(ds.size(), 5u);
+  EXPECT_EQ(ds[0].path, d / "images" / "IM01.JPG");
+  EXPECT_EQ(ds[1].path, d / "images" / "IM02.JPG");
+  EXPECT_EQ(ds[1].id, "IM02");
+  EXPECT_EQ(ds[2].path, d / "images" / "IM04.PNG");
+  EXPECT_EQ(ds[3].path, d / "images" / "IM05.png");
+  EXPECT_EQ(ds[4].path, d / "images" / "IM06.jpeg");
+  EXPECT_EQ(ds.missing_ids, (std::vector<std::string>{"im03"}));
 }
 
 TEST(Dataset, RejectsBadRows) {

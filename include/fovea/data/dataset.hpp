@@ -22,7 +22,10 @@
 // BASE/train_images, BASE/IMAGES (those that exist, in this order; BASE = DatasetOptions::image_dir or
 // else the CSV's folder), the first file that is NAME as written, else NAME + extension for the
 // format's extension order (a permutation of .jpeg .jpg .png .tif .tiff), else, for a NAME that has an
-// image extension, its id + extension (in every folder, in that order). Names are case-sensitive.
+// image extension, its id + extension (in every folder, in that order). Names are case-sensitive but
+// for the image extension: where no file matches exactly, one whose extension differs only in case
+// is taken ("IM002385" or "IM002385.jpg" finds IM002385.JPG; of two such files the first in byte
+// order), as the folder loaders do. Names holding a '/' are looked up exactly.
 // An id is the CSV name without a trailing image extension ("IDRiD_01.jpg" -> "IDRiD_01").
 //
 // Patient rule (PatientRule): EyePACS, folder and unlabelled data: the part of the file name
@@ -238,9 +241,16 @@ class ImageFinder {
       const fs::path dir = *sub ? base / sub : base;
       std::error_code ec;
       if (!fs::is_directory(dir, ec)) continue;
-      Folder folder{dir, {}};
+      Folder folder{dir, {}, {}};
       for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-        if (it->is_regular_file(ec)) folder.files.insert(it->path().filename().string());
+        if (it->is_regular_file(ec)) {
+          std::string file = it->path().filename().string();
+          if (detail::has_image_extension(file)) {
+            const auto [at, inserted] = folder.folded.emplace(extension_folded(file), file);
+            if (!inserted && file < at->second) at->second = file;  // the first in byte order
+          }
+          folder.files.insert(std::move(file));
+        }
       if (ec) throw Error("cannot list image folder '" + dir.string() + "': " + ec.message());
       folders_.push_back(std::move(folder));
     }
@@ -250,14 +260,14 @@ class ImageFinder {
   // written for .tif images that were converted to .png) its id + an extension.
   std::optional<std::filesystem::path> find(const std::string& name) const {
     for (const Folder& f : folders_) {
-      if (exists(f, name)) return f.path / name;
+      if (const auto file = lookup(f, name)) return f.path / *file;
       for (const std::string& ext : extensions_)
-        if (exists(f, name + ext)) return f.path / (name + ext);
+        if (const auto file = lookup(f, name + ext)) return f.path / *file;
     }
     if (const std::string id = image_id(name); id != name)
       for (const Folder& f : folders_)
         for (const std::string& ext : extensions_)
-          if (exists(f, id + ext)) return f.path / (id + ext);
+          if (const auto file = lookup(f, id + ext)) return f.path / *file;
     return std::nullopt;
   }
   // "looked for 'NAME' and NAME{.jpeg,...} in 'a', 'b'" for error messages.
@@ -275,11 +285,25 @@ class ImageFinder {
   struct Folder {
     std::filesystem::path path;
     std::unordered_set<std::string> files;
+    // name with its image extension in lower case -> the file (of several, the first in byte order)
+    std::unordered_map<std::string, std::string> folded;
   };
-  static bool exists(const Folder& f, const std::string& name) {
-    if (name.find('/') == std::string::npos) return f.files.count(name) != 0;
-    std::error_code ec;
-    return std::filesystem::is_regular_file(f.path / name, ec);
+  // `file` with a trailing image extension in lower case (unchanged when it has none).
+  static std::string extension_folded(const std::string& file) {
+    if (!detail::has_image_extension(file)) return file;
+    const std::size_t dot = file.rfind('.');
+    return file.substr(0, dot) + detail::lower(std::string_view(file).substr(dot));
+  }
+  // The file of `f` named `name`, else one whose image extension differs only in case.
+  static std::optional<std::string> lookup(const Folder& f, const std::string& name) {
+    if (name.find('/') != std::string::npos) {
+      std::error_code ec;
+      if (std::filesystem::is_regular_file(f.path / name, ec)) return name;
+      return std::nullopt;
+    }
+    if (f.files.count(name) != 0) return name;
+    if (const auto it = f.folded.find(extension_folded(name)); it != f.folded.end()) return it->second;
+    return std::nullopt;
   }
 
   std::vector<std::string> extensions_;
