@@ -1296,6 +1296,16 @@ def case_saliency(tmp):
             check(f1.read() == f2.read(), f"{name} differs after resuming a finished run")
     code, _, err = run(*base, "--method", "gradcam", "--out", os.path.join(tmp, "bad"))
     check(code == 2 and "gradcam" in err, f"unknown method: exit {code}\n{err}")
+    # A mask of another size than its photograph (another image's, or a resized copy) is an error
+    # naming both sizes, not a silently stretched mask.
+    import csv as csvmod
+    with open(os.path.join(data, "lesions.csv"), newline="") as f:
+        first = list(csvmod.reader(f))[1]
+    mask = os.path.join(data, first[2])
+    write_png(mask, 20, 12, lambda x, y: (255, 255, 255) if x == y else (0, 0, 0))
+    code, _, err = run(*base, "--out", os.path.join(tmp, "bad_mask"))
+    check(code == 1 and first[2] in err and "20 x 12" in err and "40 x 40" in err,
+          f"a mask of another size: exit {code}\n{err}")
 
 
 def case_drivers_bad_inputs(tmp):

@@ -1485,7 +1485,17 @@ SaliencySummary saliency(const SaliencyArgs& a) {
     for (std::string_view type : data::kLesionTypes) {
       const data::LesionMask* m = masks.find(id, type);
       if (m == nullptr) continue;
-      std::vector<std::uint8_t> bytes = square_mask(data::load_image(m->path), a.size);
+      const Tensor mask_image = data::load_image(m->path);
+      // A mask covers its photograph pixel for pixel (IDRiD's are 4288 x 2848 like the photos); one of
+      // another size is another image's, or a resized copy, and would score the wrong pixels.
+      const Shape& ms = mask_image.shape();
+      const Shape& ps = photo.shape();
+      if (ms[1] != ps[1] || ms[2] != ps[2])
+        throw Error("saliency: the " + std::string(type) + " mask '" + m->path.string() + "' is " +
+                    std::to_string(ms[2]) + " x " + std::to_string(ms[1]) + " pixels, its image '" +
+                    sample->path.string() + "' " + std::to_string(ps[2]) + " x " + std::to_string(ps[1]) +
+                    ": a lesion mask must have its photograph's size");
+      std::vector<std::uint8_t> bytes = square_mask(mask_image, a.size);
       if (type == "MA" || type == "HE" || type == "EX") {
         for (std::size_t i = 0; i < bytes.size(); ++i) lesion_union[i] |= bytes[i];
         any_lesion = true;
