@@ -1332,6 +1332,13 @@ def case_drivers_bad_inputs(tmp):
     check(code == 1 and "conv" in err, f"weights of another architecture: exit {code}, {err}")
     with open(os.path.join(results, "results.json")) as f:
         check(f.read() == "{\"earlier\": true}", "an earlier results.json was overwritten")
+    # A split file that puts no image in the evaluated part names the file and the part.
+    split = os.path.join(tmp, "all_train.csv")
+    with open(split, "w") as f:
+        f.write("image,split\n1_left,train\n")
+    code, _, err = run("evaluate", "--data", data, "--weights", weights, "--split", split, "--out",
+                       os.path.join(tmp, "ev_split"))
+    check(code == 1 and "all_train.csv" in err and "to test" in err, f"an empty test split: exit {code}, {err}")
 
 
 def read_safetensors(path):

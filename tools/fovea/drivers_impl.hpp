@@ -728,8 +728,11 @@ inline data::Dataset evaluation_set(const EvaluateArgs& a, const data::LabelSche
     const auto part = data::parse_split_name(a.split_name);
     FOVEA_CHECK(part.has_value(), "--split-name must be train, validation or test, got '", a.split_name, "'");
     d = data::apply_split(d, file.assignment_for(d))[*part];
+    if (d.size() == 0)
+      throw Error(std::string(command) + ": the split file '" + a.split + "' assigns no image of " + a.data +
+                  " to " + a.split_name + " (--split-name): nothing to evaluate");
   }
-  FOVEA_CHECK(d.size() > 0, command, ": no labelled image to evaluate");
+  if (d.size() == 0) throw Error(std::string(command) + ": no labelled image to evaluate in " + a.data);
   return d;
 }
 
