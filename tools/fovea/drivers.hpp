@@ -359,6 +359,10 @@ namespace drivers {
 inline data::Dataset read_data(const RunArgs& a) {
   FOVEA_CHECK(!a.data.empty(),
               "--data is required (a folder of fundus images with labels.csv, or of class folders)");
+  if (std::filesystem::is_regular_file(a.data))
+    throw Error("--data '" + a.data +
+                "' is a file: give the folder of the images, and a label file other than <folder>/labels.csv "
+                "with --labels");
   FOVEA_CHECK(std::filesystem::is_directory(a.data), "data folder '", a.data,
               "' does not exist or is not a folder");
   data::DatasetOptions o;
@@ -366,6 +370,9 @@ inline data::Dataset read_data(const RunArgs& a) {
   data::Dataset d;
   if (!a.labels.empty()) {
     FOVEA_CHECK(std::filesystem::exists(a.labels), "label file '", a.labels, "' does not exist");
+    if (!std::filesystem::is_regular_file(a.labels))
+      throw Error("--labels '" + a.labels +
+                  "' is not a file (give the label CSV; the images' folder is --data)");
     o.image_dir = a.data;
     d = data::load_labels_csv(a.labels, o);
   } else if (std::filesystem::exists(std::filesystem::path(a.data) / "labels.csv")) {
@@ -444,6 +451,12 @@ inline data::Dataset load_data(const RunArgs& a) {
   if (!d.excluded.empty())
     std::printf("data: %zu rows of %s left out (%s%s)\n", d.excluded.size(), d.labels_file.c_str(),
                 d.excluded.front().c_str(), d.excluded.size() > 1 ? ", ..." : "");
+  if (d.size() == 0 && d.missing.empty())
+    throw Error(d.labels_file.empty()
+                    ? "data: no images in '" + a.data +
+                          "' (looked for labels.csv, trainLabels.csv, train.csv or messidor_data.csv, class "
+                          "folders 0/, 1/, ..., and image files)"
+                    : "data: " + d.labels_file + " lists no images");
   if (a.skip_bad_images) {
     const std::size_t listed = d.size() + d.missing.size();
     const std::vector<std::vector<std::string>> dropped = drop_bad_images(d, a.threads);
@@ -460,6 +473,17 @@ inline data::Dataset load_data(const RunArgs& a) {
     FOVEA_CHECK(d.size() > 0, "data: none of the ", listed, " images of ", a.data,
                 " could be used (--skip-bad-images)");
   }
+  return d;
+}
+
+// load_data for a command that needs labels (fine-tuning, evaluation): an unlabelled folder is an
+// error saying so.
+inline data::Dataset load_labelled_data(const RunArgs& a, const char* command) {
+  data::Dataset d = load_data(a);
+  if (d.num_classes == 0)
+    throw Error(std::string(command) + ": the images of '" + a.data +
+                "' have no labels (no labels.csv or other label file, no class folders 0/, 1/, ...): " +
+                command + " needs labels; an unlabelled folder serves pretrain");
   return d;
 }
 

@@ -626,7 +626,7 @@ int finetune(const FinetuneArgs& a) {
                      {"sampler", a.sampler}, {"class_weights", a.class_weights}, {"label_smoothing", a.label_smoothing}});
   RunDir run(a, "finetune", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
-  data::Dataset all = data::map_labels(load_data(a), scheme);
+  data::Dataset all = data::map_labels(load_labelled_data(a, "finetune"), scheme);
   for (const auto& s : all.samples)
     FOVEA_CHECK(s.label >= 0, "finetune: image '", s.id, "' has no label (every image needs a grade)");
   const data::DatasetSplits splits = data::split_dataset(all, {a.val_fraction, a.test_fraction}, a.seed);
@@ -722,7 +722,7 @@ int finetune(const FinetuneArgs& a) {
 // --split-name of the --split file when one is given; not empty.
 inline data::Dataset evaluation_set(const EvaluateArgs& a, const data::LabelScheme& scheme,
                                     const char* command) {
-  data::Dataset d = data::map_labels(load_data(a), scheme);
+  data::Dataset d = data::map_labels(load_labelled_data(a, command), scheme);
   if (!a.split.empty()) {
     const auto file = data::read_split(a.split);
     const auto part = data::parse_split_name(a.split_name);
