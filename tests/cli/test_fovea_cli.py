@@ -1138,6 +1138,42 @@ def case_skip_bad_images(tmp):
     check("3 images skipped" in out, f"features: no count of the skipped images:\n{out}")
 
 
+def case_image_cache(tmp):
+    """--image-cache DIR: the first run decodes each image it uses once into DIR, a second run with the
+    same settings reads every image from it (no miss) and trains to the same bits; a touched source
+    image misses and is decoded again; the setting is in config.json."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "40", "--seed", "3", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "2",
+             "--device", "cpu"]
+    cache = os.path.join(tmp, "cache")
+    a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+    run("finetune", "--data", data, "--out", a, "--epochs", "2", "--image-cache", cache, *small, expect=0)
+    files = sorted(os.listdir(cache))
+    check(0 < len(files) <= 24 and all(f.endswith(".fpc") for f in files), f"cache files: {files}")
+    with open(os.path.join(a, "config.json")) as f:
+        check(json.load(f).get("image_cache") == cache, "config.json lacks image_cache")
+    run("finetune", "--data", data, "--out", b, "--epochs", "2", "--image-cache", cache, *small, expect=0)
+    with open(os.path.join(b, "log.txt")) as f:
+        log = f.read()
+    check(re.search(r"image cache .*: [1-9][0-9]* hits, 0 misses", log), f"the second run missed:\n{log}")
+    for name in ("best.safetensors", "predictions.csv", "metrics.jsonl"):
+        with open(os.path.join(a, name), "rb") as x, open(os.path.join(b, name), "rb") as y:
+            check(x.read() == y.read(), f"{name}: the cached run differs from the run that filled the cache")
+    # every image through evaluate, one source touched: that one misses
+    image = os.path.join(data, "images", "synthetic_0_left.png")
+    st = os.stat(image)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    ev = os.path.join(tmp, "ev")
+    run("evaluate", "--data", data, "--weights", os.path.join(a, "best.safetensors"), "--image-cache", cache,
+        "--out", ev, *small, expect=0)
+    with open(os.path.join(ev, "log.txt")) as f:
+        log = f.read()
+    m = re.search(r"image cache .*: (\d+) hits, (\d+) misses", log)
+    check(m and int(m.group(1)) + int(m.group(2)) == 24 and int(m.group(2)) == 24 - len(files) + 1,
+          f"evaluate over 24 images with {len(files)} cached and one touched:\n{log}")
+
+
 def require_gpu():
     """Exits 77 (skipped) unless the fovea program was built and sees a usable GPU."""
     if not os.path.exists(FOVEA):

@@ -103,6 +103,9 @@ inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_flag("--skip-bad-images", a.skip_bad_images,
               "drop images that are missing or do not decode (each decoded once first) instead of stopping; "
               "they are listed in <out>/skipped_images.csv");
+  c->add_option("--image-cache", a.image_cache,
+                "folder for a disk cache of the decoded, resized images: each decoded once across epochs and "
+                "runs (stored in 8 bits)");
   add_math_flags(c, a.deterministic, a.tf32);
 }
 }  // namespace detail
@@ -152,6 +155,7 @@ struct StudyArgs {
   std::string external = "auto";
   bool deterministic = false, tf32 = true;  // GPU math of every stage (RunArgs)
   bool skip_bad_images = false;             // every stage's RunArgs::skip_bad_images
+  std::string image_cache;                  // every stage's RunArgs::image_cache
 };
 
 // One external test set of the study: every model is evaluated on all of its labelled images.
@@ -407,7 +411,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     r.data = data, r.arch = a.arch, r.out = (fs::path(a.out) / sub).string(), r.device = a.device;
     r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
     r.threads = a.threads, r.deterministic = a.deterministic, r.tf32 = a.tf32;
-    r.skip_bad_images = a.skip_bad_images;
+    r.skip_bad_images = a.skip_bad_images, r.image_cache = a.image_cache;
   };
   // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
   //    starts its fine-tuning from.
@@ -1274,6 +1278,8 @@ inline void add_driver_commands(CLI::App& app) {
               "GPU-sized defaults: ResNet-50 at 224 px, width 1, 2000 images, 100/50 epochs, "
               "batch 256, the regime / protocol / label-fraction grid above (flags given "
               "explicitly override them)");
+  s->add_option("--image-cache", sa->image_cache,
+                "folder for the disk cache of decoded, resized images that every stage shares");
   s->add_flag("--skip-bad-images", sa->skip_bad_images,
               "every stage drops images that are missing or do not decode instead of stopping (listed in "
               "each stage's skipped_images.csv)");

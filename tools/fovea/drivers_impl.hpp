@@ -13,6 +13,8 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -29,6 +31,7 @@
 #include "fovea/analysis/randomization.hpp"
 #include "fovea/analysis/saliency_scores.hpp"
 #include "fovea/data/augment.hpp"
+#include "fovea/data/cache.hpp"
 #include "fovea/data/corruptions.hpp"
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/fundus.hpp"
@@ -198,11 +201,29 @@ inline json common_config(const RunArgs& a) {
   if (a.deterministic) c["deterministic"] = true;
   if (!a.tf32) c["tf32"] = false;
   if (a.skip_bad_images) c["skip_bad_images"] = true;  // the same: only when set
+  if (!a.image_cache.empty()) c["image_cache"] = a.image_cache;  // 8-bit inputs: part of the computation
   return c;
 }
 
 inline models::ResNetConfig resnet_config(const RunArgs& a, int classes) {
   return models::ResNetConfig{.num_classes = classes, .width = a.width, .small_stem = a.small_stem};
+}
+
+// The disk cache of --image-cache for one decode side: one per (folder, side) for the process (a
+// study's stages share it), living as long as the process, as the loaders that use it need.
+inline data::CachedPreprocessor& image_cache(const std::string& dir, int side) {
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, int>, std::unique_ptr<data::CachedPreprocessor>> caches;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto& c = caches[{dir, side}];
+  if (!c) {
+    data::FundusPreprocess settings;  // the default decoder's Resize + CenterCrop, in [0, 1]
+    settings.size = side;
+    settings.crop_to_fov = false;
+    settings.ben_graham = false;
+    c = std::make_unique<data::CachedPreprocessor>(dir, settings);
+  }
+  return *c;
 }
 
 inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
@@ -211,7 +232,16 @@ inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
   o.drop_last = drop_last;
   o.image_size = decode_size(a.size);
   o.threads = a.threads;
+  if (!a.image_cache.empty()) o.decode = image_cache(a.image_cache, o.image_size).decoder();
   return o;
+}
+
+// "image cache DIR: H hits, M misses (R rebuilt)" for the run's log.
+inline std::string image_cache_line(const RunArgs& a) {
+  const data::PreprocessCacheStats st = image_cache(a.image_cache, decode_size(a.size)).stats();
+  return "image cache " + a.image_cache + ": " + std::to_string(st.hits) + " hits, " +
+         std::to_string(st.misses) + " misses (" + std::to_string(st.rebuilt) +
+         " of them rebuilt stale or damaged files)";
 }
 
 // A per-batch transform of the decoded images on the target device, before the test transform
@@ -229,7 +259,7 @@ void for_each_test_batch(Net& net, const data::Dataset& d, const RunArgs& a, Dev
   so.device = device;
   so.before_augment = std::move(before);
   data::LoaderOptions lo = loader_options(a, false);
-  lo.decode = std::move(decode);
+  if (decode) lo.decode = std::move(decode);  // else the default or --image-cache decoder
   train::LoaderSource source(d, data::Sampler::sequential(d.size()), lo, so);
   net.set_training(false);
   source.start_epoch(0, 0);
@@ -577,6 +607,7 @@ int pretrain(const PretrainArgs& a) {
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
   }
   write_metrics_svg(a.out);
+  if (!a.image_cache.empty()) run.log(image_cache_line(a));
   nn::save_weights(net.backbone(), fs::path(a.out) / "backbone.safetensors",
                    {{"fovea.arch", a.arch}, {"fovea.method", a.method}});
   run.log("pretrain: backbone weights (torchvision keys) in " + (fs::path(a.out) / "backbone.safetensors").string());
@@ -707,6 +738,7 @@ int finetune(const FinetuneArgs& a) {
     }
   });
   write_metrics_svg(a.out);
+  if (!a.image_cache.empty()) run.log(image_cache_line(a));
   if (fs::exists(best)) nn::load_weights(net, best);
   else nn::save_weights(net, best, {{"fovea.arch", a.arch}});
   if (splits.test.size() > 0) {
@@ -778,6 +810,7 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);  // strict: every key of this architecture, right shapes
   std::vector<double> probs = predict_probabilities(net, d, a, device);
+  if (!a.image_cache.empty()) run.log(image_cache_line(a));
   if (binary) probs = binary_probabilities(probs, *binary);
   const int scored = binary ? 2 : classes;
   const auto r = write_evaluation(a.out, d, probs, scored, a.referable_threshold, a.bootstrap, a.seed,
