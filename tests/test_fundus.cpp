@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -161,6 +163,33 @@ TEST(Tiff, TruncatedAndFakeFilesNameTheFile) {
 }
 
 // ---- field of view and Ben Graham ---------------------------------------------------------------
+
+// The drivers' --image-cache runs preprocess_fundus without the crop and Ben Graham in place of the
+// loader's default decoder (preprocess_for_model): the two must give the same bits before the cache's
+// 8-bit storage, for wide, tall and square images at sizes above and below theirs.
+TEST(Fundus, PreprocessWithoutCropEqualsTheDefaultDecoder) {
+  const fs::path dir = temp_dir("nocrop");
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  for (const auto [h, w] : {std::pair{37, 50}, std::pair{61, 29}, std::pair{40, 40}}) {
+    Tensor image(Shape{3, h, w});
+    for (std::int64_t i = 0; i < image.numel(); ++i) image.data()[i] = uniform(gen);
+    const fs::path file = dir / ("img_" + std::to_string(h) + "x" + std::to_string(w) + ".png");
+    write_png(file, image);
+    for (const int size : {16, 33, 64}) {
+      FundusPreprocess settings;
+      settings.size = size;
+      settings.crop_to_fov = false;
+      settings.ben_graham = false;
+      const std::vector<float> a = preprocess_fundus(file, settings).to_vector();
+      const std::vector<float> b = preprocess_for_model(file, size, {0, 0, 0}, {1, 1, 1}).to_vector();
+      ASSERT_EQ(a.size(), b.size());
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+          << h << "x" << w << " -> " << size;
+    }
+  }
+  fs::remove_all(dir);
+}
 
 TEST(Fundus, FovMaskOfSyntheticFundus) {
   for (int index : {0, 3}) {
