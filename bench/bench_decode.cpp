@@ -4,14 +4,18 @@
 // absent). decode/... times load_image alone (file read + JPEG decode + conversion to float CHW),
 // decode_preprocess/... the whole pipeline, so preprocessing = the difference. CPU only; nothing
 // registers on CUDA.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "bench_common.hpp"
+#include "fovea/data/cache.hpp"
 #include "fovea/data/fundus.hpp"
 
 namespace fovea::bench {
@@ -84,6 +88,43 @@ void register_pipeline(const std::string& name, std::vector<fs::path> files, dat
                  [settings](const fs::path& f) { return data::preprocess_fundus(f, settings); });
 }
 
+// The same pipeline read back from a warm disk cache (data/cache.hpp; the drivers' --image-cache),
+// in a folder under the temp directory removed at exit. An untimed pass fills the cache, so the
+// figures are hits (read, checksum, 8-bit to float); the counter `misses` counts the files decoded.
+void register_cached(const std::string& name, std::vector<fs::path> files, data::FundusPreprocess settings,
+                     const std::string& missing) {
+  struct Root {
+    fs::path dir;
+    ~Root() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  };
+  static const Root root{fs::temp_directory_path() / ("fovea_bench_cache_" + std::to_string(::getpid()))};
+  auto cache =
+      std::make_shared<data::CachedPreprocessor>(root.dir / name.substr(name.rfind('/') + 1), settings);
+  benchmark::RegisterBenchmark(
+      name.c_str(),
+      [files, missing, cache](benchmark::State& state) {
+        if (files.empty()) {
+          state.SkipWithError(missing.c_str());
+          return;
+        }
+        try {
+          for (const fs::path& f : files) (void)(*cache)(f);  // untimed: fills the cache
+          for (auto _ : state)
+            for (const fs::path& f : files) benchmark::DoNotOptimize((*cache)(f).data());
+        } catch (const std::exception& e) {
+          state.SkipWithError(e.what());
+          return;
+        }
+        state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(files.size()));
+        state.counters["misses"] = static_cast<double>(cache->stats().misses);
+      })
+      ->Unit(benchmark::kMillisecond)
+      ->MinTime(0.2);
+}
+
 }  // namespace
 
 void register_decode_benchmarks(Device device) {
@@ -123,6 +164,14 @@ void register_decode_benchmarks(Device device) {
   register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/resize224", idrid, plain, no_idrid);
   register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/fov224", idrid, fov, no_idrid);
   register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/fov_graham512", idrid, graham512, no_idrid);
+  // The drivers' --image-cache at --size 224 (decode side 256, Resize + CenterCrop), warm.
+  data::FundusPreprocess side256 = plain;
+  side256.size = 256;
+  register_pipeline("decode_preprocess/cpu/eyepacs_3888x2592_jpeg/resize256", fullres, side256, no_fullres);
+  register_cached("decode_cached/cpu/eyepacs_3888x2592_jpeg/resize256", fullres, side256, no_fullres);
+  register_pipeline("decode_preprocess/cpu/idrid_4288x2848_jpeg/resize256", idrid, side256, no_idrid);
+  register_cached("decode_cached/cpu/idrid_4288x2848_jpeg/resize256", idrid, side256, no_idrid);
+  register_cached("decode_cached/cpu/eyepacs_256_jpeg/resize256", eyepacs, side256, no_eyepacs);
 }
 
 }  // namespace fovea::bench
