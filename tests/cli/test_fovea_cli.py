@@ -1172,6 +1172,18 @@ def case_image_cache(tmp):
     m = re.search(r"image cache .*: (\d+) hits, (\d+) misses", log)
     check(m and int(m.group(1)) + int(m.group(2)) == 24 and int(m.group(2)) == 24 - len(files) + 1,
           f"evaluate over 24 images with {len(files)} cached and one touched:\n{log}")
+    # robustness reads its clean images through the cache too: its clean row is evaluate's
+    rob = os.path.join(tmp, "rob")
+    run("robustness", "--data", data, "--weights", os.path.join(a, "best.safetensors"), "--image-cache", cache,
+        "--corruptions", "contrast", "--severities", "1", "--out", rob, *small, expect=0)
+    with open(os.path.join(rob, "robustness.csv")) as f:
+        clean = f.read().splitlines()[1].split(",")
+    with open(os.path.join(ev, "results.json")) as f:
+        result = json.load(f)
+    check(clean[0] == "clean" and float(clean[3]) == result["accuracy"]["point"] and
+          float(clean[5]) == result["quadratic_weighted_kappa"]["point"],
+          f"robustness clean row {clean} against evaluate's accuracy {result['accuracy']['point']}, "
+          f"kappa {result['quadratic_weighted_kappa']['point']}")
 
 
 def require_gpu():

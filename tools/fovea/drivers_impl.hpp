@@ -1077,8 +1077,15 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
   const int decode_side = decode_size(a.size);
   const std::int64_t cache_mb = std::min<std::int64_t>(a.decode_cache_mb, std::int64_t{1} << 40);
   DecodedImageCache cache(d.size(), static_cast<std::size_t>(cache_mb) << 20);
-  const auto decoded = [&cache, decode_side](const data::Sample& sample, std::size_t index) {
+  // --image-cache: the same pixels the evaluation of the same model read (8-bit), from the disk cache
+  data::CachedPreprocessor* disk = a.image_cache.empty() ? nullptr : &image_cache(a.image_cache, decode_side);
+  const auto decoded = [&cache, decode_side, disk](const data::Sample& sample, std::size_t index) {
     return cache.get(index, [&] {
+      if (disk != nullptr) {
+        Tensor image = (*disk)(sample.path);  // (3, S, S)
+        image.reshape(Shape{1, 3, decode_side, decode_side});
+        return image;
+      }
       return data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
     });
   };
