@@ -54,18 +54,21 @@ std::vector<fs::path> first_files(const fs::path& folder, const std::string& ext
   return files;
 }
 
-// Registers `name`, timing work(file) over `files` (images/s = items_per_second).
+// Registers `name`, timing work(file) over `files` (images/s = items_per_second). With `warm`, one
+// untimed pass over the files comes first.
 template <class Work>
 void register_files(const std::string& name, std::vector<fs::path> files, const std::string& missing,
-                    Work work) {
+                    Work work, bool warm = false) {
   benchmark::RegisterBenchmark(
       name.c_str(),
-      [files, missing, work](benchmark::State& state) {
+      [files, missing, work, warm](benchmark::State& state) {
         if (files.empty()) {
           state.SkipWithError(missing.c_str());
           return;
         }
         try {
+          if (warm)
+            for (const fs::path& f : files) (void)work(f);
           for (auto _ : state)
             for (const fs::path& f : files) benchmark::DoNotOptimize(work(f).data());
         } catch (const std::exception& e) {
@@ -90,7 +93,7 @@ void register_pipeline(const std::string& name, std::vector<fs::path> files, dat
 
 // The same pipeline read back from a warm disk cache (data/cache.hpp; the drivers' --image-cache),
 // in a folder under the temp directory removed at exit. An untimed pass fills the cache, so the
-// figures are hits (read, checksum, 8-bit to float); the counter `misses` counts the files decoded.
+// figures are hits (read, checksum, 8-bit to float).
 void register_cached(const std::string& name, std::vector<fs::path> files, data::FundusPreprocess settings,
                      const std::string& missing) {
   struct Root {
@@ -103,26 +106,8 @@ void register_cached(const std::string& name, std::vector<fs::path> files, data:
   static const Root root{fs::temp_directory_path() / ("fovea_bench_cache_" + std::to_string(::getpid()))};
   auto cache =
       std::make_shared<data::CachedPreprocessor>(root.dir / name.substr(name.rfind('/') + 1), settings);
-  benchmark::RegisterBenchmark(
-      name.c_str(),
-      [files, missing, cache](benchmark::State& state) {
-        if (files.empty()) {
-          state.SkipWithError(missing.c_str());
-          return;
-        }
-        try {
-          for (const fs::path& f : files) (void)(*cache)(f);  // untimed: fills the cache
-          for (auto _ : state)
-            for (const fs::path& f : files) benchmark::DoNotOptimize((*cache)(f).data());
-        } catch (const std::exception& e) {
-          state.SkipWithError(e.what());
-          return;
-        }
-        state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(files.size()));
-        state.counters["misses"] = static_cast<double>(cache->stats().misses);
-      })
-      ->Unit(benchmark::kMillisecond)
-      ->MinTime(0.2);
+  register_files(
+      name, std::move(files), missing, [cache](const fs::path& f) { return (*cache)(f); }, true);
 }
 
 }  // namespace
