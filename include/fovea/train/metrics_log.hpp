@@ -60,25 +60,19 @@ inline void append_line(const std::filesystem::path& path, const std::string& li
   ::fsync(fd);
   ::close(fd);
 }
-// The complete lines of a file fovea appends to, and whether a partial one followed them. Every
-// record is written with its line end in one write (append_line), so text after the last line end
-// is a record cut short (a full disk, a kill mid-write) and is not returned.
-struct FileLines {
-  std::vector<std::string> lines;
-  bool partial_tail = false;
-};
-inline FileLines complete_lines(const std::filesystem::path& path) {
+// The complete lines of a file fovea appends to. Every record is written with its line end in one
+// write (append_line), so text after the last line end is a record cut short (a full disk, a kill
+// mid-write) and is not returned.
+inline std::vector<std::string> complete_lines(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) FOVEA_FAIL("cannot read ", path.string());
   std::ostringstream all;
   all << in.rdbuf();
   const std::string text = all.str();
-  FileLines out;
-  std::size_t begin = 0;
-  for (std::size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1)
-    out.lines.push_back(text.substr(begin, end - begin));
-  out.partial_tail = begin < text.size();
-  return out;
+  std::vector<std::string> lines;
+  for (std::size_t begin = 0, end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1)
+    lines.push_back(text.substr(begin, end - begin));
+  return lines;
 }
 // Rewrites `path` atomically with `lines`, each ended by a line end.
 inline void rewrite_lines(const std::filesystem::path& path, const std::vector<std::string>& lines) {
@@ -122,7 +116,7 @@ class MetricsLog {
     namespace fs = std::filesystem;
     if (fs::exists(jsonl_)) {
       std::vector<std::string> kept;
-      for (const std::string& l : detail::complete_lines(jsonl_).lines) {
+      for (const std::string& l : detail::complete_lines(jsonl_)) {
         const std::int64_t s = detail::step_of_json_line(l);
         if (s >= 0 && s <= step) kept.push_back(l);
       }
@@ -130,17 +124,17 @@ class MetricsLog {
     }
     header_.clear();
     if (fs::exists(csv_)) {
-      const detail::FileLines file = detail::complete_lines(csv_);
-      if (file.lines.empty() || file.lines.front().rfind("step,epoch,phase", 0) != 0) {
+      const std::vector<std::string> lines = detail::complete_lines(csv_);
+      if (lines.empty() || lines.front().rfind("step,epoch,phase", 0) != 0) {
         fs::remove(csv_);
         return;
       }
-      header_ = file.lines.front();
+      header_ = lines.front();
       const auto fields = static_cast<std::size_t>(std::count(header_.begin(), header_.end(), ',')) + 1;
       std::vector<std::string> kept{header_};
-      for (std::size_t i = 1; i < file.lines.size(); ++i) {
-        const std::int64_t s = detail::step_of_csv_line(file.lines[i], fields);
-        if (s >= 0 && s <= step) kept.push_back(file.lines[i]);
+      for (std::size_t i = 1; i < lines.size(); ++i) {
+        const std::int64_t s = detail::step_of_csv_line(lines[i], fields);
+        if (s >= 0 && s <= step) kept.push_back(lines[i]);
       }
       detail::rewrite_lines(csv_, kept);
     }
