@@ -111,6 +111,12 @@ void register_resnet_benchmarks(Device device) {
     register_timed("resnet18_fwd_bwd/cpu/64px_b32", [=](benchmark::State& s) {
       training_step<ResNet18>(s, device, models::ResNetConfig{.num_classes = 5}, Shape{32, 3, 64, 64}, false, 1);
     })->Iterations(3);
+    // The network the CPU main job trains (fovea study's defaults): width 0.25, small stem, 64 px.
+    register_timed("resnet18w0.25_fwd_bwd/cpu/64px_b32", [=](benchmark::State& s) {
+      training_step<ResNet18>(s, device,
+                              models::ResNetConfig{.num_classes = 5, .width = 0.25f, .small_stem = true},
+                              Shape{32, 3, 64, 64}, false, 1);
+    })->Iterations(10);
     register_timed("resnet50_fwd_bwd/cpu/224px_b32", [=](benchmark::State& s) {
       training_step<ResNet50>(s, device, models::ResNetConfig{.num_classes = 5}, Shape{32, 3, 224, 224}, false, 1);
     })->Iterations(2);

@@ -148,6 +148,15 @@ TEST(Conv2d, Im2colMatchesDirectIndexing) {
                       const float v = got[(((c * k + r) * k + s) * g.P + oh) * g.Q + ow];
                       bad += std::memcmp(&v, &want, sizeof(float)) != 0;
                     }
+            // Rows ld apart (a column block of several images' matrices): the same rows, the gaps untouched.
+            const std::int64_t pq = g.P * g.Q, ld = pq + 5;
+            std::vector<float> wide(static_cast<std::size_t>(C * k * k * ld),
+                                    std::numeric_limits<float>::quiet_NaN());
+            ::fovea::detail::conv2d_im2col(image.data(), g, wide.data(), ld);
+            for (std::int64_t row = 0; row < C * k * k; ++row) {
+              bad += std::memcmp(&wide[row * ld], &got[row * pq], pq * sizeof(float)) != 0;
+              for (std::int64_t i = pq; i < ld; ++i) bad += !std::isnan(wide[row * ld + i]);
+            }
             EXPECT_EQ(bad, 0u) << "C " << C << " H " << H << " W " << W << " kernel " << k << " pad " << pad
                                << " dilation " << dil << " stride " << stride;
             ++cases;
@@ -155,6 +164,62 @@ TEST(Conv2d, Im2colMatchesDirectIndexing) {
           }
   EXPECT_GE(same_cases, 30);  // the block-copy path ran, on many geometries
   EXPECT_GT(cases, 200);
+}
+
+// The weight gradient sums its images in groups (detail::conv2d_filter_group: enough images for
+// 1024 output pixels), one GEMM each, and adds the groups' partial sums in order: against a loop in
+// double, over batches that split into several groups with a short last one, a batch that is one
+// group, 1x1 kernels (whose images are copied side by side), strides, channel groups, and with
+// accumulate (dw += the gradient).
+TEST(Conv2d, BackwardFilterOverImageGroupsMatchesADoubleLoop) {
+  struct Case {
+    Shape x, w;
+    Conv2dParams p;
+    std::int64_t groups_of;  // images per group expected
+  };
+  const std::vector<Case> cases = {
+      {{5, 3, 20, 20}, {4, 3, 3, 3}, {1, 1, 1, 1}, 3},             // 400 pixels: groups of 3 (3 + 2)
+      {{9, 4, 12, 12}, {5, 4, 1, 1}, {1, 1, 0, 0}, 8},             // 1x1, 144 pixels: 8 + 1
+      {{7, 6, 9, 9}, {4, 6, 3, 3}, {2, 2, 1, 1}, 7},               // stride 2, 25 pixels: one group of all 7
+      {{13, 4, 10, 10}, {6, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}, 11},  // channel groups 2: 11 + 2
+      {{3, 2, 40, 40}, {3, 2, 3, 3}, {1, 1, 1, 1}, 1},             // 1600 pixels: one image per group
+  };
+  for (const Case& c : cases) {
+    const auto g = conv2d_geometry("test", c.x, c.w, c.p);
+    EXPECT_EQ(::fovea::detail::conv2d_filter_group(g), c.groups_of) << c.x.str();
+    const Tensor x = random_tensor(c.x, 1);
+    const Shape ys = conv2d_output_shape(c.x, c.w, c.p);
+    const Tensor dy = random_tensor(ys, 2), start = random_tensor(c.w, 3);
+    const auto xv = x.to_vector(), dv = dy.to_vector(), sv = start.to_vector();
+    const std::int64_t cg = g.group_in(), kg = g.group_out();
+    std::vector<double> want(static_cast<std::size_t>(c.w.numel()));
+    for (std::int64_t k = 0; k < g.K; ++k)
+      for (std::int64_t ci = 0; ci < cg; ++ci)
+        for (std::int64_t r = 0; r < g.R; ++r)
+          for (std::int64_t s = 0; s < g.S; ++s) {
+            double sum = 0;
+            const std::int64_t cin = (k / kg) * cg + ci;
+            for (std::int64_t n = 0; n < g.N; ++n)
+              for (std::int64_t oh = 0; oh < g.P; ++oh)
+                for (std::int64_t ow = 0; ow < g.Q; ++ow) {
+                  const std::int64_t ih = oh * c.p.stride_h - c.p.pad_h + r,
+                                     iw = ow * c.p.stride_w - c.p.pad_w + s;
+                  if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                  sum += static_cast<double>(dv[((n * g.K + k) * g.P + oh) * g.Q + ow]) *
+                         xv[((n * g.C + cin) * g.H + ih) * g.W + iw];
+                }
+            want[((k * cg + ci) * g.R + r) * g.S + s] = sum;
+          }
+    Tensor dw = full(c.w, std::numeric_limits<float>::quiet_NaN()), acc = start.clone();
+    conv2d_backward_filter(x, dy, dw, c.p);
+    conv2d_backward_filter(x, dy, acc, c.p, /*accumulate=*/true);
+    std::vector<double> want_acc(want);
+    for (std::size_t i = 0; i < want.size(); ++i) want_acc[i] += sv[i];
+    const double tol = 2e-6 * std::sqrt(static_cast<double>(g.N * g.P * g.Q));
+    EXPECT_TRUE(all_close("backward filter " + c.x.str(), dw.to_vector(), want, {tol, 1e-5}));
+    EXPECT_TRUE(
+        all_close("backward filter, accumulate " + c.x.str(), acc.to_vector(), want_acc, {tol, 1e-5}));
+  }
 }
 
 TEST(ConvLinear, DefaultViewMeansNoBias) {

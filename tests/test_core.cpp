@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "fovea/cpu/lane_sum.hpp"
 #include "fovea/fovea.hpp"
 #include "fovea/io/folder_lock.hpp"
 
@@ -115,6 +116,27 @@ TEST(Tensor, DeviceMismatchIsAnError) {
   } catch (const Error& e) {
     EXPECT_TRUE(contains(e.what(), "device mismatch") && contains(e.what(), "cuda:0")) << e.what();
   }
+}
+
+// LaneSum: every term once (lengths around multiples of 8, several calls continuing the lanes), in
+// the documented order: term k of a call in lane k % 8, the lanes combined ((0+1)+(2+3))+((4+5)+(6+7)).
+TEST(LaneSum, AddsEveryTermInTheDocumentedOrder) {
+  for (std::int64_t n = 0; n <= 27; ++n) {
+    detail::LaneSum s;
+    s.add(n, [](std::int64_t k) { return static_cast<float>(k + 1); });
+    s.add(3, [](std::int64_t k) { return 1000.0f * static_cast<float>(k + 1); });
+    EXPECT_EQ(s.total(), static_cast<double>(n * (n + 1) / 2 + 6000)) << "n " << n;
+  }
+  // The order shows where rounding differs: 1 + 1e16 rounds to 1e16 (ulp 2), so lanes 0+1 and 2+3
+  // give 1e16 and -1e16, total 0; a serial sum gives 1.
+  const std::vector<double> v = {1e16, 1.0, -1e16, 1.0};
+  detail::LaneSum s;
+  s.add(4, [&](std::int64_t k) { return v[static_cast<std::size_t>(k)]; });
+  volatile double serial = 0.0;
+  for (double x : v) serial = serial + x;
+  EXPECT_EQ(s.total(), (v[0] + v[1]) + (v[2] + v[3]));
+  EXPECT_EQ(s.total(), 0.0);
+  EXPECT_EQ(serial, 1.0);
 }
 
 TEST(Error, CheckMacroNamesConditionFileAndDetails) {

@@ -101,7 +101,9 @@ inline std::vector<OpCase> conv_cases() {
                               {{S{3, 3, 7, 7}, S{4, 3, 3, 3}, S{4}},
                                {S{5, 3, 1, 1}, S{4, 3, 3, 3}, S{4}},
                                {S{1, 67, 7, 7}, S{5, 67, 3, 3}, S{5}},
-                               {S{3, 16, 33, 33}, S{67, 16, 3, 3}, S{67}}}));
+                               {S{3, 16, 33, 33}, S{67, 16, 3, 3}, S{67}},
+                               // the weight gradient's image groups: 3 + 2 images of 400 pixels
+                               {S{5, 3, 20, 20}, S{4, 3, 3, 3}, S{4}}}));
   cases.push_back(conv2d_case("3x3_s1_p1_nobias", {1, 1, 1, 1}, {{S{3, 3, 7, 7}, S{4, 3, 3, 3}, S{0}}}, false));
   // ResNet v1.5 downsampling 3x3 (stride 2) and the 7x7 stem (stride 2, pad 3).
   cases.push_back(conv2d_case("3x3_s2_p1", {2, 2, 1, 1},
@@ -118,7 +120,8 @@ inline std::vector<OpCase> conv_cases() {
   cases.push_back(conv2d_case("1x1_s1_p0", {1, 1, 0, 0},
                               {{S{3, 5, 4, 4}, S{7, 5, 1, 1}, S{7}},
                                {S{5, 67, 1, 1}, S{3, 67, 1, 1}, S{3}},
-                               {S{3, 67, 7, 7}, S{129, 67, 1, 1}, S{129}}}));
+                               {S{3, 67, 7, 7}, S{129, 67, 1, 1}, S{129}},
+                               {S{9, 4, 12, 12}, S{5, 4, 1, 1}, S{5}}}));  // image groups of 8 + 1
   cases.push_back(conv2d_case("1x1_s2_p0", {2, 2, 0, 0},
                               {{S{3, 8, 7, 7}, S{6, 8, 1, 1}, S{6}}, {S{1, 67, 33, 33}, S{16, 67, 1, 1}, S{16}}}));
   // Awkward: dilation 2, a non-square kernel with per-axis stride and pad, groups.
@@ -126,7 +129,9 @@ inline std::vector<OpCase> conv_cases() {
                               {{S{3, 3, 9, 9}, S{4, 3, 3, 3}, S{4}}, {S{1, 5, 7, 7}, S{3, 5, 3, 3}, S{3}}}));
   cases.push_back(conv2d_case("3x5_s2x1_p0x1", {2, 1, 0, 1},
                               {{S{3, 3, 9, 7}, S{4, 3, 3, 5}, S{4}}, {S{1, 3, 3, 5}, S{2, 3, 3, 5}, S{2}}}));
-  cases.push_back(conv2d_case("3x3_groups2", {1, 1, 1, 1, 1, 1, 2}, {{S{3, 4, 7, 7}, S{6, 2, 3, 3}, S{6}}}));
+  cases.push_back(
+      conv2d_case("3x3_groups2", {1, 1, 1, 1, 1, 1, 2},
+                  {{S{3, 4, 7, 7}, S{6, 2, 3, 3}, S{6}}, {S{13, 4, 10, 10}, S{6, 2, 3, 3}, S{6}}}));
   cases.push_back(conv2d_case("3x3_depthwise", {2, 2, 1, 1, 1, 1, 3}, {{S{3, 3, 7, 7}, S{3, 1, 3, 3}, S{3}}}));
   return cases;
 }

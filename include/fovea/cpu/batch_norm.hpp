@@ -1,5 +1,6 @@
 // fovea/cpu/batch_norm.hpp: batch-norm element math shared by both twins, the channel geometry, and
-// the CPU twins (contracts in ops/batch_norm.hpp). Statistics accumulate in double.
+// the CPU twins (contracts in ops/batch_norm.hpp). Statistics accumulate in double, over 8 lanes
+// (detail::LaneSum: each image's plane of a channel in lanes by position, the lanes combined at the end).
 #pragma once
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "fovea/core/config.hpp"
 #include "fovea/core/parallel.hpp"
 #include "fovea/core/tensor.hpp"
+#include "fovea/cpu/lane_sum.hpp"
 
 namespace fovea {
 
@@ -63,17 +65,18 @@ inline void batch_norm_forward_training(CView x, CView gamma, CView beta, View r
       g.c,
       [&](std::int64_t first, std::int64_t last) {
         for (std::int64_t c = first; c < last; ++c) {
-          double sum = 0.0;
+          detail::LaneSum sum;
           for (std::int64_t n = 0; n < g.n; ++n) {
             const float* p = x.data() + (n * g.c + c) * g.hw;
-            for (std::int64_t k = 0; k < g.hw; ++k) sum += p[k];
+            sum.add(g.hw, [p](std::int64_t k) { return p[k]; });
           }
-          const double mean = sum / count;
-          double m2 = 0.0;
+          const double mean = sum.total() / count;
+          detail::LaneSum squares;
           for (std::int64_t n = 0; n < g.n; ++n) {
             const float* p = x.data() + (n * g.c + c) * g.hw;
-            for (std::int64_t k = 0; k < g.hw; ++k) m2 += (p[k] - mean) * (p[k] - mean);
+            squares.add(g.hw, [p, mean](std::int64_t k) { return (p[k] - mean) * (p[k] - mean); });
           }
+          const double m2 = squares.total();
           const float mean_f = static_cast<float>(mean);
           const float invstd = static_cast<float>(1.0 / std::sqrt(m2 / count + eps));
           saved_mean.data()[c] = mean_f;
@@ -122,15 +125,16 @@ inline void batch_norm_backward(CView x, CView dy, CView gamma, CView saved_mean
       [&](std::int64_t first, std::int64_t last) {
         for (std::int64_t c = first; c < last; ++c) {
           const float mean = saved_mean.data()[c], invstd = saved_invstd.data()[c];
-          double sum_dy = 0.0, sum_dy_xmu = 0.0;
+          detail::LaneSum dy_sum, dy_xmu_sum;
           for (std::int64_t n = 0; n < g.n; ++n) {
             const std::int64_t base = (n * g.c + c) * g.hw;
-            for (std::int64_t k = 0; k < g.hw; ++k) {
-              const double d = dy.data()[base + k];
-              sum_dy += d;
-              sum_dy_xmu += d * (static_cast<double>(x.data()[base + k]) - mean);
-            }
+            const float *d = dy.data() + base, *xs = x.data() + base;
+            dy_sum.add(g.hw, [d](std::int64_t k) { return d[k]; });
+            dy_xmu_sum.add(g.hw, [d, xs, mean](std::int64_t k) {
+              return static_cast<double>(d[k]) * (static_cast<double>(xs[k]) - mean);
+            });
           }
+          const double sum_dy = dy_sum.total(), sum_dy_xmu = dy_xmu_sum.total();
           dbeta.data()[c] = static_cast<float>(sum_dy);
           dgamma.data()[c] = static_cast<float>(sum_dy_xmu * invstd);
           const float s1 = static_cast<float>(sum_dy), s2 = static_cast<float>(sum_dy_xmu);

@@ -138,15 +138,17 @@ FOVEA_NO_LOOP_TO_MEMCPY inline void conv2d_im2col_same_row(const float* plane, c
   }
 }
 
-// col (C * R * S, P * Q) from one image (C, H, W); padding reads as zero.
-inline void conv2d_im2col(const float* image, const Conv2dGeometry& g, float* col) {
+// col (C * R * S, P * Q) from one image (C, H, W), its rows ld >= P * Q floats apart (ld 0: P * Q);
+// padding reads as zero.
+inline void conv2d_im2col(const float* image, const Conv2dGeometry& g, float* col, std::int64_t ld = 0) {
   const auto& p = g.params;
+  if (ld == 0) ld = g.P * g.Q;
   const std::int64_t sw = p.stride_w;
   const bool same = p.stride_h == 1 && sw == 1 && g.Q == g.W;
   for (std::int64_t c = 0; c < g.C; ++c)
     for (std::int64_t r = 0; r < g.R; ++r)
       for (std::int64_t s = 0; s < g.S; ++s) {
-        float* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
+        float* row = col + ((c * g.R + r) * g.S + s) * ld;
         const float* plane = image + c * g.H * g.W;
         const Conv2dColumnRange cols = conv2d_column_range(g, s);
         if (same) {
@@ -201,6 +203,15 @@ inline void conv2d_col2im(const float* col, const Conv2dGeometry& g, float* imag
       }
 }
 
+// The images of one weight-gradient GEMM: enough that its reduction runs over at least
+// kConv2dFilterColumns output pixels (a GEMM reducing over the 64 pixels of one 8 x 8 image spends
+// its time packing), at most the batch. It depends on the shapes only, never on the thread count.
+inline constexpr std::int64_t kConv2dFilterColumns = 1024;
+inline std::int64_t conv2d_filter_group(const Conv2dGeometry& g) {
+  const std::int64_t pq = std::max<std::int64_t>(g.P * g.Q, 1);
+  return std::clamp<std::int64_t>((kConv2dFilterColumns + pq - 1) / pq, 1, std::max<std::int64_t>(g.N, 1));
+}
+
 }  // namespace detail
 
 namespace cpu {
@@ -248,38 +259,73 @@ inline void conv2d_backward_data(CView dy, CView w, View dx, const Conv2dParams&
   });
 }
 
-// The weight gradient sums over the images in order (a beta = 1 GEMM per image, as in a serial
-// loop). Only the im2col of a group of up to cpu_threads() images (at most 64 MiB of buffers) runs in
-// parallel before the group's GEMMs, so the result does not depend on the thread count.
+// The weight gradient is a sum over the images. They go in fixed groups of
+// detail::conv2d_filter_group images; one GEMM per group (and channel group) multiplies the group's
+// output gradients, side by side (K, b * P * Q), by the transpose of their im2col matrices, side by
+// side (C * R * S, b * P * Q), into a partial sum, and the partial sums are added to dw in group order.
+// Groups run in parallel, cpu_threads() at a time, each with its own buffers. The groups and the
+// order of the adds depend on the shapes only, so the result does not depend on the thread count.
 inline void conv2d_backward_filter(CView x, CView dy, View dw, const Conv2dParams& params, bool accumulate) {
   const auto g = conv2d_geometry("conv2d_backward_filter", x.shape(), dw.shape(), params);
-  const std::int64_t pq = g.P * g.Q, groups = params.groups;
-  if (g.N == 0 && !accumulate) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
+  const std::int64_t pq = g.P * g.Q, groups = params.groups, image_floats = g.C * g.H * g.W;
+  if (g.N == 0) {
+    if (!accumulate) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
+    return;
+  }
   const bool pointwise = detail::conv2d_is_pointwise(g);
-  const std::int64_t col_floats = pointwise ? 0 : g.C * g.R * g.S * pq;
-  const std::int64_t budget = (std::int64_t{64} << 20) / 4;
-  const std::int64_t fit = budget / std::max<std::int64_t>(col_floats, 1);
-  const std::int64_t group = pointwise ? 1 : std::clamp<std::int64_t>(fit, 1, cpu_threads());
-  std::vector<float> cols_buffer(static_cast<std::size_t>(std::min(group, g.N) * col_floats));
-  for (std::int64_t n0 = 0; n0 < g.N; n0 += group) {
-    const std::int64_t count = std::min(group, g.N - n0);
-    if (!pointwise)
-      parallel_for(
-          count,
-          [&](std::int64_t first, std::int64_t last) {
-            for (std::int64_t i = first; i < last; ++i)
-              detail::conv2d_im2col(x.data() + (n0 + i) * g.C * g.H * g.W, g,
-                                    cols_buffer.data() + i * col_floats);
-          },
-          col_floats);
-    for (std::int64_t i = 0; i < count; ++i) {
-      const std::int64_t n = n0 + i;
-      const float* grad = dy.data() + n * g.K * pq;
-      const float* cols = pointwise ? x.data() + n * g.C * g.H * g.W : cols_buffer.data() + i * col_floats;
-      const float beta = (n == 0 && !accumulate) ? 0.0f : 1.0f;
-      for (std::int64_t gi = 0; gi < groups; ++gi)
-        gemm(false, true, g.group_out(), g.patch(), pq, 1.0f, grad + gi * g.group_out() * pq, pq,
-             cols + gi * g.patch() * pq, pq, beta, dw.data() + gi * g.group_out() * g.patch(), g.patch());
+  const std::int64_t per_group = detail::conv2d_filter_group(g);
+  const std::int64_t n_groups = (g.N + per_group - 1) / per_group;
+  const std::int64_t cols = per_group * pq;  // columns of one group's matrices
+  const std::int64_t rows = g.C * g.R * g.S, dw_floats = g.K * g.patch();
+  // Per slot of a wave: the im2col matrix, the output gradients side by side, the partial sum. A
+  // wave holds at most 256 MiB of slots (at least one); its size does not change the result.
+  const bool gather_x = !pointwise || per_group > 1, gather_dy = per_group > 1;
+  const std::int64_t slot_floats = (gather_x ? rows * cols : 0) + (gather_dy ? g.K * cols : 0) + dw_floats;
+  const std::int64_t fit = std::max<std::int64_t>(1, (std::int64_t{256} << 20) / 4 / slot_floats);
+  const std::int64_t wave = std::min<std::int64_t>({n_groups, cpu_threads(), fit});
+  std::vector<float> buffer(static_cast<std::size_t>(wave * slot_floats));
+  for (std::int64_t g0 = 0; g0 < n_groups; g0 += wave) {
+    const std::int64_t in_wave = std::min(wave, n_groups - g0);
+    parallel_gemm_for(in_wave, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t slot = first; slot < last; ++slot) {
+        const std::int64_t n0 = (g0 + slot) * per_group, count = std::min(per_group, g.N - n0);
+        const std::int64_t ld = count * pq;
+        float* mine = buffer.data() + slot * slot_floats;
+        float* col = gather_x ? mine : nullptr;
+        float* grad = gather_dy ? mine + (gather_x ? rows * cols : 0) : nullptr;
+        float* partial = mine + slot_floats - dw_floats;
+        parallel_for(
+            count,
+            [&](std::int64_t i0, std::int64_t i1) {
+              for (std::int64_t i = i0; i < i1; ++i) {
+                const float* image = x.data() + (n0 + i) * image_floats;
+                if (pointwise && gather_x) {
+                  for (std::int64_t c = 0; c < g.C; ++c)
+                    std::copy(image + c * pq, image + (c + 1) * pq, col + c * ld + i * pq);
+                } else if (!pointwise) {
+                  detail::conv2d_im2col(image, g, col + i * pq, ld);
+                }
+                if (gather_dy) {
+                  const float* d = dy.data() + (n0 + i) * g.K * pq;
+                  for (std::int64_t k = 0; k < g.K; ++k)
+                    std::copy(d + k * pq, d + (k + 1) * pq, grad + k * ld + i * pq);
+                }
+              }
+            },
+            rows * pq);
+        const float* a = gather_dy ? grad : dy.data() + n0 * g.K * pq;
+        const float* b = gather_x ? col : x.data() + n0 * image_floats;
+        for (std::int64_t gi = 0; gi < groups; ++gi)
+          gemm(false, true, g.group_out(), g.patch(), ld, 1.0f, a + gi * g.group_out() * ld, ld,
+               b + gi * g.patch() * ld, ld, 0.0f, partial + gi * g.group_out() * g.patch(), g.patch());
+      }
+    });
+    for (std::int64_t slot = 0; slot < in_wave; ++slot) {  // in group order
+      const float* partial = buffer.data() + slot * slot_floats + slot_floats - dw_floats;
+      float* out = dw.data();
+      if (g0 + slot == 0 && !accumulate) std::copy(partial, partial + dw_floats, out);
+      else
+        for (std::int64_t i = 0; i < dw_floats; ++i) out[i] += partial[i];
     }
   }
 }
