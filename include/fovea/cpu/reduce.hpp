@@ -1,6 +1,7 @@
 // fovea/cpu/reduce.hpp: CPU twins of the axis reductions (contracts in ops/reduce.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
