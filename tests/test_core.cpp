@@ -118,7 +118,7 @@ TEST(Tensor, DeviceMismatchIsAnError) {
   }
 }
 
-// LaneSum: every term once (lengths around multiples of 8, several calls continuing the lanes), in
+// LaneSum: every term once (lengths around multiples of 8, then a second call into the same lanes), in
 // the documented order: term k of a call in lane k % 8, the lanes combined ((0+1)+(2+3))+((4+5)+(6+7)).
 TEST(LaneSum, AddsEveryTermInTheDocumentedOrder) {
   for (std::int64_t n = 0; n <= 27; ++n) {
