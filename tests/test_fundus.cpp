@@ -11,11 +11,13 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fovea/data/cache.hpp"
 #include "fovea/data/fundus.hpp"
 #include "fovea/data/image.hpp"
+#include "fovea/data/loader.hpp"
 #include "fovea/data/synthetic.hpp"
 #include "fovea/data/tiff.hpp"
 #include "test_support.hpp"
@@ -370,6 +372,128 @@ TEST(Fundus, PreprocessFundusGivesSquareOutput) {
         ASSERT_LE(out.data()[i], 1.0f);
       }
     }
+  fs::remove_all(dir);
+}
+
+// A photo (3, h, w): black, with a bright disc of radius r at (cx, cy) and, when lesion_side > 0, a
+// white square of that side at (lx, ly) inside it.
+Tensor disc_photo(std::int64_t h, std::int64_t w, double cx, double cy, double r, std::int64_t lx = 0,
+                  std::int64_t ly = 0, std::int64_t lesion_side = 0) {
+  Tensor image(Shape{3, h, w});
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x) {
+      const double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+      const bool disc = dx * dx + dy * dy <= r * r;
+      const bool lesion = x >= lx && x < lx + lesion_side && y >= ly && y < ly + lesion_side;
+      for (std::int64_t c = 0; c < 3; ++c)
+        image.data()[(c * h + y) * w + x] = lesion ? 1.0f : disc ? 0.3f + 0.2f * static_cast<float>(c) : 0.0f;
+    }
+  return image;
+}
+
+TEST(FundusMode, NamesRoundTripAndABadOneIsNamed) {
+  for (FundusMode m : {FundusMode::resize, FundusMode::fov, FundusMode::graham})
+    EXPECT_EQ(parse_fundus_mode(fundus_mode_name(m)), m);
+  const std::string e = error_of([] { parse_fundus_mode("Graham"); });
+  EXPECT_NE(e.find("resize, fov or graham"), std::string::npos) << e;
+  EXPECT_NE(e.find("'Graham'"), std::string::npos) << e;
+  const FundusPreprocess r = fundus_settings(FundusMode::resize, 37);
+  EXPECT_TRUE(!r.crop_to_fov && !r.ben_graham && r.size == 37 && r.margin_fraction == 0.0f);
+  const FundusPreprocess g = fundus_settings(FundusMode::graham, 256);
+  EXPECT_TRUE(g.crop_to_fov && g.ben_graham && g.size == 256);
+  EXPECT_FLOAT_EQ(g.margin_fraction, 1.0f / 14.0f);  // (1 / 0.875 - 1) / 2
+  EXPECT_EQ(fundus_settings(FundusMode::fov, 224, 1.0).margin_fraction, 0.0f);
+  EXPECT_THROW(fundus_settings(FundusMode::fov, 0), Error);
+  EXPECT_THROW(fundus_settings(FundusMode::fov, 64, 0.0), Error);
+}
+
+// The drivers decode at size / 0.875 and centre-crop 0.875: with fundus_settings' margin the crop
+// shows the field of view edge to edge, wherever the disc sits in a wider photo; the decoded image
+// keeps a black margin around it.
+TEST(FundusMode, TheCentreCropOfTheDecodedImageIsTheFieldOfView) {
+  for (const auto& [h, w, cx, cy, r] : {std::tuple{200, 300, 160.0, 100.0, 80.0}, std::tuple{180, 260, 90.0, 95.0, 70.0},
+                                        std::tuple{240, 240, 120.0, 120.0, 100.0}}) {
+    const Tensor photo = disc_photo(h, w, cx, cy, r);
+    const int side = 256, size = 224;
+    const Tensor decoded = preprocess_fundus(photo.view(), fundus_settings(FundusMode::fov, side));
+    ASSERT_EQ(decoded.shape(), (Shape{3, side, side}));
+    const BoundingBox whole = fov_box(fov_mask(decoded.view()).view());
+    EXPECT_GE(whole.x0, 12) << h << "x" << w;  // margin of about 256 / 16 = 16 pixels per side
+    EXPECT_LE(whole.x1, side - 12);
+    EXPECT_GE(whole.y0, 12);
+    EXPECT_LE(whole.y1, side - 12);
+    const Tensor crop = center_crop(decoded.view(), size, size);
+    const BoundingBox box = fov_box(fov_mask(crop.view()).view());
+    EXPECT_LE(box.x0, 1) << h << "x" << w;
+    EXPECT_GE(box.x1, size - 1);
+    EXPECT_LE(box.y0, 1);
+    EXPECT_GE(box.y1, size - 1);
+  }
+}
+
+// resize_fundus's geometry: the window is the field of view's square with the margin, the frame and
+// the field of view are mapped into output pixels; Ben Graham's step with them is preprocess_fundus'
+// (gray outside the frame, where a disc cut by the photo's top edge was padded); a lesion mask
+// cropped to the window lands on the lesion's pixels.
+TEST(FundusMode, ResizeFundusReportsWhereThePhotoWent) {
+  // A disc of radius 70 centred 50 pixels below the top edge: cut by the frame; a 12-pixel lesion.
+  const std::int64_t h = 130, w = 220, lx = 100, ly = 60, side = 12;
+  const Tensor photo = disc_photo(h, w, 110.0, 50.0, 70.0, lx, ly, side);
+  FundusPreprocess settings = fundus_settings(FundusMode::graham, 70);
+  const ResizedFundus r = resize_fundus(photo.view(), settings);
+  const BoundingBox box = fov_box_fast(photo.view());
+  EXPECT_EQ(box.x0, 40);
+  EXPECT_EQ(box.x1, 180);
+  EXPECT_EQ(box.y0, 0);
+  const std::int64_t margin = std::lround(settings.margin_fraction * 140.0f);
+  const BoundingBox sq = fov_square(box, margin);
+  EXPECT_TRUE(r.window.x0 == sq.x0 && r.window.y0 == sq.y0 && r.window.x1 == sq.x1 && r.window.y1 == sq.y1);
+  EXPECT_EQ(r.window.width(), 160);  // 140 + 2 * 10
+  // window (30, -20) to (190, 140) at 70 / 160: the frame's top edge at (0 + 20) * 0.4375 = 8.75
+  EXPECT_EQ(r.valid.y0, 9);
+  EXPECT_EQ(r.valid.x0, -13);  // (0 - 30) * 0.4375
+  EXPECT_EQ(r.fov.y0, 9);
+  EXPECT_EQ(r.fov.x0, 4);  // (40 - 30) * 0.4375
+  const Tensor graham = ben_graham(r.image.view(), r, settings);
+  const Tensor direct = preprocess_fundus(photo.view(), settings);
+  ASSERT_EQ(graham.shape(), direct.shape());
+  for (std::int64_t i = 0; i < graham.numel(); ++i)
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(graham.data()[i]), std::bit_cast<std::uint32_t>(direct.data()[i])) << i;
+  for (std::int64_t y = 0; y < r.valid.y0; ++y)
+    for (std::int64_t x = 0; x < 70; ++x) ASSERT_EQ(graham.data()[y * 70 + x], kBenGrahamGray) << y << ", " << x;
+  // The lesion mask through the window: the white pixels of the resized photo (all three channels
+  // near 1) lie inside it, and it holds at least one.
+  Tensor mask(Shape{1, h, w});
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x)
+      mask.data()[y * w + x] = x >= lx && x < lx + side && y >= ly && y < ly + side ? 1.0f : 0.0f;
+  const Tensor cut = crop_square(mask.view(), r.window);
+  const std::int64_t plane = 70 * 70;
+  int white = 0;
+  for (std::int64_t i = 0; i < plane; ++i) {
+    const bool is_white = r.image.data()[i] > 0.9f && r.image.data()[plane + i] > 0.9f && r.image.data()[2 * plane + i] > 0.9f;
+    if (!is_white) continue;
+    ++white;
+    // the centre of the output pixel's footprint in the window (160 / 70 window pixels a side)
+    const std::int64_t y = i / 70, x = i % 70;
+    const std::int64_t wy = (y * 160 + 80) / 70, wx = (x * 160 + 80) / 70;
+    EXPECT_EQ(cut.data()[wy * 160 + wx], 1.0f) << "white output pixel (" << x << ", " << y << ")";
+  }
+  EXPECT_GE(white, 9);  // a 12-pixel square at 70 / 160: 5.25 pixels a side, the inner ones white
+}
+
+// fundus_decoder is the loader's decode function for preprocess_fundus.
+TEST(FundusMode, FundusDecoderIsPreprocessFundus) {
+  SKIP_WITHOUT_IMAGE_IO();
+  const fs::path dir = temp_dir("decoder");
+  const fs::path file = dir / "photo.png";
+  write_png(file, disc_photo(60, 90, 50.0, 30.0, 26.0, 40, 20, 4));
+  const FundusPreprocess settings = fundus_settings(FundusMode::graham, 40);
+  const DecodeFn decode = fundus_decoder(settings);
+  const Tensor a = decode(Sample{"photo", file, 0, "photo"}, DecodeContext{});
+  const Tensor b = preprocess_fundus(file, settings);
+  ASSERT_EQ(a.shape(), b.shape());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.numel()) * sizeof(float)), 0);
   fs::remove_all(dir);
 }
 

@@ -1186,6 +1186,83 @@ def case_image_cache(tmp):
           f"kappa {result['quadratic_weighted_kappa']['point']}")
 
 
+def case_preprocess(tmp):
+    """--preprocess fov / graham (field-of-view crop, Ben Graham's normalisation) through every driver:
+    recorded in config.json, a resume with another mode refused naming it, a bad value a usage error;
+    evaluate's inputs change with it; robustness's clean row equals evaluate's under graham (corruptions
+    come before Ben Graham's step there); the image cache keys the mode; saliency scores in the field
+    of view's frame; features records it."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "24", "--size", "48", "--seed", "3", "--masks", expect=0)
+    small = ["--size", "32", "--width", "0.25", "--small-stem", "--batch-size", "8", "--threads", "2",
+             "--device", "cpu"]
+    ft = os.path.join(tmp, "ft")
+    run("finetune", "--data", data, "--out", ft, "--epochs", "1", "--preprocess", "graham", *small, expect=0)
+    with open(os.path.join(ft, "config.json")) as f:
+        check(json.load(f).get("preprocess") == "graham", "config.json lacks preprocess: graham")
+    code, _, err = run("finetune", "--data", data, "--out", ft, "--epochs", "1", "--preprocess", "fov", *small)
+    check(code == 1 and 'preprocess: "graham" before, "fov" now' in err, f"resume with another mode: {code} {err}")
+    code, _, err = run("finetune", "--data", data, "--out", os.path.join(tmp, "bad"), "--preprocess", "ben", *small)
+    check(code == 2 and "resize" in err and "graham" in err and "ben" in err, f"bad --preprocess: {code} {err}")
+    weights = os.path.join(ft, "best.safetensors")
+    evaluated = {}
+    for mode in ("graham", "resize"):
+        ev = os.path.join(tmp, "ev_" + mode)
+        run("evaluate", "--data", data, "--weights", weights, "--out", ev, "--preprocess", mode, *small, expect=0)
+        with open(os.path.join(ev, "results.json")) as f:
+            result = json.load(f)
+        with open(os.path.join(ev, "predictions.csv")) as f:
+            evaluated[mode] = (result, f.read())
+    check(evaluated["graham"][1] != evaluated["resize"][1], "evaluate's predictions do not depend on --preprocess")
+    rob = os.path.join(tmp, "rob")
+    run("robustness", "--data", data, "--weights", weights, "--preprocess", "graham", "--corruptions",
+        "contrast,uneven_illumination", "--severities", "2", "--save-examples", "1", "--out", rob, *small, expect=0)
+    with open(os.path.join(rob, "robustness.csv")) as f:
+        rows = [line.split(",") for line in f.read().splitlines()[1:]]
+    result = evaluated["graham"][0]
+    check(rows[0][0] == "clean" and float(rows[0][3]) == result["accuracy"]["point"] and
+          float(rows[0][6]) == result["referable"]["auc"]["point"],
+          f"robustness clean row {rows[0]} against evaluate's accuracy {result['accuracy']['point']}, "
+          f"AUC {result['referable']['auc']['point']}")
+    check([r[0] for r in rows] == ["clean", "contrast", "uneven_illumination"], f"rows: {rows}")
+    # the examples are what the model sees: Ben Graham's gray surround (0.5 -> 128) in the corners
+    for name in ("clean_0", "contrast_2", "uneven_illumination_2"):
+        w, h, channels, pixels = read_png(os.path.join(rob, "examples", name + "_synthetic_0_left.png"))
+        check(all(abs(pixels[y][x * channels] - 128) <= 1 for y in (0, h - 1) for x in (0, w - 1)),
+              f"{name}: corners are not Ben Graham's gray")
+    # the image cache keys the mode: graham and resize files side by side, a second graham run all hits
+    cache = os.path.join(tmp, "cache")
+    for mode, out in (("graham", "c1"), ("resize", "c2"), ("graham", "c3")):
+        run("evaluate", "--data", data, "--weights", weights, "--image-cache", cache, "--preprocess", mode,
+            "--out", os.path.join(tmp, out), *small, expect=0)
+    check(len(os.listdir(cache)) == 48, f"cache files for two modes of 24 images: {len(os.listdir(cache))}")
+    with open(os.path.join(tmp, "c3", "log.txt")) as f:
+        log = f.read()
+    check(re.search(r"image cache .*: 24 hits, 0 misses", log), f"the second graham run missed:\n{log}")
+    # saliency: in the field of view's frame the disc fills more of the image than in the padded photo
+    fov_pixels = {}
+    for mode in ("resize", "fov"):
+        out = os.path.join(tmp, "sal_" + mode)
+        run("saliency", "--data", data, "--masks", os.path.join(data, "lesions.csv"), "--weights", weights,
+            "--count", "2", "--methods", "gradient", "--preprocess", mode, "--out", out, *small, expect=0)
+        with open(os.path.join(out, "saliency.csv")) as f:
+            rows = [line.split(",") for line in f.read().splitlines()[1:]]
+        check(rows and all(0 < int(r[4]) <= int(r[5]) for r in rows), f"saliency {mode} rows: {rows}")
+        fov_pixels[mode] = {r[0]: int(r[5]) for r in rows}
+    check(fov_pixels["fov"].keys() == fov_pixels["resize"].keys() and
+          all(fov_pixels["fov"][k] > fov_pixels["resize"][k] for k in fov_pixels["fov"]),
+          f"field-of-view pixels per image, fov against resize: {fov_pixels}")
+    spectra = {}
+    for mode in ("graham", "resize"):
+        out = os.path.join(tmp, "feat_" + mode)
+        features(weights, out, "--data", data, "--count", "8", "--layers", "conv1", "--preprocess", mode)
+        with open(os.path.join(out, "features.json")) as f:
+            result = json.load(f)
+        check(result["data"]["preprocess"] == mode, str(result["data"]))
+        spectra[mode] = result["layers"]
+    check(spectra["graham"] != spectra["resize"], "features: the spectra do not depend on --preprocess")
+
+
 def require_gpu():
     """Exits 77 (skipped) unless the fovea program was built and sees a usable GPU."""
     if not os.path.exists(FOVEA):

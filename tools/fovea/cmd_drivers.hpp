@@ -78,6 +78,14 @@ inline void add_math_flags(CLI::App* c, bool& deterministic, bool& tf32) {
   c->add_flag("--tf32,!--no-tf32", tf32,
               "GPU: TF32 tensor cores for convolutions and GEMMs (the default); --no-tf32: full fp32");
 }
+// --preprocess (RunArgs::preprocess; the study passes it to every stage).
+inline void add_preprocess_flag(CLI::App* c, std::string& preprocess) {
+  c->add_option("--preprocess", preprocess,
+                "resize (Resize + CenterCrop), fov (square crop around the field of view, then resize) or "
+                "graham (fov, then Ben Graham's local contrast normalisation)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"resize", "fov", "graham"}));
+}
 inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--data", a.data, "data folder (labels.csv + images, APTOS, class folders)");
   c->add_option("--labels", a.labels, "label CSV (default: <data>/labels.csv)");
@@ -106,6 +114,7 @@ inline void add_run_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--image-cache", a.image_cache,
                 "folder for a disk cache of the decoded, resized images: each decoded once across epochs and "
                 "runs (stored in 8 bits)");
+  add_preprocess_flag(c, a.preprocess);
   add_math_flags(c, a.deterministic, a.tf32);
 }
 }  // namespace detail
@@ -156,6 +165,7 @@ struct StudyArgs {
   bool deterministic = false, tf32 = true;  // GPU math of every stage (RunArgs)
   bool skip_bad_images = false;             // every stage's RunArgs::skip_bad_images
   std::string image_cache;                  // every stage's RunArgs::image_cache
+  std::string preprocess = "resize";        // every stage's RunArgs::preprocess (and features')
 };
 
 // One external test set of the study: every model is evaluated on all of its labelled images.
@@ -411,7 +421,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     r.data = data, r.arch = a.arch, r.out = (fs::path(a.out) / sub).string(), r.device = a.device;
     r.size = a.size, r.width = a.width, r.small_stem = small, r.batch_size = a.batch_size, r.seed = a.seed;
     r.threads = a.threads, r.deterministic = a.deterministic, r.tf32 = a.tf32;
-    r.skip_bad_images = a.skip_bad_images, r.image_cache = a.image_cache;
+    r.skip_bad_images = a.skip_bad_images, r.image_cache = a.image_cache, r.preprocess = a.preprocess;
   };
   // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
   //    starts its fine-tuning from.
@@ -542,6 +552,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
       fa.weights = c.weights, fa.data = data, fa.split = c.split, fa.split_name = "test";
       fa.count = a.features_count, fa.layers = a.features, fa.batch_size = a.batch_size;
       fa.threads = a.threads, fa.seed = a.seed, fa.device = a.device, fa.skip_bad_images = a.skip_bad_images;
+      fa.preprocess = a.preprocess;
       fa.out = (fs::path(a.out) / ("features_" + regimes[i].key)).string();
       if (i != reference) fa.compare = primary(regimes[reference]).weights;
       stats[regimes[i].key] = run_features(fa);
@@ -1280,6 +1291,7 @@ inline void add_driver_commands(CLI::App& app) {
               "explicitly override them)");
   s->add_option("--image-cache", sa->image_cache,
                 "folder for the disk cache of decoded, resized images that every stage shares");
+  detail::add_preprocess_flag(s, sa->preprocess);
   s->add_flag("--skip-bad-images", sa->skip_bad_images,
               "every stage drops images that are missing or do not decode instead of stopping (listed in "
               "each stage's skipped_images.csv)");

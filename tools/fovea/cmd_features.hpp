@@ -51,6 +51,7 @@
 #include "fovea/core/tensor.hpp"
 #include "fovea/data/augment.hpp"
 #include "fovea/data/dataset.hpp"
+#include "fovea/data/fundus.hpp"
 #include "fovea/data/loader.hpp"
 #include "fovea/data/sampler.hpp"
 #include "fovea/data/split.hpp"
@@ -90,6 +91,7 @@ struct FeaturesArgs {
   std::string device = "auto";
   std::string out;
   bool skip_bad_images = false;  // as the drivers' --skip-bad-images (counted on stdout)
+  std::string preprocess = "resize";  // as the drivers' --preprocess (data::FundusMode), for --data
 };
 
 // What `features` found, for the study's table (run_features' result; features.json holds it all).
@@ -381,6 +383,10 @@ inline Images load_images(const FeaturesArgs& a, std::ostream& log) {
   lo.batch_size = static_cast<std::size_t>(std::max<std::int64_t>(1, a.batch_size));
   lo.image_size = static_cast<int>(side);
   lo.threads = a.threads;
+  // --preprocess as the drivers decode (tools/fovea/drivers_impl.hpp's loader_options): the default
+  // resize decoder, else preprocess_fundus with the field-of-view crop (and Ben Graham's step).
+  const data::FundusMode mode = data::parse_fundus_mode(a.preprocess);
+  if (mode != data::FundusMode::resize) lo.decode = data::fundus_decoder(data::fundus_settings(mode, static_cast<int>(side)));
   const std::string root = d.root, labels_file = d.labels_file, format = data::format_name(d.format);
   data::Loader loader(std::move(d), data::Sampler::sequential(static_cast<std::size_t>(n)), lo);
   loader.start_epoch(0);
@@ -401,7 +407,8 @@ inline Images load_images(const FeaturesArgs& a, std::ostream& log) {
                         {"split_name", a.split.empty() ? json(nullptr) : json(a.split_name)},
                         {"available", available},
                         {"images", n},
-                        {"subset_seed", n < available ? json(a.seed) : json(nullptr)}};
+                        {"subset_seed", n < available ? json(a.seed) : json(nullptr)},
+                        {"preprocess", a.preprocess}};
   log << "features: " << n << " of " << available << " images from " << a.data << " (" << format
       << (a.split.empty() ? "" : "; the " + a.split_name + " part of " + a.split) << ")\n";
   return im;
@@ -1026,6 +1033,11 @@ inline void add_features_command(CLI::App& app) {
       ->capture_default_str();
   c->add_flag("--skip-bad-images", a->skip_bad_images,
               "drop images of --data that are missing or do not decode instead of stopping");
+  c->add_option("--preprocess", a->preprocess,
+                "images of --data as the drivers' --preprocess makes them: resize, fov or graham")
+      ->check(CLI::IsMember({"resize", "fov", "graham"}))
+      ->capture_default_str()
+      ->needs(data);
   c->add_option("--layers", a->layers,
                 "all (conv, bn, linear), conv, bn, linear, other, or comma-separated paths")
       ->capture_default_str();

@@ -62,6 +62,10 @@ struct RunArgs {
   // once across epochs and runs; stored in 8 bits, so results differ from an uncached run by at most
   // half an 8-bit step per input value. Empty: no cache.
   std::string image_cache;
+  // What turns a decoded photo into the loader's image (data::FundusMode): resize (Resize +
+  // CenterCrop, the study's), fov (square crop around the field of view) or graham (fov, then Ben
+  // Graham's local contrast normalisation). Part of config.json when not resize.
+  std::string preprocess = "resize";
 };
 
 struct PretrainArgs : RunArgs {

@@ -21,6 +21,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "drivers.hpp"
@@ -202,6 +203,7 @@ inline json common_config(const RunArgs& a) {
   if (!a.tf32) c["tf32"] = false;
   if (a.skip_bad_images) c["skip_bad_images"] = true;  // the same: only when set
   if (!a.image_cache.empty()) c["image_cache"] = a.image_cache;  // 8-bit inputs: part of the computation
+  if (a.preprocess != "resize") c["preprocess"] = a.preprocess;   // only when set: older runs still resume
   return c;
 }
 
@@ -209,36 +211,41 @@ inline models::ResNetConfig resnet_config(const RunArgs& a, int classes) {
   return models::ResNetConfig{.num_classes = classes, .width = a.width, .small_stem = a.small_stem};
 }
 
-// The disk cache of --image-cache for one decode side: one per (folder, side) for the process (a
-// study's stages share it), living as long as the process, as the loaders that use it need.
-inline data::CachedPreprocessor& image_cache(const std::string& dir, int side) {
+// What the loader decodes each image to (--preprocess at the decode side): data::fundus_settings.
+inline data::FundusPreprocess decode_settings(const RunArgs& a) {
+  return data::fundus_settings(data::parse_fundus_mode(a.preprocess), decode_size(a.size));
+}
+
+// The disk cache of --image-cache for one decode setting (side, --preprocess): one per (folder,
+// settings) for the process (a study's stages share it), living as long as the process, as the
+// loaders that use it need. The settings enter every file's key (data/cache.hpp), so caches of
+// several sides and modes can share a folder.
+inline data::CachedPreprocessor& image_cache(const std::string& dir, const data::FundusPreprocess& settings) {
   static std::mutex mutex;
-  static std::map<std::pair<std::string, int>, std::unique_ptr<data::CachedPreprocessor>> caches;
+  static std::map<std::tuple<std::string, int, bool, bool>, std::unique_ptr<data::CachedPreprocessor>> caches;
   const std::lock_guard<std::mutex> lock(mutex);
-  auto& c = caches[{dir, side}];
-  if (!c) {
-    data::FundusPreprocess settings;  // the default decoder's Resize + CenterCrop, in [0, 1]
-    settings.size = side;
-    settings.crop_to_fov = false;
-    settings.ben_graham = false;
-    c = std::make_unique<data::CachedPreprocessor>(dir, settings);
-  }
+  auto& c = caches[{dir, settings.size, settings.crop_to_fov, settings.ben_graham}];
+  if (!c) c = std::make_unique<data::CachedPreprocessor>(dir, settings);
   return *c;
 }
 
+// The loader's options; its decode function: the --image-cache's, or preprocess_fundus for --preprocess
+// fov and graham, or (resize) the loader's default resize decoder.
 inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
   data::LoaderOptions o;
   o.batch_size = static_cast<std::size_t>(a.batch_size);
   o.drop_last = drop_last;
   o.image_size = decode_size(a.size);
   o.threads = a.threads;
-  if (!a.image_cache.empty()) o.decode = image_cache(a.image_cache, o.image_size).decoder();
+  const data::FundusPreprocess settings = decode_settings(a);
+  if (!a.image_cache.empty()) o.decode = image_cache(a.image_cache, settings).decoder();
+  else if (settings.crop_to_fov) o.decode = data::fundus_decoder(settings);
   return o;
 }
 
 // "image cache DIR: H hits, M misses (R rebuilt)" for the run's log.
 inline std::string image_cache_line(const RunArgs& a) {
-  const data::PreprocessCacheStats st = image_cache(a.image_cache, decode_size(a.size)).stats();
+  const data::PreprocessCacheStats st = image_cache(a.image_cache, decode_settings(a)).stats();
   return "image cache " + a.image_cache + ": " + std::to_string(st.hits) + " hits, " +
          std::to_string(st.misses) + " misses (" + std::to_string(st.rebuilt) +
          " of them rebuilt stale or damaged files)";
@@ -1072,39 +1079,103 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
             std::to_string(b.accuracy) + ", kappa " + std::to_string(b.kappa));
   };
   // Each image is decoded and resized once and kept (within --decode-cache-mb) for the later passes;
-  // the same call as the loader's default decoder (data::resize_decoder), so the results are the same
-  // with and without the cache.
+  // the same call as the loader's decoder (loader_options: the default resize decoder, or
+  // preprocess_fundus for --preprocess fov), so the results are the same with and without the cache.
+  // --preprocess graham: the corruptions act on the photo, so they come before Ben Graham's step: the
+  // kept images are the cropped, resized photos (data::resize_fundus), and each pass's batch transform
+  // ends with Ben Graham's step (on the CPU), with each image's geometry from its decoding. The clean
+  // pass gives bitwise the loader's preprocess_fundus.
   const int decode_side = decode_size(a.size);
+  const data::FundusPreprocess settings = decode_settings(a);
+  const bool graham = settings.ben_graham;
   const std::int64_t cache_mb = std::min<std::int64_t>(a.decode_cache_mb, std::int64_t{1} << 40);
   DecodedImageCache cache(d.size(), static_cast<std::size_t>(cache_mb) << 20);
-  // --image-cache: the same pixels the evaluation of the same model read (8-bit), from the disk cache
-  data::CachedPreprocessor* disk = a.image_cache.empty() ? nullptr : &image_cache(a.image_cache, decode_side);
-  const auto decoded = [&cache, decode_side, disk](const data::Sample& sample, std::size_t index) {
+  // --image-cache: the same pixels the evaluation of the same model read (8-bit), from the disk cache;
+  // not with graham (the cache holds Ben Graham's output, which a corruption must precede).
+  if (graham && !a.image_cache.empty())
+    run.log("robustness: --preprocess graham reads the photos, not --image-cache (the cache holds Ben Graham's "
+            "output, and the corruptions come before that step)");
+  data::CachedPreprocessor* disk =
+      a.image_cache.empty() || graham ? nullptr : &image_cache(a.image_cache, settings);
+  std::vector<data::ResizedFundus> geometry(graham ? d.size() : 0);  // graham: per data set index
+  const auto decoded = [&cache, &geometry, &settings, graham, decode_side, disk](const data::Sample& sample,
+                                                                                 std::size_t index) {
     return cache.get(index, [&] {
+      Tensor image;  // (3, S, S) or (1, 3, S, S)
       if (disk != nullptr) {
-        Tensor image = (*disk)(sample.path);  // (3, S, S)
-        image.reshape(Shape{1, 3, decode_side, decode_side});
-        return image;
+        image = (*disk)(sample.path);
+      } else if (graham) {
+        data::ResizedFundus r = data::resize_fundus(data::load_image(sample.path), settings);
+        image = std::move(r.image);
+        geometry[index] = std::move(r);  // the boxes (its image moved out)
+      } else if (settings.crop_to_fov) {
+        image = data::preprocess_fundus(sample.path, settings);
+      } else {
+        image = data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
       }
-      return data::preprocess_for_model(sample.path, decode_side, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f});
+      image.reshape(Shape{1, 3, decode_side, decode_side});
+      return image;
     });
+  };
+  // Ben Graham's step on each image of a batch (N, 3, S, S) on `device`, in place (through the host
+  // on a GPU), in parallel over the images.
+  const auto graham_step = [&](std::span<const std::int64_t> ids, View out) {
+    const std::int64_t n = out.shape()[0], floats = out.numel() / std::max<std::int64_t>(1, n);
+    Tensor host;
+    float* values = out.data();
+    if (!out.device().is_cpu()) {
+      host = Tensor(out.shape());
+      copy(CView(out), host.view());
+      values = host.data();
+    }
+    parallel_for(
+        n,
+        [&](std::int64_t begin, std::int64_t end) {
+          for (std::int64_t k = begin; k < end; ++k) {
+            const data::ResizedFundus& g = geometry[static_cast<std::size_t>(ids[static_cast<std::size_t>(k)])];
+            const Tensor t = data::ben_graham(
+                CView(values + k * floats, Shape{3, out.shape()[2], out.shape()[3]}, Device::cpu()), g, settings);
+            std::copy_n(t.data(), floats, values + k * floats);
+          }
+        },
+        1);
+    if (!out.device().is_cpu()) copy(CView(host), out);
+  };
+  // The image (3, S, S) on the cpu as the model sees it before the test transform.
+  const auto example_of = [&](CView batch, std::int64_t k) {
+    Tensor host(Shape{batch.shape()[1], batch.shape()[2], batch.shape()[3]});
+    copy(CView(batch.data() + k * host.numel(), host.shape(), batch.device()), host.view());
+    return host;
+  };
+  const auto save_example = [&](const std::string& name, int s, std::int64_t index, CView image) {
+    const std::string id = data::image_id(d.samples[static_cast<std::size_t>(index)].id);
+    data::write_png(fs::path(a.out) / "examples" /
+                        (name + "_" + std::to_string(s) + "_" + data::file_name_of_id(id) + ".png"),
+                    image);
   };
   if (a.save_examples > 0) {  // the clean images the examples are corrupted from
     fs::create_directories(fs::path(a.out) / "examples");
     for (std::size_t i = 0; i < d.size() && static_cast<std::int64_t>(i) < a.save_examples; ++i) {
-      const Tensor image = decoded(d.samples[i], i);  // (1, 3, S, S)
-      const Shape& is = image.shape();
-      data::write_png(fs::path(a.out) / "examples" /
-                          ("clean_0_" + data::file_name_of_id(data::image_id(d.samples[i].id)) + ".png"),
-                      CView(image.data(), Shape{is[1], is[2], is[3]}, image.device()));
+      Tensor image = decoded(d.samples[i], i);  // (1, 3, S, S)
+      if (graham) {
+        const std::int64_t id[1] = {static_cast<std::int64_t>(i)};
+        graham_step(id, image.view());
+      }
+      save_example("clean", 0, static_cast<std::int64_t>(i), example_of(image, 0));
     }
   }
   if (!have("clean", 0)) {
     const data::DecodeFn decode = [&decoded](const data::Sample& sample, const data::DecodeContext& ctx) {
       return decoded(sample, ctx.index);
     };
-    add(robustness_row("clean", 0, labels, scored(predict_probabilities(net, d, a, device, decode)), classes,
-                       a.referable_threshold));
+    BatchTransform before;
+    if (graham)
+      before = [&](CView images, std::span<const std::int64_t> ids, View out) {
+        copy(images, out);
+        graham_step(ids, out);
+      };
+    add(robustness_row("clean", 0, labels, scored(predict_probabilities(net, d, a, device, decode, before)),
+                       classes, a.referable_threshold));
   }
   for (data::Corruption c : corruptions)
     for (int s : severities) {
@@ -1141,17 +1212,9 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
           given = &view;
         }
         data::corrupt_batch(images, c, s, a.seed, ids, out, given);
-        const std::int64_t floats = out.numel() / std::max<std::int64_t>(1, out.shape()[0]);
-        for (std::size_t k = 0; k < ids.size(); ++k) {
-          if (ids[k] >= a.save_examples) continue;
-          Tensor host(Shape{out.shape()[1], out.shape()[2], out.shape()[3]});  // (3, S, S)
-          copy(CView(out.data() + static_cast<std::int64_t>(k) * floats, host.shape(), out.device()),
-               host.view());
-          const std::string id = data::image_id(d.samples[static_cast<std::size_t>(ids[k])].id);
-          data::write_png(fs::path(a.out) / "examples" /
-                              (name + "_" + std::to_string(s) + "_" + data::file_name_of_id(id) + ".png"),
-                          host);
-        }
+        if (graham) graham_step(ids, out);
+        for (std::size_t k = 0; k < ids.size(); ++k)
+          if (ids[k] < a.save_examples) save_example(name, s, ids[k], example_of(out, static_cast<std::int64_t>(k)));
       };
       add(robustness_row(name, s, labels, scored(predict_probabilities(net, d, a, device, decode, before)),
                          classes, a.referable_threshold));
@@ -1223,6 +1286,35 @@ inline std::vector<std::uint8_t> square_mask(CView mask, int size) {
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(side * side));
   for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = padded.data()[i] > 0.5f ? 1 : 0;
   return analysis::resize_mask_any({bytes, side, side}, size, size);
+}
+
+// The image saliency explains, before normalisation, and the photo's window it shows, so that lesion
+// masks follow the same geometry. --preprocess resize: the photo padded to a square (pad_square) and
+// resized, window empty; fov and graham: the square around the field of view, without margin (what
+// the test transform's centre crop of the drivers' decoding shows), resized, then for graham Ben
+// Graham's step.
+struct SaliencyImage {
+  Tensor image;                // (3, S, S) on the cpu, in [0, 1]
+  data::BoundingBox window;    // fov / graham: the photo's square the image shows; resize: empty
+};
+
+inline SaliencyImage saliency_image(const Tensor& photo, const RunArgs& a) {
+  const data::FundusMode mode = data::parse_fundus_mode(a.preprocess);
+  if (mode == data::FundusMode::resize) return {data::resize_antialiased(pad_square(photo), a.size, a.size), {}};
+  const data::FundusPreprocess settings = data::fundus_settings(mode, a.size, 1.0);
+  data::ResizedFundus r = data::resize_fundus(photo, settings);
+  if (settings.ben_graham) r.image = data::ben_graham(r.image, r, settings);
+  return {std::move(r.image), r.window};
+}
+
+// A mask image (channel 0 > 0.5 inside) of the photo through saliency_image's geometry.
+inline std::vector<std::uint8_t> saliency_mask(CView mask, const SaliencyImage& g, int size) {
+  if (g.window.empty()) return square_mask(mask, size);
+  const Tensor cut =
+      data::crop_square(CView(mask.data(), Shape{1, mask.shape()[1], mask.shape()[2]}, mask.device()), g.window);
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(cut.numel()));
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = cut.data()[i] > 0.5f ? 1 : 0;
+  return analysis::resize_mask_any({bytes, g.window.height(), g.window.width()}, size, size);
 }
 
 // The heatmap over the image for a PNG: relevance scaled by its 99th percentile (clipped to 1) in a
@@ -1516,9 +1608,9 @@ SaliencySummary saliency(const SaliencyArgs& a) {
     const std::string id = data::image_id(sample->id);
     if (done.count(id)) continue;
     const Tensor photo = data::load_image(sample->path);
-    const Tensor resized =
-        data::resize_antialiased(pad_square(photo), a.size, a.size);  // (3, S, S) in [0, 1]
-    const std::vector<std::uint8_t> fov = square_mask(data::fov_mask(photo), a.size);
+    const SaliencyImage view = saliency_image(photo, a);
+    const Tensor& resized = view.image;  // (3, S, S) in [0, 1]
+    const std::vector<std::uint8_t> fov = saliency_mask(data::fov_mask(photo), view, a.size);
     const Tensor x = input_of(resized);
     const int target = target_of(x);
     // The lesion sets: each type this image has a mask of, then the union of MA, HE and EX.
@@ -1538,7 +1630,7 @@ SaliencySummary saliency(const SaliencyArgs& a) {
                     std::to_string(ms[2]) + " x " + std::to_string(ms[1]) + " pixels, its image '" +
                     sample->path.string() + "' " + std::to_string(ps[2]) + " x " + std::to_string(ps[1]) +
                     ": a lesion mask must have its photograph's size");
-      std::vector<std::uint8_t> bytes = square_mask(mask_image, a.size);
+      std::vector<std::uint8_t> bytes = saliency_mask(mask_image, view, a.size);
       if (type == "MA" || type == "HE" || type == "EX") {
         for (std::size_t i = 0; i < bytes.size(); ++i) lesion_union[i] |= bytes[i];
         any_lesion = true;
@@ -1641,7 +1733,7 @@ SaliencySummary saliency(const SaliencyArgs& a) {
     for (std::int64_t i = 0; i < n; ++i) {
       const data::Sample* sample = images[static_cast<std::size_t>(i)];
       const Tensor x =
-          input_of(data::resize_antialiased(pad_square(data::load_image(sample->path)), a.size, a.size));
+          input_of(saliency_image(data::load_image(sample->path), a).image);
       targets.push_back(target_of(x));
       ids.push_back(data::image_id(sample->id));
       copy(x, View(batch.data() + i * 3 * a.size * a.size, Shape{1, 3, a.size, a.size}, Device::cpu()));

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "fovea/core/error.hpp"
@@ -323,20 +325,30 @@ struct FundusPreprocess {
   std::array<float, 3> std{1.0f, 1.0f, 1.0f};
 };
 
-// preprocess_fundus: a decoded image (3, H, W) in [0, 1] (load_image, decode_image) -> [field of view
-// (fov_box_fast), square crop_to_fov] ->
-// antialiased resize to S x S (without the crop: torchvision's Resize(S) + CenterCrop(S)) ->
-// [ben_graham at size S, the field of view's box mapped through the crop and resize] ->
-// normalize(mean, std). Ben Graham runs after the resize so that sigma = r / 30 is measured at the
-// output resolution and the blur stays cheap.
-//   -> (3, S, S) on the cpu.
-inline Tensor preprocess_fundus(Tensor image, const FundusPreprocess& settings) {
+// A fundus photo cropped and resized (the first steps of preprocess_fundus), and where its field of
+// view and its frame landed, which Ben Graham's step needs. A driver that must act on the resized
+// photo before that step (fovea robustness corrupts it first) keeps these.
+struct ResizedFundus {
+  Tensor image;        // (3, S, S) on the cpu, in [0, 1]
+  BoundingBox window;  // crop_to_fov: the photo's square (photo pixels) the image shows; else empty
+  BoundingBox fov;     // the field of view's box in output pixels (empty unless crop_to_fov or ben_graham)
+  BoundingBox valid;   // the photo's frame in output pixels (padding lies outside it)
+};
+
+// resize_fundus: a decoded image (3, H, W) in [0, 1] (load_image, decode_image) -> [field of view
+// (fov_box_fast), square crop_to_fov with margin_fraction * its larger side per side] -> antialiased
+// resize to S x S (without the crop: torchvision's Resize(S) + CenterCrop(S)). Reads settings.size,
+// crop_to_fov, margin_fraction and (whether to find the field of view) ben_graham.
+inline ResizedFundus resize_fundus(CView image, const FundusPreprocess& settings) {
   const int s = settings.size;
   FOVEA_CHECK(s > 0, "preprocess_fundus: size must be positive, got ", s);
   FOVEA_CHECK(image.device().is_cpu() && image.shape().rank() == 3 && image.shape()[0] == 3,
               "preprocess_fundus: image must be (3, H, W) on the cpu, got ", image.shape().str(), " on ",
               image.device().str());
+  FOVEA_CHECK(settings.margin_fraction >= 0.0f, "preprocess_fundus: margin_fraction must be >= 0, got ",
+              settings.margin_fraction);
   const std::int64_t h = image.shape()[1], w = image.shape()[2];
+  ResizedFundus r;
   BoundingBox box;
   if (settings.crop_to_fov || settings.ben_graham) box = fov_box_fast(image);
   if (box.empty()) box = {0, 0, w, h};
@@ -346,34 +358,105 @@ inline Tensor preprocess_fundus(Tensor image, const FundusPreprocess& settings) 
     const std::int64_t margin = static_cast<std::int64_t>(
         std::lround(settings.margin_fraction * static_cast<float>(std::max(box.width(), box.height()))));
     const BoundingBox sq = fov_square(box, margin);
+    r.window = sq;
     ox = static_cast<double>(sq.x0), oy = static_cast<double>(sq.y0);
     sx = sy = static_cast<double>(s) / static_cast<double>(sq.width());
     // crop_square, then resize: in one pass, without the padded square (bitwise the same).
-    image = sq.width() != s ? resize_window_antialiased(image, sq.y0, sq.x0, sq.height(), sq.width(), s, s)
-                            : crop_square(image, sq);
+    r.image = sq.width() != s ? resize_window_antialiased(image, sq.y0, sq.x0, sq.height(), sq.width(), s, s)
+                              : crop_square(image, sq);
   } else if (h != s || w != s) {
     const auto [rh, rw] = resized_shorter_side(h, w, s);
-    if (rh != h || rw != w) image = resize_antialiased(image, rh, rw);
+    Tensor resized;
+    if (rh != h || rw != w) resized = resize_antialiased(image, rh, rw);
     sx = static_cast<double>(rw) / static_cast<double>(w), sy = static_cast<double>(rh) / static_cast<double>(h);
     ox = static_cast<double>(center_crop_offset(rw, s)) / sx, oy = static_cast<double>(center_crop_offset(rh, s)) / sy;
-    image = center_crop(image, s, s);
+    r.image = center_crop(resized.numel() > 0 ? CView(resized) : image, s, s);
+  } else {
+    r.image = Tensor(image.shape());
+    copy(image, r.image.view());
   }
-  if (settings.ben_graham) {
-    auto map = [&](const BoundingBox& b) {
-      return BoundingBox{std::llround((static_cast<double>(b.x0) - ox) * sx), std::llround((static_cast<double>(b.y0) - oy) * sy),
-                         std::llround((static_cast<double>(b.x1) - ox) * sx), std::llround((static_cast<double>(b.y1) - oy) * sy)};
-    };
-    image = ben_graham(image, map(box), settings.sigma_fraction, settings.circle_fraction, settings.outside,
-                       map(BoundingBox{0, 0, w, h}));
-  }
-  normalize(image, settings.mean, settings.std);
-  return image;
+  auto map = [&](const BoundingBox& b) {
+    return BoundingBox{std::llround((static_cast<double>(b.x0) - ox) * sx), std::llround((static_cast<double>(b.y0) - oy) * sy),
+                       std::llround((static_cast<double>(b.x1) - ox) * sx), std::llround((static_cast<double>(b.y1) - oy) * sy)};
+  };
+  if (settings.crop_to_fov || settings.ben_graham) r.fov = map(box);
+  r.valid = map(BoundingBox{0, 0, w, h});
+  return r;
+}
+
+// Ben Graham's step of preprocess_fundus on `image` (3, S, S): resized (or resized and then changed,
+// e.g. corrupted) by resize_fundus with these settings, whose geometry `resized` holds.
+inline Tensor ben_graham(CView image, const ResizedFundus& resized, const FundusPreprocess& settings) {
+  return ben_graham(image, resized.fov, settings.sigma_fraction, settings.circle_fraction, settings.outside,
+                    resized.valid);
+}
+
+// preprocess_fundus: resize_fundus -> [ben_graham at size S, the field of view's box mapped through
+// the crop and resize] -> normalize(mean, std). Ben Graham runs after the resize so that
+// sigma = r / 30 is measured at the output resolution and the blur stays cheap.
+//   image (3, H, W) in [0, 1] -> (3, S, S) on the cpu.
+inline Tensor preprocess_fundus(CView image, const FundusPreprocess& settings) {
+  ResizedFundus r = resize_fundus(image, settings);
+  if (settings.ben_graham) r.image = ben_graham(r.image, r, settings);
+  normalize(r.image, settings.mean, settings.std);
+  return std::move(r.image);
 }
 
 // The same for the image file at `path` (load_image's errors name it).
 inline Tensor preprocess_fundus(const std::filesystem::path& path, const FundusPreprocess& settings) {
   FOVEA_CHECK(settings.size > 0, "preprocess_fundus: size must be positive, got ", settings.size);
   return preprocess_fundus(load_image(path), settings);
+}
+
+// A loader decode function (it converts to data::DecodeFn, data/loader.hpp, which this header does not
+// include): preprocess_fundus of sample.path with `settings` (settings.size = the loader's image_size).
+inline auto fundus_decoder(FundusPreprocess settings) {
+  return [settings](const auto& sample, const auto& /*context*/) -> Tensor {
+    return preprocess_fundus(sample.path, settings);
+  };
+}
+
+// The drivers' --preprocess: what turns a decoded photo into the loader's S x S image.
+//   resize: torchvision's Resize(S) + CenterCrop(S), nothing fundus-specific (the study's own);
+//   fov:    the square around the field of view (fov_box_fast), resized: a photo's black sides and
+//           the disc's position and size in the frame stop varying between cameras;
+//   graham: fov, then Ben Graham's local contrast normalisation (REFERENCE.md §2).
+enum class FundusMode { resize, fov, graham };
+
+inline std::string_view fundus_mode_name(FundusMode mode) {
+  switch (mode) {
+    case FundusMode::fov:
+      return "fov";
+    case FundusMode::graham:
+      return "graham";
+    case FundusMode::resize:
+      break;
+  }
+  return "resize";
+}
+
+// "resize", "fov" or "graham"; anything else throws fovea::Error naming the three.
+inline FundusMode parse_fundus_mode(std::string_view text) {
+  for (FundusMode m : {FundusMode::resize, FundusMode::fov, FundusMode::graham})
+    if (text == fundus_mode_name(m)) return m;
+  FOVEA_FAIL("--preprocess must be resize, fov or graham, got '", std::string(text), "'");
+}
+
+// The preprocessing of `mode` for images decoded at side `side` that a test transform will centre-crop
+// to crop_fraction of their side (the drivers decode at size / 0.875 and keep the centre 0.875). With
+// fov and graham the crop keeps a margin of (1 / crop_fraction - 1) / 2 of the field of view's side on
+// each side, so that the centre crop shows the field of view edge to edge (as Resize(256) +
+// CenterCrop(224) shows a photo's centre) and the training crops see a little of the surround.
+inline FundusPreprocess fundus_settings(FundusMode mode, int side, double crop_fraction = 0.875) {
+  FOVEA_CHECK(side > 0, "fundus_settings: side must be positive, got ", side);
+  FOVEA_CHECK(crop_fraction > 0.0 && crop_fraction <= 1.0, "fundus_settings: crop_fraction must be in (0, 1], got ",
+              crop_fraction);
+  FundusPreprocess s;
+  s.size = side;
+  s.crop_to_fov = mode != FundusMode::resize;
+  s.margin_fraction = s.crop_to_fov ? static_cast<float>((1.0 / crop_fraction - 1.0) / 2.0) : 0.0f;
+  s.ben_graham = mode == FundusMode::graham;
+  return s;
 }
 
 }  // namespace fovea::data
