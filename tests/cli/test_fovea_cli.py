@@ -1261,6 +1261,21 @@ def case_preprocess(tmp):
         check(result["data"]["preprocess"] == mode, str(result["data"]))
         spectra[mode] = result["layers"]
     check(spectra["graham"] != spectra["resize"], "features: the spectra do not depend on --preprocess")
+    # predict --preprocess graham feeds the model what evaluate gave it: the same probabilities
+    images = [os.path.join(data, "images", f"synthetic_{i}_left.png") for i in (0, 1)]
+    out = os.path.join(tmp, "p.json")
+    run("predict", "--arch", "resnet18", "--num-classes", "5", "--width", "0.25", "--small-stem", "--size", "32",
+        "--normalization", "dr", "--weights", weights, "--preprocess", "graham", "--out", out,
+        *[x for image in images for x in ("--image", image)], expect=0)
+    with open(out) as f:
+        predicted = json.load(f)
+    check(predicted["preprocess"] == "graham", str(predicted)[:200])
+    rows = {line.split(",")[0]: [float(v) for v in line.split(",")[3:]]
+            for line in evaluated["graham"][1].splitlines()[1:]}
+    for image, r in zip(images, predicted["images"]):
+        want = rows[os.path.basename(image)[:-4]]
+        check(all(abs(p - q) <= 1e-6 for p, q in zip(r["probabilities"], want)),
+              f"{image}: predict {r['probabilities']}, evaluate {want}")
 
 
 def require_gpu():

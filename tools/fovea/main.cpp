@@ -27,6 +27,8 @@
 #include "cmd_drivers.hpp"
 #include "cmd_features.hpp"
 #include "cmd_generate.hpp"
+#include "fovea/data/augment.hpp"
+#include "fovea/data/fundus.hpp"
 #include "fovea/data/image.hpp"
 #include "fovea/fovea.hpp"
 #include "fovea/io/atomic_file.hpp"
@@ -187,7 +189,28 @@ struct PredictArgs {
   std::string device = "cpu";
   bool partial = false;
   std::string out;
+  std::string preprocess = "resize";  // resize (Resize + CenterCrop to --size) | fov | graham
 };
+
+// One image as `predict` feeds it: --preprocess resize: Resize(size) + CenterCrop(size) +
+// Normalize (torchvision's evaluation transform); fov and graham: as the drivers read it (their
+// loader's decoding at size / 0.875 with the field-of-view crop, then their test transform's centre
+// crop and normalisation), so that a model fine-tuned with --preprocess sees what evaluate gave it.
+//   -> (1, 3, size, size) on the cpu.
+Tensor predict_input(const std::string& path, const PredictArgs& a, std::array<float, 3> mean,
+                     std::array<float, 3> stdev) {
+  const fovea::data::FundusMode mode = fovea::data::parse_fundus_mode(a.preprocess);
+  if (mode == fovea::data::FundusMode::resize) return fovea::data::preprocess_for_model(path, a.size, mean, stdev);
+  const int side = static_cast<int>(std::lround(a.size / 0.875));
+  Tensor decoded = fovea::data::preprocess_fundus(path, fovea::data::fundus_settings(mode, side));
+  decoded.reshape(Shape{1, 3, side, side});
+  fovea::ChannelStats stats;
+  for (int c = 0; c < 3; ++c) stats.mean[c] = mean[static_cast<std::size_t>(c)], stats.std[c] = stdev[static_cast<std::size_t>(c)];
+  Tensor x(Shape{1, 3, a.size, a.size});
+  const std::int64_t ids[1] = {0};
+  fovea::data::augment_batch(decoded, ids, 0, 0, fovea::data::test_transform(a.size, stats), 0, x.view());
+  return x;
+}
 
 int run_predict(const PredictArgs& a) {
   std::array<float, 3> mean = fovea::data::kImageNetMean, stdev = fovea::data::kImageNetStd;
@@ -234,8 +257,7 @@ int run_predict(const PredictArgs& a) {
     Tensor batch(Shape{n, 3, a.size, a.size});  // (n, 3, S, S) on the host
     const std::int64_t sample = 3LL * a.size * a.size;
     for (std::int64_t i = 0; i < n; ++i) {
-      const Tensor x = fovea::data::preprocess_for_model(a.images[static_cast<std::size_t>(begin + i)],
-                                                         a.size, mean, stdev);
+      const Tensor x = predict_input(a.images[static_cast<std::size_t>(begin + i)], a, mean, stdev);
       std::copy_n(x.data(), sample, batch.data() + i * sample);
     }
     const Tensor input = batch.to(device);
@@ -268,6 +290,7 @@ int run_predict(const PredictArgs& a) {
       {"width", a.model.width},
       {"small_stem", a.model.small_stem},
       {"size", a.size},
+      {"preprocess", a.preprocess},
       {"mean", {json_float(mean[0]), json_float(mean[1]), json_float(mean[2])}},
       {"std", {json_float(stdev[0]), json_float(stdev[1]), json_float(stdev[2])}},
       {"device", device.str()},
@@ -318,6 +341,12 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--image", predict.images, "JPEG/PNG/BMP/GIF image (repeatable)")->required();
   predict_cmd->add_option("--size", predict.size, "model input size: resize shorter side, centre crop")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  predict_cmd
+      ->add_option("--preprocess", predict.preprocess,
+                   "resize (Resize + CenterCrop to --size), or fov / graham: the images as the drivers' "
+                   "--preprocess makes them (field-of-view crop, Ben Graham's normalisation)")
+      ->check(CLI::IsMember({"resize", "fov", "graham"}))
       ->capture_default_str();
   auto* mean_opt =
       predict_cmd->add_option("--mean", predict.mean, "per-channel mean m1,m2,m3 (default ImageNet)");
