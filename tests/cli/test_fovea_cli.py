@@ -1214,6 +1214,14 @@ def case_preprocess(tmp):
         with open(os.path.join(ev, "predictions.csv")) as f:
             evaluated[mode] = (result, f.read())
     check(evaluated["graham"][1] != evaluated["resize"][1], "evaluate's predictions do not depend on --preprocess")
+    # the weights say how they were trained; a run with another mode notes it in its log
+    meta, _ = read_safetensors(weights)
+    check(meta.get("fovea.preprocess") == "graham", f"best.safetensors metadata: {meta}")
+    with open(os.path.join(tmp, "ev_resize", "log.txt")) as f:
+        log = f.read()
+    check("was trained with --preprocess graham, this run uses --preprocess resize" in log, f"no note:\n{log}")
+    with open(os.path.join(tmp, "ev_graham", "log.txt")) as f:
+        check("note:" not in f.read(), "a note although the modes agree")
     rob = os.path.join(tmp, "rob")
     run("robustness", "--data", data, "--weights", weights, "--preprocess", "graham", "--corruptions",
         "contrast,uneven_illumination", "--severities", "2", "--save-examples", "1", "--out", rob, *small, expect=0)
@@ -1270,6 +1278,10 @@ def case_preprocess(tmp):
     with open(out) as f:
         predicted = json.load(f)
     check(predicted["preprocess"] == "graham", str(predicted)[:200])
+    _, _, err = run("predict", "--arch", "resnet18", "--num-classes", "5", "--width", "0.25", "--small-stem",
+                    "--size", "32", "--weights", weights, "--out", os.path.join(tmp, "p2.json"), "--image", images[0],
+                    expect=0)
+    check("was trained with --preprocess graham, this run uses --preprocess resize" in err, f"predict: {err}")
     rows = {line.split(",")[0]: [float(v) for v in line.split(",")[3:]]
             for line in evaluated["graham"][1].splitlines()[1:]}
     for image, r in zip(images, predicted["images"]):

@@ -12,9 +12,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,8 +28,32 @@
 #include "fovea/data/dataset.hpp"
 #include "fovea/data/image.hpp"
 #include "fovea/io/atomic_file.hpp"
+#include "fovea/io/safetensors.hpp"
 
 namespace fovea::tools {
+
+// The --preprocess a weights file was made with: its fovea.preprocess metadata, which pretrain and
+// finetune write; empty when the file does not say (torchvision weights, runs before the flag) or its
+// header cannot be read (loading it reports that properly).
+inline std::string weights_preprocess(const std::string& weights) {
+  try {
+    std::ifstream in(weights, std::ios::binary);
+    unsigned char size[8] = {};
+    if (!in.read(reinterpret_cast<char*>(size), 8)) return "";
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | size[i];
+    if (n == 0 || n > io::kSafeTensorsMaxHeaderBytes) return "";
+    std::string header(static_cast<std::size_t>(n), '\0');
+    if (!in.read(header.data(), static_cast<std::streamsize>(n))) return "";
+    const nlohmann::json h = nlohmann::json::parse(header);
+    const auto m = h.find("__metadata__");
+    if (m == h.end() || !m->is_object()) return "";
+    const auto p = m->find("fovea.preprocess");
+    return p != m->end() && p->is_string() ? p->get<std::string>() : "";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
 
 // Settings every driver shares (flags of REFERENCE.md §2).
 struct RunArgs {
