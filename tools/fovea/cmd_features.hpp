@@ -902,13 +902,12 @@ inline FeaturesSummary run_features(const FeaturesArgs& a) {
   fd::load(m, "--weights");
   if (m2) fd::load(*m2, "--compare");
   if (!a.data.empty())  // the images as the model learned them? (as the drivers note it)
-    for (const fd::LoadedModel* model : {&m, m2 ? &*m2 : nullptr}) {
-      if (model == nullptr) continue;
-      const std::string made = weights_preprocess(model->weights.file.string());
-      if (!made.empty() && made != a.preprocess)
-        std::cout << "features: note: " << model->weights.file.string() << " was trained with --preprocess "
-                  << made << ", this run uses --preprocess " << a.preprocess << "\n";
-    }
+    for (const fd::LoadedModel* model : {&m, m2 ? &*m2 : nullptr})
+      if (model != nullptr)
+        if (const std::string note =
+                preprocess_mismatch("features", model->weights.file.string(), a.preprocess);
+            !note.empty())
+          std::cout << note << "\n";
 
   const fd::Images images = fd::load_images(a, std::cout);
   const std::int64_t n = images.values.shape()[0];

@@ -55,6 +55,17 @@ inline std::string weights_preprocess(const std::string& weights) {
   }
 }
 
+// A note for a log when `weights` says it was made with another --preprocess than `preprocess` (not an
+// error: evaluating across preprocessings can be the point); empty otherwise. `who`: the command.
+inline std::string preprocess_mismatch(const std::string& who, const std::string& weights,
+                                       const std::string& preprocess) {
+  const std::string made = weights_preprocess(weights);
+  if (made.empty() || made == preprocess) return "";
+  return who + ": note: " + weights + " was trained with --preprocess " + made +
+         ", this run uses --preprocess " + preprocess + " (pass --preprocess " + made +
+         " to give the model the inputs it learned from)";
+}
+
 // Settings every driver shares (flags of REFERENCE.md §2).
 struct RunArgs {
   std::string data;            // data folder (EyePACS-style labels.csv + images, APTOS, folders)

@@ -243,17 +243,6 @@ inline data::LoaderOptions loader_options(const RunArgs& a, bool drop_last) {
   return o;
 }
 
-// A note for the run's log when `weights` says it was made with another --preprocess than this run's
-// (not an error: evaluating across preprocessings can be the point); empty otherwise.
-inline std::string preprocess_mismatch(const std::string& command, const std::string& weights,
-                                       const RunArgs& a) {
-  const std::string made = weights_preprocess(weights);
-  if (made.empty() || made == a.preprocess) return "";
-  return command + ": note: " + weights + " was trained with --preprocess " + made +
-         ", this run uses --preprocess " + a.preprocess + " (pass --preprocess " + made +
-         " to give the model the inputs it learned from)";
-}
-
 // "image cache DIR: H hits, M misses (R rebuilt)" for the run's log.
 inline std::string image_cache_line(const RunArgs& a) {
   const data::PreprocessCacheStats st = image_cache(a.image_cache, decode_settings(a)).stats();
@@ -570,7 +559,8 @@ int pretrain(const PretrainArgs& a) {
   if (!a.init.empty()) {
     auto report = nn::load_weights(net.backbone(), a.init, {.mode = nn::LoadMode::partial});
     run.log("init: " + a.init + ": " + std::to_string(report.loaded.size()) + " tensors loaded");
-    if (const std::string note = preprocess_mismatch("pretrain", a.init, a); !note.empty()) run.log(note);
+    if (const std::string note = preprocess_mismatch("pretrain", a.init, a.preprocess); !note.empty())
+      run.log(note);
   }
   train::LoaderSourceOptions so;
   so.mode = train::SourceMode::two_view;
@@ -696,7 +686,8 @@ int finetune(const FinetuneArgs& a) {
     auto report = nn::load_weights(net, a.init, {.mode = nn::LoadMode::partial});
     run.log("init: " + a.init + ": " + std::to_string(report.loaded.size()) + " tensors loaded, " +
             std::to_string(report.missing.size()) + " kept from initialisation (the head)");
-    if (const std::string note = preprocess_mismatch("finetune", a.init, a); !note.empty()) run.log(note);
+    if (const std::string note = preprocess_mismatch("finetune", a.init, a.preprocess); !note.empty())
+      run.log(note);
   }
   const std::vector<float> weights = class_weights_for(a.class_weights, train_set.labels(), classes);
   if (!weights.empty()) {
@@ -832,7 +823,8 @@ EvalSummary evaluate(const EvaluateArgs& a) {
   models::Classifier<Backbone> net(resnet_config(a, classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);  // strict: every key of this architecture, right shapes
-  if (const std::string note = preprocess_mismatch("evaluate", a.weights, a); !note.empty()) run.log(note);
+  if (const std::string note = preprocess_mismatch("evaluate", a.weights, a.preprocess); !note.empty())
+    run.log(note);
   std::vector<double> probs = predict_probabilities(net, d, a, device);
   if (!a.image_cache.empty()) run.log(image_cache_line(a));
   if (binary) probs = binary_probabilities(probs, *binary);
@@ -1083,7 +1075,8 @@ RobustnessSummary robustness(const RobustnessArgs& a) {
   models::Classifier<Backbone> net(resnet_config(a, model_classes));
   net.setup(Shape{a.batch_size, 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);
-  if (const std::string note = preprocess_mismatch("robustness", a.weights, a); !note.empty()) run.log(note);
+  if (const std::string note = preprocess_mismatch("robustness", a.weights, a.preprocess); !note.empty())
+    run.log(note);
   const std::vector<int> labels = d.labels();
   const auto have = [&](const std::string& c, int s) {
     return std::any_of(rows.begin(), rows.end(),
@@ -1598,7 +1591,8 @@ SaliencySummary saliency(const SaliencyArgs& a) {
   models::Classifier<Backbone> net(resnet_config(a, classes));
   net.setup(Shape{std::max<std::int64_t>(a.batch_size, 1), 3, a.size, a.size}, device);
   nn::load_weights(net, a.weights);
-  if (const std::string note = preprocess_mismatch("saliency", a.weights, a); !note.empty()) run.log(note);
+  if (const std::string note = preprocess_mismatch("saliency", a.weights, a.preprocess); !note.empty())
+    run.log(note);
   net.set_training(false);
   nn::set_input_grad(net, true);
   const ChannelStats stats = stats_for(a.normalization);

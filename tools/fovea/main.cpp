@@ -250,11 +250,9 @@ int run_predict(const PredictArgs& a) {
                        "--partial loads the keys that match)");
   }
   net->set_training(false);
-  if (const std::string made = fovea::tools::weights_preprocess(a.weights);
-      !made.empty() && made != a.preprocess)
-    std::cerr << "fovea: note: " << a.weights << " was trained with --preprocess " << made
-              << ", this run uses --preprocess " << a.preprocess << " (pass --preprocess " << made
-              << " to give the model the inputs it learned from)\n";
+  if (const std::string note = fovea::tools::preprocess_mismatch("fovea predict", a.weights, a.preprocess);
+      !note.empty())
+    std::cerr << note << '\n';
 
   nlohmann::ordered_json images = nlohmann::ordered_json::array();
   for (std::int64_t begin = 0; begin < count; begin += kBatch) {
