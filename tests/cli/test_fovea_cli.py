@@ -4,6 +4,7 @@
 Usage: test_fovea_cli.py <path to fovea> <case>   (cases: see CASES below)
 Input images are PNGs written here with zlib; nothing else is needed but the program.
 """
+import csv
 import json
 import math
 import os
@@ -270,6 +271,13 @@ def case_study_smoke(tmp):
         for f in ("config.json", "environment.json", "log.txt"):
             check(os.path.exists(os.path.join(out, sub, f)), f"{sub}/{f} missing")
     check(os.path.exists(os.path.join(out, "pretrain_simclr", "backbone.safetensors")), "no backbone weights")
+    # SimCLR learns from the training patients only (--pretrain-images train, the default): the
+    # fine-tuning stages' split, validation and test patients held out.
+    with open(os.path.join(out, "pretrain_simclr", "config.json")) as f:
+        check(json.load(f).get("images") == "train", "the study's pretraining is not on the training patients")
+    with open(os.path.join(out, "pretrain_simclr", "split.csv")) as a, \
+            open(os.path.join(out, "finetune_random", "split.csv")) as b:
+        check(a.read() == b.read(), "the study's pretraining split is not its fine-tuning split")
     # Every stage's config.json replays through `fovea <command> --config`: each key is one of that
     # command's flags (names with '_' for '-').
     flags = {}
@@ -1703,6 +1711,58 @@ def case_finetune_imbalance(tmp):
         code, _, err = run(*base, *flags, "--out", os.path.join(tmp, "bad"))
         check(code == 1 and word in err, f"{flags}: exit {code}\n{err}")
     run(*base, "--sampler", "weighted", "--out", os.path.join(tmp, "bad2"), expect=2)
+
+
+def case_pretrain_images(tmp):
+    """pretrain --images train learns from the training patients of the split fovea finetune makes
+    with the same seed, fractions and label scheme (written to split.csv, the same file), never from a
+    validation or test patient; --images all from every image; the split's flags need --images train,
+    and an unlabelled folder cannot be split."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "40", "--size", "40", "--seed", "4", expect=0)
+    small = ["--data", data, "--size", "32", "--width", "0.25", "--small-stem", "--epochs", "1", "--batch-size", "4",
+             "--threads", "1", "--device", "cpu"]
+
+    def read_split(path):
+        with open(path) as f:
+            rows = list(csv.reader(f))
+        check(rows[0] == ["image", "split"], f"{path}: header {rows[0]}")
+        return rows[1:]
+
+    for extra in ([], ["--seed", "3", "--test-fraction", "0.3", "--label-scheme", "referable"]):
+        pre, ft = os.path.join(tmp, "pre" + "".join(extra)), os.path.join(tmp, "ft" + "".join(extra))
+        _, out, _ = run("pretrain", *small, "--out", pre, "--images", "train", *extra, expect=0)
+        run("finetune", *small, "--out", ft, *extra, expect=0)
+        split = read_split(os.path.join(pre, "split.csv"))
+        check(split == read_split(os.path.join(ft, "split.csv")), f"{extra}: pretrain's split.csv is not finetune's")
+        train = sum(1 for _, s in split if s == "train")
+        check(len(split) == 40 and 0 < train < 40, f"{extra}: split of {len(split)} images, {train} training")
+        check(f"{train} of the 40 images" in out, f"{extra}: the log does not count {train} training images:\n{out}")
+        # The kNN monitor's bank and queries are the images pretraining saw: the training patients.
+        m = re.search(r"(\d+) bank and (\d+) query images", out)
+        check(m and int(m.group(1)) + int(m.group(2)) == train, f"{extra}: kNN monitor over other images:\n{out}")
+        with open(os.path.join(pre, "config.json")) as f:
+            config = json.load(f)
+        check(config["images"] == "train" and config.get("label_scheme") == ("referable" if extra else "grades"),
+              f"{extra}: config.json {config}")
+    whole = os.path.join(tmp, "pre_all")
+    _, out, _ = run("pretrain", *small, "--out", whole, expect=0)
+    check("40 images from" in out and not os.path.exists(os.path.join(whole, "split.csv")),
+          f"--images all (the default) does not use all 40 images:\n{out}")
+    with open(os.path.join(whole, "config.json")) as f:
+        check("images" not in json.load(f), "--images all is recorded in config.json (older runs must resume)")
+    # A run resumed with the other --images is refused, naming it.
+    code, _, err = run("pretrain", *small, "--out", whole, "--images", "train")
+    check(code == 1 and "images" in err, f"resume with --images train: exit {code}\n{err}")
+    code, _, err = run("pretrain", *small, "--out", os.path.join(tmp, "bad"), "--val-fraction", "0.3")
+    check(code == 1 and "--val-fraction" in err and "--images train" in err, f"--val-fraction alone: exit {code}\n{err}")
+    unlabelled = os.path.join(tmp, "unlabelled")
+    os.makedirs(unlabelled)
+    for name in sorted(os.listdir(os.path.join(data, "images")))[:12]:
+        shutil.copy(os.path.join(data, "images", name), unlabelled)
+    code, _, err = run("pretrain", *small[2:], "--data", unlabelled, "--out", os.path.join(tmp, "unl"), "--images", "train")
+    check(code == 1 and "no labels" in err and unlabelled in err, f"--images train on an unlabelled folder: exit {code}\n{err}")
+    run("pretrain", *small[2:], "--data", unlabelled, "--out", os.path.join(tmp, "unl_all"), expect=0)
 
 
 def case_contradictory_flags(tmp):

@@ -166,6 +166,9 @@ struct StudyArgs {
   bool skip_bad_images = false;             // every stage's RunArgs::skip_bad_images
   std::string image_cache;                  // every stage's RunArgs::image_cache
   std::string preprocess = "resize";        // every stage's RunArgs::preprocess (and features')
+  // What pretraining learns from (PretrainArgs::images): train (the training patients of the
+  // replicate's split, the fine-tuning stages' own) or all (every image, the held-out ones included).
+  std::string pretrain_images = "train";
 };
 
 // One external test set of the study: every model is evaluated on all of its labelled images.
@@ -435,6 +438,10 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     base(pre, "pretrain_" + r.key);
     pre.method = r.method;
     pre.epochs = a.pretrain_epochs;
+    pre.images = a.pretrain_images;  // the fine-tuning stages' split: FinetuneArgs' fractions and scheme
+    const FinetuneArgs split_of;
+    pre.val_fraction = split_of.val_fraction, pre.test_fraction = split_of.test_fraction;
+    pre.label_scheme = split_of.label_scheme;
     if (r.method == "moco") pre.queue = 0;  // sized to the data set (moco_queue_for)
     if (r.imagenet) pre.init = a.imagenet_weights;
     run_pretrain(pre);
@@ -1065,9 +1072,25 @@ inline void add_driver_commands(CLI::App& app) {
                 "epochs between kNN accuracies of the backbone on the graded images (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  p->add_option(
+       "--images", pa->images,
+       "all (every image of --data) or train (only the training patients of the split fovea finetune "
+       "makes with the same --seed, --val-fraction, --test-fraction and --label-scheme; written to "
+       "split.csv)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all", "train"}));
+  p->add_option("--val-fraction", pa->val_fraction, "with --images train: validation share of patients")
+      ->capture_default_str();
+  p->add_option("--test-fraction", pa->test_fraction, "with --images train: test share of patients")
+      ->capture_default_str();
+  p->add_option("--label-scheme", pa->label_scheme,
+                "with --images train: the label scheme the split is stratified by (as fovea finetune's)")
+      ->capture_default_str();
   p->callback([pa, p] {
     if (!pa->config.empty()) apply_config_file(*p, pa->config);
     if (pa->method == "simclr") reject_flags(*p, {"--queue", "--key-momentum"}, "to SimCLR (MoCo settings)");
+    if (pa->images != "train")
+      reject_flags(*p, {"--val-fraction", "--test-fraction", "--label-scheme"}, "without --images train");
     run_pretrain(*pa);
   });
 
@@ -1230,6 +1253,12 @@ inline void add_driver_commands(CLI::App& app) {
   s->add_option("--size", sa->size, "input side")->capture_default_str();
   s->add_option("--width", sa->width, "ResNet width multiplier")->capture_default_str();
   s->add_option("--pretrain-epochs", sa->pretrain_epochs, "SimCLR / MoCo v2 epochs")->capture_default_str();
+  s->add_option(
+       "--pretrain-images", sa->pretrain_images,
+       "what SimCLR / MoCo v2 learn from: train (the training patients of the fine-tuning split) or all "
+       "(every image, the validation and test patients' included)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"train", "all"}));
   s->add_option("--finetune-epochs", sa->finetune_epochs, "fine-tuning epochs")->capture_default_str();
   s->add_option("--batch-size", sa->batch_size, "batch size")->capture_default_str();
   s->add_option("--threads", sa->threads, "loader threads")->capture_default_str();

@@ -114,6 +114,12 @@ struct PretrainArgs : RunArgs {
   std::int64_t queue = 4096;      // MoCo queue length (0: moco_queue_for(images, batch))
   float key_momentum = 0.99f;     // MoCo key encoder EMA
   std::int64_t knn_every = 1;     // epochs between kNN monitors of the backbone (0: off; needs grades)
+  // Which images it learns from: all (every image of --data) or train (only the training patients
+  // of the split fovea finetune makes with the same seed, fractions and label scheme, so that no
+  // validation or test patient is seen before fine-tuning and testing; the study's default).
+  std::string images = "all";
+  double val_fraction = 0.2, test_fraction = 0.2;  // with images == train: finetune's split
+  std::string label_scheme = "grades";
 };
 
 struct FinetuneArgs : RunArgs {

@@ -530,6 +530,39 @@ inline void write_metrics_svg(const fs::path& dir) {
   io::write_file_atomically(dir / "metrics.svg", io::chart_grid_svg(panels, 3, "metrics.jsonl"));
 }
 
+// The images pretraining learns from (PretrainArgs::images). `train` makes the split exactly as
+// finetune does (the same data, label scheme, fractions and seed: data::split_dataset), writes it to
+// <out>/split.csv and keeps its training patients, whatever label fraction fine-tuning later uses.
+inline data::Dataset pretrain_images(const PretrainArgs& a, RunDir& run) {
+  FOVEA_CHECK(a.images == "all" || a.images == "train", "--images must be all or train, got '", a.images,
+              "'");
+  if (a.images == "all") {
+    std::error_code ec;
+    fs::remove(fs::path(a.out) / "split.csv", ec);  // an earlier --no-resume run's with --images train
+    data::Dataset d = load_data(a);
+    run.log("pretrain: " + std::to_string(d.size()) + " images from " + a.data + " (labels ignored)");
+    return d;
+  }
+  const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
+  data::Dataset loaded = load_data(a);
+  FOVEA_CHECK(loaded.num_classes > 0, "pretrain --images train: the images of '", a.data,
+              "' have no labels, and the split by patient and grade needs them (--images all pretrains on an "
+              "unlabelled folder)");
+  data::Dataset all = data::map_labels(std::move(loaded), scheme);
+  for (const auto& s : all.samples)
+    FOVEA_CHECK(s.label >= 0, "pretrain --images train: image '", s.id,
+                "' has no label, and the split by patient and grade needs every image's (--images all uses "
+                "them all)");
+  const data::DatasetSplits splits = data::split_dataset(all, {a.val_fraction, a.test_fraction}, a.seed);
+  data::write_split(fs::path(a.out) / "split.csv", all, splits);
+  run.log("pretrain: " + std::to_string(splits.train.size()) + " of the " + std::to_string(all.size()) +
+          " images of " + a.data + ": the training patients (labels ignored; " +
+          std::to_string(splits.validation.size()) + " validation and " + std::to_string(splits.test.size()) +
+          " test images held out, the split fovea finetune makes with --seed " + std::to_string(a.seed) +
+          ")");
+  return splits.train;
+}
+
 template <class Backbone>
 int pretrain(const PretrainArgs& a) {
   const Device device = resolve_device(a.device);
@@ -543,9 +576,13 @@ int pretrain(const PretrainArgs& a) {
                      {"queue", a.queue},
                      {"key_momentum", a.key_momentum},
                      {"knn_every", a.knn_every}});
+  if (a.images != "all")
+    config.update(json{{"images", a.images},
+                       {"val_fraction", a.val_fraction},
+                       {"test_fraction", a.test_fraction},
+                       {"label_scheme", a.label_scheme}});
   RunDir run(a, "pretrain", config, device);
-  data::Dataset d = load_data(a);
-  run.log("pretrain: " + std::to_string(d.size()) + " images from " + a.data + " (labels ignored)");
+  data::Dataset d = pretrain_images(a, run);
   const KnnMonitor knn = knn_monitor(d, a.knn_every, a.seed, run);
   const auto cfg = resnet_config(a, 1);
   const int features = Backbone::features(cfg);
