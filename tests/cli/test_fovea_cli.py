@@ -555,9 +555,15 @@ def case_study_grid(tmp):
           len([d for d in os.listdir(out) if d.startswith("external_m1_")]) == 12, "one external run per cell")
     check("1 rows of" in stdout and "ungradable" in stdout, "the ungradable Messidor-2 row is not reported")
     check(not os.path.exists(os.path.join(out, "pretrain_random")), "random init was pretrained")
-    # MoCo's queue is sized to the 32 images: half of them in whole batches of 8.
+    # MoCo's queue is sized to the images it learns from, the training patients of the split: half
+    # of them in whole batches of 8 (at least one batch).
+    with open(os.path.join(out, "pretrain_moco", "split.csv")) as f:
+        train = sum(1 for line in f.read().splitlines()[1:] if line.endswith(",train"))
+    queue = max(8, train // 2 // 8 * 8)
     with open(os.path.join(out, "pretrain_moco", "log.txt")) as f:
-        check("MoCo queue of 16 keys" in f.read(), "the study's MoCo queue is not sized to the data set")
+        log = f.read()
+    check(f"{train} of the 32 images" in log and f"MoCo queue of {queue} keys" in log,
+          f"the study's MoCo queue is not sized to its {train} training images:\n{log}")
     for regime in ("random", "imagenet", "moco"):
         for sub in (f"finetune_{regime}", f"linear_{regime}", f"finetune_{regime}_f0.5", f"linear_{regime}_f0.5",
                     f"evaluate_{regime}", f"evaluate_linear_{regime}", f"evaluate_{regime}_f0.5",

@@ -144,8 +144,8 @@ inline void reject_flags(CLI::App& cmd, std::initializer_list<const char*> flags
 // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
 struct StudyArgs {
   std::string data, out = "runs/study", arch = "resnet18", device = "auto";
-  // 10 SimCLR epochs over the 144 training images of the default 240 (4 steps each): the 40 steps
-  // that 6 epochs over all 240 took before pretraining held the validation and test patients out.
+  // 10 SimCLR epochs over the 144 training images of the default 240 (4 steps each): about the 42
+  // steps that 6 epochs over all 240 took before pretraining held the validation and test patients out.
   std::int64_t count = 240, pretrain_epochs = 10, finetune_epochs = 12, batch_size = 32;
   int size = 64, generate_size = 96, threads = 2;
   float width = 0.25f;
