@@ -1757,6 +1757,32 @@ def case_pretrain_images(tmp):
           f"--images all (the default) does not use all 40 images:\n{out}")
     with open(os.path.join(whole, "config.json")) as f:
         check("images" not in json.load(f), "--images all is recorded in config.json (older runs must resume)")
+    # Fine-tuning from a backbone says how many of its validation and test images the backbone was
+    # pretrained on (the weights' metadata name the data and the images): all of them after
+    # --images all, none after --images train with the same split, the exact overlap with another.
+    def overlap_note(init, out, *extra):
+        _, text, _ = run("finetune", *small, "--out", out, "--init", init, *extra, expect=0)
+        split = read_split(os.path.join(out, "split.csv"))
+        m = re.search(r"was pretrained on (\d+) of the (\d+) test and (\d+) of the (\d+) validation images", text)
+        return split, (tuple(int(g) for g in m.groups()) if m else None), text
+
+    split, note, text = overlap_note(os.path.join(whole, "backbone.safetensors"), os.path.join(tmp, "ft_all"))
+    test = sum(1 for _, s in split if s == "test")
+    val = sum(1 for _, s in split if s == "validation")
+    check(note == (test, test, val, val) and "--images all" in text,
+          f"no note that the backbone saw every held-out image ({test} test, {val} validation):\n{text}")
+    pre = os.path.join(tmp, "pre")  # --images train, seed 0
+    _, note, text = overlap_note(os.path.join(pre, "backbone.safetensors"), os.path.join(tmp, "ft_same"))
+    check(note is None and "pretrained on" not in text, f"a note although the split held them out:\n{text}")
+    split, note, text = overlap_note(os.path.join(pre, "backbone.safetensors"), os.path.join(tmp, "ft_seed5"),
+                                     "--seed", "5")
+    seen = {i for i, s in read_split(os.path.join(pre, "split.csv")) if s == "train"}
+    expected = (sum(1 for i, s in split if s == "test" and i in seen), sum(1 for _, s in split if s == "test"),
+                sum(1 for i, s in split if s == "validation" and i in seen),
+                sum(1 for _, s in split if s == "validation"))
+    check((note or (0, expected[1], 0, expected[3])) == expected and (note is None) == (expected[0] + expected[2] == 0),
+          f"--seed 5 after a seed-0 pretraining: note {note}, expected {expected}:\n{text}")
+    check(note is None or "another split" in text, f"the note does not say it was another split:\n{text}")
     # A run resumed with the other --images is refused, naming it.
     code, _, err = run("pretrain", *small, "--out", whole, "--images", "train")
     check(code == 1 and "images" in err, f"resume with --images train: exit {code}\n{err}")

@@ -32,27 +32,36 @@
 
 namespace fovea::tools {
 
-// The --preprocess a weights file was made with: its fovea.preprocess metadata, which pretrain and
-// finetune write; empty when the file does not say (torchvision weights, runs before the flag) or its
-// header cannot be read (loading it reports that properly).
-inline std::string weights_preprocess(const std::string& weights) {
+// The string entries of a safetensors file's __metadata__ (fovea.* keys that pretrain and finetune
+// write); empty when it has none or its header cannot be read (loading the file reports that properly).
+inline std::map<std::string, std::string> weights_metadata(const std::string& weights) {
+  std::map<std::string, std::string> out;
   try {
     std::ifstream in(weights, std::ios::binary);
     unsigned char size[8] = {};
-    if (!in.read(reinterpret_cast<char*>(size), 8)) return "";
+    if (!in.read(reinterpret_cast<char*>(size), 8)) return out;
     std::uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | size[i];
-    if (n == 0 || n > io::kSafeTensorsMaxHeaderBytes) return "";
+    if (n == 0 || n > io::kSafeTensorsMaxHeaderBytes) return out;
     std::string header(static_cast<std::size_t>(n), '\0');
-    if (!in.read(header.data(), static_cast<std::streamsize>(n))) return "";
+    if (!in.read(header.data(), static_cast<std::streamsize>(n))) return out;
     const nlohmann::json h = nlohmann::json::parse(header);
     const auto m = h.find("__metadata__");
-    if (m == h.end() || !m->is_object()) return "";
-    const auto p = m->find("fovea.preprocess");
-    return p != m->end() && p->is_string() ? p->get<std::string>() : "";
+    if (m == h.end() || !m->is_object()) return out;
+    for (const auto& [key, value] : m->items())
+      if (value.is_string()) out[key] = value.get<std::string>();
   } catch (const std::exception&) {
-    return "";
+    out.clear();
   }
+  return out;
+}
+
+// The --preprocess a weights file was made with: its fovea.preprocess metadata; empty when the file
+// does not say (torchvision weights, runs before the flag).
+inline std::string weights_preprocess(const std::string& weights) {
+  const auto m = weights_metadata(weights);
+  const auto it = m.find("fovea.preprocess");
+  return it == m.end() ? "" : it->second;
 }
 
 // A note for a log when `weights` says it was made with another --preprocess than `preprocess` (not an

@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <unordered_set>
 #include <vector>
 
 #include "drivers.hpp"
@@ -654,8 +655,23 @@ int pretrain(const PretrainArgs& a) {
   }
   write_metrics_svg(a.out);
   if (!a.image_cache.empty()) run.log(image_cache_line(a));
-  nn::save_weights(net.backbone(), fs::path(a.out) / "backbone.safetensors",
-                   {{"fovea.arch", a.arch}, {"fovea.method", a.method}, {"fovea.preprocess", a.preprocess}});
+  // What it learned from, so that fine-tuning can tell which of its held-out images it saw
+  // (pretraining_overlap_note): the data folder, the label file read, --images and the split.
+  io::SafeTensorsMetadata meta{
+      {"fovea.arch", a.arch},
+      {"fovea.method", a.method},
+      {"fovea.preprocess", a.preprocess},
+      {"fovea.pretrain_data", fs::absolute(a.data).string()},
+      {"fovea.pretrain_labels", d.labels_file.empty() ? std::string() : fs::absolute(d.labels_file).string()},
+      {"fovea.pretrain_images", a.images}};
+  if (a.images == "train")
+    meta["fovea.pretrain_split"] = json{
+        {"seed", a.seed},
+        {"val_fraction", a.val_fraction},
+        {"test_fraction", a.test_fraction},
+        {"label_scheme",
+         a.label_scheme}}.dump();
+  nn::save_weights(net.backbone(), fs::path(a.out) / "backbone.safetensors", meta);
   run.log("pretrain: backbone weights (torchvision keys) in " + (fs::path(a.out) / "backbone.safetensors").string());
   return 0;
 }
@@ -694,6 +710,65 @@ inline std::vector<float> class_weights_for(const std::string& text, const std::
   return w;
 }
 
+// A note for fine-tuning's log when its --init weights were pretrained (fovea pretrain) on images
+// that are in this run's validation or test split: their fovea.pretrain_* metadata name the data, the
+// label file and the images (all, or the training patients of a split, which is made again here);
+// empty when none of them is, or when the weights do not say (torchvision weights, older runs).
+// `loaded`: this run's images with their grades, before its label scheme.
+inline std::string pretraining_overlap_note(const FinetuneArgs& a, const data::Dataset& loaded,
+                                            const data::DatasetSplits& splits) {
+  const auto meta = weights_metadata(a.init);
+  const auto field = [&](const char* key) {
+    const auto it = meta.find(key);
+    return it == meta.end() ? std::string() : it->second;
+  };
+  const std::string images = field("fovea.pretrain_images"), data_dir = field("fovea.pretrain_data");
+  if (images.empty() || data_dir.empty()) return "";
+  const auto canonical = [](const fs::path& p) {
+    std::error_code ec;
+    fs::path c = fs::weakly_canonical(p, ec);
+    return ec ? fs::absolute(p).lexically_normal().string() : c.string();
+  };
+  const auto same_file = [&](const std::string& x, const std::string& y) {
+    return x.empty() || y.empty() ? x.empty() && y.empty() : canonical(x) == canonical(y);
+  };
+  std::unordered_set<std::string> seen;
+  try {
+    data::Dataset pre;
+    if (same_file(data_dir, a.data) && same_file(field("fovea.pretrain_labels"), loaded.labels_file)) {
+      pre = loaded;  // the same images, with the same ones dropped by --skip-bad-images
+    } else {
+      PretrainArgs p;
+      p.data = data_dir, p.labels = field("fovea.pretrain_labels"), p.skip_bad_images = true;
+      pre = read_data(p);
+    }
+    if (images == "train") {
+      const json s = json::parse(field("fovea.pretrain_split"));
+      pre = data::split_dataset(
+                data::map_labels(pre, data::parse_label_scheme(s.at("label_scheme").get<std::string>())),
+                {s.at("val_fraction").get<double>(), s.at("test_fraction").get<double>()},
+                s.at("seed").get<std::uint64_t>())
+                .train;
+    }
+    for (const auto& sample : pre.samples) seen.insert(canonical(sample.path));
+  } catch (const std::exception& e) {
+    return "finetune: note: could not check which images " + a.init + " was pretrained on (" + e.what() + ")";
+  }
+  const auto count = [&](const data::Dataset& d) {
+    std::size_t n = 0;
+    for (const auto& sample : d.samples) n += seen.count(canonical(sample.path));
+    return n;
+  };
+  const std::size_t test = count(splits.test), validation = count(splits.validation);
+  if (test + validation == 0) return "";
+  return "finetune: note: " + a.init + " was pretrained on " + std::to_string(test) + " of the " +
+         std::to_string(splits.test.size()) + " test and " + std::to_string(validation) + " of the " +
+         std::to_string(splits.validation.size()) + " validation images of this split (" +
+         (images == "train" ? "the training patients of another split" : "fovea pretrain --images all") +
+         "; their photographs, not their grades), so its test is transductive; fovea pretrain --images train "
+         "with this run's --seed, --val-fraction, --test-fraction and --label-scheme holds them out";
+}
+
 template <class Backbone>
 int finetune(const FinetuneArgs& a) {
   const Device device = resolve_device(a.device);
@@ -703,7 +778,8 @@ int finetune(const FinetuneArgs& a) {
                      {"sampler", a.sampler}, {"class_weights", a.class_weights}, {"label_smoothing", a.label_smoothing}});
   RunDir run(a, "finetune", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
-  data::Dataset all = data::map_labels(load_labelled_data(a, "finetune"), scheme);
+  const data::Dataset loaded = load_labelled_data(a, "finetune");
+  data::Dataset all = data::map_labels(loaded, scheme);
   for (const auto& s : all.samples)
     FOVEA_CHECK(s.label >= 0, "finetune: image '", s.id, "' has no label (every image needs a grade)");
   const data::DatasetSplits splits = data::split_dataset(all, {a.val_fraction, a.test_fraction}, a.seed);
@@ -725,6 +801,7 @@ int finetune(const FinetuneArgs& a) {
             std::to_string(report.missing.size()) + " kept from initialisation (the head)");
     if (const std::string note = preprocess_mismatch("finetune", a.init, a.preprocess); !note.empty())
       run.log(note);
+    if (const std::string note = pretraining_overlap_note(a, loaded, splits); !note.empty()) run.log(note);
   }
   const std::vector<float> weights = class_weights_for(a.class_weights, train_set.labels(), classes);
   if (!weights.empty()) {
