@@ -271,6 +271,13 @@ def case_study_smoke(tmp):
         for f in ("config.json", "environment.json", "log.txt"):
             check(os.path.exists(os.path.join(out, sub, f)), f"{sub}/{f} missing")
     check(os.path.exists(os.path.join(out, "pretrain_simclr", "backbone.safetensors")), "no backbone weights")
+    # Whether SimCLR left chance (log(2 x 8 - 1) at batch 8), in the output and in study.json.
+    with open(os.path.join(out, "study.json")) as f:
+        pre = json.load(f)["pretraining"]["simclr"]
+    check(abs(pre["chance_loss"] - math.log(15)) < 1e-12 and pre["steps"] > 0 and
+          pre["left_chance"] == (pre["loss"] < 0.98 * pre["chance_loss"]), f"study.json pretraining: {pre}")
+    check("study: pretraining, means of the last logged steps against chance" in stdout,
+          "no pretraining table:\n" + stdout)
     # SimCLR learns from the training patients only (--pretrain-images train, the default): the
     # fine-tuning stages' split, validation and test patients held out.
     with open(os.path.join(out, "pretrain_simclr", "config.json")) as f:
@@ -1783,6 +1790,22 @@ def case_pretrain_images(tmp):
     check((note or (0, expected[1], 0, expected[3])) == expected and (note is None) == (expected[0] + expected[2] == 0),
           f"--seed 5 after a seed-0 pretraining: note {note}, expected {expected}:\n{text}")
     check(note is None or "another split" in text, f"the note does not say it was another split:\n{text}")
+    # pretrain.json: the loss of the last logged steps (a tenth of the rows, at least 5) against
+    # chance, log(2B - 1) for SimCLR at batch 4, and a warning in the log when it is not 2 % below.
+    with open(os.path.join(whole, "metrics.jsonl")) as f:
+        losses = [r["loss"] for r in map(json.loads, f) if r["phase"] == "train"]
+    last = losses[-min(len(losses), max(5, len(losses) // 10)):]
+    with open(os.path.join(whole, "pretrain.json")) as f:
+        summary = json.load(f)
+    chance = math.log(7)
+    check(summary["candidates"] == 7 and abs(summary["chance_loss"] - chance) < 1e-12 and
+          abs(summary["chance_top1"] - 1 / 7) < 1e-12 and summary["rows"] == len(last) and
+          abs(summary["loss"] - sum(last) / len(last)) < 1e-9 and summary["steps"] == 10,
+          f"pretrain.json {summary} against the losses {losses}")
+    check(summary["left_chance"] == (summary["loss"] < 0.98 * chance), f"pretrain.json left_chance: {summary}")
+    with open(os.path.join(whole, "log.txt")) as f:
+        warned = "has not fallen 2 % below chance" in f.read()
+    check(warned == (not summary["left_chance"]), f"warning {warned} for {summary}")
     # A run resumed with the other --images is refused, naming it.
     code, _, err = run("pretrain", *small, "--out", whole, "--images", "train")
     check(code == 1 and "images" in err, f"resume with --images train: exit {code}\n{err}")

@@ -431,6 +431,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
   // 1. Pretraining: one SimCLR / MoCo v2 run per self-supervised regime; the backbone each regime
   //    starts its fine-tuning from.
   std::map<std::string, std::string> backbone;
+  nlohmann::json pretraining = nlohmann::json::object();  // regime -> its pretrain.json
   for (const StudyRegime& r : regimes) {
     if (r.method.empty()) {
       backbone[r.key] = r.imagenet ? a.imagenet_weights : "random";
@@ -448,6 +449,12 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     if (r.imagenet) pre.init = a.imagenet_weights;
     run_pretrain(pre);
     backbone[r.key] = (fs::path(pre.out) / "backbone.safetensors").string();
+    try {
+      std::ifstream in(fs::path(pre.out) / "pretrain.json");
+      pretraining[r.key] = nlohmann::json::parse(in);
+    } catch (const std::exception&) {
+      pretraining[r.key] = nullptr;  // not readable: the tables go on without it
+    }
   }
   // 2. Fine-tuning or linear evaluation per (regime, protocol, label fraction), each evaluated on
   //    the same held-out patients (the split depends on the seed only).
@@ -565,6 +572,25 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
       fa.out = (fs::path(a.out) / ("features_" + regimes[i].key)).string();
       if (i != reference) fa.compare = primary(regimes[reference]).weights;
       stats[regimes[i].key] = run_features(fa);
+    }
+  }
+  if (!pretraining.empty()) {
+    // Whether each contrastive stage learned anything: its loss against chance (drivers::pretrain_check).
+    std::printf(
+        "\nstudy: pretraining, means of the last logged steps against chance (every similarity equal)\n");
+    std::printf("%-18s %-7s %-9s %-9s %-16s %-12s %-14s %s\n", "regime", "steps", "loss", "chance",
+                "contrastive top-1", "chance", "effective rank", "");
+    for (const StudyRegime& r : regimes) {
+      const auto it = pretraining.find(r.key);
+      if (it == pretraining.end() || !it->is_object()) continue;
+      const auto num = [&](const char* k) {
+        return it->contains(k) && (*it)[k].is_number() ? (*it)[k].get<double>() : eval::kNaN;
+      };
+      std::printf("%-18s %-7lld %-9.4f %-9.4f %-16.3f %-12.4f %-14.1f %s\n", r.label,
+                  static_cast<long long>(num("steps")), num("loss"), num("chance_loss"),
+                  num("contrastive_top1"), num("chance_top1"), num("effective_rank"),
+                  it->value("left_chance", false) ? "learned"
+                                                  : "at chance: fine-tuning from it is close to random init");
     }
   }
   std::printf("\nstudy: test split (%lld images), 95%% bootstrap CIs\n",
@@ -863,6 +889,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
         {"mean_cka_reference", number(row.mean_cka)}};
   }
   json summary{{"cells", j_cells},
+               {"pretraining", pretraining.empty() ? json(nullptr) : pretraining},
                {"external", externals.empty() ? json(nullptr) : j_external},
                {"comparisons", comparisons.empty() ? json(nullptr) : j_comparisons},
                {"comparisons_reference", regimes[reference].key},

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -564,6 +565,71 @@ inline data::Dataset pretrain_images(const PretrainArgs& a, RunDir& run) {
   return splits.train;
 }
 
+// What the contrastive stage learned, read back from its metrics.jsonl (so a resumed run counts its
+// whole history): the means over the last tenth of the logged training rows (at least 5, all when
+// fewer) of the loss, the contrastive top-1 and the effective rank of the projections, next to
+// their chance levels, where every similarity is equal and each row picks its positive among
+// `candidates` (SimCLR: 2B - 1 other views; MoCo v2: the key and the queue): loss log(candidates),
+// top-1 1 / candidates. A loss not 2 % below chance means the backbone learned next to
+// nothing, and fine-tuning from it is random initialisation moved by the pretraining's steps:
+// the log says so. Written to <out>/pretrain.json.
+inline json pretrain_check(const PretrainArgs& a, RunDir& run, std::int64_t candidates, std::int64_t steps) {
+  std::vector<std::map<std::string, double>> rows;
+  std::ifstream in(fs::path(a.out) / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    for (const char* token : {"-Infinity", "Infinity", "NaN"})  // MetricsLog's non-finite values
+      for (std::size_t at; (at = line.find(std::string(":") + token)) != std::string::npos;)
+        line.replace(at + 1, std::strlen(token), "null");
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const std::exception&) {
+      continue;  // a line cut by a crash: the rows before it still count
+    }
+    if (!row.is_object() || row.value("phase", "") != "train") continue;
+    std::map<std::string, double> values;
+    for (const auto& [key, v] : row.items())
+      if (v.is_number()) values[key] = v.get<double>();
+    rows.push_back(std::move(values));
+  }
+  const std::size_t n = std::min(rows.size(), std::max<std::size_t>(5, rows.size() / 10));
+  const auto mean = [&](const char* key) -> json {
+    double sum = 0.0;
+    std::size_t count = 0;
+    for (std::size_t i = rows.size() - n; i < rows.size(); ++i)
+      if (const auto it = rows[i].find(key); it != rows[i].end() && std::isfinite(it->second))
+        sum += it->second, ++count;
+    return count > 0 ? json(sum / static_cast<double>(count)) : json(nullptr);
+  };
+  const double chance_loss = std::log(static_cast<double>(std::max<std::int64_t>(candidates, 1)));
+  const json loss = mean("loss");
+  const bool left = loss.is_number() && loss.get<double>() < 0.98 * chance_loss;
+  json check{{"method", a.method},
+             {"steps", steps},
+             {"rows", n},
+             {"loss", loss},
+             {"contrastive_top1", mean("contrastive_top1")},
+             {"effective_rank", mean("effective_rank")},
+             {"uniformity", mean("uniformity")},
+             {"candidates", candidates},
+             {"chance_loss", chance_loss},
+             {"chance_top1", 1.0 / static_cast<double>(std::max<std::int64_t>(candidates, 1))},
+             {"left_chance", left}};
+  io::write_file_atomically(fs::path(a.out) / "pretrain.json", check.dump(2) + "\n");
+  if (loss.is_number() && !left) {
+    char line[512];
+    std::snprintf(
+        line, sizeof line,
+        "pretrain: warning: the loss of the last %zu logged steps, %.4f, has not fallen 2 %% below "
+        "chance (log %lld = %.4f, every similarity equal): the backbone has learned next to nothing, and "
+        "fine-tuning from it will be close to random initialisation (more steps, larger batches, "
+        "a lower learning rate or other augmentations; docs/results.md)",
+        n, loss.get<double>(), static_cast<long long>(candidates), chance_loss);
+    run.log(line);
+  }
+  return check;
+}
+
 template <class Backbone>
 int pretrain(const PretrainArgs& a) {
   const Device device = resolve_device(a.device);
@@ -628,6 +694,7 @@ int pretrain(const PretrainArgs& a) {
     train::Trainer trainer(task, opt, optim::WarmupCosineLr::from_epochs(lr, warm, a.epochs, steps), to);
     const auto r = trainer.fit(source, epoch_end);
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
+    pretrain_check(a, run, 2 * a.batch_size - 1, r.position.step);
   } else {
     const auto images = static_cast<std::int64_t>(d.size());
     const std::int64_t queue = a.queue > 0 ? a.queue : moco_queue_for(images, a.batch_size);
@@ -652,6 +719,7 @@ int pretrain(const PretrainArgs& a) {
     train::Trainer trainer(task, opt, optim::WarmupCosineLr::from_epochs(lr, 0, a.epochs, steps), to);
     const auto r = trainer.fit(source, epoch_end);
     run.log("pretrain: done, " + std::to_string(r.position.step) + " steps, last loss " + std::to_string(r.last_loss));
+    pretrain_check(a, run, queue + 1, r.position.step);
   }
   write_metrics_svg(a.out);
   if (!a.image_cache.empty()) run.log(image_cache_line(a));
