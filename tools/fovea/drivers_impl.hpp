@@ -586,7 +586,8 @@ inline json pretrain_check(const PretrainArgs& a, RunDir& run, std::int64_t cand
     } catch (const std::exception&) {
       continue;  // a line cut by a crash: the rows before it still count
     }
-    if (!row.is_object() || row.value("phase", "") != "train") continue;
+    const auto phase = row.is_object() ? row.find("phase") : row.end();
+    if (phase == row.end() || !phase->is_string() || phase->get<std::string>() != "train") continue;
     std::map<std::string, double> values;
     for (const auto& [key, v] : row.items())
       if (v.is_number()) values[key] = v.get<double>();
