@@ -653,6 +653,71 @@ TEST(Augment, PresetsMatchTheReference) {
   EXPECT_FLOAT_EQ(kImageNetStats.mean[1], 0.456f);
 }
 
+TEST(Augment, NamedPresetsAndKeyChangesParse) {
+  const AugmentConfig base = data::simclr(96, kImageNetStats);
+  // A preset by name keeps the base's size and normalisation.
+  const AugmentConfig m = data::parse_augment("moco_v2", base);
+  EXPECT_EQ(m.output_size, 96);
+  EXPECT_FLOAT_EQ(m.stats.mean[1], 0.456f);
+  EXPECT_EQ(data::describe_augment(m), data::describe_augment(data::moco_v2(96, kImageNetStats)));
+  // fundus: MoCo v2's crops, flips and blur with weak photometric jitter, no hue, no grayscale.
+  const AugmentConfig f = data::parse_augment("fundus", base);
+  EXPECT_FLOAT_EQ(f.scale_min, 0.2f);
+  EXPECT_FLOAT_EQ(f.jitter_p, 0.8f);
+  EXPECT_FLOAT_EQ(f.brightness, 0.2f);
+  EXPECT_FLOAT_EQ(f.contrast, 0.2f);
+  EXPECT_FLOAT_EQ(f.saturation, 0.1f);
+  EXPECT_EQ(f.hue, 0.0f);
+  EXPECT_EQ(f.grayscale_p, 0.0f);
+  EXPECT_FLOAT_EQ(f.blur_p, 0.5f);
+  const AugmentConfig c = data::parse_augment("crop", base);
+  EXPECT_EQ(c.jitter_p, 0.0f);
+  EXPECT_EQ(c.blur_p, 0.0f);
+  EXPECT_FLOAT_EQ(c.scale_min, 0.08f);
+  // Keys alone change the base; after a preset they change the preset; spaces are allowed.
+  const AugmentConfig k = data::parse_augment("hue=0, grayscale_p=0", base);
+  EXPECT_EQ(k.hue, 0.0f);
+  EXPECT_EQ(k.grayscale_p, 0.0f);
+  EXPECT_FLOAT_EQ(k.brightness, 0.8f);  // SimCLR's, untouched
+  const AugmentConfig p = data::parse_augment("fundus,scale_min=0.08,vflip_p=0.5,rotation_degrees=180", base);
+  EXPECT_FLOAT_EQ(p.scale_min, 0.08f);
+  EXPECT_FLOAT_EQ(p.vflip_p, 0.5f);
+  EXPECT_FLOAT_EQ(p.rotation_degrees, 180.0f);
+  EXPECT_FLOAT_EQ(p.brightness, 0.2f);
+  // describe_augment round-trips every field and prints short numbers.
+  const std::string text = data::describe_augment(p);
+  EXPECT_NE(text.find("brightness=0.2,"), std::string::npos) << text;
+  EXPECT_NE(text.find("ratio_max=1.3333334"), std::string::npos) << text;
+  const AugmentConfig back = data::parse_augment(text, data::moco_v2(96, kImageNetStats));
+  for (const auto& key : data::detail::kAugmentKeys) EXPECT_EQ(back.*(key.field), p.*(key.field)) << key.name;
+  EXPECT_EQ(data::describe_augment(back), text);
+}
+
+TEST(Augment, BadAugmentationTextNamesTheCulprit) {
+  const AugmentConfig base = data::simclr(64);
+  const auto message = [&](const std::string& text) {
+    try {
+      (void)data::parse_augment(text, base);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("byol").find("'byol' is not one of simclr, moco_v2, fundus, crop"), std::string::npos);
+  EXPECT_NE(message("hue=0,fundus").find("a preset name can only come first"), std::string::npos);
+  EXPECT_NE(message("jitter=0.4").find("unknown key 'jitter'"), std::string::npos);
+  EXPECT_NE(message("hue=abc").find("hue='abc' is not a finite number"), std::string::npos);
+  EXPECT_NE(message("hue=0.1x").find("is not a finite number"), std::string::npos);
+  EXPECT_NE(message("blur_p=nan").find("is not a finite number"), std::string::npos);
+  EXPECT_NE(message("hue=0,hue=0.1").find("key 'hue' given twice"), std::string::npos);
+  EXPECT_NE(message("fundus,,hue=0").find("an empty item"), std::string::npos);
+  EXPECT_NE(message("").find("an empty item"), std::string::npos);
+  EXPECT_NE(message("hue=0.7").find("hue <= 0.5"), std::string::npos);
+  EXPECT_NE(message("grayscale_p=1.5").find("probabilities must be in [0, 1]"), std::string::npos);
+  EXPECT_NE(message("scale_min=0.9,scale_max=0.5").find("crop scale (0.9, 0.5)"), std::string::npos);
+  EXPECT_EQ(message("moco_v2, hue = 0.05"), "no error");
+}
+
 TEST(Augment, BadArgumentsThrow) {
   const Tensor x = random_images(2, 8, 8, 17);
   Tensor out(Shape{2, 3, 4, 4});

@@ -1820,6 +1820,64 @@ def case_pretrain_images(tmp):
     run("pretrain", *small[2:], "--data", unlabelled, "--out", os.path.join(tmp, "unl_all"), expect=0)
 
 
+def case_pretrain_augment(tmp):
+    """pretrain --augment: the views' augmentation by preset and key=value changes, logged in full and
+    recorded in config.json when it is not the method's own (a resume with another one is refused);
+    bad presets, keys and values are usage errors naming them, in fovea study --pretrain-augment too.
+    SimCLR with the fundus and crop presets learns on synthetic fundi: its loss ends far below chance
+    (this fails when the two views, NT-Xent's gradient or LARS are broken)."""
+    data = os.path.join(tmp, "data")
+    run("generate", "--out", data, "--count", "64", "--size", "48", "--seed", "0", expect=0)
+    small = ["--data", data, "--size", "32", "--width", "0.125", "--small-stem", "--batch-size", "16",
+             "--threads", "1", "--device", "cpu", "--knn-every", "0", "--log-every", "5"]
+    for preset in ("fundus", "crop"):
+        out = os.path.join(tmp, preset)
+        _, log, _ = run("pretrain", *small, "--epochs", "15", "--out", out, "--augment", preset, expect=0)
+        with open(os.path.join(out, "pretrain.json")) as f:
+            summary = json.load(f)
+        check(summary["steps"] == 60 and abs(summary["chance_loss"] - math.log(31)) < 1e-12,
+              f"{preset}: pretrain.json {summary}")
+        check(summary["left_chance"] and summary["loss"] < 0.85 * summary["chance_loss"],
+              f"{preset}: SimCLR did not learn, loss {summary['loss']} against chance {summary['chance_loss']}")
+        check("has not fallen 2 % below chance" not in log, f"{preset}: warning although it learned:\n{log}")
+        with open(os.path.join(out, "config.json")) as f:
+            recorded = json.load(f)["augment"]
+        check(f"pretrain: augmentation {preset} ({recorded})" in log, f"{preset}: log line:\n{log}")
+        expect = {"fundus": "scale_min=0.2,", "crop": "jitter_p=0,"}[preset]
+        check(expect in recorded and ("brightness=0.2," in recorded) == (preset == "fundus"),
+              f"{preset}: config.json augment {recorded}")
+    # Key changes of the method's preset; the method's own preset, named or not, is not recorded.
+    out = os.path.join(tmp, "keys")
+    _, log, _ = run("pretrain", *small, "--epochs", "1", "--out", out, "--augment", "hue=0.05, grayscale_p=0",
+                    expect=0)
+    with open(os.path.join(out, "config.json")) as f:
+        recorded = json.load(f)["augment"]
+    check("scale_min=0.08," in recorded and "brightness=0.8," in recorded and "hue=0.05," in recorded and
+          "grayscale_p=0," in recorded, f"SimCLR's preset with hue and grayscale changed: {recorded}")
+    for extra in ([], ["--augment", "simclr"]):
+        plain = os.path.join(tmp, "plain" + "".join(extra))
+        _, log, _ = run("pretrain", *small, "--epochs", "1", "--out", plain, *extra, expect=0)
+        with open(os.path.join(plain, "config.json")) as f:
+            check("augment" not in json.load(f), f"{extra}: the method's own augmentation is recorded")
+        check("pretrain: augmentation simclr (scale_min=0.08," in log, f"{extra}: log:\n{log}")
+    # The run's config.json reproduces it (its augment text parses back); another augmentation
+    # cannot resume it.
+    again = os.path.join(tmp, "again")
+    run("pretrain", "--config", os.path.join(out, "config.json"), "--out", again, expect=0)
+    with open(os.path.join(out, "backbone.safetensors"), "rb") as a, open(os.path.join(again, "backbone.safetensors"), "rb") as b:
+        check(a.read() == b.read(), "--config of a run's config.json gave other weights")
+    code, _, err = run("pretrain", *small, "--epochs", "2", "--out", out, "--augment", "fundus")
+    check(code == 1 and "augment" in err and "--no-resume" in err, f"resume with another augmentation: exit {code}\n{err}")
+    for bad, named in (("byol", "'byol' is not one of simclr, moco_v2, fundus, crop"),
+                       ("jitter=0.4", "unknown key 'jitter'"), ("hue=0.7", "hue <= 0.5"),
+                       ("fundus,hue=x", "hue='x' is not a finite number"), ("hue=0,fundus", "can only come first")):
+        code, _, err = run("pretrain", *small, "--out", os.path.join(tmp, "bad"), "--augment", bad)
+        check(code == 2 and named in err, f"--augment {bad}: exit {code}\n{err}")
+        check(not os.path.exists(os.path.join(tmp, "bad")), f"--augment {bad} created the run folder")
+    code, _, err = run("study", "--out", os.path.join(tmp, "study"), "--pretrain-augment", "grayscale_p=2")
+    check(code == 2 and "probabilities must be in [0, 1]" in err, f"study --pretrain-augment: exit {code}\n{err}")
+
+
 def case_contradictory_flags(tmp):
     """Flags that do not apply together are errors (exit 1, naming the flag), unless they only repeat
     a default, as a run's config.json does for the settings its method does not use; --full takes

@@ -141,6 +141,23 @@ inline void reject_flags(CLI::App& cmd, std::initializer_list<const char*> flags
                 " does not apply ", because);
 }
 
+// --augment / --pretrain-augment: a usage error (exit 2) naming the preset, key or value that
+// data::parse_augment rejects.
+inline CLI::Validator augment_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          (void)data::parse_augment(text, data::simclr(64));
+          return {};
+        } catch (const fovea::Error& e) {
+          const std::string what = e.what();
+          const auto at = what.find("augmentation '");
+          return at == std::string::npos ? what : what.substr(at);
+        }
+      },
+      "AUGMENT");
+}
+
 // The main job: small enough for a CPU in minutes by default; --full for the GPU-sized study.
 struct StudyArgs {
   std::string data, out = "runs/study", arch = "resnet18", device = "auto";
@@ -171,6 +188,8 @@ struct StudyArgs {
   // What pretraining learns from (PretrainArgs::images): train (the training patients of the
   // replicate's split, the fine-tuning stages' own) or all (every image, the held-out ones included).
   std::string pretrain_images = "train";
+  // The SimCLR / MoCo v2 views' augmentation (PretrainArgs::augment): empty for each method's preset.
+  std::string pretrain_augment;
 };
 
 // One external test set of the study: every model is evaluated on all of its labelled images.
@@ -442,6 +461,7 @@ inline void run_study_replicate(const StudyArgs& a, const std::vector<StudyRegim
     pre.method = r.method;
     pre.epochs = a.pretrain_epochs;
     pre.images = a.pretrain_images;  // the fine-tuning stages' split: FinetuneArgs' fractions and scheme
+    pre.augment = a.pretrain_augment;
     const FinetuneArgs split_of;
     pre.val_fraction = split_of.val_fraction, pre.test_fraction = split_of.test_fraction;
     pre.label_scheme = split_of.label_scheme;
@@ -1101,6 +1121,11 @@ inline void add_driver_commands(CLI::App& app) {
                 "epochs between kNN accuracies of the backbone on the graded images (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  p->add_option("--augment", pa->augment,
+                "the two views' augmentation: a preset (simclr, moco_v2, fundus, crop), key=value changes "
+                "of the method's preset (e.g. hue=0,grayscale_p=0), or both (fundus,scale_min=0.08); "
+                "default: the method's (docs/augmentations.md)")
+      ->check(augment_validator());
   p->add_option(
        "--images", pa->images,
        "all (every image of --data) or train (only the training patients of the split fovea finetune "
@@ -1288,6 +1313,10 @@ inline void add_driver_commands(CLI::App& app) {
        "(every image, the validation and test patients' included)")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "all"}));
+  s->add_option("--pretrain-augment", sa->pretrain_augment,
+                "the SimCLR / MoCo v2 views' augmentation, as fovea pretrain --augment (default: each "
+                "method's own preset)")
+      ->check(augment_validator());
   s->add_option("--finetune-epochs", sa->finetune_epochs, "fine-tuning epochs")->capture_default_str();
   s->add_option("--batch-size", sa->batch_size, "batch size")->capture_default_str();
   s->add_option("--threads", sa->threads, "loader threads")->capture_default_str();

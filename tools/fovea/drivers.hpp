@@ -123,6 +123,9 @@ struct PretrainArgs : RunArgs {
   std::int64_t queue = 4096;      // MoCo queue length (0: moco_queue_for(images, batch))
   float key_momentum = 0.99f;     // MoCo key encoder EMA
   std::int64_t knn_every = 1;     // epochs between kNN monitors of the backbone (0: off; needs grades)
+  // The two views' augmentation (data::parse_augment): empty for the method's preset (simclr,
+  // moco_v2), else a preset (simclr, moco_v2, fundus, crop) and/or key=value changes.
+  std::string augment;
   // Which images it learns from: all (every image of --data) or train (only the training patients
   // of the split fovea finetune makes with the same seed, fractions and label scheme, so that no
   // validation or test patient is seen before fine-tuning and testing; the study's default).

@@ -644,6 +644,16 @@ int pretrain(const PretrainArgs& a) {
                      {"queue", a.queue},
                      {"key_momentum", a.key_momentum},
                      {"knn_every", a.knn_every}});
+  // The two views' augmentation: the method's preset, or --augment (a preset and/or key=value
+  // changes of it); config.json records it when it differs from the method's, so that a resume
+  // with other augmentations is refused.
+  const bool simclr = a.method == "simclr";
+  const data::AugmentConfig method_augment = simclr ? data::simclr(a.size, stats_for(a.normalization))
+                                                    : data::moco_v2(a.size, stats_for(a.normalization));
+  const data::AugmentConfig augment =
+      a.augment.empty() ? method_augment : data::parse_augment(a.augment, method_augment);
+  const std::string augment_text = data::describe_augment(augment);
+  if (augment_text != data::describe_augment(method_augment)) config["augment"] = augment_text;
   if (a.images != "all")
     config.update(json{{"images", a.images},
                        {"val_fraction", a.val_fraction},
@@ -656,7 +666,6 @@ int pretrain(const PretrainArgs& a) {
   const int features = Backbone::features(cfg);
   const int hidden = a.hidden > 0 ? a.hidden : features;
   using Net = models::ContrastiveModel<Backbone>;
-  const bool simclr = a.method == "simclr";
   const Shape in{a.batch_size * (simclr ? 2 : 1), 3, a.size, a.size};
   Net net(cfg, hidden, a.dim);
   net.setup(in, device);
@@ -669,7 +678,10 @@ int pretrain(const PretrainArgs& a) {
   }
   train::LoaderSourceOptions so;
   so.mode = train::SourceMode::two_view;
-  so.augment = simclr ? data::simclr(a.size, stats_for(a.normalization)) : data::moco_v2(a.size, stats_for(a.normalization));
+  so.augment = augment;
+  run.log("pretrain: augmentation " +
+          (a.augment.empty() ? std::string(simclr ? "simclr" : "moco_v2") : a.augment) + " (" + augment_text +
+          ")");
   so.augment_seed = a.seed;
   so.device = device;
   FOVEA_CHECK(d.size() >= static_cast<std::size_t>(a.batch_size), "pretrain: ", d.size(), " images is fewer than one batch of ",

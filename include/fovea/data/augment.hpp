@@ -15,7 +15,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <span>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -105,6 +109,139 @@ inline AugmentConfig test_transform(int output_size = 224, ChannelStats stats = 
 }
 
 // check_config: throws fovea::Error unless every field is in range.
+inline void check_config(const AugmentConfig& c);
+
+// The contrastive presets by name, for command lines and configuration files:
+//   simclr, moco_v2  the two above;
+//   fundus           MoCo v2's crops (scale 0.2-1), flips, blur and weak photometric jitter
+//                    (brightness 0.2, contrast 0.2, saturation 0.1, no hue, no grayscale): the colour
+//                    ops as strong as a fundus camera's exposure and white balance vary, no more
+//                    (docs/augmentations.md, "Contrastive augmentations on fundus images");
+//   crop             RandomResizedCrop (scale 0.08-1) and horizontal flip only.
+// Throws fovea::Error naming the known presets for any other name.
+inline AugmentConfig augment_preset(std::string_view name, int output_size = 224,
+                                    ChannelStats stats = kDrStats) {
+  if (name == "simclr") return simclr(output_size, stats);
+  if (name == "moco_v2") return moco_v2(output_size, stats);
+  if (name == "fundus") {
+    AugmentConfig c = moco_v2(output_size, stats);
+    c.brightness = c.contrast = 0.2f;
+    c.saturation = 0.1f;
+    c.hue = 0.0f;
+    c.grayscale_p = 0.0f;
+    return c;
+  }
+  if (name == "crop") return supervised_train(output_size, stats);
+  FOVEA_FAIL("augmentation preset '", std::string(name), "' is not one of simclr, moco_v2, fundus, crop");
+}
+
+namespace detail {
+// The float settings of an AugmentConfig by their field names (parse_augment, describe_augment).
+struct AugmentKey {
+  const char* name;
+  float AugmentConfig::*field;
+};
+inline constexpr AugmentKey kAugmentKeys[] = {
+    {"scale_min", &AugmentConfig::scale_min},
+    {"scale_max", &AugmentConfig::scale_max},
+    {"ratio_min", &AugmentConfig::ratio_min},
+    {"ratio_max", &AugmentConfig::ratio_max},
+    {"hflip_p", &AugmentConfig::hflip_p},
+    {"vflip_p", &AugmentConfig::vflip_p},
+    {"rotation_degrees", &AugmentConfig::rotation_degrees},
+    {"jitter_p", &AugmentConfig::jitter_p},
+    {"brightness", &AugmentConfig::brightness},
+    {"contrast", &AugmentConfig::contrast},
+    {"saturation", &AugmentConfig::saturation},
+    {"hue", &AugmentConfig::hue},
+    {"grayscale_p", &AugmentConfig::grayscale_p},
+    {"blur_p", &AugmentConfig::blur_p},
+    {"blur_sigma_min", &AugmentConfig::blur_sigma_min},
+    {"blur_sigma_max", &AugmentConfig::blur_sigma_max},
+    {"blur_kernel_fraction", &AugmentConfig::blur_kernel_fraction},
+    {"solarize_p", &AugmentConfig::solarize_p},
+    {"solarize_threshold", &AugmentConfig::solarize_threshold},
+};
+}  // namespace detail
+
+// An augmentation from text: "PRESET", "PRESET,key=value,..." or "key=value,..." (then the keys
+// change `base`, e.g. the method's own preset). Keys are the AugmentConfig field names of
+// detail::kAugmentKeys (scale_min, hue, grayscale_p, ...). output_size, stats and the blur kernel's
+// size come from `base`.
+//   ensures: check_config passes on the result; an unknown preset or key, a malformed or
+//            non-finite value, a repeated key or an out-of-range setting throws fovea::Error naming it.
+inline AugmentConfig parse_augment(std::string_view text, const AugmentConfig& base) {
+  AugmentConfig c = base;
+  std::vector<std::string> seen;
+  std::size_t start = 0;
+  bool first = true;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    std::string item(text.substr(start, comma - start));
+    const auto trim = [](std::string s) {
+      const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+      return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+    };
+    item = trim(item);
+    FOVEA_CHECK(!item.empty(), "augmentation '", std::string(text),
+                "': an empty item (expected PRESET or key=value, comma-separated)");
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      FOVEA_CHECK(first, "augmentation '", std::string(text), "': '", item,
+                  "' is not key=value (a preset name can only come first)");
+      c = augment_preset(item, base.output_size, base.stats);
+      c.blur_kernel_size = base.blur_kernel_size;
+    } else {
+      const std::string key = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1));
+      const auto* k = std::find_if(std::begin(detail::kAugmentKeys), std::end(detail::kAugmentKeys),
+                                   [&](const detail::AugmentKey& x) { return key == x.name; });
+      if (k == std::end(detail::kAugmentKeys)) {
+        std::string known;
+        for (const auto& x : detail::kAugmentKeys) known += std::string(known.empty() ? "" : ", ") + x.name;
+        FOVEA_FAIL("augmentation '", std::string(text), "': unknown key '", key, "' (known: ", known, ")");
+      }
+      FOVEA_CHECK(std::find(seen.begin(), seen.end(), key) == seen.end(), "augmentation '", std::string(text),
+                  "': key '", key, "' given twice");
+      seen.push_back(key);
+      std::size_t used = 0;
+      float v = 0.0f;
+      try {
+        v = std::stof(value, &used);
+      } catch (...) {
+        used = 0;
+      }
+      FOVEA_CHECK(used > 0 && used == value.size() && std::isfinite(v), "augmentation '", std::string(text),
+                  "': ", key, "='", value, "' is not a finite number");
+      c.*(k->field) = v;
+    }
+    first = false;
+    start = comma + 1;
+  }
+  try {
+    check_config(c);
+  } catch (const Error& e) {
+    throw Error("augmentation '" + std::string(text) + "': " + e.what());
+  }
+  return c;
+}
+
+// Every setting of detail::kAugmentKeys as "key=value,...", each value in the fewest significant
+// digits that read back as the same float (0.2, not 0.200000003), so that
+// parse_augment(describe_augment(c), c) == c: for logs and a run's config.json.
+inline std::string describe_augment(const AugmentConfig& c) {
+  std::string out;
+  for (const auto& k : detail::kAugmentKeys) {
+    const float v = c.*(k.field);
+    char buf[32];
+    for (int digits = 1; digits <= 9; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+      if (std::strtof(buf, nullptr) == v) break;
+    }
+    out += std::string(out.empty() ? "" : ",") + k.name + "=" + buf;
+  }
+  return out;
+}
+
 inline void check_config(const AugmentConfig& c) {
   auto prob = [](float p) { return p >= 0.0f && p <= 1.0f; };
   FOVEA_CHECK(c.output_size >= 1, "AugmentConfig: output_size ", c.output_size, " must be positive");
