@@ -1752,8 +1752,13 @@ def case_pretrain_images(tmp):
         check(len(split) == 40 and 0 < train < 40, f"{extra}: split of {len(split)} images, {train} training")
         check(f"{train} of the 40 images" in out, f"{extra}: the log does not count {train} training images:\n{out}")
         # The kNN monitor's bank and queries are the images pretraining saw: the training patients.
-        m = re.search(r"(\d+) bank and (\d+) query images", out)
+        m = re.search(r"(\d+) bank and (\d+) query images \(answering their most common grade scores ([0-9.]+)\)", out)
         check(m and int(m.group(1)) + int(m.group(2)) == train, f"{extra}: kNN monitor over other images:\n{out}")
+        # Its baseline: the share of the queries' most common grade, a count over the queries.
+        queries, majority = int(m.group(2)), float(m.group(3))
+        top = round(majority * queries)
+        check(abs(majority - top / queries) < 1e-4 and queries / 5 <= top <= queries,
+              f"{extra}: the kNN baseline {majority} is not a grade's share of {queries} queries")
         with open(os.path.join(pre, "config.json")) as f:
             config = json.load(f)
         check(config["images"] == "train" and config.get("label_scheme") == ("referable" if extra else "grades"),

@@ -464,8 +464,16 @@ inline KnnMonitor knn_monitor(const data::Dataset& d, std::int64_t every, std::u
   m.queries = split.validation;
   m.every = every;
   for (const auto& s : d.samples) m.classes = std::max(m.classes, s.label + 1);
-  run.log("pretrain: kNN monitor every " + std::to_string(every) + " epoch(s): " +
-          std::to_string(m.bank.size()) + " bank and " + std::to_string(m.queries.size()) + " query images");
+  // What the accuracy is to be read against: always answering the queries' most common grade.
+  std::vector<std::size_t> count(static_cast<std::size_t>(m.classes), 0);
+  for (int label : m.queries.labels()) ++count[static_cast<std::size_t>(label)];
+  char majority[96];
+  std::snprintf(majority, sizeof majority, " (answering their most common grade scores %.4f)",
+                static_cast<double>(*std::max_element(count.begin(), count.end())) /
+                    static_cast<double>(m.queries.size()));
+  run.log("pretrain: kNN monitor every " + std::to_string(every) +
+          " epoch(s): " + std::to_string(m.bank.size()) + " bank and " + std::to_string(m.queries.size()) +
+          " query images" + majority);
   return m;
 }
 
