@@ -540,6 +540,26 @@ inline void write_metrics_svg(const fs::path& dir) {
   io::write_file_atomically(dir / "metrics.svg", io::chart_grid_svg(panels, 3, "metrics.jsonl"));
 }
 
+// The split by patient that fovea finetune makes, and pretrain --images train makes again: `loaded`
+// with its grades mapped by `scheme` (every image must have one: `who` and `why` name the run and
+// the reason in the error), split into validation and test shares of the patients by `seed` and
+// written to <out>/split.csv.
+struct PatientSplit {
+  data::Dataset all;  // every image, labels mapped by the scheme
+  data::DatasetSplits splits;
+};
+inline PatientSplit patient_split(data::Dataset loaded, const data::LabelScheme& scheme, double val_fraction,
+                                  double test_fraction, std::uint64_t seed, const std::string& out,
+                                  const std::string& who, const std::string& why) {
+  PatientSplit r;
+  r.all = data::map_labels(std::move(loaded), scheme);
+  for (const auto& s : r.all.samples)
+    FOVEA_CHECK(s.label >= 0, who, ": image '", s.id, "' has no label", why);
+  r.splits = data::split_dataset(r.all, {val_fraction, test_fraction}, seed);
+  data::write_split(fs::path(out) / "split.csv", r.all, r.splits);
+  return r;
+}
+
 // The images pretraining learns from (PretrainArgs::images). `train` makes the split exactly as
 // finetune does (the same data, label scheme, fractions and seed: data::split_dataset), writes it to
 // <out>/split.csv and keeps its training patients, whatever label fraction fine-tuning later uses.
@@ -558,13 +578,9 @@ inline data::Dataset pretrain_images(const PretrainArgs& a, RunDir& run) {
   FOVEA_CHECK(loaded.num_classes > 0, "pretrain --images train: the images of '", a.data,
               "' have no labels, and the split by patient and grade needs them (--images all pretrains on an "
               "unlabelled folder)");
-  data::Dataset all = data::map_labels(std::move(loaded), scheme);
-  for (const auto& s : all.samples)
-    FOVEA_CHECK(s.label >= 0, "pretrain --images train: image '", s.id,
-                "' has no label, and the split by patient and grade needs every image's (--images all uses "
-                "them all)");
-  const data::DatasetSplits splits = data::split_dataset(all, {a.val_fraction, a.test_fraction}, a.seed);
-  data::write_split(fs::path(a.out) / "split.csv", all, splits);
+  const auto [all, splits] = patient_split(
+      std::move(loaded), scheme, a.val_fraction, a.test_fraction, a.seed, a.out, "pretrain --images train",
+      ", and the split by patient and grade needs every image's (--images all uses them all)");
   run.log("pretrain: " + std::to_string(splits.train.size()) + " of the " + std::to_string(all.size()) +
           " images of " + a.data + ": the training patients (labels ignored; " +
           std::to_string(splits.validation.size()) + " validation and " + std::to_string(splits.test.size()) +
@@ -868,11 +884,8 @@ int finetune(const FinetuneArgs& a) {
   RunDir run(a, "finetune", config, device);
   const data::LabelScheme scheme = data::parse_label_scheme(a.label_scheme);
   const data::Dataset loaded = load_labelled_data(a, "finetune");
-  data::Dataset all = data::map_labels(loaded, scheme);
-  for (const auto& s : all.samples)
-    FOVEA_CHECK(s.label >= 0, "finetune: image '", s.id, "' has no label (every image needs a grade)");
-  const data::DatasetSplits splits = data::split_dataset(all, {a.val_fraction, a.test_fraction}, a.seed);
-  data::write_split(fs::path(a.out) / "split.csv", all, splits);
+  const auto [all, splits] = patient_split(loaded, scheme, a.val_fraction, a.test_fraction, a.seed, a.out,
+                                           "finetune", " (every image needs a grade)");
   const data::Dataset train_set = a.label_fraction < 1.0 ? data::subsample(splits.train, a.label_fraction, a.seed) : splits.train;
   run.log("finetune: " + std::to_string(train_set.size()) + " training, " + std::to_string(splits.validation.size()) +
           " validation, " + std::to_string(splits.test.size()) + " test images (split by patient; " + scheme.name() + ")");
