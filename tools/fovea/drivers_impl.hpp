@@ -647,8 +647,9 @@ inline json pretrain_check(const PretrainArgs& a, RunDir& run, std::int64_t cand
         line, sizeof line,
         "pretrain: warning: the loss of the last %zu logged steps, %.4f, has not fallen 2 %% below "
         "chance (log %lld = %.4f, every similarity equal): the backbone has learned next to nothing, and "
-        "fine-tuning from it will be close to random initialisation (more steps, larger batches, "
-        "a lower learning rate or other augmentations; docs/results.md)",
+        "fine-tuning from it will be close to random initialisation (on fundus images the usual cause is "
+        "the method's colour jitter: try --augment fundus; else more steps or larger batches; "
+        "docs/augmentations.md)",
         n, loss.get<double>(), static_cast<long long>(candidates), chance_loss);
     run.log(line);
   }
