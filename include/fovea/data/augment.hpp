@@ -13,10 +13,9 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <span>
 #include <string>
 #include <string_view>
@@ -203,15 +202,12 @@ inline AugmentConfig parse_augment(std::string_view text, const AugmentConfig& b
       FOVEA_CHECK(std::find(seen.begin(), seen.end(), key) == seen.end(), "augmentation '", std::string(text),
                   "': key '", key, "' given twice");
       seen.push_back(key);
-      std::size_t used = 0;
+      // std::from_chars: the same in every locale (stof would read "0.2" as 0 under a decimal comma).
       float v = 0.0f;
-      try {
-        v = std::stof(value, &used);
-      } catch (...) {
-        used = 0;
-      }
-      FOVEA_CHECK(used > 0 && used == value.size() && std::isfinite(v), "augmentation '", std::string(text),
-                  "': ", key, "='", value, "' is not a finite number");
+      const char* end = value.data() + value.size();
+      const auto [ptr, ec] = std::from_chars(value.data() + (!value.empty() && value.front() == '+'), end, v);
+      FOVEA_CHECK(!value.empty() && ec == std::errc() && ptr == end && std::isfinite(v), "augmentation '",
+                  std::string(text), "': ", key, "='", value, "' is not a finite number");
       c.*(k->field) = v;
     }
     first = false;
@@ -225,19 +221,15 @@ inline AugmentConfig parse_augment(std::string_view text, const AugmentConfig& b
   return c;
 }
 
-// Every setting of detail::kAugmentKeys as "key=value,...", each value in the fewest significant
-// digits that read back as the same float (0.2, not 0.200000003), so that
+// Every setting of detail::kAugmentKeys as "key=value,...", each value in the fewest digits that
+// read back as the same float (std::to_chars: 0.2, not 0.200000003; a point in every locale), so that
 // parse_augment(describe_augment(c), c) == c: for logs and a run's config.json.
 inline std::string describe_augment(const AugmentConfig& c) {
   std::string out;
   for (const auto& k : detail::kAugmentKeys) {
-    const float v = c.*(k.field);
     char buf[32];
-    for (int digits = 1; digits <= 9; ++digits) {
-      std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
-      if (std::strtof(buf, nullptr) == v) break;
-    }
-    out += std::string(out.empty() ? "" : ",") + k.name + "=" + buf;
+    const auto r = std::to_chars(buf, buf + sizeof buf, c.*(k.field));  // shortest round trip, any locale
+    out += std::string(out.empty() ? "" : ",") + k.name + "=" + std::string(buf, r.ptr);
   }
   return out;
 }
