@@ -1848,6 +1848,8 @@ def case_pretrain_augment(tmp):
         with open(os.path.join(out, "config.json")) as f:
             recorded = json.load(f)["augment"]
         check(f"pretrain: augmentation {preset} ({recorded})" in log, f"{preset}: log line:\n{log}")
+        meta, _ = read_safetensors(os.path.join(out, "backbone.safetensors"))
+        check(meta.get("fovea.pretrain_augment") == recorded, f"{preset}: backbone metadata {meta}")
         expect = {"fundus": "scale_min=0.2,", "crop": "jitter_p=0,"}[preset]
         check(expect in recorded and ("brightness=0.2," in recorded) == (preset == "fundus"),
               f"{preset}: config.json augment {recorded}")

@@ -769,7 +769,8 @@ int pretrain(const PretrainArgs& a) {
       {"fovea.preprocess", a.preprocess},
       {"fovea.pretrain_data", fs::absolute(a.data).string()},
       {"fovea.pretrain_labels", d.labels_file.empty() ? std::string() : fs::absolute(d.labels_file).string()},
-      {"fovea.pretrain_images", a.images}};
+      {"fovea.pretrain_images", a.images},
+      {"fovea.pretrain_augment", augment_text}};
   if (a.images == "train")
     meta["fovea.pretrain_split"] = json{
         {"seed", a.seed},
