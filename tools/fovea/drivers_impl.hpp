@@ -6,7 +6,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -489,18 +488,22 @@ double knn_accuracy_of(Net& net, const KnnMonitor& m, const RunArgs& a, Device d
 
 // metrics.svg beside a run's metrics.jsonl: one panel per (phase, metric), training metrics against
 // the step, validation ones against the step they were logged at. Nothing when there is no file.
-inline void write_metrics_svg(const fs::path& dir) {
+// One record of a run's metrics.jsonl. train::MetricsLog writes flat objects of "key":value pairs
+// whose values are numbers, NaN, Infinity or -Infinity, and "phase" a string.
+struct MetricsRecord {
+  std::string phase;  // empty when the record has none
+  double step = eval::kNaN;
+  std::vector<std::pair<std::string, double>> values;  // the other keys but epoch, in file order
+};
+// The records of <dir>/metrics.jsonl (none when there is no file). Lines that are not a whole
+// object (one cut by a crash) and string values other than the phase are skipped.
+inline std::vector<MetricsRecord> read_metrics_jsonl(const fs::path& dir) {
+  std::vector<MetricsRecord> records;
   std::ifstream in(dir / "metrics.jsonl");
-  if (!in) return;
-  std::map<std::pair<std::string, std::string>, io::PlotSeries> series;  // (phase, metric)
-  std::vector<std::pair<std::string, std::string>> order;
   std::string line;
   while (std::getline(in, line)) {
     if (line.size() < 2 || line.front() != '{' || line.back() != '}') continue;
-    // a flat object of "key":value pairs; values are numbers, NaN / Infinity, or (phase) a string
-    std::string phase = "train";
-    double step = eval::kNaN;
-    std::vector<std::pair<std::string, double>> values;
+    MetricsRecord r;
     std::stringstream fields(line.substr(1, line.size() - 2));
     std::string field;
     while (std::getline(fields, field, ',')) {
@@ -508,22 +511,34 @@ inline void write_metrics_svg(const fs::path& dir) {
       if (colon == std::string::npos || field.size() < 2 || field.front() != '"') continue;
       const std::string key = field.substr(1, colon - 2), value = field.substr(colon + 1);
       if (key == "phase") {
-        phase = value.size() >= 2 ? value.substr(1, value.size() - 2) : value;
+        if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+          r.phase = value.substr(1, value.size() - 2);
         continue;
       }
+      if (!value.empty() && value.front() == '"') continue;
       double v = eval::kNaN;
       if (value == "Infinity") v = std::numeric_limits<double>::infinity();
       else if (value == "-Infinity") v = -std::numeric_limits<double>::infinity();
       else if (value != "NaN") v = std::strtod(value.c_str(), nullptr);
-      if (key == "step") step = v;
-      else if (key != "epoch") values.emplace_back(key, v);
+      if (key == "step") r.step = v;
+      else if (key != "epoch") r.values.emplace_back(key, v);
     }
-    for (const auto& [key, v] : values) {
+    records.push_back(std::move(r));
+  }
+  return records;
+}
+
+inline void write_metrics_svg(const fs::path& dir) {
+  std::map<std::pair<std::string, std::string>, io::PlotSeries> series;  // (phase, metric)
+  std::vector<std::pair<std::string, std::string>> order;
+  for (const MetricsRecord& r : read_metrics_jsonl(dir)) {
+    const std::string phase = r.phase.empty() ? "train" : r.phase;
+    for (const auto& [key, v] : r.values) {
       const auto id = std::make_pair(phase, key);
       if (!series.count(id)) order.push_back(id);
       io::PlotSeries& s = series[id];
       s.markers = phase != "train";
-      s.x.push_back(step);
+      s.x.push_back(r.step);
       s.y.push_back(v);
     }
   }
@@ -599,24 +614,8 @@ inline data::Dataset pretrain_images(const PretrainArgs& a, RunDir& run) {
 // the log says so. Written to <out>/pretrain.json.
 inline json pretrain_check(const PretrainArgs& a, RunDir& run, std::int64_t candidates, std::int64_t steps) {
   std::vector<std::map<std::string, double>> rows;
-  std::ifstream in(fs::path(a.out) / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    for (const char* token : {"-Infinity", "Infinity", "NaN"})  // MetricsLog's non-finite values
-      for (std::size_t at; (at = line.find(std::string(":") + token)) != std::string::npos;)
-        line.replace(at + 1, std::strlen(token), "null");
-    json row;
-    try {
-      row = json::parse(line);
-    } catch (const std::exception&) {
-      continue;  // a line cut by a crash: the rows before it still count
-    }
-    const auto phase = row.is_object() ? row.find("phase") : row.end();
-    if (phase == row.end() || !phase->is_string() || phase->get<std::string>() != "train") continue;
-    std::map<std::string, double> values;
-    for (const auto& [key, v] : row.items())
-      if (v.is_number()) values[key] = v.get<double>();
-    rows.push_back(std::move(values));
-  }
+  for (const MetricsRecord& r : read_metrics_jsonl(a.out))
+    if (r.phase == "train") rows.emplace_back(r.values.begin(), r.values.end());
   const std::size_t n = std::min(rows.size(), std::max<std::size_t>(5, rows.size() / 10));
   const auto mean = [&](const char* key) -> json {
     double sum = 0.0;
