@@ -209,6 +209,7 @@ void register_reduce_benchmarks(Device device);
 void register_optim_benchmarks(Device device);
 void register_augment_benchmarks(Device device);
 void register_contrastive_benchmarks(Device device);
+void register_conv_benchmarks(Device device);
 void register_resnet_benchmarks(Device device);
 void register_decode_benchmarks(Device device);
 void register_attribution_benchmarks(Device device);

@@ -52,6 +52,7 @@ void register_all(Device device) {
   register_optim_benchmarks(device);
   register_augment_benchmarks(device);
   register_contrastive_benchmarks(device);
+  register_conv_benchmarks(device);
   register_resnet_benchmarks(device);
   register_decode_benchmarks(device);
   register_attribution_benchmarks(device);

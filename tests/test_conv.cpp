@@ -2,6 +2,7 @@
 // linear.hpp, run from test_ops.cpp): cpu::gemm against a naive product, accumulation, shape errors.
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -220,6 +221,166 @@ TEST(Conv2d, BackwardFilterOverImageGroupsMatchesADoubleLoop) {
     EXPECT_TRUE(
         all_close("backward filter, accumulate " + c.x.str(), acc.to_vector(), want_acc, {tol, 1e-5}));
   }
+}
+
+// Sets the CPU twin's same-convolution path for a scope.
+class ScopedCpuConvPath {
+ public:
+  explicit ScopedCpuConvPath(CpuConvPath path) : before_(cpu_conv_path()) { set_cpu_conv_path(path); }
+  ScopedCpuConvPath(const ScopedCpuConvPath&) = delete;
+  ScopedCpuConvPath& operator=(const ScopedCpuConvPath&) = delete;
+  ~ScopedCpuConvPath() { set_cpu_conv_path(before_); }
+
+ private:
+  CpuConvPath before_;
+};
+
+// The input gradient of a same convolution in double: dx[n, c, ih, iw] = sum over k, r, s of
+// dy[n, k, ih + pad_h - r, iw + pad_w - s] w[k, c, r, s] (stride 1, one group).
+std::vector<double> same_conv_input_grad(const std::vector<float>& dy, const std::vector<float>& w,
+                                         const Shape& xs, const Shape& ws) {
+  const std::int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], K = ws[0], R = ws[2], S = ws[3];
+  const std::int64_t ph = (R - 1) / 2, pw = (S - 1) / 2;
+  std::vector<double> dx(static_cast<std::size_t>(xs.numel()));
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t ih = 0; ih < H; ++ih)
+        for (std::int64_t iw = 0; iw < W; ++iw) {
+          double acc = 0;
+          for (std::int64_t k = 0; k < K; ++k)
+            for (std::int64_t r = 0; r < R; ++r)
+              for (std::int64_t s = 0; s < S; ++s) {
+                const std::int64_t oh = ih + ph - r, ow = iw + pw - s;
+                if (oh < 0 || oh >= H || ow < 0 || ow >= W) continue;
+                acc += static_cast<double>(dy[((n * K + k) * H + oh) * W + ow]) *
+                       w[((k * C + c) * R + r) * S + s];
+              }
+          dx[((n * C + c) * H + ih) * W + iw] = acc;
+        }
+  return dx;
+}
+
+struct SameConvCase {
+  Shape x, w;
+};
+// Tiny, one pixel, a partial last tile with out channels not a multiple of any tile's 4 or 8, a 5x5
+// and a 1x3 kernel (pad 2x2, 0x1), many input channels, an image narrower than the kernel.
+const std::vector<SameConvCase>& same_conv_cases() {
+  static const std::vector<SameConvCase> cases = {
+      {{2, 3, 7, 5}, {5, 3, 3, 3}}, {{1, 1, 1, 1}, {1, 1, 3, 3}}, {{3, 16, 33, 33}, {9, 16, 3, 3}},
+      {{2, 5, 6, 9}, {4, 5, 5, 5}}, {{2, 4, 8, 6}, {3, 4, 1, 3}}, {{1, 67, 20, 20}, {17, 67, 3, 3}},
+      {{2, 2, 3, 2}, {11, 2, 5, 5}}};
+  return cases;
+}
+
+const char* isa_name(::fovea::detail::ConvDirectIsa isa) {
+  return ::fovea::detail::conv_direct_isa_name(isa);
+}
+
+// Every variant of the direct kernel this CPU runs, forward (with bias) and input gradient, against
+// double loops; variants it cannot run are named in the output.
+TEST(Conv2dDirect, EveryVariantMatchesADoubleLoop) {
+  using ::fovea::detail::ConvDirectIsa;
+  for (ConvDirectIsa isa : {ConvDirectIsa::generic, ConvDirectIsa::avx2, ConvDirectIsa::avx512}) {
+    if (!::fovea::detail::conv_direct_supported(isa)) {
+      std::printf("[ note     ] this CPU cannot run the %s variant: not tested here\n", isa_name(isa));
+      continue;
+    }
+    for (const SameConvCase& c : same_conv_cases()) {
+      SCOPED_TRACE(std::string(isa_name(isa)) + " " + c.x.str() + " " + c.w.str());
+      const std::int64_t K = c.w[0];
+      const Shape ys{c.x[0], K, c.x[2], c.x[3]};
+      const Conv2dParams p{1, 1, static_cast<int>((c.w[2] - 1) / 2), static_cast<int>((c.w[3] - 1) / 2)};
+      ASSERT_TRUE(::fovea::detail::conv_direct_applies(c.w[2], c.w[3], 1, 1, p.pad_h, p.pad_w, 1, 1, 1));
+      const auto x = random_values(c.x.numel(), InputKind::normal, 1);
+      const auto w = random_values(c.w.numel(), InputKind::normal, 2);
+      const auto b = random_values(K, InputKind::normal, 3);
+      const auto dy = random_values(ys.numel(), InputKind::normal, 4);
+      std::vector<float> y(static_cast<std::size_t>(ys.numel()), std::numeric_limits<float>::quiet_NaN());
+      std::vector<float> dx(static_cast<std::size_t>(c.x.numel()), std::numeric_limits<float>::quiet_NaN());
+      const ::fovea::detail::ConvDirectShape fwd{c.x[1], K, c.x[2], c.x[3], c.w[2], c.w[3]};
+      const ::fovea::detail::ConvDirectShape adj{K, c.x[1], c.x[2], c.x[3], c.w[2], c.w[3]};
+      ::fovea::detail::conv_direct(x.data(), c.x[0], fwd, w.data(), false, b.data(), y.data(), isa);
+      ::fovea::detail::conv_direct(dy.data(), c.x[0], adj, w.data(), true, nullptr, dx.data(), isa);
+      const auto want_y =
+          conv2d_reference(p)({to_double(x), to_double(w), to_double(b)}, {c.x, c.w, Shape{K}});
+      const double root = std::sqrt(static_cast<double>(std::max(c.x[1], K) * c.w[2] * c.w[3]));
+      EXPECT_TRUE(all_close("direct forward", y, want_y, {2e-6 * root, 1e-5}));
+      EXPECT_TRUE(
+          all_close("direct input gradient", dx, same_conv_input_grad(dy, w, c.x, c.w), {2e-6 * root, 1e-5}));
+    }
+  }
+}
+
+// The AVX2 + FMA and AVX-512 variants run the same chain of fused multiply-adds per output: the same
+// bits. And a variant's result does not depend on the thread count.
+TEST(Conv2dDirect, VariantsWithFmaAgreeBitwiseAndThreadsDoNotMatter) {
+  using ::fovea::detail::ConvDirectIsa;
+  const SameConvCase c{{5, 16, 33, 31}, {13, 16, 3, 3}};
+  const ::fovea::detail::ConvDirectShape s{16, 13, 33, 31, 3, 3};
+  const auto x = random_values(c.x.numel(), InputKind::normal, 1);
+  const auto w = random_values(c.w.numel(), InputKind::normal, 2);
+  const auto run = [&](ConvDirectIsa isa, int threads) {
+    const int before = cpu_threads();
+    set_cpu_threads(threads);
+    std::vector<float> y(static_cast<std::size_t>(5 * 13 * 33 * 31));
+    ::fovea::detail::conv_direct(x.data(), 5, s, w.data(), false, nullptr, y.data(), isa);
+    set_cpu_threads(before);
+    return y;
+  };
+  const ConvDirectIsa best = ::fovea::detail::conv_direct_best_isa();
+  EXPECT_EQ(run(best, 1), run(best, 3));
+  if (!::fovea::detail::conv_direct_supported(ConvDirectIsa::avx512))
+    GTEST_SKIP() << "this CPU has no AVX-512: the AVX2 and AVX-512 variants cannot be compared here";
+  EXPECT_EQ(run(ConvDirectIsa::avx2, 2), run(ConvDirectIsa::avx512, 2));
+}
+
+// Through conv2d_forward / conv2d_backward_data: FOVEA_CPU_CONV's three settings pick the paths as
+// documented, and the direct and GEMM paths agree to rounding.
+TEST(Conv2dDirect, SettingPicksThePathAndPathsAgree) {
+  using ::fovea::detail::conv2d_uses_direct;
+  const Conv2dParams same{1, 1, 1, 1};
+  const auto geometry = [&](Shape x, Shape w) { return conv2d_geometry("test", x, w, same); };
+  {
+    ScopedCpuConvPath gemm(CpuConvPath::gemm);
+    EXPECT_FALSE(conv2d_uses_direct(geometry({2, 16, 64, 64}, {16, 16, 3, 3}), false));
+  }
+  {
+    ScopedCpuConvPath direct(CpuConvPath::direct);
+    EXPECT_TRUE(conv2d_uses_direct(geometry({2, 128, 8, 8}, {128, 128, 3, 3}), false));
+    // not same convolutions: stride 2, a 1x1 kernel, an even kernel, groups, dilation
+    EXPECT_FALSE(conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 4, 3, 3}, {2, 2, 1, 1}), false));
+    EXPECT_FALSE(conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 4, 1, 1}, {1, 1, 0, 0}), false));
+    EXPECT_FALSE(conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 4, 2, 2}, {1, 1, 1, 1}), false));
+    EXPECT_FALSE(
+        conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}), false));
+    EXPECT_FALSE(
+        conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 4, 3, 3}, {1, 1, 2, 2, 2, 2}), false));
+  }
+  {
+    ScopedCpuConvPath automatic(CpuConvPath::automatic);
+    const std::int64_t max_in = ::fovea::detail::conv_direct_max_in(::fovea::detail::conv_direct_best_isa());
+    // the study network's layer1 (16 channels at 64 x 64) wherever AVX2 runs; 8 x 8 never
+    EXPECT_EQ(conv2d_uses_direct(geometry({2, 16, 64, 64}, {16, 16, 3, 3}), false), max_in >= 16);
+    EXPECT_FALSE(conv2d_uses_direct(geometry({2, 16, 8, 8}, {16, 16, 3, 3}), false));
+    // the input gradient reads the output channels: 3 of them (the stem) stay with the GEMM
+    EXPECT_FALSE(conv2d_uses_direct(geometry({2, 3, 64, 64}, {16, 3, 3, 3}), true));
+    EXPECT_FALSE(conv2d_uses_direct(geometry({2, 128, 32, 32}, {128, 128, 3, 3}), false));
+  }
+  const Tensor x = random_tensor({3, 16, 20, 18}, 1), w = random_tensor({12, 16, 3, 3}, 2),
+               b = random_tensor({12}, 3);
+  const Tensor dy = random_tensor({3, 12, 20, 18}, 4);
+  std::vector<float> y[2], dx[2];
+  for (int i = 0; i < 2; ++i) {
+    ScopedCpuConvPath path(i == 0 ? CpuConvPath::gemm : CpuConvPath::direct);
+    Tensor yt(Shape{3, 12, 20, 18}), dxt(x.shape());
+    conv2d_forward(x, w, b, yt, same);
+    conv2d_backward_data(dy, w, dxt, same);
+    y[i] = yt.to_vector();
+    dx[i] = dxt.to_vector();
+  }
+  EXPECT_TRUE(all_close("forward direct vs gemm", y[1], to_double(y[0]), {1e-5, 1e-5}));
+  EXPECT_TRUE(all_close("input gradient direct vs gemm", dx[1], to_double(dx[0]), {1e-5, 1e-5}));
 }
 
 TEST(ConvLinear, DefaultViewMeansNoBias) {

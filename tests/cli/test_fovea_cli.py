@@ -464,6 +464,29 @@ def case_study_smoke(tmp):
         with open(os.path.join(pinned, "environment.json")) as f:
             pinned_timeout = json.load(f)["openblas_thread_timeout"]
         check(pinned_timeout == "20", f"OPENBLAS_THREAD_TIMEOUT=20 recorded as {pinned_timeout!r}")
+    # environment.json and the log name how the CPU convolutions run (the direct kernel where
+    # FOVEA_CPU_CONV=auto picks it); FOVEA_CPU_CONV=gemm is recorded, and an unknown value is an
+    # error naming the variable before anything runs.
+    with open(os.path.join(out, "evaluate_simclr", "environment.json")) as f:
+        conv = json.load(f)["cpu_conv"]
+    check(re.match(r"(direct .* kernel for same stride-1 convolutions|im2col \+ GEMM)", conv),
+          f"environment.json cpu_conv: {conv!r}")
+    eval_args = [FOVEA, "evaluate", "--data", os.path.join(out, "data"), "--weights",
+                 cells[("simclr", "finetune")]["weights"], "--split", os.path.join(out, "finetune_simclr", "split.csv"),
+                 "--arch", "resnet18", "--width", "0.25", "--small-stem", "--size", "32", "--batch-size", "8",
+                 "--device", "cpu"]
+    gemm_run = os.path.join(tmp, "conv-gemm")
+    p = subprocess.run(eval_args + ["--out", gemm_run], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "FOVEA_CPU_CONV": "gemm"})
+    check(p.returncode == 0, f"evaluate with FOVEA_CPU_CONV=gemm: exit {p.returncode}\n{p.stderr}")
+    with open(os.path.join(gemm_run, "environment.json")) as f:
+        gemm_conv = json.load(f)["cpu_conv"]
+    check(gemm_conv == "im2col + GEMM (FOVEA_CPU_CONV=gemm)" and "CPU convolutions: im2col + GEMM" in p.stdout,
+          f"FOVEA_CPU_CONV=gemm recorded as {gemm_conv!r}")
+    p = subprocess.run(eval_args + ["--out", os.path.join(tmp, "conv-bad")], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "FOVEA_CPU_CONV": "fast"})
+    check(p.returncode != 0 and "FOVEA_CPU_CONV must be auto, gemm or direct, got 'fast'" in p.stderr,
+          f"FOVEA_CPU_CONV=fast: exit {p.returncode}\n{p.stderr}")
     # Resume: the checkpoints say every stage is complete, so nothing trains again.
     with open(os.path.join(out, "pretrain_simclr", "metrics.jsonl")) as f:
         before = f.read()

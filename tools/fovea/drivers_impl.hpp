@@ -154,6 +154,7 @@ class RunDir {
         {"device", device.str()},
         {"cpu_threads", cpu_threads()},
         {"cpu_gemm", cpu::gemm_kernel()},
+        {"cpu_conv", cpu::conv_kernel()},
         // OpenBLAS's idle spin (log2 cycles; cpu::restart_with_short_blas_spin sets 12): speed only.
         {"openblas_thread_timeout", std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr
                                         ? json(std::getenv("OPENBLAS_THREAD_TIMEOUT"))
@@ -166,7 +167,8 @@ class RunDir {
                               "." + std::to_string(FOVEA_VERSION_PATCH)}};
     io::write_file_atomically(root_ / "environment.json", env.dump(2) + "\n");
     log(command + ": " + backend_summary() + "; " + std::to_string(cpu_threads()) +
-        " CPU threads for the CPU ops (FOVEA_CPU_THREADS); CPU GEMM: " + cpu::gemm_kernel());
+        " CPU threads for the CPU ops (FOVEA_CPU_THREADS); CPU GEMM: " + cpu::gemm_kernel() +
+        "; CPU convolutions: " + cpu::conv_kernel());
   }
   void log(const std::string& line) {
     std::cout << line << std::endl;

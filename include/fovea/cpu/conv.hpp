@@ -1,5 +1,6 @@
 // fovea/cpu/conv.hpp: 2-D convolution parameters and geometry shared by both twins, and the CPU
-// twin (im2col per image + cpu::gemm; contracts in ops/conv.hpp).
+// twin (im2col per image + cpu::gemm, or the direct kernel of cpu/conv_direct.hpp for "same"
+// stride-1 convolutions; contracts in ops/conv.hpp).
 #pragma once
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "fovea/core/tensor.hpp"
+#include "fovea/cpu/conv_direct.hpp"
 #include "fovea/cpu/gemm.hpp"
 
 namespace fovea {
@@ -75,6 +77,15 @@ inline Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dPar
 }
 
 namespace detail {
+
+// Whether the CPU twin runs this convolution's forward pass (adjoint: its input gradient) with the
+// direct kernel (cpu/conv_direct.hpp): a same convolution, under the FOVEA_CPU_CONV setting.
+inline bool conv2d_uses_direct(const Conv2dGeometry& g, bool adjoint) {
+  const auto& p = g.params;
+  return conv_direct_applies(g.R, g.S, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
+                             p.groups) &&
+         conv_direct_chosen(adjoint ? g.K : g.C, adjoint ? g.C : g.K, g.P, g.Q);
+}
 
 // A 1x1 kernel with stride 1 and no padding reads the image itself as its im2col matrix.
 inline bool conv2d_is_pointwise(const Conv2dGeometry& g) {
@@ -216,11 +227,33 @@ inline std::int64_t conv2d_filter_group(const Conv2dGeometry& g) {
 
 namespace cpu {
 
+// How the CPU twin computes convolutions, for logs and environment.json: the direct kernel's variant
+// and where FOVEA_CPU_CONV lets it run, and that everything else is im2col + GEMM (cpu::gemm_kernel).
+inline std::string conv_kernel() {
+  const auto isa = detail::conv_direct_best_isa();
+  const std::string direct =
+      std::string("direct ") + detail::conv_direct_isa_name(isa) + " kernel for same stride-1 convolutions";
+  switch (cpu_conv_path()) {
+    case CpuConvPath::gemm: return "im2col + GEMM (FOVEA_CPU_CONV=gemm)";
+    case CpuConvPath::direct: return direct + " (FOVEA_CPU_CONV=direct), im2col + GEMM otherwise";
+    case CpuConvPath::automatic: break;
+  }
+  if (detail::conv_direct_max_in(isa) == 0) return "im2col + GEMM (no AVX2 for the direct kernel)";
+  return direct + " of at most " + std::to_string(detail::conv_direct_max_in(isa)) + " input and at least " +
+         std::to_string(detail::kConvDirectMinOut) + " output channels and at least " +
+         std::to_string(detail::kConvDirectMinPixels) + " pixels, im2col + GEMM otherwise";
+}
+
 // The images run in parallel (parallel_gemm_for), each chunk of images with its own im2col buffer of
 // (C * R * S) x (P * Q) floats; every image's output is computed exactly as in a serial loop.
 inline void conv2d_forward(CView x, CView w, CView bias, View y, const Conv2dParams& params) {
   const auto g = conv2d_geometry("conv2d_forward", x.shape(), w.shape(), params);
   const std::int64_t pq = g.P * g.Q, groups = params.groups;
+  if (detail::conv2d_uses_direct(g, /*adjoint=*/false)) {
+    detail::conv_direct(x.data(), g.N, {g.C, g.K, g.H, g.W, g.R, g.S}, w.data(), /*adjoint=*/false,
+                        detail::is_present(bias) ? bias.data() : nullptr, y.data());
+    return;
+  }
   const bool pointwise = detail::conv2d_is_pointwise(g);
   parallel_gemm_for(g.N, [&](std::int64_t first, std::int64_t last) {
     std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
@@ -244,6 +277,11 @@ inline void conv2d_forward(CView x, CView w, CView bias, View y, const Conv2dPar
 inline void conv2d_backward_data(CView dy, CView w, View dx, const Conv2dParams& params) {
   const auto g = conv2d_geometry("conv2d_backward_data", dx.shape(), w.shape(), params);
   const std::int64_t pq = g.P * g.Q, groups = params.groups;
+  if (detail::conv2d_uses_direct(g, /*adjoint=*/true)) {
+    detail::conv_direct(dy.data(), g.N, {g.K, g.C, g.H, g.W, g.R, g.S}, w.data(), /*adjoint=*/true, nullptr,
+                        dx.data());
+    return;
+  }
   const bool pointwise = detail::conv2d_is_pointwise(g);
   parallel_gemm_for(g.N, [&](std::int64_t first, std::int64_t last) {
     std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(g.C * g.R * g.S * pq));
