@@ -1,10 +1,10 @@
 // bench/bench_conv.cpp: the CPU twin's 3x3 "same" convolutions at the shapes of the CPU main job's
 // network (ResNet-18, width 0.25, small stem, 64 px, batch 32: 16 channels at 64 x 64 down to 128 at
 // 8 x 8) and of ResNet-50's body at 224 px (64 channels at 56 x 56 down to 256 at 14 x 14, batch 8),
-// forward and input gradient, by im2col + GEMM and by the direct kernel (cpu/conv_direct.hpp) in the
-// same run, so that the choice FOVEA_CPU_CONV=auto makes can be checked on any machine. Each row
-// reports GFLOP/s (2 * N * K * C * 9 * H * W per call) and whether auto would pick the direct kernel
-// there (`auto_direct`). The weight gradient (always im2col + GEMM) is timed alongside for scale.
+// forward, input gradient and weight gradient, by im2col + GEMM and by the direct kernel
+// (cpu/conv_direct.hpp) in the same run, so that the choice FOVEA_CPU_CONV=auto makes can be checked on any
+// machine. Each row reports GFLOP/s (2 * N * K * C * 9 * H * W per call) and whether auto would pick the
+// direct kernel there (`auto_direct`); the same for the weight gradient (3x3 only).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -58,10 +58,10 @@ void same_conv(benchmark::State& state, ConvShape s, ConvPass pass, CpuConvPath 
   state.counters["GFLOP/s"] = t > 0 ? flops / t / 1e9 : 0.0;
   state.counters["ms"] = t * 1e3;
   const auto g = conv2d_geometry("bench", x.shape(), w.shape(), p);
-  state.counters["auto_direct"] = pass == ConvPass::weight_grad ? 0.0
-                                  : ::fovea::detail::conv2d_uses_direct(g, pass == ConvPass::input_grad)
-                                      ? 1.0
-                                      : 0.0;
+  const bool direct = pass == ConvPass::weight_grad
+                          ? ::fovea::detail::conv2d_uses_direct_filter(g)
+                          : ::fovea::detail::conv2d_uses_direct(g, pass == ConvPass::input_grad);
+  state.counters["auto_direct"] = direct ? 1.0 : 0.0;
 }
 
 }  // namespace
@@ -73,16 +73,15 @@ void register_conv_benchmarks(Device device) {
   for (const ConvShape& s : shapes) {
     const std::string shape = std::to_string(s.c) + "to" + std::to_string(s.k) + "_" +
                               std::to_string(s.size) + "px_b" + std::to_string(s.n);
-    for (ConvPass pass : {ConvPass::forward, ConvPass::input_grad}) {
-      const std::string op = pass == ConvPass::forward ? "conv3x3_fwd" : "conv3x3_input_grad";
+    for (ConvPass pass : {ConvPass::forward, ConvPass::input_grad, ConvPass::weight_grad}) {
+      const std::string op = pass == ConvPass::forward      ? "conv3x3_fwd"
+                             : pass == ConvPass::input_grad ? "conv3x3_input_grad"
+                                                            : "conv3x3_weight_grad";
       for (CpuConvPath path : {CpuConvPath::gemm, CpuConvPath::direct})
         register_timed(op + "/cpu/" + shape + (path == CpuConvPath::gemm ? "/gemm" : "/direct"),
                        [=](benchmark::State& st) { same_conv(st, s, pass, path); })
             ->MinTime(0.2);
     }
-    register_timed("conv3x3_weight_grad/cpu/" + shape + "/gemm", [=](benchmark::State& st) {
-      same_conv(st, s, ConvPass::weight_grad, CpuConvPath::gemm);
-    })->MinTime(0.2);
   }
 }
 

@@ -260,6 +260,31 @@ std::vector<double> same_conv_input_grad(const std::vector<float>& dy, const std
   return dx;
 }
 
+// The weight gradient of a same convolution in double: dw[k, c, r, s] = sum over n, oh, ow of
+// dy[n, k, oh, ow] x[n, c, oh - pad_h + r, ow - pad_w + s].
+std::vector<double> same_conv_weight_grad(const std::vector<float>& x, const std::vector<float>& dy,
+                                          const Shape& xs, const Shape& ws) {
+  const std::int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], K = ws[0], R = ws[2], S = ws[3];
+  const std::int64_t ph = (R - 1) / 2, pw = (S - 1) / 2;
+  std::vector<double> dw(static_cast<std::size_t>(ws.numel()));
+  for (std::int64_t k = 0; k < K; ++k)
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t s = 0; s < S; ++s) {
+          double acc = 0;
+          for (std::int64_t n = 0; n < N; ++n)
+            for (std::int64_t oh = 0; oh < H; ++oh)
+              for (std::int64_t ow = 0; ow < W; ++ow) {
+                const std::int64_t ih = oh - ph + r, iw = ow - pw + s;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                acc += static_cast<double>(dy[((n * K + k) * H + oh) * W + ow]) *
+                       x[((n * C + c) * H + ih) * W + iw];
+              }
+          dw[((k * C + c) * R + r) * S + s] = acc;
+        }
+  return dw;
+}
+
 struct SameConvCase {
   Shape x, w;
 };
@@ -308,12 +333,24 @@ TEST(Conv2dDirect, EveryVariantMatchesADoubleLoop) {
       EXPECT_TRUE(all_close("direct forward", y, want_y, {2e-6 * root, 1e-5}));
       EXPECT_TRUE(
           all_close("direct input gradient", dx, same_conv_input_grad(dy, w, c.x, c.w), {2e-6 * root, 1e-5}));
+      if (c.w[2] != 3 || c.w[3] != 3) continue;  // the weight gradient's kernel: 3x3 only
+      std::vector<float> dw(static_cast<std::size_t>(c.w.numel()), std::numeric_limits<float>::quiet_NaN());
+      ::fovea::detail::conv_direct_filter(x.data(), dy.data(), c.x[0], fwd, dw.data(), false, isa);
+      const auto want_dw = same_conv_weight_grad(x, dy, c.x, c.w);
+      const double filter_tol = 2e-6 * std::sqrt(static_cast<double>(c.x[0] * c.x[2] * c.x[3]));
+      EXPECT_TRUE(all_close("direct weight gradient", dw, want_dw, {filter_tol, 1e-5}));
+      std::vector<float> acc = w;  // accumulated onto the weights themselves
+      ::fovea::detail::conv_direct_filter(x.data(), dy.data(), c.x[0], fwd, acc.data(), true, isa);
+      std::vector<double> want_acc(want_dw);
+      for (std::size_t i = 0; i < want_acc.size(); ++i) want_acc[i] += w[i];
+      EXPECT_TRUE(all_close("direct weight gradient, accumulated", acc, want_acc, {filter_tol, 1e-5}));
     }
   }
 }
 
-// The AVX2 + FMA and AVX-512 variants run the same chain of fused multiply-adds per output: the same
-// bits. And a variant's result does not depend on the thread count.
+// The AVX2 + FMA and AVX-512 variants run the same chains of fused multiply-adds per output, in the
+// forward and the weight-gradient kernel: the same bits. And a variant's result does not depend on
+// the thread count.
 TEST(Conv2dDirect, VariantsWithFmaAgreeBitwiseAndThreadsDoNotMatter) {
   using ::fovea::detail::ConvDirectIsa;
   const SameConvCase c{{5, 16, 33, 31}, {13, 16, 3, 3}};
@@ -328,11 +365,22 @@ TEST(Conv2dDirect, VariantsWithFmaAgreeBitwiseAndThreadsDoNotMatter) {
     set_cpu_threads(before);
     return y;
   };
+  const auto dy = random_values(5 * 13 * 33 * 31, InputKind::normal, 3);
+  const auto filter = [&](ConvDirectIsa isa, int threads) {
+    const int before = cpu_threads();
+    set_cpu_threads(threads);
+    std::vector<float> dw(static_cast<std::size_t>(c.w.numel()));
+    ::fovea::detail::conv_direct_filter(x.data(), dy.data(), 5, s, dw.data(), false, isa);
+    set_cpu_threads(before);
+    return dw;
+  };
   const ConvDirectIsa best = ::fovea::detail::conv_direct_best_isa();
   EXPECT_EQ(run(best, 1), run(best, 3));
+  EXPECT_EQ(filter(best, 1), filter(best, 3));
   if (!::fovea::detail::conv_direct_supported(ConvDirectIsa::avx512))
     GTEST_SKIP() << "this CPU has no AVX-512: the AVX2 and AVX-512 variants cannot be compared here";
   EXPECT_EQ(run(ConvDirectIsa::avx2, 2), run(ConvDirectIsa::avx512, 2));
+  EXPECT_EQ(filter(ConvDirectIsa::avx2, 2), filter(ConvDirectIsa::avx512, 2));
 }
 
 // Through conv2d_forward / conv2d_backward_data: FOVEA_CPU_CONV's three settings pick the paths as
@@ -356,6 +404,10 @@ TEST(Conv2dDirect, SettingPicksThePathAndPathsAgree) {
         conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}), false));
     EXPECT_FALSE(
         conv2d_uses_direct(conv2d_geometry("t", {1, 4, 9, 9}, {4, 4, 3, 3}, {1, 1, 2, 2, 2, 2}), false));
+    // the weight gradient: 3x3 only
+    EXPECT_TRUE(::fovea::detail::conv2d_uses_direct_filter(geometry({2, 128, 8, 8}, {128, 128, 3, 3})));
+    EXPECT_FALSE(::fovea::detail::conv2d_uses_direct_filter(
+        conv2d_geometry("t", {1, 4, 9, 9}, {4, 4, 5, 5}, {1, 1, 2, 2})));
   }
   {
     ScopedCpuConvPath automatic(CpuConvPath::automatic);
@@ -365,22 +417,46 @@ TEST(Conv2dDirect, SettingPicksThePathAndPathsAgree) {
     EXPECT_FALSE(conv2d_uses_direct(geometry({2, 16, 8, 8}, {16, 16, 3, 3}), false));
     // the input gradient reads the output channels: 3 of them (the stem) stay with the GEMM
     EXPECT_FALSE(conv2d_uses_direct(geometry({2, 3, 64, 64}, {16, 3, 3, 3}), true));
-    EXPECT_FALSE(conv2d_uses_direct(geometry({2, 128, 32, 32}, {128, 128, 3, 3}), false));
+    EXPECT_FALSE(conv2d_uses_direct(geometry({2, 256, 32, 32}, {256, 256, 3, 3}), false));
+    // the weight gradient: from 8 x 8 and up to 256 input channels wherever AVX2 runs
+    const bool vectors = ::fovea::detail::conv_direct_best_isa() != ::fovea::detail::ConvDirectIsa::generic;
+    EXPECT_EQ(::fovea::detail::conv2d_uses_direct_filter(geometry({2, 128, 8, 8}, {128, 128, 3, 3})),
+              vectors);
+    EXPECT_FALSE(::fovea::detail::conv2d_uses_direct_filter(geometry({2, 16, 4, 4}, {16, 16, 3, 3})));
+    EXPECT_FALSE(::fovea::detail::conv2d_uses_direct_filter(geometry({2, 512, 8, 8}, {512, 512, 3, 3})));
   }
   const Tensor x = random_tensor({3, 16, 20, 18}, 1), w = random_tensor({12, 16, 3, 3}, 2),
                b = random_tensor({12}, 3);
   const Tensor dy = random_tensor({3, 12, 20, 18}, 4);
-  std::vector<float> y[2], dx[2];
+  std::vector<float> y[2], dx[2], dw[2];
   for (int i = 0; i < 2; ++i) {
     ScopedCpuConvPath path(i == 0 ? CpuConvPath::gemm : CpuConvPath::direct);
-    Tensor yt(Shape{3, 12, 20, 18}), dxt(x.shape());
+    Tensor yt(Shape{3, 12, 20, 18}), dxt(x.shape()), dwt(w.shape());
     conv2d_forward(x, w, b, yt, same);
     conv2d_backward_data(dy, w, dxt, same);
+    conv2d_backward_filter(x, dy, dwt, same);
     y[i] = yt.to_vector();
     dx[i] = dxt.to_vector();
+    dw[i] = dwt.to_vector();
   }
   EXPECT_TRUE(all_close("forward direct vs gemm", y[1], to_double(y[0]), {1e-5, 1e-5}));
   EXPECT_TRUE(all_close("input gradient direct vs gemm", dx[1], to_double(dx[0]), {1e-5, 1e-5}));
+  EXPECT_TRUE(all_close("weight gradient direct vs gemm", dw[1], to_double(dw[0]), {1e-4, 1e-5}));
+}
+
+// The weight gradient's images go in chunks of at most 64 MiB of planes: 31 images of 64 to 64
+// channels at 64 x 64 (about 2.2 MB each with the AVX2 or AVX-512 tiling) take two chunks, and the
+// result matches the GEMM path.
+TEST(Conv2dDirect, WeightGradientOverSeveralChunksMatchesGemm) {
+  const Tensor x = random_tensor({31, 64, 64, 64}, 1), dy = random_tensor({31, 64, 64, 64}, 2);
+  Tensor dw[2] = {Tensor(Shape{64, 64, 3, 3}), Tensor(Shape{64, 64, 3, 3})};
+  for (int i = 0; i < 2; ++i) {
+    ScopedCpuConvPath path(i == 0 ? CpuConvPath::gemm : CpuConvPath::direct);
+    conv2d_backward_filter(x, dy, dw[i], {1, 1, 1, 1});
+  }
+  // |dw| is about sqrt(31 * 4096) = 356; float sums of 127k terms differ by a few 1e-4
+  EXPECT_TRUE(all_close("chunked weight gradient direct vs gemm", dw[1].to_vector(),
+                        to_double(dw[0].to_vector()), {2e-3, 1e-5}));
 }
 
 TEST(ConvLinear, DefaultViewMeansNoBias) {

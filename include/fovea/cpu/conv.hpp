@@ -87,6 +87,16 @@ inline bool conv2d_uses_direct(const Conv2dGeometry& g, bool adjoint) {
          conv_direct_chosen(adjoint ? g.K : g.C, adjoint ? g.C : g.K, g.P, g.Q);
 }
 
+// Whether the CPU twin computes this convolution's weight gradient with the direct kernel
+// (conv_direct_filter): a same 3x3 convolution, under the FOVEA_CPU_CONV setting.
+inline bool conv2d_uses_direct_filter(const Conv2dGeometry& g) {
+  const auto& p = g.params;
+  return g.R == 3 && g.S == 3 &&
+         conv_direct_applies(g.R, g.S, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
+                             p.groups) &&
+         conv_direct_filter_chosen(g.C, g.K, g.P, g.Q);
+}
+
 // A 1x1 kernel with stride 1 and no padding reads the image itself as its im2col matrix.
 inline bool conv2d_is_pointwise(const Conv2dGeometry& g) {
   const auto& p = g.params;
@@ -239,9 +249,12 @@ inline std::string conv_kernel() {
     case CpuConvPath::automatic: break;
   }
   if (detail::conv_direct_max_in(isa) == 0) return "im2col + GEMM (no AVX2 for the direct kernel)";
-  return direct + " of at most " + std::to_string(detail::conv_direct_max_in(isa)) + " input and at least " +
-         std::to_string(detail::kConvDirectMinOut) + " output channels and at least " +
-         std::to_string(detail::kConvDirectMinPixels) + " pixels, im2col + GEMM otherwise";
+  const auto n = [](std::int64_t v) { return std::to_string(v); };
+  return direct + " (forward and input gradient: at most " + n(detail::conv_direct_max_in(isa)) +
+         " input channels and at least " + n(detail::kConvDirectMinPixels) +
+         " pixels; 3x3 weight gradient: at most " + n(detail::kConvDirectFilterMaxIn) +
+         " input channels and at least " + n(detail::kConvDirectFilterMinPixels) + " pixels; at least " +
+         n(detail::kConvDirectMinOut) + " output channels), im2col + GEMM otherwise";
 }
 
 // The images run in parallel (parallel_gemm_for), each chunk of images with its own im2col buffer of
@@ -308,6 +321,10 @@ inline void conv2d_backward_filter(CView x, CView dy, View dw, const Conv2dParam
   const std::int64_t pq = g.P * g.Q, groups = params.groups, image_floats = g.C * g.H * g.W;
   if (g.N == 0) {
     if (!accumulate) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
+    return;
+  }
+  if (detail::conv2d_uses_direct_filter(g)) {
+    detail::conv_direct_filter(x.data(), dy.data(), g.N, {g.C, g.K, g.H, g.W, 3, 3}, dw.data(), accumulate);
     return;
   }
   const bool pointwise = detail::conv2d_is_pointwise(g);

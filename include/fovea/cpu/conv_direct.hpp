@@ -20,9 +20,12 @@
 //   code is compiled for FMA). The AVX-512 and AVX2 + FMA variants are therefore bitwise equal; the
 //   generic variant (the compiler's baseline vectors: SSE2 on x86-64, NEON on AArch64) fuses only
 //   where the baseline has FMA.
-// - The weight gradient with respect to the input of a same convolution is the same convolution of
-//   the output gradient with the kernel flipped in both axes and the channel axes swapped, so
+// - The gradient with respect to the input of a same convolution is the same convolution of the
+//   output gradient with the kernel flipped in both axes and the channel axes swapped, so
 //   backward_data runs the same kernel with the weights packed that way.
+// - The weight gradient (3x3 kernels) is an outer product per flat index: a vector of output
+//   channels of the output gradient (stored transposed) times each input channel's 9 tap values,
+//   broadcast (conv_direct_filter_items).
 //
 // The variant is chosen at run time from the CPU (__builtin_cpu_supports), so one binary runs on any
 // x86-64. Whether the CPU twin uses this path (docs/ops-conv.md): FOVEA_CPU_CONV=auto (default: where
@@ -91,24 +94,30 @@ inline bool conv_direct_supported(ConvDirectIsa isa) {
   return static_cast<int>(isa) <= static_cast<int>(conv_direct_best_isa());
 }
 
-// Where the automatic choice takes the direct kernel: at least kConvDirectMinPixels output pixels
-// per channel, at least kConvDirectMinOut output channels, and at most conv_direct_max_in(isa)
-// input channels. Measured against OpenBLAS 0.3.21 on a 2-core Xeon (its SkylakeX kernel, and its
-// Haswell kernel for the AVX2 comparison) with 2 threads, per convolution of a batch
-// (docs/benchmarks.md):
-// - Small images: the dropped columns and the part-filled last tile take a growing share (an 8 x 8
-//   image computes 80 or 96 indices for 64 pixels), while a GEMM reducing over many channels runs
-//   near its peak. 16 x 16 with 64 channels was a tie (AVX-512: 1.08x forward); 8 x 8, 0.84x.
-// - Many input channels: the GEMM's packing and im2col cost less per multiply-add as the reduction
-//   grows. AVX-512 beats the GEMM up to 64 input channels (1.3x at 56 x 56) and loses at 128 (0.9x);
-//   the AVX2 variant, at 58 against 100 GFLOP/s, only up to 16 (1.3x at 64 x 64; 0.9x with 32).
+// Where the automatic choice takes the direct kernels: at least kConvDirectMinOut output channels,
+// and for the forward kernel (forward and input gradient) at least kConvDirectMinPixels output pixels
+// per channel and at most conv_direct_max_in(isa) input channels; for the weight gradient at least
+// kConvDirectFilterMinPixels pixels and at most kConvDirectFilterMaxIn input channels. Measured
+// against OpenBLAS 0.3.21 on a 2-core Xeon (its SkylakeX kernel, and its Haswell kernel for the AVX2
+// comparison) with 2 threads, per convolution of a batch (docs/benchmarks.md):
+// - Forward, small images: the dropped columns and the part-filled last tile take a growing share
+//   (an 8 x 8 image computes 80 or 96 indices for 64 pixels), while a GEMM reducing over many
+//   channels runs near its peak: 128 channels at 8 x 8 was a tie (AVX-512: 1.1x forward, 0.93x input
+//   gradient).
+// - Forward, many input channels: the GEMM's packing and im2col cost less per multiply-add as the
+//   reduction grows. AVX-512 beats the GEMM up to 128 input channels (1.2x at 28 x 28) and ties at
+//   256 (0.95x); the AVX2 variant, at half the rate, up to 32 (1.16x; 0.95x at 64).
+// - Weight gradient: faster than the GEMM at every shape measured, 3 to 256 input channels and 8 x 8
+//   to 64 x 64 pixels (1.0x to 1.8x; AVX2 against the Haswell GEMM 1.0x to 1.5x).
 // - Few output channels: a tile of KB channels is then mostly empty (0.7x for 64 -> 3 at 224 x 224).
 inline constexpr std::int64_t kConvDirectMinPixels = 16 * 16;
+inline constexpr std::int64_t kConvDirectFilterMinPixels = 8 * 8;
+inline constexpr std::int64_t kConvDirectFilterMaxIn = 256;
 inline constexpr std::int64_t kConvDirectMinOut = 4;
 inline std::int64_t conv_direct_max_in(ConvDirectIsa isa) {
   switch (isa) {
-    case ConvDirectIsa::avx512: return 64;
-    case ConvDirectIsa::avx2: return 16;
+    case ConvDirectIsa::avx512: return 128;
+    case ConvDirectIsa::avx2: return 32;
     case ConvDirectIsa::generic: break;
   }
   return 0;  // the baseline variant (2.5x slower than AVX2) is never chosen automatically
@@ -122,7 +131,8 @@ struct ConvDirectShape {
   std::int64_t Wp() const { return W + S - 1; }
 };
 
-// The per-variant tiling: the vector type, KB output channels by NV vectors per tile.
+// The per-variant tiling: KB output channels by NV vectors per tile of the forward kernel; `lanes`
+// output channels by NI input channels (by 9 taps) per tile of the weight gradient.
 #if defined(__GNUC__) || defined(__clang__)
 typedef float ConvVec4 __attribute__((vector_size(16)));
 typedef float ConvVec8 __attribute__((vector_size(32)));
@@ -150,15 +160,15 @@ template <ConvDirectIsa Isa>
 struct ConvDirectTiling;
 template <>
 struct ConvDirectTiling<ConvDirectIsa::generic> {
-  static constexpr int KB = 4, NV = 2, lanes = 4;
+  static constexpr int KB = 4, NV = 2, lanes = 4, NI = 1;
 };
 template <>
 struct ConvDirectTiling<ConvDirectIsa::avx2> {
-  static constexpr int KB = 4, NV = 2, lanes = 8;
+  static constexpr int KB = 4, NV = 2, lanes = 8, NI = 1;
 };
 template <>
 struct ConvDirectTiling<ConvDirectIsa::avx512> {
-  static constexpr int KB = 8, NV = 3, lanes = 16;
+  static constexpr int KB = 8, NV = 3, lanes = 16, NI = 3;
 };
 
 // The floats of one tile's row and of the computed index range [0, span) rounded up to tiles.
@@ -209,7 +219,7 @@ FOVEA_CONV_ALWAYS_INLINE void conv_direct_tile(const float* in, std::int64_t cs,
       V x[NV];
       for (int v = 0; v < NV; ++v) x[v] = *reinterpret_cast<const VU*>(p + v * L);
       for (int k = 0; k < KB; ++k) {
-        const V wv = V{} + wc[t * KB + k];
+        const V wv = -V{} + wc[t * KB + k];  // -0 + w is w: one broadcast load
         for (int v = 0; v < NV; ++v) acc[k][v] += wv * x[v];
       }
     }
@@ -255,6 +265,92 @@ FOVEA_CONV_ALWAYS_INLINE void conv_direct_images(const float* x, std::int64_t n,
     }
   }
 }
+
+// The weight gradient of a same 3x3 convolution, dw[o, i, t] = the sum over images and flat
+// padded-width indices j (as in conv_direct_images) of dy[o, j] * plane_i[j + offset_t], where dy is
+// zero in the dropped columns, so they add nothing. An outer product per index: a vector holds
+// `lanes` output channels of dy at j (the output gradient is stored transposed, (j, o) per block of
+// output channels), and each of NI input channels' 9 tap values at j is broadcast against it, into
+// NI x 9 accumulators. One item is one block of output channels by NI input channels; its
+// accumulators sum kConvFilterBlock indices in registers, from zero, and are then added to the
+// running totals in `acc`: every dw value is a sum, in order, of blocks' sums in order (chains of at
+// most 512 and N * H * Wp / 512 terms rather than one of N * H * Wp: three times the GEMM's error
+// without the blocks, at 32 x 16 x 64 x 64), the same for every variant with FMA.
+// buffer: per image, ceil(in / NI) * NI planes conv_direct_plane_stride(s, 1) apart (the ones past
+// `in` zero), then per block of output channels H * Wp rows of `lanes` floats.
+inline constexpr std::int64_t kConvFilterBlock = 512;
+template <class V, int NI>
+FOVEA_CONV_ALWAYS_INLINE void conv_direct_filter_items(const float* buffer, std::int64_t images,
+                                                       const ConvDirectShape& s, std::int64_t first,
+                                                       std::int64_t last, float* acc) {
+  using VU = typename ConvUnaligned<V>::type;
+  constexpr int L = sizeof(V) / sizeof(float);
+  const std::int64_t Wp = s.Wp(), span = s.H * Wp, cs = conv_direct_plane_stride(s, 1);
+  const std::int64_t in_blocks = (s.in + NI - 1) / NI, out_blocks = (s.out + L - 1) / L;
+  const std::int64_t image_floats = in_blocks * NI * cs + out_blocks * span * L;
+  for (std::int64_t img = 0; img < images; ++img) {
+    const float* planes = buffer + img * image_floats;
+    const float* grads = planes + in_blocks * NI * cs;
+    for (std::int64_t item = first; item < last; ++item) {
+      const std::int64_t block = item / in_blocks, q = item % in_blocks;
+      const float* g = grads + block * span * L;
+      const float* p = planes + q * NI * cs;
+      float* a = acc + item * NI * 9 * L;
+      const float* rows[NI][3];
+      for (int n = 0; n < NI; ++n)
+        for (int r = 0; r < 3; ++r) rows[n][r] = p + n * cs + r * Wp;
+      for (std::int64_t j0 = 0; j0 < span; j0 += kConvFilterBlock) {
+        V sum[NI][9];
+        for (int n = 0; n < NI; ++n)
+          for (int t = 0; t < 9; ++t) sum[n][t] = V{};
+        const std::int64_t j1 = std::min(span, j0 + kConvFilterBlock);
+        for (std::int64_t j = j0; j < j1; ++j) {
+          const V gv = *reinterpret_cast<const VU*>(g + j * L);
+          for (int n = 0; n < NI; ++n)
+            for (int r = 0; r < 3; ++r) {
+              const float* q = rows[n][r] + j;  // taps (r, 0..2) at constant displacements
+              for (int c = 0; c < 3; ++c) sum[n][r * 3 + c] += gv * (-V{} + q[c]);
+            }
+        }
+        for (int n = 0; n < NI; ++n)
+          for (int t = 0; t < 9; ++t) {
+            VU& total = *reinterpret_cast<VU*>(a + (n * 9 + t) * L);
+            total = total + sum[n][t];
+          }
+      }
+    }
+  }
+}
+
+#define FOVEA_CONV_FILTER_ARGS                                                                               \
+  const float *planes, std::int64_t images, const ConvDirectShape &s, std::int64_t first, std::int64_t last, \
+      float *acc
+#define FOVEA_CONV_FILTER_PASS planes, images, s, first, last, acc
+// GCC's predictive commoning sees that tap (r, c + 1) at j is tap (r, c) at j + 1 and carries the
+// 27 values from one index to the next through the stack, which costs more than the broadcast loads
+// it saves; the weight-gradient loop is compiled without it.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define FOVEA_CONV_FILTER_OPT __attribute__((optimize("no-predictive-commoning")))
+#else
+#define FOVEA_CONV_FILTER_OPT
+#endif
+
+FOVEA_CONV_FILTER_OPT inline void conv_direct_filter_generic(FOVEA_CONV_FILTER_ARGS) {
+  conv_direct_filter_items<ConvVec4, ConvDirectTiling<ConvDirectIsa::generic>::NI>(FOVEA_CONV_FILTER_PASS);
+}
+#if FOVEA_CONV_DIRECT_X86
+__attribute__((target("avx2,fma"))) FOVEA_CONV_FILTER_OPT inline void conv_direct_filter_avx2(
+    FOVEA_CONV_FILTER_ARGS) {
+  conv_direct_filter_items<ConvVec8, ConvDirectTiling<ConvDirectIsa::avx2>::NI>(FOVEA_CONV_FILTER_PASS);
+}
+__attribute__((target("avx512f"))) FOVEA_CONV_FILTER_OPT inline void conv_direct_filter_avx512(
+    FOVEA_CONV_FILTER_ARGS) {
+  conv_direct_filter_items<ConvVec16, ConvDirectTiling<ConvDirectIsa::avx512>::NI>(FOVEA_CONV_FILTER_PASS);
+}
+#endif
+#undef FOVEA_CONV_FILTER_ARGS
+#undef FOVEA_CONV_FILTER_PASS
+#undef FOVEA_CONV_FILTER_OPT
 
 #define FOVEA_CONV_DIRECT_ARGS                                                                      \
   const float *x, std::int64_t n, const ConvDirectShape &s, const float *packed, const float *bias, \
@@ -305,6 +401,28 @@ inline bool conv_direct_chosen(std::int64_t in, std::int64_t out, std::int64_t H
          H * W >= kConvDirectMinPixels;
 }
 
+// The same for the weight gradient of a same 3x3 convolution from `in` to `out` channels.
+inline bool conv_direct_filter_chosen(std::int64_t in, std::int64_t out, std::int64_t H, std::int64_t W) {
+  switch (cpu_conv_path_setting().load()) {
+    case CpuConvPath::gemm: return false;
+    case CpuConvPath::direct: return true;
+    case CpuConvPath::automatic: break;
+  }
+  return conv_direct_best_isa() != ConvDirectIsa::generic && in <= kConvDirectFilterMaxIn &&
+         out >= kConvDirectMinOut && H * W >= kConvDirectFilterMinPixels;
+}
+
+// Per-thread scratch of the direct kernels, kept between calls: a training step calls them dozens of
+// times, and fresh zeroed vectors of up to 64 MiB cost a page fault per 4 KiB (6 % of the study
+// network's step in `perf`). `slot` 0 to 2 are separate buffers; the first `floats` are zeroed.
+inline float* conv_direct_scratch(int slot, std::int64_t floats) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < static_cast<std::size_t>(floats)) b.resize(static_cast<std::size_t>(floats));
+  std::fill(b.begin(), b.begin() + floats, 0.0f);
+  return b.data();
+}
+
 // y (N, s.out, H, W) = the same convolution of x (N, s.in, H, W) by w (adjoint: see conv_direct_pack),
 // plus bias (s.out) when not null; images in parallel, each computed as in a serial loop.
 inline void conv_direct(const float* x, std::int64_t N, const ConvDirectShape& s, const float* w,
@@ -323,11 +441,11 @@ inline void conv_direct(const float* x, std::int64_t N, const ConvDirectShape& s
     parallel_for(
         N,
         [&](std::int64_t first, std::int64_t last) {
-          std::vector<float> plane(static_cast<std::size_t>(plane_floats), 0.0f);
-          std::vector<float> rows(static_cast<std::size_t>(rows_floats));
+          float* plane = conv_direct_scratch(0, plane_floats);
+          float* rows = conv_direct_scratch(1, rows_floats);
           const std::int64_t hw = s.H * s.W;
-          images(x + first * s.in * hw, last - first, s, packed.data(), bias, y + first * s.out * hw,
-                 plane.data(), rows.data());
+          images(x + first * s.in * hw, last - first, s, packed.data(), bias, y + first * s.out * hw, plane,
+                 rows);
         },
         s.out * s.in * s.R * s.S * s.H * s.W);
   };
@@ -343,6 +461,85 @@ inline void conv_direct(const float* x, std::int64_t N, const ConvDirectShape& s
 #else
   (void)x, (void)w, (void)adjoint, (void)bias, (void)y, (void)isa;
   FOVEA_FAIL("conv_direct: this compiler has no vector extensions");
+#endif
+}
+
+// dw (s.out, s.in, 3, 3) = (accumulate: dw +) the weight gradient of the same 3x3 convolution of x
+// (N, s.in, H, W) whose output gradient is dy (N, s.out, H, W). The images go in chunks of at most
+// 64 MiB of planes (their count depends on the shapes only); in each chunk the planes are filled in
+// parallel over images, then the items (see conv_direct_filter_items) run in parallel, each over the
+// chunk's images in order. Each dw value is summed in one order (per image, then over the images)
+// whatever the thread count, and the AVX2 and AVX-512 variants give the same bits.
+inline void conv_direct_filter(const float* x, const float* dy, std::int64_t N, const ConvDirectShape& s,
+                               float* dw, bool accumulate, ConvDirectIsa isa = conv_direct_best_isa()) {
+  FOVEA_CHECK(conv_direct_supported(isa), "conv_direct_filter: this CPU cannot run the ",
+              conv_direct_isa_name(isa), " variant");
+  FOVEA_CHECK(s.R == 3 && s.S == 3, "conv_direct_filter: 3x3 kernels only, got ", s.R, "x", s.S);
+  const std::int64_t dw_floats = s.out * s.in * 9;
+  if (N == 0 || dw_floats == 0) {
+    if (!accumulate) std::fill(dw, dw + dw_floats, 0.0f);
+    return;
+  }
+#if defined(__GNUC__) || defined(__clang__)
+  const auto run = [&](auto tiling, auto items_fn) {
+    using T = decltype(tiling);
+    constexpr std::int64_t L = T::lanes, NI = T::NI;
+    const std::int64_t Wp = s.Wp(), span = s.H * Wp, cs = conv_direct_plane_stride(s, 1), hw = s.H * s.W;
+    const std::int64_t in_blocks = (s.in + NI - 1) / NI, out_blocks = (s.out + L - 1) / L;
+    const std::int64_t items = out_blocks * in_blocks;
+    const std::int64_t image_floats = in_blocks * NI * cs + out_blocks * span * L;
+    const std::int64_t chunk = std::clamp<std::int64_t>((std::int64_t{64} << 20) / 4 / image_floats, 1, N);
+    // Zeroed once: the planes' borders and tails, the planes past `in`, the dropped columns and the
+    // lanes past `out` are never written.
+    float* buffer = conv_direct_scratch(0, chunk * image_floats);
+    float* acc = conv_direct_scratch(2, items * NI * 9 * L);
+    for (std::int64_t n0 = 0; n0 < N; n0 += chunk) {
+      const std::int64_t count = std::min(chunk, N - n0);
+      parallel_for(
+          count,
+          [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t img = b; img < e; ++img) {
+              float* image = buffer + img * image_floats;
+              const float* xi = x + (n0 + img) * s.in * hw;
+              const float* di = dy + (n0 + img) * s.out * hw;
+              for (std::int64_t c = 0; c < s.in; ++c)
+                for (std::int64_t h = 0; h < s.H; ++h)
+                  std::copy(xi + (c * s.H + h) * s.W, xi + (c * s.H + h + 1) * s.W,
+                            image + c * cs + (h + 1) * Wp + 1);
+              float* grads = image + in_blocks * NI * cs;
+              for (std::int64_t o = 0; o < s.out; ++o) {
+                float* g = grads + (o / L) * span * L + o % L;
+                for (std::int64_t h = 0; h < s.H; ++h)
+                  for (std::int64_t w = 0; w < s.W; ++w) g[(h * Wp + w) * L] = di[(o * s.H + h) * s.W + w];
+              }
+            }
+          },
+          (s.in + s.out) * hw);
+      parallel_for(
+          items, [&](std::int64_t first, std::int64_t last) { items_fn(buffer, count, s, first, last, acc); },
+          count * NI * 9 * span);
+    }
+    for (std::int64_t o = 0; o < s.out; ++o)
+      for (std::int64_t i = 0; i < s.in; ++i)
+        for (std::int64_t t = 0; t < 9; ++t) {
+          const float v = acc[static_cast<std::size_t>(
+              ((((o / L) * in_blocks + i / NI) * NI + i % NI) * 9 + t) * L + o % L)];
+          float& out = dw[(o * s.in + i) * 9 + t];
+          out = accumulate ? out + v : v;
+        }
+  };
+  switch (isa) {
+#if FOVEA_CONV_DIRECT_X86
+    case ConvDirectIsa::avx512:
+      run(ConvDirectTiling<ConvDirectIsa::avx512>{}, conv_direct_filter_avx512);
+      return;
+    case ConvDirectIsa::avx2: run(ConvDirectTiling<ConvDirectIsa::avx2>{}, conv_direct_filter_avx2); return;
+#endif
+    default: run(ConvDirectTiling<ConvDirectIsa::generic>{}, conv_direct_filter_generic);
+  }
+#else
+  (void)x, (void)dy, (void)accumulate, (void)isa;
+  FOVEA_FAIL("conv_direct_filter: this compiler has no vector extensions");
 #endif
 }
 
