@@ -208,6 +208,10 @@ FOVEA_CONV_ALWAYS_INLINE void conv_direct_tile(const float* in, std::int64_t cs,
                                                int valid) {
   using VU = typename ConvUnaligned<V>::type;
   constexpr int L = sizeof(V) / sizeof(float);
+  // -0 in every lane. (V{} + w keeps its add, since 0 + -0 is +0, and broadcasts from a register;
+  // -0 + w is w, so it folds into a broadcast load. Written V{} * -1 because nvcc's device front end
+  // aborts on the unary minus of a vector.)
+  const V negzero = V{} * -1.0f;
   V acc[KB][NV];
   for (int k = 0; k < KB; ++k)
     for (int v = 0; v < NV; ++v) acc[k][v] = V{};
@@ -219,7 +223,7 @@ FOVEA_CONV_ALWAYS_INLINE void conv_direct_tile(const float* in, std::int64_t cs,
       V x[NV];
       for (int v = 0; v < NV; ++v) x[v] = *reinterpret_cast<const VU*>(p + v * L);
       for (int k = 0; k < KB; ++k) {
-        const V wv = -V{} + wc[t * KB + k];  // -0 + w is w: one broadcast load
+        const V wv = negzero + wc[t * KB + k];  // -0 + w is w: one broadcast load
         for (int v = 0; v < NV; ++v) acc[k][v] += wv * x[v];
       }
     }
@@ -296,6 +300,7 @@ FOVEA_CONV_ALWAYS_INLINE void conv_direct_filter_items(const float* buffer, std:
       const float* g = grads + block * span * L;
       const float* p = planes + q * NI * cs;
       float* a = acc + item * NI * 9 * L;
+      const V negzero = V{} * -1.0f;  // see conv_direct_tile
       const float* rows[NI][3];
       for (int n = 0; n < NI; ++n)
         for (int r = 0; r < 3; ++r) rows[n][r] = p + n * cs + r * Wp;
@@ -309,7 +314,7 @@ FOVEA_CONV_ALWAYS_INLINE void conv_direct_filter_items(const float* buffer, std:
           for (int n = 0; n < NI; ++n)
             for (int r = 0; r < 3; ++r) {
               const float* q = rows[n][r] + j;  // taps (r, 0..2) at constant displacements
-              for (int c = 0; c < 3; ++c) sum[n][r * 3 + c] += gv * (-V{} + q[c]);
+              for (int c = 0; c < 3; ++c) sum[n][r * 3 + c] += gv * (negzero + q[c]);
             }
         }
         for (int n = 0; n < NI; ++n)
