@@ -216,6 +216,7 @@ void register_attribution_benchmarks(Device device);
 void register_features_benchmarks(Device device);
 void register_corruption_benchmarks(Device device);
 void register_metrics_benchmarks(Device device);
+void register_norm_benchmarks(Device device);
 
 // Element counts a suite runs on `device`.
 inline std::vector<std::int64_t> bench_sizes(Device device) {

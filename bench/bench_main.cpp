@@ -49,6 +49,7 @@ void register_all(Device device) {
   register_copy_benchmarks(device);
   register_elementwise_benchmarks(device);
   register_reduce_benchmarks(device);
+  register_norm_benchmarks(device);
   register_optim_benchmarks(device);
   register_augment_benchmarks(device);
   register_contrastive_benchmarks(device);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cases/conv.hpp"
@@ -457,6 +458,37 @@ TEST(Conv2dDirect, WeightGradientOverSeveralChunksMatchesGemm) {
   // |dw| is about sqrt(31 * 4096) = 356; float sums of 127k terms differ by a few 1e-4
   EXPECT_TRUE(all_close("chunked weight gradient direct vs gemm", dw[1].to_vector(),
                         to_double(dw[0].to_vector()), {2e-3, 1e-5}));
+}
+
+// The weight gradient zeroes its per-thread scratch only when the layout changes (its zeros stay in
+// place between calls of one layout). A layout reused after another one whose plane interiors lie
+// on its borders, and a layout reused with new data, must give the bits of a thread whose scratch
+// is fresh, and the GEMM path's values.
+TEST(Conv2dDirect, WeightGradientScratchKeepsItsZerosAcrossLayouts) {
+  const Shape xa{3, 16, 12, 10}, ya{3, 16, 12, 10}, xb{3, 8, 9, 15}, yb{3, 24, 9, 15};
+  const Tensor a1 = random_tensor(xa, 1), da1 = random_tensor(ya, 2), a2 = random_tensor(xa, 3),
+               da2 = random_tensor(ya, 4), b = random_tensor(xb, 5), db = random_tensor(yb, 6);
+  ScopedCpuConvPath path(CpuConvPath::direct);
+  auto filter = [](const Tensor& x, const Tensor& dy) {
+    Tensor dw(Shape{dy.shape()[1], x.shape()[1], 3, 3});
+    conv2d_backward_filter(x, dy, dw, {1, 1, 1, 1});
+    return dw.to_vector();
+  };
+  std::vector<float> fresh;
+  std::thread([&] {
+    ScopedCpuConvPath inner(CpuConvPath::direct);
+    fresh = filter(a2, da2);
+  }).join();
+  filter(a1, da1);
+  EXPECT_EQ(filter(a2, da2), fresh) << "same layout, new data";
+  filter(b, db);
+  EXPECT_EQ(filter(a2, da2), fresh) << "after another layout";
+  Tensor gemm(Shape{16, 16, 3, 3});
+  {
+    ScopedCpuConvPath g(CpuConvPath::gemm);
+    conv2d_backward_filter(a2, da2, gemm, {1, 1, 1, 1});
+  }
+  EXPECT_TRUE(all_close("direct vs gemm", fresh, to_double(gemm.to_vector()), {1e-4, 1e-5}));
 }
 
 TEST(ConvLinear, DefaultViewMeansNoBias) {

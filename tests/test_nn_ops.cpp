@@ -97,6 +97,68 @@ TEST(BatchNorm, InPlaceForwardMatchesOutOfPlace) {
   EXPECT_EQ(x2.to_vector(), y.to_vector());
 }
 
+// The vectorised loops (AVX2, where the CPU has it) give the scalar loops' bits, forward and backward,
+// on planes whose length is and is not a multiple of 8 (vector body and lane-by-lane tail), with
+// (N, C) inputs (one value per plane), large channel means, and in place.
+TEST(BatchNorm, VectorAndScalarLoopsAgreeBitwise) {
+  if (detail::bn_best_isa() != detail::BnIsa::avx2) GTEST_SKIP() << "this CPU has no AVX2";
+#ifdef __FMA__
+  GTEST_SKIP() << "built with FMA in the baseline (-march): the scalar loops may be contracted";
+#endif
+  for (const Shape& s :
+       {Shape{4, 3, 8, 8}, Shape{3, 5, 7, 5}, Shape{2, 2, 3, 11}, Shape{9, 6}, Shape{5, 4, 1, 1}}) {
+    SCOPED_TRACE(s.str());
+    std::vector<float> xv = random_values(s.numel(), InputKind::normal, 11);
+    for (std::size_t i = 0; i < xv.size(); ++i) xv[i] = xv[i] * 3.0f + (i % 2 ? 1000.0f : 0.0f);
+    const Tensor x = Tensor::from(xv, s),
+                 dy = Tensor::from(random_values(s.numel(), InputKind::normal, 12), s);
+    const std::int64_t c = s[1];
+    const Tensor g = Tensor::from(random_values(c, InputKind::normal, 13), {c});
+    const Tensor b = Tensor::from(random_values(c, InputKind::normal, 14), {c});
+    struct Out {
+      Tensor y, rm, rv, m, is, dx, dg, db;
+    };
+    auto run = [&](detail::BnIsa isa, bool in_place) {
+      Out o{in_place ? x.clone() : Tensor(s),  full({c}, 0.5f), full({c}, 2.0f), Tensor({c}), Tensor({c}),
+            in_place ? dy.clone() : Tensor(s), Tensor({c}),     Tensor({c})};
+      const CView xin = in_place ? CView(o.y) : CView(x);
+      cpu::batch_norm_forward_training(xin, g, b, o.rm, o.rv, 0.1f, 1e-5f, o.y, o.m, o.is, isa);
+      const CView dyin = in_place ? CView(o.dx) : CView(dy);
+      cpu::batch_norm_backward(x, dyin, g, o.m, o.is, o.dx, o.dg, o.db, isa);
+      return o;
+    };
+    const Out a = run(detail::BnIsa::scalar, false), v = run(detail::BnIsa::avx2, false),
+              w = run(detail::BnIsa::avx2, true);
+    for (const Out* o : {&v, &w}) {
+      EXPECT_EQ(o->y.to_vector(), a.y.to_vector());
+      EXPECT_EQ(o->rm.to_vector(), a.rm.to_vector());
+      EXPECT_EQ(o->rv.to_vector(), a.rv.to_vector());
+      EXPECT_EQ(o->m.to_vector(), a.m.to_vector());
+      EXPECT_EQ(o->is.to_vector(), a.is.to_vector());
+      EXPECT_EQ(o->dx.to_vector(), a.dx.to_vector());
+      EXPECT_EQ(o->dg.to_vector(), a.dg.to_vector());
+      EXPECT_EQ(o->db.to_vector(), a.db.to_vector());
+    }
+    // The large mean (1000 in every other value) leaves the variance accurate: the normalised
+    // output has mean beta and standard deviation |gamma| per channel.
+    const auto yv = a.y.to_vector();
+    const auto gv = g.to_vector(), bv = b.to_vector();
+    const std::int64_t hw = s.numel() / (s[0] * c);
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      double sum = 0, sq = 0;
+      for (std::int64_t n = 0; n < s[0]; ++n)
+        for (std::int64_t k = 0; k < hw; ++k) {
+          const double y = yv[static_cast<std::size_t>((n * c + ch) * hw + k)];
+          sum += y;
+          sq += y * y;
+        }
+      const double count = static_cast<double>(s[0] * hw), mean = sum / count;
+      EXPECT_NEAR(mean, bv[static_cast<std::size_t>(ch)], 1e-3);
+      EXPECT_NEAR(std::sqrt(sq / count - mean * mean), std::fabs(gv[static_cast<std::size_t>(ch)]), 2e-3);
+    }
+  }
+}
+
 // All-equal windows: the first position of each window (row-major, padding excluded) wins.
 TEST(MaxPool, TiesGoToTheFirstMaximum) {
   Tensor x = full({1, 1, 3, 3}, 1.0f), y({1, 1, 3, 3}), dy = full({1, 1, 3, 3}, 1.0f), dx({1, 1, 3, 3});
