@@ -107,7 +107,8 @@ inline bool conv_direct_supported(ConvDirectIsa isa) {
 //   gradient).
 // - Forward, many input channels: the GEMM's packing and im2col cost less per multiply-add as the
 //   reduction grows. AVX-512 beats the GEMM up to 128 input channels (1.2x at 28 x 28) and ties at
-//   256 (0.95x); the AVX2 variant, at half the rate, up to 32 (1.16x; 0.95x at 64).
+//   256 (0.95x); the AVX2 variant, at half the rate, up to 64 (with its 4 x 3 tile: 1.03-1.06x
+//   forward and 1.15x input gradient at 64 channels, 0.92x and 1.0x at 128).
 // - Weight gradient: faster than the GEMM at every shape measured, 3 to 256 input channels and 8 x 8
 //   to 64 x 64 pixels (1.0x to 1.8x; AVX2 against the Haswell GEMM 1.0x to 1.5x).
 // - Few output channels: a tile of KB channels is then mostly empty (0.7x for 64 -> 3 at 224 x 224).
@@ -118,7 +119,7 @@ inline constexpr std::int64_t kConvDirectMinOut = 4;
 inline std::int64_t conv_direct_max_in(ConvDirectIsa isa) {
   switch (isa) {
     case ConvDirectIsa::avx512: return 128;
-    case ConvDirectIsa::avx2: return 32;
+    case ConvDirectIsa::avx2: return 64;
     case ConvDirectIsa::generic: break;
   }
   return 0;  // the baseline variant (2.5x slower than AVX2) is never chosen automatically
@@ -163,9 +164,12 @@ template <>
 struct ConvDirectTiling<ConvDirectIsa::generic> {
   static constexpr int KB = 4, NV = 2, lanes = 4, NI = 1;
 };
+// AVX2: 4 x 3 vectors, 12 accumulators + 3 plane loads of the 16 registers; measured 8-15 % faster
+// than 4 x 2 (1 thread, forcing the AVX2 variant, docs/benchmarks.md 2026-11-30); 6 x 2 was as fast
+// at 64 channels and slower elsewhere, 3 x 4 25 % slower.
 template <>
 struct ConvDirectTiling<ConvDirectIsa::avx2> {
-  static constexpr int KB = 4, NV = 2, lanes = 8, NI = 1;
+  static constexpr int KB = 4, NV = 3, lanes = 8, NI = 1;
 };
 template <>
 struct ConvDirectTiling<ConvDirectIsa::avx512> {
